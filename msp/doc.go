@@ -1,0 +1,23 @@
+// Package msp implements the Message Send Protocol: revision 'A' (RFC 1159)
+// and revision 'B' (RFC 1312), over TCP and UDP, normally on port 18.
+//
+// The package has three parts, shaped after net/http and miekg/dns:
+//
+//   - the wire format: [Message], [Parse], [Message.MarshalBinary] and
+//     [Message.AppendBinary], with one exported sentinel error per rule
+//     a message can break;
+//   - [Server]: one server for TCP and UDP that hands each valid message to a
+//     [Handler] and turns the handler's [ResponseWriter.Ack] or
+//     [ResponseWriter.Nack] into the reply each revision and transport owes;
+//   - [Client] and [Conn]: a sender with UDP retransmission and a pipelined
+//     revision 'B' TCP connection.
+//
+// The package knows nothing of users, terminals or clusters; deciding what an
+// acknowledgement means is the handler's job.
+//
+// Strings in [Message] hold raw ISO 8859-1 octets, not UTF-8: RFC 1159 says
+// "Do not strip the eighth bit of the characters". [Latin1ToUTF8] and
+// [UTF8ToLatin1] convert at the edges, and [EqualFold] compares parts the way
+// RFC 1312 asks: "All comparisons of parts (e.g., recipient, cookie, etc.) are
+// case-insensitive."
+package msp

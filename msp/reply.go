@@ -1,0 +1,129 @@
+package msp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+)
+
+// MaxReplyText bounds a reply's explanation so that a whole reply, like a
+// message, stays under 512 octets.
+const MaxReplyText = MaxLen - 2
+
+// Reply errors returned by [ResponseWriter].
+var (
+	// ErrReplied: Ack or Nack was already called for this message.
+	ErrReplied = errors.New("msp: reply already given")
+	// ErrHandlerReturned: Ack or Nack was called after ServeMSP returned.
+	ErrHandlerReturned = errors.New("msp: reply after the handler returned")
+)
+
+// ResponseWriter answers one message. Only the first Ack or Nack counts.
+// What goes on the wire follows the revision and transport:
+//
+//   - 'B' over TCP: "+text\0" or "-text\0".
+//   - 'B' over UDP: "+text\0" only for Ack of a message with a non-empty
+//     RECIPIENT, truncated to the request's size; Nack sends nothing. RFC
+//     1312: "If the message was directed at any user (i.e., the RECIPIENT
+//     part is empty), or if the message could not be delivered for some
+//     reason, no reply is sent."
+//   - 'A' over TCP: nothing; 'A' over UDP: the server has already echoed the
+//     datagram ("an answering datagram is sent back to the client containing
+//     exactly the same data").
+//
+// The text is cleaned before sending: octets other than printable ISO 8859-1
+// are dropped and it is cut to [MaxReplyText] octets. Ack and Nack return nil
+// when nothing is owed.
+type ResponseWriter interface {
+	// Ack reports the message reached a delivery service.
+	Ack(text string) error
+	// Nack reports the message was not delivered.
+	Nack(text string) error
+	// RemoteAddr is the sender's address.
+	RemoteAddr() net.Addr
+	// LocalAddr is the address the message arrived on.
+	LocalAddr() net.Addr
+	// Network is "tcp" or "udp".
+	Network() string
+	// Context is cancelled when the server is closed (not on graceful
+	// Shutdown, which waits for handlers).
+	Context() context.Context
+}
+
+// responseWriter implements ResponseWriter for both transports; send puts the
+// reply on the wire and is nil when the revision and transport owe none.
+type responseWriter struct {
+	ctx     context.Context
+	network string
+	local   net.Addr
+	remote  net.Addr
+	limit   int                 // most octets a reply may have
+	owed    func(ack bool) bool // whether this outcome is answered on the wire
+	send    func([]byte) error
+
+	mu       sync.Mutex // guards the fields below; the handler may reply from any goroutine
+	replied  bool
+	finished bool // ServeMSP returned
+}
+
+func (w *responseWriter) Ack(text string) error  { return w.reply(true, text) }
+func (w *responseWriter) Nack(text string) error { return w.reply(false, text) }
+
+func (w *responseWriter) RemoteAddr() net.Addr     { return w.remote }
+func (w *responseWriter) LocalAddr() net.Addr      { return w.local }
+func (w *responseWriter) Network() string          { return w.network }
+func (w *responseWriter) Context() context.Context { return w.ctx }
+
+func (w *responseWriter) reply(ack bool, text string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.finished:
+		return ErrHandlerReturned
+	case w.replied:
+		return ErrReplied
+	}
+	w.replied = true
+	if w.owed == nil || !w.owed(ack) {
+		return nil
+	}
+	return w.send(formatReply(ack, text, w.limit))
+}
+
+// finish marks the handler as returned; if it gave no reply, it makes a
+// Nack with defaultText for it.
+func (w *responseWriter) finish(defaultText string) {
+	w.reply(false, defaultText)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.finished = true
+}
+
+// formatReply builds "+text\0" or "-text\0" of at most limit octets, keeping
+// only printable ISO 8859-1 in text. limit must be at least 2.
+func formatReply(ack bool, text string, limit int) []byte {
+	limit = min(limit, MaxReplyText+2)
+	b := make([]byte, 1, min(len(text)+2, limit))
+	b[0] = '-'
+	if ack {
+		b[0] = '+'
+	}
+	for i := 0; i < len(text) && len(b) < limit-1; i++ {
+		if allowed(text[i], className) {
+			b = append(b, text[i])
+		}
+	}
+	return append(b, 0)
+}
+
+// fitReply returns a stored reply cut to at most limit octets, still ending
+// in NUL, so a retransmitted request never draws a larger answer.
+func fitReply(reply []byte, limit int) []byte {
+	if len(reply) <= limit {
+		return reply
+	}
+	out := make([]byte, limit)
+	copy(out, reply[:limit-1])
+	return out
+}

@@ -1,0 +1,403 @@
+package msp
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// probe is a message the default recorder acknowledges; the first datagram
+// read after sending it shows whether anything was sent before it.
+const probe = "Bprobe\x00\x00p\x00prober\x00\x00probe-cookie\x00\x00"
+
+const probeReply = "+delivered\x00"
+
+// expectSilence checks that nothing was sent on nc for the datagrams already
+// processed: it sends the probe and requires its reply to be the first
+// datagram to arrive.
+func expectSilence(t *testing.T, nc interface {
+	Write([]byte) (int, error)
+}, read func() []byte) {
+	t.Helper()
+	if _, err := nc.Write([]byte(probe)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); string(got) != probeReply {
+		t.Fatalf("got datagram %q, want silence then the probe's reply", got)
+	}
+}
+
+// TestUDPConformance sends raw datagrams and checks each reply rule of RFC
+// 1159 and RFC 1312 over UDP.
+func TestUDPConformance(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		strip   bool // Server.StripControl
+		require bool // Server.RequireSender
+		reply   func(w ResponseWriter, m *Message)
+		send    string
+		want    string // the answering datagram; "" means none
+		handled int
+	}{
+		{
+			name:    "v2: if the message was addressed to a particular user and was successfully delivered, a positive acknowledgement should be sent",
+			send:    "Bbob\x00\x00hi\x00alice\x00\x00c-1\x00\x00",
+			want:    "+delivered\x00",
+			handled: 1,
+		},
+		{
+			name:    "v2: if the message was directed at any user (RECIPIENT empty), no reply is sent",
+			send:    "B\x00\x00hi\x00alice\x00\x00c-2\x00\x00",
+			handled: 1,
+		},
+		{
+			name:    "v2: if the message could not be delivered for some reason, no reply is sent (never '-' over UDP)",
+			reply:   func(w ResponseWriter, m *Message) { w.Nack("User not online") },
+			send:    "Bbob\x00\x00hi\x00alice\x00\x00c-3\x00\x00",
+			handled: 1,
+		},
+		{
+			name:    "v2: a handler that gives no reply sends nothing",
+			reply:   func(w ResponseWriter, m *Message) {},
+			send:    "Bbob\x00\x00hi\x00alice\x00\x00c-4\x00\x00",
+			handled: 1,
+		},
+		{
+			name: "v2: an invalid message gets no reply (illegal octet)",
+			send: "Bbob\x00\x00\x1b[2J\x00alice\x00\x00c-5\x00\x00",
+		},
+		{
+			name: "v2: an invalid message gets no reply (too few parts)",
+			send: "Bbob\x00\x00hi\x00",
+		},
+		{
+			name: "an unknown revision gets no reply",
+			send: "Zbob\x00\x00hi\x00",
+		},
+		{
+			name: "a datagram of 512 octets or more gets no reply",
+			send: "Bbob\x00\x00" + strings.Repeat("x", 600) + "\x00\x00\x00\x00\x00",
+		},
+		{
+			name:    "v2: RequireSender drops a message without SENDER, silently",
+			require: true,
+			send:    "Bbob\x00\x00hi\x00\x00\x00c-6\x00\x00",
+		},
+		{
+			name:    "v1: an answering datagram is sent back to the client containing exactly the same data",
+			send:    "Abob\x00tty1\x00hello\x00",
+			want:    "Abob\x00tty1\x00hello\x00",
+			handled: 1,
+		},
+		{
+			name:    "v1: the echo does not depend on the handler's answer",
+			reply:   func(w ResponseWriter, m *Message) { w.Nack("no") },
+			send:    "Abob\x00\x00hello\x00",
+			want:    "Abob\x00\x00hello\x00",
+			handled: 1,
+		},
+		{
+			name:    "v1: the echo is of the data received, even when StripControl cleaned the message",
+			strip:   true,
+			send:    "Abob\x00\x00he\x07llo\x00",
+			want:    "Abob\x00\x00he\x07llo\x00",
+			handled: 1,
+		},
+		{
+			name: "v1: an invalid message is not echoed",
+			send: "Abob\x00\x00he\x07llo\x00",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			reply := tt.reply
+			rec := &recorder{}
+			rec.reply = func(w ResponseWriter, m *Message) {
+				if reply != nil && m.Recipient != "probe" {
+					reply(w, m)
+					return
+				}
+				w.Ack("delivered")
+			}
+			s := &Server{Handler: rec, StripControl: tt.strip, RequireSender: tt.require}
+			_, addr := serve(t, s)
+			nc := dialUDP(t, addr)
+			write(t, nc, []byte(tt.send))
+			if tt.want != "" {
+				if got := readDatagram(t, nc); string(got) != tt.want {
+					t.Fatalf("answer %q, want %q", got, tt.want)
+				}
+			}
+			waitFor(t, 5*time.Second, "handler calls", func() bool { return rec.done() >= tt.handled })
+			expectSilence(t, nc, func() []byte { return readDatagram(t, nc) })
+			if got := rec.count() - 1; got != tt.handled {
+				t.Fatalf("handler called %d times (probe aside), want %d", got, tt.handled)
+			}
+			if tt.handled > 0 && rec.networks[0] != "udp" {
+				t.Fatalf("Network() = %q, want udp", rec.networks[0])
+			}
+		})
+	}
+}
+
+// TestUDPNoAmplification checks "a reply is never larger than the request"
+// for requests of several sizes and a handler with a long explanation.
+func TestUDPNoAmplification(t *testing.T) {
+	t.Parallel()
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, m *Message) {
+		w.Ack(strings.Repeat("delivered to every terminal ", 100))
+	})}
+	_, addr := serve(t, s)
+	nc := dialUDP(t, addr)
+	for i, text := range []string{"", "x", "hello", strings.Repeat("y", 40), strings.Repeat("z", 400)} {
+		req := enc(t, &Message{Recipient: "b", Text: text, Cookie: NewCookie()[:12] + string(rune('a'+i))})
+		write(t, nc, req)
+		got := readDatagram(t, nc)
+		if len(got) > len(req) {
+			t.Fatalf("reply of %d octets to a request of %d", len(got), len(req))
+		}
+		want := "+" + strings.Repeat("delivered to every terminal ", 100)[:len(req)-2] + "\x00"
+		if string(got) != want {
+			t.Fatalf("reply %q, want %q", got, want)
+		}
+	}
+}
+
+func TestUDPDuplicates(t *testing.T) {
+	t.Parallel()
+	t.Run("a retransmission is acknowledged again but delivered once", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{reply: func(w ResponseWriter, m *Message) { w.Ack("delivered to " + m.Recipient) }}
+		_, addr := serve(t, &Server{Handler: rec})
+		nc := dialUDP(t, addr)
+		req := []byte("Bbob\x00\x00hi\x00alice\x00\x00cookie-1\x00\x00")
+		for i := range 3 {
+			write(t, nc, req)
+			if got := readDatagram(t, nc); string(got) != "+delivered to bob\x00" {
+				t.Fatalf("answer %d = %q", i, got)
+			}
+		}
+		// The cookie is compared case-insensitively.
+		write(t, nc, []byte("Bbob\x00\x00hi\x00alice\x00\x00COOKIE-1\x00\x00"))
+		if got := readDatagram(t, nc); string(got) != "+delivered to bob\x00" {
+			t.Fatalf("answer to upper-case cookie = %q", got)
+		}
+		if n := rec.count(); n != 1 {
+			t.Fatalf("delivered %d times, want 1", n)
+		}
+	})
+	t.Run("source address, source port and cookie identify a message: another port is another message", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		_, addr := serve(t, &Server{Handler: rec})
+		req := []byte("Bbob\x00\x00hi\x00alice\x00\x00cookie-1\x00\x00")
+		for range 2 {
+			nc := dialUDP(t, addr)
+			write(t, nc, req)
+			if got := readDatagram(t, nc); string(got) != "+delivered\x00" {
+				t.Fatalf("answer %q", got)
+			}
+		}
+		if n := rec.count(); n != 2 {
+			t.Fatalf("delivered %d times, want 2", n)
+		}
+	})
+	t.Run("a duplicate of a message still being handled is dropped", func(t *testing.T) {
+		t.Parallel()
+		release := make(chan struct{})
+		rec := &recorder{reply: func(w ResponseWriter, m *Message) {
+			if m.Recipient != "probe" {
+				<-release
+			}
+			w.Ack("delivered")
+		}}
+		_, addr := serve(t, &Server{Handler: rec})
+		nc := dialUDP(t, addr)
+		req := []byte("Bbob\x00\x00hi\x00alice\x00\x00slow\x00\x00")
+		write(t, nc, req)
+		waitFor(t, 5*time.Second, "first copy in the handler", func() bool { return rec.count() == 1 })
+		write(t, nc, req)
+		write(t, nc, req)
+		// The probe is handled after the duplicates were read, and is
+		// answered first: the duplicates drew nothing.
+		expectSilence(t, nc, func() []byte { return readDatagram(t, nc) })
+		close(release)
+		if got := readDatagram(t, nc); string(got) != "+delivered\x00" {
+			t.Fatalf("answer %q", got)
+		}
+		if n := rec.count(); n != 2 {
+			t.Fatalf("handler called %d times, want 2 (message and probe)", n)
+		}
+	})
+	t.Run("a Nacked message is not delivered again and draws no reply", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{reply: func(w ResponseWriter, m *Message) {
+			if m.Recipient == "probe" {
+				w.Ack("delivered")
+				return
+			}
+			w.Nack("offline")
+		}}
+		_, addr := serve(t, &Server{Handler: rec})
+		nc := dialUDP(t, addr)
+		req := []byte("Bbob\x00\x00hi\x00alice\x00\x00n-1\x00\x00")
+		write(t, nc, req)
+		waitFor(t, 5*time.Second, "handled", func() bool { return rec.done() == 1 })
+		write(t, nc, req)
+		expectSilence(t, nc, func() []byte { return readDatagram(t, nc) })
+		if n := rec.count(); n != 2 {
+			t.Fatalf("handler called %d times, want 2 (message and probe)", n)
+		}
+	})
+	t.Run("v1: a retransmitted datagram is echoed again but delivered once", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		_, addr := serve(t, &Server{Handler: rec})
+		nc := dialUDP(t, addr)
+		req := []byte("Abob\x00\x00hi\x00")
+		for i := range 3 {
+			write(t, nc, req)
+			if got := readDatagram(t, nc); !bytes.Equal(got, req) {
+				t.Fatalf("echo %d = %q", i, got)
+			}
+			waitFor(t, 5*time.Second, "handled", func() bool { return rec.done() == 1 })
+		}
+		if n := rec.count(); n != 1 {
+			t.Fatalf("delivered %d times, want 1", n)
+		}
+	})
+	t.Run("an empty cookie cannot identify a message: each copy is delivered", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		_, addr := serve(t, &Server{Handler: rec})
+		nc := dialUDP(t, addr)
+		for range 2 {
+			write(t, nc, []byte("Bbob\x00\x00hi\x00\x00\x00\x00\x00"))
+			if got := readDatagram(t, nc); string(got) != "+delivered\x00" {
+				t.Fatalf("answer %q", got)
+			}
+		}
+		if n := rec.count(); n != 2 {
+			t.Fatalf("delivered %d times, want 2", n)
+		}
+	})
+	t.Run("DedupWindow < 0 turns the filter off", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{}
+		_, addr := serve(t, &Server{Handler: rec, DedupWindow: -1})
+		nc := dialUDP(t, addr)
+		for range 2 {
+			write(t, nc, []byte("Bbob\x00\x00hi\x00\x00\x00c\x00\x00"))
+			readDatagram(t, nc)
+		}
+		if n := rec.count(); n != 2 {
+			t.Fatalf("delivered %d times, want 2", n)
+		}
+	})
+}
+
+func TestUDPDedupWindowExpires(t *testing.T) {
+	t.Parallel()
+	const window = 200 * time.Millisecond
+	rec := &recorder{}
+	_, addr := serve(t, &Server{Handler: rec, DedupWindow: window})
+	nc := dialUDP(t, addr)
+	req := []byte("Bbob\x00\x00hi\x00\x00\x00win\x00\x00")
+	write(t, nc, req)
+	readDatagram(t, nc)
+	handled := time.Now()
+	// Retransmit until the message is delivered a second time: only after
+	// the window has passed.
+	waitFor(t, 5*time.Second, "second delivery", func() bool {
+		write(t, nc, req)
+		readDatagram(t, nc)
+		return rec.count() == 2
+	})
+	if d := time.Since(handled); d < window {
+		t.Fatalf("delivered again after %v, inside the %v window", d, window)
+	}
+}
+
+func TestUDPDedupMemoryIsBounded(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	s := &Server{Handler: rec, DedupEntries: 3}
+	_, addr := serve(t, s)
+	nc := dialUDP(t, addr)
+	msg := func(cookie string) []byte { return []byte("Bbob\x00\x00hi\x00\x00\x00" + cookie + "\x00\x00") }
+	for _, c := range []string{"c1", "c2", "c3", "c4", "c5"} {
+		write(t, nc, msg(c))
+		readDatagram(t, nc)
+		waitFor(t, 5*time.Second, "entry finished", func() bool { p, _ := s.dedupCounts(); return p == 0 })
+	}
+	if p, f := s.dedupCounts(); p != 0 || f != 3 {
+		t.Fatalf("dedup holds %d pending and %d finished entries, want 0 and 3", p, f)
+	}
+	// c1 was evicted (oldest first), so it is delivered again; c5 is not.
+	write(t, nc, msg("c5"))
+	readDatagram(t, nc)
+	write(t, nc, msg("c1"))
+	readDatagram(t, nc)
+	if n := rec.count(); n != 6 {
+		t.Fatalf("handler called %d times, want 6", n)
+	}
+}
+
+func TestUDPMaxInflight(t *testing.T) {
+	t.Parallel()
+	var inflight, peak atomic.Int32
+	release := make(chan struct{})
+	rec := &recorder{reply: func(w ResponseWriter, m *Message) {
+		n := inflight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		inflight.Add(-1)
+		w.Ack("ok")
+	}}
+	_, addr := serve(t, &Server{Handler: rec, MaxInflight: 2})
+	nc := dialUDP(t, addr)
+	for i := range 5 {
+		write(t, nc, []byte("Bbob\x00\x00hi\x00\x00\x00c"+string(rune('0'+i))+"\x00\x00"))
+	}
+	waitFor(t, 5*time.Second, "two handlers running", func() bool { return inflight.Load() == 2 })
+	if n := rec.count(); n != 2 {
+		t.Fatalf("%d handlers started with MaxInflight 2", n)
+	}
+	close(release)
+	for range 5 {
+		readDatagram(t, nc)
+	}
+	if p := peak.Load(); p != 2 {
+		t.Fatalf("peak concurrency %d, want 2", p)
+	}
+}
+
+func TestUDPShutdownFinishesInFlightReply(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	s := &Server{Handler: g}
+	_, addr := serve(t, s)
+	nc := dialUDP(t, addr)
+	write(t, nc, []byte("Bbob\x00\x00hi\x00\x00\x00c\x00\x00"))
+	<-g.entered
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	waitFor(t, 5*time.Second, "packet conn no longer read", func() bool { return s.shuttingDown() })
+	close(g.release)
+	if got := readDatagram(t, nc); string(got) != "+finished\x00" {
+		t.Fatalf("in-flight reply %q", got)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
