@@ -1,0 +1,311 @@
+package presence
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Config configures a Directory. The zero value plus Name is a valid
+// single-node directory with no gossip.
+type Config struct {
+	// Name is this node's name; it must pass ValidNode.
+	Name string
+	// Logger receives the directory's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Now returns the current time; nil means time.Now. Tests override it.
+	Now func() time.Time
+	// SubscriberBuffer is the event backlog a subscriber may fall behind by
+	// before its subscription is ended with ErrLagged. Zero means 4096.
+	SubscriberBuffer int
+
+	Gossip GossipConfig
+}
+
+// ErrClosed is returned by operations on a closed Directory.
+var ErrClosed = errors.New("presence: directory closed")
+
+// ErrLagged ends a subscription whose reader fell too far behind.
+var ErrLagged = errors.New("presence: subscriber fell behind")
+
+// Directory is the merged presence view of the cluster.
+//
+// Its owner calls Run to start gossip (if configured) and Close to stop it;
+// the memberlist instance and the gossip goroutines belong to the Directory
+// and end before Close returns. Local changes (Upsert, Remove) work before
+// Run and without gossip; those made before Run reach peers when it joins.
+type Directory struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	// mu guards tables, subs and closed. Event sends to subscribers happen
+	// under mu so that every subscriber sees changes in table order.
+	mu     sync.RWMutex
+	tables map[string]*table // node name -> that node's principals
+	subs   map[*Subscription]struct{}
+	closed bool
+
+	g *gossip // nil when Gossip.BindAddr is empty
+
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close; Run returns when it closes
+	wg        sync.WaitGroup
+}
+
+// table is one node's principals. The owner node bumps seq on every change;
+// epoch identifies one boot of that node so a restart with seq back at 0 is
+// still recognised as newer.
+type table struct {
+	epoch   uint64
+	seq     uint64
+	entries map[entryKey]Entry
+}
+
+type entryKey struct{ user, term string } // canonical user, folded term
+
+func keyOf(user, term string) entryKey {
+	return entryKey{CanonicalUser(user), CanonicalUser(term)}
+}
+
+// New validates cfg and builds a Directory. It starts nothing.
+func New(cfg Config) (*Directory, error) {
+	if err := ValidNode(cfg.Name); err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SubscriberBuffer <= 0 {
+		cfg.SubscriberBuffer = 4096
+	}
+	d := &Directory{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		tables: map[string]*table{},
+		subs:   map[*Subscription]struct{}{},
+		done:   make(chan struct{}),
+	}
+	d.tables[cfg.Name] = &table{epoch: uint64(cfg.Now().UnixNano()), entries: map[entryKey]Entry{}}
+	if cfg.Gossip.BindAddr != "" {
+		g, err := newGossip(d, cfg.Gossip)
+		if err != nil {
+			return nil, err
+		}
+		d.g = g
+	}
+	return d, nil
+}
+
+// Name returns this node's name.
+func (d *Directory) Name() string { return d.cfg.Name }
+
+// Run starts gossip (when configured) and blocks until ctx ends or Close is
+// called. Without gossip it just waits. When ctx ends, Run leaves the
+// cluster gracefully before it returns nil. It returns an error if gossip
+// cannot start, or (wrapping ErrNameConflict) if the cluster already has a
+// live node by this node's name. Gossip runs at most once per Directory.
+func (d *Directory) Run(ctx context.Context) error {
+	var fatal <-chan error
+	if d.g != nil {
+		if err := d.g.start(); err != nil {
+			return err
+		}
+		fatal = d.g.fatal
+	}
+	select {
+	case <-ctx.Done():
+		if d.g != nil {
+			if err := d.g.stop(true); err != nil {
+				d.log.Warn("presence: leaving on cancel", "err", err)
+			}
+		}
+	case <-d.done:
+	case err := <-fatal:
+		if serr := d.g.stop(false); serr != nil {
+			d.log.Warn("presence: stopping gossip", "err", serr)
+		}
+		return err
+	}
+	return nil
+}
+
+// Close leaves the cluster gracefully (when gossiping), ends all
+// subscriptions and waits for the directory's goroutines. It is idempotent.
+func (d *Directory) Close() error {
+	var err error
+	d.closeOnce.Do(func() {
+		close(d.done)
+		if d.g != nil {
+			err = d.g.stop(true)
+		}
+		d.wg.Wait()
+		d.mu.Lock()
+		d.closed = true
+		for s := range d.subs {
+			s.end(ErrClosed)
+		}
+		clear(d.subs)
+		d.mu.Unlock()
+	})
+	return err
+}
+
+// Upsert adds or replaces a local principal's terminal. Node is forced to this
+// node's name; User and Aliases are canonicalised.
+func (d *Directory) Upsert(e Entry) error {
+	if err := ValidUser(e.User); err != nil {
+		return err
+	}
+	if err := ValidTerm(e.Term); err != nil {
+		return err
+	}
+	if e.State == Offline {
+		return fmt.Errorf("presence: upsert %s/%s: state offline is not storable, use Remove", e.User, e.Term)
+	}
+	e.Node = d.cfg.Name
+	e.User = CanonicalUser(e.User)
+	if len(e.Aliases) > MaxAliases {
+		return fmt.Errorf("%w: %s has %d aliases, at most %d are allowed", ErrBadUser, e.User, len(e.Aliases), MaxAliases)
+	}
+	if len(e.Aliases) > 0 {
+		al := make([]string, 0, len(e.Aliases))
+		for _, a := range e.Aliases {
+			if err := ValidUser(a); err != nil {
+				return err
+			}
+			al = append(al, CanonicalUser(a))
+		}
+		slices.Sort(al)
+		e.Aliases = slices.Compact(al)
+	}
+	now := d.now()
+	if e.Since.IsZero() {
+		e.Since = now
+	}
+	if e.LastActive.IsZero() {
+		e.LastActive = now
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	t := d.tables[d.cfg.Name]
+	t.seq++
+	t.entries[keyOf(e.User, e.Term)] = e
+	d.emitLocked(Event{Type: EventUpsert, Entry: e})
+	if d.g != nil {
+		d.g.localChanged(t.epoch, t.seq, change{Op: opUpsert, Entry: e})
+	}
+	return nil
+}
+
+// Remove deletes a local principal's terminal; it reports whether it existed.
+func (d *Directory) Remove(user, term string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.tables[d.cfg.Name]
+	k := keyOf(user, term)
+	e, ok := t.entries[k]
+	if !ok || d.closed {
+		return false
+	}
+	delete(t.entries, k)
+	t.seq++
+	e.State = Offline
+	d.emitLocked(Event{Type: EventRemove, Entry: e})
+	if d.g != nil {
+		d.g.localChanged(t.epoch, t.seq, change{Op: opRemove, Entry: e})
+	}
+	return true
+}
+
+// Get returns the local entry for (user, term).
+func (d *Directory) Get(user, term string) (Entry, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	e, ok := d.tables[d.cfg.Name].entries[keyOf(user, term)]
+	return cloneEntry(e), ok
+}
+
+// Lookup returns every entry, on any node, that answers to name (its user name
+// or an alias), most recently active first.
+func (d *Directory) Lookup(name string) []Entry {
+	name = CanonicalUser(name)
+	var out []Entry
+	d.mu.RLock()
+	for _, t := range d.tables {
+		for _, e := range t.entries {
+			if e.Answers(name) {
+				out = append(out, cloneEntry(e))
+			}
+		}
+	}
+	d.mu.RUnlock()
+	sortEntries(out)
+	return out
+}
+
+// ByNode returns the entries held by node, most recently active first.
+func (d *Directory) ByNode(node string) []Entry {
+	var out []Entry
+	d.mu.RLock()
+	if t := d.tables[node]; t != nil {
+		for _, e := range t.entries {
+			out = append(out, cloneEntry(e))
+		}
+	}
+	d.mu.RUnlock()
+	sortEntries(out)
+	return out
+}
+
+// All returns every entry in the directory, ordered by user, node, terminal.
+func (d *Directory) All() []Entry {
+	var out []Entry
+	d.mu.RLock()
+	for _, t := range d.tables {
+		for _, e := range t.entries {
+			out = append(out, cloneEntry(e))
+		}
+	}
+	d.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Entry) int {
+		return cmp.Or(cmp.Compare(a.User, b.User), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Term, b.Term))
+	})
+	return out
+}
+
+// Nodes returns the names of the nodes whose tables the directory holds
+// (this node included), sorted.
+func (d *Directory) Nodes() []string {
+	d.mu.RLock()
+	out := make([]string, 0, len(d.tables))
+	for n := range d.tables {
+		out = append(out, n)
+	}
+	d.mu.RUnlock()
+	slices.Sort(out)
+	return out
+}
+
+func sortEntries(es []Entry) {
+	slices.SortFunc(es, func(a, b Entry) int {
+		return cmp.Or(b.LastActive.Compare(a.LastActive), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Term, b.Term))
+	})
+}
+
+func cloneEntry(e Entry) Entry {
+	e.Aliases = slices.Clone(e.Aliases)
+	return e
+}

@@ -1,0 +1,161 @@
+package presence
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+)
+
+// This file holds the Directory side of gossip: reading this node's table for
+// the wire, and replacing or patching other nodes' tables as gossip decides.
+// The gossip layer checks membership and versions before calling in; these
+// methods only apply, and emit the events that the change implies.
+
+type op uint8
+
+const (
+	opUpsert op = iota + 1
+	opRemove
+)
+
+// change is one edit of a node's table, as broadcast by its owner.
+type change struct {
+	Op    op
+	Entry Entry
+}
+
+// tableInfo reports the version and size of node's table, if held.
+func (d *Directory) tableInfo(node string) (v version, count int, ok bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	t := d.tables[node]
+	if t == nil {
+		return version{}, 0, false
+	}
+	return version{t.epoch, t.seq}, len(t.entries), true
+}
+
+// localDigest summarises this node's own table for its memberlist metadata.
+func (d *Directory) localDigest() digest {
+	v, n, _ := d.tableInfo(d.cfg.Name)
+	return digest{ver: v, count: uint32(min(n, 1<<32-1))}
+}
+
+// snapshot copies tables for the wire: this node's own, plus every remote
+// table when all is set. Entries are ordered so the encoding is stable.
+func (d *Directory) snapshot(all bool) []wireTable {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []wireTable
+	for name, t := range d.tables {
+		if !all && name != d.cfg.Name {
+			continue
+		}
+		wt := wireTable{origin: name, ver: version{t.epoch, t.seq}, entries: make([]Entry, 0, len(t.entries))}
+		for _, e := range t.entries {
+			wt.entries = append(wt.entries, e) // aliases are never mutated in place, sharing is safe
+		}
+		slices.SortFunc(wt.entries, compareKeys)
+		out = append(out, wt)
+	}
+	slices.SortFunc(out, func(a, b wireTable) int { return cmp.Compare(a.origin, b.origin) })
+	return out
+}
+
+// applyRemoteChange applies the change numbered v to origin's table. The
+// caller has checked that v directly follows the held version, or that v
+// starts a new epoch (seq 1), in which case the old table is discarded.
+func (d *Directory) applyRemoteChange(origin string, v version, c change) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || origin == d.cfg.Name {
+		return
+	}
+	t := d.tables[origin]
+	if t == nil || t.epoch != v.epoch {
+		d.replaceLocked(origin, version{v.epoch, v.seq - 1}, nil)
+		t = d.tables[origin]
+	}
+	t.seq = v.seq
+	c.Entry.Node = origin
+	k := keyOf(c.Entry.User, c.Entry.Term)
+	old, had := t.entries[k]
+	switch c.Op {
+	case opUpsert:
+		if had && entriesEqual(&old, &c.Entry) {
+			return
+		}
+		t.entries[k] = c.Entry
+		d.emitLocked(Event{Type: EventUpsert, Entry: cloneEntry(c.Entry)})
+	case opRemove:
+		if !had {
+			return
+		}
+		delete(t.entries, k)
+		old.State = Offline
+		d.emitLocked(Event{Type: EventRemove, Entry: old})
+	}
+}
+
+// replaceRemoteTable installs origin's whole table at version v and emits
+// the difference from what was held: Removes first, then Upserts.
+func (d *Directory) replaceRemoteTable(origin string, v version, entries []Entry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || origin == d.cfg.Name {
+		return
+	}
+	d.replaceLocked(origin, v, entries)
+}
+
+// dropRemoteTable forgets origin's table (the node left or died) and emits a
+// Remove for each of its entries.
+func (d *Directory) dropRemoteTable(origin string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || origin == d.cfg.Name || d.tables[origin] == nil {
+		return
+	}
+	d.replaceLocked(origin, version{}, nil)
+	delete(d.tables, origin)
+}
+
+func (d *Directory) replaceLocked(origin string, v version, entries []Entry) {
+	next := &table{epoch: v.epoch, seq: v.seq, entries: make(map[entryKey]Entry, len(entries))}
+	for _, e := range entries {
+		e.Node = origin
+		next.entries[keyOf(e.User, e.Term)] = e
+	}
+	var prev map[entryKey]Entry
+	if t := d.tables[origin]; t != nil {
+		prev = t.entries
+	}
+	d.tables[origin] = next
+	for _, k := range slices.SortedFunc(maps.Keys(prev), compareEntryKeys) {
+		if _, ok := next.entries[k]; !ok {
+			e := prev[k]
+			e.State = Offline
+			d.emitLocked(Event{Type: EventRemove, Entry: e})
+		}
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(next.entries), compareEntryKeys) {
+		e := next.entries[k]
+		if old, ok := prev[k]; ok && entriesEqual(&old, &e) {
+			continue
+		}
+		d.emitLocked(Event{Type: EventUpsert, Entry: cloneEntry(e)})
+	}
+}
+
+func compareEntryKeys(a, b entryKey) int {
+	return cmp.Or(cmp.Compare(a.user, b.user), cmp.Compare(a.term, b.term))
+}
+
+func compareKeys(a, b Entry) int {
+	return compareEntryKeys(keyOf(a.User, a.Term), keyOf(b.User, b.Term))
+}
+
+func entriesEqual(a, b *Entry) bool {
+	return a.User == b.User && a.Node == b.Node && a.Term == b.Term && a.State == b.State &&
+		slices.Equal(a.Aliases, b.Aliases) && a.Since.Equal(b.Since) && a.LastActive.Equal(b.LastActive)
+}

@@ -1,0 +1,407 @@
+package presence
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Gossip wire format. Every message starts with a version byte and a type
+// byte; integers are unsigned varints unless noted, strings are a varint
+// length and that many octets, times are signed varint Unix nanoseconds
+// (0 for the zero time).
+//
+//	change: origin epoch seq op entry         (op 2 carries only user, term)
+//	pull:   from                              ("send me your table")
+//	table:  origin epoch seq count entry*     (one node's whole table)
+//	state:  ntables table*                    (push-pull: every table held)
+//	entry:  user term state naliases alias* since lastActive
+//
+// Decoding is strict: names must be valid and canonical, counts are bounded
+// by hard caps and by the bytes actually left, duplicate keys and trailing
+// bytes are errors. A peer can therefore make a receiver allocate at most a
+// small multiple of the message it sent, and never make it panic.
+const (
+	wireVersion byte = 1
+
+	msgChange byte = 1
+	msgPull   byte = 2
+	msgTable  byte = 3
+	msgState  byte = 4
+)
+
+// Caps on decoded counts; the byte budget usually binds first.
+const (
+	maxWireTables  = 1 << 14 // nodes in one push-pull state
+	maxWireEntries = 1 << 20 // entries in one node's table
+	minEntryBytes  = 8       // user, term, state, naliases, since, lastActive
+	minTableBytes  = 5       // origin, epoch, seq, count
+	minAliasBytes  = 2
+)
+
+// MaxAliases bounds the aliases one entry may carry, so that every entry a
+// node accepts can also be gossiped to and accepted by its peers.
+const MaxAliases = 32
+
+// ErrMalformed is the error for a gossip message that fails to decode.
+var ErrMalformed = errors.New("presence: malformed gossip message")
+
+// version orders the states of one node's table: a later boot (epoch) wins,
+// then the higher change counter.
+type version struct{ epoch, seq uint64 }
+
+func (v version) less(o version) bool {
+	return v.epoch < o.epoch || v.epoch == o.epoch && v.seq < o.seq
+}
+
+func maxVersion(a, b version) version {
+	if a.less(b) {
+		return b
+	}
+	return a
+}
+
+// wireTable is one node's table as it travels.
+type wireTable struct {
+	origin  string
+	ver     version
+	entries []Entry
+}
+
+// wireMsg is any decoded gossip message; typ says which fields are set.
+type wireMsg struct {
+	typ    byte
+	origin string      // change
+	ver    version     // change
+	change change      // change
+	from   string      // pull
+	tables []wireTable // table (exactly one) and state
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return binary.AppendVarint(b, 0)
+	}
+	return binary.AppendVarint(b, t.UnixNano())
+}
+
+func appendEntry(b []byte, e *Entry) []byte {
+	b = appendString(b, e.User)
+	b = appendString(b, e.Term)
+	b = append(b, byte(e.State))
+	b = binary.AppendUvarint(b, uint64(len(e.Aliases)))
+	for _, a := range e.Aliases {
+		b = appendString(b, a)
+	}
+	b = appendTime(b, e.Since)
+	return appendTime(b, e.LastActive)
+}
+
+func appendTable(b []byte, t *wireTable) []byte {
+	b = appendString(b, t.origin)
+	b = binary.AppendUvarint(b, t.ver.epoch)
+	b = binary.AppendUvarint(b, t.ver.seq)
+	b = binary.AppendUvarint(b, uint64(len(t.entries)))
+	for i := range t.entries {
+		b = appendEntry(b, &t.entries[i])
+	}
+	return b
+}
+
+// encodeChange encodes one change of origin's table at version v.
+func encodeChange(origin string, v version, c change) []byte {
+	b := []byte{wireVersion, msgChange}
+	b = appendString(b, origin)
+	b = binary.AppendUvarint(b, v.epoch)
+	b = binary.AppendUvarint(b, v.seq)
+	b = append(b, byte(c.Op))
+	if c.Op == opRemove {
+		b = appendString(b, c.Entry.User)
+		return appendString(b, c.Entry.Term)
+	}
+	return appendEntry(b, &c.Entry)
+}
+
+// encodePull asks the receiver for its own table, to be sent to node from.
+func encodePull(from string) []byte {
+	return appendString([]byte{wireVersion, msgPull}, from)
+}
+
+// encodeTable encodes one node's whole table.
+func encodeTable(t wireTable) []byte {
+	return appendTable([]byte{wireVersion, msgTable}, &t)
+}
+
+// encodeState encodes every table a node holds, for push-pull.
+func encodeState(ts []wireTable) []byte {
+	b := binary.AppendUvarint([]byte{wireVersion, msgState}, uint64(len(ts)))
+	for i := range ts {
+		b = appendTable(b, &ts[i])
+	}
+	return b
+}
+
+// encodeMessage is the inverse of decodeMessage.
+func encodeMessage(m wireMsg) []byte {
+	switch m.typ {
+	case msgChange:
+		return encodeChange(m.origin, m.ver, m.change)
+	case msgPull:
+		return encodePull(m.from)
+	case msgTable:
+		return encodeTable(m.tables[0])
+	default:
+		return encodeState(m.tables)
+	}
+}
+
+// reader decodes from b, remembering the first error; after an error every
+// read returns a zero value so callers check err once at the end of a step.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) failf(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+	}
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) == 0 {
+		r.failf("truncated")
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.failf("bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.failf("bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) str(what string) string {
+	n := r.uvarint()
+	if r.err != nil {
+		return ""
+	}
+	if n > MaxNameLen || n > uint64(len(r.b)) {
+		r.failf("%s length %d", what, n)
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+// count reads an element count and checks it against a hard cap and against
+// what the remaining bytes could hold at minSize bytes per element.
+func (r *reader) count(what string, limit, minSize int) int {
+	n := r.uvarint()
+	if r.err != nil {
+		return 0
+	}
+	if n > uint64(limit) || n > uint64(len(r.b)/minSize) {
+		r.failf("%s count %d", what, n)
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) time() time.Time {
+	ns := r.varint()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func (r *reader) user(what string) string {
+	u := r.str(what)
+	if r.err != nil {
+		return ""
+	}
+	if err := ValidUser(u); err != nil {
+		r.failf("%s: %v", what, err)
+	} else if CanonicalUser(u) != u {
+		r.failf("%s %q not canonical", what, u)
+	}
+	return u
+}
+
+func (r *reader) term() string {
+	t := r.str("term")
+	if r.err == nil {
+		if err := ValidTerm(t); err != nil {
+			r.failf("%v", err)
+		}
+	}
+	return t
+}
+
+func (r *reader) node(what string) string {
+	n := r.str(what)
+	if r.err == nil {
+		if err := ValidNode(n); err != nil {
+			r.failf("%s: %v", what, err)
+		}
+	}
+	return n
+}
+
+func (r *reader) version() version {
+	return version{epoch: r.uvarint(), seq: r.uvarint()}
+}
+
+// entry decodes an entry held by node.
+func (r *reader) entry(node string) Entry {
+	e := Entry{User: r.user("user"), Node: node, Term: r.term(), State: State(r.byte())}
+	if r.err == nil && (e.State == Offline || e.State > Hidden) {
+		r.failf("state %d", e.State)
+	}
+	if n := r.count("alias", MaxAliases, minAliasBytes); n > 0 {
+		e.Aliases = make([]string, 0, n)
+		for range n {
+			e.Aliases = append(e.Aliases, r.user("alias"))
+		}
+	}
+	e.Since = r.time()
+	e.LastActive = r.time()
+	return e
+}
+
+func (r *reader) table() wireTable {
+	t := wireTable{origin: r.node("origin"), ver: r.version()}
+	n := r.count("entry", maxWireEntries, minEntryBytes)
+	if n == 0 {
+		return t
+	}
+	t.entries = make([]Entry, 0, n)
+	seen := make(map[entryKey]struct{}, n)
+	for range n {
+		e := r.entry(t.origin)
+		if r.err != nil {
+			return t
+		}
+		k := keyOf(e.User, e.Term)
+		if _, dup := seen[k]; dup {
+			r.failf("duplicate entry %s/%s", e.User, e.Term)
+			return t
+		}
+		seen[k] = struct{}{}
+		t.entries = append(t.entries, e)
+	}
+	return t
+}
+
+// decodeMessage decodes and validates one gossip message. The result shares
+// no memory with b.
+func decodeMessage(b []byte) (wireMsg, error) {
+	r := &reader{b: b}
+	if v := r.byte(); r.err == nil && v != wireVersion {
+		r.failf("version %d", v)
+	}
+	m := wireMsg{typ: r.byte()}
+	if r.err != nil {
+		return wireMsg{}, r.err
+	}
+	switch m.typ {
+	case msgChange:
+		m.origin = r.node("origin")
+		m.ver = r.version()
+		if r.err == nil && m.ver.seq == 0 {
+			r.failf("change number 0") // a boot's first change is 1
+		}
+		m.change.Op = op(r.byte())
+		switch {
+		case r.err != nil:
+		case m.change.Op == opUpsert:
+			m.change.Entry = r.entry(m.origin)
+		case m.change.Op == opRemove:
+			m.change.Entry = Entry{User: r.user("user"), Node: m.origin, Term: r.term()}
+		default:
+			r.failf("op %d", m.change.Op)
+		}
+	case msgPull:
+		m.from = r.node("from")
+	case msgTable:
+		m.tables = []wireTable{r.table()}
+	case msgState:
+		n := r.count("table", maxWireTables, minTableBytes)
+		m.tables = make([]wireTable, 0, n)
+		for i := 0; i < n && r.err == nil; i++ {
+			m.tables = append(m.tables, r.table())
+		}
+	default:
+		r.failf("message type %d", m.typ)
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.failf("%d trailing bytes", len(r.b))
+	}
+	if r.err != nil {
+		return wireMsg{}, r.err
+	}
+	return m, nil
+}
+
+// digest summarises a node's own table in its memberlist metadata, so that
+// peers notice missed changes (memberlist relays metadata reliably, unlike
+// user broadcasts). Fixed 21 bytes: version, epoch, seq (big-endian uint64),
+// entry count (big-endian uint32); far below memberlist's 512-byte limit.
+type digest struct {
+	ver   version
+	count uint32
+}
+
+const digestLen = 1 + 8 + 8 + 4
+
+func encodeDigest(d digest) []byte {
+	b := make([]byte, 0, digestLen)
+	b = append(b, wireVersion)
+	b = binary.BigEndian.AppendUint64(b, d.ver.epoch)
+	b = binary.BigEndian.AppendUint64(b, d.ver.seq)
+	return binary.BigEndian.AppendUint32(b, d.count)
+}
+
+func decodeDigest(b []byte) (digest, error) {
+	if len(b) != digestLen || b[0] != wireVersion {
+		return digest{}, fmt.Errorf("%w: node metadata of %d bytes", ErrMalformed, len(b))
+	}
+	return digest{
+		ver:   version{binary.BigEndian.Uint64(b[1:]), binary.BigEndian.Uint64(b[9:])},
+		count: binary.BigEndian.Uint32(b[17:]),
+	}, nil
+}

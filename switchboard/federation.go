@@ -1,0 +1,245 @@
+package switchboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+)
+
+// DeliverSubject is the NATS subject on which node accepts deliveries for its
+// terminals (request-reply). Node names are validated by presence.ValidNode
+// before use, so they never contain '.', '*', '>' or spaces.
+func DeliverSubject(node string) string { return "msp.node." + node + ".deliver" }
+
+// wireDelivery is the JSON body of a deliver request. MSP text is ISO 8859-1
+// octets; JSON strings are UTF-8, so every octet travels as the rune of the
+// same value (latin1ToUTF8) — lossless and readable with `nats sub 'msp.>'`.
+type wireDelivery struct {
+	ID         string       `json:"id"`
+	Recipient  string       `json:"recipient"`
+	RecipTerm  string       `json:"recip_term"`
+	Sender     string       `json:"sender"`
+	SenderTerm string       `json:"sender_term"`
+	Text       string       `json:"text"`
+	Cookie     string       `json:"cookie,omitempty"`
+	Signature  []byte       `json:"signature,omitempty"` // opaque: base64
+	Origin     wireOrigin   `json:"origin"`
+	Time       time.Time    `json:"time"`
+	Targets    []wireTarget `json:"targets"`
+}
+
+type wireOrigin struct {
+	Node      string `json:"node"`
+	Addr      string `json:"addr"`
+	Transport string `json:"transport"`
+	Verified  bool   `json:"verified"`
+}
+
+type wireTarget struct {
+	User string `json:"user"`
+	Term string `json:"term"`
+}
+
+type wireResult struct {
+	User   string `json:"user"`
+	Term   string `json:"term"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+type wireReply struct {
+	Node    string       `json:"node"`
+	Results []wireResult `json:"results"`
+	Error   string       `json:"error,omitempty"`
+}
+
+// maxTargetsPerRequest bounds what one deliver request may ask of a node.
+const maxTargetsPerRequest = 1024
+
+func encodeDelivery(d *Delivery, targets []presence.Entry) ([]byte, error) {
+	w := wireDelivery{
+		ID: d.ID, Recipient: msp.Latin1ToUTF8(d.Recipient), RecipTerm: msp.Latin1ToUTF8(d.RecipTerm),
+		Sender: msp.Latin1ToUTF8(d.Sender), SenderTerm: msp.Latin1ToUTF8(d.SenderTerm),
+		Text: msp.Latin1ToUTF8(d.Text), Cookie: msp.Latin1ToUTF8(d.Cookie), Time: d.Time,
+		Origin: wireOrigin(d.Origin),
+	}
+	if d.Signature != "" {
+		w.Signature = []byte(d.Signature)
+	}
+	for _, e := range targets {
+		w.Targets = append(w.Targets, wireTarget{User: msp.Latin1ToUTF8(e.User), Term: msp.Latin1ToUTF8(e.Term)})
+	}
+	return json.Marshal(&w)
+}
+
+func decodeDelivery(data []byte) (*Delivery, []wireTarget, error) {
+	var w wireDelivery
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, nil, fmt.Errorf("switchboard: decode delivery: %w", err)
+	}
+	if len(w.Targets) == 0 || len(w.Targets) > maxTargetsPerRequest {
+		return nil, nil, fmt.Errorf("switchboard: decode delivery: %d targets", len(w.Targets))
+	}
+	d := &Delivery{ID: w.ID, Signature: string(w.Signature), Time: w.Time, Origin: Origin(w.Origin)}
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{{&d.Recipient, w.Recipient}, {&d.RecipTerm, w.RecipTerm}, {&d.Sender, w.Sender},
+		{&d.SenderTerm, w.SenderTerm}, {&d.Text, w.Text}, {&d.Cookie, w.Cookie}} {
+		v, err := msp.UTF8ToLatin1(f.src)
+		if err != nil {
+			return nil, nil, err
+		}
+		*f.dst = v
+	}
+	for i := range w.Targets {
+		var err error
+		if w.Targets[i].User, err = msp.UTF8ToLatin1(w.Targets[i].User); err != nil {
+			return nil, nil, err
+		}
+		if w.Targets[i].Term, err = msp.UTF8ToLatin1(w.Targets[i].Term); err != nil {
+			return nil, nil, err
+		}
+	}
+	return d, w.Targets, nil
+}
+
+func parseStatus(s string) Status {
+	switch s {
+	case "delivered":
+		return Delivered
+	case "refused":
+		return Refused
+	}
+	return Failed
+}
+
+// federation is the NATS side of a Switchboard: it serves this node's deliver
+// subject and forwards to other nodes'. The Switchboard owns it; Run
+// subscribes and Close unsubscribes.
+type federation struct {
+	sb      *Switchboard
+	nc      *nats.Conn
+	timeout time.Duration
+
+	// mu guards sub.
+	mu  sync.Mutex
+	sub *nats.Subscription
+}
+
+// subscribe starts serving this node's deliver subject. Deliveries are
+// handled serially in the subscription's goroutine (owned by nats.go), which
+// keeps per-sender order; local delivery never blocks, so that is cheap.
+func (f *federation) subscribe() error {
+	sub, err := f.nc.Subscribe(DeliverSubject(f.sb.cfg.Node), f.serve)
+	if err != nil {
+		return fmt.Errorf("switchboard: subscribe %s: %w", DeliverSubject(f.sb.cfg.Node), err)
+	}
+	// A busy node may receive bursts; bound memory, not correctness: a
+	// dropped request times out at the ingress and is reported as failed.
+	if err := sub.SetPendingLimits(65536, 64<<20); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("switchboard: pending limits: %w", err)
+	}
+	if err := f.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("switchboard: flush subscription: %w", err)
+	}
+	f.mu.Lock()
+	f.sub = sub
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *federation) unsubscribe() {
+	f.mu.Lock()
+	sub := f.sub
+	f.sub = nil
+	f.mu.Unlock()
+	if sub != nil {
+		_ = sub.Drain()
+	}
+}
+
+// serve handles one deliver request from another node.
+func (f *federation) serve(m *nats.Msg) {
+	rep := wireReply{Node: f.sb.cfg.Node}
+	d, targets, err := decodeDelivery(m.Data)
+	if err != nil {
+		f.sb.log.Warn("bad deliver request", "err", err, "bytes", len(m.Data))
+		rep.Error = err.Error()
+	} else {
+		for _, t := range targets {
+			r := Result{User: t.User, Node: f.sb.cfg.Node, Term: t.Term, Status: Failed, Reason: ErrTerminalGone.Error()}
+			if l := f.sb.localLine(t.User, t.Term); l != nil {
+				r = l.deliver(d)
+			}
+			rep.Results = append(rep.Results, wireResult{User: msp.Latin1ToUTF8(r.User), Term: msp.Latin1ToUTF8(r.Term), Status: r.Status.String(), Reason: r.Reason})
+		}
+	}
+	b, _ := json.Marshal(&rep)
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(b); err != nil {
+		f.sb.log.Warn("deliver reply failed", "err", err)
+	}
+}
+
+// forward asks node to deliver d to targets and returns one Result per target.
+// Faults (no responders, timeout, a bad reply) become Failed results.
+func (f *federation) forward(ctx context.Context, node string, d *Delivery, targets []presence.Entry) []Result {
+	fail := func(reason string) []Result {
+		out := make([]Result, len(targets))
+		for i, e := range targets {
+			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: reason}
+		}
+		return out
+	}
+	if err := presence.ValidNode(node); err != nil {
+		return fail(ErrBadAddress.Error())
+	}
+	body, err := encodeDelivery(d, targets)
+	if err != nil {
+		return fail(err.Error())
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	msg, err := f.nc.RequestWithContext(ctx, DeliverSubject(node), body)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fail(ErrNodeDown.Error())
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return fail(ErrTimeout.Error())
+	case err != nil:
+		return fail(fmt.Sprintf("%s: %v", ErrNodeDown, err))
+	}
+	var rep wireReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil || rep.Error != "" {
+		return fail(fmt.Sprintf("bad reply from %s: %v%s", node, err, rep.Error))
+	}
+	byKey := make(map[lineKey]wireResult, len(rep.Results))
+	for _, r := range rep.Results {
+		u, _ := msp.UTF8ToLatin1(r.User)
+		t, _ := msp.UTF8ToLatin1(r.Term)
+		byKey[keyFor(u, t)] = r
+	}
+	out := make([]Result, len(targets))
+	for i, e := range targets {
+		r, ok := byKey[keyFor(e.User, e.Term)]
+		if !ok {
+			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: "no result from " + node}
+			continue
+		}
+		out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: parseStatus(r.Status), Reason: r.Reason}
+	}
+	return out
+}

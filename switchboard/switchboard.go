@@ -1,0 +1,482 @@
+package switchboard
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/msprelay/msprelay/presence"
+)
+
+// Config configures a Switchboard.
+type Config struct {
+	// Node is this node's name (the presence directory's name).
+	Node string
+	// Directory is the presence directory; required. The switchboard writes
+	// this node's entries into it as lines sign in, change and sign out.
+	Directory *presence.Directory
+	// Logger receives the switchboard's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// ActivityEvery rate-limits LastActive updates from Touch so that a chatty
+	// user does not turn every keystroke into a gossip broadcast. Zero means 10s.
+	ActivityEvery time.Duration
+	// NATS connects this node to the others. Nil means a single node: entries
+	// of other nodes fail with ErrNodeDown. The caller owns the connection.
+	NATS *nats.Conn
+	// ForwardTimeout bounds one request to another node. Zero means 2s.
+	ForwardTimeout time.Duration
+}
+
+// Errors from sign-in and line operations.
+var (
+	ErrClosed    = errors.New("switchboard: closed")
+	ErrNameTaken = errors.New("name in use by another user")
+	ErrSignedOut = errors.New("switchboard: line signed out")
+)
+
+// Switchboard routes deliveries and keeps the registry of this node's lines.
+type Switchboard struct {
+	cfg Config
+	dir *presence.Directory
+	log *slog.Logger
+
+	fed *federation // nil without NATS
+
+	// mu guards lines and closed.
+	mu     sync.Mutex
+	lines  map[lineKey]*Line
+	closed bool
+}
+
+type lineKey struct{ user, term string } // canonical user, folded term
+
+func keyFor(user, term string) lineKey {
+	return lineKey{presence.CanonicalUser(user), presence.CanonicalUser(term)}
+}
+
+// New validates cfg and builds a Switchboard. It starts nothing.
+func New(cfg Config) (*Switchboard, error) {
+	if cfg.Directory == nil {
+		return nil, errors.New("switchboard: Config.Directory is required")
+	}
+	if cfg.Node == "" {
+		cfg.Node = cfg.Directory.Name()
+	}
+	if cfg.Node != cfg.Directory.Name() {
+		return nil, fmt.Errorf("switchboard: node %q does not match directory %q", cfg.Node, cfg.Directory.Name())
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ActivityEvery <= 0 {
+		cfg.ActivityEvery = 10 * time.Second
+	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = 2 * time.Second
+	}
+	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, lines: map[lineKey]*Line{}}
+	if cfg.NATS != nil {
+		s.fed = &federation{sb: s, nc: cfg.NATS, timeout: cfg.ForwardTimeout}
+	}
+	return s, nil
+}
+
+// Start serves this node's deliver subject when NATS is configured, so that
+// other nodes can reach its lines; Close stops serving. Without NATS it does
+// nothing.
+func (s *Switchboard) Start() error {
+	if s.fed == nil {
+		return nil
+	}
+	return s.fed.subscribe()
+}
+
+// Node returns this node's name.
+func (s *Switchboard) Node() string { return s.cfg.Node }
+
+// Close stops serving other nodes, signs out every line (their terminals are
+// kicked) and refuses further sign-ins. It is idempotent.
+func (s *Switchboard) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	if s.fed != nil {
+		defer s.fed.unsubscribe()
+	}
+	lines := make([]*Line, 0, len(s.lines))
+	for _, l := range s.lines {
+		lines = append(lines, l)
+	}
+	s.mu.Unlock()
+	for _, l := range lines {
+		l.t.Kick("node shutting down")
+		l.SignOut()
+	}
+	return nil
+}
+
+// Line is one signed-in terminal on this node. The session that signed in
+// owns it and must call SignOut when its connection ends; a dropped session
+// thereby ends its presence.
+type Line struct {
+	sb   *Switchboard
+	key  lineKey
+	user string // canonical
+	term string // as given
+	t    Terminal
+
+	// mu guards entry and out.
+	mu      sync.Mutex
+	entry   presence.Entry
+	out     bool
+	touched time.Time // last LastActive published
+}
+
+// SignIn attaches terminal t as user at term in the given state and publishes
+// the presence entry. A previous line with the same (user, term) is kicked and
+// replaced: the newest sign-in wins, as a reconnecting client expects.
+func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal) (*Line, error) {
+	if err := presence.ValidUser(user); err != nil {
+		return nil, fmt.Errorf("switchboard: sign in: %w", err)
+	}
+	if err := presence.ValidTerm(term); err != nil {
+		return nil, fmt.Errorf("switchboard: sign in: %w", err)
+	}
+	if state == presence.Offline {
+		state = presence.Online
+	}
+	k := keyFor(user, term)
+	now := time.Now()
+	l := &Line{sb: s, key: k, user: k.user, term: term, t: t, touched: now,
+		entry: presence.Entry{User: k.user, Term: term, State: state, Since: now, LastActive: now}}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	old := s.lines[k]
+	s.lines[k] = l
+	s.mu.Unlock()
+	if old != nil {
+		old.mu.Lock()
+		old.out = true
+		old.mu.Unlock()
+		old.t.Kick("signed in again elsewhere on this terminal")
+	}
+	if err := s.dir.Upsert(l.entry); err != nil {
+		s.drop(l)
+		return nil, fmt.Errorf("switchboard: sign in %s/%s: %w", user, term, err)
+	}
+	s.log.Info("signed in", "user", k.user, "term", term, "state", state.String())
+	return l, nil
+}
+
+// drop removes l from the registry if it is still the registered line.
+func (s *Switchboard) drop(l *Line) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lines[l.key] != l {
+		return false
+	}
+	delete(s.lines, l.key)
+	return true
+}
+
+// User returns the line's canonical user name.
+func (l *Line) User() string { return l.user }
+
+// Term returns the line's terminal name.
+func (l *Line) Term() string { return l.term }
+
+// Entry returns the line's current presence entry.
+func (l *Line) Entry() presence.Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entry
+	e.Aliases = append([]string(nil), e.Aliases...)
+	e.Node = l.sb.cfg.Node
+	return e
+}
+
+// SetState changes the line's presence state (Busy makes it refuse messages).
+func (l *Line) SetState(st presence.State) error {
+	if st == presence.Offline {
+		return fmt.Errorf("switchboard: set state: %w", presence.ErrBadState)
+	}
+	return l.update(func(e *presence.Entry) error {
+		e.State = st
+		e.LastActive = time.Now()
+		return nil
+	})
+}
+
+// SetAliases replaces the extra names this line answers to. A name that is
+// another user's user name, or another user's alias, anywhere in the cluster
+// is refused with ErrNameTaken.
+func (l *Line) SetAliases(names []string) error {
+	for _, n := range names {
+		if err := presence.ValidUser(n); err != nil {
+			return err
+		}
+		for _, e := range l.sb.dir.Lookup(n) {
+			if e.User != l.user {
+				return fmt.Errorf("%w: %s (held by %s on %s)", ErrNameTaken, presence.CanonicalUser(n), e.User, e.Node)
+			}
+		}
+	}
+	return l.update(func(e *presence.Entry) error {
+		e.Aliases = append([]string(nil), names...)
+		return nil
+	})
+}
+
+// Touch records user activity; it decides which terminal "the right terminal"
+// is. Updates are published at most once per Config.ActivityEvery.
+func (l *Line) Touch() {
+	now := time.Now()
+	l.mu.Lock()
+	due := now.Sub(l.touched) >= l.sb.cfg.ActivityEvery
+	l.mu.Unlock()
+	if !due {
+		return
+	}
+	_ = l.update(func(e *presence.Entry) error {
+		e.LastActive = now
+		return nil
+	})
+}
+
+func (l *Line) update(f func(*presence.Entry) error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.out {
+		return ErrSignedOut
+	}
+	e := l.entry
+	e.Aliases = append([]string(nil), e.Aliases...)
+	if err := f(&e); err != nil {
+		return err
+	}
+	if err := l.sb.dir.Upsert(e); err != nil {
+		return fmt.Errorf("switchboard: update %s/%s: %w", l.user, l.term, err)
+	}
+	l.entry = e
+	l.touched = e.LastActive
+	return nil
+}
+
+// SignOut detaches the line and removes its presence entry. It is idempotent
+// and safe after the line was replaced by a newer sign-in (then it only
+// marks this line out).
+func (l *Line) SignOut() {
+	l.mu.Lock()
+	wasOut := l.out
+	l.out = true
+	l.mu.Unlock()
+	if l.sb.drop(l) {
+		l.sb.dir.Remove(l.user, l.term)
+		l.sb.log.Info("signed out", "user", l.user, "term", l.term)
+	} else if !wasOut {
+		l.sb.log.Debug("stale line signed out", "user", l.user, "term", l.term)
+	}
+}
+
+// deliver hands d to the line's terminal, applying the busy rule first.
+func (l *Line) deliver(d *Delivery) Result {
+	l.mu.Lock()
+	st, out := l.entry.State, l.out
+	l.mu.Unlock()
+	r := Result{User: l.user, Node: l.sb.cfg.Node, Term: l.term}
+	switch {
+	case out:
+		r.Status, r.Reason = Failed, ErrTerminalGone.Error()
+	case st == presence.Busy:
+		r.Status, r.Reason = Refused, ErrBusy.Error()
+	default:
+		r.Status = Delivered
+		if err := l.t.Deliver(d); err != nil {
+			r.Status, r.Reason = classify(err), err.Error()
+		}
+	}
+	return r
+}
+
+func classify(err error) Status {
+	if errors.Is(err, ErrBlocked) || errors.Is(err, ErrBusy) {
+		return Refused
+	}
+	return Failed
+}
+
+// localLine finds this node's line for (user, term).
+func (s *Switchboard) localLine(user, term string) *Line {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lines[keyFor(user, term)]
+}
+
+// SplitAddress splits an MSP recipient "user@node" into its parts; a
+// recipient without '@' has node "".
+func SplitAddress(recipient string) (user, node string) {
+	if i := strings.LastIndexByte(recipient, '@'); i >= 0 {
+		return recipient[:i], recipient[i+1:]
+	}
+	return recipient, ""
+}
+
+// Send routes d to its target terminals and returns the folded outcome. It
+// never returns without an Outcome: faults become Failed results.
+func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
+	o := &Outcome{Recipient: d.Recipient}
+	targets, err := s.selectTargets(d)
+	if err != nil {
+		o.Err = err
+		return o
+	}
+	user, _ := SplitAddress(d.Recipient)
+	if user != "" && d.RecipTerm == "" {
+		// "The right terminal": candidates come most suitable first; a
+		// terminal that fails (its node died, its session vanished) hands the
+		// message to the next one, a refusal (busy, blocked) is final.
+		for _, e := range targets {
+			r := s.deliverTo(ctx, e.Node, d, []presence.Entry{e})[0]
+			if r.Status != Failed {
+				o.Results = append([]Result{r}, o.Results...)
+				o.fallback = len(o.Results) > 1
+				return o
+			}
+			o.Results = append(o.Results, r)
+		}
+		return o
+	}
+	byNode := map[string][]presence.Entry{}
+	var order []string
+	for _, e := range targets {
+		if _, seen := byNode[e.Node]; !seen {
+			order = append(order, e.Node)
+		}
+		byNode[e.Node] = append(byNode[e.Node], e)
+	}
+	results := make([][]Result, len(order))
+	var wg sync.WaitGroup
+	for i, node := range order {
+		if node == s.cfg.Node || s.fed == nil {
+			results[i] = s.deliverTo(ctx, node, d, byNode[node])
+			continue
+		}
+		wg.Go(func() { results[i] = s.deliverTo(ctx, node, d, byNode[node]) })
+	}
+	wg.Wait()
+	for _, rs := range results {
+		o.Results = append(o.Results, rs...)
+	}
+	return o
+}
+
+// deliverTo delivers d to targets, all on node: directly when node is this
+// one, over NATS otherwise.
+func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, targets []presence.Entry) []Result {
+	if node != s.cfg.Node {
+		if s.fed == nil {
+			out := make([]Result, len(targets))
+			for i, e := range targets {
+				out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: ErrNodeDown.Error()}
+			}
+			return out
+		}
+		return s.fed.forward(ctx, node, d, targets)
+	}
+	out := make([]Result, len(targets))
+	for i, e := range targets {
+		if l := s.localLine(e.User, e.Term); l != nil {
+			out[i] = l.deliver(d)
+		} else {
+			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: ErrTerminalGone.Error()}
+		}
+	}
+	return out
+}
+
+// selectTargets applies the RFC 1312 RECIPIENT / RECIP-TERM rules to the
+// presence directory.
+func (s *Switchboard) selectTargets(d *Delivery) ([]presence.Entry, error) {
+	user, node := SplitAddress(d.Recipient)
+	if node != "" {
+		if err := presence.ValidNode(node); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
+		}
+	}
+	term := d.RecipTerm
+	if user == "" {
+		// "If the RECIPIENT part is empty, the message may be delivered to any
+		// user of the destination system": the ingress node, unless pinned.
+		if node == "" {
+			node = s.cfg.Node
+		}
+		all := s.dir.ByNode(node)
+		switch term {
+		case "":
+			// Both empty: the console.
+			return pick(all, func(e *presence.Entry) bool { return strings.EqualFold(e.Term, "console") }, ErrNoConsole)
+		case "*":
+			return pick(all, func(*presence.Entry) bool { return true }, ErrNoSuchUser)
+		default:
+			return pick(all, func(e *presence.Entry) bool { return strings.EqualFold(e.Term, term) }, ErrNoTerminal)
+		}
+	}
+	if err := presence.ValidUser(user); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	entries := s.dir.Lookup(user) // most recently active first
+	if node != "" {
+		entries, _ = pick(entries, func(e *presence.Entry) bool { return e.Node == node }, nil)
+	}
+	if len(entries) == 0 {
+		return nil, ErrNoSuchUser
+	}
+	switch term {
+	case "*":
+		return entries, nil
+	case "":
+		// "The right terminal": the most recently active one that accepts
+		// messages, then the others in that order; busy terminals come last,
+		// so if every terminal is busy the most recent one refuses.
+		slices.SortStableFunc(entries, func(a, b presence.Entry) int {
+			return cmp.Compare(b2i(a.State == presence.Busy), b2i(b.State == presence.Busy))
+		})
+		return entries, nil
+	default:
+		return pick(entries, func(e *presence.Entry) bool { return strings.EqualFold(e.Term, term) }, ErrNoTerminal)
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func pick(es []presence.Entry, keep func(*presence.Entry) bool, none error) ([]presence.Entry, error) {
+	var out []presence.Entry
+	for i := range es {
+		if keep(&es[i]) {
+			out = append(out, es[i])
+		}
+	}
+	if len(out) == 0 && none != nil {
+		return nil, none
+	}
+	return out, nil
+}

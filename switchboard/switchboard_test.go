@@ -1,0 +1,230 @@
+package switchboard_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// inbox is a Terminal that records what it is handed. It stands in for a
+// session at the switchboard's interface boundary; the session package's own
+// tests cover real sessions end to end.
+type inbox struct {
+	name   string
+	refuse error
+	mu     sync.Mutex
+	got    []string
+	kicked string
+}
+
+func (t *inbox) Deliver(d *switchboard.Delivery) error {
+	if t.refuse != nil {
+		return t.refuse
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.got = append(t.got, d.Text)
+	return nil
+}
+
+func (t *inbox) Kick(reason string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.kicked = reason
+}
+
+func (t *inbox) texts() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.got)
+}
+
+func newBoard(t *testing.T, node string) (*switchboard.Switchboard, *presence.Directory) {
+	t.Helper()
+	dir, err := presence.New(presence.Config{Name: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := switchboard.New(switchboard.Config{Directory: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close(); dir.Close() })
+	return sb, dir
+}
+
+type signin struct {
+	user, term string
+	state      presence.State
+	refuse     error
+	aliases    []string
+}
+
+// setup signs lines in one at a time with increasing activity, so the last
+// one listed is the most recently active.
+func setup(t *testing.T, sb *switchboard.Switchboard, ins []signin) map[string]*inbox {
+	t.Helper()
+	boxes := map[string]*inbox{}
+	for _, in := range ins {
+		box := &inbox{name: in.user + "/" + in.term, refuse: in.refuse}
+		st := in.state
+		if st == presence.Offline {
+			st = presence.Online
+		}
+		l, err := sb.SignIn(in.user, in.term, st, box)
+		if err != nil {
+			t.Fatalf("sign in %s/%s: %v", in.user, in.term, err)
+		}
+		if len(in.aliases) > 0 {
+			if err := l.SetAliases(in.aliases); err != nil {
+				t.Fatal(err)
+			}
+		}
+		boxes[box.name] = box
+		time.Sleep(2 * time.Millisecond) // distinct LastActive stamps, not synchronisation
+	}
+	return boxes
+}
+
+func TestAddressingRules(t *testing.T) {
+	t.Parallel()
+	std := []signin{
+		{user: "alice", term: "pts/1"},
+		{user: "alice", term: "pts/2"},
+		{user: "bob", term: "tty1"},
+		{user: "op", term: "console"},
+	}
+	cases := []struct {
+		name       string // the rule
+		ins        []signin
+		recip      string
+		term       string
+		wantOK     bool
+		wantGot    []string // boxes that received the message
+		wantInText string   // part of the summary
+	}{
+		{"RECIP-TERM names a terminal: that terminal", std, "alice", "pts/1", true, []string{"alice/pts/1"}, "delivered to alice at pts/1"},
+		{"comparisons of parts are case-insensitive", std, "ALICE", "PTS/1", true, []string{"alice/pts/1"}, "delivered"},
+		{"RECIP-TERM * means all terminals of the user", std, "alice", "*", true, []string{"alice/pts/1", "alice/pts/2"}, "2 of 2"},
+		{"empty RECIP-TERM means the right terminal: most recently active", std, "alice", "", true, []string{"alice/pts/2"}, "pts/2"},
+		{"empty RECIPIENT with a terminal: any user on that terminal", std, "", "tty1", true, []string{"bob/tty1"}, "delivered"},
+		{"empty RECIPIENT and * means all terminals of the system", std, "", "*", true, []string{"alice/pts/1", "alice/pts/2", "bob/tty1", "op/console"}, "4 of 4"},
+		{"both empty: the console", std, "", "", true, []string{"op/console"}, "console"},
+		{"no console session refuses", std[:3], "", "", false, nil, "no console"},
+		{"user not present refuses", std, "carol", "", false, nil, "carol: not signed in"},
+		{"named terminal not present refuses", std, "alice", "pts/9", false, nil, "no such terminal"},
+		{"user@node pins this node", std, "alice@n1", "pts/1", true, []string{"alice/pts/1"}, "delivered"},
+		{"user@node on another node finds nothing", std, "alice@n2", "pts/1", false, nil, "not signed in"},
+		{"bad node name in address refused", std, "alice@a.b", "", false, nil, "bad address"},
+		{"busy terminal refuses", []signin{{user: "alice", term: "pts/1", state: presence.Busy}}, "alice", "pts/1", false, nil, "busy"},
+		{"busy most recent terminal is skipped for the right terminal", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: presence.Busy}}, "alice", "", true, []string{"alice/pts/1"}, "pts/1"},
+		{"all busy: the most recent refuses", []signin{{user: "alice", term: "pts/1", state: presence.Busy}, {user: "alice", term: "pts/2", state: presence.Busy}}, "alice", "", false, nil, "pts/2 on n1: busy"},
+		{"blocked sender refused", []signin{{user: "alice", term: "pts/1", refuse: fmt.Errorf("%w: bob", switchboard.ErrBlocked)}}, "alice", "pts/1", false, nil, "blocked"},
+		{"alias name reaches the session holding it", []signin{{user: "alice", term: "pts/1", aliases: []string{"helpdesk"}}}, "HelpDesk", "", true, []string{"alice/pts/1"}, "delivered to alice"},
+		{"hidden users still receive", []signin{{user: "alice", term: "pts/1", state: presence.Hidden}}, "alice", "", true, []string{"alice/pts/1"}, "delivered"},
+		{"star with one busy terminal: partial delivery is still +", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: presence.Busy}}, "alice", "*", true, []string{"alice/pts/1"}, "not: pts/2@n1 busy"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sb, _ := newBoard(t, "n1")
+			boxes := setup(t, sb, tc.ins)
+			o := sb.Send(context.Background(), &switchboard.Delivery{Recipient: tc.recip, RecipTerm: tc.term, Sender: "bob", Text: "hi"})
+			if o.Delivered() != tc.wantOK {
+				t.Fatalf("Delivered() = %v, want %v (%s)", o.Delivered(), tc.wantOK, o.Summary())
+			}
+			if !strings.Contains(o.Summary(), tc.wantInText) {
+				t.Errorf("Summary() = %q, want it to contain %q", o.Summary(), tc.wantInText)
+			}
+			var got []string
+			for name, b := range boxes {
+				if len(b.texts()) > 0 {
+					got = append(got, name)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.wantGot) {
+				t.Errorf("received by %v, want %v", got, tc.wantGot)
+			}
+		})
+	}
+}
+
+func TestSignInAgainKicksOldLine(t *testing.T) {
+	t.Parallel()
+	sb, dir := newBoard(t, "n1")
+	old := &inbox{}
+	l1, err := sb.SignIn("alice", "pts/1", presence.Online, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := &inbox{}
+	if _, err := sb.SignIn("Alice", "pts/1", presence.Away, nw); err != nil {
+		t.Fatal(err)
+	}
+	if old.kicked == "" {
+		t.Fatal("old line not kicked")
+	}
+	l1.SignOut() // the old session closing must not remove the new line's presence
+	es := dir.Lookup("alice")
+	if len(es) != 1 || es[0].State != presence.Away {
+		t.Fatalf("after old sign-out lookup = %+v, want one away entry", es)
+	}
+	o := sb.Send(context.Background(), &switchboard.Delivery{Recipient: "alice", RecipTerm: "pts/1", Text: "x"})
+	if !o.Delivered() || len(nw.texts()) != 1 || len(old.texts()) != 0 {
+		t.Fatalf("delivery went to wrong line: %s new=%v old=%v", o.Summary(), nw.texts(), old.texts())
+	}
+}
+
+func TestSignOutEndsPresence(t *testing.T) {
+	t.Parallel()
+	sb, dir := newBoard(t, "n1")
+	l, err := sb.SignIn("alice", "pts/1", presence.Online, &inbox{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SignOut()
+	l.SignOut() // idempotent
+	if es := dir.Lookup("alice"); len(es) != 0 {
+		t.Fatalf("lookup after sign-out = %+v", es)
+	}
+	if err := l.SetState(presence.Busy); !errors.Is(err, switchboard.ErrSignedOut) {
+		t.Fatalf("SetState after sign-out = %v", err)
+	}
+}
+
+func TestAliasTakenByAnotherUser(t *testing.T) {
+	t.Parallel()
+	sb, _ := newBoard(t, "n1")
+	if _, err := sb.SignIn("bob", "tty1", presence.Online, &inbox{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := sb.SignIn("alice", "pts/1", presence.Online, &inbox{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetAliases([]string{"BOB"}); !errors.Is(err, switchboard.ErrNameTaken) {
+		t.Fatalf("alias of another user's name: err = %v, want ErrNameTaken", err)
+	}
+	if err := l.SetAliases([]string{"helpdesk"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMessageIDStableAcrossRetransmission(t *testing.T) {
+	t.Parallel()
+	a := switchboard.MessageID("Bob", "tty1", "C1", "127.0.0.1:5000")
+	b := switchboard.MessageID("bob", "TTY1", "c1", "127.0.0.1:5000")
+	c := switchboard.MessageID("bob", "tty1", "c2", "127.0.0.1:5000")
+	if a != b || a == c || len(a) != 24 {
+		t.Fatalf("ids: %q %q %q", a, b, c)
+	}
+}
