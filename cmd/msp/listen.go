@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/session"
+)
+
+// sessionFlags are the flags every session command shares.
+type sessionFlags struct {
+	addr, user, secretFile string
+	timeout                time.Duration
+}
+
+func addSessionFlags(fs interface {
+	StringVar(*string, string, string, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}, sf *sessionFlags, e env) {
+	fs.StringVar(&sf.addr, "session", e.getenv("MSPRELAY_SESSION_ADDR"), "node session address: host:port or unix:/path (default: the local node's socket)")
+	fs.StringVar(&sf.user, "user", loginName(e), "user to sign in as (root may claim any name on the local socket)")
+	fs.StringVar(&sf.secretFile, "secret-file", e.getenv("MSPRELAY_SECRET_FILE"), "file holding this user's session secret (TCP sessions with --session-auth secret)")
+	fs.DurationVar(&sf.timeout, "timeout", 10*time.Second, "bound on connecting and each command")
+}
+
+// connect dials the first reachable session listener and signs in.
+func (sf *sessionFlags) connect(ctx context.Context, term string, state presence.State) (*session.Client, *session.SignedIn, error) {
+	var opts []session.SignInOption
+	if sf.secretFile != "" {
+		b, err := os.ReadFile(sf.secretFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("secret: %w", err)
+		}
+		opts = append(opts, session.WithSecret(strings.TrimSpace(string(b))))
+	}
+	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
+	defer cancel()
+	var errs []error
+	for _, a := range sessionAddrs(sf.addr) {
+		c, err := session.Dial(cctx, a)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		si, err := c.SignIn(cctx, sf.user, term, state, opts...)
+		if err != nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("sign in as %s at %s: %w", sf.user, a, err)
+		}
+		return c, si, nil
+	}
+	return nil, nil, fmt.Errorf("no node to talk to (is msprelay-node running?): %w", errors.Join(errs...))
+}
+
+func cmdListen(ctx context.Context, args []string, e env) int {
+	fs := newFlags("listen", "[flags]\n\nSigns in and prints each message (and watched users' presence) as it arrives.", e)
+	var sf sessionFlags
+	addSessionFlags(fs, &sf, e)
+	defTerm := ttyName()
+	if defTerm == "" {
+		defTerm = fmt.Sprintf("listen-%d", os.Getpid())
+	}
+	term := fs.String("term", defTerm, "terminal name to sign in at")
+	stateName := fs.String("state", "online", "presence state: online, busy, away, idle, hidden (or NLN, BSY, AWY, IDL, HDN)")
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	watch := fs.String("watch", "", "comma-separated users whose presence to report")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return fail(e, exitUsage, "listen takes no arguments (got %q)", fs.Arg(0))
+	}
+	state, err := presence.ParseState(*stateName)
+	if err != nil {
+		return fail(e, exitUsage, "--state: %v", err)
+	}
+	c, si, err := sf.connect(ctx, *term, state)
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	defer c.Close()
+	out := &printer{w: e.stdout, json: *asJSON}
+	for _, u := range strings.Split(*watch, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, sf.timeout)
+		initial, err := c.Watch(cctx, u)
+		cancel()
+		if err != nil {
+			return fail(e, exitUsage, "watch %s: %v", u, err)
+		}
+		for _, ev := range initial {
+			out.event(ev)
+		}
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stderr, "msp: listening as %s at %s on %s (%s); Ctrl-C to stop\n", si.User, si.Term, si.Node, si.State)
+	}
+	return listenLoop(ctx, c, out, sf.timeout, e)
+}
+
+// listenLoop prints pushes until ctx ends (sign out, exit 0) or the server
+// ends the session (exit 1 with its reason).
+func listenLoop(ctx context.Context, c *session.Client, out *printer, timeout time.Duration, e env) int {
+	ping := time.NewTicker(30 * time.Second)
+	defer ping.Stop()
+	msgs, events := c.Messages(), c.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			if err := c.SignOut(sctx); err != nil {
+				return fail(e, exitNack, "sign out: %v", err)
+			}
+			return exitOK
+		case m, ok := <-msgs:
+			if !ok {
+				return fail(e, exitNack, "session ended: %v", c.Err())
+			}
+			if err := out.message(m); err != nil {
+				return fail(e, exitUsage, "writing output: %v", err)
+			}
+		case ev, ok := <-events:
+			if !ok {
+				events = nil // messages channel reports the end
+				continue
+			}
+			out.event(ev)
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(ctx, timeout)
+			iv, err := c.Ping(pctx)
+			cancel()
+			if err == nil && iv > 0 && iv/2 < 30*time.Second {
+				ping.Reset(iv / 2)
+			}
+		}
+	}
+}
+
+// printer writes messages and presence events as text or JSON lines.
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+type jsonMessage struct {
+	Type       string    `json:"type"`
+	ID         string    `json:"id"`
+	Sender     string    `json:"sender"`
+	SenderTerm string    `json:"sender_term"`
+	Recipient  string    `json:"recipient"`
+	RecipTerm  string    `json:"recip_term"`
+	Text       string    `json:"text"`
+	OriginNode string    `json:"origin_node"`
+	OriginAddr string    `json:"origin_addr"`
+	Transport  string    `json:"transport"`
+	Verified   bool      `json:"verified"`
+	Time       time.Time `json:"time"`
+}
+
+type jsonEvent struct {
+	Type  string `json:"type"` // "presence"
+	Event string `json:"event"`
+	User  string `json:"user"`
+	Node  string `json:"node"`
+	Term  string `json:"term"`
+	State string `json:"state"`
+}
+
+func (p *printer) message(m *session.Message) error {
+	text := msp.Latin1ToUTF8(strings.ReplaceAll(m.Text, "\r\n", "\n"))
+	if p.json {
+		return json.NewEncoder(p.w).Encode(jsonMessage{Type: "message", ID: m.ID,
+			Sender: msp.Latin1ToUTF8(m.Sender), SenderTerm: msp.Latin1ToUTF8(m.SenderTerm),
+			Recipient: msp.Latin1ToUTF8(m.Recipient), RecipTerm: msp.Latin1ToUTF8(m.RecipTerm),
+			Text: text, OriginNode: m.OriginNode, OriginAddr: m.OriginAddr, Transport: m.Transport,
+			Verified: m.Verified, Time: m.Time})
+	}
+	from := orDefault(msp.Latin1ToUTF8(m.Sender), "(no sender)")
+	if m.SenderTerm != "" {
+		from += " on " + msp.Latin1ToUTF8(m.SenderTerm)
+	}
+	verified := ""
+	if !m.Verified {
+		verified = ", unverified"
+	}
+	_, err := fmt.Fprintf(p.w, "\nMessage from %s via %s (%s %s%s) at %s:\n%s\n", from, m.OriginNode,
+		m.Transport, m.OriginAddr, verified, m.Time.Local().Format("15:04:05"), strings.TrimRight(text, "\n"))
+	return err
+}
+
+func (p *printer) event(ev session.PresenceEvent) {
+	kind := "online"
+	switch {
+	case ev.Initial:
+		kind = "initial"
+	case ev.State == presence.Offline:
+		kind = "offline"
+	}
+	if p.json {
+		_ = json.NewEncoder(p.w).Encode(jsonEvent{Type: "presence", Event: kind, User: msp.Latin1ToUTF8(ev.User),
+			Node: ev.Node, Term: msp.Latin1ToUTF8(ev.Term), State: ev.State.String()})
+		return
+	}
+	fmt.Fprintf(p.w, "* %s at %s on %s is %s\n", msp.Latin1ToUTF8(ev.User), msp.Latin1ToUTF8(ev.Term), ev.Node, ev.State)
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/msprelay/msprelay/msp"
+)
+
+func cmdSend(ctx context.Context, args []string, e env) int {
+	fs := newFlags("send", "[flags] RECIPIENT [MESSAGE...]\n\nRECIPIENT is user, user@node, or '' for any user of the node; MESSAGE is read from stdin when absent.", e)
+	server := fs.String("server", envOr(e, "MSPRELAY_SERVER", "localhost:18"), "MSP server host:port (env MSPRELAY_SERVER)")
+	udp := fs.Bool("udp", false, "send over UDP (retransmits with the same cookie; no reply means not delivered)")
+	v1 := fs.Bool("v1", false, "send an RFC 1159 version 'A' message (no sender, no cookie, no reply over TCP)")
+	term := fs.String("term", "", "recipient terminal: empty = the most recently active one, * = all")
+	from := fs.String("from", loginName(e), "sender user name")
+	fromTerm := fs.String("from-term", ttyName(), "sender terminal")
+	cookie := fs.String("cookie", "", "cookie (default: generated; at most 32 octets)")
+	sig := fs.String("signature", "", "signature token")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	quiet := fs.Bool("q", false, "do not print the server's '+' explanation")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	recipient := fs.Arg(0)
+	var text string
+	if fs.NArg() > 1 {
+		text = strings.Join(fs.Args()[1:], " ")
+	} else {
+		b, err := io.ReadAll(io.LimitReader(e.stdin, msp.MaxLen+1))
+		if err != nil {
+			return fail(e, exitUsage, "reading message from stdin: %v", err)
+		}
+		text = strings.TrimRight(string(b), "\n")
+	}
+	m := &msp.Message{Version: msp.Version2, Recipient: recipient, RecipTerm: *term, Text: text,
+		Sender: *from, SenderTerm: *fromTerm, Cookie: *cookie, Signature: *sig}
+	if *v1 {
+		m = &msp.Message{Version: msp.Version1, Recipient: recipient, RecipTerm: *term, Text: text}
+	}
+	for _, p := range []*string{&m.Recipient, &m.RecipTerm, &m.Text, &m.Sender, &m.SenderTerm, &m.Cookie} {
+		v, err := toLatin1(*p)
+		if err != nil {
+			return fail(e, exitUsage, "%v", err)
+		}
+		*p = v
+	}
+	if m.Version == msp.Version2 && m.Cookie == "" {
+		m.Cookie = msp.NewCookie()
+	}
+	if err := m.Validate(); err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	c := &msp.Client{Network: "tcp", Timeout: *timeout}
+	if *udp {
+		c.Network = "udp"
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	r, err := c.Send(ctx, *server, m)
+	switch {
+	case errors.Is(err, msp.ErrNoReply), *udp && errors.Is(err, context.DeadlineExceeded):
+		return fail(e, exitNack, "no acknowledgement from %s over UDP: not delivered (or every reply was lost)", *server)
+	case err != nil:
+		return fail(e, exitUsage, "%v", err)
+	case r.None:
+		return exitOK // v1 over TCP: nothing is owed back
+	case !r.OK:
+		return fail(e, exitNack, "%s", orDefault(msp.Latin1ToUTF8(r.Text), "refused"))
+	}
+	if !*quiet && r.Text != "" {
+		fmt.Fprintln(e.stdout, msp.Latin1ToUTF8(r.Text))
+	}
+	return exitOK
+}
+
+// toLatin1 converts command-line text to ISO 8859-1. Valid UTF-8 (what a
+// terminal produces) is converted and refused if Latin-1 cannot hold it;
+// anything else is taken to be Latin-1 octets already.
+func toLatin1(s string) (string, error) {
+	if !utf8.ValidString(s) {
+		return s, nil
+	}
+	v, err := msp.UTF8ToLatin1(s)
+	if err != nil {
+		return "", fmt.Errorf("%q: %w", s, err)
+	}
+	return v, nil
+}
+
+func envOr(e env, key, def string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

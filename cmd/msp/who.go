@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/session"
+)
+
+type whoJSON struct {
+	User       string    `json:"user"`
+	Node       string    `json:"node"`
+	Term       string    `json:"term"`
+	State      string    `json:"state"`
+	Aliases    []string  `json:"aliases"`
+	Since      time.Time `json:"since"`
+	LastActive time.Time `json:"last_active"`
+}
+
+func cmdWho(ctx context.Context, args []string, e env) int {
+	fs := newFlags("who", "[flags] [USER]\n\nLists where USER (or everyone) is signed in: node, terminal, state.", e)
+	var sf sessionFlags
+	addSessionFlags(fs, &sf, e)
+	asJSON := fs.Bool("json", false, "print a JSON array")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 1 {
+		return fail(e, exitUsage, "who takes at most one USER")
+	}
+	name, err := toLatin1(fs.Arg(0))
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	c, _, err := sf.connect(ctx, session.NoTerminal, presence.Offline)
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
+	defer cancel()
+	es, err := c.Who(cctx, name)
+	if err != nil {
+		return fail(e, exitUsage, "who: %v", err)
+	}
+	if *asJSON {
+		out := make([]whoJSON, 0, len(es))
+		for _, w := range es {
+			aliases := make([]string, 0, len(w.Aliases))
+			for _, a := range w.Aliases {
+				aliases = append(aliases, msp.Latin1ToUTF8(a))
+			}
+			out = append(out, whoJSON{User: msp.Latin1ToUTF8(w.User), Node: w.Node, Term: msp.Latin1ToUTF8(w.Term),
+				State: w.State.String(), Aliases: aliases, Since: w.Since, LastActive: w.LastActive})
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return fail(e, exitUsage, "writing output: %v", err)
+		}
+		return exitOK
+	}
+	if len(es) == 0 {
+		if name != "" {
+			fmt.Fprintf(e.stdout, "%s is not signed in\n", fs.Arg(0))
+		}
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tNODE\tTERM\tSTATE\tSINCE\tIDLE")
+	now := time.Now()
+	for _, w := range es {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", msp.Latin1ToUTF8(w.User), w.Node, msp.Latin1ToUTF8(w.Term), w.State,
+			w.Since.Local().Format("Jan 02 15:04"), now.Sub(w.LastActive).Truncate(time.Second))
+	}
+	tw.Flush()
+	return exitOK
+}

@@ -1,0 +1,109 @@
+// Command node runs one msprelay node: MSP on port 18 (TCP and UDP), session
+// listeners for local clients, presence gossip and NATS federation.
+//
+// Every flag can also be set through the environment as MSPRELAY_<FLAG>, with
+// dashes as underscores (MSPRELAY_SESSION_SOCKET=/run/x.sock); a flag given on
+// the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/msprelay/msprelay/internal/cliflags"
+	"github.com/msprelay/msprelay/node"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	cfg := node.DefaultConfig()
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: node [flags]\n\nRuns an msprelay node. Flags (env MSPRELAY_<FLAG> also works):\n")
+		fs.PrintDefaults()
+	}
+	var join, natsURLs, logLevel, logFormat string
+	var showVersion bool
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "node name in the cluster (letters, digits, - and _)")
+	fs.StringVar(&cfg.MSPAddr, "msp", cfg.MSPAddr, "MSP listen address, TCP and UDP")
+	fs.StringVar(&cfg.SessionAddr, "session", "", "TCP session listener address (off unless given)")
+	fs.StringVar(&cfg.SessionSocket, "session-socket", cfg.SessionSocket, "Unix session socket path (peer credentials authenticate); empty disables")
+	fs.StringVar(&cfg.SessionAuth, "session-auth", cfg.SessionAuth, "TCP session auth: trust (believe the claimed name; trusted networks only) or secret")
+	fs.StringVar(&cfg.SessionSecrets, "session-secrets", "", "file of 'user secret' lines for --session-auth secret")
+	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle", cfg.SessionIdleTimeout, "close sessions silent for this long (clients ping)")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (embedded NATS/JetStream store)")
+	fs.StringVar(&cfg.GossipAddr, "gossip", "", "memberlist gossip bind address (e.g. :7946); off unless given or --join is set")
+	fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", "", "gossip address peers should use, if not the bind address")
+	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of seed nodes")
+	fs.StringVar(&cfg.GossipProfile, "gossip-profile", cfg.GossipProfile, "gossip timing profile: lan, wan or local")
+	fs.StringVar(&cfg.GossipKeyFile, "gossip-key", "", "file holding the gossip encryption key (16, 24 or 32 bytes, raw or base64)")
+	fs.StringVar(&natsURLs, "nats", "", "comma-separated NATS relay URLs; empty runs an embedded nats-server")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "expose the embedded nats-server on this client address for other nodes")
+	fs.StringVar(&cfg.NATSUser, "nats-user", "", "NATS user")
+	fs.StringVar(&cfg.NATSPassword, "nats-password", "", "NATS password (prefer env MSPRELAY_NATS_PASSWORD)")
+	fs.StringVar(&cfg.NATSToken, "nats-token", "", "NATS token (prefer env MSPRELAY_NATS_TOKEN)")
+	fs.DurationVar(&cfg.MSPIdleTimeout, "idle-timeout", cfg.MSPIdleTimeout, "close MSP TCP connections idle this long")
+	fs.IntVar(&cfg.MSPMaxConns, "max-conns", cfg.MSPMaxConns, "maximum concurrent MSP TCP connections")
+	fs.DurationVar(&cfg.DedupWindow, "dedup-window", cfg.DedupWindow, "how long a UDP (address, port, cookie) is remembered")
+	fs.DurationVar(&cfg.DeliverTimeout, "deliver-timeout", cfg.DeliverTimeout, "bound on one delivery, including other nodes")
+	fs.BoolVar(&cfg.StripControl, "strip-control", false, "strip forbidden control octets instead of rejecting the message")
+	fs.BoolVar(&cfg.RequireSender, "require-sender", false, "reject MSP messages with an empty SENDER")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+
+	if err := cliflags.FromEnv(fs, "MSPRELAY_", os.LookupEnv); err != nil {
+		fmt.Fprintf(stderr, "node: %v\n", err)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "node: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if showVersion {
+		fmt.Fprintln(stderr, "msprelay node", version)
+		return 0
+	}
+	cfg.Join = cliflags.SplitList(join)
+	cfg.NATSURLs = cliflags.SplitList(natsURLs)
+	if len(cfg.Join) > 0 && cfg.GossipAddr == "" {
+		cfg.GossipAddr = ":7946"
+	}
+	logger, err := cliflags.NewLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "node: %v\n", err)
+		return 2
+	}
+	cfg.Logger = logger
+	n, err := node.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "node: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := n.Run(ctx); err != nil {
+		logger.Error("node failed", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,188 @@
+// Package node wires one msprelay node together: the MSP server on port 18,
+// the session listeners, the presence directory, the switchboard and the NATS
+// connection (an embedded nats-server by default, or external relays).
+//
+// A Node owns every component it builds: Start binds and starts them, Run
+// blocks until its context ends, Close stops them in reverse order and waits.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/session"
+)
+
+// Session authentication modes for the TCP session listener.
+const (
+	AuthTrust  = "trust"  // believe the claimed name: trusted networks and tests only
+	AuthSecret = "secret" // per-user shared secrets, challenge-response
+)
+
+// Config is everything a node needs. DefaultConfig fills the defaults.
+type Config struct {
+	// Name is the node's name in the cluster (letters, digits, '-', '_').
+	Name string
+	// Logger receives all logs; nil means slog.Default().
+	Logger *slog.Logger
+
+	// MSPAddr is the MSP listen address, TCP and UDP on one port (":18").
+	// Empty disables MSP (useful only in tests).
+	MSPAddr string
+	// MSPIdleTimeout closes TCP connections idle between messages.
+	MSPIdleTimeout time.Duration
+	// MSPReadTimeout bounds how long one message may take to arrive.
+	MSPReadTimeout time.Duration
+	// MSPMaxConns caps concurrent TCP connections (idle ones are evicted first).
+	MSPMaxConns int
+	// DedupWindow is how long a UDP (address, port, cookie) is remembered.
+	DedupWindow time.Duration
+	// StripControl strips forbidden octets from messages instead of rejecting them.
+	StripControl bool
+	// RequireSender rejects messages with an empty SENDER.
+	RequireSender bool
+	// DeliverTimeout bounds one delivery, including forwarding to other nodes.
+	DeliverTimeout time.Duration
+
+	// SessionSocket is the Unix socket for local session clients ("" = off).
+	// Peer credentials authenticate them.
+	SessionSocket string
+	// SessionAddr is the TCP session listener ("" = off).
+	SessionAddr string
+	// SessionAuth is AuthTrust or AuthSecret for SessionAddr.
+	SessionAuth string
+	// SessionSecrets is the "user secret" file for AuthSecret.
+	SessionSecrets string
+	// SessionIdleTimeout ends sessions that send nothing (not even PNG).
+	SessionIdleTimeout time.Duration
+
+	// DataDir holds the embedded NATS/JetStream store.
+	DataDir string
+
+	// GossipAddr is the memberlist bind address ("" = single node, no gossip).
+	GossipAddr string
+	// GossipAdvertise is the address peers should use, if not GossipAddr.
+	GossipAdvertise string
+	// Join lists seed nodes' gossip addresses.
+	Join []string
+	// GossipProfile is "lan", "wan" or "local".
+	GossipProfile string
+	// GossipKeyFile holds the AES key (16, 24 or 32 bytes, raw or base64).
+	GossipKeyFile string
+
+	// NATSURLs are external relays; empty means run an embedded nats-server.
+	NATSURLs []string
+	// NATSListen exposes the embedded nats-server on a client port so that
+	// other nodes can use it as their relay ("" = in-process only).
+	NATSListen string
+	// NATSCreds: user/password or token for external relays or NATSListen.
+	NATSUser, NATSPassword, NATSToken string
+}
+
+// DefaultConfig returns the defaults for a node named after this host.
+func DefaultConfig() Config {
+	return Config{
+		Name:               DefaultName(),
+		MSPAddr:            ":18",
+		MSPIdleTimeout:     5 * time.Minute,
+		MSPReadTimeout:     30 * time.Second,
+		MSPMaxConns:        10000,
+		DedupWindow:        5 * time.Minute,
+		DeliverTimeout:     3 * time.Second,
+		SessionSocket:      session.DefaultSocketPath(),
+		SessionAuth:        AuthSecret,
+		SessionIdleTimeout: 3 * time.Minute,
+		DataDir:            DefaultDataDir(),
+		GossipProfile:      "lan",
+	}
+}
+
+// DefaultName is the host name up to its first dot, with characters that
+// node names may not hold replaced by '-'.
+func DefaultName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "node"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	b := []byte(h)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > presence.MaxNameLen {
+		b = b[:presence.MaxNameLen]
+	}
+	return string(b)
+}
+
+// DefaultDataDir is /var/lib/msprelay for root, else the user's state dir.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/msprelay"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "msprelay")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "msprelay")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("msprelay-%d", os.Geteuid()), "data")
+}
+
+// ErrConfig marks a configuration New refuses.
+var ErrConfig = errors.New("node: bad config")
+
+func (c *Config) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+	}
+	if err := presence.ValidNode(c.Name); err != nil {
+		return bad("--name: %v", err)
+	}
+	for flag, a := range map[string]string{"--msp": c.MSPAddr, "--session": c.SessionAddr, "--gossip": c.GossipAddr, "--nats-listen": c.NATSListen} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return bad("%s %q: %v", flag, a, err)
+		}
+	}
+	if c.SessionAddr != "" {
+		switch c.SessionAuth {
+		case AuthTrust:
+		case AuthSecret:
+			if c.SessionSecrets == "" {
+				return bad("--session-auth secret needs --session-secrets FILE")
+			}
+		default:
+			return bad("--session-auth %q: want %s or %s", c.SessionAuth, AuthTrust, AuthSecret)
+		}
+	}
+	switch c.GossipProfile {
+	case "", "lan", "wan", "local":
+	default:
+		return bad("--gossip-profile %q: want lan, wan or local", c.GossipProfile)
+	}
+	if len(c.Join) > 0 && c.GossipAddr == "" {
+		return bad("--join needs --gossip ADDR")
+	}
+	if len(c.NATSURLs) > 0 && c.NATSListen != "" {
+		return bad("--nats-listen exposes the embedded server; it cannot be combined with --nats URLS")
+	}
+	if len(c.NATSURLs) == 0 && c.DataDir == "" {
+		return bad("--data DIR is required for the embedded NATS store")
+	}
+	if c.DeliverTimeout <= 0 {
+		c.DeliverTimeout = 3 * time.Second
+	}
+	return nil
+}

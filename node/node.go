@@ -1,0 +1,464 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// Node is one msprelay node.
+//
+// Start builds and starts every component and binds every listener; Run
+// blocks until its context ends and then closes the node; Close stops the
+// components in reverse order (MSP first, so in-flight replies finish while
+// delivery still works; NATS last) and waits for every goroutine the node
+// started. Close is idempotent.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	// Set by Start, read-only after it returns.
+	broker *broker.Broker // nil with external relays
+	nc     *nats.Conn
+	dir    *presence.Directory
+	sb     *switchboard.Switchboard
+	sess   *session.Server
+	mspSrv *msp.Server
+	addrs  Addrs
+
+	fatal     chan error      // first fatal component error (cap 1)
+	runCtx    context.Context // cancelled by Close; parent of component Run calls
+	cancelRun context.CancelFunc
+	wg        sync.WaitGroup // component goroutines started by Start
+
+	// mu guards started and closed.
+	mu      sync.Mutex
+	started bool
+	closed  bool
+}
+
+// Addrs are the addresses a started node is bound to.
+type Addrs struct {
+	MSP           string // host:port, TCP and UDP
+	Session       string // TCP session listener, "" when off
+	SessionSocket string // Unix session socket path, "" when off
+	Gossip        string // memberlist address, "" when not gossiping
+	NATS          string // client URL of the embedded server when exposed
+}
+
+// New validates cfg. It starts nothing.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), fatal: make(chan error, 1)}, nil
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Addrs returns the bound addresses; valid after Start.
+func (n *Node) Addrs() Addrs { return n.addrs }
+
+// Directory returns the presence directory; valid after Start.
+func (n *Node) Directory() *presence.Directory { return n.dir }
+
+// Switchboard returns the switchboard; valid after Start.
+func (n *Node) Switchboard() *switchboard.Switchboard { return n.sb }
+
+// Run starts the node, serves until ctx ends or a component fails, then
+// closes it.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return n.Close()
+	case err := <-n.fatal:
+		return errors.Join(err, n.Close())
+	}
+}
+
+// Start brings the node up: NATS, presence (joining the cluster), the
+// switchboard, the session listeners and finally MSP, so that nothing is
+// accepted before it can be delivered. On error everything already started
+// is stopped again.
+func (n *Node) Start(ctx context.Context) (err error) {
+	n.mu.Lock()
+	if n.started || n.closed {
+		n.mu.Unlock()
+		return errors.New("node: Start called twice or after Close")
+	}
+	n.started = true
+	n.mu.Unlock()
+	n.runCtx, n.cancelRun = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if err := n.startNATS(); err != nil {
+		return err
+	}
+	if err := n.startPresence(ctx); err != nil {
+		return err
+	}
+	if err := n.startSwitchboard(); err != nil {
+		return err
+	}
+	if err := n.startSessions(); err != nil {
+		return err
+	}
+	if err := n.startMSP(); err != nil {
+		return err
+	}
+	n.log.Info("node ready", "msp", n.addrs.MSP, "session", n.addrs.Session, "session_socket", n.addrs.SessionSocket,
+		"gossip", n.addrs.Gossip, "nats", n.natsDescription())
+	return nil
+}
+
+func (n *Node) natsDescription() string {
+	if n.broker == nil {
+		return strings.Join(n.cfg.NATSURLs, ",")
+	}
+	if n.addrs.NATS != "" {
+		return "embedded " + n.addrs.NATS
+	}
+	return "embedded (in-process)"
+}
+
+func (n *Node) startNATS() error {
+	auth := []nats.Option{}
+	switch {
+	case n.cfg.NATSToken != "":
+		auth = append(auth, nats.Token(n.cfg.NATSToken))
+	case n.cfg.NATSUser != "":
+		auth = append(auth, nats.UserInfo(n.cfg.NATSUser, n.cfg.NATSPassword))
+	}
+	if len(n.cfg.NATSURLs) > 0 {
+		nc, err := broker.Dial(n.cfg.NATSURLs, "msprelay-node-"+n.cfg.Name, n.log.With("component", "nats"), auth...)
+		if err != nil {
+			return fmt.Errorf("node: connect to relays: %w", err)
+		}
+		n.nc = nc
+		return nil
+	}
+	store := filepath.Join(n.cfg.DataDir, "nats")
+	if err := os.MkdirAll(store, 0o750); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	b, err := broker.New(broker.Config{
+		Name:      n.cfg.Name,
+		Logger:    embeddedNATSLogger(n.log),
+		JetStream: true,
+		DataDir:   store,
+		Listen:    n.cfg.NATSListen,
+		User:      n.cfg.NATSUser,
+		Password:  n.cfg.NATSPassword,
+		Token:     n.cfg.NATSToken,
+	})
+	if err != nil {
+		return fmt.Errorf("node: embedded nats: %w", err)
+	}
+	n.broker = b
+	if err := b.Start(); err != nil {
+		return fmt.Errorf("node: embedded nats: %w", err)
+	}
+	n.addrs.NATS = b.ClientURL()
+	nc, err := b.Connect()
+	if err != nil {
+		return fmt.Errorf("node: embedded nats: %w", err)
+	}
+	n.nc = nc
+	return nil
+}
+
+func (n *Node) startPresence(ctx context.Context) error {
+	g := presence.GossipConfig{
+		BindAddr:      n.cfg.GossipAddr,
+		AdvertiseAddr: n.cfg.GossipAdvertise,
+		Join:          n.cfg.Join,
+		Profile:       n.cfg.GossipProfile,
+	}
+	if n.cfg.GossipKeyFile != "" {
+		key, err := readKey(n.cfg.GossipKeyFile)
+		if err != nil {
+			return err
+		}
+		g.SecretKey = key
+	}
+	dir, err := presence.New(presence.Config{Name: n.cfg.Name, Logger: n.log.With("component", "presence"), Gossip: g})
+	if err != nil {
+		return fmt.Errorf("node: presence: %w", err)
+	}
+	n.dir = dir
+	// Directory.Run joins the cluster and then blocks. A failure to start
+	// gossip or a name conflict found later ends it with an error, which must
+	// bring the whole node down rather than leave it half in the cluster.
+	errc := make(chan error, 1)
+	n.wg.Go(func() {
+		if err := dir.Run(n.runCtx); err != nil {
+			errc <- err
+			n.fail(fmt.Errorf("node: presence: %w", err))
+		}
+	})
+	if n.cfg.GossipAddr == "" {
+		return nil
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(15 * time.Second)
+	for n.addrs.Gossip = dir.GossipAddr(); n.addrs.Gossip == ""; n.addrs.Gossip = dir.GossipAddr() {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("node: presence: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return errors.New("node: presence: gossip did not start within 15s")
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// fail records the first fatal error of a running component; Run returns it.
+func (n *Node) fail(err error) {
+	n.log.Error("component failed", "err", err)
+	select {
+	case n.fatal <- err:
+	default:
+	}
+}
+
+// readKey reads a gossip key file: raw 16/24/32 bytes or their base64.
+func readKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: gossip key: %w", err)
+	}
+	if s := strings.TrimSpace(string(b)); len(s) != len(b) || len(b) > 32 {
+		if k, err := base64.StdEncoding.DecodeString(s); err == nil {
+			return k, nil
+		}
+	}
+	switch len(b) {
+	case 16, 24, 32:
+		return b, nil
+	}
+	return nil, fmt.Errorf("node: gossip key %s: want 16, 24 or 32 bytes (raw or base64), got %d bytes", path, len(b))
+}
+
+func (n *Node) startSwitchboard() error {
+	sb, err := switchboard.New(switchboard.Config{
+		Node:           n.cfg.Name,
+		Directory:      n.dir,
+		Logger:         n.log.With("component", "switchboard"),
+		NATS:           n.nc,
+		ForwardTimeout: n.cfg.DeliverTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.sb = sb
+	if err := sb.Start(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) startSessions() error {
+	if n.cfg.SessionSocket == "" && n.cfg.SessionAddr == "" {
+		return nil
+	}
+	srv, err := session.New(session.Config{
+		Node:        n.cfg.Name,
+		Switchboard: n.sb,
+		Directory:   n.dir,
+		Logger:      n.log.With("component", "session"),
+		IdleTimeout: n.cfg.SessionIdleTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("node: sessions: %w", err)
+	}
+	n.sess = srv
+	if p := n.cfg.SessionSocket; p != "" {
+		l, err := listenUnix(p)
+		if err != nil {
+			return err
+		}
+		n.addrs.SessionSocket = p
+		n.serve("session socket", func() error { return srv.Serve(l, session.PeerCred{}) })
+	}
+	if a := n.cfg.SessionAddr; a != "" {
+		var auth session.Authenticator = session.Trust{}
+		if n.cfg.SessionAuth == AuthSecret {
+			secrets, err := session.LoadSecrets(n.cfg.SessionSecrets)
+			if err != nil {
+				return fmt.Errorf("node: %w", err)
+			}
+			auth = session.NewSecretAuth(secrets)
+		}
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("node: session listener: %w", err)
+		}
+		n.addrs.Session = l.Addr().String()
+		n.serve("session tcp", func() error { return srv.Serve(l, auth) })
+	}
+	return nil
+}
+
+// listenUnix binds the session socket, replacing a stale socket file left by
+// a crashed node but refusing to steal one a live node still answers on.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("node: session socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("node: session socket %s: another node is listening on it", path)
+	}
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("node: session socket: %w", err)
+	}
+	// Anyone may connect: the peer's uid, not the file mode, decides who
+	// they may claim to be.
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("node: session socket: %w", err)
+	}
+	return l, nil
+}
+
+func (n *Node) startMSP() error {
+	if n.cfg.MSPAddr == "" {
+		return nil
+	}
+	l, pc, err := msp.Listen(n.cfg.MSPAddr)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.mspSrv = &msp.Server{
+		Handler:       msp.HandlerFunc(n.serveMSP),
+		Logger:        n.log.With("component", "msp"),
+		ReadTimeout:   n.cfg.MSPReadTimeout,
+		IdleTimeout:   n.cfg.MSPIdleTimeout,
+		MaxConns:      n.cfg.MSPMaxConns,
+		DedupWindow:   n.cfg.DedupWindow,
+		StripControl:  n.cfg.StripControl,
+		RequireSender: n.cfg.RequireSender,
+	}
+	n.addrs.MSP = l.Addr().String()
+	n.serve("msp tcp", func() error { return n.mspSrv.Serve(l) })
+	n.serve("msp udp", func() error { return n.mspSrv.ServePacket(pc) })
+	return nil
+}
+
+// serve runs a blocking Serve call in a goroutine the node owns; its
+// ErrServerClosed at shutdown is expected.
+func (n *Node) serve(what string, f func() error) {
+	n.wg.Go(func() {
+		if err := f(); err != nil && !errors.Is(err, msp.ErrServerClosed) && !errors.Is(err, session.ErrServerClosed) {
+			n.log.Error("listener stopped", "listener", what, "err", err)
+		}
+	})
+}
+
+// serveMSP turns one MSP message into a delivery and answers with the outcome.
+func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
+	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
+	defer cancel()
+	src := w.RemoteAddr().String()
+	d := &switchboard.Delivery{
+		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, src),
+		Recipient:  m.Recipient,
+		RecipTerm:  m.RecipTerm,
+		Sender:     m.Sender,
+		SenderTerm: m.SenderTerm,
+		Text:       m.Text,
+		Cookie:     m.Cookie,
+		Signature:  m.Signature,
+		Origin:     switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network()},
+		Time:       time.Now(),
+	}
+	o := n.sb.Send(ctx, d)
+	if o.Delivered() {
+		_ = w.Ack(o.Summary())
+		return
+	}
+	_ = w.Nack(o.Summary())
+}
+
+// Close shuts the node down: MSP stops accepting and finishes in-flight
+// replies, sessions are told OUT SSD and closed, the node leaves the gossip
+// cluster, and NATS closes last. It is idempotent.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	if n.mspSrv != nil {
+		if err := n.mspSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("msp shutdown: %w", err))
+		}
+	}
+	if n.sess != nil {
+		if err := n.sess.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("session shutdown: %w", err))
+		}
+	}
+	if n.sb != nil {
+		n.sb.Close()
+	}
+	if n.dir != nil {
+		if err := n.dir.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("presence close: %w", err))
+		}
+	}
+	if n.cancelRun != nil {
+		n.cancelRun()
+	}
+	n.wg.Wait()
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	if n.broker != nil {
+		if err := n.broker.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("nats close: %w", err))
+		}
+	}
+	if p := n.addrs.SessionSocket; p != "" {
+		_ = os.Remove(p)
+	}
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}

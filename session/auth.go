@@ -1,0 +1,212 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"github.com/msprelay/msprelay/presence"
+)
+
+// ErrAuthFailed is wrapped by every authentication refusal.
+var ErrAuthFailed = errors.New("session: authentication failed")
+
+// AuthRequest is one sign-in attempt handed to an Authenticator.
+type AuthRequest struct {
+	// Conn is the client's connection; peer-credential schemes inspect it.
+	// The authenticator must not read, write or close it.
+	Conn net.Conn
+	// User and Term are the claimed names exactly as sent (not folded).
+	User, Term string
+	// Challenge sends nonce to the client (CHL) and returns its answer (QRY).
+	// It may be called at most once.
+	Challenge func(nonce string) (response string, err error)
+}
+
+// Identity is what an Authenticator established.
+type Identity struct {
+	// Method names the scheme: "peercred", "secret" or "trust".
+	Method string
+	// Verified means the user name was proved, not just claimed; it becomes
+	// Origin.Verified on messages the session sends.
+	Verified bool
+}
+
+// Authenticator decides whether a connection may sign in as a user. The
+// server calls it from the session's reader goroutine; implementations must
+// be safe for concurrent use.
+type Authenticator interface {
+	Authenticate(ctx context.Context, req *AuthRequest) (Identity, error)
+}
+
+// Trust believes the claimed name. It is for trusted networks and tests
+// only: the identity is not verified, and messages sent by such sessions
+// carry Verified=false.
+type Trust struct{}
+
+// Authenticate accepts every claim, unverified.
+func (Trust) Authenticate(context.Context, *AuthRequest) (Identity, error) {
+	return Identity{Method: "trust"}, nil
+}
+
+// Secrets maps users to shared secrets. It is immutable once built.
+type Secrets struct {
+	m map[string]string // canonical user -> secret
+}
+
+// ParseSecrets reads "user secret" lines. Blank lines and lines starting
+// with '#' are skipped; the secret is the rest of the line after the user
+// name and its following spaces, with trailing spaces removed.
+func ParseSecrets(r io.Reader) (*Secrets, error) {
+	s := &Secrets{m: map[string]string{}}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		user, secret := l, ""
+		if i := strings.IndexAny(l, " \t"); i >= 0 {
+			user, secret = l[:i], strings.TrimSpace(l[i+1:])
+		}
+		if err := presence.ValidUser(user); err != nil {
+			return nil, fmt.Errorf("session: secrets line %d: %w", n, err)
+		}
+		if secret == "" {
+			return nil, fmt.Errorf("session: secrets line %d: user %s has no secret", n, user)
+		}
+		k := presence.CanonicalUser(user)
+		if _, dup := s.m[k]; dup {
+			return nil, fmt.Errorf("session: secrets line %d: user %s listed twice", n, user)
+		}
+		s.m[k] = secret
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("session: reading secrets: %w", err)
+	}
+	return s, nil
+}
+
+// LoadSecrets reads a secrets file (see ParseSecrets). Like an SSH private
+// key, the file must not be readable or writable by group or others.
+func LoadSecrets(path string) (*Secrets, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("session: secrets: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("session: secrets: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("session: secrets file %s has mode %#o; it must not be accessible to group or others (chmod 600)", path, perm)
+	}
+	s, err := ParseSecrets(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w (file %s)", err, path)
+	}
+	return s, nil
+}
+
+// Len returns the number of users with a secret.
+func (s *Secrets) Len() int { return len(s.m) }
+
+func (s *Secrets) lookup(user string) (string, bool) {
+	v, ok := s.m[presence.CanonicalUser(user)]
+	return v, ok
+}
+
+// ChallengeResponse computes a client's answer to a CHL nonce: the hex
+// HMAC-SHA256, keyed with the user's secret, of nonce "|" user "|" term, with
+// user and term exactly as sent in USR. The secret never crosses the wire.
+func ChallengeResponse(secret, nonce, user, term string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	io.WriteString(m, nonce+"|"+user+"|"+term)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// SecretAuth authenticates network clients by challenge-response over
+// per-user shared secrets. Sessions it admits are Verified.
+type SecretAuth struct {
+	secrets atomic.Pointer[Secrets]
+}
+
+// NewSecretAuth returns a SecretAuth using s.
+func NewSecretAuth(s *Secrets) *SecretAuth {
+	a := &SecretAuth{}
+	a.SetSecrets(s)
+	return a
+}
+
+// SetSecrets replaces the secrets, e.g. after the file was edited; sessions
+// already signed in stay.
+func (a *SecretAuth) SetSecrets(s *Secrets) {
+	if s == nil {
+		s = &Secrets{}
+	}
+	a.secrets.Store(s)
+}
+
+// Authenticate challenges the client. A user without a secret is challenged
+// too, so that the reply does not tell which users exist.
+func (a *SecretAuth) Authenticate(_ context.Context, req *AuthRequest) (Identity, error) {
+	var raw [32]byte
+	rand.Read(raw[:])
+	nonce := hex.EncodeToString(raw[:])
+	resp, err := req.Challenge(nonce)
+	if err != nil {
+		return Identity{}, err
+	}
+	secret, ok := a.secrets.Load().lookup(req.User)
+	if !ok {
+		// Spend the same work as a real check.
+		secret = nonce
+	}
+	want := ChallengeResponse(secret, nonce, req.User, req.Term)
+	if !hmac.Equal([]byte(strings.ToLower(resp)), []byte(want)) || !ok {
+		return Identity{}, fmt.Errorf("%w: bad response for %s", ErrAuthFailed, req.User)
+	}
+	return Identity{Method: "secret", Verified: true}, nil
+}
+
+// PeerCred authenticates Unix-socket clients by the peer's credentials
+// (SO_PEERCRED): uid 0 may sign in as any user, every other uid only as its
+// own login name. Sessions it admits are Verified.
+type PeerCred struct {
+	// LookupUID maps a uid to its login name; nil means os/user.
+	LookupUID func(uid uint32) (string, error)
+}
+
+// Authenticate checks the claim against the connection's peer uid.
+func (p PeerCred) Authenticate(_ context.Context, req *AuthRequest) (Identity, error) {
+	uid, err := peerUID(req.Conn)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: %v", ErrAuthFailed, err)
+	}
+	if uid == 0 {
+		return Identity{Method: "peercred", Verified: true}, nil
+	}
+	lookup := p.LookupUID
+	if lookup == nil {
+		lookup = loginName
+	}
+	name, err := lookup(uid)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: uid %d: %v", ErrAuthFailed, uid, err)
+	}
+	if presence.CanonicalUser(name) != presence.CanonicalUser(req.User) {
+		return Identity{}, fmt.Errorf("%w: uid %d (%s) may not sign in as %s", ErrAuthFailed, uid, name, req.User)
+	}
+	return Identity{Method: "peercred", Verified: true}, nil
+}

@@ -1,0 +1,327 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/msprelay/msprelay/presence"
+)
+
+func TestParseSecrets(t *testing.T) {
+	tests := []struct {
+		name, in string
+		users    map[string]string
+		err      string
+	}{
+		{"user and secret", "alice s3cret\n", map[string]string{"alice": "s3cret"}, ""},
+		{"comments, blanks, tabs, spaces in secrets", "# team\n\n  Bob\tcorrect horse  \ncarol x\n",
+			map[string]string{"bob": "correct horse", "carol": "x"}, ""},
+		{"missing secret", "alice\n", nil, "line 1: user alice has no secret"},
+		{"duplicate user", "alice a\nALICE b\n", nil, "line 2: user ALICE listed twice"},
+		{"invalid user", "a@b x\n", nil, "line 1: presence: invalid user name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ParseSecrets(strings.NewReader(tc.in))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Len() != len(tc.users) {
+				t.Fatalf("Len = %d, want %d", s.Len(), len(tc.users))
+			}
+			for u, want := range tc.users {
+				if got, ok := s.lookup(u); !ok || got != want {
+					t.Fatalf("lookup(%s) = %q %v, want %q", u, got, ok, want)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadSecretsPermissions: like an SSH key, the file must be private.
+func TestLoadSecretsPermissions(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "secrets")
+	if err := os.WriteFile(p, []byte("alice s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSecrets(p); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("LoadSecrets(0644) = %v, want a permission error", err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := LoadSecrets(p); err != nil || s.Len() != 1 {
+		t.Fatalf("LoadSecrets(0600) = %v %v", s, err)
+	}
+}
+
+// TestSecretAuth: challenge-response over shared secrets; the secret never
+// crosses the wire, and such sessions send Verified messages.
+func TestSecretAuth(t *testing.T) {
+	t.Parallel()
+	secrets, err := ParseSecrets(strings.NewReader("alice s3cret\nbob hunter2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, NewSecretAuth(secrets), nil)
+	ctx := ctxT(t)
+	alice := e.dial()
+	si, err := alice.SignIn(ctx, "Alice", "pts/1", presence.Online, WithSecret("s3cret"))
+	if err != nil || si.Method != "secret" || si.User != "alice" {
+		t.Fatalf("SignIn = %+v %v", si, err)
+	}
+	bob := e.dial()
+	if _, err := bob.SignIn(ctx, "bob", "pts/2", presence.Online, WithSecret("hunter2")); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, bob, "alice", "", "signed, bob")
+	if m := nextMessage(t, alice); !m.Verified || m.Sender != "bob" {
+		t.Fatalf("message %+v: want Verified from bob", m)
+	}
+
+	refused := []struct {
+		name, user, secret string
+	}{
+		{"wrong secret", "alice", "guess"},
+		{"unknown user", "mallory", "s3cret"},
+		{"another user's secret", "alice", "hunter2"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Dial(ctx, e.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.SignIn(ctx, tc.user, "t", presence.Online, WithSecret(tc.secret)); !IsCode(err, CodeAuthFailed) {
+				t.Fatalf("SignIn = %v, want %d", err, CodeAuthFailed)
+			}
+			waitDone(t, c)
+		})
+	}
+	noSecret := e.dial()
+	if _, err := noSecret.SignIn(ctx, "alice", "t", presence.Online); !errors.Is(err, ErrAuthFailed) {
+		t.Fatalf("SignIn without secret = %v, want ErrAuthFailed", err)
+	}
+}
+
+// TestSecretAuthWire checks the challenge exchange byte by byte.
+func TestSecretAuthWire(t *testing.T) {
+	t.Parallel()
+	secrets, err := ParseSecrets(strings.NewReader("alice s3cret\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, NewSecretAuth(secrets), nil)
+
+	r := e.raw(t)
+	r.send("USR 1 alice pts/1 away\r\n")
+	l := r.line()
+	nonce, ok := strings.CutPrefix(l, "CHL 1 ")
+	if !ok || len(nonce) != 64 {
+		t.Fatalf("challenge line %q, want CHL 1 <64 hex digits>", l)
+	}
+	// The answer is the hex HMAC-SHA256 of nonce|user|term; upper case is fine.
+	r.send("QRY 2 " + strings.ToUpper(ChallengeResponse("s3cret", nonce, "alice", "pts/1")) + "\r\n")
+	r.expect("USR 2 OK alice pts/1 AWY n1 secret")
+
+	r = e.raw(t)
+	r.send("USR 1 alice pts/2\r\n")
+	r.expectPrefix("CHL 1 ")
+	r.send("CHG 2 busy\r\n")
+	r.expect("715 2 expected QRY after CHL")
+	r.closed()
+
+	r = e.raw(t)
+	r.send("USR 1 alice pts/2\r\n")
+	r.expectPrefix("CHL 1 ")
+	r.send("QRY 3 00\r\n")
+	r.expect("911 3 authentication failed")
+	r.closed()
+}
+
+// TestPeerCredOverTCP: peer credentials exist only on Unix sockets.
+func TestPeerCredOverTCP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, PeerCred{}, nil)
+	r := e.raw(t)
+	r.send("USR 1 root t\r\n")
+	r.expect("911 1 authentication failed")
+	r.closed()
+}
+
+const peerCredHelperEnv = "SESSION_PEERCRED_HELPER_SOCKET"
+
+// TestPeerCred: over the Unix socket, uid 0 may claim any name and any other
+// uid only its own login name. The non-root half runs this test binary again
+// as uid/gid 65534 (TestPeerCredHelper).
+func TestPeerCred(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: the test runs a helper process as uid 65534")
+	}
+	nobody, err := user.LookupId("65534")
+	if err != nil {
+		t.Skipf("no user with uid 65534: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "session-peercred-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "session.sock")
+	ln, err := ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o666 {
+		t.Fatalf("socket mode %v %v, want 0666", fi.Mode().Perm(), err)
+	}
+	if _, err := ListenUnix(sock); err == nil || !strings.Contains(err.Error(), "another server is listening") {
+		t.Fatalf("second ListenUnix = %v, want in-use error", err)
+	}
+	e := newEnv(t, Trust{}, nil)
+	e.serveOn(ln, PeerCred{})
+	ctx := ctxT(t)
+
+	// Root may claim any name, and is verified.
+	root, err := Dial(ctx, "unix:"+sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	si, err := root.SignIn(ctx, "alice", "pts/1", presence.Online)
+	if err != nil || si.Method != "peercred" {
+		t.Fatalf("root SignIn(alice) = %+v %v", si, err)
+	}
+	mustSend(t, root, "alice", "pts/1", "to myself")
+	if m := nextMessage(t, root); !m.Verified {
+		t.Fatalf("message from a peercred session not Verified: %+v", m)
+	}
+
+	// Copy the test binary where uid 65534 can run it.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "session.test")
+	if err := copyFile(self, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(hctx, bin, "-test.run=^TestPeerCredHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), peerCredHelperEnv+"="+sock)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper failed: %v\n%s", err, out)
+	}
+	want := []string{
+		"claim alice: session: 911 authentication failed",
+		"claim " + nobody.Username + ": ok peercred",
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w+"\n") {
+			t.Fatalf("helper output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+// TestPeerCredHelper is the non-root half of TestPeerCred; it does nothing
+// unless run by it.
+func TestPeerCredHelper(t *testing.T) {
+	sock := os.Getenv(peerCredHelperEnv)
+	if sock == "" {
+		t.Skip("run by TestPeerCred")
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{"alice", me.Username} {
+		c, err := Dial(ctx, sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		si, err := c.SignIn(ctx, name, "helper", presence.Online)
+		if err != nil {
+			fmt.Printf("claim %s: %v\n", name, err)
+		} else {
+			fmt.Printf("claim %s: ok %s\n", name, si.Method)
+		}
+		c.Close()
+	}
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, bufio.NewReader(in)); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// TestListenUnixStale: a socket file left by a dead server is replaced.
+func TestListenUnixStale(t *testing.T) {
+	dir, err := os.MkdirTemp("", "session-stale-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "s.sock")
+	// Leave a socket file behind without a listener.
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	ln, err := ListenUnix(sock)
+	if err != nil {
+		t.Fatalf("ListenUnix over a stale socket: %v", err)
+	}
+	ln.Close()
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left after Close: %v", err)
+	}
+	if err := os.WriteFile(sock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ListenUnix(sock); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("ListenUnix over a plain file = %v", err)
+	}
+}

@@ -1,0 +1,449 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// cmdVER: VER TrID version... -> VER TrID MSPS1.
+func (s *session) cmdVER(f *frame) *protoError {
+	if len(f.args) == 0 {
+		return errf(CodeSyntax, f.trid, "VER needs at least one version")
+	}
+	if !slices.Contains(f.args, ProtocolVersion) {
+		return errf(CodeBadVersion, f.trid, "this server speaks %s only", ProtocolVersion)
+	}
+	return s.replied(s.sendFrame(line("VER", f.trid, true, ProtocolVersion)))
+}
+
+// cmdUSR: USR TrID user term [state] -> (CHL TrID nonce, QRY TrID' answer)
+// -> USR TrID' OK user term state node method.
+func (s *session) cmdUSR(f *frame) *protoError {
+	if s.signedIn {
+		return errf(CodeAlreadySignedIn, f.trid, "already signed in as %s", s.user)
+	}
+	if pe := wantArgs(f, 2, 3); pe != nil {
+		return pe
+	}
+	user, pe := arg(f, 0)
+	if pe != nil {
+		return pe
+	}
+	term, pe := arg(f, 1)
+	if pe != nil {
+		return pe
+	}
+	if err := presence.ValidUser(user); err != nil {
+		return errf(CodeBadUser, f.trid, "%v", err)
+	}
+	if term != NoTerminal {
+		if err := presence.ValidTerm(term); err != nil {
+			return errf(CodeBadTerm, f.trid, "%v", err)
+		}
+	}
+	state := presence.Online
+	if len(f.args) == 3 {
+		st, err := presence.ParseState(f.args[2])
+		if err != nil {
+			return errf(CodeBadParam, f.trid, "%v", err)
+		}
+		state = st
+	}
+
+	trid := f.trid
+	challenged := false
+	req := &AuthRequest{Conn: s.conn, User: user, Term: term}
+	req.Challenge = func(nonce string) (string, error) {
+		if challenged {
+			return "", fmt.Errorf("%w: the authenticator challenged twice", ErrAuthFailed)
+		}
+		challenged = true
+		return s.challenge(&trid, nonce)
+	}
+	id, err := s.auth.Authenticate(s.srv.ctx, req)
+	if err != nil {
+		var pe *protoError
+		if errors.As(err, &pe) {
+			return pe
+		}
+		if challenged && !errors.Is(err, ErrAuthFailed) {
+			return &protoError{} // the connection failed during the challenge
+		}
+		s.log.Warn("authentication failed", "user", user, "term", term, "err", err)
+		return &protoError{code: CodeAuthFailed, trid: trid, text: "authentication failed", fatal: true}
+	}
+
+	canon := presence.CanonicalUser(user)
+	s.mu.Lock()
+	s.user = canon
+	if term != NoTerminal {
+		s.term = term
+	}
+	s.signingIn = true
+	s.mu.Unlock()
+	if term != NoTerminal {
+		ln, err := s.srv.sb.SignIn(user, term, state, s)
+		if err != nil {
+			if errors.Is(err, switchboard.ErrClosed) {
+				return &protoError{code: CodeServerBusy, trid: trid, text: "server shutting down", fatal: true}
+			}
+			s.log.Error("sign in failed", "user", user, "term", term, "err", err)
+			return &protoError{code: CodeInternal, trid: trid, text: "sign in failed", fatal: true}
+		}
+		s.line = ln
+	}
+	s.ident = id
+	s.signedIn = true
+	s.log.Info("session signed in", "user", canon, "term", term, "state", state.String(), "method", id.Method, "verified", id.Verified)
+	ok := line("USR", trid, true, "OK", encodeToken(canon), encodeToken(term), state.Code(), s.srv.cfg.Node, id.Method)
+	return s.replied(s.send(func() []byte {
+		// The reply and any message that arrived during SignIn go out as
+		// one frame, reply first.
+		s.signingIn = false
+		for _, h := range s.held {
+			ok = append(ok, h...)
+		}
+		s.held = nil
+		return ok
+	}))
+}
+
+// challenge sends CHL and reads the client's QRY; trid becomes the QRY's
+// TrID, which the USR reply then echoes.
+func (s *session) challenge(trid *uint32, nonce string) (string, error) {
+	if err := s.sendFrame(line("CHL", *trid, true, nonce)); err != nil {
+		return "", &protoError{}
+	}
+	if !s.armRead() {
+		return "", &protoError{}
+	}
+	f, err := s.fr.read()
+	if err != nil {
+		return "", err
+	}
+	if f.cmd != "QRY" {
+		return "", &protoError{code: CodeUnexpected, trid: f.trid, text: "expected QRY after CHL", fatal: true}
+	}
+	*trid = f.trid
+	if len(f.args) != 1 {
+		return "", &protoError{code: CodeSyntax, trid: f.trid, text: "QRY takes 1 argument", fatal: true}
+	}
+	return f.args[0], nil
+}
+
+// noTerminal refuses commands that need a terminal.
+func (s *session) noTerminal(f *frame) *protoError {
+	if s.line == nil {
+		return errf(CodeNotAllowed, f.trid, "%s needs a session with a terminal", f.cmd)
+	}
+	return nil
+}
+
+// cmdCHG: CHG TrID state -> CHG TrID code.
+func (s *session) cmdCHG(f *frame) *protoError {
+	if pe := firstOf(wantArgs(f, 1, 1), s.noTerminal(f)); pe != nil {
+		return pe
+	}
+	st, err := presence.ParseState(f.args[0])
+	if err != nil {
+		return errf(CodeBadParam, f.trid, "%v", err)
+	}
+	if err := s.line.SetState(st); err != nil {
+		return &protoError{} // signed out under us: kicked
+	}
+	s.line.Touch()
+	return s.replied(s.sendFrame(line("CHG", f.trid, true, st.Code())))
+}
+
+func firstOf(pes ...*protoError) *protoError {
+	for _, pe := range pes {
+		if pe != nil {
+			return pe
+		}
+	}
+	return nil
+}
+
+// listArgs parses "FL|BL name" for ADD and REM.
+func (s *session) listArgs(f *frame) (list, name string, pe *protoError) {
+	if pe := wantArgs(f, 2, 2); pe != nil {
+		return "", "", pe
+	}
+	list = f.args[0]
+	if list != "FL" && list != "BL" {
+		return "", "", errf(CodeBadParam, f.trid, "unknown list %q (want FL or BL)", truncate(list, 16))
+	}
+	if name, pe = arg(f, 1); pe != nil {
+		return "", "", pe
+	}
+	if list == "BL" {
+		if pe := s.noTerminal(f); pe != nil {
+			return "", "", pe
+		}
+		user, node := switchboard.SplitAddress(name)
+		if err := presence.ValidUser(user); err != nil {
+			return "", "", errf(CodeBadUser, f.trid, "%v", err)
+		}
+		if node != "" {
+			if err := presence.ValidNode(node); err != nil {
+				return "", "", errf(CodeBadUser, f.trid, "%v", err)
+			}
+		}
+	} else if err := presence.ValidUser(name); err != nil {
+		return "", "", errf(CodeBadUser, f.trid, "%v", err)
+	}
+	return list, presence.CanonicalUser(name), nil
+}
+
+// cmdADD: ADD TrID FL user -> ILN lines, ADD TrID FL user; ADD TrID BL name.
+func (s *session) cmdADD(f *frame) *protoError {
+	list, name, pe := s.listArgs(f)
+	if pe != nil {
+		return pe
+	}
+	reply := line("ADD", f.trid, true, list, encodeToken(name))
+	if list == "BL" {
+		var perr *protoError
+		err := s.send(func() []byte {
+			_, dup := s.bl[name]
+			switch {
+			case dup:
+				perr = errf(CodeInList, f.trid, "%s is already blocked", name)
+			case len(s.bl) >= s.srv.cfg.MaxList:
+				perr = errf(CodeListFull, f.trid, "block list holds %d names already", len(s.bl))
+			default:
+				s.bl[name] = struct{}{}
+				return reply
+			}
+			return nil
+		})
+		return firstOf(s.replied(err), perr)
+	}
+	if _, dup := s.fl[name]; dup {
+		return errf(CodeInList, f.trid, "already watching %s", name)
+	}
+	if len(s.fl) >= s.srv.cfg.MaxList {
+		return errf(CodeListFull, f.trid, "watch list holds %d names already", len(s.fl))
+	}
+	s.fl[name] = struct{}{}
+	s.srv.w.add(name, s)
+	trid := f.trid
+	return s.replied(s.send(func() []byte {
+		// The snapshot is taken under mu: any later change reaches the
+		// dispatcher as an event, which pushWatch applies after this.
+		s.known[name] = map[termKey]watched{}
+		b := s.diffLocked(name, s.srv.terminalsOf(name), &trid)
+		return append(b, reply...)
+	}))
+}
+
+// cmdREM: REM TrID FL|BL name -> REM TrID FL|BL name.
+func (s *session) cmdREM(f *frame) *protoError {
+	list, name, pe := s.listArgs(f)
+	if pe != nil {
+		return pe
+	}
+	reply := line("REM", f.trid, true, list, encodeToken(name))
+	if list == "FL" {
+		if _, ok := s.fl[name]; !ok {
+			return errf(CodeNotInList, f.trid, "not watching %s", name)
+		}
+		delete(s.fl, name)
+		s.srv.w.remove(name, s)
+	}
+	var perr *protoError
+	err := s.send(func() []byte {
+		if list == "FL" {
+			delete(s.known, name)
+			return reply
+		}
+		if _, ok := s.bl[name]; !ok {
+			perr = errf(CodeNotInList, f.trid, "%s is not blocked", name)
+			return nil
+		}
+		delete(s.bl, name)
+		return reply
+	})
+	return firstOf(s.replied(err), perr)
+}
+
+// cmdLST: LST TrID FL|BL -> LST TrID FL|BL len, one name per line.
+func (s *session) cmdLST(f *frame) *protoError {
+	if pe := wantArgs(f, 1, 1); pe != nil {
+		return pe
+	}
+	list := f.args[0]
+	var names []string
+	switch list {
+	case "FL":
+		for n := range s.fl {
+			names = append(names, n)
+		}
+	case "BL":
+		s.mu.Lock()
+		for n := range s.bl {
+			names = append(names, n)
+		}
+		s.mu.Unlock()
+	default:
+		return errf(CodeBadParam, f.trid, "unknown list %q (want FL or BL)", truncate(list, 16))
+	}
+	slices.Sort(names)
+	return s.replied(s.sendFrame(withPayload("LST", f.trid, true, appendNames(nil, names), list)))
+}
+
+// visibleTo reports whether viewer may see e: hidden terminals appear
+// offline to everyone but their own user.
+func visibleTo(e *presence.Entry, viewer string) bool {
+	return e.State != presence.Hidden || e.User == viewer
+}
+
+// cmdWHO: WHO TrID [name[@node]] -> WHO TrID count len, one terminal per
+// line. count is the number of matches; the payload may hold fewer when it
+// would exceed MaxServerPayload.
+func (s *session) cmdWHO(f *frame) *protoError {
+	if pe := wantArgs(f, 0, 1); pe != nil {
+		return pe
+	}
+	var entries []presence.Entry
+	if len(f.args) == 1 {
+		name, pe := arg(f, 0)
+		if pe != nil {
+			return pe
+		}
+		user, node := switchboard.SplitAddress(name)
+		if err := presence.ValidUser(user); err != nil {
+			return errf(CodeBadUser, f.trid, "%v", err)
+		}
+		entries = s.srv.dir.Lookup(user)
+		if node != "" {
+			entries = slices.DeleteFunc(entries, func(e presence.Entry) bool { return e.Node != node })
+		}
+	} else {
+		entries = s.srv.dir.All()
+	}
+	var p []byte
+	n := 0
+	for i := range entries {
+		e := &entries[i]
+		if !visibleTo(e, s.user) {
+			continue
+		}
+		n++
+		if l := appendWhoLine(nil, e); len(p)+len(l) <= MaxServerPayload {
+			p = append(p, l...)
+		}
+	}
+	return s.replied(s.sendFrame(withPayload("WHO", f.trid, true, p, strconv.Itoa(n))))
+}
+
+// cmdSND: SND TrID recipient recip-term len, text -> ACK|NAK TrID summary.
+func (s *session) cmdSND(f *frame) *protoError {
+	if pe := wantArgs(f, 2, 2); pe != nil {
+		return pe
+	}
+	rcpt, pe := arg(f, 0)
+	if pe != nil {
+		return pe
+	}
+	rterm, pe := arg(f, 1)
+	if pe != nil {
+		return pe
+	}
+	var raw [8]byte
+	rand.Read(raw[:])
+	m := msp.Message{
+		Version:   msp.Version2,
+		Recipient: rcpt, RecipTerm: rterm,
+		Text:   msp.NormalizeNewlines(string(f.payload)),
+		Sender: s.user, SenderTerm: s.term,
+		Cookie: hex.EncodeToString(raw[:]),
+	}
+	if err := m.Validate(); err != nil {
+		return errf(CodeBadText, f.trid, "%v", err)
+	}
+	if s.line != nil {
+		s.line.Touch()
+	}
+	const originAddr = "session"
+	d := &switchboard.Delivery{
+		ID:        switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, originAddr),
+		Recipient: m.Recipient, RecipTerm: m.RecipTerm,
+		Sender: m.Sender, SenderTerm: m.SenderTerm,
+		Text: m.Text, Cookie: m.Cookie,
+		Origin: switchboard.Origin{Node: s.srv.cfg.Node, Addr: originAddr, Transport: "session", Verified: s.ident.Verified},
+		Time:   time.Now(),
+	}
+	ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.cfg.SendTimeout)
+	o := s.srv.sb.Send(ctx, d)
+	cancel()
+	cmd := "NAK"
+	if o.Delivered() {
+		cmd = "ACK"
+	}
+	return s.replied(s.sendFrame(textLine(cmd, 0, f.trid, o.Summary())))
+}
+
+// cmdNAM: NAM TrID ADD|DEL name -> NAM TrID ADD|DEL name; NAM TrID LST ->
+// NAM TrID LST len, one name per line.
+func (s *session) cmdNAM(f *frame) *protoError {
+	if pe := firstOf(wantArgs(f, 1, 2), s.noTerminal(f)); pe != nil {
+		return pe
+	}
+	op := f.args[0]
+	if op == "LST" {
+		if pe := wantArgs(f, 1, 1); pe != nil {
+			return pe
+		}
+		return s.replied(s.sendFrame(withPayload("NAM", f.trid, true, appendNames(nil, s.aliases), "LST")))
+	}
+	if op != "ADD" && op != "DEL" {
+		return errf(CodeBadParam, f.trid, "unknown NAM operation %q (want ADD, DEL or LST)", truncate(op, 16))
+	}
+	if pe := wantArgs(f, 2, 2); pe != nil {
+		return pe
+	}
+	name, pe := arg(f, 1)
+	if pe != nil {
+		return pe
+	}
+	if err := presence.ValidUser(name); err != nil {
+		return errf(CodeBadUser, f.trid, "%v", err)
+	}
+	name = presence.CanonicalUser(name)
+	i := slices.Index(s.aliases, name)
+	next := slices.Clone(s.aliases)
+	switch {
+	case op == "ADD" && (i >= 0 || name == s.user):
+		return errf(CodeInList, f.trid, "%s is already a name of this session", name)
+	case op == "ADD" && len(s.aliases) >= s.srv.cfg.MaxNames:
+		return errf(CodeListFull, f.trid, "this session has %d names already", len(s.aliases))
+	case op == "ADD":
+		next = append(next, name)
+	case i < 0:
+		return errf(CodeNotInList, f.trid, "%s is not a name of this session", name)
+	default:
+		next = slices.Delete(next, i, i+1)
+	}
+	if err := s.line.SetAliases(next); err != nil {
+		if errors.Is(err, switchboard.ErrNameTaken) {
+			return errf(CodeNameTaken, f.trid, "%v", err)
+		}
+		if errors.Is(err, switchboard.ErrSignedOut) {
+			return &protoError{}
+		}
+		return errf(CodeInternal, f.trid, "%v", err)
+	}
+	s.aliases = next
+	return s.replied(s.sendFrame(line("NAM", f.trid, true, op, encodeToken(name))))
+}

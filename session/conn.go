@@ -1,0 +1,461 @@
+package session
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// session is one client connection.
+//
+// Goroutines and ownership: serve (the reader) is started by the server; it
+// reads and runs commands one at a time, starts the writer, and on the way
+// out signs the line out, waits for the writer and closes conn. The writer
+// (writeLoop) owns the bufio.Writer and is the only goroutine writing to
+// conn; it stops when quit is closed (after flushing what is queued plus the
+// final frame) or on a write error. out is never closed: senders use the
+// non-blocking pushLocked or the waiting send, both under mu, and quit tells
+// everyone the session is ending. Other goroutines reach the session only
+// through Deliver and Kick (switchboard), pushWatch (dispatcher), end and
+// abort (server).
+type session struct {
+	srv  *Server
+	conn net.Conn
+	auth Authenticator
+	fr   *frameReader
+	log  *slog.Logger
+
+	out        chan []byte   // frames for the writer; cap OutQueue+1, the extra slot is for replies
+	space      chan struct{} // cap 1; the writer signals after taking a frame
+	quit       chan struct{} // closed once, by end or abort
+	writerDone chan struct{} // closed when writeLoop returns
+
+	// Owned by the reader goroutine; no lock.
+	signedIn      bool
+	loginDeadline time.Time
+	ident         Identity          //
+	line          *switchboard.Line // nil for NoTerminal sessions
+	aliases       []string          // canonical, in the order added
+	fl            map[string]struct{}
+
+	// mu guards the fields below, and every send on out. user and term are
+	// written only by the reader (under mu), so the reader reads them bare.
+	mu        sync.Mutex
+	user      string // canonical; set at sign-in
+	term      string // as given; "" for NoTerminal sessions
+	ending    bool   // quit is closed
+	aborted   bool   // conn was closed without a goodbye
+	final     []byte // last frame, written after the queue drains
+	signingIn bool   // SignIn under way: deliveries go to held
+	held      [][]byte
+	bl        map[string]struct{}            // blocked senders, canonical
+	known     map[string]map[termKey]watched // watched user -> terminals the client was told about
+}
+
+// termKey identifies one terminal of a watched user.
+type termKey struct{ node, term string } // term folded
+
+// watched is what the client was last told about one terminal.
+type watched struct {
+	term  string
+	state presence.State
+}
+
+func newSession(srv *Server, c net.Conn, auth Authenticator) *session {
+	return &session{
+		srv: srv, conn: c, auth: auth,
+		fr:            newFrameReader(c, &clientGrammar),
+		log:           srv.log.With("remote", c.RemoteAddr().String()),
+		out:           make(chan []byte, srv.cfg.OutQueue+1),
+		space:         make(chan struct{}, 1),
+		quit:          make(chan struct{}),
+		writerDone:    make(chan struct{}),
+		loginDeadline: time.Now().Add(srv.cfg.LoginTimeout),
+		fl:            map[string]struct{}{},
+		bl:            map[string]struct{}{},
+		known:         map[string]map[termKey]watched{},
+	}
+}
+
+// serve runs the session to its end.
+func (s *session) serve() {
+	defer s.srv.wg.Done()
+	go s.writeLoop()
+	s.loop()
+
+	s.end(nil)
+	if s.line != nil {
+		s.line.SignOut()
+	}
+	for u := range s.fl {
+		s.srv.w.remove(u, s)
+	}
+	<-s.writerDone
+	s.mu.Lock()
+	aborted := s.aborted
+	s.mu.Unlock()
+	if !aborted {
+		// Read what the client still sends, so that closing does not reset
+		// the connection before it has read our last line.
+		s.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+		io.Copy(io.Discard, io.LimitReader(s.fr.br, MaxServerPayload))
+	}
+	s.conn.Close()
+	s.srv.forget(s)
+	s.log.Debug("session ended", "user", s.user, "term", s.term)
+}
+
+// loop reads and runs commands until the session ends.
+func (s *session) loop() {
+	for s.armRead() {
+		f, err := s.fr.read()
+		if err != nil {
+			var pe *protoError
+			if errors.As(err, &pe) {
+				if !s.refuse(pe) {
+					return
+				}
+				continue
+			}
+			s.readFailed(err)
+			return
+		}
+		if pe := s.dispatch(f); pe != nil && !s.refuse(pe) {
+			return
+		}
+		if s.isEnding() {
+			return
+		}
+	}
+}
+
+// armRead sets the read deadline for the next frame, unless the session is
+// ending (end sets its own short deadline).
+func (s *session) armRead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ending {
+		return false
+	}
+	d := s.loginDeadline
+	if s.signedIn {
+		d = time.Now().Add(s.srv.cfg.IdleTimeout)
+	}
+	s.conn.SetReadDeadline(d)
+	return true
+}
+
+// readFailed ends the session after an I/O error.
+func (s *session) readFailed(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !s.isEnding() {
+		s.log.Info("session timed out", "user", s.user, "term", s.term)
+		s.end(outFrame("TMO"))
+		return
+	}
+	if !errors.Is(err, io.EOF) && !s.isEnding() {
+		s.log.Debug("session read failed", "err", err)
+	}
+	s.end(nil)
+}
+
+// refuse answers a protocol error. It reports whether the session goes on:
+// errors before sign-in and fatal errors close it. Code 0 closes silently.
+func (s *session) refuse(pe *protoError) bool {
+	if pe.code == 0 {
+		s.end(nil)
+		return false
+	}
+	if pe.fatal || !s.signedIn {
+		s.log.Info("session closed on error", "code", pe.code, "err", pe.text)
+		s.end(errorLine(pe.code, pe.trid, pe.text))
+		return false
+	}
+	return s.sendFrame(errorLine(pe.code, pe.trid, pe.text)) == nil
+}
+
+func (s *session) isEnding() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ending
+}
+
+// end starts a graceful close: the writer flushes the queue, writes final
+// (if any) and half-closes; the reader stops after a short linger. Only the
+// first call's final frame counts.
+func (s *session) end(final []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ending {
+		return
+	}
+	s.ending = true
+	s.final = final
+	close(s.quit)
+	s.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+}
+
+// abort closes the connection at once, dropping whatever is queued.
+func (s *session) abort() {
+	s.mu.Lock()
+	s.abortLocked()
+	s.mu.Unlock()
+}
+
+func (s *session) abortLocked() {
+	if !s.ending {
+		s.ending = true
+		close(s.quit)
+	}
+	s.aborted = true
+	s.conn.Close()
+}
+
+// errEnding is returned by send once the session is ending.
+var errEnding = errors.New("session: ending")
+
+// send waits (at most WriteTimeout) for room in the queue, then calls build
+// under mu and queues what it returns. Only the reader goroutine calls it;
+// pushes never use the last slot, so after the wait the send cannot block.
+// build runs under mu so that a state change and the frame announcing it are
+// atomic with respect to Deliver and pushWatch.
+func (s *session) send(build func() []byte) error {
+	var timer *time.Timer
+	for {
+		s.mu.Lock()
+		if s.ending {
+			s.mu.Unlock()
+			return errEnding
+		}
+		if len(s.out) < cap(s.out) {
+			if b := build(); len(b) > 0 {
+				s.out <- b
+			}
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(s.srv.cfg.WriteTimeout)
+			defer timer.Stop()
+		}
+		select {
+		case <-s.space:
+		case <-s.quit:
+			return errEnding
+		case <-timer.C:
+			s.log.Info("session closed: client not reading", "user", s.user, "term", s.term)
+			s.abort()
+			return errEnding
+		}
+	}
+}
+
+// sendFrame queues a ready frame; see send.
+func (s *session) sendFrame(b []byte) error {
+	return s.send(func() []byte { return b })
+}
+
+// pushLocked queues a server-initiated frame without waiting; it reports
+// false when the client is too far behind. mu must be held.
+func (s *session) pushLocked(b []byte) bool {
+	if len(s.out) >= s.srv.cfg.OutQueue {
+		return false
+	}
+	s.out <- b
+	return true
+}
+
+// writeLoop is the only writer of conn.
+func (s *session) writeLoop() {
+	defer close(s.writerDone)
+	bw := bufio.NewWriterSize(s.conn, 8<<10)
+	write := func(b []byte) error {
+		s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+		if len(s.out) == 0 {
+			return bw.Flush()
+		}
+		return nil
+	}
+	for {
+		select {
+		case b := <-s.out:
+			select {
+			case s.space <- struct{}{}:
+			default:
+			}
+			if err := write(b); err != nil {
+				s.abort()
+				return
+			}
+		case <-s.quit:
+			s.mu.Lock()
+			final, aborted := s.final, s.aborted
+			s.mu.Unlock()
+			if aborted {
+				return
+			}
+			for drained := false; !drained; {
+				select {
+				case b := <-s.out:
+					if err := write(b); err != nil {
+						s.abort()
+						return
+					}
+				default:
+					drained = true
+				}
+			}
+			if final != nil {
+				write(final)
+			}
+			s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+			bw.Flush()
+			if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			}
+			return
+		}
+	}
+}
+
+// outFrame is the server's "OUT <reason>" line.
+func outFrame(reason string) []byte { return line("OUT", 0, false, reason) }
+
+// Deliver implements switchboard.Terminal: it queues d for the client and
+// never waits.
+func (s *session) Deliver(d *switchboard.Delivery) error {
+	b := withPayload("MSG", 0, false, appendMessage(nil, messageFromDelivery(d)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.ending:
+		return switchboard.ErrTerminalGone
+	case s.blockedLocked(d.Sender):
+		return switchboard.ErrBlocked
+	case s.signingIn:
+		// The USR reply is not queued yet; keep the message behind it.
+		if len(s.held) >= s.srv.cfg.OutQueue {
+			return switchboard.ErrTerminalSlow
+		}
+		s.held = append(s.held, b)
+		return nil
+	case !s.pushLocked(b):
+		return switchboard.ErrTerminalSlow
+	}
+	return nil
+}
+
+// Kick implements switchboard.Terminal: a newer sign-in took this (user,
+// terminal) over, so the client is told "OUT OTH" and the session closes.
+func (s *session) Kick(reason string) {
+	s.mu.Lock()
+	user, term := s.user, s.term
+	s.mu.Unlock()
+	s.log.Info("session kicked", "user", user, "term", term, "reason", reason)
+	s.end(outFrame("OTH"))
+}
+
+// blockedLocked reports whether the block list refuses sender: by the full
+// sender name or, for "user@node", by its user part. mu must be held.
+func (s *session) blockedLocked(sender string) bool {
+	if len(s.bl) == 0 || sender == "" {
+		return false
+	}
+	c := presence.CanonicalUser(sender)
+	if _, ok := s.bl[c]; ok {
+		return true
+	}
+	u, _ := switchboard.SplitAddress(c)
+	_, ok := s.bl[u]
+	return ok
+}
+
+// dispatch runs one command. A returned error is answered by refuse.
+func (s *session) dispatch(f *frame) *protoError {
+	switch f.cmd {
+	case "VER":
+		return s.cmdVER(f)
+	case "USR":
+		return s.cmdUSR(f)
+	case "PNG":
+		if err := wantArgs(f, 0, 0); err != nil {
+			return err
+		}
+		secs := max(int(s.srv.cfg.IdleTimeout/time.Second)/2, 1)
+		return s.replied(s.sendFrame(line("QNG", 0, false, strconv.Itoa(secs))))
+	case "OUT":
+		if err := wantArgs(f, 0, 0); err != nil {
+			return err
+		}
+		s.end(line("OUT", 0, false))
+		return nil
+	case "QRY":
+		return errf(CodeUnexpected, f.trid, "QRY without a challenge")
+	}
+	var run func(*frame) *protoError
+	switch f.cmd {
+	case "CHG":
+		run = s.cmdCHG
+	case "ADD":
+		run = s.cmdADD
+	case "REM":
+		run = s.cmdREM
+	case "LST":
+		run = s.cmdLST
+	case "WHO":
+		run = s.cmdWHO
+	case "SND":
+		run = s.cmdSND
+	case "NAM":
+		run = s.cmdNAM
+	default:
+		return errf(CodeUnknownCommand, f.trid, "unknown command %s", f.cmd)
+	}
+	if !s.signedIn {
+		return errf(CodeNotSignedIn, f.trid, "sign in first (USR)")
+	}
+	return run(f)
+}
+
+// replied turns a send error into the silent-close error (the session is
+// already ending) or nil.
+func (s *session) replied(err error) *protoError {
+	if err != nil {
+		return &protoError{} // code 0: close without a word
+	}
+	return nil
+}
+
+// wantArgs checks the argument count.
+func wantArgs(f *frame, lo, hi int) *protoError {
+	if n := len(f.args); n < lo || n > hi {
+		switch {
+		case lo == hi:
+			return errf(CodeSyntax, f.trid, "%s takes %d arguments, got %d", f.cmd, lo, n)
+		default:
+			return errf(CodeSyntax, f.trid, "%s takes %d to %d arguments, got %d", f.cmd, lo, hi, n)
+		}
+	}
+	return nil
+}
+
+// arg decodes argument i.
+func arg(f *frame, i int) (string, *protoError) {
+	v, err := decodeToken(f.args[i])
+	if err != nil {
+		return "", errf(CodeBadParam, f.trid, "argument %d: %v", i+1, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,24 @@
+// Package session implements the msprelay session protocol: the long-lived,
+// line-based connection over which clients such as `msp listen`, `msp who`
+// and bots sign in to a node, receive messages and presence pushes, watch and
+// block users, claim alias names and send messages. It is modelled on the MSN
+// notification server protocol; docs/SESSION.md is the specification.
+//
+// The package has three parts:
+//
+//   - the wire grammar (proto.go, payload.go): frames are `CMD TrID args`
+//     lines ending in CR LF, numeric error lines, and commands whose last
+//     argument is the length of a payload that follows the line;
+//   - [Server] (server.go, conn.go, watch.go) with [Authenticator]
+//     implementations for Unix peer credentials ([PeerCred]), per-user
+//     shared secrets ([SecretAuth]) and trusted networks ([Trust]);
+//   - [Client] (client.go), the Go client library used by the msp CLI and
+//     the tests.
+//
+// Every signed-in session is a [switchboard.Line] and implements
+// [switchboard.Terminal]: deliveries are queued, never waited for, and a
+// session whose client stops reading is refused further messages
+// ([switchboard.ErrTerminalSlow]) and, if even presence pushes cannot be
+// queued, closed. A session that ends for any reason signs its line out, so
+// a dropped connection ends its presence.
+package session

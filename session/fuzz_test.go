@@ -1,0 +1,167 @@
+package session
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/msprelay/msprelay/presence"
+)
+
+// Seed corpora live in testdata/fuzz/<target>/; the f.Add calls below are
+// the minimum each target starts from.
+
+// FuzzClientStream feeds arbitrary bytes to the server's reader of client
+// frames. Every frame it accepts must survive encoding and re-reading
+// unchanged, and reading must stop with an error, never a panic.
+func FuzzClientStream(f *testing.F) {
+	f.Add([]byte("VER 1 MSPS1\r\nUSR 2 alice pts/1\r\nSND 3 bob - 5\r\nhello"))
+	f.Add([]byte("PNG\r\nOUT\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkStream(t, data, &clientGrammar, nil)
+	})
+}
+
+// FuzzServerStream feeds arbitrary bytes to the client's reader of server
+// frames and to the payload decoders behind it.
+func FuzzServerStream(f *testing.F) {
+	f.Add([]byte("USR 2 OK alice pts/1 NLN n1 trust\r\nILN 3 NLN bob n1 tty1\r\nMSG 9\r\n\r\nhi there"))
+	f.Add([]byte("911 3 authentication failed\r\nACK 5 delivered to alice\r\nNAM 6 LST 7\r\nx\r\ny\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkStream(t, data, &serverGrammar, func(f *frame) {
+			switch f.cmd {
+			case "MSG":
+				parseMessage(f.payload)
+			case "WHO":
+				parseWho(f.payload)
+			case "LST", "NAM":
+				parseNames(f.payload)
+			case "ILN", "NLN", "FLN":
+				parseEvent(f)
+			}
+		})
+	})
+}
+
+// checkStream reads frames of grammar g from data until an error.
+func checkStream(t *testing.T, data []byte, g *grammar, each func(*frame)) {
+	fr := newFrameReader(bytes.NewReader(data), g)
+	for range 1000 {
+		fm, err := fr.read()
+		if err != nil {
+			return
+		}
+		if each != nil {
+			each(fm)
+		}
+		enc := appendFrame(nil, fm)
+		again, err := newFrameReader(bytes.NewReader(enc), g).read()
+		if err != nil {
+			t.Fatalf("re-reading %q (from %+v): %v", enc, fm, err)
+		}
+		if !reflect.DeepEqual(fm, again) {
+			t.Fatalf("round trip changed the frame:\n got %+v\nwant %+v\n(encoded %q)", again, fm, enc)
+		}
+	}
+}
+
+// FuzzMessage: any MSG payload the client accepts encodes back to one that
+// decodes to the same message.
+func FuzzMessage(f *testing.F) {
+	f.Add([]byte("Id: 1\r\nSender: bob\r\nVerified: yes\r\nTime: 2024-05-06T07:08:09.5Z\r\nSignature: 00ff\r\n\r\nhi"))
+	f.Add([]byte("\r\n"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		m, err := parseMessage(p)
+		if err != nil {
+			return
+		}
+		enc := appendMessage(nil, m)
+		m2, err := parseMessage(enc)
+		if err != nil {
+			t.Fatalf("re-parsing %q: %v", enc, err)
+		}
+		if !m.Time.Equal(m2.Time) {
+			t.Fatalf("time %v became %v", m.Time, m2.Time)
+		}
+		m.Time = m2.Time
+		if *m != *m2 {
+			t.Fatalf("round trip changed the message:\n got %+v\nwant %+v", *m2, *m)
+		}
+	})
+}
+
+// FuzzWho: WHO and list payloads reach a fixed point after one round trip
+// (the first may drop sub-second digits).
+func FuzzWho(f *testing.F) {
+	f.Add([]byte("alice n1 pts/1 NLN 2024-01-02T03:04:05Z 2024-01-02T03:04:06Z helpdesk,ops\r\n"))
+	f.Add([]byte("bob n2 - HDN - - -\r\n"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if es, err := parseWho(p); err == nil {
+			var enc []byte
+			for i := range es {
+				enc = appendWhoLine(enc, &es[i])
+			}
+			es2, err := parseWho(enc)
+			if err != nil {
+				t.Fatalf("re-parsing %q: %v", enc, err)
+			}
+			var enc2 []byte
+			for i := range es2 {
+				enc2 = appendWhoLine(enc2, &es2[i])
+			}
+			if !bytes.Equal(enc, enc2) {
+				t.Fatalf("not a fixed point:\n%q\n%q", enc, enc2)
+			}
+		}
+		if ns, err := parseNames(p); err == nil {
+			ns2, err := parseNames(appendNames(nil, ns))
+			if err != nil || !reflect.DeepEqual(ns, ns2) {
+				t.Fatalf("names %q became %q (%v)", ns, ns2, err)
+			}
+		}
+	})
+}
+
+// FuzzToken: every string survives encodeToken/decodeToken, and the token
+// is one non-empty argument a line may hold.
+func FuzzToken(f *testing.F) {
+	for _, s := range []string{"", "-", "alice", "50%", "a b,c", "caf\xe9", "\x00\r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok := encodeToken(s)
+		if tok == "" {
+			t.Fatal("empty token")
+		}
+		for i := 0; i < len(tok); i++ {
+			if c := tok[i]; c != '%' && tokenSpecial(c) {
+				t.Fatalf("token %q holds octet 0x%02X", tok, c)
+			}
+		}
+		if got, err := decodeToken(tok); err != nil || got != s {
+			t.Fatalf("decodeToken(%q) = %q %v, want %q", tok, got, err, s)
+		}
+	})
+}
+
+// FuzzSecrets: the secrets parser never panics and admits only valid users
+// with non-empty secrets.
+func FuzzSecrets(f *testing.F) {
+	f.Add("alice s3cret\n# comment\n\nbob\tcorrect horse\n")
+	f.Add("alice\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := ParseSecrets(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for u, secret := range s.m {
+			if secret == "" || strings.TrimSpace(secret) != secret {
+				t.Fatalf("user %q has secret %q", u, secret)
+			}
+			if presence.ValidUser(u) != nil || presence.CanonicalUser(u) != u {
+				t.Fatalf("user %q is not a valid canonical name", u)
+			}
+		}
+	})
+}

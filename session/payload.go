@@ -1,0 +1,313 @@
+package session
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// Message is a message pushed to a session (MSG). Strings hold raw ISO
+// 8859-1 octets, as in MSP.
+type Message struct {
+	ID         string    // stable message id; repeats of one message share it
+	Sender     string    // may be empty
+	SenderTerm string    //
+	Recipient  string    // as addressed: user, alias, "user@node" or ""
+	RecipTerm  string    // as addressed: "", "*" or a terminal
+	OriginNode string    // node where the message entered the cluster
+	OriginAddr string    // MSP client address, or "session"
+	Transport  string    // "tcp", "udp" or "session"
+	Verified   bool      // the sender's identity was authenticated
+	Time       time.Time // when the ingress node accepted it
+	Cookie     string    //
+	Signature  string    // opaque octets, as received
+	Text       string    // CR LF line ends
+}
+
+// ErrBadPayload is wrapped by errors decoding a payload.
+var ErrBadPayload = errors.New("session: malformed payload")
+
+// messageFromDelivery turns a switchboard delivery into a pushed message.
+func messageFromDelivery(d *switchboard.Delivery) *Message {
+	return &Message{
+		ID: d.ID, Sender: d.Sender, SenderTerm: d.SenderTerm,
+		Recipient: d.Recipient, RecipTerm: d.RecipTerm,
+		OriginNode: d.Origin.Node, OriginAddr: d.Origin.Addr, Transport: d.Origin.Transport,
+		Verified: d.Origin.Verified, Time: d.Time, Cookie: d.Cookie, Signature: d.Signature,
+		Text: d.Text,
+	}
+}
+
+// Header names of a MSG payload, in the order the server writes them.
+const (
+	hID         = "Id"
+	hSender     = "Sender"
+	hSenderTerm = "Sender-Term"
+	hRecipient  = "Recipient"
+	hRecipTerm  = "Recip-Term"
+	hOriginNode = "Origin-Node"
+	hOriginAddr = "Origin-Addr"
+	hTransport  = "Transport"
+	hVerified   = "Verified"
+	hTime       = "Time"
+	hCookie     = "Cookie"
+	hSignature  = "Signature"
+)
+
+// appendMessage encodes m as a MSG payload: "Name: value" header lines
+// (values %-escaped, Signature in hex), a blank line, then the text.
+func appendMessage(dst []byte, m *Message) []byte {
+	h := func(name, value string) {
+		dst = append(dst, name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, escape(value, headerSpecial)...)
+		dst = append(dst, "\r\n"...)
+	}
+	h(hID, m.ID)
+	h(hSender, m.Sender)
+	h(hSenderTerm, m.SenderTerm)
+	h(hRecipient, m.Recipient)
+	h(hRecipTerm, m.RecipTerm)
+	h(hOriginNode, m.OriginNode)
+	h(hOriginAddr, m.OriginAddr)
+	h(hTransport, m.Transport)
+	h(hVerified, yesNo(m.Verified))
+	t := ""
+	if !m.Time.IsZero() {
+		t = m.Time.UTC().Format(time.RFC3339Nano)
+	}
+	h(hTime, t)
+	h(hCookie, m.Cookie)
+	h(hSignature, hex.EncodeToString([]byte(m.Signature)))
+	dst = append(dst, "\r\n"...)
+	return append(dst, m.Text...)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// parseMessage decodes a MSG payload. Unknown headers are ignored so that
+// servers can add some; a repeated header is an error.
+func parseMessage(p []byte) (*Message, error) {
+	s := string(p)
+	var head, text string
+	if rest, ok := strings.CutPrefix(s, "\r\n"); ok {
+		text = rest // no headers at all
+	} else if head, text, ok = strings.Cut(s, "\r\n\r\n"); !ok {
+		return nil, fmt.Errorf("%w: MSG has no blank line after its headers", ErrBadPayload)
+	}
+	m := &Message{Text: text}
+	seen := map[string]bool{}
+	for _, l := range splitLines(head) {
+		name, value, ok := strings.Cut(l, ":")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%w: MSG header line %q has no name", ErrBadPayload, truncate(l, 40))
+		}
+		value = strings.TrimPrefix(value, " ")
+		v, err := unescape(value)
+		if err != nil {
+			return nil, fmt.Errorf("%w: MSG header %s: %v", ErrBadPayload, name, err)
+		}
+		key := strings.ToLower(name)
+		if seen[key] {
+			return nil, fmt.Errorf("%w: MSG header %s repeated", ErrBadPayload, name)
+		}
+		seen[key] = true
+		if err := m.setHeader(key, v); err != nil {
+			return nil, fmt.Errorf("%w: MSG header %s: %v", ErrBadPayload, name, err)
+		}
+	}
+	return m, nil
+}
+
+// setHeader stores one decoded header value; key is lower-case.
+func (m *Message) setHeader(key, v string) error {
+	switch key {
+	case "id":
+		m.ID = v
+	case "sender":
+		m.Sender = v
+	case "sender-term":
+		m.SenderTerm = v
+	case "recipient":
+		m.Recipient = v
+	case "recip-term":
+		m.RecipTerm = v
+	case "origin-node":
+		m.OriginNode = v
+	case "origin-addr":
+		m.OriginAddr = v
+	case "transport":
+		m.Transport = v
+	case "verified":
+		switch v {
+		case "yes":
+			m.Verified = true
+		case "no":
+			m.Verified = false
+		default:
+			return fmt.Errorf("want yes or no, got %q", truncate(v, 16))
+		}
+	case "time":
+		if v == "" {
+			m.Time = time.Time{}
+			return nil
+		}
+		t, err := parseStamp(time.RFC3339Nano, v)
+		if err != nil {
+			return err
+		}
+		m.Time = t
+	case "cookie":
+		m.Cookie = v
+	case "signature":
+		b, err := hex.DecodeString(v)
+		if err != nil {
+			return err
+		}
+		m.Signature = string(b)
+	}
+	return nil
+}
+
+// splitLines splits CR LF separated lines; "" gives no lines.
+func splitLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(s, "\r\n"), "\r\n")
+}
+
+// WhoEntry is one terminal in a WHO reply: a presence entry as the server
+// reported it (times have one-second precision).
+type WhoEntry = presence.Entry
+
+// appendWhoLine encodes one WHO payload line:
+// user node term state since last-active aliases.
+func appendWhoLine(dst []byte, e *presence.Entry) []byte {
+	al := "-"
+	if len(e.Aliases) > 0 {
+		enc := make([]string, len(e.Aliases))
+		for i, a := range e.Aliases {
+			enc[i] = encodeToken(a)
+		}
+		al = strings.Join(enc, ",")
+	}
+	for i, f := range [...]string{encodeToken(e.User), encodeToken(e.Node), encodeToken(e.Term),
+		e.State.Code(), formatTime(e.Since), formatTime(e.LastActive), al} {
+		if i > 0 {
+			dst = append(dst, ' ')
+		}
+		dst = append(dst, f...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "-" {
+		return time.Time{}, nil
+	}
+	return parseStamp(time.RFC3339, s)
+}
+
+// parseStamp parses an RFC 3339 time whose UTC year can be formatted back
+// (1 to 9999), so that a decoded time always re-encodes.
+func parseStamp(layout, s string) (time.Time, error) {
+	t, err := time.Parse(layout, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("year %d out of range", y)
+	}
+	return t, nil
+}
+
+// parseWho decodes a WHO payload.
+func parseWho(p []byte) ([]WhoEntry, error) {
+	var out []WhoEntry
+	for _, l := range splitLines(string(p)) {
+		f := strings.Split(l, " ")
+		if len(f) != 7 {
+			return nil, fmt.Errorf("%w: WHO line %q has %d fields, want 7", ErrBadPayload, truncate(l, 40), len(f))
+		}
+		var e WhoEntry
+		var err error
+		if e.User, e.Node, e.Term, err = decode3(f[0], f[1], f[2]); err != nil {
+			return nil, fmt.Errorf("%w: WHO line: %v", ErrBadPayload, err)
+		}
+		if e.State, err = presence.ParseState(f[3]); err != nil {
+			return nil, fmt.Errorf("%w: WHO line: %v", ErrBadPayload, err)
+		}
+		if e.Since, err = parseTime(f[4]); err != nil {
+			return nil, fmt.Errorf("%w: WHO since: %v", ErrBadPayload, err)
+		}
+		if e.LastActive, err = parseTime(f[5]); err != nil {
+			return nil, fmt.Errorf("%w: WHO last-active: %v", ErrBadPayload, err)
+		}
+		if f[6] != "-" {
+			for _, a := range strings.Split(f[6], ",") {
+				d, err := decodeToken(a)
+				if err != nil {
+					return nil, fmt.Errorf("%w: WHO alias: %v", ErrBadPayload, err)
+				}
+				e.Aliases = append(e.Aliases, d)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// decode3 decodes three tokens (user, node, term).
+func decode3(a, b, c string) (x, y, z string, err error) {
+	if x, err = decodeToken(a); err != nil {
+		return
+	}
+	if y, err = decodeToken(b); err != nil {
+		return
+	}
+	z, err = decodeToken(c)
+	return
+}
+
+// appendNames encodes a list payload: one escaped name per line.
+func appendNames(dst []byte, names []string) []byte {
+	for _, n := range names {
+		dst = append(dst, encodeToken(n)...)
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
+}
+
+// parseNames decodes a list payload.
+func parseNames(p []byte) ([]string, error) {
+	var out []string
+	for _, l := range splitLines(string(p)) {
+		if strings.ContainsRune(l, ' ') {
+			return nil, fmt.Errorf("%w: list line %q holds a space", ErrBadPayload, truncate(l, 40))
+		}
+		n, err := decodeToken(l)
+		if err != nil {
+			return nil, fmt.Errorf("%w: list line: %v", ErrBadPayload, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

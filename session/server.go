@@ -1,0 +1,310 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultIdleTimeout  = 3 * time.Minute
+	DefaultLoginTimeout = 30 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultSendTimeout  = 10 * time.Second
+	DefaultMaxSessions  = 1024
+	DefaultMaxList      = 256
+	DefaultMaxNames     = 16
+	DefaultOutQueue     = 256
+	// maxMaxList keeps a full list reply under MaxServerPayload.
+	maxMaxList = 512
+	// lingerTimeout bounds how long a closing session reads (and discards)
+	// what the client still sends, so that the client sees the last line
+	// instead of a reset.
+	lingerTimeout = 2 * time.Second
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("session: server closed")
+
+// Config configures a Server.
+type Config struct {
+	// Switchboard attaches signed-in sessions as lines and routes SND;
+	// required.
+	Switchboard *switchboard.Switchboard
+	// Directory answers WHO and feeds watch pushes; required. It must be the
+	// directory the switchboard writes to.
+	Directory *presence.Directory
+	// Logger receives the server's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Node is this node's name; empty means Directory.Name(), and any other
+	// value must equal it.
+	Node string
+	// IdleTimeout closes a signed-in session that sent nothing for this long
+	// (PNG counts). Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// LoginTimeout bounds the time from connect to a completed sign-in.
+	LoginTimeout time.Duration
+	// WriteTimeout drops a client that cannot take one write for this long.
+	WriteTimeout time.Duration
+	// SendTimeout bounds one SND's delivery.
+	SendTimeout time.Duration
+	// MaxSessions caps connections (signed in or not) per Server.
+	MaxSessions int
+	// MaxList caps each watch and block list of a session (at most 512).
+	MaxList int
+	// MaxNames caps the alias names of a session.
+	MaxNames int
+	// OutQueue caps the frames (messages, pushes) queued for one client;
+	// past it deliveries are refused with switchboard.ErrTerminalSlow.
+	OutQueue int
+}
+
+// Server serves the session protocol on any number of listeners.
+//
+// Ownership: Serve owns its listener and closes it when it returns. Each
+// accepted connection is owned by its session's reader goroutine, which the
+// server starts, counts in wg and which closes the connection last; see
+// conn.go. The watch dispatcher goroutine (watch.go) is started by the first
+// Serve and stopped by Shutdown or Close, which wait for every goroutine the
+// server started.
+type Server struct {
+	cfg Config
+	sb  *switchboard.Switchboard
+	dir *presence.Directory
+	log *slog.Logger
+
+	ctx    context.Context    // parent of SND contexts; cancelled by Close
+	cancel context.CancelFunc //
+	quit   chan struct{}      // closed by Shutdown/Close; stops the dispatcher
+	start  sync.Once          // starts the dispatcher
+	stop   sync.Once          // closes quit
+	wg     sync.WaitGroup     // sessions and the dispatcher
+
+	// mu guards listeners, sessions and closed.
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	closed    bool
+
+	w watchIndex
+}
+
+// New validates cfg and builds a Server. It starts nothing.
+func New(cfg Config) (*Server, error) {
+	if cfg.Switchboard == nil {
+		return nil, errors.New("session: Config.Switchboard is required")
+	}
+	if cfg.Directory == nil {
+		return nil, errors.New("session: Config.Directory is required")
+	}
+	if cfg.Node == "" {
+		cfg.Node = cfg.Directory.Name()
+	}
+	if cfg.Node != cfg.Directory.Name() || cfg.Node != cfg.Switchboard.Node() {
+		return nil, fmt.Errorf("session: node %q does not match directory %q and switchboard %q",
+			cfg.Node, cfg.Directory.Name(), cfg.Switchboard.Node())
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	defDur(&cfg.IdleTimeout, DefaultIdleTimeout)
+	defDur(&cfg.LoginTimeout, DefaultLoginTimeout)
+	defDur(&cfg.WriteTimeout, DefaultWriteTimeout)
+	defDur(&cfg.SendTimeout, DefaultSendTimeout)
+	defInt(&cfg.MaxSessions, DefaultMaxSessions)
+	defInt(&cfg.MaxList, DefaultMaxList)
+	defInt(&cfg.MaxNames, DefaultMaxNames)
+	defInt(&cfg.OutQueue, DefaultOutQueue)
+	if cfg.MaxList > maxMaxList {
+		return nil, fmt.Errorf("session: MaxList %d over the limit of %d", cfg.MaxList, maxMaxList)
+	}
+	if cfg.MaxNames > maxMaxList {
+		return nil, fmt.Errorf("session: MaxNames %d over the limit of %d", cfg.MaxNames, maxMaxList)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg: cfg, sb: cfg.Switchboard, dir: cfg.Directory, log: cfg.Logger,
+		ctx: ctx, cancel: cancel, quit: make(chan struct{}),
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+		w:         watchIndex{m: map[string]map[*session]struct{}{}},
+	}, nil
+}
+
+func defDur(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+func defInt(n *int, def int) {
+	if *n <= 0 {
+		*n = def
+	}
+}
+
+// Serve accepts connections on l and serves each with auth. It blocks until
+// l fails or the server is shut down, then returns ErrServerClosed (after
+// Shutdown or Close) or the accept error. l is closed when Serve returns.
+func (srv *Server) Serve(l net.Listener, auth Authenticator) error {
+	if auth == nil {
+		l.Close()
+		return errors.New("session: Serve needs an Authenticator")
+	}
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	srv.listeners[l] = struct{}{}
+	srv.mu.Unlock()
+	srv.start.Do(srv.startWatch)
+	defer func() {
+		srv.mu.Lock()
+		delete(srv.listeners, l)
+		srv.mu.Unlock()
+		l.Close()
+	}()
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if srv.isClosed() {
+				return ErrServerClosed
+			}
+			if temporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(delay):
+				case <-srv.quit:
+				}
+				continue
+			}
+			return fmt.Errorf("session: accept: %w", err)
+		}
+		delay = 0
+		srv.admit(c, auth)
+	}
+}
+
+// temporary reports whether an accept error is worth retrying (EMFILE and
+// friends still say so).
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// admit starts a session for c, or refuses it when the server is full.
+func (srv *Server) admit(c net.Conn, auth Authenticator) {
+	s := newSession(srv, c, auth)
+	srv.mu.Lock()
+	switch {
+	case srv.closed:
+		srv.mu.Unlock()
+		c.Close()
+		return
+	case len(srv.sessions) >= srv.cfg.MaxSessions:
+		srv.mu.Unlock()
+		srv.log.Warn("session refused: too many sessions", "remote", c.RemoteAddr().String(), "max", srv.cfg.MaxSessions)
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write(errorLine(CodeServerBusy, 0, "too many sessions"))
+		c.Close()
+		return
+	}
+	srv.sessions[s] = struct{}{}
+	srv.wg.Add(1)
+	srv.mu.Unlock()
+	go s.serve()
+}
+
+// forget removes an ended session from the registry.
+func (srv *Server) forget(s *session) {
+	srv.mu.Lock()
+	delete(srv.sessions, s)
+	srv.mu.Unlock()
+}
+
+func (srv *Server) isClosed() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.closed
+}
+
+// Sessions returns the number of open connections.
+func (srv *Server) Sessions() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return len(srv.sessions)
+}
+
+// closeListeners marks the server closed, closes its listeners and returns
+// the sessions open at that moment.
+func (srv *Server) closeListeners() []*session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.closed = true
+	for l := range srv.listeners {
+		l.Close()
+	}
+	out := make([]*session, 0, len(srv.sessions))
+	for s := range srv.sessions {
+		out = append(out, s)
+	}
+	srv.stop.Do(func() { close(srv.quit) })
+	return out
+}
+
+// Shutdown stops accepting, tells every session "OUT SSD", signs them out
+// and waits for all goroutines. If ctx ends first the remaining connections
+// are closed at once, and ctx's error is returned once they are gone.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	for _, s := range srv.closeListeners() {
+		s.end(outFrame("SSD"))
+	}
+	done := make(chan struct{})
+	go func() {
+		srv.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	srv.cancel()
+	srv.abortAll()
+	<-done
+	return fmt.Errorf("session: shutdown: %w", ctx.Err())
+}
+
+// Close closes every listener and connection at once and waits for all
+// goroutines. It is idempotent.
+func (srv *Server) Close() error {
+	srv.closeListeners()
+	srv.cancel()
+	srv.abortAll()
+	srv.wg.Wait()
+	return nil
+}
+
+// abortAll closes every session's connection without a goodbye.
+func (srv *Server) abortAll() {
+	srv.mu.Lock()
+	ss := make([]*session, 0, len(srv.sessions))
+	for s := range srv.sessions {
+		ss = append(ss, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range ss {
+		s.abort()
+	}
+}
