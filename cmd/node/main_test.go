@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/session"
+)
+
+// "Bad input gets a clear message and exit code 2 in the CLI."
+func TestBadFlagsExitTwo(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"unknown flag", []string{"--bogus"}, nil, "flag provided but not defined"},
+		{"node name with a dot", []string{"--name", "a.b"}, nil, "invalid node name"},
+		{"bad MSP address", []string{"--msp", "nonsense"}, nil, "--msp"},
+		{"bad session auth", []string{"--session", "127.0.0.1:0", "--session-auth", "maybe"}, nil, "--session-auth"},
+		{"secret auth needs a secrets file", []string{"--session", "127.0.0.1:0", "--session-auth", "secret"}, nil, "--session-secrets"},
+		{"bad gossip profile", []string{"--gossip-profile", "moon"}, nil, "--gossip-profile"},
+		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
+		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			if code := run(tc.args, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2 (stderr %q)", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("stderr %q does not mention %q", stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+// A real node process: it serves MSP and sessions, and on SIGTERM it tells
+// sessions OUT SSD, removes its socket and exits 0.
+func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "node")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	sock := filepath.Join(dir, "s.sock")
+	cmd := exec.Command(bin, "--name", "proc1", "--msp", "127.0.0.1:0", "--session-socket", sock,
+		"--data", filepath.Join(dir, "data"), "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan string, 1)
+	var logs bytes.Buffer
+	go func() {
+		re := regexp.MustCompile(`"msg":"node ready".*"msp":"([^"]+)"`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				ready <- m[1]
+			}
+		}
+		close(ready)
+	}()
+	var mspAddr string
+	select {
+	case a, ok := <-ready:
+		if !ok {
+			t.Fatalf("node exited before ready:\n%s", logs.String())
+		}
+		mspAddr = a
+	case <-time.After(20 * time.Second):
+		t.Fatal("node not ready within 20s")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := session.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.SignIn(ctx, "alice", "pts/1", presence.Online); err != nil {
+		t.Fatal(err)
+	}
+	r, err := (&msp.Client{}).Send(ctx, mspAddr, &msp.Message{Recipient: "alice", Text: "before shutdown", Sender: "bob"})
+	if err != nil || !r.OK {
+		t.Fatalf("send: %+v %v", r, err)
+	}
+	if m := <-cl.Messages(); m == nil || m.Text != "before shutdown" {
+		t.Fatalf("message %+v", m)
+	}
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-cl.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session not closed after SIGTERM")
+	}
+	if !errors.Is(cl.Err(), session.ErrServerShutdown) {
+		t.Fatalf("session ended with %v, want OUT SSD", cl.Err())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("node exit: %v\n%s", err, logs.String())
+	}
+	t.Logf("clean shutdown in %v", time.Since(start).Round(time.Millisecond))
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind: %v", err)
+	}
+}
