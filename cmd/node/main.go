@@ -7,14 +7,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/msprelay/msprelay/internal/cliflags"
 	"github.com/msprelay/msprelay/node"
@@ -99,11 +96,5 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "node: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := n.Run(ctx); err != nil {
-		logger.Error("node failed", "err", err)
-		return 1
-	}
-	return 0
+	return cliflags.RunUntilSignal(logger, "node", n.Run)
 }

@@ -14,15 +14,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/internal/cliflags"
@@ -77,14 +74,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := b.Run(ctx); err != nil {
-		logger.Error("relay failed", "err", err)
-		return 1
-	}
-	logger.Info("relay stopped")
-	return 0
+	return cliflags.RunUntilSignal(logger, "relay", b.Run)
 }
 
 func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {

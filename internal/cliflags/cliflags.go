@@ -4,11 +4,14 @@
 package cliflags
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // LevelTrace is the level below debug at which protocol traces are logged.
@@ -58,4 +61,18 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// RunUntilSignal runs run with a context that SIGINT or SIGTERM cancels and
+// maps the outcome to an exit code: 0 for a clean stop, 1 (logged) for a
+// failure.
+func RunUntilSignal(log *slog.Logger, what string, run func(context.Context) error) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		log.Error(what+" failed", "err", err)
+		return 1
+	}
+	log.Info(what + " stopped")
+	return 0
 }
