@@ -251,22 +251,23 @@ func (n *Node) fail(err error) {
 	}
 }
 
-// readKey reads a gossip key file: raw 16/24/32 bytes or their base64.
+// readKey reads a gossip key file: base64 text of a 16, 24 or 32 byte key
+// (what `openssl rand -base64 32` writes), or the raw key bytes. Text that
+// decodes as base64 to a valid length is taken as base64, so the two forms
+// cannot be confused.
 func readKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("node: gossip key: %w", err)
 	}
-	if s := strings.TrimSpace(string(b)); len(s) != len(b) || len(b) > 32 {
-		if k, err := base64.StdEncoding.DecodeString(s); err == nil {
-			return k, nil
-		}
+	valid := func(n int) bool { return n == 16 || n == 24 || n == 32 }
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b))); err == nil && valid(len(k)) {
+		return k, nil
 	}
-	switch len(b) {
-	case 16, 24, 32:
+	if valid(len(b)) {
 		return b, nil
 	}
-	return nil, fmt.Errorf("node: gossip key %s: want 16, 24 or 32 bytes (raw or base64), got %d bytes", path, len(b))
+	return nil, fmt.Errorf("node: gossip key %s: want 16, 24 or 32 bytes, raw or base64 (got %d bytes)", path, len(b))
 }
 
 func (n *Node) startSwitchboard() error {
