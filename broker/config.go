@@ -364,6 +364,12 @@ func (cfg *Config) gateway(o *server.Options) error {
 		}
 		o.Gateway.Gateways = append(o.Gateway.Gateways, &server.RemoteGatewayOpts{Name: name, URLs: urls})
 	}
+	// nats-server refuses to start JetStream behind a gateway without routes
+	// ("JetStream cluster requires configured routes"), which does not say
+	// that a single relay can simply route to itself.
+	if o.JetStream && o.Gateway.Port != 0 && len(o.Routes) == 0 && len(cfg.LeafRemotes) == 0 {
+		return fmt.Errorf("%w: JetStream with a Gateway needs cluster Routes: give the site a cluster (Cluster listen address and Routes listing every relay of the site; a single relay lists its own cluster URL)", ErrBadConfig)
+	}
 	return nil
 }
 

@@ -31,6 +31,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"cluster needs a client listener (nats-server would hang)", Config{Name: "n", Cluster: ":0"}, "Cluster needs a client Listen address"},
 		{"routes need a cluster listener", Config{Name: "n", Routes: []string{"nats-route://h:1"}}, "Routes need a Cluster listen address"},
 		{"route URL needs scheme and port", Config{Name: "n", Listen: ":0", Cluster: ":0", Routes: []string{"h:6222"}}, `route: broker: bad config: url "h:6222": want scheme://host:port`},
+		{"JetStream behind a gateway needs routes", Config{Name: "n", Listen: ":0", Gateway: ":0", GatewayName: "east", JetStream: true, DataDir: dir}, "JetStream with a Gateway needs cluster Routes"},
 		{"clustered JetStream needs routes", Config{Name: "n", Listen: ":0", Cluster: ":0", ClusterName: "c", JetStream: true, DataDir: dir}, "JetStream in a cluster needs Routes"},
 		{"gateway needs a name", Config{Name: "n", Gateway: ":0"}, `gateway name (GatewayName or ClusterName) ""`},
 		{"gateways need a gateway listener", Config{Name: "n", Gateways: map[string][]string{"x": {"nats://h:1"}}}, "Gateways need a Gateway listen address"},
