@@ -95,7 +95,7 @@ func TestPinnedAndStarAcrossNodes(t *testing.T) {
 }
 
 // A node that leaves gracefully takes its principals with it; a message to
-// a user whose only node is gone is refused, never falsely acknowledged.
+// a user whose only node is gone is queued for her, not claimed delivered.
 func TestGracefulLeave(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 3, testcluster.Options{})
@@ -108,8 +108,8 @@ func TestGracefulLeave(t *testing.T) {
 	})
 	t.Logf("graceful leave propagated in %v", time.Since(start).Round(time.Millisecond))
 	r, err := c.Send(0, "tcp", &msp.Message{Recipient: "bob", Text: "x", Sender: "alice"})
-	if err != nil || r.OK {
-		t.Fatalf("send to departed user: %+v %v", r, err)
+	if err != nil || !r.OK || !strings.HasPrefix(r.Text, "queued for bob") {
+		t.Fatalf("send to departed user: %+v %v, want +queued for bob", r, err)
 	}
 }
 
@@ -144,9 +144,10 @@ func TestRightTerminalFallsBackWhenNodeUnreachable(t *testing.T) {
 	if m := testcluster.NextMessage(t, a2, 5*time.Second); m.Text != "fallback" {
 		t.Fatalf("n2 got %q", m.Text)
 	}
-	// Named terminal on the unreachable node: a clear '-', never a false '+'.
+	// Named terminal on the unreachable node: every target failed, so the
+	// message waits in her mailbox and the reply says why.
 	r, err = c.Send(0, "tcp", &msp.Message{Recipient: "alice", RecipTerm: "pts/2", Text: "x", Sender: "bob"})
-	if err != nil || r.OK || r.Text != "alice at pts/2 on n3: node unreachable" {
+	if err != nil || !r.OK || r.Text != "queued for alice (pts/2@n3 node unreachable)" {
 		t.Fatalf("reply %+v %v", r, err)
 	}
 }

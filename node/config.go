@@ -18,6 +18,7 @@ import (
 
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/switchboard"
 )
 
 // Session authentication modes for the TCP session listener.
@@ -50,6 +51,25 @@ type Config struct {
 	RequireSender bool
 	// DeliverTimeout bounds one delivery, including forwarding to other nodes.
 	DeliverTimeout time.Duration
+	// AckTimeout bounds how long a delivery waits for an acknowledging
+	// session client before the message goes back to the mailbox. Zero
+	// means DeliverTimeout/2.
+	AckTimeout time.Duration
+
+	// Offline is what happens to a message for a known user that no
+	// terminal took: "queue" (store it in her mailbox) or "refuse".
+	Offline string
+	// MailboxMax caps each user's mailbox; a full one refuses new messages.
+	MailboxMax int
+	// MailboxAge is how long a queued message waits before it expires.
+	MailboxAge time.Duration
+	// MailboxReplicas is the replication factor of the mailbox stream and
+	// the known-users bucket: 1, or 3 with a three-relay cluster.
+	MailboxReplicas int
+	// MailboxAckWait is how long a message handed to a node draining a
+	// mailbox may stay unsettled before another node gets it (that node
+	// died). Zero means 30 s.
+	MailboxAckWait time.Duration
 
 	// SessionSocket is the Unix socket for local session clients ("" = off).
 	// Peer credentials authenticate them.
@@ -96,6 +116,11 @@ func DefaultConfig() Config {
 		MSPMaxConns:        10000,
 		DedupWindow:        5 * time.Minute,
 		DeliverTimeout:     3 * time.Second,
+		Offline:            string(switchboard.OfflineQueue),
+		MailboxMax:         1000,
+		MailboxAge:         7 * 24 * time.Hour,
+		MailboxReplicas:    1,
+		MailboxAckWait:     30 * time.Second,
 		SessionSocket:      session.DefaultSocketPath(),
 		SessionAuth:        AuthSecret,
 		SessionIdleTimeout: 3 * time.Minute,
@@ -183,6 +208,18 @@ func (c *Config) validate() error {
 	}
 	if c.DeliverTimeout <= 0 {
 		c.DeliverTimeout = 3 * time.Second
+	}
+	if _, err := switchboard.ParseOfflinePolicy(c.Offline); err != nil {
+		return bad("--offline %q: want queue or refuse", c.Offline)
+	}
+	if c.MailboxMax < 0 || c.MailboxAge < 0 || c.MailboxAckWait < 0 || c.AckTimeout < 0 {
+		return bad("--mailbox-max, --mailbox-age, --mailbox-ack-wait and --ack-timeout must not be negative")
+	}
+	if c.MailboxReplicas < 0 || c.MailboxReplicas > 5 {
+		return bad("--mailbox-replicas %d: want 1 to 5", c.MailboxReplicas)
+	}
+	if c.AckTimeout >= c.DeliverTimeout {
+		return bad("--ack-timeout %v must be shorter than --deliver-timeout %v", c.AckTimeout, c.DeliverTimeout)
 	}
 	return nil
 }

@@ -105,7 +105,7 @@ func TestRawTCPConformance(t *testing.T) {
 	t.Run("a refusal is '-' with a reason and the connection stays usable", func(t *testing.T) {
 		conn := dialTCP(t, addr)
 		conn.Write(v2("nobody", "", "x", "bob", "", "c1", ""))
-		if r := readReply(t, conn); r != "-nobody: not signed in" {
+		if r := readReply(t, conn); r != "-nobody: unknown user" {
 			t.Fatalf("reply %q", r)
 		}
 		conn.Write(v2("alice", "", "after refusal", "bob", "", "c2", ""))
@@ -224,4 +224,23 @@ func TestRawUDPConformance(t *testing.T) {
 		expectText(t, alice, "once")
 		expectNothing(t, alice)
 	})
+}
+
+// A TCP sender that retries with the same cookie on a new connection (a new
+// source port) has sent the same message: it is acknowledged, not shown twice.
+func TestTCPRetryOnNewConnectionDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	msg := v2("alice", "", "retry me", "bob", "tty1", "261122010203", "")
+	for i := range 2 {
+		conn := dialTCP(t, c.MSPAddr(0))
+		conn.Write(msg)
+		if r := readReply(t, conn); !strings.HasPrefix(r, "+") {
+			t.Fatalf("attempt %d: %q", i, r)
+		}
+		conn.Close()
+	}
+	expectText(t, alice, "retry me")
+	expectNothing(t, alice)
 }

@@ -277,6 +277,16 @@ func (n *Node) startSwitchboard() error {
 		Logger:         n.log.With("component", "switchboard"),
 		NATS:           n.nc,
 		ForwardTimeout: n.cfg.DeliverTimeout,
+		AckTimeout:     n.cfg.AckTimeout,
+		DedupWindow:    n.cfg.DedupWindow,
+		Mailbox: switchboard.MailboxConfig{
+			Offline:         switchboard.OfflinePolicy(n.cfg.Offline),
+			MaxPerUser:      n.cfg.MailboxMax,
+			MaxAge:          n.cfg.MailboxAge,
+			Replicas:        n.cfg.MailboxReplicas,
+			DuplicateWindow: n.cfg.DedupWindow,
+			AckWait:         n.cfg.MailboxAckWait,
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -393,8 +403,15 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
 	defer cancel()
 	src := w.RemoteAddr().String()
+	// RFC 1312 identifies a UDP message by (address, port, cookie); over TCP
+	// a sender that retries on a new connection gets a new port, so only its
+	// host takes part in the identity.
+	idAddr := src
+	if host, _, err := net.SplitHostPort(src); err == nil && w.Network() == "tcp" {
+		idAddr = host
+	}
 	d := &switchboard.Delivery{
-		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, src),
+		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr),
 		Recipient:  m.Recipient,
 		RecipTerm:  m.RecipTerm,
 		Sender:     m.Sender,

@@ -51,6 +51,7 @@ type SignedIn struct {
 	State  presence.State //
 	Node   string         // the node holding the session
 	Method string         // "peercred", "secret" or "trust"
+	Acks   bool           // the session acknowledges messages (WithAcks, MSPS2)
 }
 
 // Client is a session-protocol client. It is safe for concurrent use:
@@ -164,7 +165,10 @@ func (c *Client) Close() error {
 // SignInOption modifies SignIn.
 type SignInOption func(*signInOptions)
 
-type signInOptions struct{ secret string }
+type signInOptions struct {
+	secret string
+	acks   bool
+}
 
 // WithSecret supplies the user's shared secret for servers that challenge
 // (secret mode). The secret itself is never sent.
@@ -179,9 +183,15 @@ func (c *Client) SignIn(ctx context.Context, user, term string, state presence.S
 	for _, f := range opts {
 		f(&o)
 	}
-	if _, _, err := c.expect(ctx, "VER", nil, ProtocolVersion); err != nil {
+	versions := []string{ProtocolVersion}
+	if o.acks {
+		versions = []string{ProtocolVersionAcks, ProtocolVersion}
+	}
+	vf, _, err := c.expect(ctx, "VER", nil, versions...)
+	if err != nil {
 		return nil, err
 	}
+	acks := len(vf.args) == 1 && vf.args[0] == ProtocolVersionAcks
 	args := []string{encodeToken(user), encodeToken(term)}
 	if state != presence.Offline {
 		args = append(args, state.Code())
@@ -201,7 +211,7 @@ func (c *Client) SignIn(ctx context.Context, user, term string, state presence.S
 	if f.cmd != "USR" || len(f.args) != 6 || f.args[0] != "OK" {
 		return nil, fmt.Errorf("%w: unexpected sign-in reply %s %v", ErrBadPayload, f.cmd, f.args)
 	}
-	si := &SignedIn{Node: f.args[4], Method: f.args[5]}
+	si := &SignedIn{Node: f.args[4], Method: f.args[5], Acks: acks}
 	if si.User, si.Term, _, err = decode3(f.args[1], f.args[2], "-"); err != nil {
 		return nil, fmt.Errorf("%w: sign-in reply: %v", ErrBadPayload, err)
 	}

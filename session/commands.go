@@ -15,13 +15,20 @@ import (
 	"github.com/msprelay/msprelay/switchboard"
 )
 
-// cmdVER: VER TrID version... -> VER TrID MSPS1.
+// cmdVER: VER TrID version... -> VER TrID MSPS2|MSPS1 (MSPS2, with
+// acknowledgements, when offered before sign-in; see ack.go).
 func (s *session) cmdVER(f *frame) *protoError {
 	if len(f.args) == 0 {
 		return errf(CodeSyntax, f.trid, "VER needs at least one version")
 	}
+	if !s.signedIn && slices.Contains(f.args, ProtocolVersionAcks) {
+		s.mu.Lock()
+		s.acks = true
+		s.mu.Unlock()
+		return s.replied(s.sendFrame(line("VER", f.trid, true, ProtocolVersionAcks)))
+	}
 	if !slices.Contains(f.args, ProtocolVersion) {
-		return errf(CodeBadVersion, f.trid, "this server speaks %s only", ProtocolVersion)
+		return errf(CodeBadVersion, f.trid, "this server speaks %s only (and %s, %s with acknowledgements)", ProtocolVersion, ProtocolVersionAcks, ProtocolVersion)
 	}
 	return s.replied(s.sendFrame(line("VER", f.trid, true, ProtocolVersion)))
 }
@@ -344,7 +351,37 @@ func (s *session) cmdWHO(f *frame) *protoError {
 			p = append(p, l...)
 		}
 	}
+	if n == 0 && len(f.args) == 1 {
+		// Like finger: an absent user the cluster knows is shown offline
+		// with where and when she was last seen.
+		if e, ok := s.lastSeen(f.args[0]); ok {
+			n++
+			p = appendWhoLine(p, &e)
+		}
+	}
 	return s.replied(s.sendFrame(withPayload("WHO", f.trid, true, p, strconv.Itoa(n))))
+}
+
+// lastSeenTimeout bounds the known-users lookup of one WHO.
+const lastSeenTimeout = 2 * time.Second
+
+// lastSeen asks the known-users store about an absent user. Only a recorded
+// sign-out is shown: a record of a sign-in with no visible terminal is a
+// hidden user (or one whose presence has not reached this node yet), and
+// saying where she signed in would expose her.
+func (s *session) lastSeen(arg string) (presence.Entry, bool) {
+	name, err := decodeToken(arg)
+	if err != nil {
+		return presence.Entry{}, false
+	}
+	user, node := switchboard.SplitAddress(name)
+	ctx, cancel := context.WithTimeout(context.Background(), lastSeenTimeout)
+	defer cancel()
+	seen, err := s.srv.sb.LastSeen(ctx, user)
+	if err != nil || seen.State != presence.Offline.String() || (node != "" && seen.Node != node) {
+		return presence.Entry{}, false
+	}
+	return presence.Entry{User: seen.User, Node: seen.Node, Term: seen.Term, State: presence.Offline, LastActive: seen.Time}, true
 }
 
 // cmdSND: SND TrID recipient recip-term len, text -> ACK|NAK TrID summary.
@@ -385,7 +422,9 @@ func (s *session) cmdSND(f *frame) *protoError {
 		Time:   time.Now(),
 	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.cfg.SendTimeout)
+	s.setSending(true)
 	o := s.srv.sb.Send(ctx, d)
+	s.setSending(false)
 	cancel()
 	cmd := "NAK"
 	if o.Delivered() {

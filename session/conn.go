@@ -56,6 +56,9 @@ type session struct {
 	final     []byte // last frame, written after the queue drains
 	signingIn bool   // SignIn under way: deliveries go to held
 	held      [][]byte
+	acks      bool                           // the client acknowledges messages (MSPS2)
+	sending   bool                           // the reader is inside SND: it reads no ACK until it returns
+	unacked   map[string][]func(error)       // message id -> callers awaiting the client's ACK
 	bl        map[string]struct{}            // blocked senders, canonical
 	known     map[string]map[termKey]watched // watched user -> terminals the client was told about
 }
@@ -92,6 +95,7 @@ func (s *session) serve() {
 	s.loop()
 
 	s.end(nil)
+	s.failAcks()
 	if s.line != nil {
 		s.line.SignOut()
 	}
@@ -335,7 +339,12 @@ func outFrame(reason string) []byte { return line("OUT", 0, false, reason) }
 
 // Deliver implements switchboard.Terminal: it queues d for the client and
 // never waits.
-func (s *session) Deliver(d *switchboard.Delivery) error {
+func (s *session) Deliver(d *switchboard.Delivery) error { return s.deliver(d, nil) }
+
+// deliver queues d for the client. With done, the session also remembers
+// that d.ID awaits the client's ACK and calls done when it comes (see
+// ack.go).
+func (s *session) deliver(d *switchboard.Delivery, done func(error)) error {
 	b := withPayload("MSG", 0, false, appendMessage(nil, messageFromDelivery(d)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -344,15 +353,19 @@ func (s *session) Deliver(d *switchboard.Delivery) error {
 		return switchboard.ErrTerminalGone
 	case s.blockedLocked(d.Sender):
 		return switchboard.ErrBlocked
+	case done != nil && s.unackedLocked() >= s.srv.cfg.OutQueue:
+		return switchboard.ErrTerminalSlow
 	case s.signingIn:
 		// The USR reply is not queued yet; keep the message behind it.
 		if len(s.held) >= s.srv.cfg.OutQueue {
 			return switchboard.ErrTerminalSlow
 		}
 		s.held = append(s.held, b)
-		return nil
 	case !s.pushLocked(b):
 		return switchboard.ErrTerminalSlow
+	}
+	if done != nil {
+		s.awaitAckLocked(d.ID, done)
 	}
 	return nil
 }
@@ -420,6 +433,8 @@ func (s *session) dispatch(f *frame) *protoError {
 		run = s.cmdSND
 	case "NAM":
 		run = s.cmdNAM
+	case "ACK":
+		run = s.cmdACK
 	default:
 		return errf(CodeUnknownCommand, f.trid, "unknown command %s", f.cmd)
 	}

@@ -16,7 +16,9 @@
 //     the tests.
 //
 // Every signed-in session is a [switchboard.Line] and implements
-// [switchboard.Terminal]: deliveries are queued, never waited for, and a
+// [switchboard.Terminal] and [switchboard.AckTerminal] (a client that
+// negotiated MSPS2 acknowledges each message with ACK; see ack.go):
+// deliveries are queued, never waited for by the session itself, and a
 // session whose client stops reading is refused further messages
 // ([switchboard.ErrTerminalSlow]) and, if even presence pushes cannot be
 // queued, closed. A session that ends for any reason signs its line out, so

@@ -252,7 +252,9 @@ func parseWho(p []byte) ([]WhoEntry, error) {
 		if e.User, e.Node, e.Term, err = decode3(f[0], f[1], f[2]); err != nil {
 			return nil, fmt.Errorf("%w: WHO line: %v", ErrBadPayload, err)
 		}
-		if e.State, err = presence.ParseState(f[3]); err != nil {
+		if f[3] == presence.Offline.Code() { // an absent known user's last sighting
+			e.State = presence.Offline
+		} else if e.State, err = presence.ParseState(f[3]); err != nil {
 			return nil, fmt.Errorf("%w: WHO line: %v", ErrBadPayload, err)
 		}
 		if e.Since, err = parseTime(f[4]); err != nil {

@@ -10,6 +10,15 @@
 // Terminals are attached by the session layer (one Line per signed-in
 // terminal). The switchboard owns the registry of lines; a Line's owner (the
 // session) must call SignOut when its connection ends.
+//
+// With NATS and JetStream the switchboard also keeps the durable mailbox
+// (docs/MAILBOX.md): a message for a known user that no terminal took is
+// stored in her mailbox before the sender is told '+queued', and the node
+// holding her lines drains it to her while she is signed in. Terminals whose
+// clients acknowledge messages (AckTerminal) make "delivered" mean
+// "acknowledged"; a message they do not acknowledge goes back to the
+// mailbox. A node remembers the ids it delivered to each user, so repeats
+// are delivered once.
 package switchboard
 
 import (
@@ -58,6 +67,14 @@ func MessageID(sender, senderTerm, cookie, originAddr string) string {
 	return hex.EncodeToString(h.Sum(sum[:0])[:12])
 }
 
+// contentID refines the id of a message that has no cookie with what it
+// says and to whom, so that a sender that leaves COOKIE empty and sends
+// several messages over one connection does not have them taken for
+// repeats of each other, while a retransmission (same octets) still is.
+func contentID(d *Delivery) string {
+	return MessageID(d.ID, strings.ToLower(d.Recipient), strings.ToLower(d.RecipTerm), d.Text)
+}
+
 // Terminal is a local delivery endpoint: one signed-in session terminal.
 type Terminal interface {
 	// Deliver hands d to the terminal. It must not block: it queues d for the
@@ -67,6 +84,22 @@ type Terminal interface {
 	// Kick tells the terminal that another sign-in took over its (user,
 	// terminal) name; the session should say so to its client and close.
 	Kick(reason string)
+}
+
+// AckTerminal is a Terminal whose client may acknowledge each message end to
+// end. The switchboard prefers DeliverAcked when a terminal implements it:
+// a message then counts as delivered only once the client has said it has
+// the message, and one that is not acknowledged goes back to the mailbox.
+type AckTerminal interface {
+	Terminal
+	// DeliverAcked queues d like Deliver and never blocks. If the client
+	// acknowledges messages it returns true and later calls done exactly
+	// once: with nil when the client acknowledged d.ID, or with an error
+	// when the session ended first. If the client does not acknowledge
+	// messages it returns false and never calls done; the message then
+	// counts as delivered once queued, as with Deliver. A non-nil error is
+	// a refusal, as from Deliver, and done is not called.
+	DeliverAcked(d *Delivery, done func(error)) (acks bool, err error)
 }
 
 // Refusal and failure reasons. Results carry them wrapped; Status says whether
@@ -82,6 +115,11 @@ var (
 	ErrNodeDown     = errors.New("node unreachable")
 	ErrTimeout      = errors.New("delivery timed out")
 	ErrBadAddress   = errors.New("bad address")
+	ErrNotAcked     = errors.New("not acknowledged")
+	ErrUnknownUser  = errors.New("unknown user")
+	ErrMailboxDown  = errors.New("mailbox unavailable")
+	ErrMailboxFull  = errors.New("mailbox full")
+	ErrDuplicate    = errors.New("already delivered")
 )
 
 // Status is the result of delivering to one terminal.
@@ -89,9 +127,10 @@ type Status uint8
 
 // Per-terminal statuses.
 const (
-	Delivered Status = iota + 1 // accepted by a live session
+	Delivered Status = iota + 1 // accepted by a live session (see Result.Acked)
 	Refused                     // the recipient's choice: busy, blocked
 	Failed                      // a fault: gone, slow, node down, timeout
+	Queued                      // not acknowledged by the session; stored in the mailbox instead
 )
 
 // String names the status.
@@ -103,6 +142,8 @@ func (s Status) String() string {
 		return "refused"
 	case Failed:
 		return "failed"
+	case Queued:
+		return "queued"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
@@ -113,25 +154,49 @@ type Result struct {
 	Node   string
 	Term   string
 	Status Status
-	Reason string // empty when Delivered
+	// Reason says why the terminal did not take the message; for Delivered
+	// it is empty or a note (ErrDuplicate: a repeat answered from memory).
+	Reason string
+	// Acked: the client acknowledged the message end to end (Delivered
+	// only). Without it Delivered means "queued to a live session whose
+	// client does not acknowledge".
+	Acked bool
+}
+
+// accepted reports whether the result earns an MSP '+'.
+func (r *Result) accepted() bool { return r.Status == Delivered || r.Status == Queued }
+
+// MailboxResult is what the mailbox did with a message that no terminal
+// took (the user is offline, or every target failed).
+type MailboxResult struct {
+	User      string // canonical owner of the mailbox
+	Stored    bool   // the store confirmed it: the sender may be told '+queued'
+	Duplicate bool   // the store already held a message with this id
+	Err       error  // why it was not stored (wraps ErrMailboxDown, ErrMailboxFull)
 }
 
 // Outcome is the folded result of one Send.
 type Outcome struct {
 	Recipient string   // as addressed
 	Results   []Result // one per selected terminal; empty when nothing matched
-	Err       error    // set when no terminal was selected (ErrNoSuchUser, ErrNoTerminal, ...)
+	Err       error    // set when no terminal was selected (ErrNoSuchUser, ErrNoTerminal, ErrUnknownUser, ...)
+	// Mailbox is set when the mailbox was asked to keep the message.
+	Mailbox *MailboxResult
 
 	// fallback: Results[0] is the terminal that took the message after the
 	// more suitable ones in Results[1:] failed ("the right terminal" rule).
 	fallback bool
 }
 
-// Delivered reports whether at least one terminal accepted the message; that is
-// what earns an MSP '+'.
+// Delivered reports whether the message reached a delivery service: at
+// least one terminal accepted it, or it is stored in the recipient's
+// mailbox. That is what earns an MSP '+'; Summary says which.
 func (o *Outcome) Delivered() bool {
-	for _, r := range o.Results {
-		if r.Status == Delivered {
+	if o.Mailbox != nil && o.Mailbox.Stored {
+		return true
+	}
+	for i := range o.Results {
+		if o.Results[i].accepted() {
 			return true
 		}
 	}
@@ -139,32 +204,88 @@ func (o *Outcome) Delivered() bool {
 }
 
 // Summary is the MSP reply explanation (without the '+'/'-'): it says what
-// happened, e.g. "delivered to alice at pts/1 on hosta" or
-// "alice: busy, not accepting messages". It is plain printable ASCII/Latin-1.
+// happened, e.g. "delivered to alice at pts/1 on hosta", "queued for alice"
+// or "alice: busy, not accepting messages". It is plain printable
+// ASCII/Latin-1.
 func (o *Outcome) Summary() string {
 	who := o.Recipient
 	if who == "" {
 		who = "console"
 	}
-	if o.Err != nil {
-		return who + ": " + o.Err.Error()
-	}
-	var ok, bad []string
+	var bad []string
 	for _, r := range o.Results {
-		if r.Status == Delivered {
-			ok = append(ok, r.Term+"@"+r.Node)
-		} else {
+		if !r.accepted() {
 			bad = append(bad, r.Term+"@"+r.Node+" "+r.Reason)
 		}
 	}
+	if mb := o.Mailbox; mb != nil {
+		if mb.Stored {
+			notes := bad
+			if mb.Duplicate {
+				notes = append([]string{"already queued"}, notes...)
+			}
+			return "queued for " + mb.User + parenthesised(notes)
+		}
+		base := ""
+		if o.Err != nil {
+			base = who + ": " + o.Err.Error()
+		} else {
+			base = o.terminalSummary(who, bad)
+		}
+		return base + "; " + errText(mb.Err)
+	}
+	if o.Err != nil {
+		return who + ": " + o.Err.Error()
+	}
+	return o.terminalSummary(who, bad)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func parenthesised(notes []string) string {
+	if len(notes) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(notes, "; ") + ")"
+}
+
+// terminalSummary describes per-terminal results; bad lists the terminals
+// that did not take the message.
+func (o *Outcome) terminalSummary(who string, bad []string) string {
+	var ok []string
+	for _, r := range o.Results {
+		if r.accepted() {
+			ok = append(ok, r.Term+"@"+r.Node)
+		}
+	}
+	first := func() string {
+		r := o.Results[0]
+		var notes []string
+		switch {
+		case r.Status == Queued:
+			notes = append(notes, r.Term+"@"+r.Node+" "+r.Reason)
+		case r.Reason != "":
+			notes = append(notes, r.Reason)
+		case r.Acked:
+			notes = append(notes, "acknowledged")
+		}
+		if o.fallback {
+			notes = append(notes, "after "+strings.Join(bad, ", "))
+		}
+		if r.Status == Queued {
+			return "queued for " + r.User + parenthesised(notes)
+		}
+		return fmt.Sprintf("delivered to %s at %s on %s", r.User, r.Term, r.Node) + parenthesised(notes)
+	}
 	var b strings.Builder
 	switch {
-	case o.fallback:
-		r := o.Results[0]
-		fmt.Fprintf(&b, "delivered to %s at %s on %s (after %s)", r.User, r.Term, r.Node, strings.Join(bad, ", "))
-	case len(ok) == 1 && len(bad) == 0:
-		r := o.Results[0]
-		fmt.Fprintf(&b, "delivered to %s at %s on %s", r.User, r.Term, r.Node)
+	case o.fallback, len(ok) == 1 && len(bad) == 0:
+		return first()
 	case len(ok) > 0:
 		fmt.Fprintf(&b, "delivered to %s at %d of %d terminals: %s", who, len(ok), len(o.Results), strings.Join(ok, " "))
 		if len(bad) > 0 {

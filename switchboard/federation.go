@@ -53,6 +53,7 @@ type wireResult struct {
 	Term   string `json:"term"`
 	Status string `json:"status"`
 	Reason string `json:"reason,omitempty"`
+	Acked  bool   `json:"acked,omitempty"`
 }
 
 type wireReply struct {
@@ -118,28 +119,43 @@ func parseStatus(s string) Status {
 		return Delivered
 	case "refused":
 		return Refused
+	case "queued":
+		return Queued
 	}
 	return Failed
 }
 
 // federation is the NATS side of a Switchboard: it serves this node's deliver
-// subject and forwards to other nodes'. The Switchboard owns it; Run
+// subject and forwards to other nodes'. The Switchboard owns it; Start
 // subscribes and Close unsubscribes.
+//
+// Requests are read by the subscription's goroutine (owned by nats.go) and
+// each is served in its own goroutine, at most cap(slots) at once, because a
+// delivery may wait up to AckTimeout for a client's acknowledgement. When
+// every slot is taken the reader waits, so excess requests queue in the
+// subscription (bounded by its pending limits) and time out at their
+// ingress nodes rather than pile up here. unsubscribe drains the
+// subscription and waits for the serving goroutines (wg).
 type federation struct {
 	sb      *Switchboard
 	nc      *nats.Conn
 	timeout time.Duration
+	slots   chan struct{}
+	wg      sync.WaitGroup
 
-	// mu guards sub.
-	mu  sync.Mutex
-	sub *nats.Subscription
+	// mu guards sub and stopped, and orders wg.Add before wg.Wait.
+	mu      sync.Mutex
+	sub     *nats.Subscription
+	stopped bool
 }
 
-// subscribe starts serving this node's deliver subject. Deliveries are
-// handled serially in the subscription's goroutine (owned by nats.go), which
-// keeps per-sender order; local delivery never blocks, so that is cheap.
+func newFederation(s *Switchboard, nc *nats.Conn) *federation {
+	return &federation{sb: s, nc: nc, timeout: s.cfg.ForwardTimeout, slots: make(chan struct{}, s.cfg.MaxServing)}
+}
+
+// subscribe starts serving this node's deliver subject.
 func (f *federation) subscribe() error {
-	sub, err := f.nc.Subscribe(DeliverSubject(f.sb.cfg.Node), f.serve)
+	sub, err := f.nc.Subscribe(DeliverSubject(f.sb.cfg.Node), f.dispatch)
 	if err != nil {
 		return fmt.Errorf("switchboard: subscribe %s: %w", DeliverSubject(f.sb.cfg.Node), err)
 	}
@@ -164,9 +180,43 @@ func (f *federation) unsubscribe() {
 	sub := f.sub
 	f.sub = nil
 	f.mu.Unlock()
-	if sub != nil {
+	switch {
+	case sub == nil:
+	case !f.nc.IsConnected():
+		_ = sub.Unsubscribe() // nothing can be drained from a dead link
+	default:
 		_ = sub.Drain()
+		// Drain returns at once; wait (bounded) until the subscription has
+		// handed over what it held, then for the requests being served.
+		for i := 0; i < 200 && sub.IsValid(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// dispatch runs in the subscription's goroutine: it takes a slot (waiting
+// while all are busy) and serves m in a goroutine of its own. After
+// unsubscribe has given up waiting, late requests get no answer (their
+// ingress nodes time out).
+func (f *federation) dispatch(m *nats.Msg) {
+	f.slots <- struct{}{}
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		<-f.slots
+		return
+	}
+	f.wg.Add(1)
+	f.mu.Unlock()
+	go func() {
+		defer f.wg.Done()
+		defer func() { <-f.slots }()
+		f.serve(m)
+	}()
 }
 
 // serve handles one deliver request from another node.
@@ -177,12 +227,13 @@ func (f *federation) serve(m *nats.Msg) {
 		f.sb.log.Warn("bad deliver request", "err", err, "bytes", len(m.Data))
 		rep.Error = err.Error()
 	} else {
-		for _, t := range targets {
-			r := Result{User: t.User, Node: f.sb.cfg.Node, Term: t.Term, Status: Failed, Reason: ErrTerminalGone.Error()}
-			if l := f.sb.localLine(t.User, t.Term); l != nil {
-				r = l.deliver(d)
-			}
-			rep.Results = append(rep.Results, wireResult{User: msp.Latin1ToUTF8(r.User), Term: msp.Latin1ToUTF8(r.Term), Status: r.Status.String(), Reason: r.Reason})
+		ts := make([]target, len(targets))
+		for i, t := range targets {
+			ts[i] = target{user: t.User, term: t.Term}
+		}
+		for _, r := range f.sb.deliverLocal(context.Background(), d, ts) {
+			rep.Results = append(rep.Results, wireResult{User: msp.Latin1ToUTF8(r.User), Term: msp.Latin1ToUTF8(r.Term),
+				Status: r.Status.String(), Reason: r.Reason, Acked: r.Acked})
 		}
 	}
 	b, _ := json.Marshal(&rep)
@@ -206,6 +257,10 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 	}
 	if err := presence.ValidNode(node); err != nil {
 		return fail(ErrBadAddress.Error())
+	}
+	if !f.nc.IsConnected() {
+		// The request would wait out the timeout in the reconnect buffer.
+		return fail(ErrNodeDown.Error() + ": not connected to NATS")
 	}
 	body, err := encodeDelivery(d, targets)
 	if err != nil {
@@ -239,7 +294,7 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: "no result from " + node}
 			continue
 		}
-		out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: parseStatus(r.Status), Reason: r.Reason}
+		out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: parseStatus(r.Status), Reason: r.Reason, Acked: r.Acked}
 	}
 	return out
 }

@@ -33,6 +33,22 @@ type Config struct {
 	NATS *nats.Conn
 	// ForwardTimeout bounds one request to another node. Zero means 2s.
 	ForwardTimeout time.Duration
+	// AckTimeout bounds how long a delivery to an acknowledging client
+	// (AckTerminal) waits for its acknowledgement before the message goes
+	// back to the mailbox. It must leave the node time to answer within
+	// the ingress node's ForwardTimeout. Zero means ForwardTimeout/2.
+	AckTimeout time.Duration
+	// DedupWindow is how long this node remembers the ids of messages it
+	// delivered to its lines, so that repeats are delivered once. Zero
+	// means 5 minutes.
+	DedupWindow time.Duration
+	// MaxServing bounds how many deliveries from other nodes this node
+	// handles at once (each may wait up to AckTimeout for a client).
+	// Zero means 256.
+	MaxServing int
+	// Mailbox configures the durable mailbox and the known-users bucket,
+	// which need NATS with JetStream.
+	Mailbox MailboxConfig
 }
 
 // Errors from sign-in and line operations.
@@ -48,12 +64,15 @@ type Switchboard struct {
 	dir *presence.Directory
 	log *slog.Logger
 
-	fed *federation // nil without NATS
+	fed    *federation // nil without NATS
+	mbox   *mailbox    // nil without NATS or when disabled
+	recent *recentIDs
 
-	// mu guards lines and closed.
-	mu     sync.Mutex
-	lines  map[lineKey]*Line
-	closed bool
+	// mu guards lines, perUser and closed.
+	mu      sync.Mutex
+	lines   map[lineKey]*Line
+	perUser map[string]int // canonical user -> number of lines
+	closed  bool
 }
 
 type lineKey struct{ user, term string } // canonical user, folded term
@@ -82,19 +101,47 @@ func New(cfg Config) (*Switchboard, error) {
 	if cfg.ForwardTimeout <= 0 {
 		cfg.ForwardTimeout = 2 * time.Second
 	}
-	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, lines: map[lineKey]*Line{}}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = cfg.ForwardTimeout / 2
+	}
+	if cfg.DedupWindow <= 0 {
+		cfg.DedupWindow = 5 * time.Minute
+	}
+	if cfg.MaxServing <= 0 {
+		cfg.MaxServing = 256
+	}
+	cfg.Mailbox.setDefaults()
+	if err := cfg.Mailbox.validate(); err != nil {
+		return nil, err
+	}
+	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, lines: map[lineKey]*Line{},
+		perUser: map[string]int{}, recent: newRecentIDs(cfg.DedupWindow, maxRecentIDs)}
 	if cfg.NATS != nil {
-		s.fed = &federation{sb: s, nc: cfg.NATS, timeout: cfg.ForwardTimeout}
+		s.fed = newFederation(s, cfg.NATS)
+		if !cfg.Mailbox.Disabled {
+			mb, err := newMailbox(s, cfg.NATS, cfg.Mailbox)
+			if err != nil {
+				return nil, err
+			}
+			s.mbox = mb
+		}
 	}
 	return s, nil
 }
 
+// maxRecentIDs bounds the ids a node remembers for duplicate suppression.
+const maxRecentIDs = 65536
+
 // Start serves this node's deliver subject when NATS is configured, so that
-// other nodes can reach its lines; Close stops serving. Without NATS it does
-// nothing.
+// other nodes can reach its lines, and sets up the mailbox (a store that is
+// not reachable yet is retried on use); Close stops both. Without NATS it
+// does nothing.
 func (s *Switchboard) Start() error {
 	if s.fed == nil {
 		return nil
+	}
+	if s.mbox != nil {
+		s.mbox.start()
 	}
 	return s.fed.subscribe()
 }
@@ -111,17 +158,20 @@ func (s *Switchboard) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.fed != nil {
-		defer s.fed.unsubscribe()
-	}
 	lines := make([]*Line, 0, len(s.lines))
 	for _, l := range s.lines {
 		lines = append(lines, l)
 	}
 	s.mu.Unlock()
+	if s.fed != nil {
+		s.fed.unsubscribe()
+	}
 	for _, l := range lines {
 		l.t.Kick("node shutting down")
 		l.SignOut()
+	}
+	if s.mbox != nil {
+		s.mbox.close()
 	}
 	return nil
 }
@@ -167,6 +217,9 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 	}
 	old := s.lines[k]
 	s.lines[k] = l
+	if old == nil {
+		s.perUser[k.user]++
+	}
 	s.mu.Unlock()
 	if old != nil {
 		old.mu.Lock()
@@ -175,22 +228,34 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 		old.t.Kick("signed in again elsewhere on this terminal")
 	}
 	if err := s.dir.Upsert(l.entry); err != nil {
-		s.drop(l)
+		if _, last := s.drop(l); last && s.mbox != nil {
+			s.mbox.lineDown(l.user)
+		}
 		return nil, fmt.Errorf("switchboard: sign in %s/%s: %w", user, term, err)
 	}
 	s.log.Info("signed in", "user", k.user, "term", term, "state", state.String())
+	if s.mbox != nil {
+		s.mbox.record(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String()})
+		s.mbox.lineUp(k.user)
+	}
 	return l, nil
 }
 
-// drop removes l from the registry if it is still the registered line.
-func (s *Switchboard) drop(l *Line) bool {
+// drop removes l from the registry if it is still the registered line;
+// last reports that it was the user's last line on this node.
+func (s *Switchboard) drop(l *Line) (dropped, last bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lines[l.key] != l {
-		return false
+		return false, false
 	}
 	delete(s.lines, l.key)
-	return true
+	s.perUser[l.user]--
+	if s.perUser[l.user] <= 0 {
+		delete(s.perUser, l.user)
+		return true, true
+	}
+	return true, false
 }
 
 // User returns the line's canonical user name.
@@ -214,11 +279,15 @@ func (l *Line) SetState(st presence.State) error {
 	if st == presence.Offline {
 		return fmt.Errorf("switchboard: set state: %w", presence.ErrBadState)
 	}
-	return l.update(func(e *presence.Entry) error {
+	err := l.update(func(e *presence.Entry) error {
 		e.State = st
 		e.LastActive = time.Now()
 		return nil
 	})
+	if err == nil && st != presence.Busy && l.sb.mbox != nil {
+		l.sb.mbox.poke(l.user) // she may take her queued messages now
+	}
+	return err
 }
 
 // SetAliases replaces the extra names this line answers to. A name that is
@@ -284,39 +353,18 @@ func (l *Line) SignOut() {
 	wasOut := l.out
 	l.out = true
 	l.mu.Unlock()
-	if l.sb.drop(l) {
+	if dropped, last := l.sb.drop(l); dropped {
 		l.sb.dir.Remove(l.user, l.term)
 		l.sb.log.Info("signed out", "user", l.user, "term", l.term)
+		if mb := l.sb.mbox; mb != nil {
+			mb.record(Seen{User: l.user, Time: time.Now(), Node: l.sb.cfg.Node, Term: l.term, State: presence.Offline.String()})
+			if last {
+				mb.lineDown(l.user)
+			}
+		}
 	} else if !wasOut {
 		l.sb.log.Debug("stale line signed out", "user", l.user, "term", l.term)
 	}
-}
-
-// deliver hands d to the line's terminal, applying the busy rule first.
-func (l *Line) deliver(d *Delivery) Result {
-	l.mu.Lock()
-	st, out := l.entry.State, l.out
-	l.mu.Unlock()
-	r := Result{User: l.user, Node: l.sb.cfg.Node, Term: l.term}
-	switch {
-	case out:
-		r.Status, r.Reason = Failed, ErrTerminalGone.Error()
-	case st == presence.Busy:
-		r.Status, r.Reason = Refused, ErrBusy.Error()
-	default:
-		r.Status = Delivered
-		if err := l.t.Deliver(d); err != nil {
-			r.Status, r.Reason = classify(err), err.Error()
-		}
-	}
-	return r
-}
-
-func classify(err error) Status {
-	if errors.Is(err, ErrBlocked) || errors.Is(err, ErrBusy) {
-		return Refused
-	}
-	return Failed
 }
 
 // localLine finds this node's line for (user, term).
@@ -336,8 +384,28 @@ func SplitAddress(recipient string) (user, node string) {
 }
 
 // Send routes d to its target terminals and returns the folded outcome. It
-// never returns without an Outcome: faults become Failed results.
+// never returns without an Outcome: faults become Failed results. A message
+// for a known user that no terminal took (she is offline, or every target
+// failed) is stored in her mailbox when the policy says so, and Send
+// returns only after the store has confirmed it; a user never seen in the
+// cluster is refused with ErrUnknownUser.
 func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
+	if d.Cookie == "" && d.ID != "" {
+		// Without a cookie the id cannot tell two messages of one
+		// connection apart; their contents can.
+		c := *d
+		c.ID = contentID(d)
+		d = &c
+	}
+	o := s.route(ctx, d)
+	if s.mbox != nil {
+		s.mbox.settle(d, o)
+	}
+	return o
+}
+
+// route delivers d to the terminals its address selects.
+func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 	o := &Outcome{Recipient: d.Recipient}
 	targets, err := s.selectTargets(d)
 	if err != nil {
@@ -397,15 +465,11 @@ func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, t
 		}
 		return s.fed.forward(ctx, node, d, targets)
 	}
-	out := make([]Result, len(targets))
+	ts := make([]target, len(targets))
 	for i, e := range targets {
-		if l := s.localLine(e.User, e.Term); l != nil {
-			out[i] = l.deliver(d)
-		} else {
-			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: ErrTerminalGone.Error()}
-		}
+		ts[i] = target{user: e.User, term: e.Term}
 	}
-	return out
+	return s.deliverLocal(ctx, d, ts)
 }
 
 // selectTargets applies the RFC 1312 RECIPIENT / RECIP-TERM rules to the

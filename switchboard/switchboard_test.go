@@ -228,3 +228,35 @@ func TestMessageIDStableAcrossRetransmission(t *testing.T) {
 		t.Fatalf("ids: %q %q %q", a, b, c)
 	}
 }
+
+// A node delivers one message id to a user once: a repeat is answered from
+// memory. RFC 1312's COOKIE is what tells messages apart; when a sender
+// leaves it empty, the text and address must, or the second of two
+// messages on one connection would be taken for a repeat.
+func TestRepeatsDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	sb, _ := newBoard(t, "n1")
+	box := setup(t, sb, []signin{{user: "alice", term: "pts/1"}})["alice/pts/1"]
+	mk := func(cookie, text string) *switchboard.Delivery {
+		return &switchboard.Delivery{ID: switchboard.MessageID("bob", "tty1", cookie, "192.0.2.1:9"), Recipient: "alice",
+			Sender: "bob", SenderTerm: "tty1", Cookie: cookie, Text: text}
+	}
+	for _, tc := range []struct {
+		d    *switchboard.Delivery
+		want string
+	}{
+		{mk("c1", "hello"), "delivered to alice at pts/1 on n1"},
+		{mk("c1", "hello"), "delivered to alice at pts/1 on n1 (already delivered)"},
+		{mk("", "one"), "delivered to alice at pts/1 on n1"},
+		{mk("", "two"), "delivered to alice at pts/1 on n1"},
+		{mk("", "two"), "delivered to alice at pts/1 on n1 (already delivered)"},
+	} {
+		o := sb.Send(context.Background(), tc.d)
+		if !o.Delivered() || o.Summary() != tc.want {
+			t.Fatalf("cookie %q text %q: %v %q, want %q", tc.d.Cookie, tc.d.Text, o.Delivered(), o.Summary(), tc.want)
+		}
+	}
+	if got := box.texts(); !slices.Equal(got, []string{"hello", "one", "two"}) {
+		t.Fatalf("delivered %q, want each message once", got)
+	}
+}

@@ -32,8 +32,8 @@ func addSessionFlags(fs interface {
 }
 
 // connect dials the first reachable session listener and signs in.
-func (sf *sessionFlags) connect(ctx context.Context, term string, state presence.State) (*session.Client, *session.SignedIn, error) {
-	var opts []session.SignInOption
+func (sf *sessionFlags) connect(ctx context.Context, term string, state presence.State, extra ...session.SignInOption) (*session.Client, *session.SignedIn, error) {
+	opts := append([]session.SignInOption(nil), extra...)
 	if sf.secretFile != "" {
 		b, err := os.ReadFile(sf.secretFile)
 		if err != nil {
@@ -82,7 +82,9 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	if err != nil {
 		return fail(e, exitUsage, "--state: %v", err)
 	}
-	c, si, err := sf.connect(ctx, *term, state)
+	// Acknowledge every message once it is written out, so that the node
+	// keeps (and later redelivers) what never reached our output.
+	c, si, err := sf.connect(ctx, *term, state, session.WithAcks())
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
@@ -114,6 +116,7 @@ func listenLoop(ctx context.Context, c *session.Client, out *printer, timeout ti
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	msgs, events := c.Messages(), c.Events()
+	seen := newRecentSet(maxRecentIDs)
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,8 +130,18 @@ func listenLoop(ctx context.Context, c *session.Client, out *printer, timeout ti
 			if !ok {
 				return fail(e, exitNack, "session ended: %v", c.Err())
 			}
-			if err := out.message(m); err != nil {
-				return fail(e, exitUsage, "writing output: %v", err)
+			// A message comes again, with the same id, when our ACK did
+			// not reach the node in time: show it once, acknowledge always.
+			if !seen.add(m.ID) {
+				if err := out.message(m); err != nil {
+					return fail(e, exitUsage, "writing output: %v", err)
+				}
+			}
+			actx, cancel := context.WithTimeout(ctx, timeout)
+			err := c.Ack(actx, m.ID)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				return fail(e, exitNack, "acknowledging message %s: %v", m.ID, err)
 			}
 		case ev, ok := <-events:
 			if !ok {
@@ -213,4 +226,39 @@ func (p *printer) event(ev session.PresenceEvent) {
 		return
 	}
 	fmt.Fprintf(p.w, "* %s at %s on %s is %s\n", msp.Latin1ToUTF8(ev.User), msp.Latin1ToUTF8(ev.Term), ev.Node, ev.State)
+}
+
+// maxRecentIDs bounds how many message ids listen remembers to drop repeats.
+const maxRecentIDs = 4096
+
+// recentSet is a bounded set of message ids, oldest forgotten first. It
+// belongs to the listen loop's goroutine.
+type recentSet struct {
+	ids   map[string]struct{}
+	order []string // ring of the ids in ids, oldest at next
+	next  int
+}
+
+func newRecentSet(n int) *recentSet {
+	return &recentSet{ids: make(map[string]struct{}, n), order: make([]string, 0, n)}
+}
+
+// add records id and reports whether it was already there. Empty ids are
+// never repeats.
+func (r *recentSet) add(id string) bool {
+	if id == "" {
+		return false
+	}
+	if _, ok := r.ids[id]; ok {
+		return true
+	}
+	if len(r.order) < cap(r.order) {
+		r.order = append(r.order, id)
+	} else {
+		delete(r.ids, r.order[r.next])
+		r.order[r.next] = id
+		r.next = (r.next + 1) % len(r.order)
+	}
+	r.ids[id] = struct{}{}
+	return false
 }

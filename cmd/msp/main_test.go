@@ -78,7 +78,7 @@ func TestSendExitStatus(t *testing.T) {
 		{"UDP delivered", "", []string{"send", "--udp", "--server", srv, "alice", "hi"}, 0, "delivered", ""},
 		{"v1 over TCP owes no reply", "", []string{"send", "--v1", "--server", srv, "alice", "hi"}, 0, "", ""},
 		{"Latin-1 text from UTF-8", "", []string{"send", "--server", srv, "alice", "grüße"}, 0, "delivered", ""},
-		{"not signed in: exit 1, reason on stderr", "", []string{"send", "--server", srv, "carol", "hi"}, 1, "", "carol: not signed in"},
+		{"unknown user: exit 1, reason on stderr", "", []string{"send", "--server", srv, "carol", "hi"}, 1, "", "carol: unknown user"},
 		{"busy: exit 1", "", []string{"send", "--server", srv, "bob", "hi"}, 1, "", "busy"},
 		{"UDP, not delivered: no acknowledgement, exit 1", "", []string{"send", "--udp", "--timeout", "1500ms", "--server", srv, "carol", "hi"}, 1, "", "no acknowledgement"},
 		{"no recipient: usage, exit 2", "", []string{"send", "--server", srv}, 2, "", "usage: msp send"},
@@ -181,5 +181,40 @@ func TestListenUsage(t *testing.T) {
 		if r := runCLI(t, "", args...); r.code != 2 || r.stderr == "" {
 			t.Errorf("%v: exit %d stderr %q, want 2 with a message", args, r.code, r.stderr)
 		}
+	}
+}
+
+// "msp who alice for an absent known user says when and where she was last
+// seen (like finger)", and an unknown name shows nothing.
+func TestWhoLastSeen(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	alice := c.SignIn(0, "alice", "pts/5", presence.Online)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := alice.SignOut(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess := c.Node(0).Addrs().Session
+	var r result
+	testcluster.WaitFor(t, 10*time.Second, "alice's sign-out recorded", func() bool {
+		r = runCLI(t, "", "who", "--session", sess, "--user", "bob", "alice")
+		return strings.Contains(r.stdout, "last seen")
+	})
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "alice is not signed in; last seen on n1 at pts/5, ") {
+		t.Fatalf("who alice: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "who", "--session", sess, "--user", "bob", "--json", "alice")
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil || len(entries) != 1 {
+		t.Fatalf("who --json alice: %v %q", err, r.stdout)
+	}
+	e := entries[0]
+	if e["state"] != "offline" || e["node"] != "n1" || e["term"] != "pts/5" || e["last_seen"] == nil || e["since"] != nil {
+		t.Fatalf("who --json alice = %v", e)
+	}
+	r = runCLI(t, "", "who", "--session", sess, "--user", "bob", "--json", "nobody")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("who --json nobody: exit %d %q", r.code, r.stdout)
 	}
 }

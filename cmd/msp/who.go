@@ -12,14 +12,18 @@ import (
 	"github.com/msprelay/msprelay/session"
 )
 
+// whoJSON is one line of `msp who --json`. A user who is signed in nowhere
+// but known to the cluster appears once with state "offline", the node and
+// terminal she last signed out of, and last_seen instead of since.
 type whoJSON struct {
-	User       string    `json:"user"`
-	Node       string    `json:"node"`
-	Term       string    `json:"term"`
-	State      string    `json:"state"`
-	Aliases    []string  `json:"aliases"`
-	Since      time.Time `json:"since"`
-	LastActive time.Time `json:"last_active"`
+	User       string     `json:"user"`
+	Node       string     `json:"node"`
+	Term       string     `json:"term"`
+	State      string     `json:"state"`
+	Aliases    []string   `json:"aliases"`
+	Since      *time.Time `json:"since,omitempty"`
+	LastActive *time.Time `json:"last_active,omitempty"`
+	LastSeen   *time.Time `json:"last_seen,omitempty"`
 }
 
 func cmdWho(ctx context.Context, args []string, e env) int {
@@ -55,8 +59,14 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 			for _, a := range w.Aliases {
 				aliases = append(aliases, msp.Latin1ToUTF8(a))
 			}
-			out = append(out, whoJSON{User: msp.Latin1ToUTF8(w.User), Node: w.Node, Term: msp.Latin1ToUTF8(w.Term),
-				State: w.State.String(), Aliases: aliases, Since: w.Since, LastActive: w.LastActive})
+			j := whoJSON{User: msp.Latin1ToUTF8(w.User), Node: w.Node, Term: msp.Latin1ToUTF8(w.Term),
+				State: w.State.String(), Aliases: aliases}
+			if w.State == presence.Offline {
+				j.LastSeen = &w.LastActive
+			} else {
+				j.Since, j.LastActive = &w.Since, &w.LastActive
+			}
+			out = append(out, j)
 		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -69,6 +79,12 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 		if name != "" {
 			fmt.Fprintf(e.stdout, "%s is not signed in\n", fs.Arg(0))
 		}
+		return exitOK
+	}
+	if len(es) == 1 && es[0].State == presence.Offline {
+		w := es[0]
+		fmt.Fprintf(e.stdout, "%s is not signed in; last seen on %s at %s, %s (%s ago)\n", msp.Latin1ToUTF8(w.User), w.Node,
+			msp.Latin1ToUTF8(w.Term), w.LastActive.Local().Format("Jan 02 15:04"), time.Since(w.LastActive).Truncate(time.Second))
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)

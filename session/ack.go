@@ -1,0 +1,125 @@
+package session
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// ProtocolVersionAcks is MSPS1 plus end-to-end acknowledgements: a client
+// that offers it in VER (before USR) acknowledges every MSG with
+// `ACK TrID id` once it has the message safe (shown, written out). The node
+// then counts a message as delivered only when acknowledged, and puts one
+// whose session ends, or that is not acknowledged in time, back in the
+// recipient's mailbox.
+const ProtocolVersionAcks = "MSPS2"
+
+// DeliverAcked implements switchboard.AckTerminal. Sessions that did not
+// negotiate MSPS2, and messages without an id, are delivered as by
+// Deliver (acks false). At most OutQueue messages await an ACK at once;
+// past that the client is behind and further messages are refused with
+// switchboard.ErrTerminalSlow.
+func (s *session) DeliverAcked(d *switchboard.Delivery, done func(error)) (bool, error) {
+	s.mu.Lock()
+	acks := s.acks
+	s.mu.Unlock()
+	if !acks || d.ID == "" {
+		return false, s.deliver(d, nil)
+	}
+	s.mu.Lock()
+	sending := s.sending
+	s.mu.Unlock()
+	if sending {
+		// The reader is waiting for its own SND to be delivered and reads
+		// no ACK meanwhile, so this one could only time out. Refusing it
+		// as slow lets the switchboard try another terminal or queue it;
+		// the mailbox hands it over once SND is done.
+		return true, fmt.Errorf("%w (sending)", switchboard.ErrTerminalSlow)
+	}
+	if err := s.deliver(d, done); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// setSending marks the reader as inside SND (see DeliverAcked).
+func (s *session) setSending(on bool) {
+	s.mu.Lock()
+	s.sending = on
+	s.mu.Unlock()
+}
+
+// awaitAckLocked remembers that done waits for the client's ACK of id. A
+// message pushed twice (a redelivery) is settled by one ACK. mu must be held.
+func (s *session) awaitAckLocked(id string, done func(error)) {
+	if s.unacked == nil {
+		s.unacked = map[string][]func(error){}
+	}
+	s.unacked[id] = append(s.unacked[id], done)
+}
+
+// unackedLocked counts the messages awaiting an ACK. mu must be held.
+func (s *session) unackedLocked() int { return len(s.unacked) }
+
+// failAcks tells everyone still waiting for an ACK that none will come; the
+// session is ending, so no new waiters can be added (deliver checks ending).
+func (s *session) failAcks() {
+	s.mu.Lock()
+	waiting := s.unacked
+	s.unacked = nil
+	s.mu.Unlock()
+	for _, fns := range waiting {
+		for _, done := range fns {
+			done(switchboard.ErrTerminalGone)
+		}
+	}
+}
+
+// cmdACK: ACK TrID id -> (no reply). The client has message id safe. An id
+// that nothing waits for (acknowledged already, or too late: the node gave
+// up and queued the message again) is ignored, so clients may acknowledge
+// every MSG they receive, repeats included.
+func (s *session) cmdACK(f *frame) *protoError {
+	if pe := wantArgs(f, 1, 1); pe != nil {
+		return pe
+	}
+	id, pe := arg(f, 0)
+	if pe != nil {
+		return pe
+	}
+	s.mu.Lock()
+	fns := s.unacked[id]
+	delete(s.unacked, id)
+	s.mu.Unlock()
+	for _, done := range fns {
+		done(nil)
+	}
+	return nil
+}
+
+// WithAcks makes SignIn offer ProtocolVersionAcks: the session then must
+// acknowledge every message it receives with Ack (SignedIn.Acks says
+// whether the server agreed). Messages not acknowledged within the node's
+// bound go back to the mailbox and come again, with the same id.
+func WithAcks() SignInOption {
+	return func(o *signInOptions) { o.acks = true }
+}
+
+// Ack acknowledges message id (ACK) on a session signed in WithAcks. Call it
+// once the message is safe — shown, written out — and for repeats too. It
+// waits for no reply: the server sends none.
+func (c *Client) Ack(ctx context.Context, id string) error {
+	c.mu.Lock()
+	if err := c.errLocked(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.next++
+	if c.next == 0 {
+		c.next = 1
+	}
+	trid := c.next
+	c.mu.Unlock()
+	return c.write(ctx, line("ACK", trid, true, encodeToken(id)))
+}

@@ -1,0 +1,215 @@
+package switchboard
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/msprelay/msprelay/presence"
+)
+
+// target is one terminal a delivery is addressed to on this node.
+type target struct{ user, term string }
+
+// deliverLocal delivers d to targets, all on this node, and returns one
+// Result per target, in order. Targets are grouped by user, and each user's
+// group is one attempt in the recent-id set: a repeat of d for her (a
+// retransmission, the same message through another ingress node) is
+// answered with the first attempt's result instead of being pushed again.
+func (s *Switchboard) deliverLocal(ctx context.Context, d *Delivery, ts []target) []Result {
+	out := make([]Result, len(ts))
+	groups := map[string][]int{}
+	var users []string
+	for i, t := range ts {
+		u := presence.CanonicalUser(t.user)
+		if _, ok := groups[u]; !ok {
+			users = append(users, u)
+		}
+		groups[u] = append(groups[u], i)
+	}
+	if len(users) == 1 {
+		s.deliverUser(ctx, d, users[0], ts, groups[users[0]], out)
+		return out
+	}
+	var wg sync.WaitGroup
+	for _, u := range users {
+		wg.Go(func() { s.deliverUser(ctx, d, u, ts, groups[u], out) })
+	}
+	wg.Wait()
+	return out
+}
+
+// maxClaims bounds how often deliverUser retries after earlier attempts of
+// the same message failed under its feet.
+const maxClaims = 3
+
+// deliverUser delivers d to the targets ts[idx] (all user's) and fills
+// out[idx].
+func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string, ts []target, idx []int, out []Result) {
+	fill := func(st Status, reason string) {
+		for _, i := range idx {
+			out[i] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: st, Reason: reason}
+		}
+	}
+	for range maxClaims {
+		a, mine := s.recent.claim(user, d.ID, false)
+		if !mine {
+			st, ok := a.wait(ctx, s.cfg.AckTimeout+s.cfg.Mailbox.StoreTimeout)
+			switch {
+			case !ok:
+				fill(Failed, ErrTimeout.Error())
+				return
+			case st == Delivered:
+				fill(Delivered, ErrDuplicate.Error())
+				return
+			case st == Queued:
+				fill(Queued, "already queued")
+				return
+			}
+			continue // the first attempt failed; try again ourselves
+		}
+		rs := make([]Result, len(idx))
+		var wg sync.WaitGroup
+		for j, i := range idx {
+			l := s.localLine(user, ts[i].term)
+			if l == nil {
+				rs[j] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: Failed, Reason: ErrTerminalGone.Error()}
+				continue
+			}
+			wg.Go(func() { rs[j] = l.deliver(d, true) })
+		}
+		wg.Wait()
+		s.recent.finish(a, bestStatus(rs))
+		for j, i := range idx {
+			out[i] = rs[j]
+		}
+		return
+	}
+	fill(Failed, ErrTimeout.Error())
+}
+
+// bestStatus is what a group of results means for the recent-id set:
+// delivered anywhere beats queued beats anything else.
+func bestStatus(rs []Result) Status {
+	best := Failed
+	for _, r := range rs {
+		switch {
+		case r.Status == Delivered:
+			return Delivered
+		case r.Status == Queued:
+			best = Queued
+		}
+	}
+	return best
+}
+
+// deliver hands d to the line's terminal, applying the busy rule first. An
+// acknowledging client has AckTimeout to acknowledge; if it does not (or
+// its session ends first), the message goes to the mailbox when requeue is
+// set and the policy queues (Queued), else the result is Failed.
+func (l *Line) deliver(d *Delivery, requeue bool) Result {
+	l.mu.Lock()
+	st, out := l.entry.State, l.out
+	l.mu.Unlock()
+	r := Result{User: l.user, Node: l.sb.cfg.Node, Term: l.term}
+	switch {
+	case out:
+		r.Status, r.Reason = Failed, ErrTerminalGone.Error()
+		return r
+	case st == presence.Busy:
+		r.Status, r.Reason = Refused, ErrBusy.Error()
+		return r
+	}
+	at, ok := l.t.(AckTerminal)
+	if !ok {
+		r.Status = Delivered
+		if err := l.t.Deliver(d); err != nil {
+			r.Status, r.Reason = classify(err), err.Error()
+		}
+		return r
+	}
+	done := make(chan error, 1)
+	acks, err := at.DeliverAcked(d, func(err error) {
+		select {
+		case done <- err:
+		default:
+		}
+	})
+	switch {
+	case err != nil:
+		r.Status, r.Reason = classify(err), err.Error()
+		return r
+	case !acks:
+		r.Status = Delivered
+		return r
+	}
+	t := time.NewTimer(l.sb.cfg.AckTimeout)
+	defer t.Stop()
+	reason := ErrNotAcked.Error()
+	select {
+	case err := <-done:
+		if err == nil {
+			r.Status, r.Acked = Delivered, true
+			return r
+		}
+		reason += ": " + err.Error()
+	case <-t.C:
+	}
+	l.sb.log.Info("message not acknowledged", "user", l.user, "term", l.term, "id", d.ID, "reason", reason)
+	if mb := l.sb.mbox; requeue && mb != nil && mb.cfg.Offline == OfflineQueue {
+		if _, err := mb.put(d, l.user); err != nil {
+			reason += "; " + err.Error()
+		} else {
+			r.Status, r.Reason = Queued, reason
+			return r
+		}
+	}
+	r.Status, r.Reason = Failed, reason
+	return r
+}
+
+func classify(err error) Status {
+	if errors.Is(err, ErrBlocked) || errors.Is(err, ErrBusy) {
+		return Refused
+	}
+	return Failed
+}
+
+// pickLine chooses the line of user on this node that takes a queued
+// message: the named terminal if it is here and not busy, else her most
+// recently active line that is not busy. nil means none can take it now.
+func (s *Switchboard) pickLine(user, term string) *Line {
+	if term != "" && term != "*" {
+		if l := s.localLine(user, term); l != nil && l.accepting() {
+			return l
+		}
+	}
+	user = presence.CanonicalUser(user)
+	s.mu.Lock()
+	var cands []*Line
+	for k, l := range s.lines {
+		if k.user == user {
+			cands = append(cands, l)
+		}
+	}
+	s.mu.Unlock()
+	var best *Line
+	var bestAt time.Time
+	for _, l := range cands {
+		l.mu.Lock()
+		ok, at := !l.out && l.entry.State != presence.Busy, l.entry.LastActive
+		l.mu.Unlock()
+		if ok && (best == nil || at.After(bestAt)) {
+			best, bestAt = l, at
+		}
+	}
+	return best
+}
+
+// accepting reports whether the line takes messages now (signed in, not busy).
+func (l *Line) accepting() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.out && l.entry.State != presence.Busy
+}

@@ -1,0 +1,116 @@
+package switchboard
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// recentIDs remembers, per user, the ids of messages this node has recently
+// delivered to (or is delivering to) her lines, so that one message arriving
+// several times — a UDP retransmission, the same datagram sent to two
+// ingress nodes, a mailbox redelivery after a crash — reaches her once. The
+// repeat is answered with the first attempt's result.
+//
+// It is bounded in time (window) and size (max entries, oldest evicted
+// first). mu guards byKey and order.
+type recentIDs struct {
+	window time.Duration
+	max    int
+
+	mu    sync.Mutex
+	byKey map[recentKey]*attempt
+	order []*attempt // insertion order from head on, for expiry and eviction; may hold stale pointers
+	head  int
+}
+
+type recentKey struct{ user, id string } // canonical user
+
+// attempt is one delivery of one message id to one user's lines on this
+// node. done is closed once status is final; status is written only before
+// that.
+type attempt struct {
+	key    recentKey
+	at     time.Time
+	done   chan struct{}
+	status Status
+}
+
+func newRecentIDs(window time.Duration, max int) *recentIDs {
+	return &recentIDs{window: window, max: max, byKey: map[recentKey]*attempt{}}
+}
+
+// claim returns the attempt for (user, id) and whether the caller owns it
+// (and must call finish). A caller that does not own it waits for the
+// owner's result with wait. An attempt whose message ended up Queued is
+// final for direct deliveries (the repeat is answered "queued"), but not
+// for the mailbox drainer (retake): delivering the queued copy is its job.
+func (r *recentIDs) claim(user, id string, retake bool) (*attempt, bool) {
+	a := &attempt{key: recentKey{user, id}, at: time.Now(), done: make(chan struct{})}
+	if id == "" {
+		return a, true // no identity: nothing to compare with
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pruneLocked(a.at)
+	if prev, ok := r.byKey[a.key]; ok {
+		final := false
+		select {
+		case <-prev.done:
+			final = true
+		default:
+		}
+		if !(retake && final && prev.status == Queued) {
+			return prev, false
+		}
+	}
+	r.byKey[a.key] = a
+	r.order = append(r.order, a)
+	return a, true
+}
+
+// finish records the owner's result. Only accepted results are remembered:
+// after a failure the next attempt must try again.
+func (r *recentIDs) finish(a *attempt, st Status) {
+	r.mu.Lock()
+	a.status = st
+	if st != Delivered && st != Queued && r.byKey[a.key] == a {
+		delete(r.byKey, a.key)
+	}
+	r.mu.Unlock()
+	close(a.done)
+}
+
+// wait waits for a's result, at most d or until ctx ends; ok is false when
+// it did not come.
+func (a *attempt) wait(ctx context.Context, d time.Duration) (st Status, ok bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.done:
+		return a.status, true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return 0, false
+}
+
+// pruneLocked drops expired attempts and, beyond max, the oldest ones.
+func (r *recentIDs) pruneLocked(now time.Time) {
+	for r.head < len(r.order) {
+		a := r.order[r.head]
+		if now.Sub(a.at) < r.window && len(r.order)-r.head <= r.max {
+			break
+		}
+		if r.byKey[a.key] == a {
+			delete(r.byKey, a.key)
+		}
+		r.order[r.head] = nil
+		r.head++
+	}
+	// Compact once the dead prefix is the larger half: amortised O(1).
+	if r.head > 0 && r.head >= len(r.order)/2 {
+		r.order = append(r.order[:0], r.order[r.head:]...)
+		r.head = 0
+	}
+}
