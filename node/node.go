@@ -156,7 +156,7 @@ func (n *Node) startNATS() error {
 		auth = append(auth, nats.UserInfo(n.cfg.NATSUser, n.cfg.NATSPassword))
 	}
 	if len(n.cfg.NATSURLs) > 0 {
-		nc, err := broker.Dial(n.cfg.NATSURLs, "msprelay-node-"+n.cfg.Name, n.log.With("component", "nats"), auth...)
+		nc, err := broker.Dial(n.cfg.NATSURLs, "msprelay-node-"+n.cfg.Name, n.log, auth...)
 		if err != nil {
 			return fmt.Errorf("node: connect to relays: %w", err)
 		}

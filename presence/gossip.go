@@ -185,7 +185,7 @@ func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 	mlc.Conflict = g
 	mlc.Merge = g
 	mlc.LogOutput = nil
-	mlc.Logger = log.New(slogWriter{d.log.With("component", "memberlist")}, "", 0)
+	mlc.Logger = log.New(slogWriter{d.log.With("library", "memberlist")}, "", 0)
 	return g, nil
 }
 
