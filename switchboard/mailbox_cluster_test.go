@@ -111,14 +111,7 @@ func TestClusterOfflineMessagesArriveAtNextSignInOnAnyNode(t *testing.T) {
 // she signs in on a node that works.
 func TestClusterQueuesWhenHerNodeIsUnreachable(t *testing.T) {
 	t.Parallel()
-	island, err := broker.New(broker.Config{Name: "island", Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := island.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { island.Close() })
+	island := testcluster.StartBroker(t, broker.Config{Name: "island"})
 	c := testcluster.Start(t, 3, testcluster.Options{Configure: func(i int, cfg *node.Config) {
 		if i == 2 {
 			cfg.NATSURLs = []string{island.ClientURL()}

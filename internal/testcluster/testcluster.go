@@ -67,15 +67,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	}
 	c := &Cluster{t: t, opts: opts, log: newTestLog(t)}
 	t.Cleanup(c.log.stop) // registered first, so it runs after the nodes are closed
-	b, err := broker.New(broker.Config{Name: opts.Prefix + "-relay", Listen: "127.0.0.1:0",
-		JetStream: true, DataDir: t.TempDir(), Logger: c.logger("relay")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := StartBroker(t, broker.Config{Name: opts.Prefix + "-relay", JetStream: true, DataDir: t.TempDir(), Logger: c.logger("relay")})
 	c.Broker, c.NATSURL = b, b.ClientURL()
 	for i := range n {
 		c.startNode(i)
@@ -169,6 +161,24 @@ func (c *Cluster) closeAll() {
 		wg.Go(func() { _ = nd.Close() })
 	}
 	wg.Wait()
+}
+
+// StartBroker starts a nats-server on a free loopback port (cfg.Listen is
+// set to 127.0.0.1:0) and stops it at cleanup. A second broker that shares
+// nothing with a cluster's is how tests cut a node off from NATS while it
+// still gossips.
+func StartBroker(t testing.TB, cfg broker.Config) *broker.Broker {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	b, err := broker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }
 
 // WaitConverged waits until every running node's directory lists every
