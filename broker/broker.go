@@ -229,6 +229,7 @@ func (b *Broker) Close() error {
 		b.srv.WaitForShutdown()
 		if started {
 			<-b.down
+			b.log.Info("nats-server stopped")
 		}
 	})
 	return nil

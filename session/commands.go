@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"time"
@@ -111,7 +112,11 @@ func (s *session) cmdUSR(f *frame) *protoError {
 	}
 	s.ident = id
 	s.signedIn = true
-	s.log.Info("session signed in", "user", canon, "term", term, "state", state.String(), "method", id.Method, "verified", id.Verified)
+	level := slog.LevelInfo
+	if term == NoTerminal {
+		level = slog.LevelDebug // a lookup (msp who), not a user arriving
+	}
+	s.log.Log(context.Background(), level, "session signed in", "user", canon, "term", term, "state", state.String(), "method", id.Method, "verified", id.Verified)
 	ok := line("USR", trid, true, "OK", encodeToken(canon), encodeToken(term), state.Code(), s.srv.cfg.Node, id.Method)
 	return s.replied(s.send(func() []byte {
 		// The reply and any message that arrived during SignIn go out as

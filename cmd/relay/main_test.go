@@ -259,7 +259,7 @@ func TestBinary(t *testing.T) {
 			if code := p.exitCode(t, 5*time.Second); code != 0 {
 				t.Errorf("exit %d after %s, want 0; output:\n%s", code, tc.sig, p.out.String())
 			}
-			if !strings.Contains(p.out.String(), `msg="relay stopped"`) {
+			if !strings.Contains(p.out.String(), `msg="nats-server stopped"`) {
 				t.Errorf("no \"relay stopped\" line in:\n%s", p.out.String())
 			}
 		})

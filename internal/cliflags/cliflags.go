@@ -65,7 +65,7 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 // RunUntilSignal runs run with a context that SIGINT or SIGTERM cancels and
 // maps the outcome to an exit code: 0 for a clean stop, 1 (logged) for a
-// failure.
+// failure. The component logs its own stop.
 func RunUntilSignal(log *slog.Logger, what string, run func(context.Context) error) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -73,6 +73,5 @@ func RunUntilSignal(log *slog.Logger, what string, run func(context.Context) err
 		log.Error(what+" failed", "err", err)
 		return 1
 	}
-	log.Info(what + " stopped")
 	return 0
 }
