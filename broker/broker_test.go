@@ -405,9 +405,9 @@ func ourGoroutines() []string {
 // Not parallel: it counts goroutines process-wide. Parallel tests only
 // resume after all sequential ones finish, so none run alongside it.
 func TestCloseLeavesNoGoroutines(t *testing.T) {
-	if left := ourGoroutines(); len(left) != 0 {
-		t.Fatalf("goroutines left before the test:\n%s", strings.Join(left, "\n\n"))
-	}
+	// Servers of earlier tests (or of the previous -count round) may still
+	// be finishing their shutdown: start from a quiet process.
+	waitNoGoroutines(t, "before the test")
 	b := started(t, Config{
 		Name: "leak", Listen: "127.0.0.1:0", Leafnode: "127.0.0.1:0", Monitor: "127.0.0.1:0",
 		JetStream: true, DataDir: t.TempDir(),
@@ -423,10 +423,16 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	nc.Close()
 	b.Close()
 	b.Close()
+	waitNoGoroutines(t, "after Close")
+}
+
+// waitNoGoroutines fails the test if ourGoroutines does not drain within 5s.
+func waitNoGoroutines(t *testing.T, when string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for left := ourGoroutines(); len(left) > 0; left = ourGoroutines() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines left 5s after Close:\n%s", len(left), strings.Join(left, "\n\n"))
+			t.Fatalf("%d goroutines left 5s %s:\n%s", len(left), when, strings.Join(left, "\n\n"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
