@@ -1,0 +1,228 @@
+// Command mspbench is msprelay's benchmark harness: a load generator that
+// speaks raw MSP over TCP (one message per connection, or pipelined) and
+// UDP, and measures a node against baselines in the same run.
+//
+//	mspbench                        # the full run, a few minutes
+//	mspbench --quick                # a smoke test, under a minute
+//	mspbench --scenarios local --cpuprofile cpu.out
+//	mspbench --json > results.json  # the report for machines
+//	mspbench --out docs/bench       # also write results.json and chart.png
+//
+// Scenarios: local (one node; TCP per message, TCP pipelined, UDP, each
+// against a minimal RFC 1312 server or a bare UDP reply loop), cross (two
+// nodes and a NATS relay; cross-node delivery against local delivery and
+// raw NATS request-reply), presence (gossip convergence and failure
+// detection), sessions (memory per idle session), directory (100k
+// principals with churn) and allocs (allocations per message). Every figure
+// is reported with its ratio to its baseline; arms alternate round by round.
+//
+// Progress goes to stderr (one redrawn line on a terminal); the final table
+// (Markdown) or JSON goes to stdout. All traffic stays on 127.0.0.1. The
+// exit status is 0 when every scenario ran (whether or not targets were
+// met), 1 when one failed, 2 on a usage error.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/msprelay/msprelay/internal/bench"
+)
+
+func main() {
+	if mode := os.Getenv(bench.ChildEnv); mode != "" {
+		if err := bench.RunChild(mode, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg := bench.DefaultConfig()
+	if slices.ContainsFunc(args, func(a string) bool {
+		return a == "-quick" || a == "--quick" || a == "--quick=true" || a == "-quick=true"
+	}) {
+		cfg = bench.QuickConfig()
+	}
+	fs := flag.NewFlagSet("mspbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: mspbench [flags]\n\nBenchmarks an msprelay node against same-run baselines (see docs/BENCHMARKS.md).\n\n")
+		fs.PrintDefaults()
+	}
+	var (
+		quick                   bool
+		scenarios               = strings.Join(bench.Scenarios(), ",")
+		presenceNodes           = joinInts(cfg.PresenceNodes)
+		crossModes              = strings.Join(cfg.CrossModes, ",")
+		asJSON                  bool
+		outDir, cpuProfile      string
+		timeout                 = 15 * time.Minute
+		allocMsgs, allocWarmup  = cfg.AllocMessages, cfg.AllocWarmup
+		dirNodes, dirPrincipals = cfg.DirectoryNodes, cfg.DirectoryPrincipals
+	)
+	fs.BoolVar(&quick, "quick", false, "smoke test: short rounds, small clusters, under a minute")
+	fs.StringVar(&scenarios, "scenarios", scenarios, "comma-separated scenarios to run")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "rounds per arm; arms alternate A B A B")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of one arm's round")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unrecorded warm-up of each arm")
+	fs.Int64Var(&cfg.MaxMessages, "max-messages", cfg.MaxMessages, "message bound of one arm's round")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "messages in flight (workers; pipelined: total window)")
+	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "connections the pipelined window is spread over")
+	fs.IntVar(&cfg.Receivers, "receivers", cfg.Receivers, "receiving sessions (recipients)")
+	fs.StringVar(&crossModes, "cross-modes", crossModes, "comma-separated load modes of the cross-node comparison: tcp1, tcppipe, udp")
+	fs.StringVar(&presenceNodes, "presence-nodes", presenceNodes, "comma-separated gossip cluster sizes")
+	fs.IntVar(&cfg.SignIns, "signins", cfg.SignIns, "sign-ins timed per cluster size")
+	fs.IntVar(&cfg.Sessions, "sessions", cfg.Sessions, "idle sessions for the memory figure")
+	fs.IntVar(&dirNodes, "dir-nodes", dirNodes, "nodes of the directory scenario")
+	fs.IntVar(&dirPrincipals, "dir-principals", dirPrincipals, "principals of the directory scenario")
+	fs.DurationVar(&cfg.ChurnFor, "churn", cfg.ChurnFor, "length of the directory churn phase (0: none)")
+	fs.IntVar(&cfg.ChurnRate, "churn-rate", cfg.ChurnRate, "sign-outs and sign-ins per second during churn")
+	fs.IntVar(&allocMsgs, "alloc-messages", allocMsgs, "messages per measured batch of the allocs scenario")
+	fs.IntVar(&allocWarmup, "alloc-warmup", allocWarmup, "warm-up messages of the allocs scenario")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of the table")
+	fs.StringVar(&outDir, "out", "", "also write results.json and chart.png into this directory")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, and one of the allocs scenario's node process to FILE.node")
+	fs.DurationVar(&timeout, "timeout", timeout, "bound on the whole run")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mspbench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg.Scenarios = strings.Split(scenarios, ",")
+	cfg.CrossModes = strings.Split(crossModes, ",")
+	var err error
+	if cfg.PresenceNodes, err = parseInts(presenceNodes); err != nil {
+		fmt.Fprintf(stderr, "mspbench: --presence-nodes: %v\n", err)
+		return 2
+	}
+	cfg.DirectoryNodes, cfg.DirectoryPrincipals = dirNodes, dirPrincipals
+	cfg.AllocMessages, cfg.AllocWarmup = allocMsgs, allocWarmup
+	cfg.Progress = stderr
+	cfg.Live = isTerminal(stderr)
+	cfg.Command = strings.TrimSpace("mspbench " + strings.Join(args, " "))
+
+	if cpuProfile != "" {
+		if cfg.NodeCPUProfile, err = filepath.Abs(cpuProfile + ".node"); err != nil {
+			fmt.Fprintf(stderr, "mspbench: %v\n", err)
+			return 2
+		}
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "mspbench: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "mspbench: cpu profile: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	rep, runErr := bench.Run(ctx, cfg)
+	if rep == nil {
+		fmt.Fprintf(stderr, "mspbench: %v\n", runErr)
+		return 2
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteTable(stdout)
+	}
+	if err == nil && outDir != "" {
+		err = writeOut(outDir, rep)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mspbench: %v\n", err)
+		return 1
+	}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "mspbench: %v\n", runErr)
+		return 1
+	}
+	return 0
+}
+
+// writeOut writes results.json and chart.png into dir.
+func writeOut(dir string, rep *bench.Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "chart.png"))
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteChart(f); err != nil {
+		f.Close()
+		return fmt.Errorf("chart: %w", err)
+	}
+	return f.Close()
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}

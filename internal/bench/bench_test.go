@@ -1,0 +1,299 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image/png"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/msprelay/msprelay/msp"
+)
+
+// TestMain lets the test binary serve as the harness's child process, as
+// cmd/mspbench does: the sessions and allocs scenarios re-execute it.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(ChildEnv); mode != "" {
+		if err := RunChild(mode, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// Rule: the harness works end to end. Quick mode of the local and
+// sessions scenarios, made shorter still; no speed is asserted, only that
+// every arm ran, the node delivered what it acknowledged, the child
+// counted the sessions, and the report renders.
+func TestQuickRunLocalAndSessions(t *testing.T) {
+	t.Parallel()
+	cfg := QuickConfig()
+	cfg.Scenarios = []string{ScenarioLocal, ScenarioSessions}
+	cfg.Duration = 150 * time.Millisecond
+	cfg.Warmup = 0
+	cfg.Concurrency, cfg.Conns, cfg.Receivers = 4, 2, 2
+	cfg.Sessions = 40
+	cfg.Command = "test"
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := len(rep.Comparisons); got != 3 {
+		t.Fatalf("comparisons = %d, want 3 (tcp1, tcppipe, udp)", got)
+	}
+	for i, want := range []string{"local/tcp1", "local/tcppipe", "local/udp"} {
+		c := rep.Comparisons[i]
+		if c.Scenario != want || len(c.Arms) != 2 || len(c.Ratios) != 1 {
+			t.Fatalf("comparison %d = %s with %d arms, %d ratios; want %s, 2, 1", i, c.Scenario, len(c.Arms), len(c.Ratios), want)
+		}
+		for _, a := range c.Arms {
+			if len(a.Rounds) != 1 || a.Rounds[0].OK == 0 || a.Rate <= 0 || a.Reply.N == 0 {
+				t.Errorf("%s %s: rounds %+v, rate %v, %d reply samples: want one round with '+' replies", c.Scenario, a.Name, a.Rounds, a.Rate, a.Reply.N)
+			}
+		}
+		node := c.arm("node")
+		if node == nil || node.Rounds[0].Delivered != node.Rounds[0].OK || node.Delivery.N == 0 {
+			t.Errorf("%s: node arm delivered %+v: want every acknowledged message delivered", c.Scenario, node)
+		}
+	}
+	s := rep.Sessions
+	if s == nil || s.Opened != 40 || s.RSSAfterKiB <= 0 {
+		t.Fatalf("sessions = %+v, want 40 opened and an RSS reading", s)
+	}
+	if len(rep.Targets) != 8 {
+		t.Errorf("targets = %d, want 8", len(rep.Targets))
+	}
+	for _, tg := range rep.Targets {
+		measured := !strings.HasPrefix(tg.Name, "cross") && !strings.HasPrefix(tg.Name, "sign-in") && !strings.HasPrefix(tg.Name, "zero")
+		if (tg.Status != StatusNotMeasured) != measured {
+			t.Errorf("target %q status %q; measured should be %v", tg.Name, tg.Status, measured)
+		}
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| local/tcp1 | minimal |", "| local/udp | node |", "per session", "| idle session memory | <= 16 KiB |"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	var img bytes.Buffer
+	if err := rep.WriteChart(&img); err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := png.Decode(&img)
+	if err != nil {
+		t.Fatalf("chart is not a PNG: %v", err)
+	}
+	if w := decoded.Bounds().Dx(); w != chartW {
+		t.Errorf("chart width %d, want %d", w, chartW)
+	}
+}
+
+// Rule: the load generator's messages are valid RFC 1312 messages, and the
+// receiver reads back exactly the round and send time they carry.
+func TestMessageCarriesStamp(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		round int
+		seq   uint64
+		sent  time.Duration
+	}{
+		{"zero", 0, 0, 0},
+		{"typical", 17, 4242, 1234567890},
+		{"large", 1 << 30, 1<<40 - 1, time.Duration(1<<62 + 5)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := appendMessage(nil, "bench3", "w12", tc.round, tc.seq, tc.sent)
+			m, err := msp.Parse(b)
+			if err != nil {
+				t.Fatalf("msp.Parse(%q): %v", b, err)
+			}
+			want := msp.Message{Version: 'B', Recipient: "bench3", Text: fmt.Sprintf("mspbench r=%d t=%d", tc.round, int64(tc.sent)),
+				Sender: "mspbench", SenderTerm: "w12", Cookie: fmt.Sprintf("%d.w12.%d", tc.round, tc.seq)}
+			if *m != want {
+				t.Fatalf("parsed %+v, want %+v", *m, want)
+			}
+			round, sent, ok := parseStamp(m.Text + "\r\n")
+			if !ok || round != tc.round || sent != tc.sent {
+				t.Fatalf("parseStamp = %d, %v, %v; want %d, %v, true", round, sent, ok, tc.round, tc.sent)
+			}
+		})
+	}
+}
+
+// Rule: texts that did not come from the load generator carry no stamp.
+func TestParseStampRejectsForeignText(t *testing.T) {
+	t.Parallel()
+	for _, text := range []string{"", "hello", "mspbench r=", "mspbench r=1", "mspbench r=x t=5", "mspbench r=1 t=y", "MSPBENCH r=1 t=2"} {
+		if r, s, ok := parseStamp(text); ok {
+			t.Errorf("parseStamp(%q) = %d, %v, true; want not ok", text, r, s)
+		}
+	}
+}
+
+// Rule: percentiles are nearest-rank, so p99 of 20 samples is the largest
+// and p50 of 4 samples is the second.
+func TestPercentileNearestRank(t *testing.T) {
+	t.Parallel()
+	ms := func(xs ...int) []time.Duration {
+		out := make([]time.Duration, len(xs))
+		for i, x := range xs {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		samples []time.Duration
+		want    Latency
+	}{
+		{"none", nil, Latency{}},
+		{"one", ms(7), Latency{N: 1, P50us: 7000, P90us: 7000, P99us: 7000, MaxUs: 7000}},
+		{"four unsorted", ms(4, 1, 3, 2), Latency{N: 4, P50us: 2000, P90us: 4000, P99us: 4000, MaxUs: 4000}},
+		{"twenty", ms(20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1),
+			Latency{N: 20, P50us: 10000, P90us: 18000, P99us: 20000, MaxUs: 20000}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := summarize(tc.samples); got != tc.want {
+				t.Fatalf("summarize = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Rule: a rate ratio is the median of per-round ratios, so one disturbed
+// round does not decide it; latency ratios compare pooled percentiles.
+func TestRatioIsMedianOfRounds(t *testing.T) {
+	t.Parallel()
+	base := &Arm{Name: "minimal", Rounds: []Round{{Rate: 100}, {Rate: 100}, {Rate: 50}}, Reply: Latency{P50us: 10, P99us: 100}}
+	node := &Arm{Name: "node", Rounds: []Round{{Rate: 80}, {Rate: 90}, {Rate: 50}}, Reply: Latency{P50us: 20, P99us: 150}}
+	got := ratio(node, base)
+	want := Ratio{Of: "node", To: "minimal", Rate: 0.9, RateMin: 0.8, RateMax: 1, P50: 2, P99: 1.5}
+	if got != want {
+		t.Fatalf("ratio = %+v, want %+v", got, want)
+	}
+}
+
+// Rule (RFC 1312): "the server replies one byte + or -, an optional
+// explanation, and a NUL" for each of several messages on one connection;
+// the minimal server answers '+' to valid messages and '-' then closes on
+// an undecodable one. Over UDP it answers '+' and never '-'.
+func TestMinimalServerReplies(t *testing.T) {
+	t.Parallel()
+	s, err := startMinimal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := net.Dial("tcp", s.tcpAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	two := append(appendMessage(nil, "a", "w", 1, 1, 1), appendMessage(nil, "b", "w", 1, 2, 2)...)
+	bad := []byte("Bx\x00\x00\x1b[2J\x00s\x00\x00c\x00\x00") // ESC in MESSAGE
+	if _, err := c.Write(append(two, bad...)); err != nil {
+		t.Fatal(err)
+	}
+	var rr replyReader
+	rr.reset(c)
+	for i, want := range []bool{true, true, false} {
+		ok, err := rr.next()
+		if err != nil || ok != want {
+			t.Fatalf("reply %d = %v, %v; want %v", i, ok, err, want)
+		}
+	}
+	if _, err := rr.next(); err == nil {
+		t.Fatal("connection still open after a '-' reply")
+	}
+
+	u, err := net.Dial("udp", s.udpAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	u.Write(appendMessage(nil, "a", "w", 1, 3, 3))
+	u.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 600)
+	n, err := u.Read(buf)
+	if err != nil || string(buf[:n]) != "+\x00" {
+		t.Fatalf("UDP reply %q, %v; want \"+\\x00\"", buf[:n], err)
+	}
+}
+
+// Rule: Config refuses what would make a run unbounded or meaningless.
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		modify func(*Config)
+		ok     bool
+	}{
+		{"defaults", func(*Config) {}, true},
+		{"unknown scenario", func(c *Config) { c.Scenarios = []string{"local", "nope"} }, false},
+		{"no rounds", func(c *Config) { c.Rounds = 0 }, false},
+		{"no duration", func(c *Config) { c.Duration = 0 }, false},
+		{"no message bound", func(c *Config) { c.MaxMessages = 0 }, false},
+		{"more conns than in flight", func(c *Config) { c.Conns = c.Concurrency + 1 }, false},
+		{"bad cross mode", func(c *Config) { c.CrossModes = []string{ModeTCP1, "nats"} }, false},
+		{"tiny presence cluster", func(c *Config) { c.PresenceNodes = []int{2} }, false},
+		{"too many sessions", func(c *Config) { c.Sessions = 50_001 }, false},
+		{"fewer principals than nodes", func(c *Config) { c.DirectoryPrincipals = c.DirectoryNodes - 1 }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.modify(&c)
+			err := c.validate()
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrConfig)) {
+				t.Fatalf("validate = %v, want ok=%v (errors wrap ErrConfig)", err, tc.ok)
+			}
+		})
+	}
+}
+
+// Rule: every character the chart writes has a glyph of its own (the '?'
+// fallback is only for characters the chart never writes).
+func TestChartCharactersHaveGlyphs(t *testing.T) {
+	t.Parallel()
+	unknown := glyph('~')
+	for _, r := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcxyz0123456789.,:/-+()%=<>_|µ" {
+		if glyph(r) == unknown {
+			t.Errorf("glyph(%q) is the fallback", r)
+		}
+	}
+	if glyph(' ') != ([7]uint8{}) {
+		t.Error("space is not blank")
+	}
+}
+
+func FuzzParseStamp(f *testing.F) {
+	f.Add("mspbench r=3 t=123456")
+	f.Add("mspbench r=-1 t=-5\r\n")
+	f.Add("hello")
+	f.Fuzz(func(t *testing.T, text string) {
+		round, sent, ok := parseStamp(text)
+		if !ok {
+			return
+		}
+		again, _, ok2 := parseStamp(fmt.Sprintf("mspbench r=%d t=%d", round, int64(sent)))
+		if !ok2 || again != round {
+			t.Fatalf("stamp of %q does not round-trip", text)
+		}
+	})
+}

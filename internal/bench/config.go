@@ -1,0 +1,226 @@
+// Package bench is the msprelay benchmark harness behind cmd/mspbench.
+//
+// It measures a node against baselines in the same run, never against
+// numbers from another day: every node figure is divided by the figure of
+// the simplest thing that does the same job on the same machine at the same
+// moment (a minimal RFC 1312 server that parses and answers "+", a bare UDP
+// reply loop, raw NATS request-reply through the same relay), and the arms
+// of each comparison alternate round by round (A B A B ...) so that a load
+// spike from elsewhere hits both.
+//
+// Scenarios (see Scenarios):
+//
+//   - local: one node; TCP one message per connection, TCP pipelined, UDP;
+//     receiving sessions timestamp each arrival, and the send time travels in
+//     the message text, so delivery latency is measured end to end;
+//   - cross: two nodes and a NATS relay on loopback, the receivers on node
+//     2; sending to node 2 (local), to node 1 (cross-node, through the
+//     relay) and raw NATS request-reply alternate;
+//   - presence: in-process gossip clusters (10 and 30 nodes): sign-in
+//     visibility, graceful leave, and a crash (gossip sockets closed, no
+//     leave message);
+//   - sessions: memory per idle session, in a child process;
+//   - directory: 100k principals over 30 nodes with churn;
+//   - allocs: allocations per message on the node's MSP hot path, in a
+//     child process.
+//
+// Every load loop is bounded by a message count and a duration; everything
+// a scenario starts (servers, nodes, sessions, goroutines, child processes)
+// is stopped before the scenario returns. All traffic stays on 127.0.0.1.
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scenario names, in the order Run runs them.
+const (
+	ScenarioLocal     = "local"
+	ScenarioCross     = "cross"
+	ScenarioPresence  = "presence"
+	ScenarioSessions  = "sessions"
+	ScenarioDirectory = "directory"
+	ScenarioAllocs    = "allocs"
+)
+
+// Scenarios lists every scenario in run order.
+func Scenarios() []string {
+	return []string{ScenarioLocal, ScenarioCross, ScenarioPresence, ScenarioSessions, ScenarioDirectory, ScenarioAllocs}
+}
+
+// Load modes: how messages travel from the load generator.
+const (
+	ModeTCP1    = "tcp1"    // one message per TCP connection
+	ModeTCPPipe = "tcppipe" // many messages per TCP connection, pipelined
+	ModeUDP     = "udp"     // one datagram, wait for the reply
+	modeNATS    = "nats"    // raw NATS request-reply (baseline only)
+)
+
+// ErrConfig marks a Config that Run refuses.
+var ErrConfig = errors.New("bench: bad config")
+
+// Config selects scenarios and sizes them. DefaultConfig and QuickConfig
+// fill it; the zero value is not usable.
+type Config struct {
+	// Scenarios to run; empty means all of Scenarios.
+	Scenarios []string
+	// Quick marks a smoke-test run (recorded in the report).
+	Quick bool
+
+	// Rounds is how many times each arm of a comparison runs; arms alternate.
+	Rounds int
+	// Duration bounds one arm's round.
+	Duration time.Duration
+	// Warmup is an unrecorded run of each arm before the first round.
+	Warmup time.Duration
+	// MaxMessages bounds one arm's round by count as well.
+	MaxMessages int64
+	// Concurrency is the number of messages in flight: TCP-per-message and
+	// UDP workers, and the total pipeline window over Conns connections.
+	Concurrency int
+	// Conns is the number of connections pipelined mode spreads over.
+	Conns int
+	// Receivers is the number of receiving sessions (recipients).
+	Receivers int
+	// CrossModes are the load modes of the cross-node comparison, each a
+	// comparison of its own on the same cluster.
+	CrossModes []string
+
+	// PresenceNodes are the cluster sizes of the presence scenario.
+	PresenceNodes []int
+	// SignIns is the number of sign-ins timed per cluster size.
+	SignIns int
+
+	// Sessions is the number of idle sessions opened for the memory figure.
+	Sessions int
+
+	// DirectoryNodes and DirectoryPrincipals size the directory scenario.
+	DirectoryNodes, DirectoryPrincipals int
+	// ChurnFor bounds the churn phase; ChurnRate is sign-outs/ins per second.
+	ChurnFor  time.Duration
+	ChurnRate int
+
+	// AllocMessages is the size of each of the allocs scenario's measured
+	// batches; AllocWarmup messages go first.
+	AllocMessages, AllocWarmup int
+
+	// NodeCPUProfile, when set, is where the allocs scenario's child
+	// process (the node alone) writes a CPU profile.
+	NodeCPUProfile string
+
+	// Progress receives progress lines (normally stderr); nil discards them.
+	Progress io.Writer
+	// Live redraws one progress line in place (Progress is a terminal).
+	Live bool
+	// Command is the command line recorded in the report.
+	Command string
+}
+
+// DefaultConfig is the full run: a few minutes on a two-core machine.
+func DefaultConfig() Config {
+	return Config{
+		Rounds:              3,
+		Duration:            2 * time.Second,
+		Warmup:              500 * time.Millisecond,
+		MaxMessages:         2_000_000,
+		Concurrency:         16,
+		Conns:               4,
+		Receivers:           4,
+		CrossModes:          []string{ModeTCPPipe, ModeTCP1},
+		PresenceNodes:       []int{10, 30},
+		SignIns:             20,
+		Sessions:            10_000,
+		DirectoryNodes:      30,
+		DirectoryPrincipals: 100_000,
+		ChurnFor:            10 * time.Second,
+		ChurnRate:           200,
+		AllocMessages:       30_000,
+		// Steady state needs the node's bounded caches full and their
+		// maps settled; see warmupFactor for the per-mode multiples.
+		AllocWarmup: 80_000,
+	}
+}
+
+// QuickConfig is a smoke test that finishes in well under a minute; its
+// figures are too short to quote.
+func QuickConfig() Config {
+	c := DefaultConfig()
+	c.Quick = true
+	c.Rounds = 1
+	c.Duration = 300 * time.Millisecond
+	c.Warmup = 100 * time.Millisecond
+	c.MaxMessages = 100_000
+	c.PresenceNodes = []int{10}
+	c.SignIns = 5
+	c.Sessions = 1000
+	c.DirectoryNodes = 10
+	c.DirectoryPrincipals = 10_000
+	c.ChurnFor = 2 * time.Second
+	c.AllocMessages = 2000
+	c.AllocWarmup = 2000
+	return c
+}
+
+func (c *Config) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+	}
+	if len(c.Scenarios) == 0 {
+		c.Scenarios = Scenarios()
+	}
+	for _, s := range c.Scenarios {
+		if !slices.Contains(Scenarios(), s) {
+			return bad("unknown scenario %q (want %s)", s, strings.Join(Scenarios(), ", "))
+		}
+	}
+	switch {
+	case c.Rounds < 1:
+		return bad("rounds %d: want at least 1", c.Rounds)
+	case c.Duration <= 0:
+		return bad("duration %v: want > 0", c.Duration)
+	case c.Warmup < 0:
+		return bad("warmup %v: want >= 0", c.Warmup)
+	case c.MaxMessages < 1 || c.MaxMessages > 1_000_000_000:
+		// The bound also keeps cookies (round.term.seq) within 32 octets.
+		return bad("max messages %d: want 1..1e9", c.MaxMessages)
+	case c.Concurrency < 1 || c.Concurrency > 4096:
+		return bad("concurrency %d: want 1..4096", c.Concurrency)
+	case c.Conns < 1 || c.Conns > c.Concurrency:
+		return bad("conns %d: want 1..concurrency (%d)", c.Conns, c.Concurrency)
+	case c.Receivers < 1 || c.Receivers > 256:
+		return bad("receivers %d: want 1..256", c.Receivers)
+	case c.SignIns < 1:
+		return bad("sign-ins %d: want at least 1", c.SignIns)
+	case c.Sessions < 1 || c.Sessions > 50_000:
+		return bad("sessions %d: want 1..50000", c.Sessions)
+	case c.DirectoryNodes < 2 || c.DirectoryPrincipals < c.DirectoryNodes:
+		return bad("directory %d principals over %d nodes: want >= 2 nodes and a principal per node", c.DirectoryPrincipals, c.DirectoryNodes)
+	case c.ChurnFor < 0 || c.ChurnRate < 1:
+		return bad("churn %v at %d/s: want a duration >= 0 and a rate >= 1", c.ChurnFor, c.ChurnRate)
+	case c.AllocMessages < 1 || c.AllocWarmup < 0:
+		return bad("alloc messages %d, warmup %d: want >= 1 and >= 0", c.AllocMessages, c.AllocWarmup)
+	}
+	for _, m := range c.CrossModes {
+		switch m {
+		case ModeTCP1, ModeTCPPipe, ModeUDP:
+		default:
+			return bad("cross mode %q: want %s, %s or %s", m, ModeTCP1, ModeTCPPipe, ModeUDP)
+		}
+	}
+	for _, n := range c.PresenceNodes {
+		if n < 3 || n > 200 {
+			return bad("presence cluster size %d: want 3..200", n)
+		}
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return nil
+}
+
+func (c *Config) wants(s string) bool { return slices.Contains(c.Scenarios, s) }

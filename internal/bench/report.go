@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// WriteTable writes the report as Markdown tables: readable on a terminal
+// and pasteable into docs/BENCHMARKS.md as it is.
+func (r *Report) WriteTable(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	p := func(format string, a ...any) { fmt.Fprintf(bw, format+"\n", a...) }
+	row := func(cells ...any) {
+		s := make([]string, len(cells))
+		for i, c := range cells {
+			s[i] = fmt.Sprint(c)
+		}
+		p("| %s |", strings.Join(s, " | "))
+	}
+	header := func(cells ...string) {
+		p("| %s |", strings.Join(cells, " | "))
+		p("|%s", strings.Repeat("---|", len(cells)))
+	}
+	m := r.Machine
+	quick := ""
+	if r.Quick {
+		quick = " (quick mode: smoke test, figures not representative)"
+	}
+	p("mspbench run of %s, %.0f s%s", r.Started.Format("2006-01-02 15:04 UTC"), r.Seconds, quick)
+	p("")
+	p("* command: `%s`", r.Command)
+	p("* machine: %s, %d cores (GOMAXPROCS %d), %d MiB, %s, kernel %s, %s", m.CPU, m.Cores, m.GOMAXPROCS, m.MemoryMiB, m.OS, m.Kernel, m.Go)
+	p("* load average (1/5/15 min) before: %s, after: %s", m.LoadBefore, m.LoadAfter)
+	s := r.Settings
+	p("* load: %d in flight (pipelined: %d conns), %d receiving sessions, %d rounds of %.1f s per arm (at most %d messages), arms alternating",
+		s.Concurrency, s.Conns, s.Receivers, s.Rounds, s.RoundSecs, s.MaxMessages)
+
+	if len(r.Comparisons) > 0 {
+		p("")
+		p("Throughput is the median over rounds of '+' replies per second; latencies pool every round's samples (µs).")
+		p("")
+		header("scenario", "arm", "msg/s", "reply p50", "reply p99", "delivery p50", "delivery p99", "failed", "undelivered")
+		for _, c := range r.Comparisons {
+			for _, a := range c.Arms {
+				dp50, dp99, und := "-", "-", "-"
+				if a.delivers {
+					und = fmt.Sprint(a.Undelivered)
+				}
+				if a.Delivery.N > 0 {
+					dp50, dp99 = fmt.Sprintf("%.0f", a.Delivery.P50us), fmt.Sprintf("%.0f", a.Delivery.P99us)
+				}
+				row(c.Scenario, a.Name, fmt.Sprintf("%.0f", a.Rate), fmt.Sprintf("%.0f", a.Reply.P50us),
+					fmt.Sprintf("%.0f", a.Reply.P99us), dp50, dp99, a.Failed, und)
+			}
+		}
+		p("")
+		p("Ratios: rate is the median of per-round ratios (min-max over rounds); latency ratios compare pooled percentiles.")
+		p("")
+		header("scenario", "ratio", "rate", "reply p50", "reply p99")
+		for _, c := range r.Comparisons {
+			for _, q := range c.Ratios {
+				row(c.Scenario, q.Of+" / "+q.To, fmt.Sprintf("%.2fx (%.2f-%.2f)", q.Rate, q.RateMin, q.RateMax),
+					fmt.Sprintf("%.2fx", q.P50), fmt.Sprintf("%.2fx", q.P99))
+			}
+		}
+	}
+	if len(r.Presence) > 0 {
+		p("")
+		p("Presence (in-process gossip, profile local; sign-in = Upsert until every node's directory delivered it):")
+		p("")
+		header("nodes", "formed", "sign-ins", "visible p50", "visible p99", "graceful leave", "crash detected")
+		for _, q := range r.Presence {
+			row(q.Nodes, fmt.Sprintf("%.1f s", q.FormSecs), q.SignIns, fmt.Sprintf("%.0f ms", q.SignInP50ms),
+				fmt.Sprintf("%.0f ms", q.SignInP99ms), fmt.Sprintf("%.0f ms", q.LeaveMs), fmt.Sprintf("%.0f ms", q.CrashMs))
+		}
+	}
+	if q := r.Sessions; q != nil {
+		p("")
+		p("Idle sessions: %d opened of %d in %.1f s; child RSS %d -> %d KiB: **%.1f KiB per session** "+
+			"(Go heap+stacks %.1f KiB, %.1f goroutines per session).",
+			q.Opened, q.Sessions, q.OpenSecs, q.RSSBeforeKiB, q.RSSAfterKiB, q.RSSPerSessionKiB, q.HeapStackPerSessionKiB, q.GoroutinesPerSession)
+	}
+	if q := r.Directory; q != nil {
+		p("")
+		p("Directory: %d principals over %d nodes converged in %.1f s (complete: %v); heap +%.0f MiB (%.1f MiB per node, "+
+			"%.0f B per entry replica), RSS +%.0f MiB; one Lookup on a loaded node takes %.0f µs. Churn %d sign-outs/ins "+
+			"in %.1f s (%.0f/s): state change visible on every node p50 %.0f ms, p99 %.0f ms, max %.0f ms (n=%d, %d timed out).",
+			q.Principals, q.Nodes, q.LoadSecs, q.Complete, q.HeapMiB, q.HeapPerNodeMiB, q.BytesPerReplica, q.RSSMiB, q.LookupUs,
+			q.ChurnOps, q.ChurnSecs, q.ChurnRate, q.UpdateP50ms, q.UpdateP99ms, q.UpdateMaxms, q.UpdateSamples, q.UpdatesTimedOut)
+	}
+	if len(r.Allocs) > 0 {
+		a0 := r.Allocs[0]
+		p("")
+		p("Node allocations per message (child process, default node config; %d batches of %d after the warm-up; live heap after a full GC, after the warm-up and each batch):",
+			a0.Batches, a0.Messages)
+		p("")
+		header("mode", "warm-up", "allocs/msg per batch", "bytes/msg", "live heap KiB", "heap slope B/msg", "last 2 batches B/msg", "failed")
+		for _, a := range r.Allocs {
+			row(a.Mode, a.Warmup, joinFloats(a.AllocsPerMsg), fmt.Sprintf("%.0f", a.BytesPerMsg), joinInts64(a.HeapKiB),
+				fmt.Sprintf("%+.1f", a.HeapSlope), fmt.Sprintf("%+.1f", a.RetainedPerMsg), a.Failed)
+		}
+	}
+	p("")
+	header("target", "want", "got", "status")
+	for _, t := range r.Targets {
+		row(t.Name, t.Want, t.Got, t.Status)
+	}
+	for _, e := range r.Errors {
+		p("")
+		p("ERROR: %s", e)
+	}
+	return bw.Flush()
+}
+
+func joinFloats(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprintf("%.1f", x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinInts64(xs []int64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SessionsResult is the memory an idle signed-in session costs its node.
+type SessionsResult struct {
+	Sessions int     `json:"sessions"`
+	Opened   int     `json:"opened"`
+	OpenSecs float64 `json:"open_seconds"`
+	// RSS of the child process before any session and with all of them
+	// open and idle (after a full GC and FreeOSMemory both times).
+	RSSBeforeKiB     int64   `json:"rss_before_kib"`
+	RSSAfterKiB      int64   `json:"rss_after_kib"`
+	RSSPerSessionKiB float64 `json:"rss_per_session_kib"`
+	// Go's view: heap in use plus goroutine stacks, per session.
+	HeapStackPerSessionKiB float64 `json:"heap_stack_per_session_kib"`
+	GoroutinesPerSession   float64 `json:"goroutines_per_session"`
+	Method                 string  `json:"method"`
+}
+
+const sessionsMethod = "child process running session.Server (MaxSessions raised; node.Config has no field for it) " +
+	"+ switchboard + presence without gossip; sessions signed in over TCP in trust mode and left idle; " +
+	"RSS from the child's /proc/self/status VmRSS"
+
+// sessions opens cfg.Sessions idle sessions to a child session server and
+// divides the child's memory growth by their number.
+func (h *harness) sessions(ctx context.Context) (*SessionsResult, error) {
+	n := h.cfg.Sessions
+	c, err := startChild(ChildSessions, childMaxEnv+"="+strconv.Itoa(n+64))
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	before, err := c.mem()
+	if err != nil {
+		return nil, err
+	}
+	res := &SessionsResult{Sessions: n, RSSBeforeKiB: before.RSSKiB, Method: sessionsMethod}
+	conns := make([]net.Conn, n)
+	defer func() {
+		for _, nc := range conns {
+			if nc != nil {
+				nc.Close()
+			}
+		}
+	}()
+	start := time.Now()
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				nc, err := signInRaw(c.ready.Session, "idle"+strconv.Itoa(i))
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				conns[i] = nc
+			}
+		})
+	}
+	wg.Wait()
+	res.OpenSecs = round1(time.Since(start).Seconds())
+	for _, nc := range conns {
+		if nc != nil {
+			res.Opened++
+		}
+	}
+	if firstErr != nil {
+		return res, fmt.Errorf("bench: %d of %d sessions opened: %w", res.Opened, n, firstErr)
+	}
+	time.Sleep(time.Second) // let the sign-ins' transient garbage become collectable
+	after, err := c.mem()
+	if err != nil {
+		return nil, err
+	}
+	if after.Sessions != n {
+		return res, fmt.Errorf("bench: child reports %d sessions, want %d", after.Sessions, n)
+	}
+	res.RSSAfterKiB = after.RSSKiB
+	res.RSSPerSessionKiB = round1(float64(after.RSSKiB-before.RSSKiB) / float64(n))
+	hs := float64(int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse))
+	res.HeapStackPerSessionKiB = round1(hs / 1024 / float64(n))
+	res.GoroutinesPerSession = round1(float64(after.Goroutines-before.Goroutines) / float64(n))
+	h.prog.printf("   %d idle sessions: RSS +%.1f KiB each (heap+stacks %.1f KiB, %.1f goroutines)",
+		n, res.RSSPerSessionKiB, res.HeapStackPerSessionKiB, res.GoroutinesPerSession)
+	return res, nil
+}
+
+// signInRaw signs user in at terminal "t1" with two protocol lines and
+// leaves the connection open and idle; it reads nothing more.
+func signInRaw(addr, user string) (net.Conn, error) {
+	nc, err := net.DialTimeout("tcp", addr, ioTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("bench: session dial: %w", err)
+	}
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write([]byte("VER 1 MSPS1\r\nUSR 2 " + user + " t1\r\n")); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("bench: session sign-in: %w", err)
+	}
+	var buf [512]byte
+	n := 0
+	for bytes.Count(buf[:n], []byte("\r\n")) < 2 {
+		k, err := nc.Read(buf[n:])
+		n += k
+		if err != nil || n == len(buf) {
+			nc.Close()
+			return nil, fmt.Errorf("bench: session sign-in of %s: got %q: %v", user, buf[:n], err)
+		}
+	}
+	if !bytes.Contains(buf[:n], []byte("\r\nUSR 2 OK ")) {
+		nc.Close()
+		return nil, fmt.Errorf("bench: session sign-in of %s refused: %q", user, buf[:n])
+	}
+	nc.SetDeadline(time.Time{})
+	return nc, nil
+}
