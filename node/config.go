@@ -82,6 +82,9 @@ type Config struct {
 	SessionSecrets string
 	// SessionIdleTimeout ends sessions that send nothing (not even PNG).
 	SessionIdleTimeout time.Duration
+	// MaxSessions caps concurrent sessions (both listeners together); a
+	// session past it is refused with error 600.
+	MaxSessions int
 
 	// DataDir holds the embedded NATS/JetStream store.
 	DataDir string
@@ -124,6 +127,7 @@ func DefaultConfig() Config {
 		SessionSocket:      session.DefaultSocketPath(),
 		SessionAuth:        AuthSecret,
 		SessionIdleTimeout: 3 * time.Minute,
+		MaxSessions:        session.DefaultMaxSessions,
 		DataDir:            DefaultDataDir(),
 		GossipProfile:      "lan",
 	}

@@ -308,6 +308,7 @@ func (n *Node) startSessions() error {
 		Directory:   n.dir,
 		Logger:      n.log.With("component", "session"),
 		IdleTimeout: n.cfg.SessionIdleTimeout,
+		MaxSessions: n.cfg.MaxSessions,
 	})
 	if err != nil {
 		return fmt.Errorf("node: sessions: %w", err)

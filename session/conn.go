@@ -281,14 +281,35 @@ func (s *session) pushLocked(b []byte) bool {
 // writeLoop is the only writer of conn.
 func (s *session) writeLoop() {
 	defer close(s.writerDone)
-	bw := bufio.NewWriterSize(s.conn, 8<<10)
+	// The write buffer is borrowed from the server while frames are queued
+	// and returned, flushed, when the queue runs dry: idle sessions (most of
+	// them) then cost no buffer.
+	var bw *bufio.Writer
+	release := func() {
+		if bw != nil {
+			bw.Reset(nil)
+			s.srv.writers.Put(bw)
+			bw = nil
+		}
+	}
+	defer release()
 	write := func(b []byte) error {
+		if bw == nil {
+			if w, ok := s.srv.writers.Get().(*bufio.Writer); ok {
+				bw = w
+				bw.Reset(s.conn)
+			} else {
+				bw = bufio.NewWriterSize(s.conn, 8<<10)
+			}
+		}
 		s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
 		if _, err := bw.Write(b); err != nil {
 			return err
 		}
 		if len(s.out) == 0 {
-			return bw.Flush()
+			err := bw.Flush()
+			release()
+			return err
 		}
 		return nil
 	}
@@ -324,8 +345,10 @@ func (s *session) writeLoop() {
 			if final != nil {
 				write(final)
 			}
-			s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
-			bw.Flush()
+			if bw != nil {
+				s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+				bw.Flush()
+			}
 			if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
 				cw.CloseWrite()
 			}

@@ -22,7 +22,7 @@ const (
 	DefaultMaxSessions  = 1024
 	DefaultMaxList      = 256
 	DefaultMaxNames     = 16
-	DefaultOutQueue     = 256
+	DefaultOutQueue     = 128
 	// maxMaxList keeps a full list reply under MaxServerPayload.
 	maxMaxList = 512
 	// lingerTimeout bounds how long a closing session reads (and discards)
@@ -63,7 +63,9 @@ type Config struct {
 	// MaxNames caps the alias names of a session.
 	MaxNames int
 	// OutQueue caps the frames (messages, pushes) queued for one client;
-	// past it deliveries are refused with switchboard.ErrTerminalSlow.
+	// past it deliveries are refused with switchboard.ErrTerminalSlow (and
+	// go to the mailbox). The queue's slots are allocated when the session
+	// starts, so this is also most of an idle session's memory.
 	OutQueue int
 }
 
@@ -95,6 +97,10 @@ type Server struct {
 	closed    bool
 
 	w watchIndex
+
+	// writers lends *bufio.Writer to sessions only while they have frames to
+	// write, so an idle session holds no 8 KiB write buffer.
+	writers sync.Pool
 }
 
 // New validates cfg and builds a Server. It starts nothing.
