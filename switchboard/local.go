@@ -73,11 +73,19 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 		var wg sync.WaitGroup
 		for j, i := range idx {
 			l := s.localLine(user, ts[i].term)
-			if l == nil {
+			switch {
+			case l == nil:
 				rs[j] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: Failed, Reason: ErrTerminalGone.Error()}
-				continue
+			case len(idx) == 1:
+				// One terminal, the usual case: waiting for its ack on this
+				// goroutine spares a goroutine (and its stack growth) per
+				// message.
+				rs[j] = l.deliver(d, true)
+			default:
+				// Several terminals acknowledge in parallel, so the wait is
+				// the slowest ack, not their sum.
+				wg.Go(func() { rs[j] = l.deliver(d, true) })
 			}
-			wg.Go(func() { rs[j] = l.deliver(d, true) })
 		}
 		wg.Wait()
 		s.recent.finish(a, bestStatus(rs))
