@@ -44,10 +44,13 @@ type Directory struct {
 	log *slog.Logger
 	now func() time.Time
 
-	// mu guards tables, subs and closed. Event sends to subscribers happen
-	// under mu so that every subscriber sees changes in table order.
+	// mu guards tables, index, subs and closed. Event sends to subscribers
+	// happen under mu so that every subscriber sees changes in table order.
+	// Every change to an entry updates index under the same lock, so a
+	// reader never sees the two disagree.
 	mu     sync.RWMutex
 	tables map[string]*table // node name -> that node's principals
+	index  nameIndex         // name -> entries answering to it, over all tables
 	subs   map[*Subscription]struct{}
 	closed bool
 
@@ -92,6 +95,7 @@ func New(cfg Config) (*Directory, error) {
 		log:    cfg.Logger,
 		now:    cfg.Now,
 		tables: map[string]*table{},
+		index:  nameIndex{},
 		subs:   map[*Subscription]struct{}{},
 		done:   make(chan struct{}),
 	}
@@ -202,7 +206,10 @@ func (d *Directory) Upsert(e Entry) error {
 	}
 	t := d.tables[d.cfg.Name]
 	t.seq++
-	t.entries[keyOf(e.User, e.Term)] = e
+	k := keyOf(e.User, e.Term)
+	old, had := t.entries[k]
+	t.entries[k] = e
+	d.index.replace(d.cfg.Name, k, &old, had, &e)
 	d.emitLocked(Event{Type: EventUpsert, Entry: e})
 	if d.g != nil {
 		d.g.localChanged(t.epoch, t.seq, change{Op: opUpsert, Entry: e})
@@ -221,6 +228,7 @@ func (d *Directory) Remove(user, term string) bool {
 		return false
 	}
 	delete(t.entries, k)
+	d.index.remove(d.cfg.Name, k, &e)
 	t.seq++
 	e.State = Offline
 	d.emitLocked(Event{Type: EventRemove, Entry: e})
@@ -244,11 +252,10 @@ func (d *Directory) Lookup(name string) []Entry {
 	name = CanonicalUser(name)
 	var out []Entry
 	d.mu.RLock()
-	for _, t := range d.tables {
-		for _, e := range t.entries {
-			if e.Answers(name) {
-				out = append(out, cloneEntry(e))
-			}
+	if refs := d.index[name]; len(refs) > 0 {
+		out = make([]Entry, 0, len(refs))
+		for _, r := range refs {
+			out = append(out, cloneEntry(d.tables[r.node].entries[r.key]))
 		}
 	}
 	d.mu.RUnlock()

@@ -2,7 +2,6 @@ package presence
 
 import (
 	"cmp"
-	"maps"
 	"slices"
 )
 
@@ -86,12 +85,14 @@ func (d *Directory) applyRemoteChange(origin string, v version, c change) {
 			return
 		}
 		t.entries[k] = c.Entry
+		d.index.replace(origin, k, &old, had, &c.Entry)
 		d.emitLocked(Event{Type: EventUpsert, Entry: cloneEntry(c.Entry)})
 	case opRemove:
 		if !had {
 			return
 		}
 		delete(t.entries, k)
+		d.index.remove(origin, k, &old)
 		old.State = Offline
 		d.emitLocked(Event{Type: EventRemove, Entry: old})
 	}
@@ -120,6 +121,14 @@ func (d *Directory) dropRemoteTable(origin string) {
 	delete(d.tables, origin)
 }
 
+// replaceLocked installs origin's table and emits the difference from the
+// held one: first a Remove for each entry gone, then an Upsert for each
+// entry new or changed, each group in key order so that every node emits
+// the same sequence for the same two tables. Tables are replaced whole on
+// every gap repair and boot, so at scale this is the churn hot path: it
+// diffs with the two maps (one pass when no key is new), sorts only the keys
+// that changed (and nothing when nobody subscribes), and leaves the index
+// alone for entries whose names did not change.
 func (d *Directory) replaceLocked(origin string, v version, entries []Entry) {
 	next := &table{epoch: v.epoch, seq: v.seq, entries: make(map[entryKey]Entry, len(entries))}
 	for _, e := range entries {
@@ -131,19 +140,64 @@ func (d *Directory) replaceLocked(origin string, v version, entries []Entry) {
 		prev = t.entries
 	}
 	d.tables[origin] = next
-	for _, k := range slices.SortedFunc(maps.Keys(prev), compareEntryKeys) {
-		if _, ok := next.entries[k]; !ok {
-			e := prev[k]
-			e.State = Offline
-			d.emitLocked(Event{Type: EventRemove, Entry: e})
+	emit := len(d.subs) > 0
+	var removed, upserted, renamed []entryKey
+	// Old refs are unindexed in one batch before new ones are added, so that
+	// a ref leaving and rejoining one name's list is not lost.
+	var staleKeys map[entryKey]struct{}
+	var staleNames map[string]struct{}
+	kept := 0
+	for k, old := range prev {
+		e, ok := next.entries[k]
+		if ok {
+			kept++
+			if emit && !entriesEqual(&old, &e) {
+				upserted = append(upserted, k)
+			}
+			if sameNames(&old, &e) {
+				continue
+			}
+			renamed = append(renamed, k)
+		} else if emit {
+			removed = append(removed, k)
+		}
+		if staleKeys == nil {
+			staleKeys, staleNames = map[entryKey]struct{}{}, map[string]struct{}{}
+		}
+		staleKeys[k] = struct{}{}
+		for n := range entryNames(&old) {
+			staleNames[n] = struct{}{}
 		}
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(next.entries), compareEntryKeys) {
+	if staleKeys != nil {
+		d.index.removeBatch(origin, staleKeys, staleNames)
+	}
+	for _, k := range renamed {
 		e := next.entries[k]
-		if old, ok := prev[k]; ok && entriesEqual(&old, &e) {
-			continue
+		d.index.add(origin, k, &e)
+	}
+	if kept < len(next.entries) { // some keys are new; when none are, skip a pass
+		for k, e := range next.entries {
+			if _, had := prev[k]; !had {
+				d.index.add(origin, k, &e)
+				if emit {
+					upserted = append(upserted, k)
+				}
+			}
 		}
-		d.emitLocked(Event{Type: EventUpsert, Entry: cloneEntry(e)})
+	}
+	if !emit {
+		return // emitLocked would reach nobody
+	}
+	slices.SortFunc(removed, compareEntryKeys)
+	for _, k := range removed {
+		e := prev[k]
+		e.State = Offline
+		d.emitLocked(Event{Type: EventRemove, Entry: e})
+	}
+	slices.SortFunc(upserted, compareEntryKeys)
+	for _, k := range upserted {
+		d.emitLocked(Event{Type: EventUpsert, Entry: cloneEntry(next.entries[k])})
 	}
 }
 
