@@ -138,6 +138,9 @@ func FuzzServeTCP(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s), uint8(7), false)
 	}
+	// Pipelined: several recipients in one read, then an error.
+	f.Add([]byte("Ba\x00\x00x\x00\x00\x00\x00\x00Bb\x00\x00yy\x00\x00\x00\x00\x00Ba\x00\x00zzz\x00\x00\x00\x00\x00Xbad\x00"), uint8(255), false)
+	f.Add([]byte("Ba\x00\x00x\x00\x00\x00\x00\x00Bb\x00\x00\x1b\x00\x00\x00\x00\x00Abob\x00\x00hi\x00"), uint8(200), true)
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8, strip bool) {
 		s := &Server{Handler: fuzzHandler(t), StripControl: strip, RequireSender: chunk%5 == 0}
 		nc := &fakeConn{in: in, chunk: max(int(chunk), 1)}

@@ -212,3 +212,45 @@ func (g *gate) ServeMSP(w ResponseWriter, m *Message) {
 	}
 	w.Ack("finished")
 }
+
+// byRecipient groups messages by folded recipient, keeping their order
+// within each group: the order a connection's handler calls must keep.
+func byRecipient(ms []Message) map[string][]Message {
+	out := make(map[string][]Message)
+	for _, m := range ms {
+		out[Fold(m.Recipient)] = append(out[Fold(m.Recipient)], m)
+	}
+	return out
+}
+
+// wait waits (at most 5 s) until n calls have entered the gate.
+func (g *gate) wait(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for i := range n {
+		select {
+		case <-g.entered:
+		case <-timeout:
+			t.Fatalf("%d of %d handler calls started", i, n)
+		}
+	}
+}
+
+// expectShutdownWaits waits until Shutdown has closed the listener at addr
+// and checks it has not returned (shut is its result): handlers are in
+// flight.
+func expectShutdownWaits(t *testing.T, addr string, shut <-chan error) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "listener closed", func() bool {
+		nc, err := dialTimeout(addr)
+		if err == nil {
+			nc.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with handlers in flight", err)
+	default:
+	}
+}

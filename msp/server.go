@@ -29,6 +29,9 @@ const (
 	DefaultMaxConns = 10000
 	// DefaultMaxInflight caps concurrent UDP handler calls.
 	DefaultMaxInflight = 1024
+	// DefaultMaxPipeline caps the messages of one TCP connection handled
+	// at once.
+	DefaultMaxPipeline = 16
 	// DefaultDedupWindow is how long a UDP message's identity (source
 	// address, source port, cookie) is remembered after it was handled.
 	// RFC 1312's example cookie is the send time to the second ("the
@@ -53,8 +56,10 @@ var errNoHandler = errors.New("msp: Server.Handler is nil")
 // Handler handles one valid message. ServeMSP calls w.Ack or w.Nack at most
 // once; the reply, if the revision and transport owe one, is written when it
 // does. A handler that returns without either gets a negative reply on TCP
-// and silence on UDP. Calls for one TCP connection are sequential; UDP
-// messages are handled concurrently.
+// and silence on UDP. UDP messages are handled concurrently; so are up to
+// [Server.MaxPipeline] messages of one TCP connection, except that messages
+// of one connection for the same recipient (compared with [EqualFold]) are
+// handled one after another in the order they arrived.
 type Handler interface {
 	ServeMSP(w ResponseWriter, m *Message)
 }
@@ -70,7 +75,9 @@ func (f HandlerFunc) ServeMSP(w ResponseWriter, m *Message) { f(w, m) }
 // ready to use.
 //
 // Ownership: Serve owns each accepted connection and the goroutine serving
-// it, and closes both; ServePacket owns the handler goroutines it starts. A
+// it, and closes both; that goroutine owns the goroutines handling the
+// connection's pipelined messages and waits for them before it closes the
+// connection. ServePacket owns the handler goroutines it starts. A
 // listener or packet conn passed to Serve or ServePacket is closed when that
 // call returns. Close waits for every goroutine the server started.
 type Server struct {
@@ -87,13 +94,22 @@ type Server struct {
 	// WriteTimeout bounds writing one reply.
 	WriteTimeout time.Duration
 	// MaxConns caps TCP connections. At the cap the connection idle longest
-	// (waiting for a message's first octet, a new silent one included) is
-	// closed to admit the new one; if none is idle the new one is told
-	// "-server busy" and closed.
+	// (waiting for a message's first octet with no message in flight, a
+	// new silent one included) is closed to admit the new one; if none is
+	// idle the new one is told "-server busy" and closed.
 	MaxConns int
 	// MaxInflight caps concurrent UDP handler calls; past it the server
 	// stops reading datagrams until a call returns.
 	MaxInflight int
+	// MaxPipeline caps the messages of one TCP connection being handled at
+	// once; past it the server stops reading that connection until the
+	// earliest reply is written. Replies always go out in the order the
+	// messages came; a pipelined message's reply is written once its
+	// handler has returned and the earlier replies are out. A connection's
+	// messages are handled inline, costing no goroutine, until the octets
+	// of a further message are already there when one has been read. 1
+	// handles each connection's messages strictly one after another.
+	MaxPipeline int
 	// DedupWindow is how long a handled UDP message is remembered; negative
 	// turns duplicate suppression off.
 	DedupWindow time.Duration
@@ -309,8 +325,10 @@ func (s *Server) Close() error {
 
 // stop marks the server as shutting down and closes its listeners. Hard
 // also closes packet conns and every connection; otherwise packet read loops
-// are only woken (in-flight handlers still reply through them) and only idle
-// connections are closed.
+// are only woken (in-flight handlers still reply through them), idle
+// connections are closed, and the readers of connections with pipelined
+// messages in flight are woken so those connections close once the replies
+// are written.
 func (s *Server) stop(hard bool) {
 	s.init()
 	s.mu.Lock()
@@ -332,8 +350,15 @@ func (s *Server) stop(hard bool) {
 		}
 		return
 	}
-	for e := s.idle.Front(); e != nil; e = e.Next() {
-		e.Value.(*conn).nc.Close()
+	for c := range s.conns {
+		switch {
+		case c.idle != nil:
+			c.nc.Close()
+		case c.waiting:
+			// Handlers are in flight: their replies still go out, so only
+			// the reader, blocked waiting for another message, is woken.
+			c.nc.SetReadDeadline(time.Now())
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,13 +18,22 @@ const busyReply = "-server busy\x00"
 // handler that returned without replying.
 const notHandledText = "message not handled"
 
-// conn is one admitted TCP connection. Its goroutine (conn.serve) owns nc and
-// closes it; Shutdown, Close and eviction may close nc early, under s.mu,
-// to end that goroutine.
+// conn is one admitted TCP connection. Its goroutine (conn.serve, "the
+// reader") owns nc and closes it; Shutdown, Close and eviction may close nc
+// early, under s.mu, to end that goroutine. Pipelined messages are handled
+// by goroutines the reader starts and waits for before it returns; they
+// write replies to nc one at a time, in arrival order (see pipeline.go).
 type conn struct {
 	s    *Server
 	nc   net.Conn
-	idle *list.Element // in s.idle while waiting for a message; guarded by s.mu
+	idle *list.Element // in s.idle while idle (see setWaiting); guarded by s.mu
+
+	// Guarded by s.mu.
+	waiting bool // the reader waits for a message's first octet
+	busy    int  // pipelined messages whose replies are not yet written
+
+	halt atomic.Bool // a pipelined handler panicked: read no more messages
+	pipe *pipeline   // nil until a message is pipelined; owned by the reader
 
 	buf     [MaxLen]byte // octets read and not yet consumed; a message never exceeds it
 	n       int          // valid octets in buf
@@ -112,24 +122,45 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 	return c
 }
 
-// setIdle marks c as waiting for a message; false means the server is
-// shutting down and c should close instead.
-func (c *conn) setIdle() bool {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	if c.s.shutting {
+// errStopped ends reading when the server shuts down or a pipelined handler
+// panicked.
+var errStopped = errors.New("msp: connection stops reading")
+
+// setWaiting records that the reader is about to wait for a message's first
+// octet and sets the deadline for that wait: IdleTimeout when nothing is in
+// flight (and c becomes idle, so evictable), none otherwise (finished makes
+// c idle when the last reply is written). The deadline is set under s.mu so
+// that Shutdown, which sets an immediate one on waiting readers, never has
+// it overwritten. False means c should stop reading instead.
+func (c *conn) setWaiting() bool {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting || c.halt.Load() {
 		return false
 	}
+	c.waiting = true
+	if c.busy > 0 {
+		c.nc.SetReadDeadline(time.Time{})
+		return true
+	}
+	c.makeIdle()
+	return true
+}
+
+// makeIdle starts c's idle time; the caller holds s.mu.
+func (c *conn) makeIdle() {
+	c.nc.SetReadDeadline(time.Now().Add(durationOr(c.s.IdleTimeout, DefaultIdleTimeout)))
 	if c.idle == nil {
 		c.idle = c.s.idle.PushBack(c)
 	}
-	return true
 }
 
 // setActive marks c as having a message under way, so it is not evicted.
 func (c *conn) setActive() {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
+	c.waiting = false
 	if c.idle != nil {
 		c.s.idle.Remove(c.idle)
 		c.idle = nil
@@ -137,11 +168,13 @@ func (c *conn) setActive() {
 }
 
 // serve reads messages and replies until the client closes, a timeout, an
-// undecodable message or shutdown; it closes nc.
+// undecodable message or shutdown; it waits for the handlers it started and
+// closes nc.
 func (c *conn) serve() {
 	s := c.s
 	defer s.done()
 	defer func() {
+		c.drain()
 		s.mu.Lock()
 		if c.idle != nil {
 			s.idle.Remove(c.idle)
@@ -155,23 +188,18 @@ func (c *conn) serve() {
 	for {
 		size, err := c.readMessage()
 		if err != nil {
+			c.drain()
 			c.refuse(err)
 			log.Debug("msp: tcp connection ends", "remote", c.nc.RemoteAddr().String(), "err", err)
 			return
 		}
-		if !c.serveMessage(c.buf[:size]) {
+		if c.halt.Load() || !c.serveMessage(c.buf[:size]) {
 			return
 		}
 		c.consume(size)
-		if c.n > 0 {
-			// The next message has begun arriving; finish it unless
-			// shutting down.
-			if s.shuttingDown() {
-				return
-			}
-			continue
-		}
-		if !c.setIdle() {
+		// When the next message has begun arriving, finish it unless
+		// shutting down; otherwise readMessage waits for one.
+		if c.n > 0 && s.shuttingDown() {
 			return
 		}
 	}
@@ -200,26 +228,67 @@ func (c *conn) write(b []byte) error {
 	return err
 }
 
-// serveMessage validates and handles one framed message and reports whether
-// the connection goes on.
+// serveMessage validates one framed message and handles it, inline or
+// pipelined, and reports whether the connection goes on.
 func (c *conn) serveMessage(raw []byte) bool {
 	s := c.s
-	var m Message
+	m := new(Message)
 	err := m.decode(raw)
 	if err == nil {
-		err = s.admit(&m)
+		err = s.admit(m)
 	}
 	if err != nil {
-		if raw[0] != Version1 {
-			c.write(formatReply(false, reason(err), MaxLen))
-		}
 		s.logger().Debug("msp: refused message", "network", "tcp", "remote", c.nc.RemoteAddr().String(), "err", err)
+		var refusal []byte
+		if raw[0] != Version1 {
+			refusal = formatReply(false, reason(err), MaxLen)
+		}
 		// A policy refusal leaves the stream intact; anything else means
 		// the client does not speak the protocol as we do.
-		return errors.Is(err, ErrNoSender)
+		if errors.Is(err, ErrNoSender) {
+			if c.pipe != nil {
+				c.dispatch(nil, refusal)
+			} else {
+				c.write(refusal)
+			}
+			return true
+		}
+		c.drain()
+		if refusal != nil {
+			c.write(refusal)
+		}
+		return false
 	}
+	if m.Version == Version1 {
+		// RFC 1159: "The client closes the connection after sending the
+		// message"; any data after it is discarded.
+		c.drain()
+		c.handleInline(m)
+		return false
+	}
+	// Inline until the client shows it pipelines (another message's
+	// octets already here), so a one-message client costs no goroutine.
+	if c.pipe == nil && (c.n == len(raw) || intOr(s.MaxPipeline, DefaultMaxPipeline) == 1) {
+		return !c.handleInline(m)
+	}
+	c.dispatch(m, nil)
+	return true
+}
+
+// handleInline calls the handler on the reader's goroutine, with nothing in
+// flight, so a reply goes straight to the wire; it reports whether the
+// handler panicked.
+func (c *conn) handleInline(m *Message) bool {
+	w := c.newWriter(m, c.write)
+	panicked := c.s.handle(w, m)
+	w.finish(notHandledText)
+	return panicked
+}
+
+// newWriter makes m's ResponseWriter; send puts a revision 'B' reply out.
+func (c *conn) newWriter(m *Message, send func([]byte) error) *responseWriter {
 	w := &responseWriter{
-		ctx:     s.ctx,
+		ctx:     c.s.ctx,
 		network: "tcp",
 		local:   c.nc.LocalAddr(),
 		remote:  c.nc.RemoteAddr(),
@@ -227,22 +296,21 @@ func (c *conn) serveMessage(raw []byte) bool {
 	}
 	if m.Version == Version2 {
 		w.owed = func(bool) bool { return true }
-		w.send = c.write
+		w.send = send
 	}
-	panicked := s.handle(w, &m)
-	w.finish(notHandledText)
-	// RFC 1159: "The client closes the connection after sending the
-	// message"; any data after it is discarded.
-	return !panicked && m.Version == Version2
+	return w
 }
 
 // readMessage reads until buf holds one complete message and returns its
-// size. The wait for its first octet is bounded by IdleTimeout, the rest of
+// size. The wait for its first octet is bounded by IdleTimeout counted from
+// when nothing is in flight (see setWaiting), the rest of
 // it by ReadTimeout counted from that first octet.
 func (c *conn) readMessage() (int, error) {
 	s := c.s
 	if c.n == 0 {
-		c.nc.SetReadDeadline(time.Now().Add(durationOr(s.IdleTimeout, DefaultIdleTimeout)))
+		if !c.setWaiting() {
+			return 0, errStopped
+		}
 		if err := c.fill(); err != nil {
 			return 0, err
 		}

@@ -1,0 +1,141 @@
+package msp
+
+import (
+	"sync"
+	"time"
+)
+
+// pipeline lets a connection's reader go on reading while earlier messages
+// are handled (RFC 1312: "multiple messages can be sent over the same
+// channel"). Each message gets a slot and a goroutine; slots are chained in
+// arrival order so that each reply is written only after the one before it,
+// and messages for the same recipient are chained so that each handler call
+// starts only after the one before it returned.
+//
+// Ownership: the reader (conn.serve) owns the pipeline's fields, starts the
+// slot goroutines and waits for them (drain) before it writes anything else
+// or closes the connection. A slot goroutine touches only its own slot, the
+// channels it was given, and c.nc for its one reply, which it writes after
+// the previous slot's written channel closed, so writes never overlap.
+type pipeline struct {
+	sem  chan struct{}            // a token per slot whose reply is not yet written
+	wg   sync.WaitGroup           // slot goroutines
+	last chan struct{}            // the latest slot's written channel
+	keys map[string]chan struct{} // folded recipient → its latest slot's handled channel
+}
+
+// slot is one pipelined message.
+type slot struct {
+	m       *Message      // nil for a refusal the reader already decided
+	reply   []byte        // what to write, nil for nothing; set by the handler's Ack or Nack
+	after   chan struct{} // the previous same-recipient handler returned; nil if none
+	handled chan struct{} // closed when this handler returned
+	prev    chan struct{} // the previous slot's reply is written
+	written chan struct{} // closed when this reply is written
+}
+
+// dispatch hands m (or, with m nil, the ready reply) to a new slot goroutine,
+// first waiting while MaxPipeline slots are unwritten.
+func (c *conn) dispatch(m *Message, reply []byte) {
+	p := c.pipe
+	if p == nil {
+		p = &pipeline{
+			sem:  make(chan struct{}, intOr(c.s.MaxPipeline, DefaultMaxPipeline)),
+			last: make(chan struct{}),
+			keys: make(map[string]chan struct{}),
+		}
+		close(p.last)
+		c.pipe = p
+	}
+	p.sem <- struct{}{}
+	sl := &slot{m: m, reply: reply, prev: p.last, written: make(chan struct{})}
+	p.last = sl.written
+	if m != nil {
+		// The whole recipient, whatever the terminal: an empty RecipTerm
+		// or "*" may reach the same terminal as a named one.
+		key := Fold(m.Recipient)
+		sl.after = p.keys[key]
+		sl.handled = make(chan struct{})
+		p.keys[key] = sl.handled
+		if len(p.keys) > 2*cap(p.sem) {
+			p.prune()
+		}
+	}
+	c.s.mu.Lock()
+	c.busy++
+	c.s.mu.Unlock()
+	p.wg.Add(1)
+	go c.run(p, sl)
+}
+
+// prune forgets recipients whose latest handler has returned; at most
+// cap(p.sem) have not, so the map stays small.
+func (p *pipeline) prune() {
+	for k, ch := range p.keys {
+		select {
+		case <-ch:
+			delete(p.keys, k)
+		default:
+		}
+	}
+}
+
+// run handles one slot: the handler call once the same recipient's previous
+// call returned, then the reply once the previous reply is written.
+func (c *conn) run(p *pipeline, sl *slot) {
+	defer p.wg.Done()
+	panicked := false
+	if sl.m != nil {
+		if sl.after != nil {
+			<-sl.after
+		}
+		// The reply waits for its turn; Ack and Nack only keep it.
+		w := c.newWriter(sl.m, func(b []byte) error {
+			sl.reply = b
+			return nil
+		})
+		panicked = c.s.handle(w, sl.m)
+		w.finish(notHandledText)
+		close(sl.handled)
+	}
+	<-sl.prev
+	if sl.reply != nil {
+		c.write(sl.reply)
+	}
+	close(sl.written)
+	<-p.sem
+	c.finished(panicked)
+}
+
+// finished records that a slot's reply is written. After a handler panic
+// the connection reads no more: its '-' reply and the earlier ones are
+// written, and so are the replies of messages read before the panic (they
+// may have been delivered), then it closes. A reader waiting for a message
+// is woken for that or for Shutdown; otherwise the connection becomes idle
+// when nothing is left in flight.
+func (c *conn) finished(panicked bool) {
+	if panicked {
+		c.halt.Store(true)
+	}
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.busy--
+	if !c.waiting {
+		return
+	}
+	switch {
+	case s.shutting || c.halt.Load():
+		c.nc.SetReadDeadline(time.Now())
+	case c.busy == 0:
+		c.makeIdle()
+	}
+}
+
+// drain waits until every pipelined message is handled and its reply
+// written, so the reader may write or close.
+func (c *conn) drain() {
+	if c.pipe != nil {
+		c.pipe.wg.Wait()
+	}
+}
