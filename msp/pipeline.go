@@ -2,26 +2,40 @@ package msp
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // pipeline lets a connection's reader go on reading while earlier messages
 // are handled (RFC 1312: "multiple messages can be sent over the same
-// channel"). Each message gets a slot and a goroutine; slots are chained in
+// channel"). Each message gets a slot, run by a worker; slots are chained in
 // arrival order so that each reply is written only after the one before it,
 // and messages for the same recipient are chained so that each handler call
 // starts only after the one before it returned.
 //
 // Ownership: the reader (conn.serve) owns the pipeline's fields, starts the
-// slot goroutines and waits for them (drain) before it writes anything else
-// or closes the connection. A slot goroutine touches only its own slot, the
+// workers, waits for dispatched slots (drain) before it writes anything else,
+// and ends the workers (stop) before it closes the connection. A slot's run
+// touches only its own slot, the
 // channels it was given, and c.nc for its one reply, which it writes after
 // the previous slot's written channel closed, so writes never overlap.
+//
+// Slots run on long-lived worker goroutines of the connection (at most
+// MaxPipeline, started when a slot finds none idle) rather than a goroutine
+// each: a handler's delivery path needs a deep stack, and a fresh goroutine
+// per message spent a sixth of the node's CPU growing one. Workers take slots
+// in arrival order and a slot only ever waits for earlier slots, which were
+// taken first, so the pipeline always moves. The reader closes work and waits
+// for the workers when the connection ends (stop).
 type pipeline struct {
-	sem  chan struct{}            // a token per slot whose reply is not yet written
-	wg   sync.WaitGroup           // slot goroutines
-	last chan struct{}            // the latest slot's written channel
-	keys map[string]chan struct{} // folded recipient → its latest slot's handled channel
+	sem     chan struct{}            // a token per slot whose reply is not yet written
+	slots   sync.WaitGroup           // slots dispatched and not yet finished
+	work    chan *slot               // slots for the workers, in arrival order
+	workers int                      // workers started; only the reader touches it
+	idle    atomic.Int32             // workers waiting for a slot
+	wwg     sync.WaitGroup           // worker goroutines
+	last    chan struct{}            // the latest slot's written channel
+	keys    map[string]chan struct{} // folded recipient → its latest slot's handled channel
 }
 
 // slot is one pipelined message.
@@ -39,8 +53,10 @@ type slot struct {
 func (c *conn) dispatch(m *Message, reply []byte) {
 	p := c.pipe
 	if p == nil {
+		n := intOr(c.s.MaxPipeline, DefaultMaxPipeline)
 		p = &pipeline{
-			sem:  make(chan struct{}, intOr(c.s.MaxPipeline, DefaultMaxPipeline)),
+			sem:  make(chan struct{}, n),
+			work: make(chan *slot, n),
 			last: make(chan struct{}),
 			keys: make(map[string]chan struct{}),
 		}
@@ -64,8 +80,35 @@ func (c *conn) dispatch(m *Message, reply []byte) {
 	c.s.mu.Lock()
 	c.busy++
 	c.s.mu.Unlock()
-	p.wg.Add(1)
-	go c.run(p, sl)
+	p.slots.Add(1)
+	if p.idle.Load() == 0 && p.workers < cap(p.sem) {
+		p.workers++
+		p.wwg.Add(1)
+		go c.worker(p)
+	}
+	p.work <- sl
+}
+
+// worker runs slots until the connection ends.
+func (c *conn) worker(p *pipeline) {
+	defer p.wwg.Done()
+	for {
+		p.idle.Add(1)
+		sl, ok := <-p.work
+		p.idle.Add(-1)
+		if !ok {
+			return
+		}
+		c.run(p, sl)
+	}
+}
+
+// stop ends the workers; the reader calls it last, after drain.
+func (c *conn) stop() {
+	if c.pipe != nil {
+		close(c.pipe.work)
+		c.pipe.wwg.Wait()
+	}
 }
 
 // prune forgets recipients whose latest handler has returned; at most
@@ -83,7 +126,7 @@ func (p *pipeline) prune() {
 // run handles one slot: the handler call once the same recipient's previous
 // call returned, then the reply once the previous reply is written.
 func (c *conn) run(p *pipeline, sl *slot) {
-	defer p.wg.Done()
+	defer p.slots.Done()
 	panicked := false
 	if sl.m != nil {
 		if sl.after != nil {
@@ -136,6 +179,6 @@ func (c *conn) finished(panicked bool) {
 // written, so the reader may write or close.
 func (c *conn) drain() {
 	if c.pipe != nil {
-		c.pipe.wg.Wait()
+		c.pipe.slots.Wait()
 	}
 }

@@ -175,6 +175,7 @@ func (c *conn) serve() {
 	defer s.done()
 	defer func() {
 		c.drain()
+		c.stop()
 		s.mu.Lock()
 		if c.idle != nil {
 			s.idle.Remove(c.idle)
