@@ -202,11 +202,11 @@ func FuzzServeUDP(f *testing.F) {
 		s.init()
 		pc := &fakePacketConn{}
 		sem := make(chan struct{}, 4)
-		var handlers sync.WaitGroup
 		from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1018}
 		for range 2 {
-			s.servePacket(pc, from, in, sem, &handlers)
-			handlers.Wait()
+			handlers := &udpWorkers{jobs: make(chan func()), max: cap(sem)}
+			s.servePacket(pc, from, in, sem, handlers)
+			handlers.stop() // waits for the handler, as the read loop's end does
 		}
 		for _, d := range pc.out {
 			if len(d) > len(in) {
