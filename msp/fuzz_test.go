@@ -204,7 +204,7 @@ func FuzzServeUDP(f *testing.F) {
 		sem := make(chan struct{}, 4)
 		from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1018}
 		for range 2 {
-			handlers := &udpWorkers{jobs: make(chan func()), max: cap(sem)}
+			handlers := newWorkerPool(cap(sem))
 			s.servePacket(pc, from, in, sem, handlers)
 			handlers.stop() // waits for the handler, as the read loop's end does
 		}

@@ -2,7 +2,6 @@ package msp
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -20,22 +19,16 @@ import (
 // channels it was given, and c.nc for its one reply, which it writes after
 // the previous slot's written channel closed, so writes never overlap.
 //
-// Slots run on long-lived worker goroutines of the connection (at most
-// MaxPipeline, started when a slot finds none idle) rather than a goroutine
-// each: a handler's delivery path needs a deep stack, and a fresh goroutine
-// per message spent a sixth of the node's CPU growing one. Workers take slots
-// in arrival order and a slot only ever waits for earlier slots, which were
-// taken first, so the pipeline always moves. The reader closes work and waits
-// for the workers when the connection ends (stop).
+// Slots run on the connection's workerPool (at most MaxPipeline workers).
+// Workers take slots in arrival order and a slot only ever waits for earlier
+// slots, which were taken first, so the pipeline always moves. The reader
+// stops the pool when the connection ends (stop).
 type pipeline struct {
-	sem     chan struct{}            // a token per slot whose reply is not yet written
-	slots   sync.WaitGroup           // slots dispatched and not yet finished
-	work    chan *slot               // slots for the workers, in arrival order
-	workers int                      // workers started; only the reader touches it
-	idle    atomic.Int32             // workers waiting for a slot
-	wwg     sync.WaitGroup           // worker goroutines
-	last    chan struct{}            // the latest slot's written channel
-	keys    map[string]chan struct{} // folded recipient → its latest slot's handled channel
+	sem   chan struct{}            // a token per slot whose reply is not yet written
+	slots sync.WaitGroup           // slots dispatched and not yet finished
+	pool  *workerPool              // runs the slots, in arrival order
+	last  chan struct{}            // the latest slot's written channel
+	keys  map[string]chan struct{} // folded recipient → its latest slot's handled channel
 }
 
 // slot is one pipelined message.
@@ -56,7 +49,7 @@ func (c *conn) dispatch(m *Message, reply []byte) {
 		n := intOr(c.s.MaxPipeline, DefaultMaxPipeline)
 		p = &pipeline{
 			sem:  make(chan struct{}, n),
-			work: make(chan *slot, n),
+			pool: newWorkerPool(n),
 			last: make(chan struct{}),
 			keys: make(map[string]chan struct{}),
 		}
@@ -81,33 +74,13 @@ func (c *conn) dispatch(m *Message, reply []byte) {
 	c.busy++
 	c.s.mu.Unlock()
 	p.slots.Add(1)
-	if p.idle.Load() == 0 && p.workers < cap(p.sem) {
-		p.workers++
-		p.wwg.Add(1)
-		go c.worker(p)
-	}
-	p.work <- sl
-}
-
-// worker runs slots until the connection ends.
-func (c *conn) worker(p *pipeline) {
-	defer p.wwg.Done()
-	for {
-		p.idle.Add(1)
-		sl, ok := <-p.work
-		p.idle.Add(-1)
-		if !ok {
-			return
-		}
-		c.run(p, sl)
-	}
+	p.pool.run(func() { c.run(p, sl) })
 }
 
 // stop ends the workers; the reader calls it last, after drain.
 func (c *conn) stop() {
 	if c.pipe != nil {
-		close(c.pipe.work)
-		c.pipe.wwg.Wait()
+		c.pipe.pool.stop()
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -26,7 +24,7 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 	defer s.done()
 
 	sem := make(chan struct{}, intOr(s.MaxInflight, DefaultMaxInflight))
-	handlers := &udpWorkers{jobs: make(chan func()), max: cap(sem)}
+	handlers := newWorkerPool(cap(sem))
 	buf := make([]byte, MaxLen+1) // one spare octet tells an oversized datagram
 	var delay time.Duration
 	var err error
@@ -58,7 +56,7 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 // the duplicate filter run on the read loop (they are cheap and must work
 // even when handlers are slow); the handler runs on one of the workers.
 // Invalid datagrams get no answer: RFC 1312 never sends '-' over UDP.
-func (s *Server) servePacket(pc net.PacketConn, addr net.Addr, data []byte, sem chan struct{}, handlers *udpWorkers) {
+func (s *Server) servePacket(pc net.PacketConn, addr net.Addr, data []byte, sem chan struct{}, handlers *workerPool) {
 	log := s.logger()
 	var m Message
 	err := m.decode(data)
@@ -127,45 +125,4 @@ func (s *Server) servePacket(pc net.PacketConn, addr net.Addr, data []byte, sem 
 			s.dedup.finish(key, time.Now())
 		}
 	})
-}
-
-// udpWorkers run datagram handlers on long-lived goroutines, started when a
-// datagram finds none idle, at most max (MaxInflight, which the semaphore
-// also enforces). A goroutine per datagram had to grow a fresh stack for the
-// deep delivery path every time. ServePacket's read loop is the only caller
-// of run; stop closes jobs and waits for the workers, which finish their
-// current handler first.
-type udpWorkers struct {
-	jobs chan func()
-	max  int
-	n    int          // workers started; read loop only
-	idle atomic.Int32 // workers waiting for a job
-	wg   sync.WaitGroup
-}
-
-func (p *udpWorkers) run(job func()) {
-	if p.idle.Load() == 0 && p.n < p.max {
-		p.n++
-		p.wg.Add(1)
-		go p.loop()
-	}
-	p.jobs <- job
-}
-
-func (p *udpWorkers) loop() {
-	defer p.wg.Done()
-	for {
-		p.idle.Add(1)
-		job, ok := <-p.jobs
-		p.idle.Add(-1)
-		if !ok {
-			return
-		}
-		job()
-	}
-}
-
-func (p *udpWorkers) stop() {
-	close(p.jobs)
-	p.wg.Wait()
 }
