@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/msprelay/msprelay/msp"
 )
 
 // State is a principal's availability, modelled on MSN NS presence codes.
@@ -107,30 +109,9 @@ func (e *Entry) Answers(name string) bool {
 }
 
 // CanonicalUser folds a user name for comparison: MSP compares parts
-// case-insensitively (RFC 1312), so the directory stores names lower-case.
-func CanonicalUser(name string) string {
-	// ASCII fast path: names are almost always ASCII and already lower.
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
-			return foldLatin1(name)
-		}
-	}
-	return name
-}
-
-// foldLatin1 lower-cases ISO 8859-1 bytes (names travel as raw octets, not UTF-8).
-func foldLatin1(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + 32
-		case c >= 0xC0 && c <= 0xDE && c != 0xD7:
-			b[i] = c + 32
-		}
-	}
-	return string(b)
-}
+// case-insensitively (RFC 1312) over ISO 8859-1 octets, so the directory
+// stores names folded the way msp.Fold does.
+func CanonicalUser(name string) string { return msp.Fold(name) }
 
 // Name validation errors.
 var (

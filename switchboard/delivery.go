@@ -28,6 +28,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/msprelay/msprelay/msp"
 )
 
 // Delivery is one message on its way to terminals. It is immutable once handed
@@ -59,7 +61,7 @@ type Origin struct {
 // a retransmission gets the same id and clients can drop repeats.
 func MessageID(sender, senderTerm, cookie, originAddr string) string {
 	h := sha256.New()
-	for _, p := range [...]string{strings.ToLower(sender), strings.ToLower(senderTerm), strings.ToLower(cookie), originAddr} {
+	for _, p := range [...]string{msp.Fold(sender), msp.Fold(senderTerm), msp.Fold(cookie), originAddr} {
 		h.Write([]byte(p))
 		h.Write([]byte{0})
 	}
@@ -72,7 +74,7 @@ func MessageID(sender, senderTerm, cookie, originAddr string) string {
 // several messages over one connection does not have them taken for
 // repeats of each other, while a retransmission (same octets) still is.
 func contentID(d *Delivery) string {
-	return MessageID(d.ID, strings.ToLower(d.Recipient), strings.ToLower(d.RecipTerm), d.Text)
+	return MessageID(d.ID, msp.Fold(d.Recipient), msp.Fold(d.RecipTerm), d.Text)
 }
 
 // Terminal is a local delivery endpoint: one signed-in session terminal.

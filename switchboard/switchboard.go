@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -492,11 +493,11 @@ func (s *Switchboard) selectTargets(d *Delivery) ([]presence.Entry, error) {
 		switch term {
 		case "":
 			// Both empty: the console.
-			return pick(all, func(e *presence.Entry) bool { return strings.EqualFold(e.Term, "console") }, ErrNoConsole)
+			return pick(all, func(e *presence.Entry) bool { return msp.EqualFold(e.Term, "console") }, ErrNoConsole)
 		case "*":
 			return pick(all, func(*presence.Entry) bool { return true }, ErrNoSuchUser)
 		default:
-			return pick(all, func(e *presence.Entry) bool { return strings.EqualFold(e.Term, term) }, ErrNoTerminal)
+			return pick(all, func(e *presence.Entry) bool { return msp.EqualFold(e.Term, term) }, ErrNoTerminal)
 		}
 	}
 	if err := presence.ValidUser(user); err != nil {
@@ -521,7 +522,7 @@ func (s *Switchboard) selectTargets(d *Delivery) ([]presence.Entry, error) {
 		})
 		return entries, nil
 	default:
-		return pick(entries, func(e *presence.Entry) bool { return strings.EqualFold(e.Term, term) }, ErrNoTerminal)
+		return pick(entries, func(e *presence.Entry) bool { return msp.EqualFold(e.Term, term) }, ErrNoTerminal)
 	}
 }
 

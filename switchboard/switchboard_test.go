@@ -260,3 +260,21 @@ func TestRepeatsDeliveredOnce(t *testing.T) {
 		t.Fatalf("delivered %q, want each message once", got)
 	}
 }
+
+// "All comparisons of parts ... are case-insensitive" over ISO 8859-1
+// octets: distinct 8-bit names stay distinct, Latin-1 capitals fold.
+func TestLatin1PartsCompareOctetByOctet(t *testing.T) {
+	t.Parallel()
+	if a, b := switchboard.MessageID("Ren\xe9", "", "c1", "h"), switchboard.MessageID("Ren\xea", "", "c1", "h"); a == b {
+		t.Errorf("senders Ren\\xe9 and Ren\\xea share message id %s: one would be dropped as a repeat", a)
+	}
+	if a, b := switchboard.MessageID("REN\xc9", "", "c1", "h"), switchboard.MessageID("ren\xe9", "", "c1", "h"); a != b {
+		t.Errorf("RENÉ and rené differ: %s %s", a, b)
+	}
+	sb, _ := newBoard(t, "n1")
+	boxes := setup(t, sb, []signin{{user: "alice", term: "tty\xe0"}, {user: "alice", term: "tty\xe1"}})
+	o := sb.Send(context.Background(), &switchboard.Delivery{Recipient: "alice", RecipTerm: "TTY\xc1", Text: "x"})
+	if !o.Delivered() || len(boxes["alice/tty\xe1"].texts()) != 1 || len(boxes["alice/tty\xe0"].texts()) != 0 {
+		t.Fatalf("RECIP-TERM TTY\\xc1 reached the wrong terminal(s): %s", o.Summary())
+	}
+}

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/bench"
+	"github.com/msprelay/msprelay/internal/cliflags"
 )
 
 func main() {
@@ -110,8 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mspbench: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg.Scenarios = strings.Split(scenarios, ",")
-	cfg.CrossModes = strings.Split(crossModes, ",")
+	cfg.Scenarios = cliflags.SplitList(scenarios)
+	cfg.CrossModes = cliflags.SplitList(crossModes)
 	var err error
 	if cfg.PresenceNodes, err = parseInts(presenceNodes); err != nil {
 		fmt.Fprintf(stderr, "mspbench: --presence-nodes: %v\n", err)
