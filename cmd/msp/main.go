@@ -100,8 +100,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	return 0, true
 }
 
+// fail prints one error line on stderr and returns code. Errors may quote
+// what a server or another user sent, so the line is made safe to print.
 func fail(e env, code int, format string, a ...any) int {
-	msg := fmt.Sprintf(format, a...)
+	msg := safeUTF8(fmt.Sprintf(format, a...))
 	if !strings.HasPrefix(msg, "msp: ") {
 		msg = "msp: " + msg
 	}
