@@ -115,13 +115,7 @@ func TestListenAndWhoJSON(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	sess := c.Node(0).Addrs().Session
-	var out, errb syncBuffer
-	e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"listen", "--session", sess, "--user", "alice", "--term", "pts/4", "--state", "AWY", "--json", "--watch", "bob"}, e)
-	}()
+	out, _, stop := startListen(t, "--session", sess, "--user", "alice", "--term", "pts/4", "--state", "AWY", "--json", "--watch", "bob")
 	c.WaitPresent("alice", "pts/4", "n1", true)
 
 	who := runCLI(t, "", "who", "--session", sess, "--user", "carol", "--json", "alice")
@@ -159,15 +153,7 @@ func TestListenAndWhoJSON(t *testing.T) {
 	if !strings.Contains(out.String(), `"type":"presence","event":"online","user":"bob"`) {
 		t.Errorf("no presence line for watched bob in:\n%s", out.String())
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("listen exit %d after interrupt: %s", code, errb.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("listen did not stop after interrupt")
-	}
+	stop()
 	c.WaitPresent("alice", "pts/4", "n1", false)
 }
 
@@ -221,27 +207,31 @@ func TestWhoLastSeen(t *testing.T) {
 	}
 }
 
-// startListen runs `msp listen` in-process until the test ends; it returns
-// listen's stdout and stderr.
-func startListen(t *testing.T, args ...string) (out, errb *syncBuffer) {
+// startListen runs `msp listen` in-process; stop interrupts it and checks
+// that it signed out and exited 0 (the test's cleanup calls stop too).
+func startListen(t *testing.T, args ...string) (out, errb *syncBuffer, stop func()) {
 	t.Helper()
 	out, errb = &syncBuffer{}, &syncBuffer{}
 	e := env{stdin: strings.NewReader(""), stdout: out, stderr: errb, getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, append([]string{"listen"}, args...), e) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("listen exit %d after interrupt: %s", code, errb.String())
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("listen exit %d after interrupt: %s", code, errb.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("listen did not stop after interrupt")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("listen did not stop after interrupt")
-		}
-	})
-	return out, errb
+		})
+	}
+	t.Cleanup(stop)
+	return out, errb, stop
 }
 
 // Issue 14 item 9: "Every name a CLI takes (user, term, alias, watch list)
@@ -253,7 +243,7 @@ func TestNamesTravelAsLatin1(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	sess := c.Node(0).Addrs().Session
-	out, _ := startListen(t, "--session", sess, "--user", "jürgen", "--term", "tærminal_1", "--json")
+	out, _, _ := startListen(t, "--session", sess, "--user", "jürgen", "--term", "tærminal_1", "--json")
 	c.WaitPresent("j\xfcrgen", "t\xe6rminal_1", "n1", true)
 
 	r, err := c.Send(0, "tcp", &msp.Message{Version: msp.Version2, Recipient: "j\xfcrgen", RecipTerm: "t\xe6rminal_1",
@@ -281,7 +271,7 @@ func TestNamesTravelAsLatin1(t *testing.T) {
 	if who.code != 0 || !strings.Contains(who.stdout, "jürgen") || !strings.Contains(who.stdout, "tærminal_1") {
 		t.Errorf("who jürgen: exit %d %q %q", who.code, who.stdout, who.stderr)
 	}
-	watch, _ := startListen(t, "--session", sess, "--user", "bob", "--term", "w1", "--watch", "jürgen")
+	watch, _, _ := startListen(t, "--session", sess, "--user", "bob", "--term", "w1", "--watch", "jürgen")
 	testcluster.WaitFor(t, 5*time.Second, "watched jürgen's initial terminal", func() bool {
 		return strings.Contains(watch.String(), "* jürgen at tærminal_1 on n1 is online")
 	})
@@ -324,7 +314,7 @@ func TestWatchInitialOnce(t *testing.T) {
 	sess := c.Node(0).Addrs().Session
 	for i, mode := range []string{"--json", "--json=false"} {
 		user := []string{"alice", "dave"}[i]
-		out, _ := startListen(t, "--session", sess, "--user", user, "--term", "w1", mode, "--watch", "bob")
+		out, _, _ := startListen(t, "--session", sess, "--user", user, "--term", "w1", mode, "--watch", "bob")
 		c.WaitPresent(user, "w1", "n1", true)
 		// The marker message is printed after every initial line: once it
 		// is there, no late duplicate can be on its way.
