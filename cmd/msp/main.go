@@ -6,8 +6,12 @@
 //	msp listen [flags]                        print messages as they arrive
 //	msp who [flags] [USER]                    presence lookup
 //
-// Text on the command line and terminal is UTF-8; MSP carries ISO 8859-1, so
-// msp converts both ways and refuses characters Latin-1 cannot hold.
+// Text on the command line and terminal is UTF-8; MSP and the session
+// protocol carry ISO 8859-1, so msp converts every name and text both ways
+// (names.go) and refuses, with exit 2, characters Latin-1 cannot hold.
+// Everything shown that came from the network or another user goes through
+// render.go first, so no control sequence a sender chose reaches the
+// terminal.
 package main
 
 import (
