@@ -319,3 +319,32 @@ func FuzzParseStamp(f *testing.F) {
 		}
 	})
 }
+
+// Rule: the issue's rate targets ("local >= 0.8x the minimal server for one
+// message per connection, 0.6x for pipelined and UDP; cross-node >= 0.5x
+// local") have one source, shared by the targets table and the chart.
+func TestRateFloors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		scenario string
+		to       string
+		want     float64
+	}{
+		{"local/" + ModeTCP1, "minimal", 0.8},
+		{"local/" + ModeTCPPipe, "minimal", 0.6},
+		{"local/" + ModeUDP, "udp-loop", 0.6},
+		{"cross/" + ModeTCP1, "local", 0.5},
+		{"cross/" + ModeTCP1, "nats", 0},
+	}
+	for _, tc := range tests {
+		if got := rateFloor(tc.scenario, Ratio{To: tc.to}); got != tc.want {
+			t.Errorf("rateFloor(%s, to %s) = %v, want %v", tc.scenario, tc.to, got, tc.want)
+		}
+	}
+	rep := &Report{Comparisons: []*Comparison{{Scenario: "local/" + ModeTCP1, Ratios: []Ratio{{Of: "node", To: "minimal", Rate: 0.79}}}}}
+	for _, tg := range targets(rep) {
+		if strings.HasPrefix(tg.Name, "TCP one message") && (tg.Want != ">= 0.8x minimal" || tg.Status != StatusNotMet) {
+			t.Errorf("target %+v: want >= 0.8x minimal, not met at 0.79", tg)
+		}
+	}
+}

@@ -174,7 +174,7 @@ func (r *Report) WriteChart(w io.Writer) error {
 		}
 		c.fill(barX, by, rx(q.Rate), by+barH, col)
 		c.text(rx(q.Rate)+6, by, fmt.Sprintf("%.2f×", q.Rate), "start")
-		if t := ratioTarget(r.Comparisons[row.group].Scenario, q); t > 0 {
+		if t := rateFloor(r.Comparisons[row.group].Scenario, q); t > 0 {
 			c.fill(rx(t)-1, by-3, rx(t)+2, by+barH+3, colTarget)
 		}
 	}, ticks)
@@ -228,19 +228,6 @@ func groupsIn(rows []chartRow) int {
 		}
 	}
 	return n
-}
-
-// ratioTarget is the target for a ratio, or 0.
-func ratioTarget(scenario string, q Ratio) float64 {
-	switch {
-	case scenario == "local/"+ModeTCP1:
-		return 0.8
-	case strings.HasPrefix(scenario, "local/"):
-		return 0.6
-	case strings.HasPrefix(scenario, "cross/") && q.To == "local":
-		return 0.5
-	}
-	return 0
 }
 
 // fmtMicros formats microseconds as "850µs", "1.2ms" or "2.0s".
