@@ -115,7 +115,7 @@ func dial(ctx context.Context, network, addr string) (nc net.Conn, stop func() b
 	var d net.Dialer
 	nc, err = d.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("msp: dial %s %s: %w", network, addr, err)
+		return nil, nil, fmt.Errorf("msp: %w", err) // err names network and address
 	}
 	// Deadlines come only from ctx ending, so an I/O timeout always comes
 	// with ctx.Err() set and is reported as ctx's error.
@@ -258,7 +258,7 @@ func (c *Client) Dial(ctx context.Context, addr string) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("msp: dial tcp %s: %w", addr, err)
+		return nil, fmt.Errorf("msp: %w", err) // err names network and address
 	}
 	conn := &Conn{nc: nc, timeout: c.timeout(), done: make(chan struct{})}
 	go conn.readReplies()

@@ -21,7 +21,7 @@ const (
 	// arrive once its first octet has come.
 	DefaultReadTimeout = 30 * time.Second
 	// DefaultIdleTimeout: RFC 1312 lets the server close a connection a
-	// client keeps open between messages; DESIGN.md asks for "minutes".
+	// client keeps open between messages; minutes let a client send a few in a row.
 	DefaultIdleTimeout = 5 * time.Minute
 	// DefaultWriteTimeout bounds writing one reply.
 	DefaultWriteTimeout = 10 * time.Second

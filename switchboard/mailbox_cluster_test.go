@@ -161,7 +161,7 @@ func TestClusterRedeliversWhenSessionDiesBeforeAck(t *testing.T) {
 	}
 }
 
-// DESIGN §3: "for UDP, (source address, source port, cookie) identify a
+// docs/ARCHITECTURE.md: "for UDP, (source address, source port, cookie) identify a
 // message; retransmissions within the dedup window are acknowledged again
 // but delivered once" — also when the same datagram goes to several nodes.
 func TestClusterSameDatagramToTwoIngressNodesDeliveredOnce(t *testing.T) {

@@ -174,9 +174,9 @@ func known(t *testing.T, sb *switchboard.Switchboard, user string) {
 	})
 }
 
-// DESIGN §8: "Undeliverable messages for known users go to a durable
+// docs/ARCHITECTURE.md: "Undeliverable messages for known users go to a durable
 // per-user mailbox ... and are delivered when the user next signs in";
-// §3: "A '+' means the message reached a delivery service (... or the
+// and "A '+' means the message reached a delivery service (... or the
 // durable mailbox); the explanation says which".
 func TestOfflineMessagesQueuedAndDeliveredInOrderAtNextSignIn(t *testing.T) {
 	t.Parallel()
@@ -218,7 +218,7 @@ func TestUnknownUserRefused(t *testing.T) {
 	}
 }
 
-// The race DESIGN §8 names: a message queued just as its recipient signs
+// The race docs/ARCHITECTURE.md (The mailbox) names: a message queued just as its recipient signs
 // in on a node the ingress has not heard from yet. The draining node
 // listens on her mailbox subject, so it takes the message at once.
 func TestMessageQueuedJustAsSheSignsInElsewhereArrives(t *testing.T) {

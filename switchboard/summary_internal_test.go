@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// DESIGN §3: "A '+' means the message reached a delivery service (a live
+// docs/ARCHITECTURE.md: "A '+' means the message reached a delivery service (a live
 // terminal session, a tty, or the durable mailbox); the explanation says
 // which (+delivered ..., +queued ...)".
 func TestSummaryNamesWhatHappened(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -31,6 +32,14 @@ func addSessionFlags(fs interface {
 	fs.DurationVar(&sf.timeout, "timeout", 10*time.Second, "bound on connecting and each command")
 }
 
+// toLatin1 converts the flags' names to ISO 8859-1 before anything is sent;
+// call it once, right after parsing.
+func (sf *sessionFlags) toLatin1() error {
+	u, err := toLatin1("--user", sf.user)
+	sf.user = u
+	return err
+}
+
 // connect dials the first reachable session listener and signs in.
 func (sf *sessionFlags) connect(ctx context.Context, term string, state presence.State, extra ...session.SignInOption) (*session.Client, *session.SignedIn, error) {
 	opts := append([]session.SignInOption(nil), extra...)
@@ -47,13 +56,17 @@ func (sf *sessionFlags) connect(ctx context.Context, term string, state presence
 	for _, a := range sessionAddrs(sf.addr) {
 		c, err := session.Dial(cctx, a)
 		if err != nil {
+			// The socket error already names the network and address.
+			if oe := (*net.OpError)(nil); errors.As(err, &oe) {
+				err = oe
+			}
 			errs = append(errs, err)
 			continue
 		}
 		si, err := c.SignIn(cctx, sf.user, term, state, opts...)
 		if err != nil {
 			c.Close()
-			return nil, nil, fmt.Errorf("sign in as %s at %s: %w", sf.user, a, err)
+			return nil, nil, fmt.Errorf("sign in as %s at %s: %w", show(sf.user), a, err)
 		}
 		return c, si, nil
 	}
@@ -82,30 +95,48 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	if err != nil {
 		return fail(e, exitUsage, "--state: %v", err)
 	}
-	// Acknowledge every message once it is written out, so that the node
-	// keeps (and later redelivers) what never reached our output.
-	c, si, err := sf.connect(ctx, *term, state, session.WithAcks())
+	// Names travel as ISO 8859-1: convert them all before signing in, so
+	// that a name Latin-1 cannot hold is refused before anything happens.
+	if err := sf.toLatin1(); err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	termName, err := toLatin1("--term", *term)
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
-	defer c.Close()
-	out := &printer{w: e.stdout, json: *asJSON}
+	var watched []string
 	for _, u := range strings.Split(*watch, ",") {
 		if u = strings.TrimSpace(u); u == "" {
 			continue
 		}
+		l, err := toLatin1("--watch", u)
+		if err != nil {
+			return fail(e, exitUsage, "%v", err)
+		}
+		watched = append(watched, l)
+	}
+	// Acknowledge every message once it is written out, so that the node
+	// keeps (and later redelivers) what never reached our output.
+	c, si, err := sf.connect(ctx, termName, state, session.WithAcks())
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	defer c.Close()
+	out := &printer{w: e.stdout, json: *asJSON, loc: time.Local}
+	// The initial terminals of each watched user (ILN) arrive on the
+	// session's event stream as well as in Watch's reply; the listen loop
+	// prints them from the stream, in order with later changes, so they
+	// are not printed here.
+	for _, u := range watched {
 		cctx, cancel := context.WithTimeout(ctx, sf.timeout)
-		initial, err := c.Watch(cctx, u)
+		_, err := c.Watch(cctx, u)
 		cancel()
 		if err != nil {
-			return fail(e, exitUsage, "watch %s: %v", u, err)
-		}
-		for _, ev := range initial {
-			out.event(ev)
+			return fail(e, exitUsage, "watch %s: %v", show(u), err)
 		}
 	}
 	if !*asJSON {
-		fmt.Fprintf(e.stderr, "msp: listening as %s at %s on %s (%s); Ctrl-C to stop\n", si.User, si.Term, si.Node, si.State)
+		fmt.Fprintf(e.stderr, "msp: listening as %s at %s on %s (%s); Ctrl-C to stop\n", show(si.User), show(si.Term), safeUTF8(si.Node), si.State)
 	}
 	return listenLoop(ctx, c, out, sf.timeout, e)
 }
@@ -148,7 +179,9 @@ func listenLoop(ctx context.Context, c *session.Client, out *printer, timeout ti
 				events = nil // messages channel reports the end
 				continue
 			}
-			out.event(ev)
+			if err := out.event(ev); err != nil {
+				return fail(e, exitUsage, "writing output: %v", err)
+			}
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, timeout)
 			iv, err := c.Ping(pctx)
@@ -160,10 +193,13 @@ func listenLoop(ctx context.Context, c *session.Client, out *printer, timeout ti
 	}
 }
 
-// printer writes messages and presence events as text or JSON lines.
+// printer writes messages and presence events as text or JSON lines, all
+// of it made safe for a terminal by render.go. It belongs to the listen
+// loop's goroutine.
 type printer struct {
 	w    io.Writer
 	json bool
+	loc  *time.Location // time zone of the times shown
 }
 
 type jsonMessage struct {
@@ -191,28 +227,19 @@ type jsonEvent struct {
 }
 
 func (p *printer) message(m *session.Message) error {
-	text := msp.Latin1ToUTF8(strings.ReplaceAll(m.Text, "\r\n", "\n"))
 	if p.json {
-		return json.NewEncoder(p.w).Encode(jsonMessage{Type: "message", ID: m.ID,
+		text := msp.Latin1ToUTF8(strings.ReplaceAll(m.Text, "\r\n", "\n"))
+		return p.writeJSON(jsonMessage{Type: "message", ID: m.ID,
 			Sender: msp.Latin1ToUTF8(m.Sender), SenderTerm: msp.Latin1ToUTF8(m.SenderTerm),
 			Recipient: msp.Latin1ToUTF8(m.Recipient), RecipTerm: msp.Latin1ToUTF8(m.RecipTerm),
 			Text: text, OriginNode: m.OriginNode, OriginAddr: m.OriginAddr, Transport: m.Transport,
 			Verified: m.Verified, Time: m.Time})
 	}
-	from := orDefault(msp.Latin1ToUTF8(m.Sender), "(no sender)")
-	if m.SenderTerm != "" {
-		from += " on " + msp.Latin1ToUTF8(m.SenderTerm)
-	}
-	verified := ""
-	if !m.Verified {
-		verified = ", unverified"
-	}
-	_, err := fmt.Fprintf(p.w, "\nMessage from %s via %s (%s %s%s) at %s:\n%s\n", from, m.OriginNode,
-		m.Transport, m.OriginAddr, verified, m.Time.Local().Format("15:04:05"), strings.TrimRight(text, "\n"))
+	_, err := io.WriteString(p.w, renderMessage(m, p.loc))
 	return err
 }
 
-func (p *printer) event(ev session.PresenceEvent) {
+func (p *printer) event(ev session.PresenceEvent) error {
 	kind := "online"
 	switch {
 	case ev.Initial:
@@ -221,11 +248,21 @@ func (p *printer) event(ev session.PresenceEvent) {
 		kind = "offline"
 	}
 	if p.json {
-		_ = json.NewEncoder(p.w).Encode(jsonEvent{Type: "presence", Event: kind, User: msp.Latin1ToUTF8(ev.User),
+		return p.writeJSON(jsonEvent{Type: "presence", Event: kind, User: msp.Latin1ToUTF8(ev.User),
 			Node: ev.Node, Term: msp.Latin1ToUTF8(ev.Term), State: ev.State.String()})
-		return
 	}
-	fmt.Fprintf(p.w, "* %s at %s on %s is %s\n", msp.Latin1ToUTF8(ev.User), msp.Latin1ToUTF8(ev.Term), ev.Node, ev.State)
+	_, err := io.WriteString(p.w, renderEvent(ev))
+	return err
+}
+
+// writeJSON writes v as one line of JSON safe for a terminal.
+func (p *printer) writeJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = p.w.Write(safeJSON(append(b, '\n')))
+	return err
 }
 
 // maxRecentIDs bounds how many message ids listen remembers to drop repeats.

@@ -6,8 +6,12 @@
 //	msp listen [flags]                        print messages as they arrive
 //	msp who [flags] [USER]                    presence lookup
 //
-// Text on the command line and terminal is UTF-8; MSP carries ISO 8859-1, so
-// msp converts both ways and refuses characters Latin-1 cannot hold.
+// Text on the command line and terminal is UTF-8; MSP and the session
+// protocol carry ISO 8859-1, so msp converts every name and text both ways
+// (names.go) and refuses, with exit 2, characters Latin-1 cannot hold.
+// Everything shown that came from the network or another user goes through
+// render.go first, so no control sequence a sender chose reaches the
+// terminal.
 package main
 
 import (
@@ -100,8 +104,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	return 0, true
 }
 
+// fail prints one error line on stderr and returns code. Errors may quote
+// what a server or another user sent, so the line is made safe to print.
 func fail(e env, code int, format string, a ...any) int {
-	msg := fmt.Sprintf(format, a...)
+	msg := safeUTF8(fmt.Sprintf(format, a...))
 	if !strings.HasPrefix(msg, "msp: ") {
 		msg = "msp: " + msg
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/testcluster"
+	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -114,13 +115,7 @@ func TestListenAndWhoJSON(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	sess := c.Node(0).Addrs().Session
-	var out, errb syncBuffer
-	e := env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"listen", "--session", sess, "--user", "alice", "--term", "pts/4", "--state", "AWY", "--json", "--watch", "bob"}, e)
-	}()
+	out, _, stop := startListen(t, "--session", sess, "--user", "alice", "--term", "pts/4", "--state", "AWY", "--json", "--watch", "bob")
 	c.WaitPresent("alice", "pts/4", "n1", true)
 
 	who := runCLI(t, "", "who", "--session", sess, "--user", "carol", "--json", "alice")
@@ -158,15 +153,7 @@ func TestListenAndWhoJSON(t *testing.T) {
 	if !strings.Contains(out.String(), `"type":"presence","event":"online","user":"bob"`) {
 		t.Errorf("no presence line for watched bob in:\n%s", out.String())
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("listen exit %d after interrupt: %s", code, errb.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("listen did not stop after interrupt")
-	}
+	stop()
 	c.WaitPresent("alice", "pts/4", "n1", false)
 }
 
@@ -185,7 +172,8 @@ func TestListenUsage(t *testing.T) {
 }
 
 // "msp who alice for an absent known user says when and where she was last
-// seen (like finger)", and an unknown name shows nothing.
+// seen (like finger)", and an unknown name shows an empty list and exits 1
+// (an unknown user, as `msp send` says).
 func TestWhoLastSeen(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
@@ -214,7 +202,179 @@ func TestWhoLastSeen(t *testing.T) {
 		t.Fatalf("who --json alice = %v", e)
 	}
 	r = runCLI(t, "", "who", "--session", sess, "--user", "bob", "--json", "nobody")
-	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+	if r.code != 1 || strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("who --json nobody: exit %d %q", r.code, r.stdout)
+	}
+}
+
+// startListen runs `msp listen` in-process; stop interrupts it and checks
+// that it signed out and exited 0 (the test's cleanup calls stop too).
+func startListen(t *testing.T, args ...string) (out, errb *syncBuffer, stop func()) {
+	t.Helper()
+	out, errb = &syncBuffer{}, &syncBuffer{}
+	e := env{stdin: strings.NewReader(""), stdout: out, stderr: errb, getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"listen"}, args...), e) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("listen exit %d after interrupt: %s", code, errb.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("listen did not stop after interrupt")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return out, errb, stop
+}
+
+// Issue 14 item 9: "Every name a CLI takes (user, term, alias, watch list)
+// must be converted like `msp send` converts text, and every MSP reply must be
+// ISO 8859-1." A listener at tærminal_1 (UTF-8 on the command line) receives
+// a message addressed to RECIP-TERM t\xe6rminal_1 (ISO 8859-1), and the '+'
+// names the terminal in ISO 8859-1.
+func TestNamesTravelAsLatin1(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	sess := c.Node(0).Addrs().Session
+	out, _, _ := startListen(t, "--session", sess, "--user", "jürgen", "--term", "tærminal_1", "--json")
+	c.WaitPresent("j\xfcrgen", "t\xe6rminal_1", "n1", true)
+
+	r, err := c.Send(0, "tcp", &msp.Message{Version: msp.Version2, Recipient: "j\xfcrgen", RecipTerm: "t\xe6rminal_1",
+		Text: "raw", Sender: "bob", Cookie: msp.NewCookie()})
+	if err != nil || !r.OK {
+		t.Fatalf("raw MSP to t\\xe6rminal_1: %+v %v", r, err)
+	}
+	if !strings.Contains(r.Text, "t\xe6rminal_1") || !strings.Contains(r.Text, "j\xfcrgen") {
+		t.Errorf("'+' reply %q does not name j\\xfcrgen at t\\xe6rminal_1 in ISO 8859-1", r.Text)
+	}
+	// The CLI converts every name it sends, and the reply it prints back.
+	send := runCLI(t, "", "send", "--server", c.MSPAddr(0), "--from", "bob", "--from-term", "tty1", "--term", "tærminal_1", "jürgen", "cli")
+	if send.code != 0 || !strings.Contains(send.stdout, "jürgen at tærminal_1") {
+		t.Fatalf("send --term tærminal_1 jürgen: exit %d %q %q", send.code, send.stdout, send.stderr)
+	}
+	testcluster.WaitFor(t, 5*time.Second, "both messages on listen's stdout", func() bool {
+		s := out.String()
+		return strings.Contains(s, `"text":"raw"`) && strings.Contains(s, `"text":"cli"`)
+	})
+	if s := out.String(); !strings.Contains(s, `"recipient":"jürgen","recip_term":"tærminal_1"`) {
+		t.Errorf("listen shows the recipient's names in UTF-8? got\n%s", s)
+	}
+
+	who := runCLI(t, "", "who", "--session", sess, "--user", "bob", "jürgen")
+	if who.code != 0 || !strings.Contains(who.stdout, "jürgen") || !strings.Contains(who.stdout, "tærminal_1") {
+		t.Errorf("who jürgen: exit %d %q %q", who.code, who.stdout, who.stderr)
+	}
+	watch, _, _ := startListen(t, "--session", sess, "--user", "bob", "--term", "w1", "--watch", "jürgen")
+	testcluster.WaitFor(t, 5*time.Second, "watched jürgen's initial terminal", func() bool {
+		return strings.Contains(watch.String(), "* jürgen at tærminal_1 on n1 is online")
+	})
+}
+
+// Issue 14 item 9: a name ISO 8859-1 cannot hold is "refused clearly, exit
+// 2", naming the argument, before anything is sent.
+func TestNamesNotLatin1Refused(t *testing.T) {
+	t.Parallel()
+	cases := [][]string{
+		{"listen", "--session", "127.0.0.1:1", "--user", "日本"},
+		{"listen", "--session", "127.0.0.1:1", "--term", "日本"},
+		{"listen", "--session", "127.0.0.1:1", "--watch", "bob,日本"},
+		{"who", "--session", "127.0.0.1:1", "日本"},
+		{"who", "--session", "127.0.0.1:1", "--user", "日本"},
+		{"send", "--server", "127.0.0.1:1", "日本", "hi"},
+		{"send", "--server", "127.0.0.1:1", "--term", "日本", "bob", "hi"},
+		{"send", "--server", "127.0.0.1:1", "--from", "日本", "bob", "hi"},
+		{"send", "--server", "127.0.0.1:1", "bob", "日本"},
+	}
+	for _, args := range cases {
+		r := runCLI(t, "", args...)
+		if r.code != 2 || !strings.Contains(r.stderr, `"日本": '日' is not representable in ISO 8859-1`) {
+			t.Errorf("%q: exit %d stderr %q, want 2 and the refused character named", args, r.code, r.stderr)
+		}
+		if strings.Count(r.stderr, "msp: ") != 1 {
+			t.Errorf("%q: stderr %q: want exactly one \"msp: \" prefix", args, r.stderr)
+		}
+	}
+}
+
+// Issue 14 item 10: "`msp listen --json --watch U` prints every `initial`
+// presence event twice." Each initial terminal is printed exactly once.
+func TestWatchInitialOnce(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	c.SignIn(0, "bob", "tty1", presence.Online)
+	c.SignIn(0, "bob", "tty2", presence.Busy)
+	c.WaitPresent("bob", "tty2", "n1", true)
+	sess := c.Node(0).Addrs().Session
+	for i, mode := range []string{"--json", "--json=false"} {
+		user := []string{"alice", "dave"}[i]
+		out, _, _ := startListen(t, "--session", sess, "--user", user, "--term", "w1", mode, "--watch", "bob")
+		c.WaitPresent(user, "w1", "n1", true)
+		// The marker message is printed after every initial line: once it
+		// is there, no late duplicate can be on its way.
+		send := runCLI(t, "", "send", "--server", c.MSPAddr(0), "--from", "carol", user, "marker")
+		if send.code != 0 {
+			t.Fatalf("send: %d %s", send.code, send.stderr)
+		}
+		testcluster.WaitFor(t, 5*time.Second, "the marker message", func() bool { return strings.Contains(out.String(), "marker") })
+		s := out.String()
+		for _, term := range []string{"tty1", "tty2"} {
+			want := "* bob at " + term + " on n1 is"
+			if mode == "--json" {
+				want = `"event":"initial","user":"bob","node":"n1","term":"` + term + `"`
+			}
+			if n := strings.Count(s, want); n != 1 {
+				t.Errorf("%s: %q printed %d times, want once:\n%s", mode, want, n, s)
+			}
+		}
+	}
+}
+
+// Issue 14 item 11: `msp who` and `msp send` agree: a name never seen is an
+// "unknown user" (exit 1, like send's '-'), and an empty listing says that
+// nobody is signed in.
+func TestWhoAgreesWithSend(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 1, testcluster.Options{})
+	sess := c.Node(0).Addrs().Session
+	r := runCLI(t, "", "who", "--session", sess, "--user", "bob")
+	if r.code != 0 || r.stdout != "nobody is signed in\n" {
+		t.Errorf("who with nobody signed in: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	send := runCLI(t, "", "send", "--server", c.MSPAddr(0), "nobody", "hi")
+	who := runCLI(t, "", "who", "--session", sess, "--user", "bob", "nobody")
+	if send.code != 1 || !strings.Contains(send.stderr, "nobody: unknown user") {
+		t.Errorf("send nobody: exit %d %q", send.code, send.stderr)
+	}
+	if who.code != send.code || who.stderr != send.stderr || who.stdout != "" {
+		t.Errorf("who nobody: exit %d stdout %q stderr %q; want what send says: exit %d %q", who.code, who.stdout, who.stderr, send.code, send.stderr)
+	}
+}
+
+// Issue 14 item 12: no doubled error prefixes: one "msp: " and one "dial".
+func TestErrorsPrefixedOnce(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	for _, args := range [][]string{
+		{"send", "--server", closed, "bob", "hi"},
+		{"listen", "--session", closed, "--timeout", "2s"},
+		{"who", "--session", closed, "--timeout", "2s"},
+		{"send", "--server", closed, "bob", "日本"},
+	} {
+		r := runCLI(t, "", args...)
+		if r.code != 2 || strings.Count(r.stderr, "msp: ") != 1 || strings.Count(r.stderr, "dial ") > 1 {
+			t.Errorf("%q: exit %d stderr %q, want exit 2 with one msp: prefix and at most one dial", args, r.code, r.stderr)
+		}
 	}
 }

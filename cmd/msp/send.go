@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/msprelay/msprelay/msp"
 )
@@ -47,12 +46,17 @@ func cmdSend(ctx context.Context, args []string, e env) int {
 	if *v1 {
 		m = &msp.Message{Version: msp.Version1, Recipient: recipient, RecipTerm: *term, Text: text}
 	}
-	for _, p := range []*string{&m.Recipient, &m.RecipTerm, &m.Text, &m.Sender, &m.SenderTerm, &m.Cookie} {
-		v, err := toLatin1(*p)
+	parts := []struct {
+		what string
+		p    *string
+	}{{"recipient", &m.Recipient}, {"--term", &m.RecipTerm}, {"message", &m.Text},
+		{"--from", &m.Sender}, {"--from-term", &m.SenderTerm}, {"--cookie", &m.Cookie}}
+	for _, pt := range parts {
+		v, err := toLatin1(pt.what, *pt.p)
 		if err != nil {
 			return fail(e, exitUsage, "%v", err)
 		}
-		*p = v
+		*pt.p = v
 	}
 	if m.Version == msp.Version2 && m.Cookie == "" {
 		m.Cookie = msp.NewCookie()
@@ -75,26 +79,12 @@ func cmdSend(ctx context.Context, args []string, e env) int {
 	case r.None:
 		return exitOK // v1 over TCP: nothing is owed back
 	case !r.OK:
-		return fail(e, exitNack, "%s", orDefault(msp.Latin1ToUTF8(r.Text), "refused"))
+		return fail(e, exitNack, "%s", orDefault(show(r.Text), "refused"))
 	}
 	if !*quiet && r.Text != "" {
-		fmt.Fprintln(e.stdout, msp.Latin1ToUTF8(r.Text))
+		fmt.Fprintln(e.stdout, show(r.Text))
 	}
 	return exitOK
-}
-
-// toLatin1 converts command-line text to ISO 8859-1. Valid UTF-8 (what a
-// terminal produces) is converted and refused if Latin-1 cannot hold it;
-// anything else is taken to be Latin-1 octets already.
-func toLatin1(s string) (string, error) {
-	if !utf8.ValidString(s) {
-		return s, nil
-	}
-	v, err := msp.UTF8ToLatin1(s)
-	if err != nil {
-		return "", fmt.Errorf("%q: %w", s, err)
-	}
-	return v, nil
 }
 
 func envOr(e env, key, def string) string {

@@ -37,7 +37,10 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 	if fs.NArg() > 1 {
 		return fail(e, exitUsage, "who takes at most one USER")
 	}
-	name, err := toLatin1(fs.Arg(0))
+	if err := sf.toLatin1(); err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	name, err := toLatin1("USER", fs.Arg(0))
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
@@ -68,30 +71,38 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 			}
 			out = append(out, j)
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err == nil {
+			_, err = e.stdout.Write(safeJSON(append(b, '\n')))
+		}
+		if err != nil {
 			return fail(e, exitUsage, "writing output: %v", err)
 		}
-		return exitOK
-	}
-	if len(es) == 0 {
-		if name != "" {
-			fmt.Fprintf(e.stdout, "%s is not signed in\n", fs.Arg(0))
+		if len(es) == 0 && name != "" {
+			return exitNack // the same verdict as the text form: unknown user
 		}
 		return exitOK
 	}
-	if len(es) == 1 && es[0].State == presence.Offline {
+	switch {
+	case len(es) == 0 && name == "":
+		fmt.Fprintln(e.stdout, "nobody is signed in")
+		return exitOK
+	case len(es) == 0:
+		// The directory keeps a record of everyone who ever signed in (see
+		// the offline case below), so no entry at all means a name the
+		// cluster has never seen: what `msp send` calls an unknown user.
+		return fail(e, exitNack, "%s: unknown user", show(name))
+	case len(es) == 1 && es[0].State == presence.Offline:
 		w := es[0]
-		fmt.Fprintf(e.stdout, "%s is not signed in; last seen on %s at %s, %s (%s ago)\n", msp.Latin1ToUTF8(w.User), w.Node,
-			msp.Latin1ToUTF8(w.Term), w.LastActive.Local().Format("Jan 02 15:04"), time.Since(w.LastActive).Truncate(time.Second))
+		fmt.Fprintf(e.stdout, "%s is not signed in; last seen on %s at %s, %s (%s ago)\n", show(w.User), safeUTF8(w.Node),
+			show(w.Term), w.LastActive.Local().Format("Jan 02 15:04"), time.Since(w.LastActive).Truncate(time.Second))
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tNODE\tTERM\tSTATE\tSINCE\tIDLE")
 	now := time.Now()
 	for _, w := range es {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", msp.Latin1ToUTF8(w.User), w.Node, msp.Latin1ToUTF8(w.Term), w.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(w.User), safeUTF8(w.Node), show(w.Term), w.State,
 			w.Since.Local().Format("Jan 02 15:04"), now.Sub(w.LastActive).Truncate(time.Second))
 	}
 	tw.Flush()

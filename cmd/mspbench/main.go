@@ -6,7 +6,8 @@
 //	mspbench --quick                # a smoke test, under a minute
 //	mspbench --scenarios local --cpuprofile cpu.out
 //	mspbench --json > results.json  # the report for machines
-//	mspbench --out docs/bench       # also write results.json and chart.png
+//	mspbench --out docs/bench       # also write results.json and chart.svg
+//	mspbench --replot docs/bench    # redraw chart.svg from results.json; no run
 //
 // Scenarios: local (one node; TCP per message, TCP pipelined, UDP, each
 // against a minimal RFC 1312 server or a bare UDP reply loop), cross (two
@@ -98,7 +99,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&allocMsgs, "alloc-messages", allocMsgs, "messages per measured batch of the allocs scenario")
 	fs.IntVar(&allocWarmup, "alloc-warmup", allocWarmup, "warm-up messages of the allocs scenario")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of the table")
-	fs.StringVar(&outDir, "out", "", "also write results.json and chart.png into this directory")
+	fs.StringVar(&outDir, "out", "", "also write results.json and chart.svg into this directory")
+	var replotDir string
+	fs.StringVar(&replotDir, "replot", "", "run nothing: redraw DIR/chart.svg from DIR/results.json")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, and one of the allocs scenario's node process to FILE.node")
 	fs.DurationVar(&timeout, "timeout", timeout, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
@@ -110,6 +113,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mspbench: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if replotDir != "" {
+		if err := replot(replotDir); err != nil {
+			fmt.Fprintf(stderr, "mspbench: --replot: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	cfg.Scenarios = cliflags.SplitList(scenarios)
 	cfg.CrossModes = cliflags.SplitList(crossModes)
@@ -172,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// writeOut writes results.json and chart.png into dir.
+// writeOut writes results.json and chart.svg into dir.
 func writeOut(dir string, rep *bench.Report) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -184,7 +194,25 @@ func writeOut(dir string, rep *bench.Report) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, "chart.png"))
+	return writeChart(dir, rep)
+}
+
+// replot redraws dir/chart.svg from dir/results.json, so that a change to
+// the chart does not need a new run.
+func replot(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, "results.json"), err)
+	}
+	return writeChart(dir, &rep)
+}
+
+func writeChart(dir string, rep *bench.Report) error {
+	f, err := os.Create(filepath.Join(dir, "chart.svg"))
 	if err != nil {
 		return err
 	}

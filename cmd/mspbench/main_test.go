@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/xml"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -34,5 +37,40 @@ func TestUsageErrorsExit2(t *testing.T) {
 				t.Fatalf("stdout not empty: %q", stdout.String())
 			}
 		})
+	}
+}
+
+// Rule: --replot redraws the chart from a saved report without running
+// anything: the committed docs/bench/results.json gives a well-formed SVG.
+func TestReplotCommittedResults(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b, err := os.ReadFile("../../docs/bench/results.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--replot", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "chart.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName xml.Name `xml:"http://www.w3.org/2000/svg svg"`
+		Texts   []string `xml:"text"`
+	}
+	if err := xml.Unmarshal(svg, &doc); err != nil {
+		t.Fatalf("chart.svg is not well-formed SVG: %v", err)
+	}
+	if all := strings.Join(doc.Texts, "\n"); !strings.Contains(all, "Throughput") || !strings.Contains(all, "local/tcp1") {
+		t.Errorf("chart.svg lacks its panels or scenarios:\n%s", all)
+	}
+	if code := run([]string{"--replot", t.TempDir()}, &stdout, &stderr); code != 1 {
+		t.Errorf("--replot of a directory without results.json: exit %d, want 1", code)
 	}
 }

@@ -168,7 +168,7 @@ cmd_send_demo() {
 	start listen-h3 h3 msp listen --session "$(ip_of h3):$SESSION_PORT" --user alice --term pts/2 --json
 	local i
 	for ((i = 0; i < 50; i++)); do
-		if [[ $(ip netns exec "$(ns_of h1)" "$BIN/msp" who --session "$(ip_of h1):$SESSION_PORT" --json alice | grep -c '"node"') -eq 2 ]]; then
+		if [[ $(ip netns exec "$(ns_of h1)" "$BIN/msp" who --session "$(ip_of h1):$SESSION_PORT" --json alice | grep -c '"since"') -eq 2 ]]; then
 			break
 		fi
 		sleep 0.2
@@ -188,11 +188,13 @@ cmd_send_demo() {
 	say "... to a user the cluster has never seen (expect '-', exit 1)"
 	msp_in h1 send --server "$(ip_of h1):$MSP_PORT" --from bob --from-term pts/9 nobody "anyone there?" || echo "(exit $?)"
 
+	# Only a signed-in entry has "since"; the offline record that remains
+	# after sign-out has "node" and "last_seen" too, so wait on "since".
 	say "alice signs out (SIGTERM to msp listen)"
 	stop listen-h2 TERM
 	stop listen-h3 TERM
 	for ((i = 0; i < 50; i++)); do
-		if ! ip netns exec "$(ns_of h1)" "$BIN/msp" who --session "$(ip_of h1):$SESSION_PORT" --json alice | grep -q '"node"'; then
+		if ! ip netns exec "$(ns_of h1)" "$BIN/msp" who --session "$(ip_of h1):$SESSION_PORT" --json alice | grep -q '"since"'; then
 			break
 		fi
 		sleep 0.2

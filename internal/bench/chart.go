@@ -1,16 +1,15 @@
 package bench
 
 import (
+	"bufio"
+	"encoding/xml"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"io"
 	"math"
 	"strings"
 )
 
-// Chart geometry, in pixels.
+// Chart geometry, in SVG user units (pixels at 100%).
 const (
 	chartW     = 1100
 	chartPad   = 20
@@ -19,57 +18,51 @@ const (
 	barW       = chartW - barX - 150 // room for the value on the right
 	rowH       = 22
 	barH       = 14
-	fontScale  = 2
-	charW      = 6 * fontScale // 5 pixels and a gap
-	titleH     = 34
+	fontSize   = 13
+	charW      = 8 // a generous monospace advance at fontSize, for truncating labels
+	titleH     = 30
 	panelGap   = 26
 	groupGap   = 8
 	tickLabelH = 20
 )
 
-// Chart colours, 0xRRGGBB.
+// Chart colours.
 const (
-	colBackground = 0xffffff
-	colText       = 0x1e1e1e
-	colBaseline   = 0xa0a0a0
-	colSubject    = 0x286ec8
-	colP99        = 0x96beeb
-	colP99Base    = 0xd2d2d2
-	colGrid       = 0xe1e1e1
-	colTarget     = 0xd22828
+	colText     = "#1e1e1e"
+	colBaseline = "#a0a0a0"
+	colSubject  = "#286ec8"
+	colP99      = "#96beeb"
+	colP99Base  = "#d2d2d2"
+	colGrid     = "#e1e1e1"
+	colTarget   = "#d22828"
 )
 
-func rgb(hex uint32) color.RGBA {
-	return color.RGBA{uint8(hex >> 16), uint8(hex >> 8), uint8(hex), 0xff}
+// canvas writes SVG elements; the first write error sticks and is
+// returned by end.
+type canvas struct {
+	w   *bufio.Writer
+	err error
 }
 
-type canvas struct{ img *image.RGBA }
-
-func (c *canvas) fill(x0, y0, x1, y1 int, hex uint32) {
-	col := rgb(hex)
-	r := image.Rect(x0, y0, x1, y1).Intersect(c.img.Bounds())
-	for y := r.Min.Y; y < r.Max.Y; y++ {
-		for x := r.Min.X; x < r.Max.X; x++ {
-			c.img.SetRGBA(x, y, col)
-		}
+func (c *canvas) printf(format string, a ...any) {
+	if c.err == nil {
+		_, c.err = fmt.Fprintf(c.w, format, a...)
 	}
 }
 
-// text draws s with its top left corner at (x, y) and returns its width.
-func (c *canvas) text(x, y int, s string, col uint32) int {
-	cx := x
-	for _, r := range s {
-		g := glyph(r)
-		for row, bits := range g {
-			for bit := range 5 {
-				if bits&(0x10>>bit) != 0 {
-					c.fill(cx+bit*fontScale, y+row*fontScale, cx+(bit+1)*fontScale, y+(row+1)*fontScale, col)
-				}
-			}
-		}
-		cx += charW
+func (c *canvas) fill(x0, y0, x1, y1 int, col string) {
+	if x1 <= x0 || y1 <= y0 {
+		return
 	}
-	return cx - x
+	c.printf("<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", x0, y0, x1-x0, y1-y0, col)
+}
+
+// text writes s with its top left corner at (x, y); anchor is "start" or
+// "middle".
+func (c *canvas) text(x, y int, s, anchor string) {
+	var esc strings.Builder
+	_ = xml.EscapeText(&esc, []byte(s)) // writes to a strings.Builder cannot fail
+	c.printf("<text x=\"%d\" y=\"%d\" text-anchor=\"%s\">%s</text>\n", x, y+fontSize-2, anchor, esc.String())
 }
 
 // chartRow is one bar row: a label and the arm or ratio it shows.
@@ -81,7 +74,7 @@ type chartRow struct {
 }
 
 // WriteChart draws the throughput, reply latency and ratio of every
-// comparison in the report as a PNG.
+// comparison in the report as an SVG document.
 func (r *Report) WriteChart(w io.Writer) error {
 	var rows []chartRow
 	for i, c := range r.Comparisons {
@@ -99,14 +92,16 @@ func (r *Report) WriteChart(w io.Writer) error {
 	groups := len(r.Comparisons)
 	panel := func(n int) int { return titleH + n*rowH + groups*groupGap + tickLabelH }
 	h := chartPad + 40 + panel(len(rows))*2 + panel(len(ratios)) + 2*panelGap + 2*chartPad
-	c := &canvas{img: image.NewRGBA(image.Rect(0, 0, chartW, h))}
-	c.fill(0, 0, chartW, h, colBackground)
+	c := &canvas{w: bufio.NewWriter(w)}
+	c.printf("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"monospace\" font-size=\"%d\" fill=\"%s\">\n",
+		chartW, h, chartW, h, fontSize, colText)
+	c.printf("<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n")
 
 	m := r.Machine
 	y := chartPad
-	c.text(chartPad, y, fmt.Sprintf("MSPBENCH %s  %s, %d CORES, %s", r.Started.Format("2006-01-02"), shortCPU(m.CPU), m.Cores, m.Go), colText)
+	c.text(chartPad, y, fmt.Sprintf("mspbench %s  %s, %d cores, %s", r.Started.Format("2006-01-02"), shortCPU(m.CPU), m.Cores, m.Go), "start")
 	y += 22
-	c.text(chartPad, y, "GREY: BASELINE   BLUE: NODE OR CROSS-NODE   LIGHT: P99   RED: TARGET", colText)
+	c.text(chartPad, y, "grey: baseline   blue: node or cross-node   light: p99   red: target", "start")
 	y += 18 + 22
 
 	// Throughput, linear.
@@ -114,14 +109,14 @@ func (r *Report) WriteChart(w io.Writer) error {
 	for _, row := range rows {
 		maxRate = math.Max(maxRate, row.arm.Rate)
 	}
-	y = c.panel(y, "THROUGHPUT, MSG/S (MEDIAN OF ROUNDS)", rows, func(row chartRow, by int) {
-		col := uint32(colBaseline)
+	y = c.panel(y, "Throughput, msg/s (median of rounds)", rows, func(row chartRow, by int) {
+		col := colBaseline
 		if row.arm.Role == "subject" {
 			col = colSubject
 		}
 		x1 := barX + int(row.arm.Rate/maxRate*barW)
 		c.fill(barX, by, x1, by+barH, col)
-		c.text(x1+6, by, fmt.Sprintf("%.0f", row.arm.Rate), colText)
+		c.text(x1+6, by, fmt.Sprintf("%.0f", row.arm.Rate), "start")
 	}, nil)
 	y += panelGap
 
@@ -150,14 +145,14 @@ func (r *Report) WriteChart(w io.Writer) error {
 	for v := lo; v <= hi*1.001; v *= 10 {
 		ticks = append(ticks, tick{x: xOf(v), label: fmtMicros(v)})
 	}
-	y = c.panel(y, "REPLY LATENCY P50 AND P99 (LOG SCALE)", rows, func(row chartRow, by int) {
-		dark, light := uint32(colBaseline), uint32(colP99Base)
+	y = c.panel(y, "Reply latency p50 and p99 (log scale)", rows, func(row chartRow, by int) {
+		dark, light := colBaseline, colP99Base
 		if row.arm.Role == "subject" {
 			dark, light = colSubject, colP99
 		}
 		c.fill(barX, by, xOf(row.arm.Reply.P99us), by+barH, light)
 		c.fill(barX, by, xOf(row.arm.Reply.P50us), by+barH, dark)
-		c.text(xOf(row.arm.Reply.P99us)+6, by, fmtMicros(row.arm.Reply.P50us)+" / "+fmtMicros(row.arm.Reply.P99us), colText)
+		c.text(xOf(row.arm.Reply.P99us)+6, by, fmtMicros(row.arm.Reply.P50us)+" / "+fmtMicros(row.arm.Reply.P99us), "start")
 	}, ticks)
 	y += panelGap
 
@@ -171,19 +166,23 @@ func (r *Report) WriteChart(w io.Writer) error {
 	for v := 0.0; v <= maxRatio; v += 0.2 {
 		ticks = append(ticks, tick{x: rx(v), label: fmt.Sprintf("%.1f", v)})
 	}
-	c.panel(y, "RATE RATIO TO BASELINE (TARGET IN RED)", ratios, func(row chartRow, by int) {
+	c.panel(y, "Rate ratio to baseline (target in red)", ratios, func(row chartRow, by int) {
 		q := *row.ratio
-		col := uint32(colBaseline)
+		col := colBaseline
 		if q.Of == "node" || q.Of == "cross" {
 			col = colSubject
 		}
 		c.fill(barX, by, rx(q.Rate), by+barH, col)
-		c.text(rx(q.Rate)+6, by, fmt.Sprintf("%.2fX", q.Rate), colText)
-		if t := ratioTarget(r.Comparisons[row.group].Scenario, q); t > 0 {
+		c.text(rx(q.Rate)+6, by, fmt.Sprintf("%.2f×", q.Rate), "start")
+		if t := rateFloor(r.Comparisons[row.group].Scenario, q); t > 0 {
 			c.fill(rx(t)-1, by-3, rx(t)+2, by+barH+3, colTarget)
 		}
 	}, ticks)
-	return png.Encode(w, c.img)
+	c.printf("</svg>\n")
+	if c.err != nil {
+		return c.err
+	}
+	return c.w.Flush()
 }
 
 // tick is a labelled vertical grid line.
@@ -195,13 +194,13 @@ type tick struct {
 // panel draws a titled panel of bar rows, grouped by comparison, and
 // returns the y below it.
 func (c *canvas) panel(y int, title string, rows []chartRow, bar func(chartRow, int), ticks []tick) int {
-	c.text(chartPad, y, title, colText)
+	c.text(chartPad, y, title, "start")
 	y += titleH
 	top := y
 	bottom := top + len(rows)*rowH + groupsIn(rows)*groupGap
 	for _, t := range ticks {
 		c.fill(t.x, top-4, t.x+1, bottom, colGrid)
-		c.text(t.x-len(t.label)*charW/2, bottom+4, t.label, colText)
+		c.text(t.x, bottom+4, t.label, "middle")
 	}
 	group := -1
 	for _, row := range rows {
@@ -213,7 +212,7 @@ func (c *canvas) panel(y int, title string, rows []chartRow, bar func(chartRow, 
 		if max := labelW/charW - 1; len(label) > max {
 			label = label[:max]
 		}
-		c.text(chartPad, y+1, strings.ToUpper(label), colText)
+		c.text(chartPad, y+1, label, "start")
 		bar(row, y)
 		y += rowH
 	}
@@ -231,28 +230,15 @@ func groupsIn(rows []chartRow) int {
 	return n
 }
 
-// ratioTarget is the target for a ratio, or 0.
-func ratioTarget(scenario string, q Ratio) float64 {
-	switch {
-	case scenario == "local/"+ModeTCP1:
-		return 0.8
-	case strings.HasPrefix(scenario, "local/"):
-		return 0.6
-	case strings.HasPrefix(scenario, "cross/") && q.To == "local":
-		return 0.5
-	}
-	return 0
-}
-
-// fmtMicros formats microseconds as "850US", "1.2MS" or "2.0S".
+// fmtMicros formats microseconds as "850µs", "1.2ms" or "2.0s".
 func fmtMicros(v float64) string {
 	switch {
 	case v >= 1e6:
-		return fmt.Sprintf("%.1fS", v/1e6)
+		return fmt.Sprintf("%.1fs", v/1e6)
 	case v >= 1e3:
-		return fmt.Sprintf("%.1fMS", v/1e3)
+		return fmt.Sprintf("%.1fms", v/1e3)
 	}
-	return fmt.Sprintf("%.0fUS", v)
+	return fmt.Sprintf("%.0fµs", v)
 }
 
 // shortCPU drops the vendor noise from a /proc/cpuinfo model name.

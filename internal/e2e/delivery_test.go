@@ -35,7 +35,7 @@ func newThreeHosts(t *testing.T, tag string, extra ...string) *threeHosts {
 	return c
 }
 
-// TestDeliveryAcrossHosts checks DESIGN §4 on three hosts: "alice means
+// TestDeliveryAcrossHosts checks docs/ARCHITECTURE.md on three hosts: "alice means
 // alice anywhere in the cluster; alice@hostb pins node hostb", "the node
 // that receives an MSP message (ingress) resolves the recipient in the
 // presence directory ... forwards to the target nodes over NATS ... and
@@ -91,7 +91,7 @@ func TestDeliveryAcrossHosts(t *testing.T) {
 		checkMessage(t, nextMessage(t, alice, "alice on h2"), "from h3", "carol", "h3", "tcp")
 		checkMessage(t, nextMessage(t, alice3, "alice on h3"), "from h3", "carol", "h3", "tcp")
 	})
-	// DESIGN §5: "A dropped session ends its presence", and so does OUT.
+	// docs/ARCHITECTURE.md: "a dropped session ends its presence", and so does OUT.
 	t.Run("dropped and signed-out sessions leave every directory", func(t *testing.T) {
 		alice3.Close()
 		d := l.waitWho(c.h1, "alice", "alice@h2/pts/1/online")

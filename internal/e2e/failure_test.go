@@ -20,13 +20,13 @@ const (
 	// cluster, so its users vanish at once rather than after probing.
 	leaveBound = 5 * time.Second
 	// crashBound: memberlist's LAN profile declares a silent node dead in
-	// about 5-7 s (DESIGN §6); the rest is slack for a loaded CI machine.
+	// about 5-7 s (docs/ARCHITECTURE.md, Presence); the rest is slack for a loaded CI machine.
 	crashBound = 15 * time.Second
 )
 
 // TestGracefulLeaveDropsPresence checks that SIGTERM is a graceful
 // shutdown (cmd/node: "SIGTERM = graceful shutdown (leaves the gossip
-// cluster)") and DESIGN §6's "NotifyLeave drops the node's principals":
+// cluster)") and docs/ARCHITECTURE.md's "NotifyLeave drops the node's principals":
 // bob, signed in on h3, disappears from h1's directory within leaveBound.
 // The nodes run with --offline refuse, so a message for bob is then
 // refused with '-' instead of queued.
@@ -79,7 +79,7 @@ func TestGracefulLeaveDropsPresence(t *testing.T) {
 // in there. The cluster only learns of it by probing: h1 must stop listing
 // alice within crashBound. Meanwhile no send may be answered "delivered"
 // (a '+' for a delivery that never happened); with the default offline
-// policy each is answered '+queued' instead (DESIGN §3: "+ means the
+// policy each is answered '+queued' instead (docs/ARCHITECTURE.md: "+ means the
 // message reached a delivery service ... or the durable mailbox"). h2 then
 // restarts with the same name and data dir and rejoins; alice signs in
 // again and receives every queued message exactly once, in order, and

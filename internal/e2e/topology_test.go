@@ -27,10 +27,10 @@ const (
 )
 
 // TestRelayClusterRoutes runs three relays in one cluster (full mesh of
-// routes) with each node on a different relay: DESIGN §1, "cmd/relay runs
+// routes) with each node on a different relay: docs/ARCHITECTURE.md (Deployment), "cmd/relay runs
 // a standalone NATS relay (routes inside a site ...)". A message entering
 // at a node on one relay reaches a user on a node of another; and the
-// cluster survives the loss of a relay (DESIGN §1: "survive node and relay
+// cluster survives the loss of a relay (docs/ARCHITECTURE.md: "survive node and relay
 // failures"): the node on it fails over, and the mailbox, replicated on
 // all three, recovers.
 func TestRelayClusterRoutes(t *testing.T) {
@@ -151,7 +151,7 @@ func (l *lab) waitRoutes(relays []*relay) time.Duration {
 
 // TestTwoSitesGateways joins two sites, each a relay with its nodes, by
 // NATS gateways, and the nodes of both sites into one gossip cluster
-// (--join names seeds in both): DESIGN §1, "gateways between sites", and
+// (--join names seeds in both): docs/ARCHITECTURE.md, "gateways between sites", and
 // the user story "send a short note to a person wherever they are logged
 // in". Presence and delivery work in both directions across the sites, and
 // so does the mailbox.
@@ -173,7 +173,7 @@ func TestTwoSitesGateways(t *testing.T) {
 	d := l.waitGateways(map[*relay]string{east: "west", west: "east"})
 	t.Logf("gateways east<->west connected after %v", d.Round(time.Millisecond))
 
-	// Gossip crosses sites, so it is encrypted (DESIGN §6: "a gossip key
+	// Gossip crosses sites, so it is encrypted (docs/ARCHITECTURE.md: "a gossip key
 	// encrypts"). One seed per site is enough; nodes re-join seeds, so
 	// either may come first.
 	key := filepath.Join(l.logDir, "gossip.key")
@@ -198,7 +198,7 @@ func TestTwoSitesGateways(t *testing.T) {
 	l.mustSend(b2.host, b2, "delivered to dave at pts/7 on a2", "--udp", "dave@a2", "pinned across sites")
 	checkMessage(t, nextMessage(t, dave, "dave on a2"), "pinned across sites", "carol", "b2", "udp")
 
-	// The mailbox spans the sites too (DESIGN §8): a message queued at east
+	// The mailbox spans the sites too (docs/ARCHITECTURE.md, The mailbox): a message queued at east
 	// for a signed-out user is handed to her when she signs in at west.
 	ctx, cancel := context.WithTimeout(context.Background(), msgBound)
 	defer cancel()
