@@ -1,4 +1,4 @@
-package switchboard_test
+package mailbox_test
 
 import (
 	"context"
