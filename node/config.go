@@ -120,6 +120,10 @@ type Config struct {
 	NATSListen string
 	// NATSCreds: user/password or token for external relays or NATSListen.
 	NATSUser, NATSPassword, NATSToken string
+
+	// Now is the clock of the switchboard's sign-in and activity stamps;
+	// nil means time.Now. Tests step one instead of sleeping.
+	Now func() time.Time
 }
 
 // DefaultConfig returns the defaults for a node named after this host.

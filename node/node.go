@@ -281,6 +281,7 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		DedupWindow:    n.cfg.DedupWindow,
 		Mailbox:        mb,
 		Offline:        switchboard.OfflinePolicy(n.cfg.Offline),
+		Now:            n.cfg.Now,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

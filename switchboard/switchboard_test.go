@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/msprelay/msprelay/internal/testcluster"
@@ -130,6 +132,7 @@ func TestAddressingRules(t *testing.T) {
 		{"no console session refuses", std[:3], "", "", false, nil, "no console"},
 		{"user not present refuses", std, "carol", "", false, nil, "carol: not signed in"},
 		{"named terminal not present refuses", std, "alice", "pts/9", false, nil, "no such terminal"},
+		{"issue 14: empty RECIPIENT and an absent terminal: the reply names the terminal", std, "", "tty9", false, nil, "tty9: no such terminal"},
 		{"user@node pins this node", std, "alice@n1", "pts/1", true, []string{"alice/pts/1"}, "delivered"},
 		{"user@node on another node finds nothing", std, "alice@n2", "pts/1", false, nil, "not signed in"},
 		{"bad node name in address refused", std, "alice@a.b", "", false, nil, "bad address"},
@@ -288,4 +291,49 @@ func TestLatin1PartsCompareOctetByOctet(t *testing.T) {
 	if !o.Delivered() || len(boxes["alice/tty\xe1"].texts()) != 1 || len(boxes["alice/tty\xe0"].texts()) != 0 {
 		t.Fatalf("RECIP-TERM TTY\\xc1 reached the wrong terminal(s): %s", o.Summary())
 	}
+}
+
+// silent is an AckTerminal whose client says it acknowledges messages and
+// never does.
+type silent struct{ inbox }
+
+func (s *silent) DeliverAcked(d *switchboard.Delivery, _ func(error)) (bool, error) {
+	return true, s.Deliver(d)
+}
+
+// "delivered" means acknowledged: a client that promises acknowledgements
+// and stays silent has AckTimeout, then the message counts as not taken
+// (without a mailbox to go back to, it failed). The test only waits on
+// time, so it runs in a synctest bubble: an hour of AckTimeout passes at
+// once, and exactly.
+func TestSilentClientTimesOutAfterAckTimeout(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		dir, err := presence.New(presence.Config{Name: "n1", Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dir.Close()
+		const ackTimeout = time.Hour
+		sb, err := switchboard.New(switchboard.Config{Directory: dir, AckTimeout: ackTimeout, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sb.Close()
+		box := &silent{}
+		if _, err := sb.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		o := sb.Send(context.Background(), &switchboard.Delivery{ID: "m1", Recipient: "alice", Text: "hello?"})
+		if waited := time.Since(start); waited != ackTimeout {
+			t.Errorf("waited %v for the acknowledgement, want AckTimeout %v", waited, ackTimeout)
+		}
+		if o.Delivered() || len(o.Results) != 1 || !errors.Is(o.Results[0].Err, switchboard.ErrNotAcked) {
+			t.Fatalf("outcome %q (%+v), want not delivered: not acknowledged", o.Summary(), o.Results)
+		}
+		if got := box.texts(); !slices.Equal(got, []string{"hello?"}) {
+			t.Fatalf("the terminal got %q, want the message pushed once", got)
+		}
+	})
 }

@@ -60,3 +60,20 @@ var errNotYet = notYet{}
 type notYet struct{}
 
 func (notYet) Error() string { return "condition not met" }
+
+// Recv receives one value from ch (the zero value once ch is closed). If
+// none comes within timeout it fails t naming what it waited for, so that a
+// test that goes wrong ends instead of hanging.
+func Recv[T any](t testing.TB, ch <-chan T, timeout time.Duration, what string) T {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	}
+	var zero T
+	return zero
+}
