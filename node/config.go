@@ -1,9 +1,20 @@
 // Package node wires one msprelay node together: the MSP server on port 18,
-// the session listeners, the presence directory, the switchboard and the NATS
-// connection (an embedded nats-server by default, or external relays).
+// the session listeners, the presence directory, the switchboard, the
+// mailbox and the NATS connection (an embedded nats-server by default, or
+// external relays).
 //
 // A Node owns every component it builds: Start binds and starts them, Run
 // blocks until its context ends, Close stops them in reverse order and waits.
+// The components share one lifecycle shape: New validates and starts
+// nothing; Start returns once bound (presence.Directory, switchboard,
+// mailbox, broker); Close is idempotent and waits for their goroutines. The
+// MSP and session servers keep the net/http shape (Serve blocks on a
+// listener the node binds, Shutdown drains).
+//
+// Errors about one setting are *FieldError values naming the Config field
+// (never a command-line flag): New refuses a value (matching ErrConfig),
+// Start cannot bind an address or socket path. cmd/node restates them in
+// terms of its flags.
 package node
 
 import (
