@@ -171,7 +171,7 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 	}
 	l.sb.log.Info("message not acknowledged", "user", l.user, "term", l.term, "id", d.ID, "reason", reason)
 	if requeue && l.sb.queues() {
-		if _, err := l.sb.cfg.Mailbox.Put(d, l.user); err != nil {
+		if _, err := l.sb.mbox.Put(d, l.user); err != nil {
 			reason = fmt.Errorf("%w; %w", reason, err)
 		} else {
 			r.Status, r.Err = Queued, reason

@@ -91,9 +91,21 @@ func ParseOfflinePolicy(s string) (OfflinePolicy, error) {
 }
 
 // queues reports whether messages no terminal took go to a mailbox.
-func (s *Switchboard) queues() bool {
-	return s.cfg.Mailbox != nil && s.cfg.Offline == OfflineQueue
+func (s *Switchboard) queues() bool { return s.cfg.Offline == OfflineQueue }
+
+// noMailbox is the Mailbox of a switchboard configured without one: it
+// stores nothing and knows nobody (LastSeen fails with ErrMailboxDown, and
+// New sets the policy to OfflineRefuse, so that such a failure leaves the
+// outcome "not signed in").
+type noMailbox struct{}
+
+func (noMailbox) Put(*Delivery, string) (bool, error) { return false, ErrMailboxDown }
+func (noMailbox) LastSeen(context.Context, string) (Seen, error) {
+	return Seen{}, ErrMailboxDown
 }
+func (noMailbox) LineUp(Seen, Lines)  {}
+func (noMailbox) LineDown(Seen, bool) {}
+func (noMailbox) Wake(string)         {}
 
 // settle decides what happens to a message that no terminal took: a known
 // user's goes to her mailbox (policy permitting), an unknown user's is
@@ -102,9 +114,9 @@ func (s *Switchboard) queues() bool {
 // reasons (no such terminal, no console, bad address). o is updated in
 // place.
 func (s *Switchboard) settle(d *Delivery, o *Outcome) {
-	mb := s.cfg.Mailbox
+	mb := s.mbox
 	user, node := SplitAddress(d.Recipient)
-	if mb == nil || user == "" || o.Delivered() {
+	if user == "" || o.Delivered() {
 		return
 	}
 	switch {
@@ -153,10 +165,7 @@ func (s *Switchboard) settle(d *Delivery, o *Outcome) {
 // never seen, an error wrapping ErrMailboxDown when the store cannot be
 // asked, and ErrMailboxDown itself without a mailbox.
 func (s *Switchboard) LastSeen(ctx context.Context, user string) (Seen, error) {
-	if s.cfg.Mailbox == nil {
-		return Seen{}, ErrMailboxDown
-	}
-	return s.cfg.Mailbox.LastSeen(ctx, user)
+	return s.mbox.LastSeen(ctx, user)
 }
 
 // EncodeQueued encodes d as a mailbox stores it for user: the body of a

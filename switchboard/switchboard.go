@@ -92,6 +92,7 @@ type Switchboard struct {
 	log *slog.Logger
 
 	now    func() time.Time
+	mbox   Mailbox     // Config.Mailbox, or noMailbox
 	fed    *federation // nil without NATS
 	recent *recentIDs
 
@@ -148,7 +149,13 @@ func New(cfg Config) (*Switchboard, error) {
 		return nil, err
 	}
 	cfg.Offline = pol
-	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, now: cfg.Now, lines: map[lineKey]*Line{},
+	mbox := cfg.Mailbox
+	if mbox == nil {
+		// Nothing can be queued, and nobody is known: users who are not
+		// signed in stay "not signed in".
+		mbox, cfg.Offline = noMailbox{}, OfflineRefuse
+	}
+	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, now: cfg.Now, mbox: mbox, lines: map[lineKey]*Line{},
 		perUser: map[string]int{}, recent: newRecentIDs(cfg.DedupWindow, maxRecentIDs, cfg.Now)}
 	if cfg.NATS != nil {
 		s.fed = newFederation(s, cfg.NATS)
@@ -249,17 +256,15 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 		old.t.Kick("signed in again elsewhere on this terminal")
 	}
 	if err := s.dir.Upsert(l.entry); err != nil {
-		if _, last := s.drop(l); last && s.cfg.Mailbox != nil {
+		if _, last := s.drop(l); last {
 			// Her replaced line's drainer must stop; she is signed out here.
-			s.cfg.Mailbox.LineDown(l.seen(presence.Offline), true)
+			s.mbox.LineDown(l.seen(presence.Offline), true)
 		}
 		return nil, fmt.Errorf("switchboard: sign in %s/%s: %w", user, term, err)
 	}
 	s.log.Info("signed in", "user", k.user, "term", term, "state", state.String())
-	if s.cfg.Mailbox != nil {
-		s.cfg.Mailbox.LineUp(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String()},
-			userLines{s: s, user: k.user})
-	}
+	s.mbox.LineUp(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String()},
+		userLines{s: s, user: k.user})
 	return l, nil
 }
 
@@ -311,8 +316,8 @@ func (l *Line) SetState(st presence.State) error {
 		e.LastActive = l.sb.now()
 		return nil
 	})
-	if err == nil && st != presence.Busy && l.sb.cfg.Mailbox != nil {
-		l.sb.cfg.Mailbox.Wake(l.user) // she may take her queued messages now
+	if err == nil && st != presence.Busy {
+		l.sb.mbox.Wake(l.user) // she may take her queued messages now
 	}
 	return err
 }
@@ -383,9 +388,7 @@ func (l *Line) SignOut() {
 	if dropped, last := l.sb.drop(l); dropped {
 		l.sb.dir.Remove(l.user, l.term)
 		l.sb.log.Info("signed out", "user", l.user, "term", l.term)
-		if mb := l.sb.cfg.Mailbox; mb != nil {
-			mb.LineDown(l.seen(presence.Offline), last)
-		}
+		l.sb.mbox.LineDown(l.seen(presence.Offline), last)
 	} else if !wasOut {
 		l.sb.log.Debug("stale line signed out", "user", l.user, "term", l.term)
 	}

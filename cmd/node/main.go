@@ -56,7 +56,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.NATSToken, "nats-token", "", "NATS token (prefer env MSPRELAY_NATS_TOKEN)")
 	fs.DurationVar(&cfg.MSPIdleTimeout, "idle-timeout", cfg.MSPIdleTimeout, "close MSP TCP connections idle this long")
 	fs.IntVar(&cfg.MSPMaxConns, "max-conns", cfg.MSPMaxConns, "maximum concurrent MSP TCP connections")
-	fs.DurationVar(&cfg.DedupWindow, "dedup-window", cfg.DedupWindow, "how long a UDP (address, port, cookie) is remembered")
+	fs.DurationVar(&cfg.DedupWindow, "dedup-window", cfg.DedupWindow, "how long a message counts as a repeat: UDP (address, port, cookie), delivered ids, mailbox message ids")
 	fs.DurationVar(&cfg.DeliverTimeout, "deliver-timeout", cfg.DeliverTimeout, "bound on one delivery, including other nodes")
 	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", 0, "bound on waiting for a session client's acknowledgement (default: half of --deliver-timeout)")
 	fs.StringVar(&cfg.Offline, "offline", cfg.Offline, "messages for known users who are not signed in: queue (mailbox) or refuse")
