@@ -96,6 +96,8 @@ type Switchboard struct {
 	fed    *federation // nil without NATS
 	recent *recentIDs
 
+	closeDone chan struct{} // closed when the first Close has finished
+
 	// mu guards lines, perUser and closed.
 	mu      sync.Mutex
 	lines   map[lineKey]*Line
@@ -155,7 +157,7 @@ func New(cfg Config) (*Switchboard, error) {
 		// signed in stay "not signed in".
 		mbox, cfg.Offline = noMailbox{}, OfflineRefuse
 	}
-	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, now: cfg.Now, mbox: mbox, lines: map[lineKey]*Line{},
+	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, now: cfg.Now, mbox: mbox, closeDone: make(chan struct{}), lines: map[lineKey]*Line{},
 		perUser: map[string]int{}, recent: newRecentIDs(cfg.DedupWindow, maxRecentIDs, cfg.Now)}
 	if cfg.NATS != nil {
 		s.fed = newFederation(s, cfg.NATS)
@@ -180,14 +182,17 @@ func (s *Switchboard) Start(ctx context.Context) error {
 // Node returns this node's name.
 func (s *Switchboard) Node() string { return s.cfg.Node }
 
-// Close stops serving other nodes, signs out every line (their terminals are
-// kicked) and refuses further sign-ins. It is idempotent.
+// Close stops serving other nodes, waiting for the requests being served,
+// signs out every line (their terminals are kicked) and refuses further
+// sign-ins. It is idempotent: a second Close waits for the first.
 func (s *Switchboard) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		<-s.closeDone
 		return nil
 	}
+	defer close(s.closeDone)
 	s.closed = true
 	lines := make([]*Line, 0, len(s.lines))
 	for _, l := range s.lines {
