@@ -20,18 +20,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
 )
 
 // waitFor polls cond every 10 ms until it holds or limit passes.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.True(t, limit, what, cond)
 }
 
 // started builds and starts a broker that the test closes on cleanup.

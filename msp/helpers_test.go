@@ -9,18 +9,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
 )
 
 // waitFor polls cond every few milliseconds until it holds or limit passes.
 func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitfor.True(t, limit, what, cond)
 }
 
 // recorder is a Handler that records every message and answers with reply.

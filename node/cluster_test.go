@@ -120,14 +120,16 @@ func TestGracefulLeave(t *testing.T) {
 func TestRightTerminalFallsBackWhenNodeUnreachable(t *testing.T) {
 	t.Parallel()
 	island := testcluster.StartBroker(t, broker.Config{Name: "island"})
+	clock := testcluster.NewClock() // one clock for all three, stepped between sign-ins
 	c := testcluster.Start(t, 3, testcluster.Options{Configure: func(i int, cfg *node.Config) {
+		cfg.Now = clock.Now
 		if i == 2 {
 			cfg.NATSURLs = []string{island.ClientURL()} // gossips with the others, cannot reach them over NATS
 		}
 	}})
 	a2 := c.SignIn(1, "alice", "pts/1", presence.Online)
 	c.WaitPresent("alice", "pts/1", "n2", true)
-	time.Sleep(5 * time.Millisecond) // a later sign-in time, not synchronisation
+	clock.Step(time.Second) // pts/2 signs in later: it is the most recently active
 	c.SignIn(2, "alice", "pts/2", presence.Online)
 	c.WaitPresent("alice", "pts/2", "n3", true)
 	r, err := c.Send(0, "tcp", &msp.Message{Recipient: "alice", Text: "fallback", Sender: "bob"})

@@ -1,9 +1,20 @@
 // Package node wires one msprelay node together: the MSP server on port 18,
-// the session listeners, the presence directory, the switchboard and the NATS
-// connection (an embedded nats-server by default, or external relays).
+// the session listeners, the presence directory, the switchboard, the
+// mailbox and the NATS connection (an embedded nats-server by default, or
+// external relays).
 //
 // A Node owns every component it builds: Start binds and starts them, Run
 // blocks until its context ends, Close stops them in reverse order and waits.
+// The components share one lifecycle shape: New validates and starts
+// nothing; Start returns once bound (presence.Directory, switchboard,
+// mailbox, broker); Close is idempotent and waits for their goroutines. The
+// MSP and session servers keep the net/http shape (Serve blocks on a
+// listener the node binds, Shutdown drains).
+//
+// Errors about one setting are *FieldError values naming the Config field
+// (never a command-line flag): New refuses a value (matching ErrConfig),
+// Start cannot bind an address or socket path. cmd/node restates them in
+// terms of its flags.
 package node
 
 import (
@@ -16,6 +27,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/msprelay/msprelay/mailbox"
+	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/switchboard"
@@ -27,7 +40,12 @@ const (
 	AuthSecret = "secret" // per-user shared secrets, challenge-response
 )
 
-// Config is everything a node needs. DefaultConfig fills the defaults.
+// DefaultDeliverTimeout bounds one delivery when Config.DeliverTimeout is zero.
+const DefaultDeliverTimeout = 3 * time.Second
+
+// Config is everything a node needs. DefaultConfig fills the defaults; the
+// components' own defaults apply to fields left zero, except where a field
+// says otherwise.
 type Config struct {
 	// Name is the node's name in the cluster (letters, digits, '-', '_').
 	Name string
@@ -43,13 +61,19 @@ type Config struct {
 	MSPReadTimeout time.Duration
 	// MSPMaxConns caps concurrent TCP connections (idle ones are evicted first).
 	MSPMaxConns int
-	// DedupWindow is how long a UDP (address, port, cookie) is remembered.
+	// DedupWindow is how long the node treats a message as a repeat, in
+	// the three places that look for repeats: the MSP server remembers a
+	// UDP (address, port, cookie) this long, the switchboard remembers the
+	// ids it delivered to each user this long, and the mailbox stream
+	// stores a message id once within this window (capped at MailboxAge).
+	// Zero means each component's default.
 	DedupWindow time.Duration
 	// StripControl strips forbidden octets from messages instead of rejecting them.
 	StripControl bool
 	// RequireSender rejects messages with an empty SENDER.
 	RequireSender bool
-	// DeliverTimeout bounds one delivery, including forwarding to other nodes.
+	// DeliverTimeout bounds one delivery, including forwarding to other
+	// nodes. Zero means DefaultDeliverTimeout.
 	DeliverTimeout time.Duration
 	// AckTimeout bounds how long a delivery waits for an acknowledging
 	// session client before the message goes back to the mailbox. Zero
@@ -68,7 +92,7 @@ type Config struct {
 	MailboxReplicas int
 	// MailboxAckWait is how long a message handed to a node draining a
 	// mailbox may stay unsettled before another node gets it (that node
-	// died). Zero means 30 s.
+	// died). Zero means mailbox.DefaultAckWait.
 	MailboxAckWait time.Duration
 
 	// SessionSocket is the Unix socket for local session clients ("" = off).
@@ -107,6 +131,10 @@ type Config struct {
 	NATSListen string
 	// NATSCreds: user/password or token for external relays or NATSListen.
 	NATSUser, NATSPassword, NATSToken string
+
+	// Now is the clock of the switchboard's sign-in and activity stamps;
+	// nil means time.Now. Tests step one instead of sleeping.
+	Now func() time.Time
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -114,22 +142,22 @@ func DefaultConfig() Config {
 	return Config{
 		Name:               DefaultName(),
 		MSPAddr:            ":18",
-		MSPIdleTimeout:     5 * time.Minute,
-		MSPReadTimeout:     30 * time.Second,
-		MSPMaxConns:        10000,
-		DedupWindow:        5 * time.Minute,
-		DeliverTimeout:     3 * time.Second,
+		MSPIdleTimeout:     msp.DefaultIdleTimeout,
+		MSPReadTimeout:     msp.DefaultReadTimeout,
+		MSPMaxConns:        msp.DefaultMaxConns,
+		DedupWindow:        msp.DefaultDedupWindow,
+		DeliverTimeout:     DefaultDeliverTimeout,
 		Offline:            string(switchboard.OfflineQueue),
-		MailboxMax:         1000,
-		MailboxAge:         7 * 24 * time.Hour,
-		MailboxReplicas:    1,
-		MailboxAckWait:     30 * time.Second,
+		MailboxMax:         mailbox.DefaultMaxPerUser,
+		MailboxAge:         mailbox.DefaultMaxAge,
+		MailboxReplicas:    mailbox.DefaultReplicas,
+		MailboxAckWait:     mailbox.DefaultAckWait,
 		SessionSocket:      session.DefaultSocketPath(),
 		SessionAuth:        AuthSecret,
-		SessionIdleTimeout: 3 * time.Minute,
+		SessionIdleTimeout: session.DefaultIdleTimeout,
 		MaxSessions:        session.DefaultMaxSessions,
 		DataDir:            DefaultDataDir(),
-		GossipProfile:      "lan",
+		GossipProfile:      presence.DefaultProfile,
 	}
 }
 
@@ -170,19 +198,55 @@ func DefaultDataDir() string {
 // ErrConfig marks a configuration New refuses.
 var ErrConfig = errors.New("node: bad config")
 
+// FieldError is a problem with one Config field: a value New refuses
+// (then it matches ErrConfig) or an address or path Start cannot bind.
+// Field is the Go name of the field, so that a caller with its own names
+// for the settings (cmd/node's flags) can say which one to change.
+type FieldError struct {
+	Field string // Config field, e.g. "SessionSocket"
+	Err   error  // what is wrong, without the field's name
+	// refused: New refused the value (ErrConfig), rather than Start
+	// failing to use it.
+	refused bool
+}
+
+func (e *FieldError) Error() string {
+	if e.refused {
+		return ErrConfig.Error() + ": " + e.Field + ": " + e.Err.Error()
+	}
+	return "node: " + e.Field + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying error.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Is makes a refused value match ErrConfig.
+func (e *FieldError) Is(target error) bool { return e.refused && target == ErrConfig }
+
+// setDefaults fills the fields the node itself uses with their defaults;
+// zero fields it hands on are defaulted by their components.
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.DeliverTimeout <= 0 {
+		c.DeliverTimeout = DefaultDeliverTimeout
+	}
+}
+
 func (c *Config) validate() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+	bad := func(field, format string, a ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf(format, a...), refused: true}
 	}
 	if err := presence.ValidNode(c.Name); err != nil {
-		return bad("--name: %v", err)
+		return bad("Name", "%v", err)
 	}
-	for flag, a := range map[string]string{"--msp": c.MSPAddr, "--session": c.SessionAddr, "--gossip": c.GossipAddr, "--nats-listen": c.NATSListen} {
-		if a == "" {
+	for _, f := range []struct{ field, addr string }{{"MSPAddr", c.MSPAddr}, {"SessionAddr", c.SessionAddr}, {"GossipAddr", c.GossipAddr}, {"NATSListen", c.NATSListen}} {
+		if f.addr == "" {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return bad("%s %q: %v", flag, a, err)
+		if _, _, err := net.SplitHostPort(f.addr); err != nil {
+			return bad(f.field, "%q: %v", f.addr, err)
 		}
 	}
 	if c.SessionAddr != "" {
@@ -190,40 +254,42 @@ func (c *Config) validate() error {
 		case AuthTrust:
 		case AuthSecret:
 			if c.SessionSecrets == "" {
-				return bad("--session-auth secret needs --session-secrets FILE")
+				return bad("SessionSecrets", "a secrets file is required for %s authentication", AuthSecret)
 			}
 		default:
-			return bad("--session-auth %q: want %s or %s", c.SessionAuth, AuthTrust, AuthSecret)
+			return bad("SessionAuth", "%q: want %s or %s", c.SessionAuth, AuthTrust, AuthSecret)
 		}
 	}
 	switch c.GossipProfile {
 	case "", "lan", "wan", "local":
 	default:
-		return bad("--gossip-profile %q: want lan, wan or local", c.GossipProfile)
+		return bad("GossipProfile", "%q: want lan, wan or local", c.GossipProfile)
 	}
 	if len(c.Join) > 0 && c.GossipAddr == "" {
-		return bad("--join needs --gossip ADDR")
+		return bad("Join", "seeds need a gossip address to join from")
 	}
 	if len(c.NATSURLs) > 0 && c.NATSListen != "" {
-		return bad("--nats-listen exposes the embedded server; it cannot be combined with --nats URLS")
+		return bad("NATSListen", "exposes the embedded server; it cannot be combined with external relays")
 	}
 	if len(c.NATSURLs) == 0 && c.DataDir == "" {
-		return bad("--data DIR is required for the embedded NATS store")
-	}
-	if c.DeliverTimeout <= 0 {
-		c.DeliverTimeout = 3 * time.Second
+		return bad("DataDir", "required for the embedded NATS store")
 	}
 	if _, err := switchboard.ParseOfflinePolicy(c.Offline); err != nil {
-		return bad("--offline %q: want queue or refuse", c.Offline)
+		return bad("Offline", "%q: want %s or %s", c.Offline, switchboard.OfflineQueue, switchboard.OfflineRefuse)
 	}
-	if c.MailboxMax < 0 || c.MailboxAge < 0 || c.MailboxAckWait < 0 || c.AckTimeout < 0 {
-		return bad("--mailbox-max, --mailbox-age, --mailbox-ack-wait and --ack-timeout must not be negative")
+	for _, f := range []struct {
+		field string
+		neg   bool
+	}{{"MailboxMax", c.MailboxMax < 0}, {"MailboxAge", c.MailboxAge < 0}, {"MailboxAckWait", c.MailboxAckWait < 0}, {"AckTimeout", c.AckTimeout < 0}} {
+		if f.neg {
+			return bad(f.field, "must not be negative")
+		}
 	}
-	if c.MailboxReplicas < 0 || c.MailboxReplicas > 5 {
-		return bad("--mailbox-replicas %d: want 1 to 5", c.MailboxReplicas)
+	if c.MailboxReplicas < 0 || c.MailboxReplicas > mailbox.MaxReplicas {
+		return bad("MailboxReplicas", "%d: want 1 to %d", c.MailboxReplicas, mailbox.MaxReplicas)
 	}
 	if c.AckTimeout >= c.DeliverTimeout {
-		return bad("--ack-timeout %v must be shorter than --deliver-timeout %v", c.AckTimeout, c.DeliverTimeout)
+		return bad("AckTimeout", "%v must be shorter than the delivery timeout %v", c.AckTimeout, c.DeliverTimeout)
 	}
 	return nil
 }

@@ -60,30 +60,37 @@ func TestConfigValidation(t *testing.T) {
 	cases := []struct {
 		name   string
 		modify func(*Config)
-		want   string // "" = valid
+		want   string // the Config field refused; "" = valid
 	}{
 		{"defaults are valid", func(*Config) {}, ""},
-		{"node names go into NATS subjects: no dots", func(c *Config) { c.Name = "host.example" }, "--name"},
-		{"join needs a gossip address", func(c *Config) { c.Join = []string{"127.0.0.1:7946"} }, "--join needs --gossip"},
+		{"node names go into NATS subjects: no dots", func(c *Config) { c.Name = "host.example" }, "Name"},
+		{"join needs a gossip address", func(c *Config) { c.Join = []string{"127.0.0.1:7946"} }, "Join"},
 		{"exposing the embedded server conflicts with relays", func(c *Config) {
 			c.NATSURLs = []string{"nats://127.0.0.1:4222"}
 			c.NATSListen = ":4222"
-		}, "--nats-listen"},
-		{"embedded NATS needs a data dir", func(c *Config) { c.DataDir = "" }, "--data"},
+		}, "NATSListen"},
+		{"embedded NATS needs a data dir", func(c *Config) { c.DataDir = "" }, "DataDir"},
 		{"relays need no data dir", func(c *Config) { c.DataDir = ""; c.NATSURLs = []string{"nats://127.0.0.1:4222"} }, ""},
-		{"secret auth needs secrets", func(c *Config) { c.SessionAddr = ":0"; c.SessionAuth = AuthSecret }, "--session-secrets"},
-		{"unknown gossip profile", func(c *Config) { c.GossipProfile = "mars" }, "--gossip-profile"},
-		{"bad address", func(c *Config) { c.MSPAddr = "18" }, "--msp"},
+		{"secret auth needs secrets", func(c *Config) { c.SessionAddr = ":0"; c.SessionAuth = AuthSecret }, "SessionSecrets"},
+		{"unknown gossip profile", func(c *Config) { c.GossipProfile = "mars" }, "GossipProfile"},
+		{"bad address", func(c *Config) { c.MSPAddr = "18" }, "MSPAddr"},
+		{"unknown offline policy", func(c *Config) { c.Offline = "maybe" }, "Offline"},
+		{"acknowledgements wait inside a delivery", func(c *Config) { c.AckTimeout = c.DeliverTimeout }, "AckTimeout"},
 	}
 	for _, tc := range cases {
 		c := base()
 		tc.modify(&c)
+		c.setDefaults()
 		err := c.validate()
+		var fe *FieldError
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: unexpected error %v", tc.name, err)
-		case tc.want != "" && (err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want)):
-			t.Errorf("%s: err = %v, want ErrConfig mentioning %q", tc.name, err, tc.want)
+		case tc.want != "" && (!errors.Is(err, ErrConfig) || !errors.As(err, &fe) || fe.Field != tc.want):
+			t.Errorf("%s: err = %v, want ErrConfig naming field %s", tc.name, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "--"):
+			// Issue 14: "no CLI flag names inside library errors".
+			t.Errorf("%s: err = %v names a command-line flag", tc.name, err)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
@@ -37,6 +38,7 @@ type Node struct {
 	broker *broker.Broker // nil with external relays
 	nc     *nats.Conn
 	dir    *presence.Directory
+	mbox   *mailbox.Mailbox
 	sb     *switchboard.Switchboard
 	sess   *session.Server
 	mspSrv *msp.Server
@@ -64,11 +66,9 @@ type Addrs struct {
 
 // New validates cfg. It starts nothing.
 func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
 	}
 	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), fatal: make(chan error, 1)}, nil
 }
@@ -123,7 +123,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.startPresence(ctx); err != nil {
 		return err
 	}
-	if err := n.startSwitchboard(); err != nil {
+	if err := n.startSwitchboard(ctx); err != nil {
 		return err
 	}
 	if err := n.startSessions(); err != nil {
@@ -212,33 +212,18 @@ func (n *Node) startPresence(ctx context.Context) error {
 		return fmt.Errorf("node: presence: %w", err)
 	}
 	n.dir = dir
-	// Directory.Run joins the cluster and then blocks. A failure to start
-	// gossip or a name conflict found later ends it with an error, which must
-	// bring the whole node down rather than leave it half in the cluster.
-	errc := make(chan error, 1)
+	if err := dir.Start(ctx); err != nil {
+		return &FieldError{Field: "GossipAddr", Err: fmt.Errorf("presence: %w", err)}
+	}
+	n.addrs.Gossip = dir.GossipAddr()
+	// Run reports a name conflict found while joining, or later, which
+	// must bring the whole node down rather than leave it half in the
+	// cluster.
 	n.wg.Go(func() {
 		if err := dir.Run(n.runCtx); err != nil {
-			errc <- err
 			n.fail(fmt.Errorf("node: presence: %w", err))
 		}
 	})
-	if n.cfg.GossipAddr == "" {
-		return nil
-	}
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(15 * time.Second)
-	for n.addrs.Gossip = dir.GossipAddr(); n.addrs.Gossip == ""; n.addrs.Gossip = dir.GossipAddr() {
-		select {
-		case err := <-errc:
-			return fmt.Errorf("node: presence: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline:
-			return errors.New("node: presence: gossip did not start within 15s")
-		case <-tick.C:
-		}
-	}
 	return nil
 }
 
@@ -270,29 +255,42 @@ func readKey(path string) ([]byte, error) {
 	return nil, fmt.Errorf("node: gossip key %s: want 16, 24 or 32 bytes, raw or base64 (got %d bytes)", path, len(b))
 }
 
-func (n *Node) startSwitchboard() error {
+// startSwitchboard builds the mailbox and the switchboard, which share
+// the NATS connection: the switchboard routes, the mailbox stores.
+func (n *Node) startSwitchboard(ctx context.Context) error {
+	mb, err := mailbox.New(mailbox.Config{
+		NATS:            n.nc,
+		Logger:          n.log.With("component", "mailbox"),
+		MaxPerUser:      n.cfg.MailboxMax,
+		MaxAge:          n.cfg.MailboxAge,
+		Replicas:        n.cfg.MailboxReplicas,
+		DuplicateWindow: n.cfg.DedupWindow,
+		AckWait:         n.cfg.MailboxAckWait,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.mbox = mb
 	sb, err := switchboard.New(switchboard.Config{
-		Node:           n.cfg.Name,
+		Node:           n.dir.Name(),
 		Directory:      n.dir,
 		Logger:         n.log.With("component", "switchboard"),
 		NATS:           n.nc,
 		ForwardTimeout: n.cfg.DeliverTimeout,
 		AckTimeout:     n.cfg.AckTimeout,
 		DedupWindow:    n.cfg.DedupWindow,
-		Mailbox: switchboard.MailboxConfig{
-			Offline:         switchboard.OfflinePolicy(n.cfg.Offline),
-			MaxPerUser:      n.cfg.MailboxMax,
-			MaxAge:          n.cfg.MailboxAge,
-			Replicas:        n.cfg.MailboxReplicas,
-			DuplicateWindow: n.cfg.DedupWindow,
-			AckWait:         n.cfg.MailboxAckWait,
-		},
+		Mailbox:        mb,
+		Offline:        switchboard.OfflinePolicy(n.cfg.Offline),
+		Now:            n.cfg.Now,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.sb = sb
-	if err := sb.Start(); err != nil {
+	if err := mb.Start(ctx); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := sb.Start(ctx); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	return nil
@@ -303,7 +301,7 @@ func (n *Node) startSessions() error {
 		return nil
 	}
 	srv, err := session.New(session.Config{
-		Node:        n.cfg.Name,
+		Node:        n.dir.Name(),
 		Switchboard: n.sb,
 		Directory:   n.dir,
 		Logger:      n.log.With("component", "session"),
@@ -315,9 +313,12 @@ func (n *Node) startSessions() error {
 	}
 	n.sess = srv
 	if p := n.cfg.SessionSocket; p != "" {
-		l, err := listenUnix(p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return &FieldError{Field: "SessionSocket", Err: err}
+		}
+		l, err := session.ListenUnix(p)
 		if err != nil {
-			return err
+			return &FieldError{Field: "SessionSocket", Err: err}
 		}
 		n.addrs.SessionSocket = p
 		n.serve("session socket", func() error { return srv.Serve(l, session.PeerCred{}) })
@@ -333,36 +334,12 @@ func (n *Node) startSessions() error {
 		}
 		l, err := net.Listen("tcp", a)
 		if err != nil {
-			return fmt.Errorf("node: session listener: %w", err)
+			return &FieldError{Field: "SessionAddr", Err: err}
 		}
 		n.addrs.Session = l.Addr().String()
 		n.serve("session tcp", func() error { return srv.Serve(l, auth) })
 	}
 	return nil
-}
-
-// listenUnix binds the session socket, replacing a stale socket file left by
-// a crashed node but refusing to steal one a live node still answers on.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("node: session socket dir: %w", err)
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("node: session socket %s: another node is listening on it", path)
-	}
-	_ = os.Remove(path)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("node: session socket: %w", err)
-	}
-	// Anyone may connect: the peer's uid, not the file mode, decides who
-	// they may claim to be.
-	if err := os.Chmod(path, 0o666); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("node: session socket: %w", err)
-	}
-	return l, nil
 }
 
 func (n *Node) startMSP() error {
@@ -371,7 +348,7 @@ func (n *Node) startMSP() error {
 	}
 	l, pc, err := msp.Listen(n.cfg.MSPAddr)
 	if err != nil {
-		return fmt.Errorf("node: %w", err)
+		return &FieldError{Field: "MSPAddr", Err: err}
 	}
 	n.mspSrv = &msp.Server{
 		Handler:       msp.HandlerFunc(n.serveMSP),
@@ -456,7 +433,10 @@ func (n *Node) Close() error {
 		}
 	}
 	if n.sb != nil {
-		n.sb.Close()
+		n.sb.Close() // signs lines out, telling the mailbox
+	}
+	if n.mbox != nil {
+		n.mbox.Close() // writes those sign-out records, stops the drainers
 	}
 	if n.dir != nil {
 		if err := n.dir.Close(); err != nil {

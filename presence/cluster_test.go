@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
 )
 
 // Helpers shared by the gossip tests: real memberlist instances on
@@ -39,16 +41,6 @@ func fastTune(c *memberlist.Config) {
 }
 
 // waitFor polls cond every 10ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // testNode is a running Directory and the result of its Run.
 type testNode struct {
@@ -74,10 +66,16 @@ func newNode(t testing.TB, name string, mod func(*Config)) testNode {
 	return testNode{Directory: d, runErr: make(chan error, 1)}
 }
 
-// run starts n's Run and waits until it has bound its gossip socket. Close
-// runs at cleanup and must make Run return.
+// run starts n (Start returns once its gossip socket is bound) and runs
+// it. Close runs at cleanup and must make Run return.
 func (n testNode) run(t testing.TB) testNode {
 	t.Helper()
+	if err := n.Start(t.Context()); err != nil {
+		t.Fatalf("%s: Start: %v", n.Name(), err)
+	}
+	if n.GossipAddr() == "" {
+		t.Fatalf("%s: no gossip address after Start", n.Name())
+	}
 	go func() { n.runErr <- n.Run(context.Background()) }()
 	t.Cleanup(func() {
 		n.Close()
@@ -87,7 +85,6 @@ func (n testNode) run(t testing.TB) testNode {
 			t.Errorf("%s: Run did not return after Close", n.Name())
 		}
 	})
-	waitFor(t, 5*time.Second, n.Name()+" gossip address", func() bool { return n.GossipAddr() != "" })
 	return n
 }
 
@@ -125,7 +122,7 @@ func waitConverged(t testing.TB, nodes []testNode) {
 	slices.Sort(want)
 	for _, n := range nodes {
 		var got []string
-		waitFor(t, 10*time.Second, n.Name()+" sees members "+strings.Join(want, ","), func() bool {
+		waitfor.True(t, 10*time.Second, n.Name()+" sees members "+strings.Join(want, ","), func() bool {
 			got = memberNames(n.Members())
 			if !slices.Equal(got, want) {
 				t.Logf("%s members %v, memberlist counts %d", n.Name(), got, n.g.memberlist().NumMembers())

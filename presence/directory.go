@@ -35,10 +35,13 @@ var ErrLagged = errors.New("presence: subscriber fell behind")
 
 // Directory is the merged presence view of the cluster.
 //
-// Its owner calls Run to start gossip (if configured) and Close to stop it;
-// the memberlist instance and the gossip goroutines belong to the Directory
-// and end before Close returns. Local changes (Upsert, Remove) work before
-// Run and without gossip; those made before Run reach peers when it joins.
+// Lifecycle: New validates and starts nothing; its owner calls Start,
+// which returns once gossip (if configured) is bound, then Run, which
+// blocks and reports a fatal gossip error; Close stops gossip. Run alone
+// also starts gossip. The memberlist instance and the gossip goroutines
+// belong to the Directory and end before Close returns; Close is
+// idempotent. Local changes (Upsert, Remove) work before Start and
+// without gossip; those made before Start reach peers when it joins.
 type Directory struct {
 	cfg Config
 	log *slog.Logger
@@ -113,15 +116,37 @@ func New(cfg Config) (*Directory, error) {
 // Name returns this node's name.
 func (d *Directory) Name() string { return d.cfg.Name }
 
-// Run starts gossip (when configured) and blocks until ctx ends or Close is
-// called. Without gossip it just waits. When ctx ends, Run leaves the
+// Start starts gossip (when configured) and returns once memberlist has
+// bound its sockets, so GossipAddr is valid when it returns; joining the
+// seeds goes on in the background. Without gossip it does nothing. It
+// returns ErrClosed after Close and an error when gossip was started
+// before (by Start or Run). A name conflict found while joining ends
+// gossip and is returned by Run, which the owner calls after Start to
+// learn of it (and to leave the cluster when its context ends).
+func (d *Directory) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d.g == nil {
+		select {
+		case <-d.done:
+			return ErrClosed
+		default:
+			return nil
+		}
+	}
+	return d.g.start()
+}
+
+// Run starts gossip unless Start did, and blocks until ctx ends or Close
+// is called. Without gossip it just waits. When ctx ends, Run leaves the
 // cluster gracefully before it returns nil. It returns an error if gossip
 // cannot start, or (wrapping ErrNameConflict) if the cluster already has a
 // live node by this node's name. Gossip runs at most once per Directory.
 func (d *Directory) Run(ctx context.Context) error {
 	var fatal <-chan error
 	if d.g != nil {
-		if err := d.g.start(); err != nil {
+		if err := d.g.startOnce(); err != nil {
 			return err
 		}
 		fatal = d.g.fatal

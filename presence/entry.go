@@ -15,6 +15,10 @@
 // to the directory and emits their events; wire.go is the bounded binary
 // encoding. A node that leaves or is declared dead takes its principals with
 // it; a node whose name is already live in the cluster is refused.
+//
+// Lifecycle: New validates and starts nothing; Directory.Start returns once
+// gossip is bound (GossipAddr is then valid); Run blocks, reporting a fatal
+// gossip error such as a name conflict; Close leaves and waits.
 package presence
 
 import (

@@ -43,6 +43,9 @@ var (
 	ErrNotRunning = errors.New("presence: gossip not running")
 )
 
+// DefaultProfile is the gossip profile an empty GossipConfig.Profile means.
+const DefaultProfile = "lan"
+
 // DefaultRejoinEvery is the seed re-join period when GossipConfig.RejoinEvery is zero.
 const DefaultRejoinEvery = 30 * time.Second
 
@@ -102,7 +105,7 @@ type gossip struct {
 func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 	var mlc *memberlist.Config
 	switch cfg.Profile {
-	case "", "lan":
+	case "", DefaultProfile:
 		mlc = memberlist.DefaultLANConfig()
 	case "wan":
 		mlc = memberlist.DefaultWANConfig()
@@ -215,8 +218,26 @@ func (g *gossip) start() error {
 	case g.stopped:
 		return ErrClosed
 	case g.started:
-		return errors.New("presence: Run called twice")
+		return errors.New("presence: gossip started twice")
 	}
+	return g.startLocked()
+}
+
+// startOnce starts gossip unless it was started before.
+func (g *gossip) startOnce() error {
+	g.lifeMu.Lock()
+	defer g.lifeMu.Unlock()
+	switch {
+	case g.stopped:
+		return ErrClosed
+	case g.started:
+		return nil
+	}
+	return g.startLocked()
+}
+
+// startLocked does the work of start; lifeMu must be held.
+func (g *gossip) startLocked() error {
 	g.started = true
 	ml, err := memberlist.Create(g.mlc)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
 )
 
 // Rule: a sign-in on one node is visible on every node; so are a state
@@ -308,7 +310,7 @@ func TestSeedRestartHealsByRejoin(t *testing.T) {
 	waitLookup(t, seed, "hank", entry("hank", "other", "tty", Online))
 
 	seed.crash(t)
-	waitFor(t, 10*time.Second, "other declares the seed dead", func() bool {
+	waitfor.True(t, 10*time.Second, "other declares the seed dead", func() bool {
 		return len(other.Members()) == 1
 	})
 	_, port, err := net.SplitHostPort(addr)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
 )
 
 // benchDirectory builds a directory holding n principals: a quarter local,
@@ -90,7 +92,7 @@ func BenchmarkReplaceRemoteTable(b *testing.B) {
 	}
 	b.StopTimer()
 	sub.Cancel()
-	<-drained
+	waitfor.Recv(b, drained, 10*time.Second, "the subscriber to drain")
 }
 
 // Rule: Lookup through the name index returns exactly what a scan of every

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
 )
 
 // TestMeasureConvergence reports how fast a 10-node cluster converges. It
@@ -73,7 +75,7 @@ func (c *eventClock) watch(t *testing.T, n testNode) {
 func (c *eventClock) wait(t *testing.T, k string, nodes []testNode, start time.Time) time.Duration {
 	t.Helper()
 	var last time.Time
-	waitFor(t, 60*time.Second, k+" on every node", func() bool {
+	waitfor.True(t, 60*time.Second, k+" on every node", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		last = time.Time{}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -100,13 +101,7 @@ func (e *env) signInState(user, term string, st presence.State) *Client {
 // waitFor polls cond every few milliseconds for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.True(t, 5*time.Second, what, cond)
 }
 
 // mustSend sends and requires an ACK.

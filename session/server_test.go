@@ -490,18 +490,36 @@ func TestListCaps(t *testing.T) {
 // with OUT TMO and its presence ends; PNG keeps it alive.
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Trust{}, func(c *Config) { c.IdleTimeout = 400 * time.Millisecond })
+	// Margins that hold on a loaded machine: the pinger pings ten times per
+	// IdleTimeout, so only a scheduling stall of most of a second could end
+	// it; the silent session's idle time starts after its sign-in, so it
+	// cannot end before IdleTimeout has passed since start.
+	const idleTimeout = time.Second
+	e := newEnv(t, Trust{}, func(c *Config) { c.IdleTimeout = idleTimeout })
+	start := time.Now()
 	idle := e.signIn("alice", "pts/1")
 	pinger := e.signIn("bob", "pts/2")
 	ctx := ctxT(t)
-	for range 4 { // 800 ms of pings, 200 ms apart
-		d, err := pinger.Ping(ctx)
-		if err != nil || d != time.Second {
-			t.Fatalf("Ping = %v %v, want 1s", d, err)
+	tick := time.NewTicker(idleTimeout / 10)
+	defer tick.Stop()
+	deadline := time.After(idleTimeout + 10*time.Second)
+	for done := false; !done; {
+		select {
+		case <-idle.Done():
+			done = true
+		case <-tick.C:
+			d, err := pinger.Ping(ctx)
+			if err != nil || d != time.Second {
+				t.Fatalf("Ping = %v %v, want 1s", d, err)
+			}
+		case <-deadline:
+			t.Fatalf("silent session still open %v after IdleTimeout", 10*time.Second)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	if err := waitDone(t, idle); !errors.Is(err, ErrIdleTimeout) {
+	if d := time.Since(start); d < idleTimeout {
+		t.Fatalf("silent session closed %v after its sign-in began, before IdleTimeout (%v)", d, idleTimeout)
+	}
+	if err := idle.Err(); !errors.Is(err, ErrIdleTimeout) {
 		t.Fatalf("idle session ended with %v, want ErrIdleTimeout", err)
 	}
 	if es, err := pinger.Who(ctx, "alice"); err != nil || len(es) != 0 {

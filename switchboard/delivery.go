@@ -11,14 +11,25 @@
 // terminal). The switchboard owns the registry of lines; a Line's owner (the
 // session) must call SignOut when its connection ends.
 //
-// With NATS and JetStream the switchboard also keeps the durable mailbox
-// (docs/MAILBOX.md): a message for a known user that no terminal took is
-// stored in her mailbox before the sender is told '+queued', and the node
-// holding her lines drains it to her while she is signed in. Terminals whose
+// The switchboard routes; it does not store. Given a Mailbox (Config.Mailbox,
+// implemented over JetStream by package mailbox; docs/MAILBOX.md), a message
+// for a known user that no terminal took is stored in her mailbox before the
+// sender is told '+queued', and the mailbox hands her queued messages back
+// through the Lines callback while she is signed in here. Terminals whose
 // clients acknowledge messages (AckTerminal) make "delivered" mean
 // "acknowledged"; a message they do not acknowledge goes back to the
 // mailbox. A node remembers the ids it delivered to each user, so repeats
 // are delivered once.
+//
+// Delivery outcomes are errors inside the program (Result.Err, Outcome.Err,
+// matched with errors.Is against the sentinels below) and strings only on
+// the wire: federation carries a code per sentinel and maps it back on
+// receipt.
+//
+// Lifecycle: New validates and starts nothing; Start subscribes to this
+// node's deliver subject and returns once the subscription is in place;
+// Close stops serving, signs every line out and waits for the requests being
+// served. Close is idempotent.
 package switchboard
 
 import (
@@ -104,8 +115,9 @@ type AckTerminal interface {
 	DeliverAcked(d *Delivery, done func(error)) (acks bool, err error)
 }
 
-// Refusal and failure reasons. Results carry them wrapped; Status says whether
-// the recipient refused (a decision) or delivery failed (a fault).
+// Refusal and failure reasons. Results carry them (possibly wrapped) in Err;
+// Status says whether the recipient refused (a decision) or delivery failed
+// (a fault). Each has a code on the wire (federation.go).
 var (
 	ErrNoSuchUser   = errors.New("not signed in")
 	ErrNoTerminal   = errors.New("no such terminal")
@@ -122,6 +134,8 @@ var (
 	ErrMailboxDown  = errors.New("mailbox unavailable")
 	ErrMailboxFull  = errors.New("mailbox full")
 	ErrDuplicate    = errors.New("already delivered")
+	ErrQueuedBefore = errors.New("already queued")
+	ErrInFlight     = errors.New("being delivered here already")
 )
 
 // Status is the result of delivering to one terminal.
@@ -156,9 +170,11 @@ type Result struct {
 	Node   string
 	Term   string
 	Status Status
-	// Reason says why the terminal did not take the message; for Delivered
-	// it is empty or a note (ErrDuplicate: a repeat answered from memory).
-	Reason string
+	// Err says why the terminal did not take the message (wrapping one of
+	// the sentinel errors above when the reason is known); for Delivered
+	// and Queued it is nil or a note (ErrDuplicate: a repeat answered from
+	// memory; ErrNotAcked: why a message went back to the mailbox).
+	Err error
 	// Acked: the client acknowledged the message end to end (Delivered
 	// only). Without it Delivered means "queued to a live session whose
 	// client does not acknowledge".
@@ -180,6 +196,7 @@ type MailboxResult struct {
 // Outcome is the folded result of one Send.
 type Outcome struct {
 	Recipient string   // as addressed
+	RecipTerm string   // as addressed
 	Results   []Result // one per selected terminal; empty when nothing matched
 	Err       error    // set when no terminal was selected (ErrNoSuchUser, ErrNoTerminal, ErrUnknownUser, ...)
 	// Mailbox is set when the mailbox was asked to keep the message.
@@ -212,19 +229,24 @@ func (o *Outcome) Delivered() bool {
 func (o *Outcome) Summary() string {
 	who := o.Recipient
 	if who == "" {
-		who = "console"
+		// Any user of the node: name what was asked for, the terminal
+		// (issue 14: "-console: no such terminal" named the wrong thing).
+		who = o.RecipTerm
+		if who == "" {
+			who = "console"
+		}
 	}
 	var bad []string
 	for _, r := range o.Results {
 		if !r.accepted() {
-			bad = append(bad, r.Term+"@"+r.Node+" "+r.Reason)
+			bad = append(bad, r.Term+"@"+r.Node+" "+errText(r.Err))
 		}
 	}
 	if mb := o.Mailbox; mb != nil {
 		if mb.Stored {
 			notes := bad
 			if mb.Duplicate {
-				notes = append([]string{"already queued"}, notes...)
+				notes = append([]string{ErrQueuedBefore.Error()}, notes...)
 			}
 			return "queued for " + mb.User + parenthesised(notes)
 		}
@@ -270,9 +292,9 @@ func (o *Outcome) terminalSummary(who string, bad []string) string {
 		var notes []string
 		switch {
 		case r.Status == Queued:
-			notes = append(notes, r.Term+"@"+r.Node+" "+r.Reason)
-		case r.Reason != "":
-			notes = append(notes, r.Reason)
+			notes = append(notes, r.Term+"@"+r.Node+" "+errText(r.Err))
+		case r.Err != nil:
+			notes = append(notes, r.Err.Error())
 		case r.Acked:
 			notes = append(notes, "acknowledged")
 		}
@@ -295,7 +317,7 @@ func (o *Outcome) terminalSummary(who string, bad []string) string {
 		}
 	case len(bad) == 1:
 		r := o.Results[0]
-		fmt.Fprintf(&b, "%s at %s on %s: %s", r.User, r.Term, r.Node, r.Reason)
+		fmt.Fprintf(&b, "%s at %s on %s: %s", r.User, r.Term, r.Node, errText(r.Err))
 	default:
 		fmt.Fprintf(&b, "%s: not delivered: %s", who, strings.Join(bad, ", "))
 	}

@@ -52,8 +52,81 @@ type wireResult struct {
 	User   string `json:"user"`
 	Term   string `json:"term"`
 	Status string `json:"status"`
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"` // Result.Err's text, for people and older nodes
+	Code   string `json:"code,omitempty"`   // which sentinel Result.Err matches (wireCodes)
 	Acked  bool   `json:"acked,omitempty"`
+}
+
+// codedErr pairs a sentinel error with its code on the wire.
+type codedErr struct {
+	code string
+	err  error
+}
+
+// wireCodes is the code table of the sentinel errors a result may carry.
+// An error matching several (ErrNotAcked wrapping ErrTerminalGone) gets
+// the first: the outer reason comes first.
+func wireCodes() [17]codedErr {
+	return [...]codedErr{
+		{"not-acked", ErrNotAcked},
+		{"duplicate", ErrDuplicate},
+		{"queued-before", ErrQueuedBefore},
+		{"in-flight", ErrInFlight},
+		{"no-such-user", ErrNoSuchUser},
+		{"no-terminal", ErrNoTerminal},
+		{"busy", ErrBusy},
+		{"blocked", ErrBlocked},
+		{"terminal-gone", ErrTerminalGone},
+		{"terminal-slow", ErrTerminalSlow},
+		{"no-console", ErrNoConsole},
+		{"node-down", ErrNodeDown},
+		{"timeout", ErrTimeout},
+		{"bad-address", ErrBadAddress},
+		{"unknown-user", ErrUnknownUser},
+		{"mailbox-down", ErrMailboxDown},
+		{"mailbox-full", ErrMailboxFull},
+	}
+}
+
+// errCode is the wire code of err, "" when it matches no sentinel.
+func errCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	for _, c := range wireCodes() {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return ""
+}
+
+// remoteError is a reason another node reported: its text as sent, and
+// the sentinel its code names, so that errors.Is works across nodes.
+type remoteError struct {
+	text string
+	err  error // nil for an unknown code
+}
+
+func (e *remoteError) Error() string { return e.text }
+func (e *remoteError) Unwrap() error { return e.err }
+
+// wireErr maps a received (code, reason) back to an error.
+func wireErr(code, reason string) error {
+	var sentinel error
+	for _, c := range wireCodes() {
+		if c.code == code {
+			sentinel = c.err
+			break
+		}
+	}
+	switch {
+	case reason == "" && sentinel == nil:
+		return nil
+	case reason == "":
+		return sentinel
+	}
+	return &remoteError{text: reason, err: sentinel}
 }
 
 type wireReply struct {
@@ -153,8 +226,12 @@ func newFederation(s *Switchboard, nc *nats.Conn) *federation {
 	return &federation{sb: s, nc: nc, timeout: s.cfg.ForwardTimeout, slots: make(chan struct{}, s.cfg.MaxServing)}
 }
 
-// subscribe starts serving this node's deliver subject.
-func (f *federation) subscribe() error {
+// subscribeTimeout bounds the round trip that confirms the subscription.
+const subscribeTimeout = 10 * time.Second
+
+// subscribe starts serving this node's deliver subject and returns once
+// the server has it.
+func (f *federation) subscribe(ctx context.Context) error {
 	sub, err := f.nc.Subscribe(DeliverSubject(f.sb.cfg.Node), f.dispatch)
 	if err != nil {
 		return fmt.Errorf("switchboard: subscribe %s: %w", DeliverSubject(f.sb.cfg.Node), err)
@@ -165,7 +242,9 @@ func (f *federation) subscribe() error {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("switchboard: pending limits: %w", err)
 	}
-	if err := f.nc.Flush(); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+	defer cancel()
+	if err := f.nc.FlushWithContext(ctx); err != nil {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("switchboard: flush subscription: %w", err)
 	}
@@ -233,7 +312,7 @@ func (f *federation) serve(m *nats.Msg) {
 		}
 		for _, r := range f.sb.deliverLocal(context.Background(), d, ts) {
 			rep.Results = append(rep.Results, wireResult{User: msp.Latin1ToUTF8(r.User), Term: msp.Latin1ToUTF8(r.Term),
-				Status: r.Status.String(), Reason: r.Reason, Acked: r.Acked})
+				Status: r.Status.String(), Reason: errText(r.Err), Code: errCode(r.Err), Acked: r.Acked})
 		}
 	}
 	b, _ := json.Marshal(&rep)
@@ -248,38 +327,38 @@ func (f *federation) serve(m *nats.Msg) {
 // forward asks node to deliver d to targets and returns one Result per target.
 // Faults (no responders, timeout, a bad reply) become Failed results.
 func (f *federation) forward(ctx context.Context, node string, d *Delivery, targets []presence.Entry) []Result {
-	fail := func(reason string) []Result {
+	fail := func(err error) []Result {
 		out := make([]Result, len(targets))
 		for i, e := range targets {
-			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: reason}
+			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Err: err}
 		}
 		return out
 	}
 	if err := presence.ValidNode(node); err != nil {
-		return fail(ErrBadAddress.Error())
+		return fail(ErrBadAddress)
 	}
 	if !f.nc.IsConnected() {
 		// The request would wait out the timeout in the reconnect buffer.
-		return fail(ErrNodeDown.Error() + ": not connected to NATS")
+		return fail(fmt.Errorf("%w: not connected to NATS", ErrNodeDown))
 	}
 	body, err := encodeDelivery(d, targets)
 	if err != nil {
-		return fail(err.Error())
+		return fail(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	msg, err := f.nc.RequestWithContext(ctx, DeliverSubject(node), body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return fail(ErrNodeDown.Error())
+		return fail(ErrNodeDown)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		return fail(ErrTimeout.Error())
+		return fail(ErrTimeout)
 	case err != nil:
-		return fail(fmt.Sprintf("%s: %v", ErrNodeDown, err))
+		return fail(fmt.Errorf("%w: %w", ErrNodeDown, err))
 	}
 	var rep wireReply
 	if err := json.Unmarshal(msg.Data, &rep); err != nil || rep.Error != "" {
-		return fail(fmt.Sprintf("bad reply from %s: %v%s", node, err, rep.Error))
+		return fail(fmt.Errorf("bad reply from %s: %v%s", node, err, rep.Error))
 	}
 	byKey := make(map[lineKey]wireResult, len(rep.Results))
 	for _, r := range rep.Results {
@@ -291,10 +370,10 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 	for i, e := range targets {
 		r, ok := byKey[keyFor(e.User, e.Term)]
 		if !ok {
-			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: "no result from " + node}
+			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Err: fmt.Errorf("no result from %s", node)}
 			continue
 		}
-		out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: parseStatus(r.Status), Reason: r.Reason, Acked: r.Acked}
+		out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: parseStatus(r.Status), Err: wireErr(r.Code, r.Reason), Acked: r.Acked}
 	}
 	return out
 }

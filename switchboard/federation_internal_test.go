@@ -3,6 +3,8 @@ package switchboard
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -54,5 +56,48 @@ func TestWireDeliveryRejectsBadInput(t *testing.T) {
 		if _, _, err := decodeDelivery([]byte(in)); err == nil {
 			t.Errorf("%s: decoded without error", name)
 		}
+	}
+}
+
+// Issue 14: "Carry delivery outcomes as errors inside the program (strings
+// only on the wire)". A result's error crosses NATS as a code and a text
+// and comes back matching the same sentinel, with the same words.
+func TestWireErrorsKeepTheirSentinel(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, c := range wireCodes() {
+		if seen[c.code] {
+			t.Errorf("code %q used twice", c.code)
+		}
+		seen[c.code] = true
+		got := wireErr(errCode(c.err), c.err.Error())
+		if !errors.Is(got, c.err) || got.Error() != c.err.Error() {
+			t.Errorf("%v came back as %v", c.err, got)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error // the sentinel it must match after the trip
+	}{
+		{"the outer reason wins", fmt.Errorf("%w: %w", ErrNotAcked, ErrTerminalGone), ErrNotAcked},
+		{"a refusal from the terminal", fmt.Errorf("%w: bob", ErrBlocked), ErrBlocked},
+		{"mailbox trouble after no ack", fmt.Errorf("%w; %w: timeout", ErrNotAcked, ErrMailboxDown), ErrNotAcked},
+	} {
+		got := wireErr(errCode(tc.err), tc.err.Error())
+		if !errors.Is(got, tc.want) || got.Error() != tc.err.Error() {
+			t.Errorf("%s: %q came back as %q (matches %v: %v)", tc.name, tc.err, got, tc.want, errors.Is(got, tc.want))
+		}
+	}
+	// A newer node's code this one does not know: the text still counts,
+	// and it matches no sentinel, so it is never taken for a success note.
+	if got := wireErr("quantum-entangled", "terminal in superposition"); got == nil || got.Error() != "terminal in superposition" || errors.Is(got, ErrDuplicate) {
+		t.Errorf("unknown code: %v", got)
+	}
+	if got := wireErr("", ""); got != nil {
+		t.Errorf("no reason at all came back as %v", got)
+	}
+	if errCode(errors.New("something else")) != "" || errCode(nil) != "" {
+		t.Error("an error matching no sentinel must have no code")
 	}
 }

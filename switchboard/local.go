@@ -3,6 +3,7 @@ package switchboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -47,24 +48,24 @@ const maxClaims = 3
 // deliverUser delivers d to the targets ts[idx] (all user's) and fills
 // out[idx].
 func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string, ts []target, idx []int, out []Result) {
-	fill := func(st Status, reason string) {
+	fill := func(st Status, err error) {
 		for _, i := range idx {
-			out[i] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: st, Reason: reason}
+			out[i] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: st, Err: err}
 		}
 	}
 	for range maxClaims {
 		a, mine := s.recent.claim(user, d.ID, false)
 		if !mine {
-			st, ok := a.wait(ctx, s.cfg.AckTimeout+s.cfg.Mailbox.StoreTimeout)
+			st, ok := a.wait(ctx, s.repeatWait())
 			switch {
 			case !ok:
-				fill(Failed, ErrTimeout.Error())
+				fill(Failed, ErrTimeout)
 				return
 			case st == Delivered:
-				fill(Delivered, ErrDuplicate.Error())
+				fill(Delivered, ErrDuplicate)
 				return
 			case st == Queued:
-				fill(Queued, "already queued")
+				fill(Queued, ErrQueuedBefore)
 				return
 			}
 			continue // the first attempt failed; try again ourselves
@@ -75,7 +76,7 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 			l := s.localLine(user, ts[i].term)
 			switch {
 			case l == nil:
-				rs[j] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: Failed, Reason: ErrTerminalGone.Error()}
+				rs[j] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: Failed, Err: ErrTerminalGone}
 			case len(idx) == 1:
 				// One terminal, the usual case: waiting for its ack on this
 				// goroutine spares a goroutine (and its stack growth) per
@@ -94,8 +95,12 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 		}
 		return
 	}
-	fill(Failed, ErrTimeout.Error())
+	fill(Failed, ErrTimeout)
 }
+
+// repeatWait bounds how long a repeat waits for the attempt in flight: its
+// client's acknowledgement, then perhaps a requeue into the mailbox.
+func (s *Switchboard) repeatWait() time.Duration { return s.cfg.AckTimeout + s.cfg.StoreTimeout }
 
 // bestStatus is what a group of results means for the recent-id set:
 // delivered anywhere beats queued beats anything else.
@@ -123,17 +128,17 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 	r := Result{User: l.user, Node: l.sb.cfg.Node, Term: l.term}
 	switch {
 	case out:
-		r.Status, r.Reason = Failed, ErrTerminalGone.Error()
+		r.Status, r.Err = Failed, ErrTerminalGone
 		return r
 	case st == presence.Busy:
-		r.Status, r.Reason = Refused, ErrBusy.Error()
+		r.Status, r.Err = Refused, ErrBusy
 		return r
 	}
 	at, ok := l.t.(AckTerminal)
 	if !ok {
 		r.Status = Delivered
 		if err := l.t.Deliver(d); err != nil {
-			r.Status, r.Reason = classify(err), err.Error()
+			r.Status, r.Err = classify(err), err
 		}
 		return r
 	}
@@ -146,7 +151,7 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 	})
 	switch {
 	case err != nil:
-		r.Status, r.Reason = classify(err), err.Error()
+		r.Status, r.Err = classify(err), err
 		return r
 	case !acks:
 		r.Status = Delivered
@@ -154,26 +159,26 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 	}
 	t := time.NewTimer(l.sb.cfg.AckTimeout)
 	defer t.Stop()
-	reason := ErrNotAcked.Error()
+	reason := ErrNotAcked
 	select {
 	case err := <-done:
 		if err == nil {
 			r.Status, r.Acked = Delivered, true
 			return r
 		}
-		reason += ": " + err.Error()
+		reason = fmt.Errorf("%w: %w", ErrNotAcked, err)
 	case <-t.C:
 	}
 	l.sb.log.Info("message not acknowledged", "user", l.user, "term", l.term, "id", d.ID, "reason", reason)
-	if mb := l.sb.mbox; requeue && mb != nil && mb.cfg.Offline == OfflineQueue {
-		if _, err := mb.put(d, l.user); err != nil {
-			reason += "; " + err.Error()
+	if requeue && l.sb.queues() {
+		if _, err := l.sb.mbox.Put(d, l.user); err != nil {
+			reason = fmt.Errorf("%w; %w", reason, err)
 		} else {
-			r.Status, r.Reason = Queued, reason
+			r.Status, r.Err = Queued, reason
 			return r
 		}
 	}
-	r.Status, r.Reason = Failed, reason
+	r.Status, r.Err = Failed, reason
 	return r
 }
 
@@ -220,4 +225,38 @@ func (l *Line) accepting() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return !l.out && l.entry.State != presence.Busy
+}
+
+// userLines is the Lines callback for one user's lines on this node.
+type userLines struct {
+	s    *Switchboard
+	user string // canonical
+}
+
+// Accepting reports whether one of her lines here takes messages now.
+func (u userLines) Accepting() bool { return u.s.pickLine(u.user, "") != nil }
+
+// Deliver hands a queued message to the line pickLine chooses. A repeat
+// of an id being delivered here right now waits for that attempt: its
+// success answers Delivered with ErrDuplicate, anything else Failed with
+// ErrInFlight. No line to take it is Failed with ErrNoTerminal.
+func (u userLines) Deliver(ctx context.Context, d *Delivery) Result {
+	s := u.s
+	a, mine := s.recent.claim(u.user, d.ID, true)
+	if !mine {
+		st, ok := a.wait(ctx, s.repeatWait())
+		r := Result{User: u.user, Node: s.cfg.Node, Term: d.RecipTerm, Status: Failed, Err: ErrInFlight}
+		if ok && st == Delivered {
+			r.Status, r.Err = Delivered, ErrDuplicate
+		}
+		return r
+	}
+	l := s.pickLine(u.user, d.RecipTerm)
+	if l == nil {
+		s.recent.finish(a, Failed)
+		return Result{User: u.user, Node: s.cfg.Node, Term: d.RecipTerm, Status: Failed, Err: ErrNoTerminal}
+	}
+	r := l.deliver(d, false)
+	s.recent.finish(a, r.Status)
+	return r
 }

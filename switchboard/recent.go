@@ -17,6 +17,7 @@ import (
 type recentIDs struct {
 	window time.Duration
 	max    int
+	now    func() time.Time
 
 	mu    sync.Mutex
 	byKey map[recentKey]*attempt
@@ -36,8 +37,8 @@ type attempt struct {
 	status Status
 }
 
-func newRecentIDs(window time.Duration, max int) *recentIDs {
-	return &recentIDs{window: window, max: max, byKey: map[recentKey]*attempt{}}
+func newRecentIDs(window time.Duration, max int, now func() time.Time) *recentIDs {
+	return &recentIDs{window: window, max: max, now: now, byKey: map[recentKey]*attempt{}}
 }
 
 // claim returns the attempt for (user, id) and whether the caller owns it
@@ -46,7 +47,7 @@ func newRecentIDs(window time.Duration, max int) *recentIDs {
 // final for direct deliveries (the repeat is answered "queued"), but not
 // for the mailbox drainer (retake): delivering the queued copy is its job.
 func (r *recentIDs) claim(user, id string, retake bool) (*attempt, bool) {
-	a := &attempt{key: recentKey{user, id}, at: time.Now(), done: make(chan struct{})}
+	a := &attempt{key: recentKey{user, id}, at: r.now(), done: make(chan struct{})}
 	if id == "" {
 		return a, true // no identity: nothing to compare with
 	}

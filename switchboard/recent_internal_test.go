@@ -12,7 +12,7 @@ import (
 // an id that was only queued.
 func TestRecentIDsRepeatRules(t *testing.T) {
 	t.Parallel()
-	r := newRecentIDs(time.Minute, 16)
+	r := newRecentIDs(time.Minute, 16, time.Now)
 	a, mine := r.claim("alice", "m1", false)
 	if !mine {
 		t.Fatal("first claim not owned")
@@ -48,7 +48,8 @@ func TestRecentIDsRepeatRules(t *testing.T) {
 
 func TestRecentIDsBounded(t *testing.T) {
 	t.Parallel()
-	r := newRecentIDs(50*time.Millisecond, 8)
+	now := time.Now() // the test's clock: only this goroutine reads or steps it
+	r := newRecentIDs(50*time.Millisecond, 8, func() time.Time { return now })
 	for i := range 100 {
 		a, _ := r.claim("alice", fmt.Sprint(i), false)
 		r.finish(a, Delivered)
@@ -59,7 +60,7 @@ func TestRecentIDsBounded(t *testing.T) {
 	if n > 9 || live > 9 {
 		t.Fatalf("%d remembered (%d live) after 100 ids, cap 8", n, live)
 	}
-	time.Sleep(60 * time.Millisecond) // let the window pass: the subject of the test, not synchronisation
+	now = now.Add(60 * time.Millisecond) // the window passes
 	if _, mine := r.claim("alice", "99", false); !mine {
 		t.Fatal("an id older than the window must be forgotten")
 	}

@@ -12,10 +12,10 @@ func TestSummaryNamesWhatHappened(t *testing.T) {
 	t.Parallel()
 	acked := Result{User: "alice", Node: "n2", Term: "pts/1", Status: Delivered, Acked: true}
 	handed := Result{User: "alice", Node: "n2", Term: "pts/1", Status: Delivered}
-	repeat := Result{User: "alice", Node: "n2", Term: "pts/1", Status: Delivered, Reason: ErrDuplicate.Error()}
-	requeued := Result{User: "alice", Node: "n2", Term: "pts/1", Status: Queued, Reason: "not acknowledged"}
-	down := Result{User: "alice", Node: "n3", Term: "pts/2", Status: Failed, Reason: ErrNodeDown.Error()}
-	busy := Result{User: "alice", Node: "n3", Term: "pts/2", Status: Refused, Reason: ErrBusy.Error()}
+	repeat := Result{User: "alice", Node: "n2", Term: "pts/1", Status: Delivered, Err: ErrDuplicate}
+	requeued := Result{User: "alice", Node: "n2", Term: "pts/1", Status: Queued, Err: ErrNotAcked}
+	down := Result{User: "alice", Node: "n3", Term: "pts/2", Status: Failed, Err: ErrNodeDown}
+	busy := Result{User: "alice", Node: "n3", Term: "pts/2", Status: Refused, Err: ErrBusy}
 	cases := []struct {
 		name   string
 		o      Outcome

@@ -17,9 +17,21 @@ import (
 	"github.com/msprelay/msprelay/presence"
 )
 
+// Defaults for the zero fields of Config.
+const (
+	DefaultActivityEvery  = 10 * time.Second
+	DefaultForwardTimeout = 2 * time.Second
+	DefaultDedupWindow    = 5 * time.Minute
+	DefaultMaxServing     = 256
+	// DefaultStoreTimeout bounds one store operation of a Mailbox; package
+	// mailbox uses it as its own default too.
+	DefaultStoreTimeout = 2 * time.Second
+)
+
 // Config configures a Switchboard.
 type Config struct {
-	// Node is this node's name (the presence directory's name).
+	// Node is this node's name; empty means the directory's name, and
+	// anything else must equal it.
 	Node string
 	// Directory is the presence directory; required. The switchboard writes
 	// this node's entries into it as lines sign in, change and sign out.
@@ -27,12 +39,17 @@ type Config struct {
 	// Logger receives the switchboard's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// ActivityEvery rate-limits LastActive updates from Touch so that a chatty
-	// user does not turn every keystroke into a gossip broadcast. Zero means 10s.
+	// user does not turn every keystroke into a gossip broadcast. Zero means
+	// DefaultActivityEvery.
 	ActivityEvery time.Duration
+	// Now returns the current time (sign-in and activity stamps, the
+	// recent-id window); nil means time.Now. Tests pass a clock they step.
+	Now func() time.Time
 	// NATS connects this node to the others. Nil means a single node: entries
 	// of other nodes fail with ErrNodeDown. The caller owns the connection.
 	NATS *nats.Conn
-	// ForwardTimeout bounds one request to another node. Zero means 2s.
+	// ForwardTimeout bounds one request to another node. Zero means
+	// DefaultForwardTimeout.
 	ForwardTimeout time.Duration
 	// AckTimeout bounds how long a delivery to an acknowledging client
 	// (AckTerminal) waits for its acknowledgement before the message goes
@@ -41,15 +58,24 @@ type Config struct {
 	AckTimeout time.Duration
 	// DedupWindow is how long this node remembers the ids of messages it
 	// delivered to its lines, so that repeats are delivered once. Zero
-	// means 5 minutes.
+	// means DefaultDedupWindow.
 	DedupWindow time.Duration
 	// MaxServing bounds how many deliveries from other nodes this node
 	// handles at once (each may wait up to AckTimeout for a client).
-	// Zero means 256.
+	// Zero means DefaultMaxServing.
 	MaxServing int
-	// Mailbox configures the durable mailbox and the known-users bucket,
-	// which need NATS with JetStream.
-	Mailbox MailboxConfig
+	// Mailbox keeps messages for known users that no terminal took; nil
+	// means none: users who are not signed in are refused as "not signed
+	// in", and nothing is recorded. The caller owns it (starts and closes
+	// it; close it after the switchboard, whose Close signs lines out).
+	Mailbox Mailbox
+	// Offline is what happens to messages for known users that no
+	// terminal took, given a Mailbox; "" means OfflineQueue.
+	Offline OfflinePolicy
+	// StoreTimeout is how long one Mailbox operation may take, for waits
+	// that include one (a repeat waits AckTimeout+StoreTimeout for the
+	// first attempt, which may requeue). Zero means DefaultStoreTimeout.
+	StoreTimeout time.Duration
 }
 
 // Errors from sign-in and line operations.
@@ -65,9 +91,12 @@ type Switchboard struct {
 	dir *presence.Directory
 	log *slog.Logger
 
+	now    func() time.Time
+	mbox   Mailbox     // Config.Mailbox, or noMailbox
 	fed    *federation // nil without NATS
-	mbox   *mailbox    // nil without NATS or when disabled
 	recent *recentIDs
+
+	closeDone chan struct{} // closed when the first Close has finished
 
 	// mu guards lines, perUser and closed.
 	mu      sync.Mutex
@@ -96,36 +125,42 @@ func New(cfg Config) (*Switchboard, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.ActivityEvery <= 0 {
-		cfg.ActivityEvery = 10 * time.Second
+		cfg.ActivityEvery = DefaultActivityEvery
 	}
 	if cfg.ForwardTimeout <= 0 {
-		cfg.ForwardTimeout = 2 * time.Second
+		cfg.ForwardTimeout = DefaultForwardTimeout
 	}
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = cfg.ForwardTimeout / 2
 	}
 	if cfg.DedupWindow <= 0 {
-		cfg.DedupWindow = 5 * time.Minute
+		cfg.DedupWindow = DefaultDedupWindow
 	}
 	if cfg.MaxServing <= 0 {
-		cfg.MaxServing = 256
+		cfg.MaxServing = DefaultMaxServing
 	}
-	cfg.Mailbox.setDefaults()
-	if err := cfg.Mailbox.validate(); err != nil {
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = DefaultStoreTimeout
+	}
+	pol, err := ParseOfflinePolicy(string(cfg.Offline))
+	if err != nil {
 		return nil, err
 	}
-	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, lines: map[lineKey]*Line{},
-		perUser: map[string]int{}, recent: newRecentIDs(cfg.DedupWindow, maxRecentIDs)}
+	cfg.Offline = pol
+	mbox := cfg.Mailbox
+	if mbox == nil {
+		// Nothing can be queued, and nobody is known: users who are not
+		// signed in stay "not signed in".
+		mbox, cfg.Offline = noMailbox{}, OfflineRefuse
+	}
+	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, now: cfg.Now, mbox: mbox, closeDone: make(chan struct{}), lines: map[lineKey]*Line{},
+		perUser: map[string]int{}, recent: newRecentIDs(cfg.DedupWindow, maxRecentIDs, cfg.Now)}
 	if cfg.NATS != nil {
 		s.fed = newFederation(s, cfg.NATS)
-		if !cfg.Mailbox.Disabled {
-			mb, err := newMailbox(s, cfg.NATS, cfg.Mailbox)
-			if err != nil {
-				return nil, err
-			}
-			s.mbox = mb
-		}
 	}
 	return s, nil
 }
@@ -134,30 +169,30 @@ func New(cfg Config) (*Switchboard, error) {
 const maxRecentIDs = 65536
 
 // Start serves this node's deliver subject when NATS is configured, so that
-// other nodes can reach its lines, and sets up the mailbox (a store that is
-// not reachable yet is retried on use); Close stops both. Without NATS it
-// does nothing.
-func (s *Switchboard) Start() error {
+// other nodes can reach its lines, and returns once the subscription is in
+// place; Close stops it. Without NATS it does nothing. ctx bounds only the
+// start.
+func (s *Switchboard) Start(ctx context.Context) error {
 	if s.fed == nil {
 		return nil
 	}
-	if s.mbox != nil {
-		s.mbox.start()
-	}
-	return s.fed.subscribe()
+	return s.fed.subscribe(ctx)
 }
 
 // Node returns this node's name.
 func (s *Switchboard) Node() string { return s.cfg.Node }
 
-// Close stops serving other nodes, signs out every line (their terminals are
-// kicked) and refuses further sign-ins. It is idempotent.
+// Close stops serving other nodes, waiting for the requests being served,
+// signs out every line (their terminals are kicked) and refuses further
+// sign-ins. It is idempotent: a second Close waits for the first.
 func (s *Switchboard) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		<-s.closeDone
 		return nil
 	}
+	defer close(s.closeDone)
 	s.closed = true
 	lines := make([]*Line, 0, len(s.lines))
 	for _, l := range s.lines {
@@ -170,9 +205,6 @@ func (s *Switchboard) Close() error {
 	for _, l := range lines {
 		l.t.Kick("node shutting down")
 		l.SignOut()
-	}
-	if s.mbox != nil {
-		s.mbox.close()
 	}
 	return nil
 }
@@ -208,7 +240,7 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 		state = presence.Online
 	}
 	k := keyFor(user, term)
-	now := time.Now()
+	now := s.now()
 	l := &Line{sb: s, key: k, user: k.user, term: term, t: t, touched: now,
 		entry: presence.Entry{User: k.user, Term: term, State: state, Since: now, LastActive: now}}
 	s.mu.Lock()
@@ -229,17 +261,21 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 		old.t.Kick("signed in again elsewhere on this terminal")
 	}
 	if err := s.dir.Upsert(l.entry); err != nil {
-		if _, last := s.drop(l); last && s.mbox != nil {
-			s.mbox.lineDown(l.user)
+		if _, last := s.drop(l); last {
+			// Her replaced line's drainer must stop; she is signed out here.
+			s.mbox.LineDown(l.seen(presence.Offline), true)
 		}
 		return nil, fmt.Errorf("switchboard: sign in %s/%s: %w", user, term, err)
 	}
 	s.log.Info("signed in", "user", k.user, "term", term, "state", state.String())
-	if s.mbox != nil {
-		s.mbox.record(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String()})
-		s.mbox.lineUp(k.user)
-	}
+	s.mbox.LineUp(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String()},
+		userLines{s: s, user: k.user})
 	return l, nil
+}
+
+// seen is the known-users record of l entering state st now.
+func (l *Line) seen(st presence.State) Seen {
+	return Seen{User: l.user, Time: l.sb.now(), Node: l.sb.cfg.Node, Term: l.term, State: st.String()}
 }
 
 // drop removes l from the registry if it is still the registered line;
@@ -282,11 +318,11 @@ func (l *Line) SetState(st presence.State) error {
 	}
 	err := l.update(func(e *presence.Entry) error {
 		e.State = st
-		e.LastActive = time.Now()
+		e.LastActive = l.sb.now()
 		return nil
 	})
-	if err == nil && st != presence.Busy && l.sb.mbox != nil {
-		l.sb.mbox.poke(l.user) // she may take her queued messages now
+	if err == nil && st != presence.Busy {
+		l.sb.mbox.Wake(l.user) // she may take her queued messages now
 	}
 	return err
 }
@@ -314,7 +350,7 @@ func (l *Line) SetAliases(names []string) error {
 // Touch records user activity; it decides which terminal "the right terminal"
 // is. Updates are published at most once per Config.ActivityEvery.
 func (l *Line) Touch() {
-	now := time.Now()
+	now := l.sb.now()
 	l.mu.Lock()
 	due := now.Sub(l.touched) >= l.sb.cfg.ActivityEvery
 	l.mu.Unlock()
@@ -357,12 +393,7 @@ func (l *Line) SignOut() {
 	if dropped, last := l.sb.drop(l); dropped {
 		l.sb.dir.Remove(l.user, l.term)
 		l.sb.log.Info("signed out", "user", l.user, "term", l.term)
-		if mb := l.sb.mbox; mb != nil {
-			mb.record(Seen{User: l.user, Time: time.Now(), Node: l.sb.cfg.Node, Term: l.term, State: presence.Offline.String()})
-			if last {
-				mb.lineDown(l.user)
-			}
-		}
+		l.sb.mbox.LineDown(l.seen(presence.Offline), last)
 	} else if !wasOut {
 		l.sb.log.Debug("stale line signed out", "user", l.user, "term", l.term)
 	}
@@ -399,15 +430,13 @@ func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
 		d = &c
 	}
 	o := s.route(ctx, d)
-	if s.mbox != nil {
-		s.mbox.settle(d, o)
-	}
+	s.settle(d, o)
 	return o
 }
 
 // route delivers d to the terminals its address selects.
 func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
-	o := &Outcome{Recipient: d.Recipient}
+	o := &Outcome{Recipient: d.Recipient, RecipTerm: d.RecipTerm}
 	targets, err := s.selectTargets(d)
 	if err != nil {
 		o.Err = err
@@ -460,7 +489,7 @@ func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, t
 		if s.fed == nil {
 			out := make([]Result, len(targets))
 			for i, e := range targets {
-				out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Reason: ErrNodeDown.Error()}
+				out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Err: ErrNodeDown}
 			}
 			return out
 		}

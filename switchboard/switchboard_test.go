@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -47,18 +50,26 @@ func (t *inbox) texts() []string {
 	return slices.Clone(t.got)
 }
 
-func newBoard(t *testing.T, node string) (*switchboard.Switchboard, *presence.Directory) {
+// board is a single-node switchboard whose clock the test steps.
+type board struct {
+	*switchboard.Switchboard
+	dir   *presence.Directory
+	clock *testcluster.Clock
+}
+
+func newBoard(t *testing.T, node string) *board {
 	t.Helper()
-	dir, err := presence.New(presence.Config{Name: node})
+	clock := testcluster.NewClock()
+	dir, err := presence.New(presence.Config{Name: node, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := switchboard.New(switchboard.Config{Directory: dir})
+	sb, err := switchboard.New(switchboard.Config{Directory: dir, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close(); dir.Close() })
-	return sb, dir
+	return &board{Switchboard: sb, dir: dir, clock: clock}
 }
 
 type signin struct {
@@ -70,7 +81,7 @@ type signin struct {
 
 // setup signs lines in one at a time with increasing activity, so the last
 // one listed is the most recently active.
-func setup(t *testing.T, sb *switchboard.Switchboard, ins []signin) map[string]*inbox {
+func setup(t *testing.T, sb *board, ins []signin) map[string]*inbox {
 	t.Helper()
 	boxes := map[string]*inbox{}
 	for _, in := range ins {
@@ -89,7 +100,7 @@ func setup(t *testing.T, sb *switchboard.Switchboard, ins []signin) map[string]*
 			}
 		}
 		boxes[box.name] = box
-		time.Sleep(2 * time.Millisecond) // distinct LastActive stamps, not synchronisation
+		sb.clock.Step(time.Second) // the next line is more recently active
 	}
 	return boxes
 }
@@ -121,6 +132,7 @@ func TestAddressingRules(t *testing.T) {
 		{"no console session refuses", std[:3], "", "", false, nil, "no console"},
 		{"user not present refuses", std, "carol", "", false, nil, "carol: not signed in"},
 		{"named terminal not present refuses", std, "alice", "pts/9", false, nil, "no such terminal"},
+		{"issue 14: empty RECIPIENT and an absent terminal: the reply names the terminal", std, "", "tty9", false, nil, "tty9: no such terminal"},
 		{"user@node pins this node", std, "alice@n1", "pts/1", true, []string{"alice/pts/1"}, "delivered"},
 		{"user@node on another node finds nothing", std, "alice@n2", "pts/1", false, nil, "not signed in"},
 		{"bad node name in address refused", std, "alice@a.b", "", false, nil, "bad address"},
@@ -135,7 +147,7 @@ func TestAddressingRules(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			sb, _ := newBoard(t, "n1")
+			sb := newBoard(t, "n1")
 			boxes := setup(t, sb, tc.ins)
 			o := sb.Send(context.Background(), &switchboard.Delivery{Recipient: tc.recip, RecipTerm: tc.term, Sender: "bob", Text: "hi"})
 			if o.Delivered() != tc.wantOK {
@@ -160,7 +172,8 @@ func TestAddressingRules(t *testing.T) {
 
 func TestSignInAgainKicksOldLine(t *testing.T) {
 	t.Parallel()
-	sb, dir := newBoard(t, "n1")
+	sb := newBoard(t, "n1")
+	dir := sb.dir
 	old := &inbox{}
 	l1, err := sb.SignIn("alice", "pts/1", presence.Online, old)
 	if err != nil {
@@ -186,7 +199,8 @@ func TestSignInAgainKicksOldLine(t *testing.T) {
 
 func TestSignOutEndsPresence(t *testing.T) {
 	t.Parallel()
-	sb, dir := newBoard(t, "n1")
+	sb := newBoard(t, "n1")
+	dir := sb.dir
 	l, err := sb.SignIn("alice", "pts/1", presence.Online, &inbox{})
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +217,7 @@ func TestSignOutEndsPresence(t *testing.T) {
 
 func TestAliasTakenByAnotherUser(t *testing.T) {
 	t.Parallel()
-	sb, _ := newBoard(t, "n1")
+	sb := newBoard(t, "n1")
 	if _, err := sb.SignIn("bob", "tty1", presence.Online, &inbox{}); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +249,7 @@ func TestMessageIDStableAcrossRetransmission(t *testing.T) {
 // messages on one connection would be taken for a repeat.
 func TestRepeatsDeliveredOnce(t *testing.T) {
 	t.Parallel()
-	sb, _ := newBoard(t, "n1")
+	sb := newBoard(t, "n1")
 	box := setup(t, sb, []signin{{user: "alice", term: "pts/1"}})["alice/pts/1"]
 	mk := func(cookie, text string) *switchboard.Delivery {
 		return &switchboard.Delivery{ID: switchboard.MessageID("bob", "tty1", cookie, "192.0.2.1:9"), Recipient: "alice",
@@ -271,10 +285,55 @@ func TestLatin1PartsCompareOctetByOctet(t *testing.T) {
 	if a, b := switchboard.MessageID("REN\xc9", "", "c1", "h"), switchboard.MessageID("ren\xe9", "", "c1", "h"); a != b {
 		t.Errorf("RENÉ and rené differ: %s %s", a, b)
 	}
-	sb, _ := newBoard(t, "n1")
+	sb := newBoard(t, "n1")
 	boxes := setup(t, sb, []signin{{user: "alice", term: "tty\xe0"}, {user: "alice", term: "tty\xe1"}})
 	o := sb.Send(context.Background(), &switchboard.Delivery{Recipient: "alice", RecipTerm: "TTY\xc1", Text: "x"})
 	if !o.Delivered() || len(boxes["alice/tty\xe1"].texts()) != 1 || len(boxes["alice/tty\xe0"].texts()) != 0 {
 		t.Fatalf("RECIP-TERM TTY\\xc1 reached the wrong terminal(s): %s", o.Summary())
 	}
+}
+
+// silent is an AckTerminal whose client says it acknowledges messages and
+// never does.
+type silent struct{ inbox }
+
+func (s *silent) DeliverAcked(d *switchboard.Delivery, _ func(error)) (bool, error) {
+	return true, s.Deliver(d)
+}
+
+// "delivered" means acknowledged: a client that promises acknowledgements
+// and stays silent has AckTimeout, then the message counts as not taken
+// (without a mailbox to go back to, it failed). The test only waits on
+// time, so it runs in a synctest bubble: an hour of AckTimeout passes at
+// once, and exactly.
+func TestSilentClientTimesOutAfterAckTimeout(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		dir, err := presence.New(presence.Config{Name: "n1", Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dir.Close()
+		const ackTimeout = time.Hour
+		sb, err := switchboard.New(switchboard.Config{Directory: dir, AckTimeout: ackTimeout, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sb.Close()
+		box := &silent{}
+		if _, err := sb.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		o := sb.Send(context.Background(), &switchboard.Delivery{ID: "m1", Recipient: "alice", Text: "hello?"})
+		if waited := time.Since(start); waited != ackTimeout {
+			t.Errorf("waited %v for the acknowledgement, want AckTimeout %v", waited, ackTimeout)
+		}
+		if o.Delivered() || len(o.Results) != 1 || !errors.Is(o.Results[0].Err, switchboard.ErrNotAcked) {
+			t.Fatalf("outcome %q (%+v), want not delivered: not acknowledged", o.Summary(), o.Results)
+		}
+		if got := box.texts(); !slices.Equal(got, []string{"hello?"}) {
+			t.Fatalf("the terminal got %q, want the message pushed once", got)
+		}
+	})
 }

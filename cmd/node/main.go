@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -55,7 +56,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.NATSToken, "nats-token", "", "NATS token (prefer env MSPRELAY_NATS_TOKEN)")
 	fs.DurationVar(&cfg.MSPIdleTimeout, "idle-timeout", cfg.MSPIdleTimeout, "close MSP TCP connections idle this long")
 	fs.IntVar(&cfg.MSPMaxConns, "max-conns", cfg.MSPMaxConns, "maximum concurrent MSP TCP connections")
-	fs.DurationVar(&cfg.DedupWindow, "dedup-window", cfg.DedupWindow, "how long a UDP (address, port, cookie) is remembered")
+	fs.DurationVar(&cfg.DedupWindow, "dedup-window", cfg.DedupWindow, "how long a message counts as a repeat: UDP (address, port, cookie), delivered ids, mailbox message ids")
 	fs.DurationVar(&cfg.DeliverTimeout, "deliver-timeout", cfg.DeliverTimeout, "bound on one delivery, including other nodes")
 	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", 0, "bound on waiting for a session client's acknowledgement (default: half of --deliver-timeout)")
 	fs.StringVar(&cfg.Offline, "offline", cfg.Offline, "messages for known users who are not signed in: queue (mailbox) or refuse")
@@ -100,8 +101,72 @@ func run(args []string, stderr io.Writer) int {
 	cfg.Logger = logger
 	n, err := node.New(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "node: %v\n", err)
+		fmt.Fprintf(stderr, "node: %v\n", inFlagTerms(err))
 		return 2
 	}
-	return cliflags.RunUntilSignal(logger, "node", n.Run)
+	return cliflags.RunUntilSignal(logger, "node", func(ctx context.Context) error {
+		return inFlagTerms(n.Run(ctx))
+	})
+}
+
+// flagFor names the flag that sets each node.Config field a
+// node.FieldError may name.
+func flagFor(field string) string {
+	switch field {
+	case "Name":
+		return "--name"
+	case "MSPAddr":
+		return "--msp"
+	case "SessionAddr":
+		return "--session"
+	case "SessionSocket":
+		return "--session-socket"
+	case "SessionAuth":
+		return "--session-auth"
+	case "SessionSecrets":
+		return "--session-secrets"
+	case "DataDir":
+		return "--data"
+	case "GossipAddr":
+		return "--gossip"
+	case "Join":
+		return "--join"
+	case "GossipProfile":
+		return "--gossip-profile"
+	case "NATSListen":
+		return "--nats-listen"
+	case "Offline":
+		return "--offline"
+	case "MailboxMax":
+		return "--mailbox-max"
+	case "MailboxAge":
+		return "--mailbox-age"
+	case "MailboxReplicas":
+		return "--mailbox-replicas"
+	case "MailboxAckWait":
+		return "--mailbox-ack-wait"
+	case "AckTimeout":
+		return "--ack-timeout"
+	}
+	return ""
+}
+
+// inFlagTerms restates an error about one setting in terms of its flag:
+// the library names its Config fields, a user of this command knows flags.
+// An address or path that cannot be bound is most often held by another
+// node on this host (issue 14: "another node is listening on
+// /run/msprelay/session.sock" left the user guessing what to change).
+func inFlagTerms(err error) error {
+	var fe *node.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	flag := flagFor(fe.Field)
+	switch {
+	case flag == "":
+		return err
+	case errors.Is(err, node.ErrConfig):
+		return fmt.Errorf("%s: %w", flag, fe.Err)
+	}
+	return fmt.Errorf("%s: %w (if another node runs on this host, give this one its own with %s)", flag, fe.Err, flag)
 }

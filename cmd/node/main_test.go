@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,27 +71,42 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// The reader owns the pipe until it returns (readDone): os/exec says
+	// Wait must not run before all reads from the pipe have completed.
 	ready := make(chan string, 1)
-	var logs bytes.Buffer
+	readDone := make(chan struct{})
+	var logs lockedBuffer
 	go func() {
+		defer close(readDone)
 		re := regexp.MustCompile(`"msg":"node ready".*"msp":"([^"]+)"`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
+			logs.WriteLine(sc.Text())
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				ready <- m[1]
 			}
 		}
-		close(ready)
 	}()
+	waitReader := func() {
+		select {
+		case <-readDone:
+		case <-time.After(10 * time.Second):
+			t.Errorf("stderr reader still running 10s after the node exited")
+		}
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			waitReader()
+			_ = cmd.Wait()
+		}
+	})
 	var mspAddr string
 	select {
-	case a, ok := <-ready:
-		if !ok {
-			t.Fatalf("node exited before ready:\n%s", logs.String())
-		}
+	case a := <-ready:
 		mspAddr = a
+	case <-readDone:
+		t.Fatalf("node exited before ready:\n%s", logs.String())
 	case <-time.After(20 * time.Second):
 		t.Fatal("node not ready within 20s")
 	}
@@ -108,8 +124,13 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 	if err != nil || !r.OK {
 		t.Fatalf("send: %+v %v", r, err)
 	}
-	if m := <-cl.Messages(); m == nil || m.Text != "before shutdown" {
-		t.Fatalf("message %+v", m)
+	select {
+	case m := <-cl.Messages():
+		if m == nil || m.Text != "before shutdown" {
+			t.Fatalf("message %+v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
 	}
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -123,6 +144,7 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 	if !errors.Is(cl.Err(), session.ErrServerShutdown) {
 		t.Fatalf("session ended with %v, want OUT SSD", cl.Err())
 	}
+	waitReader()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("node exit: %v\n%s", err, logs.String())
 	}
@@ -130,4 +152,65 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Fatalf("socket left behind: %v", err)
 	}
+}
+
+// lockedBuffer collects log lines from the reader goroutine for the test
+// goroutine; mu guards b.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) WriteLine(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s + "\n")
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Issue 14: a second node on one host "fails with 'another node is
+// listening on /run/msprelay/session.sock'": the error must say which flag
+// to use.
+func TestSecondNodeOnOneSocketIsToldWhichFlagToUse(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s.sock")
+	first, err := session.ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	go func() { // answer like a live node: accept and hang up
+		for {
+			c, err := first.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	var stderr lockedBuffer
+	code := run([]string{"--name", "second", "--msp", "127.0.0.1:0", "--session-socket", sock,
+		"--data", filepath.Join(dir, "data"), "--log-format", "json"}, writerFunc(stderr.WriteLine))
+	if code == 0 {
+		t.Fatalf("second node started on a socket in use:\n%s", stderr.String())
+	}
+	out := stderr.String()
+	t.Logf("%s", out)
+	if !strings.Contains(out, "--session-socket") || !strings.Contains(out, sock) {
+		t.Fatalf("error does not name the socket and the flag to change it:\n%s", out)
+	}
+}
+
+// writerFunc adapts a line sink to io.Writer (slog writes whole records).
+type writerFunc func(string)
+
+func (f writerFunc) Write(p []byte) (int, error) {
+	f(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 )
@@ -167,21 +168,11 @@ func (r *relay) monitor(path string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-// waitFor polls cond every pollEvery until it returns nil and reports how
+// waitFor polls cond (waitfor.NoError) until it returns nil and reports how
 // long that took; after timeout it fails the test with cond's last error.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
 	t.Helper()
-	t0 := time.Now()
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(t0)
-		}
-		if time.Since(t0) > timeout {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(pollEvery)
-	}
+	return waitfor.NoError(t, timeout, what, cond)
 }
 
 // signIn opens a session to n from inside n's host, over TCP, and signs in

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
@@ -248,17 +249,12 @@ func (c *Cluster) WaitPresent(user, term, owner string, present bool) {
 	})
 }
 
-// WaitFor polls cond every 10ms until it holds or timeout passes, then fails
-// the test naming what it waited for.
+// WaitFor polls cond until it holds or timeout passes, then fails the test
+// naming what it waited for (waitfor.True, for tests that import this
+// package anyway).
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.True(t, timeout, what, cond)
 }
 
 // NextMessage waits for the next message pushed to cl, failing the test
@@ -316,4 +312,30 @@ func (c *Cluster) DataDir(i int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return filepath.Clean(c.cfgs[i].DataDir)
+}
+
+// Clock is a clock a test steps by hand, for components that take a Now
+// func (switchboard.Config.Now, presence.Config.Now): stepping it
+// separates two timestamps without sleeping. It starts at the real time
+// of NewClock; mu guards now.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock at the current time.
+func NewClock() *Clock { return &Clock{now: time.Now()} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Step moves the clock d forward.
+func (c *Clock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }

@@ -1,12 +1,12 @@
-package switchboard_test
+package mailbox_test
 
 import (
 	"errors"
 	"regexp"
 	"testing"
 
+	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/switchboard"
 )
 
 // A JetStream key-value key, and with it one subject token: the stricter of
@@ -32,18 +32,18 @@ func TestUserTokenIsSubjectSafeAndOneToOne(t *testing.T) {
 		{"%2E", "=252e"},
 	}
 	for _, tc := range cases {
-		got := switchboard.UserToken(tc.user)
+		got := mailbox.UserToken(tc.user)
 		if got != tc.token {
 			t.Errorf("UserToken(%q) = %q, want %q", tc.user, got, tc.token)
 		}
 		if !tokenAlphabet.MatchString(got) {
 			t.Errorf("UserToken(%q) = %q: not a valid key", tc.user, got)
 		}
-		back, err := switchboard.ParseUserToken(got)
+		back, err := mailbox.ParseUserToken(got)
 		if err != nil || back != presence.CanonicalUser(tc.user) {
 			t.Errorf("ParseUserToken(%q) = %q, %v; want %q", got, back, err, presence.CanonicalUser(tc.user))
 		}
-		if s := switchboard.MailboxSubject(tc.user); s != switchboard.MailboxSubjectPrefix+tc.token {
+		if s := mailbox.Subject(tc.user); s != mailbox.SubjectPrefix+tc.token {
 			t.Errorf("MailboxSubject(%q) = %q", tc.user, s)
 		}
 	}
@@ -54,7 +54,7 @@ func TestUserTokenIsSubjectSafeAndOneToOne(t *testing.T) {
 func TestParseUserTokenRejectsNonCanonicalText(t *testing.T) {
 	t.Parallel()
 	for _, tok := range []string{"", "Alice", "a=2e", "=61", "a=", "a=F", "a=G0", "a.b", "a b", "=C4", string(make([]byte, 200))} {
-		if u, err := switchboard.ParseUserToken(tok); !errors.Is(err, switchboard.ErrBadToken) {
+		if u, err := mailbox.ParseUserToken(tok); !errors.Is(err, mailbox.ErrBadToken) {
 			t.Errorf("ParseUserToken(%q) = %q, %v; want ErrBadToken", tok, u, err)
 		}
 	}
@@ -66,17 +66,17 @@ func FuzzUserToken(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if presence.ValidUser(s) == nil {
-			tok := switchboard.UserToken(s)
+			tok := mailbox.UserToken(s)
 			if !tokenAlphabet.MatchString(tok) {
 				t.Fatalf("UserToken(%q) = %q: not a valid key", s, tok)
 			}
-			if back, err := switchboard.ParseUserToken(tok); err != nil || back != presence.CanonicalUser(s) {
+			if back, err := mailbox.ParseUserToken(tok); err != nil || back != presence.CanonicalUser(s) {
 				t.Fatalf("round trip of %q: %q, %v", s, back, err)
 			}
 		}
 		// Any text: ParseUserToken either refuses it or inverts UserToken.
-		if u, err := switchboard.ParseUserToken(s); err == nil && switchboard.UserToken(u) != s {
-			t.Fatalf("ParseUserToken(%q) = %q, whose token is %q", s, u, switchboard.UserToken(u))
+		if u, err := mailbox.ParseUserToken(s); err == nil && mailbox.UserToken(u) != s {
+			t.Fatalf("ParseUserToken(%q) = %q, whose token is %q", s, u, mailbox.UserToken(u))
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package switchboard_test
+package mailbox_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/internal/testcluster"
+	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
@@ -145,7 +146,7 @@ func TestClusterRedeliversWhenSessionDiesBeforeAck(t *testing.T) {
 	}()
 	first := testcluster.NextMessage(t, doomed, 10*time.Second)
 	doomed.Close() // dies with the message in hand, unacknowledged
-	<-sent
+	waitfor.Recv(t, sent, 15*time.Second, "the reply to the sender")
 	if !r.OK || !strings.HasPrefix(r.Text, "queued for alice (pts/1@n2 not acknowledged") {
 		t.Fatalf("reply %+v, want +queued for alice (pts/1@n2 not acknowledged...)", r)
 	}

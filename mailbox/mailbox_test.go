@@ -1,4 +1,4 @@
-package switchboard_test
+package mailbox_test
 
 import (
 	"context"
@@ -14,6 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/internal/testcluster"
+	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -39,10 +42,11 @@ func newStore(t *testing.T) *store {
 	return &store{t: t, b: b, url: b.ClientURL()}
 }
 
-// board builds a switchboard named node on the store, with its own presence
-// directory (no gossip: boards of one test do not see each other's lines,
-// which is exactly the view of a node that has not heard of a sign-in yet).
-func (st *store) board(node string, tweak func(*switchboard.Config)) *switchboard.Switchboard {
+// board builds a node's switchboard and mailbox named node on the store,
+// with its own presence directory (no gossip: boards of one test do not
+// see each other's lines, which is exactly the view of a node that has not
+// heard of a sign-in yet). tweak may adjust either config.
+func (st *store) board(node string, tweak func(*switchboard.Config, *mailbox.Config)) *switchboard.Switchboard {
 	st.t.Helper()
 	dir, err := presence.New(presence.Config{Name: node, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -52,20 +56,33 @@ func (st *store) board(node string, tweak func(*switchboard.Config)) *switchboar
 	if err != nil {
 		st.t.Fatal(err)
 	}
+	mcfg := mailbox.Config{NATS: nc, Logger: slog.New(slog.DiscardHandler),
+		PollEvery: 200 * time.Millisecond, AckWait: 2 * time.Second, StoreTimeout: time.Second}
 	cfg := switchboard.Config{Directory: dir, NATS: nc, Logger: slog.New(slog.DiscardHandler),
-		ForwardTimeout: time.Second, AckTimeout: 300 * time.Millisecond,
-		Mailbox: switchboard.MailboxConfig{PollEvery: 200 * time.Millisecond, AckWait: 2 * time.Second, StoreTimeout: time.Second}}
+		ForwardTimeout: time.Second, AckTimeout: 300 * time.Millisecond, StoreTimeout: time.Second}
 	if tweak != nil {
-		tweak(&cfg)
+		tweak(&cfg, &mcfg)
 	}
+	mb, err := mailbox.New(mcfg)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	cfg.Mailbox = mb
 	sb, err := switchboard.New(cfg)
 	if err != nil {
 		st.t.Fatal(err)
 	}
-	if err := sb.Start(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mb.Start(ctx); err != nil {
 		st.t.Fatal(err)
 	}
-	st.t.Cleanup(func() { sb.Close(); dir.Close(); nc.Close() })
+	if err := sb.Start(ctx); err != nil {
+		st.t.Fatal(err)
+	}
+	// The switchboard first (its Close signs lines out, which the mailbox
+	// records), then the mailbox, then what both use.
+	st.t.Cleanup(func() { sb.Close(); mb.Close(); dir.Close(); nc.Close() })
 	return sb
 }
 
@@ -135,17 +152,6 @@ func (b *ackBox) texts() []string {
 }
 func (b *ackBox) ids() []string { return b.field(func(d *switchboard.Delivery) string { return d.ID }) }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func msg(recipient, text string) *switchboard.Delivery {
 	return &switchboard.Delivery{ID: switchboard.MessageID("bob", "tty1", text, "192.0.2.1:9"), Recipient: recipient,
 		Sender: "bob", SenderTerm: "tty1", Text: text, Cookie: text,
@@ -168,7 +174,7 @@ func known(t *testing.T, sb *switchboard.Switchboard, user string) {
 		t.Fatal(err)
 	}
 	l.SignOut()
-	waitFor(t, user+" recorded as signed out", func() bool {
+	waitfor.True(t, 10*time.Second, user+" recorded as signed out", func() bool {
 		s, err := sb.LastSeen(context.Background(), user)
 		return err == nil && s.State == "offline"
 	})
@@ -199,7 +205,7 @@ func TestOfflineMessagesQueuedAndDeliveredInOrderAtNextSignIn(t *testing.T) {
 	if _, err := n1.SignIn("alice", "pts/3", presence.Online, box); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "5 queued messages at alice's next sign-in", func() bool { return len(box.texts()) >= 5 })
+	waitfor.True(t, 10*time.Second, "5 queued messages at alice's next sign-in", func() bool { return len(box.texts()) >= 5 })
 	time.Sleep(300 * time.Millisecond) // a sixth copy would arrive within a poll
 	if got := box.texts(); !slices.Equal(got, want) {
 		t.Fatalf("delivered %q, want %q in order, once each", got, want)
@@ -224,7 +230,7 @@ func TestUnknownUserRefused(t *testing.T) {
 func TestMessageQueuedJustAsSheSignsInElsewhereArrives(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
-	n1, n2 := st.board("n1", nil), st.board("n2", func(c *switchboard.Config) { c.Mailbox.PollEvery = time.Hour })
+	n1, n2 := st.board("n1", nil), st.board("n2", func(_ *switchboard.Config, m *mailbox.Config) { m.PollEvery = time.Hour })
 	known(t, n2, "alice")
 	box := &ackBox{ack: true}
 	if _, err := n2.SignIn("alice", "pts/1", presence.Online, box); err != nil {
@@ -236,7 +242,7 @@ func TestMessageQueuedJustAsSheSignsInElsewhereArrives(t *testing.T) {
 			t.Fatalf("send = %v %q", ok, sum)
 		}
 	}
-	waitFor(t, "the queued messages on n2 without polling", func() bool { return len(box.texts()) == 3 })
+	waitfor.True(t, 10*time.Second, "the queued messages on n2 without polling", func() bool { return len(box.texts()) == 3 })
 	if got := box.texts(); !slices.Equal(got, []string{"race 0", "race 1", "race 2"}) {
 		t.Fatalf("got %q", got)
 	}
@@ -246,7 +252,9 @@ func TestMessageQueuedJustAsSheSignsInElsewhereArrives(t *testing.T) {
 func TestStoreOutageNeverGivesPlus(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
-	n1 := st.board("n1", func(c *switchboard.Config) { c.Mailbox.StoreTimeout = 300 * time.Millisecond })
+	n1 := st.board("n1", func(c *switchboard.Config, m *mailbox.Config) {
+		c.StoreTimeout, m.StoreTimeout = 300*time.Millisecond, 300*time.Millisecond
+	})
 	known(t, n1, "alice")
 	if ok, sum := send(t, n1, msg("alice", "before")); !ok {
 		t.Fatalf("before the outage: %q", sum)
@@ -263,7 +271,7 @@ func TestStoreOutageNeverGivesPlus(t *testing.T) {
 func TestMailboxPolicies(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
-	full := st.board("n1", func(c *switchboard.Config) { c.Mailbox.MaxPerUser = 2 })
+	full := st.board("n1", func(_ *switchboard.Config, m *mailbox.Config) { m.MaxPerUser = 2 })
 	known(t, full, "alice")
 	for i, want := range []string{"queued for alice", "queued for alice", "alice: not signed in; mailbox full (2 messages)"} {
 		ok, sum := send(t, full, msg("alice", fmt.Sprintf("m%d", i)))
@@ -274,7 +282,7 @@ func TestMailboxPolicies(t *testing.T) {
 	if ok, sum := send(t, full, msg("alice", "m0")); !ok || sum != "queued for alice (already queued)" {
 		t.Fatalf("repeat of a queued message: %v %q; the store keeps one copy per id", ok, sum)
 	}
-	refuse := st.board("n2", func(c *switchboard.Config) { c.Mailbox.Offline = switchboard.OfflineRefuse })
+	refuse := st.board("n2", func(c *switchboard.Config, _ *mailbox.Config) { c.Offline = switchboard.OfflineRefuse })
 	if ok, sum := send(t, refuse, msg("alice", "x")); ok || sum != "alice: not signed in" {
 		t.Fatalf("refuse policy: %v %q", ok, sum)
 	}
@@ -316,14 +324,14 @@ func TestUnacknowledgedMessagesGoBackToTheMailbox(t *testing.T) {
 	}
 	// The queued copy comes back to the same (still silent) session; then
 	// the session dies before acknowledging and a new one gets it.
-	waitFor(t, "the requeued message pushed again", func() bool { return len(silent.texts()) >= 2 })
+	waitfor.True(t, 10*time.Second, "the requeued message pushed again", func() bool { return len(silent.texts()) >= 2 })
 	silent.die()
 	lb.SignOut()
 	again := &ackBox{ack: true}
 	if _, err := n1.SignIn("bob", "pts/3", presence.Online, again); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the message at bob's new session", func() bool { return len(again.texts()) == 1 })
+	waitfor.True(t, 10*time.Second, "the message at bob's new session", func() bool { return len(again.texts()) == 1 })
 	if got := again.ids(); got[0] != d.ID {
 		t.Fatalf("redelivered id %q, want the original %q", got[0], d.ID)
 	}
@@ -334,7 +342,7 @@ func TestUnacknowledgedMessagesGoBackToTheMailbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		waitFor(t, "carol's message pushed", func() bool { return len(dying.texts()) == 1 })
+		waitfor.True(t, 10*time.Second, "carol's message pushed", func() bool { return len(dying.texts()) == 1 })
 		dying.die()
 	}()
 	if ok, sum := send(t, n1, msg("carol", "dies")); !ok || sum != "queued for carol (pts/4@n1 not acknowledged: terminal signed out)" {
@@ -347,13 +355,15 @@ func TestUnacknowledgedMessagesGoBackToTheMailbox(t *testing.T) {
 func TestDrainGivesEachMessageOnceAcrossSessionsAndNodes(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
-	n1, n2, n3 := st.board("n1", nil), st.board("n2", nil), st.board("n3", nil)
+	clock := testcluster.NewClock()
+	n1 := st.board("n1", func(c *switchboard.Config, _ *mailbox.Config) { c.Now = clock.Now })
+	n2, n3 := st.board("n2", nil), st.board("n3", nil)
 	known(t, n1, "alice")
 	older, newer, other := &ackBox{ack: true}, &ackBox{ack: true}, &ackBox{ack: true}
 	if _, err := n1.SignIn("alice", "pts/1", presence.Online, older); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond) // a later sign-in time, not synchronisation
+	clock.Step(time.Second) // pts/2 signs in later: it is the most recently active
 	if _, err := n1.SignIn("alice", "pts/2", presence.Online, newer); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +379,7 @@ func TestDrainGivesEachMessageOnceAcrossSessionsAndNodes(t *testing.T) {
 		}
 	}
 	count := func() int { return len(newer.texts()) + len(other.texts()) + len(older.texts()) }
-	waitFor(t, "all queued messages delivered", func() bool { return count() >= total })
+	waitfor.True(t, 10*time.Second, "all queued messages delivered", func() bool { return count() >= total })
 	time.Sleep(300 * time.Millisecond) // extra copies would show up within a poll
 	if n := len(older.texts()); n != 0 {
 		t.Errorf("n1's older terminal got %d messages; the most recently active one should take them", n)

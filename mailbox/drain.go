@@ -1,13 +1,15 @@
-package switchboard
+package mailbox
 
 import (
 	"context"
+	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/msprelay/msprelay/switchboard"
 )
 
 // drainer hands one user's queued messages to her lines on this node while
@@ -15,54 +17,16 @@ import (
 // pull from one durable consumer per user, which gives each message to
 // exactly one of them, one at a time (MaxAckPending 1), in order.
 //
-// The mailbox owns drainers: lineUp starts one (in the mailbox's WaitGroup)
-// when her first line signs in here, lineDown cancels it when her last line
-// signs out, close cancels them all and waits.
+// The Mailbox owns drainers: LineUp starts one (in the mailbox's
+// WaitGroup) when her first line signs in here, LineDown cancels it when
+// her last line signs out, Close cancels them all and waits. A drainer
+// delivers only through lines, the switchboard's callback.
 type drainer struct {
-	m      *mailbox
+	m      *Mailbox
 	user   string // canonical
+	lines  switchboard.Lines
 	cancel context.CancelFunc
 	wake   chan struct{} // cap 1: look into the mailbox now
-}
-
-// lineUp notes that user has a line here: it starts her drainer, or wakes
-// the running one (a new line may take messages the others could not).
-func (m *mailbox) lineUp(user string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return
-	}
-	if d := m.drains[user]; d != nil {
-		d.poke()
-		return
-	}
-	ctx, cancel := context.WithCancel(m.ctx)
-	d := &drainer{m: m, user: user, cancel: cancel, wake: make(chan struct{}, 1)}
-	m.drains[user] = d
-	m.wg.Go(func() { d.run(ctx) })
-}
-
-// lineDown notes that user's last line here signed out: her drainer stops.
-// A message it is delivering right now is handed back to the mailbox.
-func (m *mailbox) lineDown(user string) {
-	m.mu.Lock()
-	d := m.drains[user]
-	delete(m.drains, user)
-	m.mu.Unlock()
-	if d != nil {
-		d.cancel()
-	}
-}
-
-// poke wakes user's drainer, if she has one here.
-func (m *mailbox) poke(user string) {
-	m.mu.Lock()
-	d := m.drains[user]
-	m.mu.Unlock()
-	if d != nil {
-		d.poke()
-	}
 }
 
 func (d *drainer) poke() {
@@ -89,7 +53,7 @@ const maxDrainRound = 256
 func (d *drainer) run(ctx context.Context) {
 	m := d.m
 	log := m.log.With("user", d.user)
-	sub, err := m.nc.Subscribe(MailboxSubject(d.user), func(*nats.Msg) { d.poke() })
+	sub, err := m.nc.Subscribe(Subject(d.user), func(*nats.Msg) { d.poke() })
 	if err != nil {
 		log.Warn("mailbox wake-up subscription failed; polling only", "err", err)
 	} else {
@@ -142,10 +106,10 @@ func (d *drainer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	if err := d.m.setup(ctx); err != nil {
 		return nil, err
 	}
-	return d.m.js.CreateOrUpdateConsumer(ctx, MailboxStream, jetstream.ConsumerConfig{
+	return d.m.js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
 		Durable:           consumerName(d.user),
 		Description:       "msprelay: drains one user's mailbox on the nodes where she is signed in",
-		FilterSubject:     MailboxSubject(d.user),
+		FilterSubject:     Subject(d.user),
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		AckWait:           d.m.cfg.AckWait,
@@ -160,7 +124,7 @@ func (d *drainer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 // no line here takes messages, or the round is over.
 func (d *drainer) drain(ctx context.Context, cons jetstream.Consumer) error {
 	for range maxDrainRound {
-		if ctx.Err() != nil || d.m.sb.pickLine(d.user, "") == nil {
+		if ctx.Err() != nil || !d.lines.Accepting() {
 			return nil
 		}
 		batch, err := cons.FetchNoWait(1)
@@ -173,8 +137,11 @@ func (d *drainer) drain(ctx context.Context, cons jetstream.Consumer) error {
 			d.handle(ctx, msg)
 		}
 		if err := batch.Error(); err != nil {
-			if strings.Contains(err.Error(), "MaxAckPending") {
-				return nil // another node is handing her a message right now
+			if d.consumerAlive(ctx, cons) {
+				// Most often MaxAckPending: another node is handing her a
+				// message right now. Look again on the next wake-up.
+				d.m.log.Debug("mailbox fetch refused; consumer fine", "user", d.user, "err", err)
+				return nil
 			}
 			return err
 		}
@@ -186,50 +153,45 @@ func (d *drainer) drain(ctx context.Context, cons jetstream.Consumer) error {
 	return nil
 }
 
-// handle delivers one queued message and settles it with JetStream: Ack
-// once a line took it (or it is a repeat already delivered here), Term when
-// she refused it (blocked sender) or it cannot be decoded, Nak otherwise so
-// that she gets it later, here or on another node.
+// consumerAlive reports, after a failed fetch, whether her consumer still
+// exists, so that the drainer keeps it rather than creating it anew.
+// JetStream refuses a fetch while her one message in hand (MaxAckPending 1)
+// is out with another node's drainer with a status that carries no error
+// code, so the consumer's state is asked instead of the error's text.
+func (d *drainer) consumerAlive(ctx context.Context, cons jetstream.Consumer) bool {
+	ctx, cancel := context.WithTimeout(ctx, d.m.cfg.StoreTimeout)
+	defer cancel()
+	_, err := cons.Info(ctx)
+	return err == nil
+}
+
+// handle delivers one queued message through her lines and settles it
+// with JetStream: Ack once a line took it (or it is a repeat already
+// delivered here), Term when she refused it (blocked sender) or it cannot
+// be decoded, Nak otherwise so that she gets it later, here or on another
+// node.
 func (d *drainer) handle(ctx context.Context, msg jetstream.Msg) {
 	log := d.m.log.With("user", d.user)
-	del, _, err := decodeDelivery(msg.Data())
+	del, err := switchboard.DecodeQueued(msg.Data())
 	if err != nil {
 		log.Error("dropping undecodable queued message", "err", err)
 		_ = msg.Term()
 		return
 	}
-	sb := d.m.sb
-	a, mine := sb.recent.claim(d.user, del.ID, true)
-	if !mine {
-		st, ok := a.wait(ctx, sb.cfg.AckTimeout+d.m.cfg.StoreTimeout)
-		if ok && st == Delivered {
-			log.Debug("queued message already delivered here", "id", del.ID)
-			d.settle(ctx, msg, true)
-			return
-		}
-		_ = msg.NakWithDelay(time.Second) // being delivered here right now; look again soon
-		return
-	}
-	l := sb.pickLine(d.user, del.RecipTerm)
-	if l == nil {
-		sb.recent.finish(a, Failed)
-		_ = msg.Nak()
-		return
-	}
-	r := l.deliver(del, false)
-	sb.recent.finish(a, r.Status)
-	switch r.Status {
-	case Delivered:
-		log.Debug("queued message delivered", "id", del.ID, "term", l.term, "acked", r.Acked)
-		d.settle(ctx, msg, true)
-	case Refused:
-		if r.Reason == ErrBusy.Error() {
-			// She turned busy under our feet: keep it for later.
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-		log.Info("queued message refused by recipient; dropped", "id", del.ID, "term", l.term, "reason", r.Reason)
-		d.settle(ctx, msg, false)
+	r := d.lines.Deliver(ctx, del)
+	switch {
+	case r.Status == switchboard.Delivered:
+		log.Debug("queued message delivered", "id", del.ID, "term", r.Term, "acked", r.Acked, "note", r.Err)
+		d.settle(msg, true)
+	case errors.Is(r.Err, switchboard.ErrBusy), errors.Is(r.Err, switchboard.ErrInFlight):
+		// She turned busy under our feet, or this node is delivering the
+		// same id right now: keep it and look again soon.
+		_ = msg.NakWithDelay(time.Second)
+	case r.Status == switchboard.Refused:
+		log.Info("queued message refused by recipient; dropped", "id", del.ID, "term", r.Term, "reason", r.Err)
+		d.settle(msg, false)
+	case errors.Is(r.Err, switchboard.ErrNoTerminal):
+		_ = msg.Nak() // no line here takes it now: free for another node at once
 	default:
 		_ = msg.NakWithDelay(200 * time.Millisecond)
 	}
@@ -237,7 +199,7 @@ func (d *drainer) handle(ctx context.Context, msg jetstream.Msg) {
 
 // settle acknowledges (ok) or terminates a message and waits for the
 // server's confirmation, so that the next fetch does not see it again.
-func (d *drainer) settle(ctx context.Context, msg jetstream.Msg, ok bool) {
+func (d *drainer) settle(msg jetstream.Msg, ok bool) {
 	if !ok {
 		_ = msg.Term()
 		return

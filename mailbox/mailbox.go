@@ -1,0 +1,462 @@
+// Package mailbox is the durable mailbox of msprelay (docs/MAILBOX.md): a
+// JetStream stream with one subject per user holding the messages no
+// terminal took, a key-value bucket of the users seen in the cluster (their
+// last sign-in or sign-out), and per-user drainers that hand queued messages
+// to a user's lines while she is signed in on this node.
+//
+// A *Mailbox is the switchboard.Mailbox of one node: the switchboard routes
+// and decides what to queue, the mailbox stores. It never reaches into the
+// switchboard: it delivers through the switchboard.Lines callback it is
+// given with each LineUp.
+//
+// Lifecycle: New validates its Config and starts nothing; Start sets the
+// store up (a store that is not reachable yet is retried on use) and starts
+// the writer of sign-in records, returning at once; Close stops the drainers
+// and the writer and waits for them. Close is idempotent. The caller owns
+// the NATS connection and closes it after Close. Drainers start on LineUp
+// (also before Start) and end on LineDown of the user's last line or on
+// Close.
+package mailbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// JetStream names of the mailbox. Every node of a cluster uses the same
+// ones, so that any node can queue for and drain any user.
+const (
+	// Stream is the stream holding queued messages, one subject per user.
+	Stream = "MSP_MAILBOX"
+	// SubjectPrefix starts every mailbox subject: SubjectPrefix followed
+	// by UserToken(user).
+	SubjectPrefix = "msp.mbox."
+	// UsersBucket is the key-value bucket of known users, keyed by UserToken.
+	UsersBucket = "MSP_USERS"
+)
+
+// Defaults for the zero fields of Config (StoreTimeout defaults to
+// switchboard.DefaultStoreTimeout, which the switchboard's waits assume).
+const (
+	DefaultMaxPerUser      = 1000
+	DefaultMaxAge          = 7 * 24 * time.Hour
+	DefaultReplicas        = 1
+	DefaultDuplicateWindow = 5 * time.Minute
+	DefaultAckWait         = 30 * time.Second
+	DefaultPollEvery       = 5 * time.Second
+	// MaxReplicas is the largest replication factor JetStream allows.
+	MaxReplicas = 5
+)
+
+// maxMsgSize bounds one stored message: an MSP message is at most 512
+// octets, and its JSON envelope a few times that.
+const maxMsgSize = 16 << 10
+
+// Config configures a Mailbox. The mailbox, the known-users bucket and the
+// consumers live in JetStream on NATS; every node of a cluster must use the
+// same settings (the last node to start rewrites the stream's limits).
+type Config struct {
+	// NATS is the connection to JetStream; required. The caller owns it.
+	NATS *nats.Conn
+	// Logger receives the mailbox's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// MaxPerUser caps each user's mailbox; a full mailbox refuses new
+	// messages ('-alice: ...; mailbox full'), it never drops old ones.
+	// Zero means DefaultMaxPerUser.
+	MaxPerUser int
+	// MaxAge is how long a queued message waits for its recipient before
+	// it expires. Zero means DefaultMaxAge.
+	MaxAge time.Duration
+	// Replicas is the stream's and bucket's replication factor: 1 for a
+	// single relay or an embedded server, 3 for a three-relay cluster.
+	// Zero means DefaultReplicas; at most MaxReplicas.
+	Replicas int
+	// DuplicateWindow is how long the stream remembers message ids
+	// (Nats-Msg-Id) to store each message once. Zero means
+	// DefaultDuplicateWindow; it is capped at MaxAge.
+	DuplicateWindow time.Duration
+	// AckWait is how long a message handed to a draining node may stay
+	// unacknowledged before JetStream gives it to another node (the
+	// draining node died). Zero means DefaultAckWait.
+	AckWait time.Duration
+	// PollEvery is how often a node holding a user's lines looks into her
+	// mailbox without being woken (messages given back after AckWait wake
+	// nobody). Zero means DefaultPollEvery.
+	PollEvery time.Duration
+	// StoreTimeout bounds one store operation (queueing a message,
+	// looking up a user). Zero means switchboard.DefaultStoreTimeout.
+	StoreTimeout time.Duration
+}
+
+// ErrConfig marks a Config that New refuses.
+var ErrConfig = errors.New("mailbox: bad config")
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxPerUser <= 0 {
+		c.MaxPerUser = DefaultMaxPerUser
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = DefaultMaxAge
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	c.DuplicateWindow = min(c.DuplicateWindow, c.MaxAge)
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.PollEvery <= 0 {
+		c.PollEvery = DefaultPollEvery
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = switchboard.DefaultStoreTimeout
+	}
+}
+
+// Mailbox is the JetStream side of a node: the mailbox stream, the
+// known-users bucket, the writer of sign-in records and the per-user
+// drainers. It implements switchboard.Mailbox.
+type Mailbox struct {
+	cfg Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	ctx    context.Context // cancelled by Close; parent of every drainer
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // record writer and drainers
+
+	// setupMu serialises setup; it guards ready, stream and kv.
+	setupMu sync.Mutex
+	ready   bool
+	stream  jetstream.Stream
+	kv      jetstream.KeyValue
+
+	// mu guards pending, drains, started and closed.
+	mu      sync.Mutex
+	pending map[string]switchboard.Seen // records not yet written, by canonical user
+	drains  map[string]*drainer
+	started bool
+	closed  bool
+	wake    chan struct{} // cap 1: pending has records
+
+	recordsDone chan struct{} // closed when recordLoop returns (or by Close if it never ran)
+}
+
+// The switchboard talks to a *Mailbox only through its interface.
+var _ switchboard.Mailbox = (*Mailbox)(nil)
+
+// New validates cfg and builds a Mailbox. It starts nothing.
+func New(cfg Config) (*Mailbox, error) {
+	if cfg.NATS == nil {
+		return nil, fmt.Errorf("%w: NATS connection required", ErrConfig)
+	}
+	if cfg.Replicas > MaxReplicas || cfg.Replicas < 0 {
+		return nil, fmt.Errorf("%w: replicas %d: want 1 to %d", ErrConfig, cfg.Replicas, MaxReplicas)
+	}
+	cfg.setDefaults()
+	js, err := jetstream.New(cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: jetstream: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Mailbox{cfg: cfg, nc: cfg.NATS, js: js, log: cfg.Logger,
+		ctx: ctx, cancel: cancel, pending: map[string]switchboard.Seen{}, drains: map[string]*drainer{},
+		wake: make(chan struct{}, 1), recordsDone: make(chan struct{})}, nil
+}
+
+// Start tries to set the store up, bounded by ctx and StoreTimeout (a
+// relay that is down now is retried on first use), and starts the writer
+// of sign-in records. It returns ErrClosed after Close and an error when
+// called twice; a store that is not ready is only logged.
+func (m *Mailbox) Start(ctx context.Context) error {
+	m.mu.Lock()
+	switch {
+	case m.closed:
+		m.mu.Unlock()
+		return ErrClosed
+	case m.started:
+		m.mu.Unlock()
+		return errors.New("mailbox: Start called twice")
+	}
+	m.started = true
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+	defer cancel()
+	if err := m.setup(ctx); err != nil {
+		m.log.Warn("mailbox store not ready yet; retrying on use", "err", err)
+	}
+	m.wg.Go(func() {
+		defer close(m.recordsDone)
+		m.recordLoop()
+	})
+	return nil
+}
+
+// ErrClosed is returned by Start after Close.
+var ErrClosed = errors.New("mailbox: closed")
+
+// Close stops the drainers and the record writer and waits for them. The
+// writer first gets a moment (StoreTimeout at most) to write the sign-out
+// records of the lines that just closed. It is idempotent.
+func (m *Mailbox) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		m.wg.Wait()
+		return nil
+	}
+	m.closed = true
+	started := m.started
+	m.mu.Unlock()
+	if !started {
+		close(m.recordsDone)
+	}
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	t := time.NewTimer(m.cfg.StoreTimeout)
+	select {
+	case <-m.recordsDone:
+	case <-t.C:
+	}
+	t.Stop()
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// setup creates or updates the stream and the bucket once.
+func (m *Mailbox) setup(ctx context.Context) error {
+	m.setupMu.Lock()
+	defer m.setupMu.Unlock()
+	if m.ready {
+		return nil
+	}
+	st, err := m.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:                 Stream,
+		Description:          "msprelay: messages waiting for their recipients, one subject per user",
+		Subjects:             []string{SubjectPrefix + "*"},
+		Retention:            jetstream.WorkQueuePolicy,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxMsgsPerSubject:    int64(m.cfg.MaxPerUser),
+		MaxAge:               m.cfg.MaxAge,
+		MaxMsgSize:           maxMsgSize,
+		Duplicates:           m.cfg.DuplicateWindow,
+		Replicas:             m.cfg.Replicas,
+		Storage:              jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: stream %s: %w", switchboard.ErrMailboxDown, Stream, err)
+	}
+	kv, err := m.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      UsersBucket,
+		Description: "msprelay: users seen in the cluster, last sign-in or sign-out",
+		History:     1,
+		Replicas:    m.cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: bucket %s: %w", switchboard.ErrMailboxDown, UsersBucket, err)
+	}
+	m.stream, m.kv, m.ready = st, kv, true
+	return nil
+}
+
+// handles sets the store up if need be and returns the stream and bucket.
+func (m *Mailbox) handles(ctx context.Context) (jetstream.Stream, jetstream.KeyValue, error) {
+	if err := m.setup(ctx); err != nil {
+		return nil, nil, err
+	}
+	m.setupMu.Lock()
+	defer m.setupMu.Unlock()
+	return m.stream, m.kv, nil
+}
+
+// storeCtx bounds one store operation by StoreTimeout and the mailbox's
+// life, not by the caller's context: a delivery that used up its time on a
+// dead node must still be able to queue the message (or the sender would
+// get '-' for a message the cluster could have kept), and a drainer whose
+// user just signed out must still settle the message it delivered.
+func (m *Mailbox) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(m.ctx, m.cfg.StoreTimeout)
+}
+
+// errNotConnected is why the store is not even asked while the NATS
+// connection is down: a request made now would wait out StoreTimeout in
+// the reconnect buffer, and a publish might even be stored later, after
+// the sender was told '-'.
+var errNotConnected = errors.New("not connected to NATS")
+
+func (m *Mailbox) connected() error {
+	if !m.nc.IsConnected() {
+		return fmt.Errorf("%w: %w", switchboard.ErrMailboxDown, errNotConnected)
+	}
+	return nil
+}
+
+// Subject is the subject of user's mailbox.
+func Subject(user string) string { return SubjectPrefix + UserToken(user) }
+
+// jsErrStoreFailed is JetStream's error code for a message the stream
+// refused to store (JSStreamStoreFailedF). It covers every store limit;
+// the only one this stream can hit for a message of legal size is the
+// per-subject cap (DiscardNewPerSubject), which Put confirms by counting.
+const jsErrStoreFailed jetstream.ErrorCode = 10077
+
+// Put stores d in user's mailbox and returns once the store has confirmed
+// it. dup reports that the store already held a message with d's id.
+// Errors wrap switchboard.ErrMailboxFull or switchboard.ErrMailboxDown.
+func (m *Mailbox) Put(d *switchboard.Delivery, user string) (dup bool, err error) {
+	if err := m.connected(); err != nil {
+		return false, err
+	}
+	ctx, cancel := m.storeCtx()
+	defer cancel()
+	st, _, err := m.handles(ctx)
+	if err != nil {
+		return false, err
+	}
+	user = presence.CanonicalUser(user)
+	body, err := switchboard.EncodeQueued(d, user)
+	if err != nil {
+		return false, fmt.Errorf("mailbox: queue for %s: %w", user, err)
+	}
+	msg := nats.NewMsg(Subject(user))
+	msg.Data = body
+	if d.ID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, d.ID)
+	}
+	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(Stream))
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrStoreFailed && m.full(ctx, st, user) {
+			return false, fmt.Errorf("%w (%d messages)", switchboard.ErrMailboxFull, m.cfg.MaxPerUser)
+		}
+		return false, fmt.Errorf("%w: %w", switchboard.ErrMailboxDown, err)
+	}
+	m.log.Debug("queued", "user", user, "id", d.ID, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	return ack.Duplicate, nil
+}
+
+// full reports whether user's mailbox holds MaxPerUser messages: the
+// state that makes the stream refuse a store with jsErrStoreFailed.
+func (m *Mailbox) full(ctx context.Context, st jetstream.Stream, user string) bool {
+	subj := Subject(user)
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return false
+	}
+	return info.State.Subjects[subj] >= uint64(m.cfg.MaxPerUser)
+}
+
+// wireSeen is the bucket's JSON value; names travel as in the federation's
+// deliver requests (ISO 8859-1 octets as the runes of the same value).
+type wireSeen struct {
+	User  string    `json:"user"`
+	Time  time.Time `json:"time"`
+	Node  string    `json:"node"`
+	Term  string    `json:"term"`
+	State string    `json:"state"`
+}
+
+// LastSeen returns what the known-users bucket says about user. It returns
+// switchboard.ErrUnknownUser for a user never seen and an error wrapping
+// switchboard.ErrMailboxDown when the store cannot be asked. It is bounded
+// by ctx, StoreTimeout and the mailbox's life.
+func (m *Mailbox) LastSeen(ctx context.Context, user string) (switchboard.Seen, error) {
+	if err := m.connected(); err != nil {
+		return switchboard.Seen{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)()
+	_, kv, err := m.handles(ctx)
+	if err != nil {
+		return switchboard.Seen{}, err
+	}
+	e, err := kv.Get(ctx, UserToken(user))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return switchboard.Seen{}, switchboard.ErrUnknownUser
+	}
+	if err != nil {
+		return switchboard.Seen{}, fmt.Errorf("%w: %w", switchboard.ErrMailboxDown, err)
+	}
+	var w wireSeen
+	if err := json.Unmarshal(e.Value(), &w); err != nil {
+		return switchboard.Seen{}, fmt.Errorf("mailbox: known user %s: %w", user, err)
+	}
+	s := switchboard.Seen{Time: w.Time, Node: w.Node, State: w.State}
+	if s.User, err = msp.UTF8ToLatin1(w.User); err != nil {
+		return switchboard.Seen{}, fmt.Errorf("mailbox: known user %s: %w", user, err)
+	}
+	if s.Term, err = msp.UTF8ToLatin1(w.Term); err != nil {
+		return switchboard.Seen{}, fmt.Errorf("mailbox: known user %s: %w", user, err)
+	}
+	return s, nil
+}
+
+// LineUp records her sign-in and starts her drainer, or wakes the running
+// one (a new line may take messages the others could not).
+func (m *Mailbox) LineUp(s switchboard.Seen, lines switchboard.Lines) {
+	m.record(s)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	if d := m.drains[s.User]; d != nil {
+		d.poke()
+		return
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	d := &drainer{m: m, user: s.User, lines: lines, cancel: cancel, wake: make(chan struct{}, 1)}
+	m.drains[s.User] = d
+	m.wg.Go(func() { d.run(ctx) })
+}
+
+// LineDown records her sign-out; after her last line here her drainer
+// stops, and a message it is delivering right now goes back to the mailbox.
+func (m *Mailbox) LineDown(s switchboard.Seen, last bool) {
+	m.record(s)
+	if !last {
+		return
+	}
+	m.mu.Lock()
+	d := m.drains[s.User]
+	delete(m.drains, s.User)
+	m.mu.Unlock()
+	if d != nil {
+		d.cancel()
+	}
+}
+
+// Wake wakes user's drainer, if she has one here.
+func (m *Mailbox) Wake(user string) {
+	m.mu.Lock()
+	d := m.drains[presence.CanonicalUser(user)]
+	m.mu.Unlock()
+	if d != nil {
+		d.poke()
+	}
+}
