@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/switchboard"
@@ -82,8 +84,9 @@ type Config struct {
 	SessionSecrets string
 	// SessionIdleTimeout ends sessions that send nothing (not even PNG).
 	SessionIdleTimeout time.Duration
-	// MaxSessions caps concurrent sessions (both listeners together); a
-	// session past it is refused with error 600.
+	// MaxSessions caps concurrent sessions per kind of listener (Unix
+	// socket, TCP), so that network strangers cannot lock local users
+	// out; a session past it is refused with error 600.
 	MaxSessions int
 
 	// DataDir holds the embedded NATS/JetStream store.
@@ -107,6 +110,30 @@ type Config struct {
 	NATSListen string
 	// NATSCreds: user/password or token for external relays or NATSListen.
 	NATSUser, NATSPassword, NATSToken string
+
+	// Abuse limits (docs/SECURITY.md). For each, zero means the package
+	// default and negative turns the limit off.
+
+	// MSPMaxConnsPerIP caps one source's (IPv4 address or IPv6 /64) MSP
+	// TCP connections.
+	MSPMaxConnsPerIP int
+	// MSPRatePerIP is the sustained MSP messages a second one source may
+	// send, TCP and UDP together; MSPRateBurst how many at once.
+	MSPRatePerIP float64
+	MSPRateBurst int
+	// MSPStallGrace: at MSPMaxConns, a connection whose message has been
+	// under way this long is closed to admit a new one.
+	MSPStallGrace time.Duration
+	// MaxPendingSessions caps the session connections not signed in yet,
+	// per kind of listener (Unix socket, TCP).
+	MaxPendingSessions int
+	// FailedSignInsPerMinute is the sustained failed session sign-ins one
+	// network source may make; FailedSignInBurst how many at once.
+	FailedSignInsPerMinute float64
+	FailedSignInBurst      int
+	// SessionAuthInsecure lets --session-auth trust accept clients from
+	// non-loopback addresses (anyone who can connect is anyone).
+	SessionAuthInsecure bool
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -115,7 +142,7 @@ func DefaultConfig() Config {
 		Name:               DefaultName(),
 		MSPAddr:            ":18",
 		MSPIdleTimeout:     5 * time.Minute,
-		MSPReadTimeout:     30 * time.Second,
+		MSPReadTimeout:     msp.DefaultReadTimeout,
 		MSPMaxConns:        10000,
 		DedupWindow:        5 * time.Minute,
 		DeliverTimeout:     3 * time.Second,
@@ -130,6 +157,14 @@ func DefaultConfig() Config {
 		MaxSessions:        session.DefaultMaxSessions,
 		DataDir:            DefaultDataDir(),
 		GossipProfile:      "lan",
+
+		MSPMaxConnsPerIP:       msp.DefaultMaxConnsPerIP,
+		MSPRatePerIP:           msp.DefaultRatePerIP,
+		MSPRateBurst:           msp.DefaultRateBurst,
+		MSPStallGrace:          msp.DefaultStallGrace,
+		MaxPendingSessions:     session.DefaultMaxPending,
+		FailedSignInsPerMinute: session.DefaultFailedSignInRate * 60,
+		FailedSignInBurst:      session.DefaultFailedSignInBurst,
 	}
 }
 
@@ -153,7 +188,10 @@ func DefaultName() string {
 	return string(b)
 }
 
-// DefaultDataDir is /var/lib/msprelay for root, else the user's state dir.
+// DefaultDataDir is /var/lib/msprelay for root, else the user's state dir
+// ($XDG_STATE_HOME or ~/.local/state), else "" (then --data is required):
+// never a shared directory such as /tmp, where another user could have
+// made the path first.
 func DefaultDataDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/lib/msprelay"
@@ -161,14 +199,27 @@ func DefaultDataDir() string {
 	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
 		return filepath.Join(d, "msprelay")
 	}
-	if h, err := os.UserHomeDir(); err == nil {
+	if h, err := os.UserHomeDir(); err == nil && h != "" {
 		return filepath.Join(h, ".local", "state", "msprelay")
 	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("msprelay-%d", os.Geteuid()), "data")
+	return ""
 }
 
 // ErrConfig marks a configuration New refuses.
 var ErrConfig = errors.New("node: bad config")
+
+// loopbackListen reports whether a listen address binds loopback only.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
 
 func (c *Config) validate() error {
 	bad := func(format string, a ...any) error {
@@ -195,6 +246,9 @@ func (c *Config) validate() error {
 		default:
 			return bad("--session-auth %q: want %s or %s", c.SessionAuth, AuthTrust, AuthSecret)
 		}
+		if c.SessionAuth == AuthTrust && !c.SessionAuthInsecure && !loopbackListen(c.SessionAddr) {
+			return bad("--session-auth trust believes any claimed name, so it listens on loopback only: use --session 127.0.0.1:PORT, --session-auth secret, or --session-auth-insecure to accept anyone who can connect")
+		}
 	}
 	switch c.GossipProfile {
 	case "", "lan", "wan", "local":
@@ -209,6 +263,15 @@ func (c *Config) validate() error {
 	}
 	if len(c.NATSURLs) == 0 && c.DataDir == "" {
 		return bad("--data DIR is required for the embedded NATS store")
+	}
+	if len(c.NATSURLs) == 0 {
+		// A missing directory is created 0700 at start; an existing one
+		// must be ours alone, or another user could swap the store.
+		if _, err := os.Lstat(c.DataDir); err == nil {
+			if err := session.CheckDir(c.DataDir); err != nil {
+				return bad("--data %s: %v", c.DataDir, err)
+			}
+		}
 	}
 	if c.DeliverTimeout <= 0 {
 		c.DeliverTimeout = 3 * time.Second

@@ -149,6 +149,10 @@ func LoadSecrets(path string) (*Secrets, error) {
 // Len returns the number of users with a secret.
 func (s *Secrets) Len() int { return len(s.m) }
 
+// Secret returns user's secret (compared case-insensitively), for other
+// proofs keyed by it, such as the MSP SIGNATURE (msp.Verify).
+func (s *Secrets) Secret(user string) (string, bool) { return s.lookup(user) }
+
 func (s *Secrets) lookup(user string) (string, bool) {
 	v, ok := s.m[presence.CanonicalUser(user)]
 	return v, ok
