@@ -2,7 +2,6 @@ package msp
 
 import (
 	"container/list"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -33,8 +32,6 @@ const (
 	// connection counts as stalled: at MaxConns with no idle connection,
 	// the connection stalled longest is closed to admit a new one.
 	DefaultStallGrace = 2 * time.Second
-	// limitLogEvery is how often one kind of limit is logged at most.
-	limitLogEvery = 10 * time.Second
 )
 
 // rateLimitedReply is sent over TCP for a message past the source's rate.
@@ -204,34 +201,4 @@ func (t *sources) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.byKey)
-}
-
-// limitLog logs each kind of limit at most once per limitLogEvery, with the
-// number of occurrences not logged since, so that a flood cannot turn into a
-// flood of log lines. mu guards last and suppressed.
-type limitLog struct {
-	log        *slog.Logger
-	mu         sync.Mutex
-	last       map[string]time.Time
-	suppressed map[string]uint64
-}
-
-func newLimitLog(log *slog.Logger) *limitLog {
-	return &limitLog{log: log, last: make(map[string]time.Time), suppressed: make(map[string]uint64)}
-}
-
-// hit records one occurrence of kind and logs it if its turn has come.
-func (l *limitLog) hit(kind string, remote net.Addr) {
-	now := time.Now()
-	l.mu.Lock()
-	if now.Sub(l.last[kind]) < limitLogEvery {
-		l.suppressed[kind]++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed[kind]
-	l.last[kind] = now
-	l.suppressed[kind] = 0
-	l.mu.Unlock()
-	l.log.Warn("msp: limit reached", "limit", kind, "remote", remote.String(), "suppressed", n)
 }

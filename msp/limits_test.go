@@ -1,13 +1,10 @@
 package msp
 
 import (
-	"bytes"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -246,36 +243,4 @@ func TestSourceTableIsBounded(t *testing.T) {
 	if !tab.addConn(key(0), 1) {
 		t.Fatal("connection refused after the other one ended")
 	}
-}
-
-// Issue 12: limits are "counted in logs" without a log line per event.
-func TestLimitLogIsRateLimited(t *testing.T) {
-	t.Parallel()
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	l := newLimitLog(slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &buf}, nil)))
-	for range 1000 {
-		l.hit("rate per source (udp)", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 18})
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n := strings.Count(buf.String(), "\n"); n != 1 {
-		t.Fatalf("%d log lines for 1000 events, want 1:\n%s", n, buf.String())
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := l.suppressed["rate per source (udp)"]; n != 999 {
-		t.Fatalf("suppressed count %d, want 999", n)
-	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(b)
 }

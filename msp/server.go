@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/msprelay/msprelay/internal/limitlog"
 )
 
 // Defaults for the zero fields of [Server].
@@ -156,7 +158,7 @@ type Server struct {
 	seed     maphash.Seed       // keys revision 'A' datagrams in the dedup cache
 	dedup    *dedupCache        // nil when DedupWindow < 0; has its own lock
 	src      *sources           // per-source limits; has its own lock
-	limits   *limitLog          // rate-limited logging of limits; has its own lock
+	limits   *limitlog.Log      // rate-limited logging of limits; has its own lock
 	stats    counters           // what the limits did
 
 	wg      sync.WaitGroup // every goroutine the server started, and the serve loops
@@ -191,7 +193,7 @@ func (s *Server) init() {
 			every = 0
 		}
 		s.src = newSources(intOr(s.MaxSources, DefaultMaxSources), every, intOr(s.RateBurst, DefaultRateBurst), &s.stats.forgotten)
-		s.limits = newLimitLog(s.log)
+		s.limits = limitlog.New(s.log, 0)
 		s.listeners = make(map[net.Listener]struct{})
 		s.packets = make(map[net.PacketConn]struct{})
 		s.conns = make(map[*conn]struct{})
@@ -446,7 +448,7 @@ func (s *Server) allowFrom(remote net.Addr, network string) bool {
 	} else {
 		s.stats.rateTCP.Add(1)
 	}
-	s.limits.hit("rate per source ("+network+")", remote)
+	s.limits.Hit("msp: limit reached: rate per source ("+network+")", "remote", remote.String())
 	return false
 }
 

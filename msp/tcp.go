@@ -102,7 +102,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 	c.src, c.hasSrc = sourceOf(nc.RemoteAddr())
 	if c.hasSrc && !s.src.addConn(c.src, s.maxConnsPerIP()) {
 		s.stats.refusedPerIP.Add(1)
-		s.limits.hit("connections per source", nc.RemoteAddr())
+		s.limits.Hit("msp: limit reached: connections per source", "remote", nc.RemoteAddr().String())
 		refuseConn(nc, perIPReply)
 		return nil
 	}
@@ -119,7 +119,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 			s.mu.Unlock()
 			c.dropSource()
 			s.stats.refusedBusy.Add(1)
-			s.limits.hit("connections (all busy)", nc.RemoteAddr())
+			s.limits.Hit("msp: limit reached: connections (all busy)", "remote", nc.RemoteAddr().String())
 			refuseConn(nc, busyReply)
 			return nil
 		}
@@ -157,7 +157,7 @@ func (s *Server) evictableLocked() *conn {
 	s.partial.Remove(oldest)
 	victim.partial = nil
 	s.stats.evictedStalled.Add(1)
-	s.limits.hit("stalled message evicted", victim.nc.RemoteAddr())
+	s.limits.Hit("msp: limit reached: stalled message evicted", "remote", victim.nc.RemoteAddr().String())
 	return victim
 }
 

@@ -72,7 +72,7 @@ func (s *session) cmdUSR(f *frame) *protoError {
 	src, fromNet := sourceOf(s.conn.RemoteAddr())
 	if fromNet && s.srv.fails.blocked(src) {
 		s.srv.stats.throttled.Add(1)
-		s.srv.limits.hit("session: sign-ins refused, too many failures from this source", "remote", s.conn.RemoteAddr().String())
+		s.srv.limits.Hit("session: sign-ins refused, too many failures from this source", "remote", s.conn.RemoteAddr().String())
 		return &protoError{code: CodeAuthFailed, trid: trid, text: "too many failed sign-ins from your address; try again later", fatal: true, quiet: true}
 	}
 	challenged := false
@@ -98,7 +98,7 @@ func (s *session) cmdUSR(f *frame) *protoError {
 			s.srv.fails.failed(src)
 		}
 		// One log line per limitLogEvery, not per guess.
-		s.srv.limits.hit("session: authentication failed", "remote", s.conn.RemoteAddr().String(), "user", user, "term", term, "err", err)
+		s.srv.limits.Hit("session: authentication failed", "remote", s.conn.RemoteAddr().String(), "user", user, "term", term, "err", err)
 		return &protoError{code: CodeAuthFailed, trid: trid, text: "authentication failed", fatal: true, quiet: true}
 	}
 

@@ -2,12 +2,10 @@ package session
 
 import (
 	"container/list"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -29,8 +27,6 @@ const (
 	// maxFailureSources bounds the per-source table of failed sign-ins;
 	// the least recently failing source is forgotten past it.
 	maxFailureSources = 16384
-	// limitLogEvery is how often one kind of limit is logged at most.
-	limitLogEvery = 10 * time.Second
 )
 
 // listenerKind tells the two kinds of listener apart for the per-listener
@@ -161,34 +157,4 @@ func (f *failures) failed(src netip.Prefix) {
 		f.lru.MoveToFront(e)
 	}
 	e.Value.(*failure).lim.Allow()
-}
-
-// limitLog logs each kind of event at most once per limitLogEvery, with the
-// number not logged since, so that a flood of guesses or connections cannot
-// flood the log. mu guards last and suppressed.
-type limitLog struct {
-	log        *slog.Logger
-	mu         sync.Mutex
-	last       map[string]time.Time
-	suppressed map[string]uint64
-}
-
-func newLimitLog(log *slog.Logger) *limitLog {
-	return &limitLog{log: log, last: make(map[string]time.Time), suppressed: make(map[string]uint64)}
-}
-
-// hit records one event of kind and logs it, with args, if its turn came.
-func (l *limitLog) hit(kind string, args ...any) {
-	now := time.Now()
-	l.mu.Lock()
-	if now.Sub(l.last[kind]) < limitLogEvery {
-		l.suppressed[kind]++
-		l.mu.Unlock()
-		return
-	}
-	n := l.suppressed[kind]
-	l.last[kind] = now
-	l.suppressed[kind] = 0
-	l.mu.Unlock()
-	l.log.Warn(kind, append(args, "suppressed", n)...)
 }

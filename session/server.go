@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -114,8 +115,8 @@ type Server struct {
 	counts    [numKinds]kindCount
 	closed    bool
 
-	fails  *failures // failed sign-ins per source; has its own lock
-	limits *limitLog // rate-limited logging; has its own lock
+	fails  *failures     // failed sign-ins per source; has its own lock
+	limits *limitlog.Log // rate-limited logging; has its own lock
 	stats  counters
 
 	w watchIndex
@@ -174,7 +175,7 @@ func New(cfg Config) (*Server, error) {
 		sessions:  map[*session]struct{}{},
 		w:         watchIndex{m: map[string]map[*session]struct{}{}},
 		fails:     newFailures(failEvery, cfg.FailedSignInBurst),
-		limits:    newLimitLog(cfg.Logger),
+		limits:    limitlog.New(cfg.Logger, 0),
 	}, nil
 }
 
@@ -268,7 +269,7 @@ func (srv *Server) admit(c net.Conn, auth Authenticator, kind listenerKind) {
 	}
 	if refusal != "" {
 		srv.mu.Unlock()
-		srv.limits.hit("session refused: "+refusal, "listener", kind.String(), "remote", c.RemoteAddr().String(),
+		srv.limits.Hit("session refused: "+refusal, "listener", kind.String(), "remote", c.RemoteAddr().String(),
 			"max_sessions", srv.cfg.MaxSessions, "max_pending", srv.cfg.MaxPending)
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		c.Write(errorLine(CodeServerBusy, 0, refusal))

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -222,21 +220,10 @@ func TestDialRefusesSocketOfAnotherUser(t *testing.T) {
 	if err := os.Chown(run, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "session.test")
-	if err := copyFile(self, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	sock := filepath.Join(run, "s.sock")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestUntrustedServerHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), untrustedHelperEnv+"="+sock)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := nobodyCommand(t, ctx, dir, "TestUntrustedServerHelper", untrustedHelperEnv+"="+sock)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
