@@ -244,3 +244,30 @@ func TestSourceTableIsBounded(t *testing.T) {
 		t.Fatal("connection refused after the other one ended")
 	}
 }
+
+// A stalled connection that still owes a reply is not evicted: the message
+// it delivered keeps its '+'.
+func TestStalledConnectionWithReplyOwedIsKept(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	s := &Server{Handler: g, MaxConns: 1, StallGrace: time.Millisecond}
+	addr, _ := serve(t, s)
+	a := dialTCP(t, addr)
+	// One whole message, handled (and held by the gate), and the first
+	// octet of the next, which then stalls.
+	write(t, a, []byte("Bbob\x00\x00hi\x00\x00\x00\x00\x00B"))
+	g.wait(t, 1)
+	waitFor(t, 5*time.Second, "second message under way", func() bool { return partialCount(s) == 1 })
+	time.Sleep(20 * time.Millisecond) // past StallGrace, on purpose
+	b := dialTCP(t, addr)
+	if r := newReplyReader(t, b).next(); r != busyReply {
+		t.Fatalf("newcomer got %q, want %q", r, busyReply)
+	}
+	close(g.release)
+	if r := newReplyReader(t, a).next(); r != "+finished\x00" {
+		t.Fatalf("the stalled connection's owed reply is %q", r)
+	}
+	if st := s.Stats(); st.EvictedStalled != 0 || st.RefusedBusy != 1 {
+		t.Fatalf("stats %+v, want no eviction and one busy refusal", st)
+	}
+}

@@ -148,13 +148,26 @@ func (s *Server) evictableLocked() *conn {
 		s.log.Debug("msp: evicted idle connection", "remote", victim.nc.RemoteAddr().String())
 		return victim
 	}
-	grace := durationOr(s.StallGrace, DefaultStallGrace)
-	oldest := s.partial.Front()
-	if s.StallGrace < 0 || oldest == nil || time.Since(oldest.Value.(*conn).started) < grace {
+	if s.StallGrace < 0 {
 		return nil
 	}
-	victim := oldest.Value.(*conn)
-	s.partial.Remove(oldest)
+	grace := durationOr(s.StallGrace, DefaultStallGrace)
+	// Earliest start first; a connection with replies still owed is
+	// skipped, so that no delivered message loses its '+'.
+	var victim *conn
+	for e := s.partial.Front(); e != nil && victim == nil; e = e.Next() {
+		c := e.Value.(*conn)
+		if time.Since(c.started) < grace {
+			return nil
+		}
+		if c.busy == 0 {
+			victim = c
+		}
+	}
+	if victim == nil {
+		return nil
+	}
+	s.partial.Remove(victim.partial)
 	victim.partial = nil
 	s.stats.evictedStalled.Add(1)
 	s.limits.Hit("msp: limit reached: stalled message evicted", "remote", victim.nc.RemoteAddr().String())
