@@ -103,8 +103,10 @@ type Server struct {
 	WriteTimeout time.Duration
 	// MaxConns caps TCP connections. At the cap the connection idle longest
 	// (waiting for a message's first octet with no message in flight, a
-	// new silent one included) is closed to admit the new one; if none is
-	// idle the new one is told "-server busy" and closed.
+	// new silent one included) is closed to admit the new one, else the
+	// one whose message has been arriving longest if that is longer than
+	// StallGrace and it owes no reply; if there is neither, the new one is
+	// told "-server busy" and closed.
 	MaxConns int
 	// MaxInflight caps concurrent UDP handler calls; past it the server
 	// stops reading datagrams until a call returns.
