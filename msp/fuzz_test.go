@@ -142,7 +142,9 @@ func FuzzServeTCP(f *testing.F) {
 	f.Add([]byte("Ba\x00\x00x\x00\x00\x00\x00\x00Bb\x00\x00yy\x00\x00\x00\x00\x00Ba\x00\x00zzz\x00\x00\x00\x00\x00Xbad\x00"), uint8(255), false)
 	f.Add([]byte("Ba\x00\x00x\x00\x00\x00\x00\x00Bb\x00\x00\x1b\x00\x00\x00\x00\x00Abob\x00\x00hi\x00"), uint8(200), true)
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8, strip bool) {
-		s := &Server{Handler: fuzzHandler(t), StripControl: strip, RequireSender: chunk%5 == 0}
+		// A small burst puts the per-source rate limit's refusals among
+		// the replies too.
+		s := &Server{Handler: fuzzHandler(t), StripControl: strip, RequireSender: chunk%5 == 0, RatePerIP: 0.001, RateBurst: 1 + int(chunk%4)}
 		nc := &fakeConn{in: in, chunk: max(int(chunk), 1)}
 		c := s.admitConn(nc)
 		if c == nil {
@@ -162,6 +164,9 @@ func FuzzServeTCP(f *testing.F) {
 		}
 		if n := s.connCount(); n != 0 {
 			t.Fatalf("%d connections still registered", n)
+		}
+		if k, _ := sourceOf(nc.RemoteAddr()); !s.src.addConn(k, 1) {
+			t.Fatal("the ended connection is still counted against its source")
 		}
 	})
 }

@@ -13,13 +13,21 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/msprelay/msprelay/internal/limitlog"
 )
 
 // Defaults for the zero fields of [Server].
 const (
 	// DefaultReadTimeout bounds how long a whole TCP message may take to
-	// arrive once its first octet has come.
-	DefaultReadTimeout = 30 * time.Second
+	// arrive once its first octet has come. A message is at most 512
+	// octets, which a client sends in one write, so this is a minimum data
+	// rate of about 50 octets a second: a connection dribbling octets holds
+	// its slot no longer than this (and under pressure no longer than
+	// DefaultStallGrace, see [Server.StallGrace]).
+	DefaultReadTimeout = 10 * time.Second
 	// DefaultIdleTimeout: RFC 1312 lets the server close a connection a
 	// client keeps open between messages; minutes let a client send a few in a row.
 	DefaultIdleTimeout = 5 * time.Minute
@@ -95,8 +103,10 @@ type Server struct {
 	WriteTimeout time.Duration
 	// MaxConns caps TCP connections. At the cap the connection idle longest
 	// (waiting for a message's first octet with no message in flight, a
-	// new silent one included) is closed to admit the new one; if none is
-	// idle the new one is told "-server busy" and closed.
+	// new silent one included) is closed to admit the new one, else the
+	// one whose message has been arriving longest if that is longer than
+	// StallGrace and it owes no reply; if there is neither, the new one is
+	// told "-server busy" and closed.
 	MaxConns int
 	// MaxInflight caps concurrent UDP handler calls; past it the server
 	// stops reading datagrams until a call returns.
@@ -120,12 +130,38 @@ type Server struct {
 	// RequireSender refuses revision 'B' messages with an empty SENDER.
 	RequireSender bool
 
+	// MaxConnsPerIP caps the TCP connections of one source (an IPv4
+	// address or an IPv6 /64); past it a new one is told "-too many
+	// connections from your address" and closed. Zero means
+	// DefaultMaxConnsPerIP, negative no cap.
+	MaxConnsPerIP int
+	// RatePerIP is the sustained messages a second one source may send,
+	// TCP and UDP together; past it a TCP message gets "-too many messages
+	// from your address, slow down" and a datagram is dropped (RFC 1312
+	// sends no '-' over UDP). Zero means DefaultRatePerIP, negative no
+	// limit.
+	RatePerIP float64
+	// RateBurst is how many messages a source may send at once before
+	// RatePerIP applies; zero means DefaultRateBurst.
+	RateBurst int
+	// MaxSources bounds the per-source table; zero means
+	// DefaultMaxSources. Sources with no open connection are forgotten
+	// least recently seen first.
+	MaxSources int
+	// StallGrace: at MaxConns with no idle connection, a connection whose
+	// message has been under way longer than this is closed to admit the
+	// new one. Zero means DefaultStallGrace, negative never.
+	StallGrace time.Duration
+
 	initOnce sync.Once
 	ctx      context.Context    // handed to handlers; cancelled by Close
 	cancel   context.CancelFunc // cancels ctx
 	log      *slog.Logger       // Logger, or a discarding one
 	seed     maphash.Seed       // keys revision 'A' datagrams in the dedup cache
 	dedup    *dedupCache        // nil when DedupWindow < 0; has its own lock
+	src      *sources           // per-source limits; has its own lock
+	limits   *limitlog.Log      // rate-limited logging of limits; has its own lock
+	stats    counters           // what the limits did
 
 	wg      sync.WaitGroup // every goroutine the server started, and the serve loops
 	running atomic.Int64   // how many of those are running, for Shutdown to poll
@@ -136,6 +172,7 @@ type Server struct {
 	packets   map[net.PacketConn]struct{} // being served by ServePacket
 	conns     map[*conn]struct{}          // admitted TCP connections
 	idle      list.List                   // of *conn waiting for a message, longest first
+	partial   list.List                   // of *conn reading a message, earliest start first
 }
 
 // init fills in what the zero value lacks; it starts nothing.
@@ -150,6 +187,15 @@ func (s *Server) init() {
 		if s.DedupWindow >= 0 {
 			s.dedup = newDedupCache(durationOr(s.DedupWindow, DefaultDedupWindow), intOr(s.DedupEntries, DefaultDedupEntries))
 		}
+		every := rate.Limit(s.RatePerIP)
+		switch {
+		case s.RatePerIP == 0:
+			every = DefaultRatePerIP
+		case s.RatePerIP < 0:
+			every = 0
+		}
+		s.src = newSources(intOr(s.MaxSources, DefaultMaxSources), every, intOr(s.RateBurst, DefaultRateBurst), &s.stats.forgotten)
+		s.limits = limitlog.New(s.log, 0)
 		s.listeners = make(map[net.Listener]struct{})
 		s.packets = make(map[net.PacketConn]struct{})
 		s.conns = make(map[*conn]struct{})
@@ -389,6 +435,22 @@ func (s *Server) handle(w *responseWriter, m *Message) (panicked bool) {
 		}
 	}()
 	s.Handler.ServeMSP(w, m)
+	return false
+}
+
+// allowFrom applies the per-source message rate to one message from remote,
+// counting and logging what it refuses.
+func (s *Server) allowFrom(remote net.Addr, network string) bool {
+	k, ok := sourceOf(remote)
+	if !ok || s.src.allow(k) {
+		return true
+	}
+	if network == "udp" {
+		s.stats.rateUDP.Add(1)
+	} else {
+		s.stats.rateTCP.Add(1)
+	}
+	s.limits.Hit("msp: limit reached: rate per source ("+network+")", "remote", remote.String())
 	return false
 }
 

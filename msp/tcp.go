@@ -28,6 +28,14 @@ type conn struct {
 	nc   net.Conn
 	idle *list.Element // in s.idle while idle (see setWaiting); guarded by s.mu
 
+	src    sourceKey // the source this connection is counted against
+	hasSrc bool      // false for non-IP addresses, which no per-source limit applies to
+
+	// Guarded by s.mu: c is in s.partial while a message is under way
+	// (first octet read, not yet complete), since started.
+	partial *list.Element
+	started time.Time
+
 	// Guarded by s.mu.
 	waiting bool // the reader waits for a message's first octet
 	busy    int  // pipelined messages whose replies are not yet written
@@ -91,28 +99,32 @@ func (s *Server) accept(nc net.Conn) {
 func (s *Server) admitConn(nc net.Conn) *conn {
 	s.init()
 	c := &conn{s: s, nc: nc}
+	c.src, c.hasSrc = sourceOf(nc.RemoteAddr())
+	if c.hasSrc && !s.src.addConn(c.src, s.maxConnsPerIP()) {
+		s.stats.refusedPerIP.Add(1)
+		s.limits.Hit("msp: limit reached: connections per source", "remote", nc.RemoteAddr().String())
+		refuseConn(nc, perIPReply)
+		return nil
+	}
 	s.mu.Lock()
 	if s.shutting {
 		s.mu.Unlock()
+		c.dropSource()
 		nc.Close()
 		return nil
 	}
 	if len(s.conns) >= intOr(s.MaxConns, DefaultMaxConns) {
-		oldest := s.idle.Front()
-		if oldest == nil {
+		victim := s.evictableLocked()
+		if victim == nil {
 			s.mu.Unlock()
-			s.logger().Debug("msp: refusing connection, all busy", "remote", nc.RemoteAddr().String())
-			nc.SetWriteDeadline(time.Now().Add(time.Second))
-			nc.Write([]byte(busyReply))
-			nc.Close()
+			c.dropSource()
+			s.stats.refusedBusy.Add(1)
+			s.limits.Hit("msp: limit reached: connections (all busy)", "remote", nc.RemoteAddr().String())
+			refuseConn(nc, busyReply)
 			return nil
 		}
-		victim := oldest.Value.(*conn)
-		s.idle.Remove(oldest)
-		victim.idle = nil
 		delete(s.conns, victim)
 		victim.nc.Close()
-		s.logger().Debug("msp: evicted idle connection", "remote", victim.nc.RemoteAddr().String())
 	}
 	s.conns[c] = struct{}{}
 	c.idle = s.idle.PushBack(c)
@@ -120,6 +132,72 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 	s.running.Add(1)
 	s.mu.Unlock()
 	return c
+}
+
+// evictableLocked picks the connection to close to admit a new one at
+// MaxConns: the one idle longest, else the one whose message has been under
+// way longest if that is longer than StallGrace (a slow sender or a
+// slowloris: either way it has had its chance), else none. It takes the
+// victim off those lists; the caller holds s.mu.
+func (s *Server) evictableLocked() *conn {
+	if oldest := s.idle.Front(); oldest != nil {
+		victim := oldest.Value.(*conn)
+		s.idle.Remove(oldest)
+		victim.idle = nil
+		s.stats.evictedIdle.Add(1)
+		s.log.Debug("msp: evicted idle connection", "remote", victim.nc.RemoteAddr().String())
+		return victim
+	}
+	if s.StallGrace < 0 {
+		return nil
+	}
+	grace := durationOr(s.StallGrace, DefaultStallGrace)
+	// Earliest start first; a connection with replies still owed is
+	// skipped, so that no delivered message loses its '+'.
+	var victim *conn
+	for e := s.partial.Front(); e != nil && victim == nil; e = e.Next() {
+		c := e.Value.(*conn)
+		if time.Since(c.started) < grace {
+			return nil
+		}
+		if c.busy == 0 {
+			victim = c
+		}
+	}
+	if victim == nil {
+		return nil
+	}
+	s.partial.Remove(victim.partial)
+	victim.partial = nil
+	s.stats.evictedStalled.Add(1)
+	s.limits.Hit("msp: limit reached: stalled message evicted", "remote", victim.nc.RemoteAddr().String())
+	return victim
+}
+
+// maxConnsPerIP is MaxConnsPerIP with its default; 0 means no cap.
+func (s *Server) maxConnsPerIP() int {
+	switch {
+	case s.MaxConnsPerIP < 0:
+		return 0
+	case s.MaxConnsPerIP == 0:
+		return DefaultMaxConnsPerIP
+	}
+	return s.MaxConnsPerIP
+}
+
+// refuseConn tells a connection we do not admit why, briefly, and closes it.
+func refuseConn(nc net.Conn, reply string) {
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write([]byte(reply))
+	nc.Close()
+}
+
+// dropSource uncounts c from its source; called once, when c ends or is
+// not admitted.
+func (c *conn) dropSource() {
+	if c.hasSrc {
+		c.s.src.dropConn(c.src)
+	}
 }
 
 // errStopped ends reading when the server shuts down or a pipelined handler
@@ -156,7 +234,8 @@ func (c *conn) makeIdle() {
 	}
 }
 
-// setActive marks c as having a message under way, so it is not evicted.
+// setActive marks c as having a message under way: no longer idle, but
+// stalled if it takes longer than StallGrace.
 func (c *conn) setActive() {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
@@ -164,6 +243,20 @@ func (c *conn) setActive() {
 	if c.idle != nil {
 		c.s.idle.Remove(c.idle)
 		c.idle = nil
+	}
+	if c.partial == nil {
+		c.started = time.Now()
+		c.partial = c.s.partial.PushBack(c)
+	}
+}
+
+// setComplete records that c's message has fully arrived.
+func (c *conn) setComplete() {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if c.partial != nil {
+		c.s.partial.Remove(c.partial)
+		c.partial = nil
 	}
 }
 
@@ -181,9 +274,14 @@ func (c *conn) serve() {
 			s.idle.Remove(c.idle)
 			c.idle = nil
 		}
+		if c.partial != nil {
+			s.partial.Remove(c.partial)
+			c.partial = nil
+		}
 		delete(s.conns, c)
 		s.mu.Unlock()
 		c.nc.Close()
+		c.dropSource()
 	}()
 	log := s.logger()
 	for {
@@ -233,6 +331,22 @@ func (c *conn) write(b []byte) error {
 // pipelined, and reports whether the connection goes on.
 func (c *conn) serveMessage(raw []byte) bool {
 	s := c.s
+	if !s.allowFrom(c.nc.RemoteAddr(), "tcp") {
+		if raw[0] == Version1 {
+			// Revision 'A' owes no reply and ends the connection anyway.
+			c.drain()
+			return false
+		}
+		// Framing is intact, so the connection goes on; the sender is
+		// told to slow down.
+		refusal := formatReply(false, rateLimitedReply, MaxLen)
+		if c.pipe != nil {
+			c.dispatch(nil, refusal)
+		} else {
+			c.write(refusal)
+		}
+		return true
+	}
 	m := new(Message)
 	err := m.decode(raw)
 	if err == nil {
@@ -333,6 +447,7 @@ func (c *conn) readMessage() (int, error) {
 			c.nuls++
 			if c.nuls == want {
 				c.scanned++
+				c.setComplete()
 				return c.scanned, nil
 			}
 		}

@@ -367,7 +367,7 @@ func TestTCPMaxConnsBusyWhenNoneIdle(t *testing.T) {
 func TestTCPThousandsOfIdleConnsDoNotDelayASender(t *testing.T) {
 	t.Parallel()
 	const n = 2000
-	s := &Server{Handler: &recorder{}, MaxConns: n}
+	s := &Server{Handler: &recorder{}, MaxConns: n, MaxConnsPerIP: -1} // one address plays 2000 clients
 	addr, _ := serve(t, s)
 	for range n {
 		dialTCP(t, addr)

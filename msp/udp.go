@@ -58,6 +58,10 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 // Invalid datagrams get no answer: RFC 1312 never sends '-' over UDP.
 func (s *Server) servePacket(pc net.PacketConn, addr net.Addr, data []byte, sem chan struct{}, handlers *workerPool) {
 	log := s.logger()
+	// Before any parsing, so that a flood costs as little as possible.
+	if !s.allowFrom(addr, "udp") {
+		return
+	}
 	var m Message
 	err := m.decode(data)
 	if err == nil {

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,8 +107,9 @@ type Config struct {
 	SessionSecrets string
 	// SessionIdleTimeout ends sessions that send nothing (not even PNG).
 	SessionIdleTimeout time.Duration
-	// MaxSessions caps concurrent sessions (both listeners together); a
-	// session past it is refused with error 600.
+	// MaxSessions caps concurrent sessions per kind of listener (Unix
+	// socket, TCP), so that network strangers cannot lock local users
+	// out; a session past it is refused with error 600.
 	MaxSessions int
 
 	// DataDir holds the embedded NATS/JetStream store.
@@ -135,6 +137,30 @@ type Config struct {
 	// Now is the clock of the switchboard's sign-in and activity stamps;
 	// nil means time.Now. Tests step one instead of sleeping.
 	Now func() time.Time
+
+	// Abuse limits (docs/SECURITY.md). For each, zero means the package
+	// default and negative turns the limit off.
+
+	// MSPMaxConnsPerIP caps one source's (IPv4 address or IPv6 /64) MSP
+	// TCP connections.
+	MSPMaxConnsPerIP int
+	// MSPRatePerIP is the sustained MSP messages a second one source may
+	// send, TCP and UDP together; MSPRateBurst how many at once.
+	MSPRatePerIP float64
+	MSPRateBurst int
+	// MSPStallGrace: at MSPMaxConns, a connection whose message has been
+	// under way this long is closed to admit a new one.
+	MSPStallGrace time.Duration
+	// MaxPendingSessions caps the session connections not signed in yet,
+	// per kind of listener (Unix socket, TCP).
+	MaxPendingSessions int
+	// FailedSignInsPerMinute is the sustained failed session sign-ins one
+	// network source may make; FailedSignInBurst how many at once.
+	FailedSignInsPerMinute float64
+	FailedSignInBurst      int
+	// SessionAuthInsecure lets --session-auth trust accept clients from
+	// non-loopback addresses (anyone who can connect is anyone).
+	SessionAuthInsecure bool
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -158,6 +184,14 @@ func DefaultConfig() Config {
 		MaxSessions:        session.DefaultMaxSessions,
 		DataDir:            DefaultDataDir(),
 		GossipProfile:      presence.DefaultProfile,
+
+		MSPMaxConnsPerIP:       msp.DefaultMaxConnsPerIP,
+		MSPRatePerIP:           msp.DefaultRatePerIP,
+		MSPRateBurst:           msp.DefaultRateBurst,
+		MSPStallGrace:          msp.DefaultStallGrace,
+		MaxPendingSessions:     session.DefaultMaxPending,
+		FailedSignInsPerMinute: session.DefaultFailedSignInRate * 60,
+		FailedSignInBurst:      session.DefaultFailedSignInBurst,
 	}
 }
 
@@ -181,7 +215,10 @@ func DefaultName() string {
 	return string(b)
 }
 
-// DefaultDataDir is /var/lib/msprelay for root, else the user's state dir.
+// DefaultDataDir is /var/lib/msprelay for root, else the user's state dir
+// ($XDG_STATE_HOME or ~/.local/state), else "" (then --data is required):
+// never a shared directory such as /tmp, where another user could have
+// made the path first.
 func DefaultDataDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/lib/msprelay"
@@ -189,10 +226,10 @@ func DefaultDataDir() string {
 	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
 		return filepath.Join(d, "msprelay")
 	}
-	if h, err := os.UserHomeDir(); err == nil {
+	if h, err := os.UserHomeDir(); err == nil && h != "" {
 		return filepath.Join(h, ".local", "state", "msprelay")
 	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("msprelay-%d", os.Geteuid()), "data")
+	return ""
 }
 
 // ErrConfig marks a configuration New refuses.
@@ -234,6 +271,19 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// loopbackListen reports whether a listen address binds loopback only.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 func (c *Config) validate() error {
 	bad := func(field, format string, a ...any) error {
 		return &FieldError{Field: field, Err: fmt.Errorf(format, a...), refused: true}
@@ -259,6 +309,9 @@ func (c *Config) validate() error {
 		default:
 			return bad("SessionAuth", "%q: want %s or %s", c.SessionAuth, AuthTrust, AuthSecret)
 		}
+		if c.SessionAuth == AuthTrust && !c.SessionAuthInsecure && !loopbackListen(c.SessionAddr) {
+			return bad("SessionAuthInsecure", "trust authentication believes any claimed name, so it listens on loopback only: use a loopback session address, secret authentication, or allow insecure trust to accept anyone who can connect")
+		}
 	}
 	switch c.GossipProfile {
 	case "", "lan", "wan", "local":
@@ -273,6 +326,15 @@ func (c *Config) validate() error {
 	}
 	if len(c.NATSURLs) == 0 && c.DataDir == "" {
 		return bad("DataDir", "required for the embedded NATS store")
+	}
+	if len(c.NATSURLs) == 0 {
+		// A missing directory is created 0700 at start; an existing one
+		// must be ours alone, or another user could swap the store.
+		if _, err := os.Lstat(c.DataDir); err == nil {
+			if err := session.CheckDir(c.DataDir); err != nil {
+				return bad("DataDir", "%s: %v", c.DataDir, err)
+			}
+		}
 	}
 	if _, err := switchboard.ParseOfflinePolicy(c.Offline); err != nil {
 		return bad("Offline", "%q: want %s or %s", c.Offline, switchboard.OfflineQueue, switchboard.OfflineRefuse)

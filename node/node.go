@@ -42,6 +42,7 @@ type Node struct {
 	sb     *switchboard.Switchboard
 	sess   *session.Server
 	mspSrv *msp.Server
+	sigs   signatures // verifies MSP SIGNATURE parts; see signature.go
 	addrs  Addrs
 
 	fatal     chan error      // first fatal component error (cap 1)
@@ -164,7 +165,7 @@ func (n *Node) startNATS() error {
 		return nil
 	}
 	store := filepath.Join(n.cfg.DataDir, "nats")
-	if err := os.MkdirAll(store, 0o750); err != nil {
+	if err := os.MkdirAll(store, 0o700); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
 	}
 	b, err := broker.New(broker.Config{
@@ -307,6 +308,10 @@ func (n *Node) startSessions() error {
 		Logger:      n.log.With("component", "session"),
 		IdleTimeout: n.cfg.SessionIdleTimeout,
 		MaxSessions: n.cfg.MaxSessions,
+		MaxPending:  n.cfg.MaxPendingSessions,
+
+		FailedSignInRate:  n.cfg.FailedSignInsPerMinute / 60,
+		FailedSignInBurst: n.cfg.FailedSignInBurst,
 	})
 	if err != nil {
 		return fmt.Errorf("node: sessions: %w", err)
@@ -324,7 +329,7 @@ func (n *Node) startSessions() error {
 		n.serve("session socket", func() error { return srv.Serve(l, session.PeerCred{}) })
 	}
 	if a := n.cfg.SessionAddr; a != "" {
-		var auth session.Authenticator = session.Trust{}
+		var auth session.Authenticator = session.Trust{Insecure: n.cfg.SessionAuthInsecure}
 		if n.cfg.SessionAuth == AuthSecret {
 			secrets, err := session.LoadSecrets(n.cfg.SessionSecrets)
 			if err != nil {
@@ -359,6 +364,10 @@ func (n *Node) startMSP() error {
 		DedupWindow:   n.cfg.DedupWindow,
 		StripControl:  n.cfg.StripControl,
 		RequireSender: n.cfg.RequireSender,
+		MaxConnsPerIP: n.cfg.MSPMaxConnsPerIP,
+		RatePerIP:     n.cfg.MSPRatePerIP,
+		RateBurst:     n.cfg.MSPRateBurst,
+		StallGrace:    n.cfg.MSPStallGrace,
 	}
 	n.addrs.MSP = l.Addr().String()
 	n.serve("msp tcp", func() error { return n.mspSrv.Serve(l) })
@@ -397,7 +406,7 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 		Text:       m.Text,
 		Cookie:     m.Cookie,
 		Signature:  m.Signature,
-		Origin:     switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network()},
+		Origin:     switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Verified: n.sigs.verified(n.cfg.SessionSecrets, m, n.log)},
 		Time:       time.Now(),
 	}
 	o := n.sb.Send(ctx, d)

@@ -49,14 +49,41 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, req *AuthRequest) (Identity, error)
 }
 
+// ErrNotLoopback refuses a [Trust] sign-in from a non-loopback address.
+var ErrNotLoopback = errors.New("session: trust authentication accepts loopback clients only")
+
 // Trust believes the claimed name. It is for trusted networks and tests
 // only: the identity is not verified, and messages sent by such sessions
-// carry Verified=false.
-type Trust struct{}
+// carry Verified=false. Anyone who can connect signs in as anyone and reads
+// their queued mail, so by default only loopback (and Unix socket) clients
+// are accepted.
+type Trust struct {
+	// Insecure accepts clients from any address (node flag
+	// --session-auth-insecure).
+	Insecure bool
+}
 
-// Authenticate accepts every claim, unverified.
-func (Trust) Authenticate(context.Context, *AuthRequest) (Identity, error) {
+// Authenticate accepts every claim from an allowed address, unverified.
+func (t Trust) Authenticate(_ context.Context, req *AuthRequest) (Identity, error) {
+	if !t.Insecure && !isLocal(req.Conn.RemoteAddr()) {
+		return Identity{}, fmt.Errorf("%w: %w: %s", ErrAuthFailed, ErrNotLoopback, req.Conn.RemoteAddr())
+	}
 	return Identity{Method: "trust"}, nil
+}
+
+// isLocal reports whether a peer is on this host: a Unix socket peer, a
+// loopback IP, or the other end of an in-process pipe.
+func isLocal(a net.Addr) bool {
+	if a != nil && a.Network() == "pipe" {
+		return true
+	}
+	switch a := a.(type) {
+	case *net.UnixAddr:
+		return true
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap().IsLoopback()
+	}
+	return false
 }
 
 // Secrets maps users to shared secrets. It is immutable once built.
@@ -121,6 +148,10 @@ func LoadSecrets(path string) (*Secrets, error) {
 
 // Len returns the number of users with a secret.
 func (s *Secrets) Len() int { return len(s.m) }
+
+// Secret returns user's secret (compared case-insensitively), for other
+// proofs keyed by it, such as the MSP SIGNATURE (msp.Verify).
+func (s *Secrets) Secret(user string) (string, bool) { return s.lookup(user) }
 
 func (s *Secrets) lookup(user string) (string, bool) {
 	v, ok := s.m[presence.CanonicalUser(user)]

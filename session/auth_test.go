@@ -220,21 +220,9 @@ func TestPeerCred(t *testing.T) {
 		t.Fatalf("message from a peercred session not Verified: %+v", m)
 	}
 
-	// Copy the test binary where uid 65534 can run it.
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "session.test")
-	if err := copyFile(self, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(hctx, bin, "-test.run=^TestPeerCredHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), peerCredHelperEnv+"="+sock)
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := nobodyCommand(t, hctx, dir, "TestPeerCredHelper", peerCredHelperEnv+"="+sock)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper failed: %v\n%s", err, out)
@@ -276,6 +264,26 @@ func TestPeerCredHelper(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// nobodyCommand runs the test helper named run from a copy of this test
+// binary in dir (which uid 65534 must be able to read) as uid and gid 65534,
+// with env added to the environment.
+func nobodyCommand(t *testing.T, ctx context.Context, dir, run, env string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "session.test")
+	if err := copyFile(self, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^"+run+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	return cmd
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

@@ -91,7 +91,9 @@ type call struct {
 }
 
 // Dial connects to a session server. addr is "host:port", "unix:/path" or a
-// path starting with "/".
+// path starting with "/". A Unix socket must be served by root or by the
+// running user ([ErrUntrustedSocket] otherwise): its server decides which
+// messages the client shows as verified.
 func Dial(ctx context.Context, addr string) (*Client, error) {
 	network, a := "tcp", addr
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
@@ -103,6 +105,12 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 	conn, err := d.DialContext(ctx, network, a)
 	if err != nil {
 		return nil, fmt.Errorf("session: dial %s: %w", addr, err)
+	}
+	if network == "unix" {
+		if err := checkServer(conn); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("session: dial %s: %w", addr, err)
+		}
 	}
 	return NewClient(conn), nil
 }

@@ -69,6 +69,12 @@ func (s *session) cmdUSR(f *frame) *protoError {
 	}
 
 	trid := f.trid
+	src, fromNet := sourceOf(s.conn.RemoteAddr())
+	if fromNet && s.srv.fails.blocked(src) {
+		s.srv.stats.throttled.Add(1)
+		s.srv.limits.Hit("session: sign-ins refused, too many failures from this source", "remote", s.conn.RemoteAddr().String())
+		return &protoError{code: CodeAuthFailed, trid: trid, text: "too many failed sign-ins from your address; try again later", fatal: true, quiet: true}
+	}
 	challenged := false
 	req := &AuthRequest{Conn: s.conn, User: user, Term: term}
 	req.Challenge = func(nonce string) (string, error) {
@@ -87,8 +93,13 @@ func (s *session) cmdUSR(f *frame) *protoError {
 		if challenged && !errors.Is(err, ErrAuthFailed) {
 			return &protoError{} // the connection failed during the challenge
 		}
-		s.log.Warn("authentication failed", "user", user, "term", term, "err", err)
-		return &protoError{code: CodeAuthFailed, trid: trid, text: "authentication failed", fatal: true}
+		s.srv.stats.failed.Add(1)
+		if fromNet {
+			s.srv.fails.failed(src)
+		}
+		// One log line per limitLogEvery, not per guess.
+		s.srv.limits.Hit("session: authentication failed", "remote", s.conn.RemoteAddr().String(), "user", user, "term", term, "err", err)
+		return &protoError{code: CodeAuthFailed, trid: trid, text: "authentication failed", fatal: true, quiet: true}
 	}
 
 	canon := presence.CanonicalUser(user)
@@ -112,6 +123,7 @@ func (s *session) cmdUSR(f *frame) *protoError {
 	}
 	s.ident = id
 	s.signedIn = true
+	s.srv.signedIn(s)
 	level := slog.LevelInfo
 	if term == NoTerminal {
 		level = slog.LevelDebug // a lookup (msp who), not a user arriving

@@ -32,6 +32,7 @@ type session struct {
 	auth Authenticator
 	fr   *frameReader
 	log  *slog.Logger
+	kind listenerKind // of the listener that accepted conn
 
 	out        chan []byte   // frames for the writer; cap OutQueue+1, the extra slot is for replies
 	space      chan struct{} // cap 1; the writer signals after taking a frame
@@ -72,9 +73,9 @@ type watched struct {
 	state presence.State
 }
 
-func newSession(srv *Server, c net.Conn, auth Authenticator) *session {
+func newSession(srv *Server, c net.Conn, auth Authenticator, kind listenerKind) *session {
 	return &session{
-		srv: srv, conn: c, auth: auth,
+		srv: srv, conn: c, auth: auth, kind: kind,
 		fr:            newFrameReader(c, &clientGrammar),
 		log:           srv.log.With("remote", c.RemoteAddr().String()),
 		out:           make(chan []byte, srv.cfg.OutQueue+1),
@@ -179,7 +180,9 @@ func (s *session) refuse(pe *protoError) bool {
 		return false
 	}
 	if pe.fatal || !s.signedIn {
-		s.log.Info("session closed on error", "code", pe.code, "err", pe.text)
+		if !pe.quiet {
+			s.log.Info("session closed on error", "code", pe.code, "err", pe.text)
+		}
 		s.end(errorLine(pe.code, pe.trid, pe.text))
 		return false
 	}

@@ -86,6 +86,7 @@ type protoError struct {
 	trid  uint32
 	text  string
 	fatal bool
+	quiet bool // already counted in a rate-limited log: do not log again
 }
 
 func (e *protoError) Error() string {

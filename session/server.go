@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -56,8 +59,23 @@ type Config struct {
 	WriteTimeout time.Duration
 	// SendTimeout bounds one SND's delivery.
 	SendTimeout time.Duration
-	// MaxSessions caps connections (signed in or not) per Server.
+	// MaxSessions caps connections (signed in or not) on each kind of
+	// listener: Unix sockets together, network listeners together, so
+	// that strangers on the network cannot lock local users out.
 	MaxSessions int
+	// MaxPending caps the connections of each kind of listener that have
+	// not signed in yet; past it a new connection gets 600. Zero means
+	// DefaultMaxPending.
+	MaxPending int
+	// FailedSignInRate is the sustained failed sign-ins a second allowed
+	// from one network source (IPv4 address or IPv6 /64); a source past
+	// it, and past FailedSignInBurst, is refused with 911 without its
+	// answer being checked. Zero means DefaultFailedSignInRate, negative
+	// no limit.
+	FailedSignInRate float64
+	// FailedSignInBurst is how many failed sign-ins a source may make at
+	// once; zero means DefaultFailedSignInBurst.
+	FailedSignInBurst int
 	// MaxList caps each watch and block list of a session (at most 512).
 	MaxList int
 	// MaxNames caps the alias names of a session.
@@ -90,11 +108,16 @@ type Server struct {
 	stop   sync.Once          // closes quit
 	wg     sync.WaitGroup     // sessions and the dispatcher
 
-	// mu guards listeners, sessions and closed.
+	// mu guards listeners, sessions, counts and closed.
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
+	counts    [numKinds]kindCount
 	closed    bool
+
+	fails  *failures     // failed sign-ins per source; has its own lock
+	limits *limitlog.Log // rate-limited logging; has its own lock
+	stats  counters
 
 	w watchIndex
 
@@ -126,6 +149,15 @@ func New(cfg Config) (*Server, error) {
 	defDur(&cfg.WriteTimeout, DefaultWriteTimeout)
 	defDur(&cfg.SendTimeout, DefaultSendTimeout)
 	defInt(&cfg.MaxSessions, DefaultMaxSessions)
+	defInt(&cfg.MaxPending, DefaultMaxPending)
+	defInt(&cfg.FailedSignInBurst, DefaultFailedSignInBurst)
+	failEvery := rate.Limit(cfg.FailedSignInRate)
+	switch {
+	case cfg.FailedSignInRate == 0:
+		failEvery = DefaultFailedSignInRate
+	case cfg.FailedSignInRate < 0:
+		failEvery = 0
+	}
 	defInt(&cfg.MaxList, DefaultMaxList)
 	defInt(&cfg.MaxNames, DefaultMaxNames)
 	defInt(&cfg.OutQueue, DefaultOutQueue)
@@ -142,6 +174,8 @@ func New(cfg Config) (*Server, error) {
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
 		w:         watchIndex{m: map[string]map[*session]struct{}{}},
+		fails:     newFailures(failEvery, cfg.FailedSignInBurst),
+		limits:    limitlog.New(cfg.Logger, 0),
 	}, nil
 }
 
@@ -174,6 +208,11 @@ func (srv *Server) Serve(l net.Listener, auth Authenticator) error {
 	srv.listeners[l] = struct{}{}
 	srv.mu.Unlock()
 	srv.start.Do(srv.startWatch)
+	kind := kindOf(l)
+	if t, ok := auth.(Trust); ok {
+		srv.log.Warn("session: trust authentication: claimed names are believed, sessions are unverified; use only on a trusted network",
+			"listener", l.Addr().String(), "non_loopback_clients", t.Insecure)
+	}
 	defer func() {
 		srv.mu.Lock()
 		delete(srv.listeners, l)
@@ -198,7 +237,7 @@ func (srv *Server) Serve(l net.Listener, auth Authenticator) error {
 			return fmt.Errorf("session: accept: %w", err)
 		}
 		delay = 0
-		srv.admit(c, auth)
+		srv.admit(c, auth, kind)
 	}
 }
 
@@ -209,33 +248,59 @@ func temporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// admit starts a session for c, or refuses it when the server is full.
-func (srv *Server) admit(c net.Conn, auth Authenticator) {
-	s := newSession(srv, c, auth)
+// admit starts a session for c, or refuses it when its kind of listener is
+// full or has too many connections not signed in yet.
+func (srv *Server) admit(c net.Conn, auth Authenticator, kind listenerKind) {
+	s := newSession(srv, c, auth, kind)
 	srv.mu.Lock()
+	n := &srv.counts[kind]
+	var refusal string
 	switch {
 	case srv.closed:
 		srv.mu.Unlock()
 		c.Close()
 		return
-	case len(srv.sessions) >= srv.cfg.MaxSessions:
+	case n.open >= srv.cfg.MaxSessions:
+		refusal = "too many sessions"
+		srv.stats.refusedFull.Add(1)
+	case n.pending >= srv.cfg.MaxPending:
+		refusal = "too many connections not signed in"
+		srv.stats.refusedPending.Add(1)
+	}
+	if refusal != "" {
 		srv.mu.Unlock()
-		srv.log.Warn("session refused: too many sessions", "remote", c.RemoteAddr().String(), "max", srv.cfg.MaxSessions)
+		srv.limits.Hit("session refused: "+refusal, "listener", kind.String(), "remote", c.RemoteAddr().String(),
+			"max_sessions", srv.cfg.MaxSessions, "max_pending", srv.cfg.MaxPending)
 		c.SetWriteDeadline(time.Now().Add(time.Second))
-		c.Write(errorLine(CodeServerBusy, 0, "too many sessions"))
+		c.Write(errorLine(CodeServerBusy, 0, refusal))
 		c.Close()
 		return
 	}
+	n.open++
+	n.pending++
 	srv.sessions[s] = struct{}{}
 	srv.wg.Add(1)
 	srv.mu.Unlock()
 	go s.serve()
 }
 
-// forget removes an ended session from the registry.
+// signedIn moves s from the pending connections to the signed-in ones; the
+// session's reader calls it once, when s.signedIn becomes true.
+func (srv *Server) signedIn(s *session) {
+	srv.mu.Lock()
+	srv.counts[s.kind].pending--
+	srv.mu.Unlock()
+}
+
+// forget removes an ended session from the registry; the session's reader
+// calls it last.
 func (srv *Server) forget(s *session) {
 	srv.mu.Lock()
 	delete(srv.sessions, s)
+	srv.counts[s.kind].open--
+	if !s.signedIn {
+		srv.counts[s.kind].pending--
+	}
 	srv.mu.Unlock()
 }
 

@@ -3,41 +3,130 @@ package session
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 )
 
-// ListenUnix listens on a Unix socket at path for PeerCred sessions. A stale
-// socket left by a dead server is removed; a live one is an error. The socket
-// is made world-connectable (0666) because PeerCred authenticates by uid,
-// not by file permissions. Closing the listener removes the socket.
+// ErrUntrustedSocket refuses a Unix socket served by a user who is neither
+// root nor the client's own user: whoever serves the socket decides what
+// the client shows as a verified message.
+var ErrUntrustedSocket = errors.New("session: socket served by another user")
+
+// ListenUnix listens on a Unix socket at path for PeerCred sessions.
+//
+// The directory holding path is created if missing (0700, or 0755 for root,
+// whose system socket every local user must reach) and must pass
+// [CheckDir]: owned by the running user and writable by nobody else, so no
+// one else can replace the socket. The socket is bound in a fresh private
+// directory next to path, made world-connectable (0666: PeerCred
+// authenticates by uid, not by file permissions) while nobody else can
+// reach it, and then renamed into place, so there is no window in which
+// path exists with other permissions or could be swapped. Something already
+// at path is replaced only if it is a socket owned by the running user that
+// nobody answers on (left by a dead server); a live socket or anything else
+// is an error. Closing the listener removes the socket if it is still ours.
 func ListenUnix(path string) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("session: listen %s: exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("session: listen %s: another server is listening", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("session: removing stale socket: %w", err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	dir := filepath.Dir(path)
+	perm := fs.FileMode(0o700)
+	if os.Geteuid() == 0 {
+		perm = 0o755
+	}
+	if err := EnsureDir(dir, perm); err != nil {
 		return nil, fmt.Errorf("session: listen %s: %w", path, err)
 	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("session: listen: %w", err)
+	if err := checkStale(path); err != nil {
+		return nil, err
 	}
-	if err := os.Chmod(path, 0o666); err != nil {
-		l.Close()
+	tmp, err := os.MkdirTemp(dir, ".bind-")
+	if err != nil {
+		return nil, fmt.Errorf("session: listen %s: %w", path, err)
+	}
+	defer os.RemoveAll(tmp)
+	tmpPath := filepath.Join(tmp, "s")
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpPath, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("session: listen %s: %w", path, err)
+	}
+	ul.SetUnlinkOnClose(false) // the socket moves; Close removes it by its final name
+	if err := os.Chmod(tmpPath, 0o666); err != nil {
+		ul.Close()
 		return nil, fmt.Errorf("session: chmod socket: %w", err)
 	}
-	return l, nil
+	if err := os.Rename(tmpPath, path); err != nil {
+		ul.Close()
+		return nil, fmt.Errorf("session: listen %s: %w", path, err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		ul.Close()
+		return nil, fmt.Errorf("session: listen %s: %w", path, err)
+	}
+	return &unixListener{UnixListener: ul, addr: &net.UnixAddr{Name: path, Net: "unix"}, fi: fi}, nil
+}
+
+// checkStale makes sure path is free or holds a dead socket of ours, which
+// the rename then replaces.
+func checkStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("session: listen %s: %w", path, err)
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("session: listen %s: exists and is not a socket", path)
+	}
+	if uid, ok := fileOwner(fi); ok && uid != uint32(os.Geteuid()) {
+		return fmt.Errorf("session: listen %s: the socket there belongs to uid %d", path, uid)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("session: listen %s: another server is listening", path)
+	}
+	return nil
+}
+
+// unixListener is a Unix listener bound under another name and renamed to
+// addr; Close removes addr if it is still the socket we renamed there.
+type unixListener struct {
+	*net.UnixListener
+	addr *net.UnixAddr
+	fi   fs.FileInfo // of the socket at addr after the rename
+	once sync.Once
+}
+
+// Addr is the socket's final path.
+func (l *unixListener) Addr() net.Addr { return l.addr }
+
+// Close stops listening and removes the socket file, once.
+func (l *unixListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() {
+		if fi, serr := os.Lstat(l.addr.Name); serr == nil && os.SameFile(fi, l.fi) {
+			os.Remove(l.addr.Name)
+		}
+	})
+	return err
+}
+
+// checkServer refuses a Unix socket connection whose server runs as
+// neither root nor the running user.
+func checkServer(c net.Conn) error {
+	uid, err := peerUID(c)
+	if err != nil {
+		return fmt.Errorf("%w: cannot tell who serves it: %v", ErrUntrustedSocket, err)
+	}
+	if uid != 0 && uid != uint32(os.Geteuid()) {
+		return fmt.Errorf("%w: served by uid %d, not by root or uid %d", ErrUntrustedSocket, uid, os.Geteuid())
+	}
+	return nil
 }
 
 // loginName maps a uid to its login name with os/user.

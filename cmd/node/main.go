@@ -42,7 +42,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.SessionAuth, "session-auth", cfg.SessionAuth, "TCP session auth: trust (believe the claimed name; trusted networks only) or secret")
 	fs.StringVar(&cfg.SessionSecrets, "session-secrets", "", "file of 'user secret' lines for --session-auth secret")
 	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle", cfg.SessionIdleTimeout, "close sessions silent for this long (clients ping)")
-	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "maximum concurrent sessions (each idle one costs about 15 KiB)")
+	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "maximum concurrent sessions per kind of listener, Unix socket and TCP (each idle one costs about 15 KiB)")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (embedded NATS/JetStream store)")
 	fs.StringVar(&cfg.GossipAddr, "gossip", "", "memberlist gossip bind address (e.g. :7946); off unless given or --join is set")
 	fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", "", "gossip address peers should use, if not the bind address")
@@ -66,6 +66,16 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.MailboxAckWait, "mailbox-ack-wait", cfg.MailboxAckWait, "how long a queued message handed to a node may stay unsettled before another node gets it")
 	fs.BoolVar(&cfg.StripControl, "strip-control", false, "strip forbidden control octets instead of rejecting the message")
 	fs.BoolVar(&cfg.RequireSender, "require-sender", false, "reject MSP messages with an empty SENDER")
+	// Abuse limits (docs/SECURITY.md); a negative value turns one off.
+	fs.IntVar(&cfg.MSPMaxConnsPerIP, "msp-max-conns-per-ip", cfg.MSPMaxConnsPerIP, "MSP TCP connections one source (IPv4 address or IPv6 /64) may hold")
+	fs.Float64Var(&cfg.MSPRatePerIP, "msp-rate", cfg.MSPRatePerIP, "MSP messages a second one source may send, sustained (TCP and UDP together)")
+	fs.IntVar(&cfg.MSPRateBurst, "msp-rate-burst", cfg.MSPRateBurst, "MSP messages one source may send at once before --msp-rate applies")
+	fs.DurationVar(&cfg.MSPReadTimeout, "msp-read-timeout", cfg.MSPReadTimeout, "time one MSP TCP message may take to arrive once its first octet came")
+	fs.DurationVar(&cfg.MSPStallGrace, "msp-stall-grace", cfg.MSPStallGrace, "at --max-conns, close a connection whose message has been arriving this long to admit a new one")
+	fs.IntVar(&cfg.MaxPendingSessions, "max-pending-sessions", cfg.MaxPendingSessions, "session connections not signed in yet, per kind of listener (Unix socket, TCP)")
+	fs.Float64Var(&cfg.FailedSignInsPerMinute, "session-fail-rate", cfg.FailedSignInsPerMinute, "failed session sign-ins a minute one network source may make, sustained")
+	fs.IntVar(&cfg.FailedSignInBurst, "session-fail-burst", cfg.FailedSignInBurst, "failed session sign-ins one network source may make at once")
+	fs.BoolVar(&cfg.SessionAuthInsecure, "session-auth-insecure", false, "let --session-auth trust accept clients from non-loopback addresses (anyone who connects is anyone)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -125,6 +135,8 @@ func flagFor(field string) string {
 		return "--session-auth"
 	case "SessionSecrets":
 		return "--session-secrets"
+	case "SessionAuthInsecure":
+		return "--session-auth-insecure"
 	case "DataDir":
 		return "--data"
 	case "GossipAddr":

@@ -142,7 +142,7 @@ cmd_up() {
 		# demo on private namespaces, never for a real network.
 		start "$h" "$h" node --name "$h" \
 			--msp "$(ip_of "$h"):$MSP_PORT" \
-			--session "$(ip_of "$h"):$SESSION_PORT" --session-auth trust --session-socket= \
+			--session "$(ip_of "$h"):$SESSION_PORT" --session-auth trust --session-auth-insecure --session-socket= \
 			--gossip "$(ip_of "$h"):$GOSSIP_PORT" --join "$seeds" --gossip-profile lan \
 			--nats "nats://$(ip_of r1):$NATS_PORT" --data "$DIR/data/$h"
 	done

@@ -1,0 +1,204 @@
+package msp
+
+import (
+	"container/list"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Defaults for the per-source limits of [Server]. A source is an IPv4
+// address or an IPv6 /64 (one subscriber usually holds a whole /64, so
+// counting single IPv6 addresses would limit nothing).
+const (
+	// DefaultMaxConnsPerIP caps one source's TCP connections, so that one
+	// host cannot take the whole of MaxConns.
+	DefaultMaxConnsPerIP = 32
+	// DefaultRatePerIP is the sustained number of messages a second one
+	// source may send, TCP and UDP together. A person types far slower; a
+	// script sending to a few people fits in the burst.
+	DefaultRatePerIP = 20
+	// DefaultRateBurst is how many messages one source may send at once
+	// before DefaultRatePerIP applies.
+	DefaultRateBurst = 100
+	// DefaultMaxSources bounds the table of per-source state; sources with
+	// no connection are forgotten, least recently seen first, past it.
+	DefaultMaxSources = 65536
+	// DefaultStallGrace is how long a message may be under way before its
+	// connection counts as stalled: at MaxConns with no idle connection,
+	// the connection stalled longest is closed to admit a new one.
+	DefaultStallGrace = 2 * time.Second
+)
+
+// rateLimitedReply is sent over TCP for a message past the source's rate.
+const rateLimitedReply = "too many messages from your address, slow down"
+
+// perIPReply is sent to a connection past MaxConnsPerIP.
+const perIPReply = "-too many connections from your address\x00"
+
+// Stats counts what the server's limits did since it started.
+type Stats struct {
+	// RefusedBusy: connections refused at MaxConns with none evictable.
+	RefusedBusy uint64
+	// RefusedPerIP: connections refused at MaxConnsPerIP.
+	RefusedPerIP uint64
+	// EvictedIdle: idle connections closed to admit a new one at MaxConns.
+	EvictedIdle uint64
+	// EvictedStalled: connections whose message was under way longer than
+	// StallGrace, closed to admit a new one at MaxConns.
+	EvictedStalled uint64
+	// RateLimitedTCP and RateLimitedUDP: messages refused (TCP, with "-")
+	// or dropped (UDP, silently) past the source's rate.
+	RateLimitedTCP, RateLimitedUDP uint64
+	// SourcesForgotten: per-source entries dropped to keep the table within
+	// MaxSources.
+	SourcesForgotten uint64
+}
+
+// counters holds the live [Stats].
+type counters struct {
+	refusedBusy, refusedPerIP, evictedIdle, evictedStalled atomic.Uint64
+	rateTCP, rateUDP, forgotten                            atomic.Uint64
+}
+
+// Stats reports what the server's limits did since it started.
+func (s *Server) Stats() Stats {
+	s.init()
+	c := &s.stats
+	return Stats{
+		RefusedBusy:      c.refusedBusy.Load(),
+		RefusedPerIP:     c.refusedPerIP.Load(),
+		EvictedIdle:      c.evictedIdle.Load(),
+		EvictedStalled:   c.evictedStalled.Load(),
+		RateLimitedTCP:   c.rateTCP.Load(),
+		RateLimitedUDP:   c.rateUDP.Load(),
+		SourcesForgotten: c.forgotten.Load(),
+	}
+}
+
+// sourceKey names a source: an IPv4 address or an IPv6 /64.
+type sourceKey netip.Prefix
+
+// sourceOf maps a remote address to its source key; ok is false for
+// addresses that are not IP (tests with pipes), which no limit applies to.
+func sourceOf(a net.Addr) (sourceKey, bool) {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
+		return sourceKey{}, false
+	}
+	ip := ap.Addr().Unmap()
+	if !ip.IsValid() {
+		return sourceKey{}, false
+	}
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil {
+		return sourceKey{}, false
+	}
+	return sourceKey(p), true
+}
+
+// source is one source's state.
+type source struct {
+	key     sourceKey
+	conns   int           // admitted TCP connections; guarded by sources.mu
+	limiter *rate.Limiter // nil when the rate limit is off; has its own lock
+	elem    *list.Element // in sources.lru; guarded by sources.mu
+}
+
+// sources is the bounded per-source table. mu guards byKey, lru and every
+// source's conns and elem.
+type sources struct {
+	max       int
+	every     rate.Limit
+	burst     int
+	forgotten *atomic.Uint64
+
+	mu    sync.Mutex
+	byKey map[sourceKey]*source
+	lru   list.List // of *source, most recently seen first
+}
+
+func newSources(max int, every rate.Limit, burst int, forgotten *atomic.Uint64) *sources {
+	return &sources{max: max, every: every, burst: burst, forgotten: forgotten, byKey: make(map[sourceKey]*source)}
+}
+
+// getLocked returns k's entry, making it (and forgetting the least recently
+// seen sources without a connection if the table is full); the caller holds
+// t.mu.
+func (t *sources) getLocked(k sourceKey) *source {
+	if e, ok := t.byKey[k]; ok {
+		t.lru.MoveToFront(e.elem)
+		return e
+	}
+	for el := t.lru.Back(); len(t.byKey) >= t.max && el != nil; {
+		prev := el.Prev()
+		if old := el.Value.(*source); old.conns == 0 {
+			t.lru.Remove(el)
+			delete(t.byKey, old.key)
+			t.forgotten.Add(1)
+		}
+		el = prev
+	}
+	// Entries with connections are at most MaxConns, so a table larger
+	// than that always makes room; a smaller one just grows past max.
+	e := &source{key: k}
+	if t.every > 0 {
+		e.limiter = rate.NewLimiter(t.every, t.burst)
+	}
+	e.elem = t.lru.PushFront(e)
+	t.byKey[k] = e
+	return e
+}
+
+// allow reports whether a message from k is within its rate.
+func (t *sources) allow(k sourceKey) bool {
+	if t.every <= 0 {
+		return true
+	}
+	t.mu.Lock()
+	e := t.getLocked(k)
+	t.mu.Unlock()
+	return e.limiter.Allow()
+}
+
+// addConn counts a connection from k unless k already has max; max <= 0
+// means no cap.
+func (t *sources) addConn(k sourceKey, max int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.getLocked(k)
+	if max > 0 && e.conns >= max {
+		return false
+	}
+	e.conns++
+	return true
+}
+
+// dropConn uncounts a connection addConn counted.
+func (t *sources) dropConn(k sourceKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.byKey[k]; ok && e.conns > 0 {
+		e.conns--
+	}
+}
+
+// size is the number of sources remembered.
+func (t *sources) size() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byKey)
+}
