@@ -318,9 +318,7 @@ func (n *Node) startSessions() error {
 	}
 	n.sess = srv
 	if p := n.cfg.SessionSocket; p != "" {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return &FieldError{Field: "SessionSocket", Err: err}
-		}
+		// ListenUnix creates and checks the socket's directory itself.
 		l, err := session.ListenUnix(p)
 		if err != nil {
 			return &FieldError{Field: "SessionSocket", Err: err}
