@@ -107,6 +107,25 @@ type Config struct {
 	NATSListen string
 	// NATSCreds: user/password or token for external relays or NATSListen.
 	NATSUser, NATSPassword, NATSToken string
+	// NATSNkeyFile and NATSPasswordFile are this node's own credentials
+	// from `relay gen-creds` (<node>.nk, or <node>.pass with NATSUser
+	// defaulting to the node name). With either, NATS holds the node to
+	// its per-node permissions, so deliveries from other nodes keep their
+	// "verified" mark.
+	NATSNkeyFile, NATSPasswordFile string
+	// NATSAuthFile is the users file (auth.conf from `relay gen-creds`) for
+	// the embedded server exposed with NATSListen.
+	NATSAuthFile string
+	// NATSCAFile, NATSCertFile and NATSKeyFile configure TLS to tls:// relays.
+	NATSCAFile, NATSCertFile, NATSKeyFile string
+	// NATSInsecure allows NATSListen on a non-loopback address without
+	// credentials (logged as a warning): anyone who reaches it can read
+	// every mailbox and forge deliveries.
+	NATSInsecure bool
+	// GossipInsecure allows gossip on a non-loopback address without
+	// GossipKeyFile (logged as a warning): anyone who reaches it can join
+	// and fake presence.
+	GossipInsecure bool
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -207,6 +226,19 @@ func (c *Config) validate() error {
 	if len(c.NATSURLs) > 0 && c.NATSListen != "" {
 		return bad("--nats-listen exposes the embedded server; it cannot be combined with --nats URLS")
 	}
+	if c.GossipKeyFile == "" && !c.GossipInsecure {
+		for flag, a := range map[string]string{"--gossip": c.GossipAddr, "--gossip-advertise": c.GossipAdvertise} {
+			if a != "" && !loopbackAddr(a) {
+				return bad("%s %q is not a loopback address: give --gossip-key FILE (or --gossip-insecure on a trusted network)", flag, a)
+			}
+		}
+	}
+	if c.NATSAuthFile != "" && c.NATSListen == "" {
+		return bad("--nats-auth configures the exposed embedded server; it needs --nats-listen")
+	}
+	if c.NATSAuthFile != "" && c.NATSNkeyFile == "" && c.NATSPasswordFile == "" {
+		return bad("--nats-auth needs this node's own credentials too (--nats-nkey or --nats-password-file)")
+	}
 	if len(c.NATSURLs) == 0 && c.DataDir == "" {
 		return bad("--data DIR is required for the embedded NATS store")
 	}
@@ -226,4 +258,19 @@ func (c *Config) validate() error {
 		return bad("--ack-timeout %v must be shorter than --deliver-timeout %v", c.AckTimeout, c.DeliverTimeout)
 	}
 	return nil
+}
+
+// loopbackAddr reports whether host:port a is reachable only from this
+// host: an IP loopback address or "localhost". An empty host means every
+// interface.
+func loopbackAddr(a string) bool {
+	host, _, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

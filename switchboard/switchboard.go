@@ -50,6 +50,12 @@ type Config struct {
 	// Mailbox configures the durable mailbox and the known-users bucket,
 	// which need NATS with JetStream.
 	Mailbox MailboxConfig
+	// PeersAuthenticated says that NATS authenticates every node and lets
+	// each publish deliveries only under its own name (per-node users, see
+	// broker.NodePermissions). Only then does a delivery from another node
+	// keep that node's word that its sender was verified; otherwise every
+	// delivery from another node arrives unverified.
+	PeersAuthenticated bool
 }
 
 // Errors from sign-in and line operations.
