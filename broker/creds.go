@@ -118,7 +118,10 @@ func GenerateCredentials(nodes []string, passwords bool) (*Credentials, error) {
 			raw := make([]byte, 24)
 			_, _ = rand.Read(raw)
 			nc.Password = base64.RawURLEncoding.EncodeToString(raw)
-			hash, err := bcrypt.GenerateFromPassword([]byte(nc.Password), bcrypt.DefaultCost)
+			// The password is 192 random bits, beyond any guessing, so the
+			// hash needs no extra cost; a high cost would only slow every
+			// node's connect (seconds per attempt on a small relay).
+			hash, err := bcrypt.GenerateFromPassword([]byte(nc.Password), bcrypt.MinCost)
 			if err != nil {
 				return nil, fmt.Errorf("broker: credentials: %w", err)
 			}
@@ -132,9 +135,11 @@ func GenerateCredentials(nodes []string, passwords bool) (*Credentials, error) {
 			if err != nil {
 				return nil, fmt.Errorf("broker: credentials: %w", err)
 			}
-			if nc.Seed, err = kp.Seed(); err != nil {
+			seed, err := kp.Seed()
+			if err != nil {
 				return nil, fmt.Errorf("broker: credentials: %w", err)
 			}
+			nc.Seed = slices.Clone(seed) // Wipe clears the key pair's own copy
 			kp.Wipe()
 			who = "nkey: " + strconv.Quote(pub)
 		}
