@@ -39,17 +39,23 @@ func (g *gossip) NotifyMsg(buf []byte) {
 	if m.typ == msgChange && g.dropChanges.Load() {
 		return
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if m.typ == msgChange && g.staleChange(m.wireMsg) {
-		return
-	}
 	if m.sig != nil {
-		if err := g.verify(&m); err != nil {
+		g.mu.Lock()
+		stale := m.typ == msgChange && g.staleChange(m.wireMsg)
+		key := g.originKey(&m)
+		g.mu.Unlock()
+		if stale {
+			return
+		}
+		if err := verify(&m, key); err != nil {
 			g.log.Warn("dropping gossip message", "err", err, "type", m.typ)
 			return
 		}
 	}
+	// The state may have moved on meanwhile; the handlers check versions
+	// and membership again under g.mu.
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	switch m.typ {
 	case msgChange:
 		g.handleChange(buf, m.wireMsg)
@@ -84,11 +90,14 @@ func (g *gossip) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err := g.verify(&m); err != nil {
+	key := g.originKey(&m)
+	g.mu.Unlock()
+	if err := verify(&m, key); err != nil {
 		g.log.Warn("dropping push-pull state", "err", err)
 		return
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.handleTable(m.tables[0])
 }
 

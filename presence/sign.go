@@ -120,16 +120,23 @@ func (s *signed) origin() string {
 	return ""
 }
 
-// verify checks s's signature against the key its origin announced. g.mu
-// must be held.
-func (g *gossip) verify(s *signed) error {
-	origin := s.origin()
-	p := g.peers[origin]
+// originKey is the key s's origin announced, nil if none. g.mu must be held.
+func (g *gossip) originKey(s *signed) ed25519.PublicKey {
+	if p := g.peers[s.origin()]; p != nil {
+		return p.key
+	}
+	return nil
+}
+
+// verify checks s's signature against key, its origin's announced key. It
+// runs without g.mu: a signature check is slow next to the table logic,
+// and memberlist waits for g.mu while holding its node lock.
+func verify(s *signed, key ed25519.PublicKey) error {
 	switch {
-	case p == nil || p.key == nil:
-		return fmt.Errorf("%w: no key known for %q", ErrBadSignature, origin)
-	case s.sig == nil || !ed25519.Verify(p.key, s.body, s.sig):
-		return fmt.Errorf("%w: %q", ErrBadSignature, origin)
+	case key == nil:
+		return fmt.Errorf("%w: no key known for %q", ErrBadSignature, s.origin())
+	case s.sig == nil || !ed25519.Verify(key, s.body, s.sig):
+		return fmt.Errorf("%w: %q", ErrBadSignature, s.origin())
 	}
 	return nil
 }

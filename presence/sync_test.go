@@ -27,7 +27,9 @@ func newUnstarted(t *testing.T) (*Directory, *Subscription) {
 }
 
 // xKey is node x's signing key in these tests.
-func xKey() ed25519.PrivateKey { return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)) }
+func xKey() ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+}
 
 // xSigned is msg as x sends it: signed with x's key.
 func xSigned(msg []byte) []byte { return seal(xKey(), msg) }
