@@ -5,8 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"testing"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // Issue 12: "Even with the key, a member can send a presence table in
@@ -37,19 +35,14 @@ func TestNoSpeakingForAnotherNode(t *testing.T) {
 			ed25519.Sign(victim.g.key, encodeTable(wireTable{origin: "n0", ver: v, entries: []Entry{entry("alice", "n0", "tty", Online)}}))...)},
 	}
 	ml := rogue.g.memberlist()
-	var target *memberlist.Node
-	for _, m := range ml.Members() {
-		if m.Name == witness.Name() {
-			target = m
-		}
-	}
-	if target == nil {
-		t.Fatal("rogue does not know the witness")
-	}
+	// Copies made under g.mu: memberlist's own Node values change under it.
+	rogue.g.mu.Lock()
+	target := rogue.g.peers[witness.Name()].node
+	rogue.g.mu.Unlock()
 	for _, f := range forged {
 		// Over memberlist's reliable channel, as a pull reply would come,
 		// and as a broadcast that every member relays.
-		if err := ml.SendReliable(target, f.msg); err != nil {
+		if err := ml.SendReliable(&target, f.msg); err != nil {
 			t.Fatalf("%s: send: %v", f.name, err)
 		}
 		rogue.g.queue(bytes.Clone(f.msg))
@@ -59,12 +52,9 @@ func TestNoSpeakingForAnotherNode(t *testing.T) {
 	}
 	// A member announcing its own key for n0's current boot is ignored, so
 	// the forgeries stay unverifiable after it too.
-	forgedMeta := *target
-	for _, m := range ml.Members() {
-		if m.Name == "n0" {
-			forgedMeta = *m
-		}
-	}
+	witness.g.mu.Lock()
+	forgedMeta := witness.g.peers["n0"].node
+	witness.g.mu.Unlock()
 	forgedMeta.Meta = encodeMeta(digest{ver: ahead, count: 1}, rogue.g.key.Public().(ed25519.PublicKey))
 	witness.g.NotifyUpdate(&forgedMeta)
 	witness.g.NotifyMsg(forged[0].msg)
