@@ -186,7 +186,13 @@ func (n *Node) startNATS() error {
 		return fmt.Errorf("node: embedded nats: %w", err)
 	}
 	n.addrs.NATS = b.ClientURL()
-	nc, err := b.Connect(auth...)
+	// In process, our own user matters only when the users file is loaded;
+	// otherwise Connect sends the shared credentials the server was given.
+	inProc := []nats.Option{nats.CustomInboxPrefix(broker.InboxPrefix(n.cfg.Name))}
+	if n.cfg.NATSAuthFile != "" {
+		inProc = auth
+	}
+	nc, err := b.Connect(inProc...)
 	if err != nil {
 		return fmt.Errorf("node: embedded nats: %w", err)
 	}
