@@ -123,3 +123,50 @@ func TestNodePermissionsAreEnforced(t *testing.T) {
 		expectViolation("delete the mailbox stream", func() error { return na.Publish("$JS.API.STREAM.DELETE.MSP_MAILBOX", nil) })
 	}
 }
+
+// "nkeys or user/password files, and TLS when configured": a node's
+// ClientAuth reaches a relay that requires TLS with client certificates
+// and a generated user; without the client certificate it cannot.
+func TestClientAuthOverTLS(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	dir := t.TempDir()
+	c, err := GenerateCredentials([]string{"a"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteCredentials(dir, c); err != nil {
+		t.Fatal(err)
+	}
+	b := started(t, Config{Name: "tlsrelay", Listen: "127.0.0.1:0", ConfigFile: filepath.Join(dir, AuthConfFile),
+		CertFile: p.ServerCert, KeyFile: p.ServerKey, CAFile: p.CA})
+	if !strings.HasPrefix(b.ClientURL(), "tls://") {
+		t.Fatalf("ClientURL %q, want tls://", b.ClientURL())
+	}
+	auth := ClientAuth{Node: "a", NkeyFile: filepath.Join(dir, "a"+NkeySuffix), CAFile: p.CA, CertFile: p.ClientCert, KeyFile: p.ClientKey}
+	opts, err := auth.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := dialTCP(t, b.ClientURL(), opts...)
+	if err != nil {
+		t.Fatalf("with CA, client certificate and nkey: %v", err)
+	}
+	if !nc.TLSRequired() {
+		t.Error("connection is not TLS")
+	}
+	auth.CertFile, auth.KeyFile = "", ""
+	if opts, err = auth.Options(); err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := dialTCP(t, b.ClientURL(), opts...); err == nil {
+		nc.Close()
+		t.Fatal("connected without the client certificate")
+	}
+	if _, err := (ClientAuth{Node: "a", CertFile: p.ClientCert}).Options(); !errors.Is(err, ErrBadConfig) {
+		t.Errorf("certificate without key: %v, want ErrBadConfig", err)
+	}
+	if _, err := (ClientAuth{Node: "a", NkeyFile: "x", Token: "t"}).Options(); !errors.Is(err, ErrBadConfig) {
+		t.Errorf("two kinds of credentials: %v, want ErrBadConfig", err)
+	}
+}
