@@ -236,6 +236,11 @@ func (c *Config) validate() error {
 	if c.NATSAuthFile != "" && c.NATSListen == "" {
 		return bad("--nats-auth configures the exposed embedded server; it needs --nats-listen")
 	}
+	if c.NATSListen != "" && c.NATSAuthFile == "" && (c.NATSNkeyFile != "" || c.NATSPasswordFile != "") {
+		// Per-node credentials make this node trust other nodes' names;
+		// its own server must then enforce them.
+		return bad("--nats-listen with per-node credentials needs --nats-auth (the users file they belong to)")
+	}
 	if c.NATSAuthFile != "" && c.NATSNkeyFile == "" && c.NATSPasswordFile == "" {
 		return bad("--nats-auth needs this node's own credentials too (--nats-nkey or --nats-password-file)")
 	}

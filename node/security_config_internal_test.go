@@ -24,6 +24,7 @@ func TestSecureGossipAndNATSSettings(t *testing.T) {
 		{"a key allows it", func(c *Config) { c.GossipAddr = ":7946"; c.GossipKeyFile = "k" }, ""},
 		{"--gossip-insecure allows it", func(c *Config) { c.GossipAddr = ":7946"; c.GossipInsecure = true }, ""},
 		{"--nats-auth needs --nats-listen", func(c *Config) { c.NATSAuthFile = "auth.conf"; c.NATSNkeyFile = "n.nk" }, "needs --nats-listen"},
+		{"an exposed server holding nodes to their names needs the users file", func(c *Config) { c.NATSListen = ":4222"; c.NATSNkeyFile = "n.nk"; c.NATSInsecure = true }, "needs --nats-auth"},
 		{"--nats-auth needs the node's own credentials", func(c *Config) { c.NATSAuthFile = "auth.conf"; c.NATSListen = ":4222" }, "--nats-nkey"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
