@@ -50,8 +50,9 @@ type Broker struct {
 	log        *slog.Logger
 	srv        *server.Server
 	natsLog    *slogAdapter
-	tls        bool   // client port requires TLS, so ClientURL says tls://
-	listenHost string // configured client host, to pick loopback for wildcards
+	tls        bool     // client port requires TLS, so ClientURL says tls://
+	warnings   []string // what the configuration leaves open, logged by Start
+	listenHost string   // configured client host, to pick loopback for wildcards
 	// down is closed by the watcher goroutine (started by Start) once
 	// nats-server has shut down, for whatever reason.
 	down      chan struct{}
@@ -88,6 +89,7 @@ func New(cfg Config) (*Broker, error) {
 		srv:        srv,
 		tls:        opts.TLSConfig != nil,
 		listenHost: opts.Host,
+		warnings:   cfg.exposureWarnings(opts),
 		down:       make(chan struct{}),
 	}
 	b.natsLog = newSlogAdapter(b.log)
@@ -124,6 +126,9 @@ func (b *Broker) Start() error {
 	b.addrs = b.readAddrs()
 	if b.addrs.Client != "" {
 		b.clientURL = b.urlFor(b.addrs.Client)
+	}
+	for _, w := range b.warnings {
+		b.log.Warn("INSECURE: "+w, "client", b.clientURL)
 	}
 	b.log.Info("nats-server ready",
 		"client", b.clientURL, "cluster", b.addrs.Cluster, "gateway", b.addrs.Gateway,

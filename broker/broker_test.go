@@ -85,7 +85,7 @@ func TestEmbeddedJetStreamInProcess(t *testing.T) {
 func TestStartReportsAddresses(t *testing.T) {
 	t.Parallel()
 	b := started(t, Config{
-		Name: "addrs", Listen: ":0", Cluster: "127.0.0.1:0", ClusterName: "c",
+		Name: "addrs", Listen: ":0", Insecure: true, Cluster: "127.0.0.1:0", ClusterName: "c",
 		Leafnode: "127.0.0.1:0", Monitor: "127.0.0.1:0",
 	})
 	a := b.Addrs()

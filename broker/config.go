@@ -101,6 +101,12 @@ type Config struct {
 	User, Password string
 	// Token requires this token on the client port (exclusive with User).
 	Token string
+	// Insecure allows client and leafnode listeners on addresses other than
+	// loopback without any credentials (no user, token, nkey or verified
+	// client certificate). Without it New refuses such a configuration:
+	// whoever reaches the port could read every mailbox and forge
+	// deliveries. Start logs a warning when it is used.
+	Insecure bool
 
 	// ConfigFile is a nats-server configuration file for everything else
 	// (accounts, permissions, cluster TLS ...). Its logging settings are
@@ -243,7 +249,7 @@ func (cfg *Config) options() (*server.Options, error) {
 	}
 
 	steps := []func(*server.Options) error{
-		cfg.listeners, cfg.jetStream, cfg.cluster, cfg.gateway, cfg.leafnode, cfg.security,
+		cfg.listeners, cfg.jetStream, cfg.cluster, cfg.gateway, cfg.leafnode, cfg.security, cfg.exposure,
 	}
 	for _, step := range steps {
 		if err := step(o); err != nil {

@@ -37,7 +37,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"gateways need a gateway listener", Config{Name: "n", Gateways: map[string][]string{"x": {"nats://h:1"}}}, "Gateways need a Gateway listen address"},
 		{"remote gateway needs URLs", Config{Name: "n", Gateway: ":0", GatewayName: "g", Gateways: map[string][]string{"x": nil}}, "remote gateway x has no URLs"},
 		{"remote gateway name is a name", Config{Name: "n", Gateway: ":0", GatewayName: "g", Gateways: map[string][]string{"x y": {"nats://h:1"}}}, `remote gateway name "x y"`},
-		{"gateway and cluster names agree", Config{Name: "n", Gateway: ":0", GatewayName: "g", Listen: ":0", Cluster: ":0", ClusterName: "c"}, "cluster name conflicts"},
+		{"gateway and cluster names agree", Config{Name: "n", Gateway: ":0", GatewayName: "g", Listen: "127.0.0.1:0", Cluster: ":0", ClusterName: "c"}, "cluster name conflicts"},
 		{"leafnodes with a gateway need a system account", Config{Name: "n", Gateway: ":0", GatewayName: "g", Leafnode: ":0"}, "define accounts and system_account in ConfigFile"},
 		{"leaf remote URL needs a port", Config{Name: "n", LeafRemotes: []string{"nats-leaf://h"}}, "leaf remote"},
 		{"token excludes user", Config{Name: "n", Token: "t", User: "u", Password: "p"}, "exclusive"},

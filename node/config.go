@@ -161,6 +161,25 @@ type Config struct {
 	// SessionAuthInsecure lets --session-auth trust accept clients from
 	// non-loopback addresses (anyone who can connect is anyone).
 	SessionAuthInsecure bool
+	// NATSNkeyFile and NATSPasswordFile are this node's own credentials
+	// from `relay gen-creds` (<node>.nk, or <node>.pass with NATSUser
+	// defaulting to the node name). With either, NATS holds the node to
+	// its per-node permissions, so deliveries from other nodes keep their
+	// "verified" mark.
+	NATSNkeyFile, NATSPasswordFile string
+	// NATSAuthFile is the users file (auth.conf from `relay gen-creds`) for
+	// the embedded server exposed with NATSListen.
+	NATSAuthFile string
+	// NATSCAFile, NATSCertFile and NATSKeyFile configure TLS to tls:// relays.
+	NATSCAFile, NATSCertFile, NATSKeyFile string
+	// NATSInsecure allows NATSListen on a non-loopback address without
+	// credentials (logged as a warning): anyone who reaches it can read
+	// every mailbox and forge deliveries.
+	NATSInsecure bool
+	// GossipInsecure allows gossip on a non-loopback address without
+	// GossipKeyFile (logged as a warning): anyone who reaches it can join
+	// and fake presence.
+	GossipInsecure bool
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -323,6 +342,24 @@ func (c *Config) validate() error {
 	}
 	if len(c.NATSURLs) > 0 && c.NATSListen != "" {
 		return bad("NATSListen", "exposes the embedded server; it cannot be combined with external relays")
+	}
+	if c.GossipKeyFile == "" && !c.GossipInsecure {
+		for field, a := range map[string]string{"GossipAddr": c.GossipAddr, "GossipAdvertise": c.GossipAdvertise} {
+			if a != "" && !loopbackListen(a) {
+				return bad(field, "%q is not a loopback address: gossip beyond loopback needs a gossip key (or insecure gossip, on a trusted network only)", a)
+			}
+		}
+	}
+	if c.NATSAuthFile != "" && c.NATSListen == "" {
+		return bad("NATSAuthFile", "configures the exposed embedded server; it needs a NATS listen address")
+	}
+	if c.NATSListen != "" && c.NATSAuthFile == "" && (c.NATSNkeyFile != "" || c.NATSPasswordFile != "") {
+		// Per-node credentials make this node trust other nodes' names;
+		// its own server must then enforce them.
+		return bad("NATSAuthFile", "an exposed embedded server with per-node credentials needs the users file they belong to")
+	}
+	if c.NATSAuthFile != "" && c.NATSNkeyFile == "" && c.NATSPasswordFile == "" {
+		return bad("NATSNkeyFile", "a users file needs this node's own credentials too (an nkey or a password file)")
 	}
 	if len(c.NATSURLs) == 0 && c.DataDir == "" {
 		return bad("DataDir", "required for the embedded NATS store")

@@ -149,12 +149,9 @@ func (n *Node) natsDescription() string {
 }
 
 func (n *Node) startNATS() error {
-	auth := []nats.Option{}
-	switch {
-	case n.cfg.NATSToken != "":
-		auth = append(auth, nats.Token(n.cfg.NATSToken))
-	case n.cfg.NATSUser != "":
-		auth = append(auth, nats.UserInfo(n.cfg.NATSUser, n.cfg.NATSPassword))
+	auth, err := n.clientAuth().Options()
+	if err != nil {
+		return fmt.Errorf("node: nats credentials: %w", err)
 	}
 	if len(n.cfg.NATSURLs) > 0 {
 		nc, err := broker.Dial(n.cfg.NATSURLs, "msprelay-node-"+n.cfg.Name, n.log, auth...)
@@ -177,6 +174,10 @@ func (n *Node) startNATS() error {
 		User:      n.cfg.NATSUser,
 		Password:  n.cfg.NATSPassword,
 		Token:     n.cfg.NATSToken,
+		// The users file also holds the listen setting's counterpart:
+		// nothing but authorization, so Listen above still decides.
+		ConfigFile: n.cfg.NATSAuthFile,
+		Insecure:   n.cfg.NATSInsecure,
 	})
 	if err != nil {
 		return fmt.Errorf("node: embedded nats: %w", err)
@@ -186,12 +187,30 @@ func (n *Node) startNATS() error {
 		return fmt.Errorf("node: embedded nats: %w", err)
 	}
 	n.addrs.NATS = b.ClientURL()
-	nc, err := b.Connect()
+	// In process, our own user matters only when the users file is loaded;
+	// otherwise Connect sends the shared credentials the server was given.
+	inProc := []nats.Option{nats.CustomInboxPrefix(broker.InboxPrefix(n.cfg.Name))}
+	if n.cfg.NATSAuthFile != "" {
+		inProc = auth
+	}
+	nc, err := b.Connect(inProc...)
 	if err != nil {
 		return fmt.Errorf("node: embedded nats: %w", err)
 	}
 	n.nc = nc
 	return nil
+}
+
+// clientAuth is how this node authenticates to NATS, in-process or remote.
+func (n *Node) clientAuth() broker.ClientAuth {
+	a := broker.ClientAuth{
+		Node: n.cfg.Name, NkeyFile: n.cfg.NATSNkeyFile, PasswordFile: n.cfg.NATSPasswordFile,
+		User: n.cfg.NATSUser, CAFile: n.cfg.NATSCAFile, CertFile: n.cfg.NATSCertFile, KeyFile: n.cfg.NATSKeyFile,
+	}
+	if a.PasswordFile == "" {
+		a.Password, a.Token = n.cfg.NATSPassword, n.cfg.NATSToken
+	}
+	return a
 }
 
 func (n *Node) startPresence(ctx context.Context) error {
@@ -200,6 +219,10 @@ func (n *Node) startPresence(ctx context.Context) error {
 		AdvertiseAddr: n.cfg.GossipAdvertise,
 		Join:          n.cfg.Join,
 		Profile:       n.cfg.GossipProfile,
+	}
+	if n.cfg.GossipKeyFile == "" && n.cfg.GossipAddr != "" && (!loopbackListen(n.cfg.GossipAddr) || n.cfg.GossipAdvertise != "" && !loopbackListen(n.cfg.GossipAdvertise)) {
+		n.log.Warn("INSECURE: gossip without --gossip-key (--gossip-insecure): anyone who reaches the gossip port can join and fake presence",
+			"gossip", n.cfg.GossipAddr)
 	}
 	if n.cfg.GossipKeyFile != "" {
 		key, err := readKey(n.cfg.GossipKeyFile)
@@ -283,6 +306,8 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		Mailbox:        mb,
 		Offline:        switchboard.OfflinePolicy(n.cfg.Offline),
 		Now:            n.cfg.Now,
+		// Per-node credentials mean the relays enforce per-node subjects.
+		PeersAuthenticated: n.clientAuth().PerNode(),
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

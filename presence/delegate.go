@@ -2,6 +2,7 @@ package presence
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 
@@ -13,11 +14,12 @@ import (
 // own goroutines, the event methods while holding its node lock, so none of
 // them may call back into memberlist.
 
-// NodeMeta returns this node's digest for its memberlist metadata.
+// NodeMeta returns this node's digest and public key for its memberlist
+// metadata.
 func (g *gossip) NodeMeta(limit int) []byte {
-	b := encodeDigest(g.d.localDigest())
+	b := encodeMeta(g.d.localDigest(), g.key.Public().(ed25519.PublicKey))
 	if len(b) > limit {
-		return nil // cannot happen (21 < 512); an empty digest only costs pulls
+		return nil // cannot happen (53 < 512)
 	}
 	return b
 }
@@ -25,30 +27,42 @@ func (g *gossip) NodeMeta(limit int) []byte {
 // NotifyMsg handles a user message: a broadcast change (UDP), or a pull
 // request or table (TCP, from SendReliable). It must not block: for UDP it
 // runs on memberlist's packet loop.
+//
+// Changes and tables are applied only when signed by the node they
+// describe (see sign.go); memberlist does not say who sent a message.
 func (g *gossip) NotifyMsg(buf []byte) {
-	m, err := decodeMessage(buf)
+	m, err := openMessage(buf)
 	if err != nil {
 		g.log.Warn("dropping gossip message", "err", err, "len", len(buf))
 		return
 	}
-	switch m.typ {
-	case msgChange:
-		if g.dropChanges.Load() {
+	if m.typ == msgChange && g.dropChanges.Load() {
+		return
+	}
+	if m.sig != nil {
+		g.mu.Lock()
+		stale := m.typ == msgChange && g.staleChange(m.wireMsg)
+		key := g.originKey(&m)
+		g.mu.Unlock()
+		if stale {
 			return
 		}
-		g.mu.Lock()
-		g.handleChange(buf, m)
-		g.mu.Unlock()
-	case msgPull:
-		g.mu.Lock()
-		g.handlePull(m.from)
-		g.mu.Unlock()
-	case msgTable, msgState:
-		g.mu.Lock()
-		for _, t := range m.tables {
-			g.handleTable(t)
+		if err := verify(&m, key); err != nil {
+			g.log.Warn("dropping gossip message", "err", err, "type", m.typ)
+			return
 		}
-		g.mu.Unlock()
+	}
+	// The state may have moved on meanwhile; the handlers check versions
+	// and membership again under g.mu.
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch m.typ {
+	case msgChange:
+		g.handleChange(buf, m.wireMsg)
+	case msgPull:
+		g.handlePull(m.from)
+	case msgTable, msgState:
+		g.handleTable(m.tables[0])
 	}
 }
 
@@ -58,16 +72,16 @@ func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte {
 }
 
 // LocalState is our side of a push-pull (a join, a re-join or memberlist's
-// periodic anti-entropy): every table we hold, so that a joining node learns
-// the whole directory in one exchange.
+// periodic anti-entropy): our own table, signed. Other nodes' tables are not
+// ours to vouch for; a joining node pulls each from its owner.
 func (g *gossip) LocalState(join bool) []byte {
-	return encodeState(g.d.snapshot(true))
+	return seal(g.key, encodeState(g.d.snapshot(false)[:1]))
 }
 
 // MergeRemoteState applies the tables from a peer's LocalState. Memberlist
 // has merged the peer's member list first, so new members are already known.
 func (g *gossip) MergeRemoteState(buf []byte, join bool) {
-	m, err := decodeMessage(buf)
+	m, err := openMessage(buf)
 	if err == nil && m.typ != msgState {
 		err = fmt.Errorf("%w: push-pull message type %d", ErrMalformed, m.typ)
 	}
@@ -76,10 +90,15 @@ func (g *gossip) MergeRemoteState(buf []byte, join bool) {
 		return
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, t := range m.tables {
-		g.handleTable(t)
+	key := g.originKey(&m)
+	g.mu.Unlock()
+	if err := verify(&m, key); err != nil {
+		g.log.Warn("dropping push-pull state", "err", err)
+		return
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.handleTable(m.tables[0])
 }
 
 // NotifyJoin records a member that became alive, including this node.

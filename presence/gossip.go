@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log"
@@ -64,6 +65,7 @@ type gossip struct {
 	d    *Directory
 	log  *slog.Logger
 	self string
+	key  ed25519.PrivateKey // this boot's key: signs our changes and tables (sign.go)
 	mlc  *memberlist.Config
 	q    *memberlist.TransmitLimitedQueue
 
@@ -155,7 +157,12 @@ func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 	if mlc.GossipInterval <= 0 {
 		return nil, fmt.Errorf("presence: gossip interval %v must be positive", mlc.GossipInterval)
 	}
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, fmt.Errorf("presence: gossip signing key: %w", err)
+	}
 	g := &gossip{
+		key:          key,
 		d:            d,
 		log:          d.log.With("component", "gossip"),
 		self:         d.cfg.Name,
@@ -395,7 +402,7 @@ func (g *gossip) metaLoop(ml *memberlist.Memberlist) {
 // localChanged queues a broadcast of a change to this node's table. It runs
 // under Directory.mu, so it must not block or take g.mu.
 func (g *gossip) localChanged(epoch, seq uint64, c change) {
-	msg := encodeChange(g.self, version{epoch, seq}, c)
+	msg := seal(g.key, encodeChange(g.self, version{epoch, seq}, c))
 	if len(msg) <= g.maxBroadcast {
 		g.queue(msg)
 	}

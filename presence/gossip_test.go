@@ -345,11 +345,13 @@ func TestNoResurrection(t *testing.T) {
 		name string
 		msg  []byte
 	}{
-		{"late change", encodeChange("n0", version{v.epoch, v.seq + 1}, change{Op: opUpsert, Entry: ghost})},
-		{"late table", encodeTable(wireTable{origin: "n0", ver: version{v.epoch, v.seq + 5}, entries: []Entry{ghost}})},
-		{"new-epoch change", encodeChange("n0", version{v.epoch + 1, 1}, change{Op: opUpsert, Entry: ghost})},
-		{"earlier boot of a live node", encodeChange("n2", version{vLive.epoch - 1, 1}, change{Op: opUpsert, Entry: entry("ghost", "n2", "tty", Online)})},
-		{"earlier boot table", encodeTable(wireTable{origin: "n2", ver: version{vLive.epoch - 1, 9}, entries: []Entry{entry("ghost", "n2", "tty", Online)}})},
+		// Signed with the origins' own keys: only the version rules may
+		// refuse these (see TestNoSpeakingForAnotherNode for forgeries).
+		{"late change", seal(gone.g.key, encodeChange("n0", version{v.epoch, v.seq + 1}, change{Op: opUpsert, Entry: ghost}))},
+		{"late table", seal(gone.g.key, encodeTable(wireTable{origin: "n0", ver: version{v.epoch, v.seq + 5}, entries: []Entry{ghost}}))},
+		{"new-epoch change", seal(gone.g.key, encodeChange("n0", version{v.epoch + 1, 1}, change{Op: opUpsert, Entry: ghost}))},
+		{"earlier boot of a live node", seal(nodes[2].g.key, encodeChange("n2", version{vLive.epoch - 1, 1}, change{Op: opUpsert, Entry: entry("ghost", "n2", "tty", Online)}))},
+		{"earlier boot table", seal(nodes[2].g.key, encodeTable(wireTable{origin: "n2", ver: version{vLive.epoch - 1, 9}, entries: []Entry{entry("ghost", "n2", "tty", Online)}}))},
 	}
 	if err := gone.Close(); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package presence
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"fmt"
 	"slices"
 	"time"
 
@@ -28,6 +30,7 @@ import (
 type peer struct {
 	node      memberlist.Node   // latest copy from memberlist
 	digest    digest            // from node.Meta
+	key       ed25519.PublicKey // from node.Meta: verifies its changes and tables (sign.go)
 	want      version           // newest version of its table known to exist
 	pendEpoch uint64            // epoch of the changes in pending
 	pending   map[uint64]change // changes that arrived before their predecessors, by seq
@@ -47,15 +50,20 @@ func (g *gossip) memberUp(n *memberlist.Node) {
 	if n.Name != g.self {
 		g.joined = true // in a cluster now, whoever joined whom
 	}
+	dg, key, err := decodeMeta(n.Meta)
+	if err == nil && p.key != nil && !key.Equal(p.key) && dg.ver.epoch <= p.digest.ver.epoch {
+		// A node keeps its key for a whole boot; another key for the same
+		// or an earlier boot is someone else speaking in its name.
+		err = fmt.Errorf("%w: a different key for boot %d of %s", ErrBadSignature, dg.ver.epoch, n.Name)
+	}
 	p.node = *n
 	p.node.Addr = slices.Clone(n.Addr)
 	p.node.Meta = slices.Clone(n.Meta)
-	dg, err := decodeDigest(n.Meta)
 	if err != nil {
 		g.log.Warn("ignoring member metadata", "node", n.Name, "err", err)
 		return
 	}
-	p.digest = dg
+	p.digest, p.key = dg, key
 	p.want = maxVersion(p.want, dg.ver)
 	if n.Name != g.self && g.behind(n.Name, p) {
 		g.schedule(p, g.grace) // the missing broadcasts may still be on their way
@@ -73,6 +81,22 @@ func (g *gossip) accepts(origin string, epoch uint64) *peer {
 		return nil
 	}
 	return p
+}
+
+// staleChange reports whether handleChange would drop m unseen: its origin
+// is not accepted, or the change is applied or buffered already. Most
+// broadcasts are such repeats; checking first spares their signature
+// check on memberlist's packet loop. g.mu must be held.
+func (g *gossip) staleChange(m wireMsg) bool {
+	p := g.accepts(m.origin, m.ver.epoch)
+	if p == nil {
+		return true
+	}
+	if held, _, ok := g.d.tableInfo(m.origin); ok && !held.less(m.ver) {
+		return true
+	}
+	_, dup := p.pending[m.ver.seq]
+	return dup && p.pendEpoch == m.ver.epoch
 }
 
 // handleChange applies, buffers or drops one broadcast change; raw is the
@@ -245,7 +269,7 @@ func (g *gossip) workLoop(ml *memberlist.Memberlist) {
 			}
 		}
 		if len(replies) > 0 {
-			msg := encodeTable(g.d.snapshot(false)[0])
+			msg := seal(g.key, encodeTable(g.d.snapshot(false)[0]))
 			for i := range replies {
 				if err := ml.SendReliable(&replies[i], msg); err != nil {
 					g.log.Debug("table reply failed", "node", replies[i].Name, "err", err)

@@ -1,6 +1,8 @@
 package presence
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -20,16 +22,24 @@ func newUnstarted(t *testing.T) (*Directory, *Subscription) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	d.g.NotifyJoin(&memberlist.Node{Name: "x", Addr: net.IPv4(127, 0, 0, 1), Port: 1, Meta: encodeDigest(digest{ver: version{7, 0}})})
+	d.g.NotifyJoin(&memberlist.Node{Name: "x", Addr: net.IPv4(127, 0, 0, 1), Port: 1, Meta: encodeMeta(digest{ver: version{7, 0}}, xKey().Public().(ed25519.PublicKey))})
 	return d, d.Subscribe()
 }
 
+// xKey is node x's signing key in these tests.
+func xKey() ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+}
+
+// xSigned is msg as x sends it: signed with x's key.
+func xSigned(msg []byte) []byte { return seal(xKey(), msg) }
+
 func upsertMsg(epoch, seq uint64, user string) []byte {
-	return encodeChange("x", version{epoch, seq}, change{Op: opUpsert, Entry: entry(user, "x", "tty", Online)})
+	return xSigned(encodeChange("x", version{epoch, seq}, change{Op: opUpsert, Entry: entry(user, "x", "tty", Online)}))
 }
 
 func removeMsg(epoch, seq uint64, user string) []byte {
-	return encodeChange("x", version{epoch, seq}, change{Op: opRemove, Entry: Entry{User: user, Term: "tty"}})
+	return xSigned(encodeChange("x", version{epoch, seq}, change{Op: opRemove, Entry: Entry{User: user, Term: "tty"}}))
 }
 
 // drain renders the events delivered so far, e.g. "+a -b".
@@ -103,7 +113,7 @@ func TestTableReplacementEmitsDifference(t *testing.T) {
 		for _, u := range users {
 			wt.entries = append(wt.entries, entry(u, "x", "tty", Online))
 		}
-		return encodeTable(wt)
+		return xSigned(encodeTable(wt))
 	}
 	busyB := wireTable{origin: "x", ver: version{7, 6}, entries: []Entry{entry("a", "x", "tty", Online), entry("b", "x", "tty", Busy)}}
 	steps := []struct {
@@ -114,8 +124,8 @@ func TestTableReplacementEmitsDifference(t *testing.T) {
 		{"first table", table(3, "a", "b", "c"), "+a +b +c"},
 		{"c left, d arrived", table(5, "a", "b", "d"), "-c +d"},
 		{"older table ignored", table(4, "z"), ""},
-		{"b changed state, d left", encodeTable(busyB), "-d +b"},
-		{"same version again", encodeTable(busyB), ""},
+		{"b changed state, d left", xSigned(encodeTable(busyB)), "-d +b"},
+		{"same version again", xSigned(encodeTable(busyB)), ""},
 	}
 	for _, s := range steps {
 		d.g.NotifyMsg(s.msg)
@@ -133,7 +143,7 @@ func TestTableReplacementEmitsDifference(t *testing.T) {
 func TestDigestDrivesPulls(t *testing.T) {
 	t.Parallel()
 	d, _ := newUnstarted(t)
-	d.g.NotifyMsg(encodeTable(wireTable{origin: "x", ver: version{7, 2}, entries: []Entry{entry("a", "x", "tty", Online)}}))
+	d.g.NotifyMsg(xSigned(encodeTable(wireTable{origin: "x", ver: version{7, 2}, entries: []Entry{entry("a", "x", "tty", Online)}})))
 	tests := []struct {
 		name string
 		dg   digest

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,10 +15,22 @@ import (
 	"github.com/msprelay/msprelay/presence"
 )
 
-// DeliverSubject is the NATS subject on which node accepts deliveries for its
-// terminals (request-reply). Node names are validated by presence.ValidNode
-// before use, so they never contain '.', '*', '>' or spaces.
-func DeliverSubject(node string) string { return "msp.node." + node + ".deliver" }
+// DeliverSubject is the NATS subject of a delivery from node src to the
+// terminals of node dst (request-reply). The sender is part of the subject
+// so that NATS permissions can hold a node to its own name (each node's
+// user may publish only subjects ending in its name, see
+// broker.NodePermissions) and the receiver learns the sender from the
+// subject rather than from the payload. Node names are validated by
+// presence.ValidNode before use, so they never contain '.', '*', '>' or
+// spaces.
+func DeliverSubject(dst, src string) string { return "msp.node." + dst + ".deliver." + src }
+
+// deliverWildcard is what node subscribes to: deliveries from any node.
+func deliverWildcard(node string) string { return "msp.node." + node + ".deliver.*" }
+
+// ErrInvalidDelivery marks a delivery from another node that breaks the MSP
+// rules; it is refused, never shown.
+var ErrInvalidDelivery = errors.New("switchboard: invalid delivery")
 
 // wireDelivery is the JSON body of a deliver request. MSP text is ISO 8859-1
 // octets; JSON strings are UTF-8, so every octet travels as the rune of the
@@ -186,6 +199,39 @@ func decodeDelivery(data []byte) (*Delivery, []wireTarget, error) {
 	return d, w.Targets, nil
 }
 
+// receive decodes a deliver request and checks it as if it had just
+// arrived over MSP: the sending node comes from the subject (which NATS
+// permissions tie to the sender's credentials), not from the payload; the
+// sender is "verified" only when the sending node vouches for it and
+// Config.PeersAuthenticated says NATS authenticates nodes; every part must
+// pass msp.ValidateParts. On a validation error the targets are returned
+// too, so that each gets a Refused result.
+func (f *federation) receive(m *nats.Msg) (*Delivery, []wireTarget, error) {
+	src, ok := strings.CutPrefix(m.Subject, "msp.node."+f.sb.cfg.Node+".deliver.")
+	if !ok || presence.ValidNode(src) != nil {
+		return nil, nil, fmt.Errorf("%w: subject %q names no sending node", ErrInvalidDelivery, m.Subject)
+	}
+	if len(m.Data) > maxDeliveryBytes {
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrInvalidDelivery, len(m.Data))
+	}
+	d, targets, err := decodeDelivery(m.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := msp.ValidateParts(msp.Parts{
+		Recipient: d.Recipient, RecipTerm: d.RecipTerm, Text: d.Text, Sender: d.Sender,
+		SenderTerm: d.SenderTerm, Cookie: d.Cookie, Signature: d.Signature,
+	}); err != nil {
+		return nil, targets, fmt.Errorf("%w from %s: %w", ErrInvalidDelivery, src, err)
+	}
+	if d.Origin.Node != src {
+		d.Origin.Verified = false
+	}
+	d.Origin.Node = src
+	d.Origin.Verified = d.Origin.Verified && f.sb.cfg.PeersAuthenticated
+	return d, targets, nil
+}
+
 func parseStatus(s string) Status {
 	switch s {
 	case "delivered":
@@ -232,9 +278,9 @@ const subscribeTimeout = 10 * time.Second
 // subscribe starts serving this node's deliver subject and returns once
 // the server has it.
 func (f *federation) subscribe(ctx context.Context) error {
-	sub, err := f.nc.Subscribe(DeliverSubject(f.sb.cfg.Node), f.dispatch)
+	sub, err := f.nc.Subscribe(deliverWildcard(f.sb.cfg.Node), f.dispatch)
 	if err != nil {
-		return fmt.Errorf("switchboard: subscribe %s: %w", DeliverSubject(f.sb.cfg.Node), err)
+		return fmt.Errorf("switchboard: subscribe %s: %w", deliverWildcard(f.sb.cfg.Node), err)
 	}
 	// A busy node may receive bursts; bound memory, not correctness: a
 	// dropped request times out at the ingress and is reported as failed.
@@ -298,13 +344,27 @@ func (f *federation) dispatch(m *nats.Msg) {
 	}()
 }
 
+// maxDeliveryBytes bounds the body of one deliver request: a message of
+// under 512 octets, each octet at most two in UTF-8 and some escaped in
+// JSON, plus maxTargetsPerRequest targets. Larger requests are refused
+// before they are decoded.
+const maxDeliveryBytes = 256 << 10
+
 // serve handles one deliver request from another node.
 func (f *federation) serve(m *nats.Msg) {
 	rep := wireReply{Node: f.sb.cfg.Node}
-	d, targets, err := decodeDelivery(m.Data)
+	d, targets, err := f.receive(m)
 	if err != nil {
-		f.sb.log.Warn("bad deliver request", "err", err, "bytes", len(m.Data))
-		rep.Error = err.Error()
+		f.sb.log.Warn("refusing deliver request", "subject", m.Subject, "err", err, "bytes", len(m.Data))
+		if len(targets) == 0 {
+			rep.Error = err.Error()
+		}
+		// A delivery that breaks the MSP rules is refused per target, so
+		// that the ingress answers '-' instead of queueing it.
+		for _, t := range targets {
+			rep.Results = append(rep.Results, wireResult{User: msp.Latin1ToUTF8(t.User), Term: msp.Latin1ToUTF8(t.Term),
+				Status: Refused.String(), Reason: err.Error()})
+		}
 	} else {
 		ts := make([]target, len(targets))
 		for i, t := range targets {
@@ -347,7 +407,7 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	msg, err := f.nc.RequestWithContext(ctx, DeliverSubject(node), body)
+	msg, err := f.nc.RequestWithContext(ctx, DeliverSubject(node, f.sb.cfg.Node), body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fail(ErrNodeDown)
@@ -359,6 +419,12 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 	var rep wireReply
 	if err := json.Unmarshal(msg.Data, &rep); err != nil || rep.Error != "" {
 		return fail(fmt.Errorf("bad reply from %s: %v%s", node, err, rep.Error))
+	}
+	if rep.Node != node {
+		// Only node's own user can read this request and so learn where
+		// to answer; a reply naming another node is not its answer.
+		f.sb.log.Warn("ignoring deliver reply from the wrong node", "asked", node, "replied", rep.Node)
+		return fail(fmt.Errorf("bad reply from %s: answered by %q", node, rep.Node))
 	}
 	byKey := make(map[lineKey]wireResult, len(rep.Results))
 	for _, r := range rep.Results {

@@ -76,6 +76,12 @@ type Config struct {
 	// that include one (a repeat waits AckTimeout+StoreTimeout for the
 	// first attempt, which may requeue). Zero means DefaultStoreTimeout.
 	StoreTimeout time.Duration
+	// PeersAuthenticated says that NATS authenticates every node and lets
+	// each publish deliveries only under its own name (per-node users, see
+	// broker.NodePermissions). Only then does a delivery from another node
+	// keep that node's word that its sender was verified; otherwise every
+	// delivery from another node arrives unverified.
+	PeersAuthenticated bool
 }
 
 // Errors from sign-in and line operations.

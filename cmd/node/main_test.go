@@ -37,6 +37,8 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"bad gossip profile", []string{"--gossip-profile", "moon"}, nil, "--gossip-profile"},
 		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
+		{"issue 12: --join gossips on every interface, which needs a key", []string{"--join", "192.0.2.1:7946", "--data", os.TempDir()}, nil, "--gossip-key"},
+		{"--nats-auth without --nats-listen", []string{"--nats-auth", "auth.conf", "--nats-nkey", "n.nk", "--data", os.TempDir()}, nil, "--nats-listen"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

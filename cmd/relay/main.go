@@ -8,6 +8,12 @@
 // MSPRELAY_RELAY_<FLAG>, with dashes as underscores
 // (MSPRELAY_RELAY_CLUSTER_NAME=east); a flag on the command line wins.
 //
+// The relay refuses to listen for clients or leafnodes beyond loopback
+// without credentials unless --insecure is given. `relay gen-creds --nodes
+// a,b,c --out DIR` writes DIR/auth.conf (one NATS user per node with
+// per-subject permissions, for --config) and one 0600 secret per node
+// (DIR/<node>.nk, or DIR/<node>.pass with --passwords).
+//
 // Exit status: 0 after SIGTERM or SIGINT (clean shutdown) and for --help or
 // --version, 1 if the server fails to start or stops on its own, 2 for bad
 // flags or settings.
@@ -49,6 +55,9 @@ type settings struct {
 var errUsage = errors.New("usage")
 
 func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "gen-creds" {
+		return genCreds(args[1:], stdout, stderr)
+	}
 	s, err := parseArgs(args, lookupEnv, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -83,9 +92,11 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: relay [flags]\n\n"+
+		fmt.Fprint(stderr, "usage: relay [flags]\n       relay gen-creds --nodes a,b,c --out DIR [--passwords]\n\n"+
 			"Runs a standalone NATS relay for msprelay nodes. Every flag may also be set\n"+
-			"as env MSPRELAY_RELAY_<FLAG> (dashes as underscores); the command line wins.\n\n")
+			"as env MSPRELAY_RELAY_<FLAG> (dashes as underscores); the command line wins.\n"+
+			"A relay listening beyond loopback needs credentials (--config DIR/auth.conf from\n"+
+			"gen-creds, --user/--password or --token) unless --insecure is given.\n\n")
 		fs.PrintDefaults()
 	}
 	host, _ := os.Hostname()
@@ -110,6 +121,7 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 	fs.StringVar(&c.Password, "password", "", "client password (prefer env MSPRELAY_RELAY_PASSWORD)")
 	fs.StringVar(&c.Token, "token", "", "client token instead of user and password (prefer env MSPRELAY_RELAY_TOKEN)")
 	fs.StringVar(&c.ConfigFile, "config", "", "nats-server config file for everything else; flags override it")
+	fs.BoolVar(&c.Insecure, "insecure", false, "allow client/leafnode ports beyond loopback without credentials (warns loudly: anyone reaching them reads all mail)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&s.showVersion, "version", false, "print the version and exit")

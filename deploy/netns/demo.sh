@@ -129,9 +129,14 @@ cmd_up() {
 		i=$((i + 1))
 	done
 
+	say "Generating NATS users (one per node) and a gossip key into $DIR/creds"
+	rm -rf "$DIR/creds"
+	run "$BIN/relay" gen-creds --nodes h1,h2,h3 --out "$DIR/creds" >/dev/null
+	(umask 077 && head -c 32 /dev/urandom | base64 >"$DIR/creds/gossip.key")
+
 	say "Starting the relay r1 (a standalone nats-server with JetStream) on $(ip_of r1)"
 	start r1 r1 relay --name r1 --listen "$(ip_of r1):$NATS_PORT" --monitor "$(ip_of r1):$MONITOR_PORT" \
-		--data "$DIR/data/r1"
+		--data "$DIR/data/r1" --config "$DIR/creds/auth.conf"
 	wait_port r1 "$NATS_PORT"
 
 	say "Starting nodes h1, h2, h3: MSP on :$MSP_PORT, sessions on :$SESSION_PORT, gossip on :$GOSSIP_PORT"
@@ -144,7 +149,8 @@ cmd_up() {
 			--msp "$(ip_of "$h"):$MSP_PORT" \
 			--session "$(ip_of "$h"):$SESSION_PORT" --session-auth trust --session-auth-insecure --session-socket= \
 			--gossip "$(ip_of "$h"):$GOSSIP_PORT" --join "$seeds" --gossip-profile lan \
-			--nats "nats://$(ip_of r1):$NATS_PORT" --data "$DIR/data/$h"
+			--gossip-key "$DIR/creds/gossip.key" \
+			--nats "nats://$(ip_of r1):$NATS_PORT" --nats-nkey "$DIR/creds/$h.nk" --data "$DIR/data/$h"
 	done
 	for h in h1 h2 h3; do wait_port "$h" "$MSP_PORT"; done
 

@@ -83,6 +83,9 @@ func (l *lab) startNode(h *host, relays, join []string, extra ...string) *node {
 		"--session-socket=",
 		"--data", data,
 		"--gossip", gossipAddr(h), "--gossip-profile", "lan",
+		// Private namespaces: gossip without a key is allowed here only
+		// because the test network is closed (tests that need a key add it).
+		"--gossip-insecure",
 		"--log-level", "info",
 	}
 	if len(join) > 0 {
@@ -142,6 +145,9 @@ func (l *lab) startRelay(h *host, extra ...string) *relay {
 		"--listen", h.addr(portNATS),
 		"--monitor", h.addr(portMonitor),
 		"--data", filepath.Join(l.logDir, h.name+"-data"),
+		// A closed test network: no credentials (a relay otherwise refuses
+		// a non-loopback client port without them).
+		"--insecure",
 	}, extra...)
 	r := &relay{name: h.name, host: h, proc: l.start(h, h.name, binRelay, args...)}
 	l.waitListening(r.proc, h.addr(portNATS))

@@ -1,0 +1,107 @@
+package node_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/internal/testcluster"
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/node"
+	"github.com/msprelay/msprelay/presence"
+)
+
+// genCreds writes per-node NATS users for names into a temporary directory.
+func genCreds(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	c, err := broker.GenerateCredentials(names, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.WriteCredentials(dir, c); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Nodes on a relay that knows them only as their gen-creds users still
+// deliver across nodes, queue to and drain from the mailbox.
+func TestClusterOnAuthenticatedRelay(t *testing.T) {
+	t.Parallel()
+	creds := genCreds(t, "n1", "n2")
+	relay := testcluster.StartBroker(t, broker.Config{Name: "authrelay", Listen: "127.0.0.1:0", JetStream: true,
+		DataDir: t.TempDir(), ConfigFile: filepath.Join(creds, broker.AuthConfFile)})
+	c := testcluster.Start(t, 2, testcluster.Options{Configure: func(_ int, cfg *node.Config) {
+		cfg.NATSURLs = []string{relay.ClientURL()}
+		cfg.NATSNkeyFile = filepath.Join(creds, cfg.Name+broker.NkeySuffix)
+	}})
+	alice := c.SignIn(1, "alice", "pts/1", presence.Online)
+	c.WaitPresent("alice", "pts/1", c.Name(1), true)
+	r, err := c.Send(0, "tcp", &msp.Message{Version: msp.Version2, Recipient: "alice", Text: "over the authenticated relay", Sender: "bob", SenderTerm: "tty1"})
+	if err != nil || !r.OK || !strings.Contains(r.Text, "delivered to alice at pts/1 on n2") {
+		t.Fatalf("send: %+v %v, want delivered on n2", r, err)
+	}
+	if m := testcluster.NextMessage(t, alice, 5*time.Second); m.Text != "over the authenticated relay" || m.OriginNode != "n1" {
+		t.Fatalf("got %+v", m)
+	}
+	if err := alice.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitPresent("alice", "pts/1", c.Name(1), false)
+	r, err = c.Send(0, "tcp", &msp.Message{Version: msp.Version2, Recipient: "alice", Text: "while away", Sender: "bob", SenderTerm: "tty1", Cookie: "2"})
+	if err != nil || !r.OK || !strings.Contains(r.Text, "queued") {
+		t.Fatalf("send to away alice: %+v %v, want +queued", r, err)
+	}
+	again := c.SignIn(0, "alice", "pts/2", presence.Online)
+	if m := testcluster.NextMessage(t, again, 10*time.Second); m.Text != "while away" {
+		t.Fatalf("drained %+v", m)
+	}
+}
+
+// A node exposing its embedded server with --nats-listen and --nats-auth
+// admits only the generated users, and its own deliveries still work.
+func TestExposedEmbeddedServerNeedsCredentials(t *testing.T) {
+	t.Parallel()
+	creds := genCreds(t, "e1", "e2")
+	cfg := node.DefaultConfig()
+	cfg.Name, cfg.DataDir, cfg.MSPAddr, cfg.SessionSocket = "e1", t.TempDir(), "127.0.0.1:0", ""
+	cfg.NATSListen = "127.0.0.1:0"
+	cfg.NATSAuthFile = filepath.Join(creds, broker.AuthConfFile)
+	cfg.NATSNkeyFile = filepath.Join(creds, "e1"+broker.NkeySuffix)
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	url := n.Addrs().NATS
+	if nc, err := nats.Connect(url, nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("connected to the exposed server without credentials")
+	}
+	opts, err := broker.ClientAuth{Node: "e2", NkeyFile: filepath.Join(creds, "e2"+broker.NkeySuffix)}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, append(opts, nats.NoReconnect())...)
+	if err != nil {
+		t.Fatalf("e2 with its nkey: %v", err)
+	}
+	defer nc.Close()
+	// e1 serves its deliver subject; e2 may ask it (an empty request is
+	// refused as undecodable, but answered).
+	msg, err := nc.Request("msp.node.e1.deliver.e2", []byte("{}"), 5*time.Second)
+	if err != nil || !strings.Contains(string(msg.Data), `"node":"e1"`) {
+		t.Fatalf("request to e1: %v %v", msg, err)
+	}
+}

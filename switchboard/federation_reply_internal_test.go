@@ -1,0 +1,70 @@
+package switchboard
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/presence"
+)
+
+// forward believes only a reply that names the node it asked: a reply from
+// a node answering in another's place is a failure, never "delivered".
+func TestForwardIgnoresReplyNamingAnotherNode(t *testing.T) {
+	t.Parallel()
+	b, err := broker.New(broker.Config{Name: "r", Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	dial := func() *nats.Conn {
+		nc, err := nats.Connect(b.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	dir, err := presence.New(presence.Config{Name: "a", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Close() })
+	sb, err := New(Config{Node: "a", Directory: dir, NATS: dial(), Logger: slog.New(slog.DiscardHandler), ForwardTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	f := newFederation(sb, sb.cfg.NATS)
+	answerer := dial()
+	for _, tc := range []struct {
+		name, replyNode string
+		want            Status
+	}{
+		{"a reply naming another node is not believed", "c", Failed},
+		{"the asked node's reply is", "b", Delivered},
+	} {
+		sub, err := answerer.Subscribe(deliverWildcard("b"), func(m *nats.Msg) {
+			_ = m.Respond([]byte(`{"node":"` + tc.replyNode + `","results":[{"user":"alice","term":"pts/1","status":"delivered"}]}`))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := answerer.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		d := &Delivery{ID: "x", Recipient: "alice", Text: "hi", Origin: Origin{Node: "a"}, Time: time.Now()}
+		res := f.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})
+		if len(res) != 1 || res[0].Status != tc.want {
+			t.Errorf("%s: results %+v, want %v", tc.name, res, tc.want)
+		}
+		_ = sub.Unsubscribe()
+	}
+}
