@@ -149,6 +149,12 @@ func flagFor(field string) string {
 		return "--data"
 	case "GossipAddr":
 		return "--gossip"
+	case "GossipAdvertise":
+		return "--gossip-advertise"
+	case "NATSAuthFile":
+		return "--nats-auth"
+	case "NATSNkeyFile":
+		return "--nats-nkey"
 	case "Join":
 		return "--join"
 	case "GossipProfile":
