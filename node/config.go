@@ -107,6 +107,17 @@ type Config struct {
 	NATSListen string
 	// NATSCreds: user/password or token for external relays or NATSListen.
 	NATSUser, NATSPassword, NATSToken string
+
+	// Operations (node/ops.go, package ops).
+
+	// HTTPAddr serves /metrics, /healthz, /readyz, the API and the status
+	// page ("" = off). A bare port (":9180") binds to loopback.
+	HTTPAddr string
+	// HTTPTokenFile holds the token the API and the status page require
+	// ("" = none); SIGHUP re-reads it.
+	HTTPTokenFile string
+	// Version is the msprelay version the node reports to `msp status`.
+	Version string
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -225,5 +236,5 @@ func (c *Config) validate() error {
 	if c.AckTimeout >= c.DeliverTimeout {
 		return bad("--ack-timeout %v must be shorter than --deliver-timeout %v", c.AckTimeout, c.DeliverTimeout)
 	}
-	return nil
+	return c.validateOps()
 }

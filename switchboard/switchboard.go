@@ -50,6 +50,11 @@ type Config struct {
 	// Mailbox configures the durable mailbox and the known-users bucket,
 	// which need NATS with JetStream.
 	Mailbox MailboxConfig
+	// Observer, when set, is called with every Send's delivery and final
+	// outcome (after the mailbox had its say), on the sending goroutine,
+	// with Send's context. It must not block or modify either; the node
+	// uses it for metrics and delivery logs.
+	Observer func(ctx context.Context, d *Delivery, o *Outcome)
 }
 
 // Errors from sign-in and line operations.
@@ -401,6 +406,9 @@ func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
 	o := s.route(ctx, d)
 	if s.mbox != nil {
 		s.mbox.settle(d, o)
+	}
+	if s.cfg.Observer != nil {
+		s.cfg.Observer(ctx, d, o)
 	}
 	return o
 }
