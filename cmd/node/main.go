@@ -32,7 +32,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: node [flags]\n\nRuns an msprelay node. Flags (env MSPRELAY_<FLAG> also works):\n")
 		fs.PrintDefaults()
 	}
-	var join, natsURLs, logLevel, logFormat string
+	var join, natsURLs, logLevel, logFormat, logLevelFile string
 	var showVersion bool
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "node name in the cluster (letters, digits, - and _)")
 	fs.StringVar(&cfg.MSPAddr, "msp", cfg.MSPAddr, "MSP listen address, TCP and UDP")
@@ -65,7 +65,10 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.MailboxAckWait, "mailbox-ack-wait", cfg.MailboxAckWait, "how long a queued message handed to a node may stay unsettled before another node gets it")
 	fs.BoolVar(&cfg.StripControl, "strip-control", false, "strip forbidden control octets instead of rejecting the message")
 	fs.BoolVar(&cfg.RequireSender, "require-sender", false, "reject MSP messages with an empty SENDER")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fs.StringVar(&logLevelFile, "log-level-file", "", "file holding the log level (wins over --log-level); SIGHUP re-reads it")
+	fs.StringVar(&cfg.HTTPAddr, "http", "", "serve /metrics, /healthz, /readyz, the API and the status page here (a bare :PORT binds to loopback); off unless given")
+	fs.StringVar(&cfg.HTTPTokenFile, "http-token-file", "", "file holding the token the API and status page require (bearer, or basic auth password); SIGHUP re-reads it")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 
@@ -92,16 +95,20 @@ func run(args []string, stderr io.Writer) int {
 	if len(cfg.Join) > 0 && cfg.GossipAddr == "" {
 		cfg.GossipAddr = ":7946"
 	}
-	logger, err := cliflags.NewLogger(stderr, logLevel, logFormat)
+	logging, err := cliflags.NewLogging(stderr, logLevel, logFormat, logLevelFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "node: %v\n", err)
 		return 2
 	}
+	logger := logging.Logger
 	cfg.Logger = logger
+	cfg.Version = version
 	n, err := node.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "node: %v\n", err)
 		return 2
 	}
-	return cliflags.RunUntilSignal(logger, "node", n.Run)
+	// SIGHUP: the log level, then the node's secrets, gossip keys and
+	// HTTP token; each logs what it reloaded, and failures keep old values.
+	return cliflags.RunUntilSignal(logger, "node", n.Run, logging.ReloadAndLog, func() { _ = n.Reload() })
 }

@@ -14,6 +14,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,10 +40,13 @@ func main() {
 
 // settings is what the command line asks for.
 type settings struct {
-	cfg         broker.Config
-	logLevel    string
-	logFormat   string
-	showVersion bool
+	cfg          broker.Config
+	logLevel     string
+	logFormat    string
+	logLevelFile string
+	httpAddr     string
+	httpToken    string
+	showVersion  bool
 }
 
 // errUsage marks a usage error already reported by the flag package.
@@ -63,18 +67,46 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintf(stdout, "msprelay relay %s (nats-server %s)\n", version, server.VERSION)
 		return 0
 	}
-	logger, err := cliflags.NewLogger(stderr, s.logLevel, s.logFormat)
+	logging, err := cliflags.NewLogging(stderr, s.logLevel, s.logFormat, s.logLevelFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
+	logger := logging.Logger
 	s.cfg.Logger = logger
 	b, err := broker.New(s.cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
-	return cliflags.RunUntilSignal(logger, "relay", b.Run)
+	if s.httpAddr == "" {
+		return cliflags.RunUntilSignal(logger, "relay", b.Run, logging.ReloadAndLog)
+	}
+	web, err := newOps(s.httpAddr, s.httpToken, b, s.cfg.JetStream, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: %v\n", err)
+		return 2
+	}
+	reloadToken := func() {
+		if s.httpToken == "" {
+			return
+		}
+		if changed, err := web.Reload(); err != nil {
+			logger.Error("http token not reloaded; keeping the old one", "err", err)
+		} else {
+			logger.Info("reloaded http token", "file", s.httpToken, "changed", changed)
+		}
+	}
+	run := func(ctx context.Context) error {
+		// The endpoint comes up first, so that /readyz answers 503 while
+		// nats-server starts.
+		if err := web.Start(); err != nil {
+			return err
+		}
+		defer web.Close()
+		return b.Run(ctx)
+	}
+	return cliflags.RunUntilSignal(logger, "relay", run, logging.ReloadAndLog, reloadToken)
 }
 
 func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {
@@ -112,6 +144,9 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 	fs.StringVar(&c.ConfigFile, "config", "", "nats-server config file for everything else; flags override it")
 	fs.StringVar(&s.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&s.logLevelFile, "log-level-file", "", "file holding the log level (wins over --log-level); SIGHUP re-reads it")
+	fs.StringVar(&s.httpAddr, "http", "", "serve /metrics, /healthz and /readyz here (a bare :PORT binds to loopback); off unless given")
+	fs.StringVar(&s.httpToken, "http-token-file", "", "token file for the HTTP endpoint's protected paths; SIGHUP re-reads it")
 	fs.BoolVar(&s.showVersion, "version", false, "print the version and exit")
 
 	if err := cliflags.FromEnv(fs, "MSPRELAY_RELAY_", lookupEnv); err != nil {

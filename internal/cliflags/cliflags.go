@@ -133,6 +133,19 @@ func (l *Logging) Reload() (changed bool, err error) {
 	return changed, nil
 }
 
+// ReloadAndLog is Reload for a SIGHUP handler: it logs the outcome.
+func (l *Logging) ReloadAndLog() {
+	if l.LevelFile == "" {
+		return
+	}
+	changed, err := l.Reload()
+	if err != nil {
+		l.Logger.Error("log level not reloaded; keeping the old one", "err", err, "log_level", l.Level.Level())
+		return
+	}
+	l.Logger.Info("reloaded log level", "file", l.LevelFile, "log_level", l.Level.Level(), "changed", changed)
+}
+
 // RunUntilSignal runs run with a context that SIGINT or SIGTERM cancels and
 // maps the outcome to an exit code: 0 for a clean stop, 1 (logged) for a
 // failure. The component logs its own stop. SIGHUP never stops the

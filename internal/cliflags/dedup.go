@@ -30,7 +30,8 @@ type dedupHandler struct {
 // NewDedupHandler wraps h so that no line carries a top-level key twice:
 // nested "component" values are joined ("switchboard.mailbox"), a context
 // key set again by With takes the newer value, and a line attribute whose
-// key the context already set moves into the DetailGroup group.
+// key the context or the handler itself (time, level, msg, source)
+// already set moves into the DetailGroup group.
 func NewDedupHandler(h slog.Handler) slog.Handler { return &dedupHandler{inner: h} }
 
 func (d *dedupHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -43,6 +44,9 @@ func (d *dedupHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	}
 	attrs := slices.Clone(d.attrs)
 	for _, a := range as {
+		if builtin(a.Key) {
+			a.Key = DetailGroup + "_" + a.Key
+		}
 		i := slices.IndexFunc(attrs, func(b slog.Attr) bool { return b.Key == a.Key })
 		switch {
 		case i < 0:
@@ -67,14 +71,14 @@ func (d *dedupHandler) WithGroup(name string) slog.Handler {
 }
 
 func (d *dedupHandler) Handle(ctx context.Context, r slog.Record) error {
-	if d.grouped || len(d.attrs) == 0 {
+	if d.grouped {
 		return d.inner.Handle(ctx, r)
 	}
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	out.AddAttrs(d.attrs...)
 	var clash []any
 	r.Attrs(func(a slog.Attr) bool {
-		if slices.ContainsFunc(d.attrs, func(b slog.Attr) bool { return b.Key == a.Key }) {
+		if builtin(a.Key) || slices.ContainsFunc(d.attrs, func(b slog.Attr) bool { return b.Key == a.Key }) {
 			clash = append(clash, a)
 		} else {
 			out.AddAttrs(a)
@@ -85,4 +89,9 @@ func (d *dedupHandler) Handle(ctx context.Context, r slog.Record) error {
 		out.AddAttrs(slog.Group(DetailGroup, clash...))
 	}
 	return d.inner.Handle(ctx, out)
+}
+
+// builtin reports whether key is one the handler writes itself.
+func builtin(key string) bool {
+	return key == slog.TimeKey || key == slog.LevelKey || key == slog.MessageKey || key == slog.SourceKey
 }
