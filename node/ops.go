@@ -546,7 +546,9 @@ func whoEntry(e *presence.Entry) ops.WhoEntry {
 	for _, a := range e.Aliases {
 		aliases = append(aliases, msp.Latin1ToUTF8(a))
 	}
-	since, active := e.Since, e.LastActive
+	// Whole seconds in UTC, as the session protocol carries them, so that
+	// the API and `msp who --json` print the same document.
+	since, active := e.Since.UTC().Truncate(time.Second), e.LastActive.UTC().Truncate(time.Second)
 	return ops.WhoEntry{User: msp.Latin1ToUTF8(e.User), Node: e.Node, Term: msp.Latin1ToUTF8(e.Term),
 		State: e.State.String(), Aliases: aliases, Since: &since, LastActive: &active}
 }
@@ -655,7 +657,7 @@ func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error)
 		}
 	}
 	if seen, err := n.sb.LastSeen(ctx, name); err == nil && seen.State == presence.Offline.String() {
-		u.LastSeen = &ops.LastSeen{Time: seen.Time, Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: seen.State}
+		u.LastSeen = &ops.LastSeen{Time: seen.Time.UTC().Truncate(time.Second), Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: seen.State}
 	}
 	if len(u.Terminals) == 0 && u.LastSeen == nil {
 		return ops.UserInfo{}, ops.ErrNotFound
