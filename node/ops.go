@@ -104,8 +104,18 @@ func newNodeOps(n *Node) *nodeOps {
 		}),
 	}
 	o.reg.MustRegister(o.messages, o.latency, o.signins, o.storeErrors, o.suppressed, (*stateCollector)(o))
+	// Series that exist from the start, so that rates and quantiles work
+	// before the first message of each kind.
 	for _, r := range []string{"full", "down"} {
 		o.storeErrors.WithLabelValues(r)
+	}
+	for _, p := range []string{"local", "cross_node", "mailbox"} {
+		o.latency.WithLabelValues(p)
+	}
+	for _, tr := range [][2]string{{"tcp", "B"}, {"udp", "B"}, {"session", "none"}} {
+		for _, out := range []string{"delivered", "queued"} {
+			o.messages.WithLabelValues(tr[0], tr[1], out, "")
+		}
 	}
 	return o
 }
