@@ -84,7 +84,7 @@ type Logging struct {
 func NewLogging(w io.Writer, level, format, levelFile string) (*Logging, error) {
 	lv, err := ParseLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("--%w", err)
+		return nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", level)
 	}
 	l := &Logging{Level: new(slog.LevelVar), LevelFile: levelFile}
 	l.Level.Set(lv)
