@@ -574,19 +574,9 @@ func (s *opsSource) Who() []ops.WhoEntry {
 	return out
 }
 
-func (s *opsSource) Changes() (<-chan struct{}, func()) {
+func (s *opsSource) Changes() (<-chan presence.Event, func()) {
 	sub := s.n.dir.Subscribe()
-	out := make(chan struct{}, 1)
-	go func() { // ends when the subscription's channel closes: Cancel, lag or Close
-		defer close(out)
-		for range sub.C {
-			select {
-			case out <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return out, sub.Cancel
+	return sub.C, sub.Cancel
 }
 
 // Nodes asks every node the directory or gossip knows of, in parallel.
@@ -657,6 +647,11 @@ func (s *opsSource) askStatus(ctx context.Context, name string) ops.NodeStatus {
 // record is not found, whether she exists or hides.
 func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error) {
 	n := s.n
+	// The URL is UTF-8; names are ISO 8859-1 octets inside the cluster.
+	name, err := msp.UTF8ToLatin1(name)
+	if err != nil {
+		return ops.UserInfo{}, fmt.Errorf("bad user name: %w", err)
+	}
 	if err := presence.ValidUser(name); err != nil {
 		return ops.UserInfo{}, fmt.Errorf("bad user name: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/msprelay/msprelay/presence"
 )
 
 // Source is what a node shows through the API. Every method must leave out
@@ -17,9 +19,11 @@ type Source interface {
 	Nodes(ctx context.Context) []NodeStatus
 	// User describes one user; ErrNotFound when nothing may be shown.
 	User(ctx context.Context, name string) (UserInfo, error)
-	// Changes signals directory changes on C until cancel is called or the
-	// source ends (C is closed then; a reader resubscribes or stops).
-	Changes() (c <-chan struct{}, cancel func())
+	// Changes delivers directory changes until cancel is called or the
+	// subscription ends (c is closed then: the reader lagged, or the node
+	// is closing; a reader resubscribes or stops). The events stream only
+	// uses them as a signal to send the who list again.
+	Changes() (c <-chan presence.Event, cancel func())
 	// Rates are the recent delivery counts.
 	Rates() Rates
 	// Self is this node's name.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/msprelay/msprelay/presence"
 )
 
 // Issue 10: "Bind to loopback by default when only a port is given".
@@ -188,7 +190,9 @@ func (emptySource) Nodes(context.Context) []NodeStatus             { return nil 
 func (emptySource) User(context.Context, string) (UserInfo, error) { return UserInfo{}, ErrNotFound }
 func (emptySource) Rates() Rates                                   { return Rates{} }
 func (emptySource) Self() string                                   { return "solo" }
-func (emptySource) Changes() (<-chan struct{}, func())             { return make(chan struct{}), func() {} }
+func (emptySource) Changes() (<-chan presence.Event, func()) {
+	return make(chan presence.Event), func() {}
+}
 
 // The status page's rates: counts fall out of the window as time passes.
 func TestRateWindowForgetsOldCounts(t *testing.T) {
