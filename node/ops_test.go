@@ -2,11 +2,14 @@ package node_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -320,4 +323,39 @@ func TestReadyzFollowsTheRelay(t *testing.T) {
 	b2 := startRelay(addr)
 	t.Cleanup(func() { b2.Close() })
 	waitCode(200, "")
+}
+
+// Issue 10: SIGHUP reloads "the gossip keys ring". A rolling key change:
+// the surviving node moves from K1 to K1+K2 to K2 alone by reloads, and a
+// node that starts with only K2 then joins it; had the reloads not changed
+// the ring, the two could not talk.
+func TestReloadRotatesTheGossipKeyring(t *testing.T) {
+	t.Parallel()
+	keyFile := filepath.Join(t.TempDir(), "gossip.key")
+	k1 := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	k2 := base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(keyFile, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(k1 + "\n")
+	c := testcluster.Start(t, 2, testcluster.Options{Configure: func(_ int, cfg *node.Config) { cfg.GossipKeyFile = keyFile }})
+	c.Stop(1)
+	write(k2 + "\n" + k1 + "\n") // K2 encrypts, K1 still decrypts
+	if err := c.Node(0).Reload(); err != nil {
+		t.Fatal(err)
+	}
+	write(k2 + "\n")
+	if err := c.Node(0).Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(1) // knows K2 only
+	c.WaitConverged()
+	// A file that does not parse keeps the ring and says so.
+	write("not a key\n")
+	if err := c.Node(0).Reload(); err == nil {
+		t.Fatal("a bad key file reloaded without error")
+	}
 }
