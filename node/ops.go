@@ -69,6 +69,11 @@ type nodeOps struct {
 	quit      chan struct{}      // closed by closeOps
 	wg        sync.WaitGroup     // the suppressed-lines reporter
 
+	// running is set once startOps has set every field above; Reload,
+	// which a signal may call while Start is still running, reads them
+	// only after seeing it.
+	running atomic.Bool
+
 	jsOnce sync.Once
 	js     jetstream.JetStream
 	jsErr  error
@@ -172,6 +177,7 @@ func (o *nodeOps) startOps() error {
 	o.statusSub = sub
 	o.wg.Go(o.reportSuppressed)
 	if n.cfg.HTTPAddr == "" {
+		o.running.Store(true)
 		return nil
 	}
 	srv, err := ops.New(ops.Config{
@@ -191,6 +197,7 @@ func (o *nodeOps) startOps() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	o.http = srv
+	o.running.Store(true)
 	return nil
 }
 
@@ -686,6 +693,10 @@ func (n *Node) Reload() error {
 	var errs []error
 	var reloaded []string
 	o := n.ops
+	if !o.running.Load() {
+		n.log.Warn("reload: the node is not running (starting or failed); nothing reloaded")
+		return nil
+	}
 	if o.secretAuth != nil {
 		if s, err := session.LoadSecrets(n.cfg.SessionSecrets); err != nil {
 			errs = append(errs, fmt.Errorf("session secrets: %w", err))

@@ -4,6 +4,9 @@
 // Every flag can also be set through the environment as MSPRELAY_<FLAG>, with
 // dashes as underscores (MSPRELAY_SESSION_SOCKET=/run/x.sock); a flag given on
 // the command line wins.
+//
+// SIGTERM and SIGINT stop the node cleanly; SIGHUP re-reads the session
+// secrets, gossip key, log level and HTTP token files and never stops it.
 package main
 
 import (

@@ -8,6 +8,9 @@
 // MSPRELAY_RELAY_<FLAG>, with dashes as underscores
 // (MSPRELAY_RELAY_CLUSTER_NAME=east); a flag on the command line wins.
 //
+// SIGHUP re-reads --log-level-file and --http-token-file and never stops
+// the relay.
+//
 // Exit status: 0 after SIGTERM or SIGINT (clean shutdown) and for --help or
 // --version, 1 if the server fails to start or stops on its own, 2 for bad
 // flags or settings.
@@ -160,6 +163,9 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 	}
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if s.httpToken != "" && s.httpAddr == "" {
+		return s, errors.New("--http-token-file needs --http ADDR")
 	}
 	if c.ConfigFile != "" && !isSet(fs, "listen") {
 		c.Listen = ""
