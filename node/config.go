@@ -180,6 +180,16 @@ type Config struct {
 	// GossipKeyFile (logged as a warning): anyone who reaches it can join
 	// and fake presence.
 	GossipInsecure bool
+	// Operations (node/ops.go, package ops).
+
+	// HTTPAddr serves /metrics, /healthz, /readyz, the API and the status
+	// page ("" = off). A bare port (":9180") binds to loopback.
+	HTTPAddr string
+	// HTTPTokenFile holds the token the API and the status page require
+	// ("" = none); SIGHUP re-reads it.
+	HTTPTokenFile string
+	// Version is the msprelay version the node reports to `msp status`.
+	Version string
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -390,5 +400,5 @@ func (c *Config) validate() error {
 	if c.AckTimeout >= c.DeliverTimeout {
 		return bad("AckTimeout", "%v must be shorter than the delivery timeout %v", c.AckTimeout, c.DeliverTimeout)
 	}
-	return nil
+	return c.validateOps()
 }

@@ -44,6 +44,7 @@ type Node struct {
 	mspSrv *msp.Server
 	sigs   signatures // verifies MSP SIGNATURE parts; see signature.go
 	addrs  Addrs
+	ops    *nodeOps // metrics, probes, HTTP endpoint, reload: ops.go
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
@@ -71,7 +72,9 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), fatal: make(chan error, 1)}, nil
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), fatal: make(chan error, 1)}
+	n.ops = newNodeOps(n)
+	return n, nil
 }
 
 // Name returns the node's name.
@@ -133,8 +136,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.startMSP(); err != nil {
 		return err
 	}
+	if err := n.ops.startOps(); err != nil {
+		return err
+	}
 	n.log.Info("node ready", "msp", n.addrs.MSP, "session", n.addrs.Session, "session_socket", n.addrs.SessionSocket,
-		"gossip", n.addrs.Gossip, "nats", n.natsDescription())
+		"gossip", n.addrs.Gossip, "nats", n.natsDescription(), "http", n.HTTPAddr())
 	return nil
 }
 
@@ -225,11 +231,11 @@ func (n *Node) startPresence(ctx context.Context) error {
 			"gossip", n.cfg.GossipAddr)
 	}
 	if n.cfg.GossipKeyFile != "" {
-		key, err := readKey(n.cfg.GossipKeyFile)
+		keys, err := readGossipKeys(n.cfg.GossipKeyFile)
 		if err != nil {
 			return err
 		}
-		g.SecretKey = key
+		g.SecretKey = keys[0]
 	}
 	dir, err := presence.New(presence.Config{Name: n.cfg.Name, Logger: n.log.With("component", "presence"), Gossip: g})
 	if err != nil {
@@ -299,6 +305,7 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		Node:           n.dir.Name(),
 		Directory:      n.dir,
 		Logger:         n.log.With("component", "switchboard"),
+		Observer:       n.ops.observe,
 		NATS:           n.nc,
 		ForwardTimeout: n.cfg.DeliverTimeout,
 		AckTimeout:     n.cfg.AckTimeout,
@@ -349,7 +356,8 @@ func (n *Node) startSessions() error {
 			return &FieldError{Field: "SessionSocket", Err: err}
 		}
 		n.addrs.SessionSocket = p
-		n.serve("session socket", func() error { return srv.Serve(l, session.PeerCred{}) })
+		auth := n.ops.countAuth("peercred", session.PeerCred{})
+		n.serve("session socket", func() error { return srv.Serve(l, auth) })
 	}
 	if a := n.cfg.SessionAddr; a != "" {
 		var auth session.Authenticator = session.Trust{Insecure: n.cfg.SessionAuthInsecure}
@@ -358,8 +366,10 @@ func (n *Node) startSessions() error {
 			if err != nil {
 				return fmt.Errorf("node: %w", err)
 			}
-			auth = session.NewSecretAuth(secrets)
+			n.ops.secretAuth = session.NewSecretAuth(secrets)
+			auth = n.ops.secretAuth
 		}
+		auth = n.ops.countAuth(n.cfg.SessionAuth, auth)
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			return &FieldError{Field: "SessionAddr", Err: err}
@@ -379,7 +389,7 @@ func (n *Node) startMSP() error {
 		return &FieldError{Field: "MSPAddr", Err: err}
 	}
 	n.mspSrv = &msp.Server{
-		Handler:       msp.HandlerFunc(n.serveMSP),
+		Handler:       n.ops.wrapMSP(msp.HandlerFunc(n.serveMSP)),
 		Logger:        n.log.With("component", "msp"),
 		ReadTimeout:   n.cfg.MSPReadTimeout,
 		IdleTimeout:   n.cfg.MSPIdleTimeout,
@@ -451,6 +461,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.ops.closeOps()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var errs []error

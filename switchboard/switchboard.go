@@ -82,6 +82,11 @@ type Config struct {
 	// keep that node's word that its sender was verified; otherwise every
 	// delivery from another node arrives unverified.
 	PeersAuthenticated bool
+	// Observer, when set, is called with every Send's delivery and final
+	// outcome (after the mailbox had its say), on the sending goroutine,
+	// with Send's context. It must not block or modify either; the node
+	// uses it for metrics and delivery logs.
+	Observer func(ctx context.Context, d *Delivery, o *Outcome)
 }
 
 // Errors from sign-in and line operations.
@@ -437,6 +442,9 @@ func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
 	}
 	o := s.route(ctx, d)
 	s.settle(d, o)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer(ctx, d, o)
+	}
 	return o
 }
 

@@ -5,6 +5,7 @@
 //	msp send [flags] RECIPIENT [MESSAGE...]   exit 0 on '+', 1 on '-', 2 on usage or network error
 //	msp listen [flags]                        print messages as they arrive
 //	msp who [flags] [USER]                    presence lookup
+//	msp status [flags]                        cluster nodes, readiness, versions
 //
 // Text on the command line and terminal is UTF-8; MSP and the session
 // protocol carry ISO 8859-1, so msp converts every name and text both ways
@@ -57,6 +58,7 @@ commands:
   send RECIPIENT [MESSAGE...]   send a message (from stdin when MESSAGE is absent)
   listen                        sign in and print messages and presence as they arrive
   who [USER]                    show where users are signed in
+  status                        show the cluster's nodes, readiness and versions (node --http)
 
 Run 'msp <command> -h' for the command's flags.
 `
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return cmdListen(ctx, args[1:], e)
 	case "who":
 		return cmdWho(ctx, args[1:], e)
+	case "status":
+		return cmdStatus(ctx, args[1:], e)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -4,6 +4,9 @@
 // Every flag can also be set through the environment as MSPRELAY_<FLAG>, with
 // dashes as underscores (MSPRELAY_SESSION_SOCKET=/run/x.sock); a flag given on
 // the command line wins.
+//
+// SIGTERM and SIGINT stop the node cleanly; SIGHUP re-reads the session
+// secrets, gossip key, log level and HTTP token files and never stops it.
 package main
 
 import (
@@ -33,7 +36,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: node [flags]\n\nRuns an msprelay node. Flags (env MSPRELAY_<FLAG> also works):\n")
 		fs.PrintDefaults()
 	}
-	var join, natsURLs, logLevel, logFormat string
+	var join, natsURLs, logLevel, logFormat, logLevelFile string
 	var showVersion bool
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "node name in the cluster (letters, digits, - and _)")
 	fs.StringVar(&cfg.MSPAddr, "msp", cfg.MSPAddr, "MSP listen address, TCP and UDP")
@@ -84,7 +87,10 @@ func run(args []string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.FailedSignInsPerMinute, "session-fail-rate", cfg.FailedSignInsPerMinute, "failed session sign-ins a minute one network source may make, sustained")
 	fs.IntVar(&cfg.FailedSignInBurst, "session-fail-burst", cfg.FailedSignInBurst, "failed session sign-ins one network source may make at once")
 	fs.BoolVar(&cfg.SessionAuthInsecure, "session-auth-insecure", false, "let --session-auth trust accept clients from non-loopback addresses (anyone who connects is anyone)")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fs.StringVar(&logLevelFile, "log-level-file", "", "file holding the log level (wins over --log-level); SIGHUP re-reads it")
+	fs.StringVar(&cfg.HTTPAddr, "http", "", "serve /metrics, /healthz, /readyz, the API and the status page here (a bare :PORT binds to loopback); off unless given")
+	fs.StringVar(&cfg.HTTPTokenFile, "http-token-file", "", "file holding the token the API and status page require (bearer, or basic auth password); SIGHUP re-reads it")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 
@@ -111,20 +117,22 @@ func run(args []string, stderr io.Writer) int {
 	if len(cfg.Join) > 0 && cfg.GossipAddr == "" {
 		cfg.GossipAddr = ":7946"
 	}
-	logger, err := cliflags.NewLogger(stderr, logLevel, logFormat)
+	logging, err := cliflags.NewLogging(stderr, logLevel, logFormat, logLevelFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "node: %v\n", err)
 		return 2
 	}
+	logger := logging.Logger
 	cfg.Logger = logger
+	cfg.Version = version
 	n, err := node.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "node: %v\n", inFlagTerms(err))
 		return 2
 	}
-	return cliflags.RunUntilSignal(logger, "node", func(ctx context.Context) error {
-		return inFlagTerms(n.Run(ctx))
-	})
+	// SIGHUP: the log level, then the node's secrets, gossip keys and
+	// HTTP token; each logs what it reloaded, and failures keep old values.
+	return cliflags.RunUntilSignal(logger, "node", func(ctx context.Context) error { return inFlagTerms(n.Run(ctx)) }, logging.ReloadAndLog, func() { _ = n.Reload() })
 }
 
 // flagFor names the flag that sets each node.Config field a

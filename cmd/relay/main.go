@@ -14,12 +14,16 @@
 // per-subject permissions, for --config) and one 0600 secret per node
 // (DIR/<node>.nk, or DIR/<node>.pass with --passwords).
 //
+// SIGHUP re-reads --log-level-file and --http-token-file and never stops
+// the relay.
+//
 // Exit status: 0 after SIGTERM or SIGINT (clean shutdown) and for --help or
 // --version, 1 if the server fails to start or stops on its own, 2 for bad
 // flags or settings.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,10 +49,13 @@ func main() {
 
 // settings is what the command line asks for.
 type settings struct {
-	cfg         broker.Config
-	logLevel    string
-	logFormat   string
-	showVersion bool
+	cfg          broker.Config
+	logLevel     string
+	logFormat    string
+	logLevelFile string
+	httpAddr     string
+	httpToken    string
+	showVersion  bool
 }
 
 // errUsage marks a usage error already reported by the flag package.
@@ -72,18 +79,46 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintf(stdout, "msprelay relay %s (nats-server %s)\n", version, server.VERSION)
 		return 0
 	}
-	logger, err := cliflags.NewLogger(stderr, s.logLevel, s.logFormat)
+	logging, err := cliflags.NewLogging(stderr, s.logLevel, s.logFormat, s.logLevelFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
+	logger := logging.Logger
 	s.cfg.Logger = logger
 	b, err := broker.New(s.cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
-	return cliflags.RunUntilSignal(logger, "relay", b.Run)
+	if s.httpAddr == "" {
+		return cliflags.RunUntilSignal(logger, "relay", b.Run, logging.ReloadAndLog)
+	}
+	web, err := newOps(s.httpAddr, s.httpToken, b, s.cfg.JetStream, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: %v\n", err)
+		return 2
+	}
+	reloadToken := func() {
+		if s.httpToken == "" {
+			return
+		}
+		if changed, err := web.Reload(); err != nil {
+			logger.Error("http token not reloaded; keeping the old one", "err", err)
+		} else {
+			logger.Info("reloaded http token", "file", s.httpToken, "changed", changed)
+		}
+	}
+	run := func(ctx context.Context) error {
+		// The endpoint comes up first, so that /readyz answers 503 while
+		// nats-server starts.
+		if err := web.Start(); err != nil {
+			return err
+		}
+		defer web.Close()
+		return b.Run(ctx)
+	}
+	return cliflags.RunUntilSignal(logger, "relay", run, logging.ReloadAndLog, reloadToken)
 }
 
 func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {
@@ -124,6 +159,9 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow client/leafnode ports beyond loopback without credentials (warns loudly: anyone reaching them reads all mail)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&s.logLevelFile, "log-level-file", "", "file holding the log level (wins over --log-level); SIGHUP re-reads it")
+	fs.StringVar(&s.httpAddr, "http", "", "serve /metrics, /healthz and /readyz here (a bare :PORT binds to loopback); off unless given")
+	fs.StringVar(&s.httpToken, "http-token-file", "", "token file for the HTTP endpoint's protected paths; SIGHUP re-reads it")
 	fs.BoolVar(&s.showVersion, "version", false, "print the version and exit")
 
 	if err := cliflags.FromEnv(fs, "MSPRELAY_RELAY_", lookupEnv); err != nil {
@@ -137,6 +175,9 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 	}
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if s.httpToken != "" && s.httpAddr == "" {
+		return s, errors.New("--http-token-file needs --http ADDR")
 	}
 	if c.ConfigFile != "" && !isSet(fs, "listen") {
 		c.Listen = ""
