@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -71,7 +72,7 @@ func (c *cluster) node(name string, tweak func(*conversation.Config)) *node {
 	c.t.Cleanup(nc.Close)
 	c.setLive(name, true)
 	cfg := conversation.Config{
-		Node: name, NATS: nc, Logger: slog.New(slog.DiscardHandler),
+		Node: name, NATS: nc, Logger: testLogger(c.t, name),
 		LiveNodes: c.liveNodes, SweepInterval: 50 * time.Millisecond,
 	}
 	if tweak != nil {
@@ -457,3 +458,17 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+// testLogger writes a node's logs to the test log when MSPRELAY_TEST_LOG is
+// set (debug or info), and nowhere otherwise.
+func testLogger(t *testing.T, name string) *slog.Logger {
+	var level slog.Level
+	if level.UnmarshalText([]byte(os.Getenv("MSPRELAY_TEST_LOG"))) != nil || os.Getenv("MSPRELAY_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level})).With("node", name)
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

@@ -313,7 +313,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.js = js
 	m.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: KVBucket, History: 1, Storage: jetstream.FileStorage, Replicas: m.cfg.Replicas,
+		// History above 1 keeps a member's "dropped" write after its delete
+		// marker, so a watcher a little behind still sees why it left.
+		Bucket: KVBucket, History: 4, Storage: jetstream.FileStorage, Replicas: m.cfg.Replicas,
 		Description: "msprelay conversations: c.<conv> exists, m.<conv>.<node>.<member> rosters",
 	})
 	if err != nil {
@@ -349,6 +351,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.ringSub = sub
 	m.mu.Unlock()
 	m.started = time.Now()
+	m.noteLive()
 	m.wg.Go(func() { m.watch(wctx, w) })
 	select {
 	case <-m.ready:
@@ -428,6 +431,7 @@ func (m *Manager) watch(ctx context.Context, w jetstream.KeyWatcher) {
 // apply records one bucket entry; live says whether to tell local members.
 func (m *Manager) apply(e jetstream.KeyValueEntry, live bool) {
 	key := e.Key()
+	m.log.Debug("conversation bucket update", "key", key, "op", e.Operation().String(), "live", live)
 	del := e.Operation() != jetstream.KeyValuePut
 	if conv, ok := strings.CutPrefix(key, metaPrefix); ok {
 		m.mu.Lock()
@@ -582,14 +586,26 @@ func (m *Manager) sweep(ctx context.Context) {
 	}
 }
 
-func (m *Manager) sweepOnce(ctx context.Context) {
-	var live map[string]bool
-	if m.cfg.LiveNodes != nil {
-		live = map[string]bool{m.cfg.Node: true}
-		for _, n := range m.cfg.LiveNodes() {
-			live[n] = true
-		}
+// noteLive asks gossip which nodes are alive and remembers them as seen: a
+// node seen alive and then missing is dead at once, without DeadGrace.
+func (m *Manager) noteLive() map[string]bool {
+	if m.cfg.LiveNodes == nil {
+		return nil
 	}
+	live := map[string]bool{m.cfg.Node: true}
+	for _, n := range m.cfg.LiveNodes() {
+		live[n] = true
+	}
+	m.mu.Lock()
+	for n := range live {
+		m.seen[n] = true
+	}
+	m.mu.Unlock()
+	return live
+}
+
+func (m *Manager) sweepOnce(ctx context.Context) {
+	live := m.noteLive()
 	type victim struct {
 		conv string
 		mb   Member
@@ -598,9 +614,6 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 	var idle []string
 	now := time.Now()
 	m.mu.Lock()
-	for n := range live {
-		m.seen[n] = true
-	}
 	if live != nil {
 		for conv, r := range m.roster {
 			for _, mb := range r {
@@ -616,6 +629,9 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 		}
 	}
 	m.mu.Unlock()
+	if len(dead) > 0 || len(idle) > 0 {
+		m.log.Debug("conversation sweep", "dead", len(dead), "idle", len(idle))
+	}
 	for _, v := range dead {
 		m.drop(ctx, v.conv, v.mb)
 	}
