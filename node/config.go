@@ -107,6 +107,13 @@ type Config struct {
 	NATSListen string
 	// NATSCreds: user/password or token for external relays or NATSListen.
 	NATSUser, NATSPassword, NATSToken string
+
+	// ConversationHistory is how many messages a conversation keeps for
+	// late joiners; zero means conversation.DefaultHistory (50).
+	ConversationHistory int
+	// ConversationIdle is how long an empty conversation lasts before it
+	// expires; zero means conversation.DefaultIdle (1 h).
+	ConversationIdle time.Duration
 }
 
 // DefaultConfig returns the defaults for a node named after this host.

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
@@ -39,6 +40,7 @@ type Node struct {
 	dir    *presence.Directory
 	sb     *switchboard.Switchboard
 	sess   *session.Server
+	conv   *conversation.Manager // nil when JetStream is unavailable
 	mspSrv *msp.Server
 	addrs  Addrs
 
@@ -124,6 +126,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.startSwitchboard(); err != nil {
+		return err
+	}
+	if err := n.startConversations(ctx); err != nil {
 		return err
 	}
 	if err := n.startSessions(); err != nil {
@@ -303,12 +308,13 @@ func (n *Node) startSessions() error {
 		return nil
 	}
 	srv, err := session.New(session.Config{
-		Node:        n.cfg.Name,
-		Switchboard: n.sb,
-		Directory:   n.dir,
-		Logger:      n.log.With("component", "session"),
-		IdleTimeout: n.cfg.SessionIdleTimeout,
-		MaxSessions: n.cfg.MaxSessions,
+		Node:          n.cfg.Name,
+		Switchboard:   n.sb,
+		Directory:     n.dir,
+		Logger:        n.log.With("component", "session"),
+		IdleTimeout:   n.cfg.SessionIdleTimeout,
+		MaxSessions:   n.cfg.MaxSessions,
+		Conversations: n.conv,
 	})
 	if err != nil {
 		return fmt.Errorf("node: sessions: %w", err)
@@ -401,6 +407,9 @@ func (n *Node) serve(what string, f func() error) {
 
 // serveMSP turns one MSP message into a delivery and answers with the outcome.
 func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
+	if n.bridgeConversation(w, m) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
 	defer cancel()
 	src := w.RemoteAddr().String()
@@ -455,6 +464,7 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("session shutdown: %w", err))
 		}
 	}
+	n.closeConversations()
 	if n.sb != nil {
 		n.sb.Close()
 	}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/internal/cliflags"
 	"github.com/msprelay/msprelay/node"
 )
@@ -65,6 +66,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.MailboxAckWait, "mailbox-ack-wait", cfg.MailboxAckWait, "how long a queued message handed to a node may stay unsettled before another node gets it")
 	fs.BoolVar(&cfg.StripControl, "strip-control", false, "strip forbidden control octets instead of rejecting the message")
 	fs.BoolVar(&cfg.RequireSender, "require-sender", false, "reject MSP messages with an empty SENDER")
+	fs.IntVar(&cfg.ConversationHistory, "conversation-history", conversation.DefaultHistory, "messages a conversation keeps for members who join late")
+	fs.DurationVar(&cfg.ConversationIdle, "conversation-idle", conversation.DefaultIdle, "how long an empty conversation lasts before it expires")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
