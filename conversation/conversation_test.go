@@ -472,3 +472,22 @@ func testLogger(t *testing.T, name string) *slog.Logger {
 type tWriter struct{ t *testing.T }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// "ISO 8859-1 text with the eighth bit kept": names and texts cross the
+// cluster octet for octet.
+func TestEightBitOctetsSurvive(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	n1, n2 := c.node("n1", nil), c.node("n2", nil)
+	a, _, _, _ := join(t, n1, "ops", "jos\xe9", true)
+	_, bs, others, _ := join(t, n2, "ops", "bob", false)
+	if len(others) != 1 || others[0].User != "jos\xe9" {
+		t.Fatalf("roster %+v", others)
+	}
+	if _, err := a.Send(ctx(t), conversation.KindMessage, "gr\xfc\xdfe"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := bs.nextKind(t, conversation.KindMessage); ev.Text != "gr\xfc\xdfe" || ev.User != "jos\xe9" {
+		t.Fatalf("got %q from %q", ev.Text, ev.User)
+	}
+}

@@ -133,37 +133,46 @@ func (k Kind) String() string {
 
 // Event is something a member is told about.
 type Event struct {
-	Kind         Kind      `json:"kind"`
-	Conversation string    `json:"conv"`
-	ID           string    `json:"id,omitempty"`
-	User         string    `json:"user"`
-	Node         string    `json:"node"`
-	Term         string    `json:"term"`
-	Text         string    `json:"text,omitempty"`
-	Time         time.Time `json:"time"`
-	Reason       string    `json:"reason,omitempty"`
-	member       string    // member id of the sender, to skip its own echo
+	Kind         Kind
+	Conversation string
+	ID           string
+	User         string
+	Node         string
+	Term         string
+	Text         string
+	Time         time.Time
+	Reason       string
 }
 
 // wireMsg is a message or typing notice on the conversation subjects.
 type wireMsg struct {
-	Event
-	Member string `json:"member"`
+	Kind   Kind      `json:"kind"`
+	ID     string    `json:"id"`
+	User   octets    `json:"user"`
+	Node   string    `json:"node"`
+	Term   octets    `json:"term"`
+	Text   octets    `json:"text,omitempty"`
+	Time   time.Time `json:"time"`
+	Member string    `json:"member"` // the sender's member id, to skip its own echo
+}
+
+func (w *wireMsg) event(conv string) Event {
+	return Event{Kind: w.Kind, Conversation: conv, ID: w.ID, User: string(w.User), Node: w.Node, Term: string(w.Term), Text: string(w.Text), Time: w.Time}
 }
 
 // Member is one member of a conversation: one session of a user.
 type Member struct {
-	ID     string    `json:"id"`
-	User   string    `json:"user"`
-	Node   string    `json:"node"`
-	Term   string    `json:"term"`
-	Joined time.Time `json:"joined"`
+	ID     string
+	User   string
+	Node   string
+	Term   string
+	Joined time.Time
 	// Blocks are the senders this member refuses ("user" or "user@node"),
 	// as of joining; a blocked user cannot join.
-	Blocks []string `json:"blocks,omitempty"`
+	Blocks []string
 	// Gone is set ("dropped") on the last write before the key is deleted
 	// by another node, so watchers can tell why the member left.
-	Gone string `json:"gone,omitempty"`
+	Gone string
 }
 
 // blocks reports whether m's block list refuses user at node.
@@ -189,7 +198,7 @@ type Sink interface {
 type meta struct {
 	Name    string    `json:"name"`
 	Created time.Time `json:"created"`
-	Creator string    `json:"creator"`
+	Creator octets    `json:"creator"`
 	Node    string    `json:"node"`
 }
 

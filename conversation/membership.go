@@ -87,7 +87,7 @@ func (m *Manager) Join(ctx context.Context, name string, id Identity, sink Sink,
 		if nconv >= m.cfg.MaxConversations {
 			return nil, nil, nil, fmt.Errorf("%w: the cluster has %d conversations", ErrFull, nconv)
 		}
-		b, _ := json.Marshal(meta{Name: conv, Created: time.Now().UTC(), Creator: id.User, Node: m.cfg.Node})
+		b, _ := json.Marshal(meta{Name: conv, Created: time.Now().UTC(), Creator: octets(id.User), Node: m.cfg.Node})
 		if _, err := m.kv.Create(ctx, metaPrefix+conv, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, nil, nil, fmt.Errorf("conversation: create %s: %w", conv, err)
 		}
@@ -182,8 +182,7 @@ func (m *Manager) onMessage(conv string, msg *nats.Msg) {
 		m.log.Debug("dropping malformed conversation message", "conversation", conv)
 		return
 	}
-	ev := w.Event
-	ev.Conversation, ev.member = conv, w.Member
+	ev := w.event(conv)
 	m.mu.Lock()
 	lc := m.local[conv]
 	if lc == nil || (ev.Kind == KindMessage && lc.seenID(ev.ID)) {
@@ -223,8 +222,7 @@ func (m *Manager) history(ctx context.Context, conv string) ([]Event, error) {
 	for msg := range batch.Messages() {
 		var w wireMsg
 		if json.Unmarshal(msg.Data(), &w) == nil && w.Kind == KindMessage {
-			w.Event.Conversation = conv
-			out = append(out, w.Event)
+			out = append(out, w.event(conv))
 		}
 	}
 	return out, nil
@@ -253,7 +251,7 @@ func (m *Manager) publish(ctx context.Context, conv string, kind Kind, id string
 	} else {
 		text = ""
 	}
-	w := wireMsg{Event: Event{Kind: kind, ID: id, User: from.User, Node: from.Node, Term: from.Term, Text: text, Time: time.Now().UTC()}, Member: from.ID}
+	w := wireMsg{Kind: kind, ID: id, User: octets(from.User), Node: from.Node, Term: octets(from.Term), Text: octets(text), Time: time.Now().UTC(), Member: from.ID}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("conversation: encode: %w", err)
@@ -321,10 +319,10 @@ func (m *Manager) Post(ctx context.Context, name string, from Member, id, text s
 // ring is an invitation on a node's ring subject.
 type ring struct {
 	Conversation string `json:"conv"`
-	Invitee      string `json:"invitee"`
-	User         string `json:"user"`
+	Invitee      octets `json:"invitee"`
+	User         octets `json:"user"`
 	Node         string `json:"node"`
-	Term         string `json:"term"`
+	Term         octets `json:"term"`
 }
 
 // Attach makes a session ringable for user's invitations until detach is
@@ -358,7 +356,7 @@ func (ms *Membership) Invite(ctx context.Context, user string) (int, error) {
 	if m.cfg.Locate != nil {
 		nodes = m.cfg.Locate(user)
 	}
-	b, _ := json.Marshal(ring{Conversation: ms.conv, Invitee: user, User: ms.self.User, Node: ms.self.Node, Term: ms.self.Term})
+	b, _ := json.Marshal(ring{Conversation: ms.conv, Invitee: octets(user), User: octets(ms.self.User), Node: ms.self.Node, Term: octets(ms.self.Term)})
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.PublishTimeout)
 	defer cancel()
 	total := 0
@@ -389,11 +387,11 @@ func (m *Manager) onRing(msg *nats.Msg) {
 	}
 	m.mu.Lock()
 	var sinks []Sink
-	for rg := range m.ringers[r.Invitee] {
+	for rg := range m.ringers[string(r.Invitee)] {
 		sinks = append(sinks, rg.sink)
 	}
 	m.mu.Unlock()
-	ev := &Event{Kind: KindInvite, Conversation: r.Conversation, User: r.User, Node: r.Node, Term: r.Term, Time: time.Now().UTC()}
+	ev := &Event{Kind: KindInvite, Conversation: r.Conversation, User: string(r.User), Node: r.Node, Term: string(r.Term), Time: time.Now().UTC()}
 	n := 0
 	for _, s := range sinks {
 		if s.Event(ev) {

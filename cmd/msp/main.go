@@ -53,6 +53,7 @@ commands:
   send RECIPIENT [MESSAGE...]   send a message (from stdin when MESSAGE is absent)
   listen                        sign in and print messages and presence as they arrive
   who [USER]                    show where users are signed in
+  chat [NAME]                   join (or create) conversation NAME and talk
 
 Run 'msp <command> -h' for the command's flags.
 `
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return cmdListen(ctx, args[1:], e)
 	case "who":
 		return cmdWho(ctx, args[1:], e)
+	case "chat":
+		return cmdChat(ctx, args[1:], e)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -76,7 +77,10 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 		return exitOK
 	}
 	if len(es) == 0 {
-		if name != "" {
+		switch {
+		case strings.HasPrefix(name, "#"):
+			fmt.Fprintf(e.stdout, "%s has no members\n", fs.Arg(0))
+		case name != "":
 			fmt.Fprintf(e.stdout, "%s is not signed in\n", fs.Arg(0))
 		}
 		return exitOK
