@@ -15,6 +15,7 @@ import (
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/internal/testcluster"
 )
 
 // cluster is one real nats-server with JetStream and several managers
@@ -29,14 +30,7 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	b, err := broker.New(broker.Config{Name: "conv", Listen: "127.0.0.1:0", JetStream: true, DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := testcluster.StartBroker(t, broker.Config{Name: "conv", JetStream: true, DataDir: t.TempDir()})
 	return &cluster{t: t, url: b.ClientURL(), live: map[string]bool{}}
 }
 

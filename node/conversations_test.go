@@ -13,20 +13,7 @@ import (
 
 func nextConv(t *testing.T, cl *session.Client, typ string) session.ConvEvent {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-cl.Conversations():
-			if !ok {
-				t.Fatalf("session ended: %v", cl.Err())
-			}
-			if ev.Type == typ {
-				return ev
-			}
-		case <-timeout:
-			t.Fatalf("no %s event within 10s", typ)
-		}
-	}
+	return testcluster.NextConv(t, cl, typ, 10*time.Second)
 }
 
 // "an MSP message whose RECIPIENT is #NAME goes to every member of

@@ -48,20 +48,7 @@ func waitLine(t *testing.T, buf *syncBuffer, what string, ok func(chatJSON) bool
 
 func nextConvEvent(t *testing.T, cl *session.Client, typ string) session.ConvEvent {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-cl.Conversations():
-			if !ok {
-				t.Fatalf("session ended: %v", cl.Err())
-			}
-			if ev.Type == typ {
-				return ev
-			}
-		case <-timeout:
-			t.Fatalf("no %s within 10s", typ)
-		}
-	}
+	return testcluster.NextConv(t, cl, typ, 10*time.Second)
 }
 
 // "msp chat ... joins (or creates) conversation NAME, sends each stdin line
