@@ -45,13 +45,18 @@ type ConvMember struct {
 // that do not fit are dropped rather than stalling the read loop); iro
 // collects roster lines per TrID, guarded by Client.mu.
 type convClient struct {
-	ch  chan ConvEvent
-	on  atomic.Bool
-	iro map[uint32][]ConvMember
+	ch     chan ConvEvent
+	on     atomic.Bool
+	iro    map[uint32][]ConvMember
+	silent map[uint32]bool // TrIDs of replyless MSG U commands, whose errors are not fatal
 }
 
+// maxSilent bounds convClient.silent: errors for typing notices older than
+// the last maxSilent are then treated like any unexpected error.
+const maxSilent = 256
+
 func newConvClient() convClient {
-	return convClient{ch: make(chan ConvEvent, ConvBuffer), iro: map[uint32][]ConvMember{}}
+	return convClient{ch: make(chan ConvEvent, ConvBuffer), iro: map[uint32][]ConvMember{}, silent: map[uint32]bool{}}
 }
 
 // Conversations returns the channel of conversation events (including
@@ -127,6 +132,10 @@ func (c *Client) Typing(ctx context.Context, name string) error {
 	c.mu.Lock()
 	c.next++
 	trid := c.next
+	if len(c.conv.silent) >= maxSilent {
+		clear(c.conv.silent)
+	}
+	c.conv.silent[trid] = true
 	c.mu.Unlock()
 	return c.write(ctx, withPayload("MSG", trid, true, []byte("Content-Type: "+ContentTyping+"\r\n\r\n"), encodeToken(name), AckNone))
 }
@@ -142,6 +151,15 @@ func (c *Client) Leave(ctx context.Context, name string) error {
 func (c *Client) handleConv(f *frame) (bool, error) {
 	a := f.args
 	var ev ConvEvent
+	if f.code != 0 {
+		// An error for a typing notice (not in the conversation any more,
+		// say) answers nothing we wait for and does not end the session.
+		c.mu.Lock()
+		silent := c.conv.silent[f.trid]
+		delete(c.conv.silent, f.trid)
+		c.mu.Unlock()
+		return silent, nil
+	}
 	switch {
 	case f.cmd == "IRO":
 		if len(a) != 6 {

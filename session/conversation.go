@@ -207,9 +207,13 @@ func (s *session) join(f *frame, name string, create bool, reply []byte) *protoE
 		b = append(b, line("IRO", f.trid, true, strconv.Itoa(i+1), strconv.Itoa(len(others)), name,
 			encodeToken(mb.User), encodeToken(mb.Node), encodeToken(mb.Term))...)
 	}
+	s.mu.Lock()
 	for i := range hist {
-		b = append(b, convMessageFrame(&hist[i], true)...)
+		if !s.blockedLocked(hist[i].User + "@" + hist[i].Node) {
+			b = append(b, convMessageFrame(&hist[i], true)...)
+		}
 	}
+	s.mu.Unlock()
 	b = append(b, reply...)
 	err = s.sendFrame(b)
 	ms.Activate()

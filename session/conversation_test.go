@@ -193,3 +193,23 @@ func TestConversationBlockedAndHistory(t *testing.T) {
 	c.Close()
 	a.expect("BYE ops carol n1 pts/3 left")
 }
+
+// A typing notice has no reply; an error for one (the conversation was
+// left) must not end the client's session.
+func TestTypingErrorIsNotFatal(t *testing.T) {
+	t.Parallel()
+	e := newConvEnv(t)
+	c := e.signIn("alice", "pts/1")
+	if err := c.Typing(ctxT(t), "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Join(ctxT(t), "ops"); err != nil {
+		t.Fatalf("after a refused typing notice: %v", err)
+	}
+	if err := c.Leave(ctxT(t), "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Leave(ctxT(t), "ops"); !IsCode(err, CodeNotMember) {
+		t.Fatalf("second leave: %v, want 232", err)
+	}
+}
