@@ -68,6 +68,9 @@ func (c *cluster) node(name string, tweak func(*conversation.Config)) *node {
 	cfg := conversation.Config{
 		Node: name, NATS: nc, Logger: testLogger(c.t, name),
 		LiveNodes: c.liveNodes, SweepInterval: 50 * time.Millisecond,
+		// The fake gossip layer is exact, so no grace for nodes this one
+		// has not seen alive yet (they may have started after it).
+		DeadGrace: time.Millisecond,
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -483,5 +486,31 @@ func TestEightBitOctetsSurvive(t *testing.T) {
 	}
 	if ev := bs.nextKind(t, conversation.KindMessage); ev.Text != "gr\xfc\xdfe" || ev.User != "jos\xe9" {
 		t.Fatalf("got %q from %q", ev.Text, ev.User)
+	}
+}
+
+// No single owner, both ways: a member dropped by a node that wrongly took
+// its node for dead (a partition) is written back by its own node, and the
+// others see it join again.
+func TestWronglyDroppedMemberComesBack(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	n1, n2 := c.node("n1", nil), c.node("n2", nil)
+	_, as, _, _ := join(t, n1, "ops", "alice", true)
+	b, _, _, _ := join(t, n2, "ops", "bob", false)
+	as.nextKind(t, conversation.KindJoin)
+	c.setLive("n2", false)
+	if ev := as.nextKind(t, conversation.KindLeave); ev.User != "bob" || ev.Reason != "dropped" {
+		t.Fatalf("alice saw %+v", ev)
+	}
+	c.setLive("n2", true)
+	if ev := as.nextKind(t, conversation.KindJoin); ev.User != "bob" {
+		t.Fatalf("alice saw %+v, want bob back", ev)
+	}
+	if _, err := b.Send(ctx(t), conversation.KindMessage, "back"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := as.nextKind(t, conversation.KindMessage); ev.Text != "back" {
+		t.Fatalf("alice got %+v", ev)
 	}
 }

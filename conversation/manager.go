@@ -632,6 +632,17 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 			}
 		}
 	}
+	// Local members missing from the roster were dropped by another node
+	// that thought this one dead (a partition, a long pause): they are
+	// still here, so they are written back, and the others see them join.
+	var missing []*Membership
+	for conv, lc := range m.local {
+		for id, ms := range lc.members {
+			if _, ok := m.roster[conv][id]; !ok && ms.joined.Load() {
+				missing = append(missing, ms)
+			}
+		}
+	}
 	for conv, since := range m.emptySince {
 		if _, ok := m.metas[conv]; ok && len(m.roster[conv]) == 0 && m.local[conv] == nil && now.Sub(since) >= m.cfg.Idle {
 			idle = append(idle, conv)
@@ -643,6 +654,22 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 	}
 	for _, v := range dead {
 		m.drop(ctx, v.conv, v.mb)
+	}
+	for _, ms := range missing {
+		if !ms.joined.Load() {
+			continue // left meanwhile
+		}
+		key := memberKey(ms.conv, ms.self.Node, ms.self.ID)
+		b, _ := json.Marshal(ms.self)
+		if _, err := m.kv.Put(ctx, key, b); err != nil {
+			m.log.Warn("restoring conversation member failed", "conversation", ms.conv, "user", ms.self.User, "err", err)
+			continue
+		}
+		if !ms.joined.Load() {
+			_ = m.kv.Delete(ctx, key) // Leave ran during the Put: undo it
+			continue
+		}
+		m.log.Info("restored a conversation member another node had dropped", "conversation", ms.conv, "user", ms.self.User)
 	}
 	for _, conv := range idle {
 		if err := m.kv.Delete(ctx, metaPrefix+conv); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,10 @@ type Membership struct {
 	held   []*Event // events that arrived before Activate (bounded)
 	skip   map[string]bool
 	left   bool
+
+	// joined is set once the member's key has been written (and cleared by
+	// Leave), so the sweeper restores only members that really joined.
+	joined atomic.Bool
 }
 
 // Conversation is the conversation's canonical name.
@@ -126,6 +131,7 @@ func (m *Manager) Join(ctx context.Context, name string, id Identity, sink Sink,
 		m.detachLocal(ms)
 		return nil, nil, nil, fmt.Errorf("conversation: join %s: %w", conv, err)
 	}
+	ms.joined.Store(true)
 	return ms, others, hist, nil
 }
 
@@ -281,6 +287,7 @@ func (ms *Membership) Leave(ctx context.Context) error {
 	ms.left = true
 	ms.held = nil
 	ms.mu.Unlock()
+	ms.joined.Store(false)
 	ms.m.detachLocal(ms)
 	if err := ms.m.kv.Delete(ctx, memberKey(ms.conv, ms.self.Node, ms.self.ID)); err != nil {
 		return fmt.Errorf("conversation: leave %s: %w", ms.conv, err)
