@@ -86,12 +86,25 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	}
 
 	// The reader goroutine owns stdin; it ends at EOF (or when the process
-	// exits while it waits for a line).
+	// exits while it waits for a line). On a terminal a line editor reads
+	// keys, so that incoming lines do not break into what is being typed.
 	lines := make(chan string)
 	readErr := make(chan error, 1)
 	stop := make(chan struct{})
 	defer close(stop)
+	var ed *lineEditor
+	if f, ok := e.stdin.(*os.File); ok && f == os.Stdin && !*asJSON {
+		if restore := rawTerminal(); restore != nil {
+			defer restore()
+			ed = &lineEditor{out: e.stdout, prompt: "#" + name + "> "}
+			out.w = ed
+		}
+	}
 	go func() {
+		if ed != nil {
+			readErr <- ed.run(e.stdin, lines, stop)
+			return
+		}
 		sc := bufio.NewScanner(e.stdin)
 		sc.Buffer(make([]byte, 4096), maxChatLine)
 		for sc.Scan() {
@@ -137,8 +150,12 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 				continue
 			}
 			sctx, cancel := context.WithTimeout(ctx, sf.timeout)
-			_, err = c.SendConv(sctx, name, text)
+			id, err := c.SendConv(sctx, name, text)
 			cancel()
+			if err == nil && ed != nil {
+				// The editor erased the typed line; show it as sent.
+				_ = out.event(session.ConvEvent{Type: "message", Conversation: name, User: si.User, Node: si.Node, Term: si.Term, Text: text, ID: id, Time: time.Now()})
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return leave()
