@@ -12,22 +12,25 @@ import (
 // (signals and output processing stay on, so Ctrl-C still interrupts and
 // "\n" still moves to a new line) when stdin and stdout are both
 // terminals. It returns the function that restores the old mode, or nil.
-func rawTerminal() func() {
+func rawTerminal() func() { return rawMode(os.Stdin, os.Stdout) }
+
+// rawMode does rawTerminal's work on in and out.
+func rawMode(in, out *os.File) func() {
 	var old syscall.Termios
-	if ioctl(os.Stdin.Fd(), syscall.TCGETS, &old) != nil {
+	if ioctl(in.Fd(), syscall.TCGETS, &old) != nil {
 		return nil
 	}
-	var out syscall.Termios
-	if ioctl(os.Stdout.Fd(), syscall.TCGETS, &out) != nil {
+	var o syscall.Termios
+	if ioctl(out.Fd(), syscall.TCGETS, &o) != nil {
 		return nil
 	}
 	raw := old
 	raw.Lflag &^= syscall.ICANON | syscall.ECHO
 	raw.Cc[syscall.VMIN], raw.Cc[syscall.VTIME] = 1, 0
-	if ioctl(os.Stdin.Fd(), syscall.TCSETS, &raw) != nil {
+	if ioctl(in.Fd(), syscall.TCSETS, &raw) != nil {
 		return nil
 	}
-	return func() { _ = ioctl(os.Stdin.Fd(), syscall.TCSETS, &old) }
+	return func() { _ = ioctl(in.Fd(), syscall.TCSETS, &old) }
 }
 
 func ioctl(fd uintptr, req uint, t *syscall.Termios) error {
