@@ -234,6 +234,7 @@ type Manager struct {
 	roster     map[string]map[string]Member // conv -> member id -> member
 	emptySince map[string]time.Time
 	seen       map[string]bool // nodes seen alive
+	staleOwn   map[string]bool // ids of this node's members no session held at the last sweep
 	local      map[string]*localConv
 	ringers    map[string]map[*ringer]struct{} // user -> sessions that can be rung
 }
@@ -559,15 +560,15 @@ func (m *Manager) dropStaleOwn(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	for i, mb := range stale {
-		m.drop(ctx, convs[i], mb)
+		m.drop(ctx, convs[i], mb, "dropped")
 	}
 }
 
 // drop removes a member another session cannot remove itself (its node is
 // dead): the "dropped" write tells watchers why, the delete removes the key.
 // Both are idempotent, so several nodes may do it at once.
-func (m *Manager) drop(ctx context.Context, conv string, mb Member) {
-	mb.Gone = "dropped"
+func (m *Manager) drop(ctx context.Context, conv string, mb Member, reason string) {
+	mb.Gone = reason
 	b, _ := json.Marshal(mb)
 	key := memberKey(conv, mb.Node, mb.ID)
 	if _, err := m.kv.Put(ctx, key, b); err != nil {
@@ -578,7 +579,7 @@ func (m *Manager) drop(ctx context.Context, conv string, mb Member) {
 		m.log.Warn("dropping conversation member failed", "conversation", conv, "user", mb.User, "node", mb.Node, "err", err)
 		return
 	}
-	m.log.Info("dropped conversation member of a dead node", "conversation", conv, "user", mb.User, "node", mb.Node)
+	m.log.Info("dropped conversation member", "conversation", conv, "user", mb.User, "node", mb.Node, "reason", reason)
 }
 
 // sweep drops members of dead nodes and expires idle conversations.
@@ -635,6 +636,22 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 	// Local members missing from the roster were dropped by another node
 	// that thought this one dead (a partition, a long pause): they are
 	// still here, so they are written back, and the others see them join.
+	// This node's members that no session holds any more (a Leave whose
+	// delete failed) are removed once they have looked so on two sweeps
+	// in a row, which leaves an ongoing Leave time to finish.
+	var leftOver []victim
+	stale := map[string]bool{}
+	for conv, r := range m.roster {
+		for id, mb := range r {
+			if mb.Node == m.cfg.Node && (m.local[conv] == nil || m.local[conv].members[id] == nil) {
+				stale[id] = true
+				if m.staleOwn[id] {
+					leftOver = append(leftOver, victim{conv, mb})
+				}
+			}
+		}
+	}
+	m.staleOwn = stale
 	var missing []*Membership
 	for conv, lc := range m.local {
 		for id, ms := range lc.members {
@@ -653,7 +670,10 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 		m.log.Debug("conversation sweep", "dead", len(dead), "idle", len(idle))
 	}
 	for _, v := range dead {
-		m.drop(ctx, v.conv, v.mb)
+		m.drop(ctx, v.conv, v.mb, "dropped")
+	}
+	for _, v := range leftOver {
+		m.drop(ctx, v.conv, v.mb, "left")
 	}
 	for _, ms := range missing {
 		if !ms.joined.Load() {

@@ -99,12 +99,14 @@ func (s *session) leaveConversations() {
 		s.conv.detach()
 		s.conv.detach = nil
 	}
+	// One bound for all of them: with the store unreachable, a session
+	// in many conversations must not hold up shutdown for each in turn.
+	ctx, cancel := context.WithTimeout(context.Background(), convOpTimeout)
+	defer cancel()
 	for name, ms := range s.conv.members {
-		ctx, cancel := context.WithTimeout(context.Background(), convOpTimeout)
 		if err := ms.Leave(ctx); err != nil {
 			s.log.Warn("leaving conversation failed", "conversation", name, "err", err)
 		}
-		cancel()
 	}
 	s.conv.members = nil
 }
