@@ -190,6 +190,13 @@ type Config struct {
 	HTTPTokenFile string
 	// Version is the msprelay version the node reports to `msp status`.
 	Version string
+
+	// ConversationHistory is how many messages a conversation keeps for
+	// late joiners; zero means conversation.DefaultHistory (50).
+	ConversationHistory int
+	// ConversationIdle is how long an empty conversation lasts before it
+	// expires; zero means conversation.DefaultIdle (1 h).
+	ConversationIdle time.Duration
 }
 
 // DefaultConfig returns the defaults for a node named after this host.

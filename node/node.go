@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
@@ -41,6 +42,7 @@ type Node struct {
 	mbox   *mailbox.Mailbox
 	sb     *switchboard.Switchboard
 	sess   *session.Server
+	conv   *conversation.Manager // nil when JetStream is unavailable
 	mspSrv *msp.Server
 	sigs   signatures // verifies MSP SIGNATURE parts; see signature.go
 	addrs  Addrs
@@ -128,6 +130,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.startSwitchboard(ctx); err != nil {
+		return err
+	}
+	if err := n.startConversations(ctx); err != nil {
 		return err
 	}
 	if err := n.startSessions(); err != nil {
@@ -344,6 +349,7 @@ func (n *Node) startSessions() error {
 
 		FailedSignInRate:  n.cfg.FailedSignInsPerMinute / 60,
 		FailedSignInBurst: n.cfg.FailedSignInBurst,
+		Conversations:     n.conv,
 	})
 	if err != nil {
 		return fmt.Errorf("node: sessions: %w", err)
@@ -420,6 +426,9 @@ func (n *Node) serve(what string, f func() error) {
 
 // serveMSP turns one MSP message into a delivery and answers with the outcome.
 func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
+	if n.bridgeConversation(w, m) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
 	defer cancel()
 	src := w.RemoteAddr().String()
@@ -475,6 +484,7 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("session shutdown: %w", err))
 		}
 	}
+	n.closeConversations()
 	if n.sb != nil {
 		n.sb.Close() // signs lines out, telling the mailbox
 	}

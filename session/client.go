@@ -72,6 +72,7 @@ type Client struct {
 	closeOnce sync.Once
 	msgs      chan *Message
 	events    chan PresenceEvent
+	conv      convClient // conversations (convclient.go)
 
 	wmu sync.Mutex // serialises writes of whole frames to conn
 
@@ -125,6 +126,7 @@ func NewClient(conn net.Conn) *Client {
 		done:    make(chan struct{}),
 		msgs:    make(chan *Message, MessageBuffer),
 		events:  make(chan PresenceEvent, EventBuffer),
+		conv:    newConvClient(),
 		pending: map[uint32]*call{},
 	}
 	go c.readLoop()
@@ -481,11 +483,15 @@ func (c *Client) readLoop() {
 	c.mu.Unlock()
 	close(c.msgs)
 	close(c.events)
+	close(c.conv.ch)
 	close(c.done)
 }
 
 // handle routes one server frame. An error ends the connection.
 func (c *Client) handle(f *frame) error {
+	if done, err := c.handleConv(f); done || err != nil {
+		return err
+	}
 	switch f.cmd {
 	case "ILN", "NLN", "FLN":
 		ev, err := parseEvent(f)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
@@ -124,6 +125,7 @@ func (s *session) cmdUSR(f *frame) *protoError {
 	s.ident = id
 	s.signedIn = true
 	s.srv.signedIn(s)
+	s.attachRings()
 	level := slog.LevelInfo
 	if term == NoTerminal {
 		level = slog.LevelDebug // a lookup (msp who), not a user arriving
@@ -344,6 +346,9 @@ func (s *session) cmdWHO(f *frame) *protoError {
 		name, pe := arg(f, 0)
 		if pe != nil {
 			return pe
+		}
+		if strings.HasPrefix(name, "#") && s.srv.cfg.Conversations != nil {
+			return s.whoConversation(f, name)
 		}
 		user, node := switchboard.SplitAddress(name)
 		if err := presence.ValidUser(user); err != nil {

@@ -46,6 +46,7 @@ type session struct {
 	line          *switchboard.Line // nil for NoTerminal sessions
 	aliases       []string          // canonical, in the order added
 	fl            map[string]struct{}
+	conv          convState // conversations (conversation.go)
 
 	// mu guards the fields below, and every send on out. user and term are
 	// written only by the reader (under mu), so the reader reads them bare.
@@ -97,6 +98,7 @@ func (s *session) serve() {
 
 	s.end(nil)
 	s.failAcks()
+	s.leaveConversations()
 	if s.line != nil {
 		s.line.SignOut()
 	}
@@ -462,7 +464,9 @@ func (s *session) dispatch(f *frame) *protoError {
 	case "ACK":
 		run = s.cmdACK
 	default:
-		return errf(CodeUnknownCommand, f.trid, "unknown command %s", f.cmd)
+		if run = s.convCommand(f.cmd); run == nil {
+			return errf(CodeUnknownCommand, f.trid, "unknown command %s", f.cmd)
+		}
 	}
 	if !s.signedIn {
 		return errf(CodeNotSignedIn, f.trid, "sign in first (USR)")

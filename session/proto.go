@@ -127,7 +127,7 @@ var clientGrammar = grammar{
 	maxPayload: MaxPayload,
 	noTrID:     func(cmd string) bool { return cmd == "PNG" || cmd == "OUT" },
 	textual:    func(string) bool { return false },
-	payload:    func(cmd string, _ []string) bool { return cmd == "SND" },
+	payload:    func(cmd string, _ []string) bool { return cmd == "SND" || cmd == "MSG" },
 }
 
 // serverGrammar frames what servers send.
@@ -137,7 +137,7 @@ var serverGrammar = grammar{
 	numeric:    true,
 	noTrID: func(cmd string) bool {
 		switch cmd {
-		case "NLN", "FLN", "MSG", "OUT", "QNG":
+		case "NLN", "FLN", "MSG", "OUT", "QNG", "JOI", "BYE", "RNG":
 			return true
 		}
 		return false

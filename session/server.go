@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
@@ -85,6 +86,9 @@ type Config struct {
 	// go to the mailbox). The queue's slots are allocated when the session
 	// starts, so this is also most of an idle session's memory.
 	OutQueue int
+	// Conversations runs multi-party conversations (XFR, ANS, CAL, MSG,
+	// BYE, WHO #name); nil turns those commands off.
+	Conversations *conversation.Manager
 }
 
 // Server serves the session protocol on any number of listeners.

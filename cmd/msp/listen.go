@@ -146,7 +146,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 func listenLoop(ctx context.Context, c *session.Client, out *printer, timeout time.Duration, e env) int {
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
-	msgs, events := c.Messages(), c.Events()
+	msgs, events, convs := c.Messages(), c.Events(), c.Conversations()
 	seen := newRecentSet(maxRecentIDs)
 	for {
 		select {
@@ -181,6 +181,13 @@ func listenLoop(ctx context.Context, c *session.Client, out *printer, timeout ti
 			}
 			if err := out.event(ev); err != nil {
 				return fail(e, exitUsage, "writing output: %v", err)
+			}
+		case ev, ok := <-convs:
+			if ok && ev.Type == "invite" { // listen joins nothing, so rings are all it gets
+				_ = (&chatPrinter{w: out.w, json: out.json}).event(ev)
+			}
+			if !ok {
+				convs = nil
 			}
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, timeout)

@@ -59,6 +59,7 @@ commands:
   listen                        sign in and print messages and presence as they arrive
   who [USER]                    show where users are signed in
   status                        show the cluster's nodes, readiness and versions (node --http)
+  chat [NAME]                   join (or create) conversation NAME and talk
 
 Run 'msp <command> -h' for the command's flags.
 `
@@ -77,6 +78,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return cmdWho(ctx, args[1:], e)
 	case "status":
 		return cmdStatus(ctx, args[1:], e)
+	case "chat":
+		return cmdChat(ctx, args[1:], e)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -78,7 +79,7 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 		if err != nil {
 			return fail(e, exitUsage, "writing output: %v", err)
 		}
-		if len(es) == 0 && name != "" {
+		if len(es) == 0 && name != "" && !strings.HasPrefix(name, "#") {
 			return exitNack // the same verdict as the text form: unknown user
 		}
 		return exitOK
@@ -86,6 +87,9 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 	switch {
 	case len(es) == 0 && name == "":
 		fmt.Fprintln(e.stdout, "nobody is signed in")
+		return exitOK
+	case len(es) == 0 && strings.HasPrefix(name, "#"):
+		fmt.Fprintf(e.stdout, "%s has no members\n", show(name))
 		return exitOK
 	case len(es) == 0:
 		// The directory keeps a record of everyone who ever signed in (see

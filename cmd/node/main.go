@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/internal/cliflags"
 	"github.com/msprelay/msprelay/node"
 )
@@ -77,6 +78,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.MailboxAckWait, "mailbox-ack-wait", cfg.MailboxAckWait, "how long a queued message handed to a node may stay unsettled before another node gets it")
 	fs.BoolVar(&cfg.StripControl, "strip-control", false, "strip forbidden control octets instead of rejecting the message")
 	fs.BoolVar(&cfg.RequireSender, "require-sender", false, "reject MSP messages with an empty SENDER")
+	fs.IntVar(&cfg.ConversationHistory, "conversation-history", conversation.DefaultHistory, "messages a conversation keeps for members who join late")
+	fs.DurationVar(&cfg.ConversationIdle, "conversation-idle", conversation.DefaultIdle, "how long an empty conversation lasts before it expires")
 	// Abuse limits (docs/SECURITY.md); a negative value turns one off.
 	fs.IntVar(&cfg.MSPMaxConnsPerIP, "msp-max-conns-per-ip", cfg.MSPMaxConnsPerIP, "MSP TCP connections one source (IPv4 address or IPv6 /64) may hold")
 	fs.Float64Var(&cfg.MSPRatePerIP, "msp-rate", cfg.MSPRatePerIP, "MSP messages a second one source may send, sustained (TCP and UDP together)")

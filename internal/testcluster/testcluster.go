@@ -339,3 +339,26 @@ func (c *Clock) Step(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// NextConv waits for the next conversation event of type typ ("message",
+// "join", "leave", "invite", "typing") pushed to cl, skipping others, and
+// fails the test after timeout.
+func NextConv(t testing.TB, cl *session.Client, typ string, timeout time.Duration) session.ConvEvent {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case ev, ok := <-cl.Conversations():
+			if !ok {
+				t.Fatalf("session ended waiting for %s: %v", typ, cl.Err())
+			}
+			if ev.Type == typ {
+				return ev
+			}
+		case <-timer.C:
+			t.Fatalf("no %s within %v", typ, timeout)
+			return session.ConvEvent{}
+		}
+	}
+}

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/session"
+)
+
+// chatJSON is one line of `msp chat --json` (and an invitation in `msp
+// listen --json`).
+type chatJSON struct {
+	Type         string    `json:"type"` // message, join, leave, roster, invite
+	Conversation string    `json:"conversation"`
+	User         string    `json:"user"`
+	Node         string    `json:"node"`
+	Term         string    `json:"term"`
+	Text         string    `json:"text,omitempty"`
+	ID           string    `json:"id,omitempty"`
+	Time         time.Time `json:"time"`
+	Reason       string    `json:"reason,omitempty"`
+	History      bool      `json:"history,omitempty"`
+}
+
+// maxChatLine bounds one stdin line; longer ones are refused by the node
+// anyway (the conversation's text limit).
+const maxChatLine = 64 << 10
+
+func cmdChat(ctx context.Context, args []string, e env) int {
+	fs := newFlags("chat", "[flags] [NAME]\n\nJoins conversation NAME (creating it if needed; without NAME a new unnamed one),\nsends each line of stdin, prints what the others say, and leaves on EOF or Ctrl-C.", e)
+	var sf sessionFlags
+	addSessionFlags(fs, &sf, e)
+	defTerm := ttyName()
+	if defTerm == "" {
+		defTerm = fmt.Sprintf("chat-%d", os.Getpid())
+	}
+	term := fs.String("term", defTerm, "terminal name to sign in at")
+	asJSON := fs.Bool("json", false, "print one JSON object per line")
+	invite := fs.String("invite", "", "comma-separated users to invite (they are rung wherever they are signed in)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 1 {
+		return fail(e, exitUsage, "chat takes at most one conversation NAME")
+	}
+	if err := sf.toLatin1(); err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	termName, err := toLatin1("--term", *term)
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	name := strings.TrimPrefix(fs.Arg(0), "#")
+	c, si, err := sf.connect(ctx, termName, presence.Online)
+	if err != nil {
+		return fail(e, exitUsage, "%v", err)
+	}
+	defer c.Close()
+	out := &chatPrinter{w: e.stdout, json: *asJSON}
+	convs := c.Conversations()
+	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
+	name, roster, err := c.Join(cctx, name)
+	cancel()
+	if err != nil {
+		return fail(e, exitUsage, "join #%s: %v", name, err)
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stderr, "msp: in #%s as %s at %s on %s; type lines to send, Ctrl-D to leave\n", safeUTF8(name), show(si.User), show(si.Term), safeUTF8(si.Node))
+	}
+	out.roster(name, roster)
+	for _, u := range strings.Split(*invite, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		lu, err := toLatin1("--invite", u)
+		if err != nil {
+			return fail(e, exitUsage, "--invite: %v", err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, sf.timeout)
+		err = c.Invite(cctx, name, lu)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(e.stderr, "msp: invite %s: %v\n", u, err)
+		}
+	}
+
+	// The reader goroutine owns stdin; it ends at EOF (or when the process
+	// exits while it waits for a line). On a terminal a line editor reads
+	// keys, so that incoming lines do not break into what is being typed.
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	var ed *lineEditor
+	if f, ok := e.stdin.(*os.File); ok && f == os.Stdin && !*asJSON {
+		if restore := rawTerminal(); restore != nil {
+			defer restore()
+			ed = &lineEditor{out: e.stdout, prompt: "#" + name + "> "}
+			out.w = ed
+		}
+	}
+	go func() {
+		if ed != nil {
+			readErr <- ed.run(e.stdin, lines, stop)
+			return
+		}
+		sc := bufio.NewScanner(e.stdin)
+		sc.Buffer(make([]byte, 4096), maxChatLine)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-stop:
+				return
+			}
+		}
+		readErr <- sc.Err()
+		close(lines)
+	}()
+	leave := func() int {
+		sctx, cancel := context.WithTimeout(context.Background(), sf.timeout)
+		defer cancel()
+		if err := c.Leave(sctx, name); err != nil {
+			return fail(e, exitNack, "leave #%s: %v", name, err)
+		}
+		if err := c.SignOut(sctx); err != nil {
+			return fail(e, exitNack, "sign out: %v", err)
+		}
+		return exitOK
+	}
+	ping := time.NewTicker(30 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return leave()
+		case l, ok := <-lines:
+			if !ok {
+				if err := <-readErr; err != nil {
+					fmt.Fprintf(e.stderr, "msp: reading stdin: %v\n", err)
+				}
+				return leave()
+			}
+			if strings.TrimSpace(l) == "" {
+				continue
+			}
+			text, err := toLatin1("message", l)
+			if err != nil {
+				fmt.Fprintf(e.stderr, "msp: not sent: %v\n", err)
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, sf.timeout)
+			id, err := c.SendConv(sctx, name, text)
+			cancel()
+			if err == nil && ed != nil {
+				// The editor erased the typed line; show it as sent.
+				_ = out.event(session.ConvEvent{Type: "message", Conversation: name, User: si.User, Node: si.Node, Term: si.Term, Text: text, ID: id, Time: time.Now()})
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return leave()
+				}
+				if session.IsCode(err, session.CodeBadText) {
+					fmt.Fprintf(e.stderr, "msp: not sent: %v\n", err)
+					continue
+				}
+				return fail(e, exitNack, "send to #%s: %v", name, err)
+			}
+		case ev, ok := <-convs:
+			if !ok {
+				return fail(e, exitNack, "session ended: %v", c.Err())
+			}
+			if err := out.event(ev); err != nil {
+				return fail(e, exitUsage, "writing output: %v", err)
+			}
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(ctx, sf.timeout)
+			_, _ = c.Ping(pctx)
+			cancel()
+		}
+	}
+}
+
+// chatPrinter writes conversation events as text or JSON lines. Typing
+// notices are not shown.
+type chatPrinter struct {
+	w    io.Writer
+	json bool
+}
+
+func (p *chatPrinter) roster(name string, members []session.ConvMember) {
+	if p.json {
+		now := time.Now().UTC()
+		for _, m := range members {
+			_ = p.encode(chatJSON{Type: "roster", Conversation: name, User: msp.Latin1ToUTF8(m.User), Node: m.Node, Term: msp.Latin1ToUTF8(m.Term), Time: now})
+		}
+		return
+	}
+	if len(members) == 0 {
+		fmt.Fprintf(p.w, "* #%s: nobody else here\n", safeUTF8(name))
+		return
+	}
+	who := make([]string, len(members))
+	for i, m := range members {
+		who[i] = fmt.Sprintf("%s (%s %s)", show(m.User), safeUTF8(m.Node), show(m.Term))
+	}
+	fmt.Fprintf(p.w, "* #%s: %s\n", safeUTF8(name), strings.Join(who, ", "))
+}
+
+// encode writes v as one JSON line, with every rune a terminal could act on
+// escaped (safeJSON): the texts and names come from other users.
+func (p *chatPrinter) encode(v chatJSON) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = p.w.Write(safeJSON(append(b, '\n')))
+	return err
+}
+
+func (p *chatPrinter) event(ev session.ConvEvent) error {
+	if ev.Type == "typing" {
+		return nil
+	}
+	if p.json {
+		user, term := msp.Latin1ToUTF8(ev.User), msp.Latin1ToUTF8(ev.Term)
+		text := msp.Latin1ToUTF8(strings.TrimRight(strings.ReplaceAll(ev.Text, "\r\n", "\n"), "\n"))
+		return p.encode(chatJSON{Type: ev.Type, Conversation: ev.Conversation, User: user, Node: ev.Node, Term: term,
+			Text: text, ID: ev.ID, Time: ev.Time, Reason: ev.Reason, History: ev.History})
+	}
+	// Everything shown comes from other users: names through show and
+	// safeUTF8, every line of a text behind textMark (render.go), so no
+	// control sequence reaches the terminal and no line passes for ours.
+	user, term, node, conv := show(ev.User), show(ev.Term), safeUTF8(ev.Node), safeUTF8(ev.Conversation)
+	var err error
+	switch ev.Type {
+	case "message":
+		var b strings.Builder
+		fmt.Fprintf(&b, "[%s] %s@%s:\n", ev.Time.Local().Format("15:04:05"), orDefault(user, "(no sender)"), node)
+		for _, l := range textLines(strings.TrimRight(ev.Text, "\r\n")) {
+			b.WriteString(textMark)
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+		_, err = io.WriteString(p.w, b.String())
+	case "join":
+		_, err = fmt.Fprintf(p.w, "* %s joined #%s (%s %s)\n", user, conv, node, term)
+	case "leave":
+		how := "left"
+		if ev.Reason == "dropped" {
+			how = "dropped (node " + node + " is gone)"
+		}
+		_, err = fmt.Fprintf(p.w, "* %s %s #%s\n", user, how, conv)
+	case "invite":
+		_, err = fmt.Fprintf(p.w, "* %s (%s %s) invites you to #%s: msp chat %s\n", user, node, term, conv, conv)
+	}
+	return err
+}

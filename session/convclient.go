@@ -1,0 +1,253 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// ConvBuffer is the size of the channel conversation events arrive on.
+const ConvBuffer = 256
+
+// Ack modes of SendConv, as in MSN's MSG.
+const (
+	AckNone     = "U" // no reply
+	AckNegative = "N" // NAK on failure only
+	AckAlways   = "A" // ACK or NAK
+)
+
+// ConvEvent is something that happened in a conversation: a message
+// ("message"), a typing notice ("typing"), a member joining ("join") or
+// leaving ("leave", Reason "left" or "dropped"), or an invitation ("invite",
+// User inviting to Conversation).
+type ConvEvent struct {
+	Type         string
+	Conversation string
+	User         string
+	Node         string
+	Term         string
+	Text         string    // messages; CR LF line ends
+	ID           string    // messages
+	Time         time.Time // messages (when sent); others: when received
+	Reason       string    // leave
+	History      bool      // a stored message shown on joining
+}
+
+// ConvMember is a conversation member listed on joining (IRO).
+type ConvMember struct {
+	User, Node, Term string
+}
+
+// convClient is the Client's conversation state. ch is owned by the read
+// loop, which closes it; on says whether anyone reads it (until then events
+// that do not fit are dropped rather than stalling the read loop); iro
+// collects roster lines per TrID, guarded by Client.mu.
+type convClient struct {
+	ch     chan ConvEvent
+	on     atomic.Bool
+	iro    map[uint32][]ConvMember
+	silent map[uint32]bool // TrIDs of replyless MSG U commands, whose errors are not fatal
+}
+
+// maxSilent bounds convClient.silent: errors for typing notices older than
+// the last maxSilent are then treated like any unexpected error.
+const maxSilent = 256
+
+func newConvClient() convClient {
+	return convClient{ch: make(chan ConvEvent, ConvBuffer), iro: map[uint32][]ConvMember{}, silent: map[uint32]bool{}}
+}
+
+// Conversations returns the channel of conversation events (including
+// invitations); it is closed when the connection ends. Once called, the read
+// loop waits for room in it, so the caller must keep draining it.
+func (c *Client) Conversations() <-chan ConvEvent {
+	c.conv.on.Store(true)
+	return c.conv.ch
+}
+
+// Join creates conversation name, or joins it if it exists (XFR SB); an
+// empty name creates an unnamed one. It returns the name and the other
+// members; the stored history arrives on Conversations first, marked
+// History.
+func (c *Client) Join(ctx context.Context, name string) (string, []ConvMember, error) {
+	args := []string{"SB"}
+	if name != "" {
+		args = append(args, encodeToken(name))
+	}
+	return c.joinCall(ctx, "XFR", args, 1)
+}
+
+// Answer joins an existing conversation (ANS), after an invitation or by
+// name.
+func (c *Client) Answer(ctx context.Context, name string) (string, []ConvMember, error) {
+	return c.joinCall(ctx, "ANS", []string{encodeToken(name)}, 1)
+}
+
+func (c *Client) joinCall(ctx context.Context, cmd string, args []string, nameArg int) (string, []ConvMember, error) {
+	f, _, err := c.expect(ctx, cmd, nil, args...)
+	c.mu.Lock()
+	roster := c.conv.iro[c.lastTrID(f)]
+	delete(c.conv.iro, c.lastTrID(f))
+	c.mu.Unlock()
+	if err != nil {
+		return "", nil, err
+	}
+	if len(f.args) != 2 {
+		return "", nil, fmt.Errorf("%w: %s reply %v", ErrBadPayload, cmd, f.args)
+	}
+	return f.args[nameArg], roster, nil
+}
+
+func (c *Client) lastTrID(f *frame) uint32 {
+	if f == nil {
+		return 0
+	}
+	return f.trid
+}
+
+// Invite rings user's sessions to join conversation name (CAL).
+func (c *Client) Invite(ctx context.Context, name, user string) error {
+	_, _, err := c.expect(ctx, "CAL", nil, encodeToken(name), encodeToken(user))
+	return err
+}
+
+// SendConv sends text into conversation name with ack mode AckAlways and
+// returns the message id once it is stored.
+func (c *Client) SendConv(ctx context.Context, name, text string) (string, error) {
+	f, _, err := c.call(ctx, "MSG", []byte(text), encodeToken(name), AckAlways)
+	if err != nil {
+		return "", err
+	}
+	if f.cmd != "ACK" {
+		return "", fmt.Errorf("session: message to %s not sent: %s", name, f.text)
+	}
+	return f.text, nil
+}
+
+// Typing tells the other members that this user is typing (a control
+// payload, ack mode U: no reply).
+func (c *Client) Typing(ctx context.Context, name string) error {
+	c.mu.Lock()
+	c.next++
+	trid := c.next
+	if len(c.conv.silent) >= maxSilent {
+		clear(c.conv.silent)
+	}
+	c.conv.silent[trid] = true
+	c.mu.Unlock()
+	return c.write(ctx, withPayload("MSG", trid, true, []byte("Content-Type: "+ContentTyping+"\r\n\r\n"), encodeToken(name), AckNone))
+}
+
+// Leave leaves conversation name (BYE).
+func (c *Client) Leave(ctx context.Context, name string) error {
+	_, _, err := c.expect(ctx, "BYE", nil, encodeToken(name))
+	return err
+}
+
+// handleConv routes the conversation frames: IRO roster lines, JOI, BYE,
+// RNG and MSG pushes, and the BYE reply. It reports whether f was one.
+func (c *Client) handleConv(f *frame) (bool, error) {
+	a := f.args
+	var ev ConvEvent
+	if f.code != 0 {
+		// An error for a typing notice (not in the conversation any more,
+		// say) answers nothing we wait for and does not end the session.
+		c.mu.Lock()
+		silent := c.conv.silent[f.trid]
+		delete(c.conv.silent, f.trid)
+		c.mu.Unlock()
+		return silent, nil
+	}
+	switch {
+	case f.cmd == "IRO":
+		if len(a) != 6 {
+			return true, fmt.Errorf("%w: IRO with %d arguments", ErrBadPayload, len(a))
+		}
+		u, n, t, err := decode3(a[3], a[4], a[5])
+		if err != nil {
+			return true, fmt.Errorf("%w: IRO: %v", ErrBadPayload, err)
+		}
+		c.mu.Lock()
+		if c.pending[f.trid] != nil && len(c.conv.iro[f.trid]) < 1024 {
+			c.conv.iro[f.trid] = append(c.conv.iro[f.trid], ConvMember{u, n, t})
+		}
+		c.mu.Unlock()
+		return true, nil
+	case f.cmd == "BYE" && len(a) == 2:
+		// The reply to our BYE: "BYE TrID name".
+		trid, ok := parseTrID(a[0])
+		if !ok {
+			return true, fmt.Errorf("%w: BYE reply %v", ErrBadPayload, a)
+		}
+		f.trid, f.hasTrID, f.args = trid, true, a[1:]
+		return false, nil
+	case f.cmd == "JOI" || f.cmd == "RNG" || f.cmd == "BYE" || (f.cmd == "MSG" && len(a) > 0):
+		if len(a) < 4 {
+			return true, fmt.Errorf("%w: %s with %d arguments", ErrBadPayload, f.cmd, len(a))
+		}
+		u, n, t, err := decode3(a[1], a[2], a[3])
+		if err != nil {
+			return true, fmt.Errorf("%w: %s: %v", ErrBadPayload, f.cmd, err)
+		}
+		ev = ConvEvent{Conversation: a[0], User: u, Node: n, Term: t, Time: time.Now().UTC()}
+		switch f.cmd {
+		case "JOI":
+			ev.Type = "join"
+		case "RNG":
+			ev.Type = "invite"
+		case "BYE":
+			ev.Type, ev.Reason = "leave", strings.Join(a[4:], " ")
+		case "MSG":
+			if err := parseConvMessage(f.payload, &ev); err != nil {
+				return true, err
+			}
+		}
+	default:
+		return false, nil
+	}
+	if c.conv.on.Load() {
+		select {
+		case c.conv.ch <- ev:
+		case <-c.closing:
+		}
+	} else {
+		select {
+		case c.conv.ch <- ev:
+		default:
+		}
+	}
+	return true, nil
+}
+
+// parseConvMessage decodes a conversation MSG payload into ev.
+func parseConvMessage(p []byte, ev *ConvEvent) error {
+	head, text, ok := strings.Cut(string(p), "\r\n\r\n")
+	if !ok {
+		return fmt.Errorf("%w: conversation MSG has no blank line after its headers", ErrBadPayload)
+	}
+	ev.Type, ev.Text = "message", text
+	for _, l := range splitLines(head) {
+		k, v, _ := strings.Cut(l, ":")
+		v, err := unescape(strings.TrimPrefix(v, " "))
+		if err != nil {
+			return fmt.Errorf("%w: conversation MSG header %s: %v", ErrBadPayload, k, err)
+		}
+		switch strings.ToLower(k) {
+		case "id":
+			ev.ID = v
+		case "time":
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				ev.Time = t
+			}
+		case "history":
+			ev.History = v == "yes"
+		case "content-type":
+			if strings.HasPrefix(strings.ToLower(v), ContentTyping) {
+				ev.Type = "typing"
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
+)
+
+// Conversation commands (MSN switchboard style, see docs/SESSION.md):
+//
+//	XFR TrID SB [name]             create or join; IRO lines, history MSG pushes, XFR TrID SB name
+//	ANS TrID name                  join an existing one; IRO lines, history, ANS TrID OK name
+//	CAL TrID name user             ring user; CAL TrID RINGING name user
+//	MSG TrID name U|N|A len        a message or typing notice; ACK TrID id / NAK TrID reason per mode
+//	BYE TrID name                  leave; BYE TrID name
+//
+// Pushes: JOI name user node term, BYE name user node term left|dropped,
+// RNG name user node term, MSG name user node term len (headers, text).
+
+// Conversation error codes.
+const (
+	CodeNotOnline      = 217 // CAL: the invitee is signed in nowhere (or blocks the caller)
+	CodeBadConvName    = 230 // conversation name too long or outside the token rules
+	CodeNoConversation = 231 // no such conversation
+	CodeNotMember      = 232 // the session is not in that conversation
+	CodeConvBlocked    = 233 // a member of the conversation blocks this user
+	CodeConvFull       = 234 // the conversation has its maximum of members
+	CodeConvFailed     = 281 // the conversation store did not answer; try again
+)
+
+// MaxSessionConversations caps the conversations one session is in.
+const MaxSessionConversations = 16
+
+// Content types of conversation message payloads.
+const (
+	ContentText    = "text/plain; charset=ISO-8859-1"
+	ContentTyping  = "text/x-msmsgscontrol"
+	hContentType   = "Content-Type"
+	hTypingUser    = "TypingUser"
+	hHistory       = "History"
+	convOpTimeout  = 10 * time.Second
+	convNameMaxArg = 64 // how much of a refused name an error line repeats
+)
+
+// convState is a session's conversations. Owned by the reader goroutine.
+type convState struct {
+	members map[string]*conversation.Membership // canonical name -> membership
+	detach  func()                              // ends ringing; nil when not attached
+	sink    *convSink
+}
+
+// convSink turns conversation events into pushes for one session.
+type convSink struct{ s *session }
+
+// convCommand returns the handler of a conversation command, or nil.
+func (s *session) convCommand(cmd string) func(*frame) *protoError {
+	if s.srv.cfg.Conversations == nil {
+		return nil
+	}
+	switch cmd {
+	case "XFR":
+		return s.cmdXFR
+	case "ANS":
+		return s.cmdANS
+	case "CAL":
+		return s.cmdCAL
+	case "MSG":
+		return s.cmdMSGConv
+	case "BYE":
+		return s.cmdBYE
+	}
+	return nil
+}
+
+func (s *session) convSinkFor() *convSink {
+	if s.conv.sink == nil {
+		s.conv.sink = &convSink{s: s}
+	}
+	return s.conv.sink
+}
+
+// attachRings makes the signed-in session ringable for invitations.
+func (s *session) attachRings() {
+	if m := s.srv.cfg.Conversations; m != nil && s.line != nil && s.conv.detach == nil {
+		s.conv.detach = m.Attach(s.user, s.convSinkFor())
+	}
+}
+
+// leaveConversations ends ringing and leaves every conversation; the
+// session is ending.
+func (s *session) leaveConversations() {
+	if s.conv.detach != nil {
+		s.conv.detach()
+		s.conv.detach = nil
+	}
+	// One bound for all of them: with the store unreachable, a session
+	// in many conversations must not hold up shutdown for each in turn.
+	ctx, cancel := context.WithTimeout(context.Background(), convOpTimeout)
+	defer cancel()
+	for name, ms := range s.conv.members {
+		if err := ms.Leave(ctx); err != nil {
+			s.log.Warn("leaving conversation failed", "conversation", name, "err", err)
+		}
+	}
+	s.conv.members = nil
+}
+
+// convName decodes and checks argument i as a conversation name.
+func (s *session) convName(f *frame, i int) (string, *protoError) {
+	name, pe := arg(f, i)
+	if pe != nil {
+		return "", pe
+	}
+	name = strings.TrimPrefix(name, "#")
+	if err := conversation.ValidName(name); err != nil {
+		return "", errf(CodeBadConvName, f.trid, "%v", err)
+	}
+	return conversation.CanonicalName(name), nil
+}
+
+// convError maps conversation errors to numeric replies.
+func convError(trid uint32, err error) *protoError {
+	code := CodeConvFailed
+	switch {
+	case errors.Is(err, conversation.ErrBadName):
+		code = CodeBadConvName
+	case errors.Is(err, conversation.ErrNoConversation):
+		code = CodeNoConversation
+	case errors.Is(err, conversation.ErrNotMember):
+		code = CodeNotMember
+	case errors.Is(err, conversation.ErrBlocked):
+		code = CodeConvBlocked
+	case errors.Is(err, conversation.ErrFull):
+		code = CodeConvFull
+	case errors.Is(err, conversation.ErrNotOnline):
+		code = CodeNotOnline
+	case errors.Is(err, conversation.ErrBadText):
+		code = CodeBadText
+	}
+	return errf(code, trid, "%v", err)
+}
+
+// cmdXFR: XFR TrID SB [name] -> IRO..., MSG... (history), XFR TrID SB name.
+func (s *session) cmdXFR(f *frame) *protoError {
+	if pe := wantArgs(f, 1, 2); pe != nil {
+		return pe
+	}
+	if f.args[0] != "SB" {
+		return errf(CodeBadParam, f.trid, "XFR %q: only SB", truncate(f.args[0], 16))
+	}
+	name := conversation.NewName()
+	if len(f.args) == 2 {
+		var pe *protoError
+		if name, pe = s.convName(f, 1); pe != nil {
+			return pe
+		}
+	}
+	return s.join(f, name, true, line("XFR", f.trid, true, "SB", name))
+}
+
+// cmdANS: ANS TrID name -> IRO..., MSG... (history), ANS TrID OK name.
+func (s *session) cmdANS(f *frame) *protoError {
+	if pe := wantArgs(f, 1, 1); pe != nil {
+		return pe
+	}
+	name, pe := s.convName(f, 0)
+	if pe != nil {
+		return pe
+	}
+	return s.join(f, name, false, line("ANS", f.trid, true, "OK", name))
+}
+
+// join joins (or creates) name and answers with the roster, the history and
+// reply, as one frame so nothing pushed meanwhile comes between them.
+func (s *session) join(f *frame, name string, create bool, reply []byte) *protoError {
+	if _, ok := s.conv.members[name]; ok {
+		return errf(CodeInList, f.trid, "already in %s", name)
+	}
+	if len(s.conv.members) >= MaxSessionConversations {
+		return errf(CodeListFull, f.trid, "this session is in %d conversations already", len(s.conv.members))
+	}
+	s.mu.Lock()
+	blocks := make([]string, 0, len(s.bl))
+	for b := range s.bl {
+		blocks = append(blocks, b)
+	}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+	defer cancel()
+	ms, others, hist, err := s.srv.cfg.Conversations.Join(ctx, name, conversation.Identity{User: s.user, Term: s.term, Blocks: blocks}, s.convSinkFor(), create)
+	if err != nil {
+		return convError(f.trid, err)
+	}
+	if s.conv.members == nil {
+		s.conv.members = map[string]*conversation.Membership{}
+	}
+	s.conv.members[name] = ms
+	if s.line != nil {
+		s.line.Touch()
+	}
+	var b []byte
+	for i, mb := range others {
+		b = append(b, line("IRO", f.trid, true, strconv.Itoa(i+1), strconv.Itoa(len(others)), name,
+			encodeToken(mb.User), encodeToken(mb.Node), encodeToken(mb.Term))...)
+	}
+	s.mu.Lock()
+	for i := range hist {
+		if !s.blockedLocked(hist[i].User + "@" + hist[i].Node) {
+			b = append(b, convMessageFrame(&hist[i], true)...)
+		}
+	}
+	s.mu.Unlock()
+	b = append(b, reply...)
+	err = s.sendFrame(b)
+	ms.Activate()
+	return s.replied(err)
+}
+
+// cmdCAL: CAL TrID name user -> CAL TrID RINGING name user.
+func (s *session) cmdCAL(f *frame) *protoError {
+	if pe := wantArgs(f, 2, 2); pe != nil {
+		return pe
+	}
+	name, pe := s.convName(f, 0)
+	if pe != nil {
+		return pe
+	}
+	user, pe := arg(f, 1)
+	if pe != nil {
+		return pe
+	}
+	if err := presence.ValidUser(user); err != nil {
+		return errf(CodeBadUser, f.trid, "%v", err)
+	}
+	user = presence.CanonicalUser(user)
+	ms, ok := s.conv.members[name]
+	if !ok {
+		return errf(CodeNotMember, f.trid, "not in %s", name)
+	}
+	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+	defer cancel()
+	if _, err := ms.Invite(ctx, user); err != nil {
+		return convError(f.trid, err)
+	}
+	return s.replied(s.sendFrame(line("CAL", f.trid, true, "RINGING", name, encodeToken(user))))
+}
+
+// cmdMSGConv: MSG TrID name U|N|A len, payload -> ACK TrID id (A) or NAK
+// TrID reason (N, A).
+func (s *session) cmdMSGConv(f *frame) *protoError {
+	if pe := wantArgs(f, 2, 2); pe != nil {
+		return pe
+	}
+	name, pe := s.convName(f, 0)
+	if pe != nil {
+		return pe
+	}
+	mode := f.args[1]
+	if mode != "U" && mode != "N" && mode != "A" {
+		return errf(CodeBadParam, f.trid, "ack mode %q: want U, N or A", truncate(mode, 16))
+	}
+	ms, ok := s.conv.members[name]
+	if !ok {
+		return errf(CodeNotMember, f.trid, "not in %s", name)
+	}
+	kind, text, err := parseConvPayload(f.payload)
+	if err != nil {
+		return errf(CodeBadText, f.trid, "%v", err)
+	}
+	if kind == conversation.KindMessage {
+		if err := conversation.ValidText(text, s.srv.cfg.Conversations.MaxText()); err != nil {
+			return errf(CodeBadText, f.trid, "%v", err)
+		}
+		if s.line != nil {
+			s.line.Touch()
+		}
+	}
+	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+	id, err := ms.Send(ctx, kind, text)
+	cancel()
+	switch {
+	case err != nil && mode != "U":
+		s.log.Warn("conversation message not stored", "conversation", name, "err", err)
+		return s.replied(s.sendFrame(textLine("NAK", 0, f.trid, "not stored: "+err.Error())))
+	case err == nil && mode == "A":
+		return s.replied(s.sendFrame(textLine("ACK", 0, f.trid, id)))
+	}
+	return nil
+}
+
+// cmdBYE: BYE TrID name -> BYE TrID name.
+func (s *session) cmdBYE(f *frame) *protoError {
+	if pe := wantArgs(f, 1, 1); pe != nil {
+		return pe
+	}
+	name, pe := s.convName(f, 0)
+	if pe != nil {
+		return pe
+	}
+	ms, ok := s.conv.members[name]
+	if !ok {
+		return errf(CodeNotMember, f.trid, "not in %s", name)
+	}
+	delete(s.conv.members, name)
+	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+	defer cancel()
+	if err := ms.Leave(ctx); err != nil {
+		s.log.Warn("leaving conversation failed", "conversation", name, "err", err)
+	}
+	return s.replied(s.sendFrame(line("BYE", f.trid, true, name)))
+}
+
+// parseConvPayload reads a client MSG payload: plain text, or MSN style
+// headers ("Content-Type: ...") and a blank line before the text. The
+// control type is a typing notice.
+func parseConvPayload(p []byte) (conversation.Kind, string, error) {
+	s := string(p)
+	if len(s) < len(hContentType)+1 || !strings.EqualFold(s[:len(hContentType)+1], hContentType+":") {
+		return conversation.KindMessage, msp.NormalizeNewlines(s), nil
+	}
+	head, body, ok := strings.Cut(s, "\r\n\r\n")
+	if !ok {
+		return 0, "", errors.New("headers without a blank line after them")
+	}
+	ctype := ""
+	for _, l := range splitLines(head) {
+		k, v, _ := strings.Cut(l, ":")
+		if strings.EqualFold(k, hContentType) {
+			ctype = strings.ToLower(strings.TrimSpace(v))
+		}
+	}
+	switch {
+	case ctype == ContentTyping:
+		return conversation.KindTyping, "", nil
+	case strings.HasPrefix(ctype, "text/plain"):
+		return conversation.KindMessage, msp.NormalizeNewlines(body), nil
+	}
+	return 0, "", errors.New("Content-Type must be text/plain or " + ContentTyping)
+}
+
+// convMessageFrame is the MSG push for a message or typing notice.
+func convMessageFrame(ev *conversation.Event, history bool) []byte {
+	var p []byte
+	h := func(name, value string) {
+		p = append(p, name...)
+		p = append(p, ": "...)
+		p = append(p, escape(value, headerSpecial)...)
+		p = append(p, "\r\n"...)
+	}
+	if ev.Kind == conversation.KindTyping {
+		h(hContentType, ContentTyping)
+		h(hTypingUser, ev.User)
+	} else {
+		h(hID, ev.ID)
+		h(hTime, ev.Time.UTC().Format(time.RFC3339Nano))
+		if history {
+			h(hHistory, "yes")
+		}
+		h(hContentType, ContentText)
+	}
+	p = append(p, "\r\n"...)
+	p = append(p, ev.Text...)
+	return withPayload("MSG", 0, false, p, ev.Conversation, encodeToken(ev.User), encodeToken(ev.Node), encodeToken(ev.Term))
+}
+
+// Event implements conversation.Sink: it queues the push without waiting.
+// Messages from blocked senders are dropped; a ring from a blocked inviter
+// is refused. A session too far behind to take a push is closed, as for
+// presence pushes.
+func (c *convSink) Event(ev *conversation.Event) bool {
+	s := c.s
+	var b []byte
+	args := func(cmd string, extra ...string) []byte {
+		a := append([]string{ev.Conversation, encodeToken(ev.User), encodeToken(ev.Node), encodeToken(ev.Term)}, extra...)
+		return line(cmd, 0, false, a...)
+	}
+	switch ev.Kind {
+	case conversation.KindMessage, conversation.KindTyping:
+		b = convMessageFrame(ev, false)
+	case conversation.KindJoin:
+		b = args("JOI")
+	case conversation.KindLeave:
+		b = args("BYE", ev.Reason)
+	case conversation.KindInvite:
+		b = args("RNG")
+	default:
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.ending || s.signingIn:
+		return false
+	case ev.Kind != conversation.KindJoin && ev.Kind != conversation.KindLeave && s.blockedLocked(ev.User+"@"+ev.Node):
+		return ev.Kind != conversation.KindInvite
+	case !s.pushLocked(b):
+		s.log.Info("session closed: client not reading conversation pushes", "user", s.user, "term", s.term)
+		s.abortLocked()
+		return false
+	}
+	return true
+}
+
+// whoConversation: WHO TrID #name -> WHO TrID count len, one member per
+// line in the WHO format (state NLN, since and last-active the time the
+// member joined, no aliases), in order of joining.
+func (s *session) whoConversation(f *frame, name string) *protoError {
+	name = strings.TrimPrefix(name, "#")
+	if err := conversation.ValidName(name); err != nil {
+		return errf(CodeBadConvName, f.trid, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+	defer cancel()
+	members, err := s.srv.cfg.Conversations.Roster(ctx, name)
+	if err != nil {
+		return convError(f.trid, err)
+	}
+	var p []byte
+	for _, mb := range members {
+		e := presence.Entry{User: mb.User, Node: mb.Node, Term: mb.Term, State: presence.Online, Since: mb.Joined, LastActive: mb.Joined}
+		if l := appendWhoLine(nil, &e); len(p)+len(l) <= MaxServerPayload {
+			p = append(p, l...)
+		}
+	}
+	return s.replied(s.sendFrame(withPayload("WHO", f.trid, true, p, strconv.Itoa(len(members)))))
+}
