@@ -38,10 +38,16 @@ type Permissions struct {
 // under its own prefix, so no other node can read or answer in its place.
 func InboxPrefix(node string) string { return "_INBOX_" + node }
 
-// Stream and bucket names the mailbox uses, for the JetStream permissions.
+// Stream and bucket names the mailbox and conversations use, for the
+// JetStream permissions (mailbox.Stream, mailbox.UsersBucket,
+// conversation.Stream, conversation.KVBucket; the tests that run nodes on
+// generated users catch a rename).
 const (
 	mailboxStream = "MSP_MAILBOX"
 	usersStream   = "KV_MSP_USERS"
+	convStream    = "MSP_CONVERSATIONS"
+	convBucket    = "msp_conversations"
+	convKVStream  = "KV_" + convBucket
 )
 
 // NodePermissions returns what node's NATS user may do. The deliver subject
@@ -52,21 +58,32 @@ const (
 func NodePermissions(node string) Permissions {
 	pub := []string{
 		"msp.node.*.deliver." + node,
+		"msp.node.*.status", // msp status asks every node
 		"msp.mbox.*",
+		// Conversations: messages and typing notices to every member's
+		// node, rings to the invitee's nodes, the roster bucket.
+		"msp.conv.msg.*", "msp.conv.ctl.*", "msp.conv.ring.*",
+		"$KV." + convBucket + ".>",
 		"$KV.MSP_USERS.*",
 		"$JS.API.INFO",
 		"$JS.ACK." + mailboxStream + ".>",
 	}
-	for _, st := range []string{mailboxStream, usersStream} {
+	for _, st := range []string{mailboxStream, usersStream, convStream, convKVStream} {
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+st, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st,
 			"$JS.API.CONSUMER.*."+st, "$JS.API.CONSUMER.*."+st+".>", "$JS.API.CONSUMER.*.*."+st+".>",
 			"$JS.FC."+st+".>")
 	}
-	pub = append(pub, "$JS.API.STREAM.MSG.GET."+usersStream, "$JS.API.DIRECT.GET."+usersStream, "$JS.API.DIRECT.GET."+usersStream+".>")
+	for _, st := range []string{usersStream, convStream, convKVStream} {
+		pub = append(pub, "$JS.API.STREAM.MSG.GET."+st, "$JS.API.DIRECT.GET."+st, "$JS.API.DIRECT.GET."+st+".>")
+	}
+	// An empty conversation's history is purged when it expires; the
+	// mailbox stream is never purged by a node.
+	pub = append(pub, "$JS.API.STREAM.PURGE."+convStream)
 	return Permissions{
-		Publish:        pub,
-		Subscribe:      []string{"msp.node." + node + ".deliver.*", InboxPrefix(node) + ".>", "msp.mbox.*"},
+		Publish: pub,
+		Subscribe: []string{"msp.node." + node + ".deliver.*", "msp.node." + node + ".status", InboxPrefix(node) + ".>", "msp.mbox.*",
+			"msp.conv.msg.*", "msp.conv.ctl.*", "msp.conv.ring." + node},
 		AllowResponses: true,
 	}
 }

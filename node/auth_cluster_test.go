@@ -62,6 +62,34 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 	if m := testcluster.NextMessage(t, again, 10*time.Second); m.Text != "while away" {
 		t.Fatalf("drained %+v", m)
 	}
+
+	// Conversations run within the per-node permissions too: a roster in
+	// the bucket, messages on their subjects, the MSP bridge to #NAME.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	bob := c.SignIn(1, "bob", "pts/3", presence.Online)
+	again.Conversations()
+	bob.Conversations()
+	if _, _, err := again.Join(ctx, "ops"); err != nil {
+		t.Fatalf("alice creates #ops on n1: %v", err)
+	}
+	if _, _, err := bob.Answer(ctx, "ops"); err != nil {
+		t.Fatalf("bob joins #ops on n2: %v", err)
+	}
+	testcluster.NextConv(t, again, "join", 10*time.Second)
+	if _, err := bob.SendConv(ctx, "ops", "hello over the authenticated relay"); err != nil {
+		t.Fatalf("bob says hello: %v", err)
+	}
+	if ev := testcluster.NextConv(t, again, "message", 10*time.Second); ev.Text != "hello over the authenticated relay" || ev.Node != "n2" {
+		t.Fatalf("alice got %+v", ev)
+	}
+	r, err = c.Send(0, "tcp", &msp.Message{Version: msp.Version2, Recipient: "#ops", Text: "to the room", Sender: "nagios", SenderTerm: "mon", Cookie: "3"})
+	if err != nil || !r.OK || r.Text != "delivered to #ops (2 of 2 members)" {
+		t.Fatalf("MSP to #ops: %+v %v", r, err)
+	}
+	if ev := testcluster.NextConv(t, bob, "message", 10*time.Second); ev.Text != "to the room" {
+		t.Fatalf("bob got %+v", ev)
+	}
 }
 
 // A node exposing its embedded server with --nats-listen and --nats-auth

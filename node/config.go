@@ -278,6 +278,9 @@ var ErrConfig = errors.New("node: bad config")
 type FieldError struct {
 	Field string // Config field, e.g. "SessionSocket"
 	Err   error  // what is wrong, without the field's name
+	// Fix names the other Config fields that would settle it (a key for
+	// gossip beyond loopback, say), so a caller can name them too.
+	Fix []string
 	// refused: New refused the value (ErrConfig), rather than Start
 	// failing to use it.
 	refused bool
@@ -324,6 +327,9 @@ func (c *Config) validate() error {
 	bad := func(field, format string, a ...any) error {
 		return &FieldError{Field: field, Err: fmt.Errorf(format, a...), refused: true}
 	}
+	badFix := func(field string, fix []string, format string, a ...any) error {
+		return &FieldError{Field: field, Err: fmt.Errorf(format, a...), Fix: fix, refused: true}
+	}
 	if err := presence.ValidNode(c.Name); err != nil {
 		return bad("Name", "%v", err)
 	}
@@ -363,20 +369,20 @@ func (c *Config) validate() error {
 	if c.GossipKeyFile == "" && !c.GossipInsecure {
 		for field, a := range map[string]string{"GossipAddr": c.GossipAddr, "GossipAdvertise": c.GossipAdvertise} {
 			if a != "" && !loopbackListen(a) {
-				return bad(field, "%q is not a loopback address: gossip beyond loopback needs a gossip key (or insecure gossip, on a trusted network only)", a)
+				return badFix(field, []string{"GossipKeyFile", "GossipInsecure"}, "%q is not a loopback address: gossip beyond loopback needs a gossip key (or insecure gossip, on a trusted network only)", a)
 			}
 		}
 	}
 	if c.NATSAuthFile != "" && c.NATSListen == "" {
-		return bad("NATSAuthFile", "configures the exposed embedded server; it needs a NATS listen address")
+		return badFix("NATSAuthFile", []string{"NATSListen"}, "configures the exposed embedded server; it needs a NATS listen address")
 	}
 	if c.NATSListen != "" && c.NATSAuthFile == "" && (c.NATSNkeyFile != "" || c.NATSPasswordFile != "") {
 		// Per-node credentials make this node trust other nodes' names;
 		// its own server must then enforce them.
-		return bad("NATSAuthFile", "an exposed embedded server with per-node credentials needs the users file they belong to")
+		return badFix("NATSAuthFile", []string{"NATSAuthFile"}, "an exposed embedded server with per-node credentials needs the users file they belong to")
 	}
 	if c.NATSAuthFile != "" && c.NATSNkeyFile == "" && c.NATSPasswordFile == "" {
-		return bad("NATSNkeyFile", "a users file needs this node's own credentials too (an nkey or a password file)")
+		return badFix("NATSNkeyFile", []string{"NATSNkeyFile", "NATSPasswordFile"}, "a users file needs this node's own credentials too (an nkey or a password file)")
 	}
 	if len(c.NATSURLs) == 0 && c.DataDir == "" {
 		return bad("DataDir", "required for the embedded NATS store")

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/internal/cliflags"
@@ -166,6 +167,12 @@ func flagFor(field string) string {
 		return "--nats-auth"
 	case "NATSNkeyFile":
 		return "--nats-nkey"
+	case "NATSPasswordFile":
+		return "--nats-password-file"
+	case "GossipKeyFile":
+		return "--gossip-key"
+	case "GossipInsecure":
+		return "--gossip-insecure"
 	case "Join":
 		return "--join"
 	case "GossipProfile":
@@ -202,6 +209,14 @@ func inFlagTerms(err error) error {
 	switch {
 	case flag == "":
 		return err
+	case errors.Is(err, node.ErrConfig) && len(fe.Fix) > 0:
+		var fix []string
+		for _, f := range fe.Fix {
+			if ff := flagFor(f); ff != "" {
+				fix = append(fix, ff)
+			}
+		}
+		return fmt.Errorf("%s: %w (see %s)", flag, fe.Err, strings.Join(fix, ", "))
 	case errors.Is(err, node.ErrConfig):
 		return fmt.Errorf("%s: %w", flag, fe.Err)
 	}
