@@ -126,12 +126,12 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 		r.Status, r.Reason = Failed, ErrTerminalGone.Error()
 		return r
 	case st == presence.Busy:
-		r.Status, r.Reason = Refused, ErrBusy.Error()
+		r.Status, r.Reason = Refused, busyReason(l.t)
 		return r
 	}
 	at, ok := l.t.(AckTerminal)
 	if !ok {
-		r.Status = Delivered
+		r.Status, r.Reason = Delivered, deliveredNote(l.t)
 		if err := l.t.Deliver(d); err != nil {
 			r.Status, r.Reason = classify(err), err.Error()
 		}

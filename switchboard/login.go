@@ -1,0 +1,63 @@
+package switchboard
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/msprelay/msprelay/presence"
+)
+
+// LoginTerminal is a Terminal that is a host login's terminal device
+// rather than a session (package terminal implements it). The switchboard
+// publishes its entries with its Kind and words its results its way, so
+// that replies say "delivered to bob at pts/0 on hosta (terminal)" and a
+// refusal names the reason the tty gives ("mesg n").
+type LoginTerminal interface {
+	Terminal
+	// Kind is the presence kind of the terminal's entry (presence.KindTTY).
+	Kind() presence.Kind
+	// DeliveredNote is the note a Delivered result carries ("terminal").
+	DeliveredNote() string
+	// BusyReason is the refusal reason while the line's state is Busy.
+	BusyReason() string
+}
+
+func kindOf(t Terminal) presence.Kind {
+	if lt, ok := t.(LoginTerminal); ok {
+		return lt.Kind()
+	}
+	return presence.KindSession
+}
+
+func deliveredNote(t Terminal) string {
+	if lt, ok := t.(LoginTerminal); ok {
+		return lt.DeliveredNote()
+	}
+	return ""
+}
+
+func busyReason(t Terminal) string {
+	if lt, ok := t.(LoginTerminal); ok {
+		return lt.BusyReason()
+	}
+	return ErrBusy.Error()
+}
+
+// SetActivity sets the line's state and last-active time as observed from
+// outside the switchboard: a login's tty reports its idle time from the
+// device's access time. Unlike SetState it does not count the change itself
+// as activity, so a terminal turning idle does not become the most recent.
+func (l *Line) SetActivity(st presence.State, lastActive time.Time) error {
+	if st == presence.Offline {
+		return fmt.Errorf("switchboard: set activity: %w", presence.ErrBadState)
+	}
+	err := l.update(func(e *presence.Entry) error {
+		e.State = st
+		e.LastActive = lastActive
+		return nil
+	})
+	if err == nil && st != presence.Busy && l.sb.mbox != nil {
+		l.sb.mbox.poke(l.user) // she may take her queued messages now
+	}
+	return err
+}
