@@ -19,6 +19,7 @@ import (
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/switchboard"
+	"github.com/msprelay/msprelay/terminal"
 )
 
 // Session authentication modes for the TCP session listener.
@@ -107,6 +108,20 @@ type Config struct {
 	NATSListen string
 	// NATSCreds: user/password or token for external relays or NATSListen.
 	NATSUser, NATSPassword, NATSToken string
+
+	// Terminals publishes the host's logins (utmp) as tty terminals in the
+	// cluster directory and delivers to them like write(1) (node/terminals.go).
+	Terminals bool
+	// Utmp is the utmp file read when Terminals is on.
+	Utmp string
+	// TTYIdle is how long a tty may see no input before it is shown idle.
+	TTYIdle time.Duration
+	// TTYCharset is the terminals' charset: UTF-8, ISO-8859-1 or ASCII.
+	TTYCharset string
+	// TTYPoll is how often utmp and the devices are scanned; zero means 1s.
+	TTYPoll time.Duration
+	// TTYDevDir is where the devices utmp names live; "" means /dev.
+	TTYDevDir string
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -130,6 +145,10 @@ func DefaultConfig() Config {
 		MaxSessions:        session.DefaultMaxSessions,
 		DataDir:            DefaultDataDir(),
 		GossipProfile:      "lan",
+		Terminals:          true,
+		Utmp:               terminal.DefaultUtmp,
+		TTYIdle:            10 * time.Minute,
+		TTYCharset:         terminal.UTF8.String(),
 	}
 }
 
@@ -221,6 +240,9 @@ func (c *Config) validate() error {
 	}
 	if c.MailboxReplicas < 0 || c.MailboxReplicas > 5 {
 		return bad("--mailbox-replicas %d: want 1 to 5", c.MailboxReplicas)
+	}
+	if err := c.validateTerminals(); err != nil {
+		return err
 	}
 	if c.AckTimeout >= c.DeliverTimeout {
 		return bad("--ack-timeout %v must be shorter than --deliver-timeout %v", c.AckTimeout, c.DeliverTimeout)

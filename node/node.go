@@ -20,6 +20,7 @@ import (
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/switchboard"
+	"github.com/msprelay/msprelay/terminal"
 )
 
 // Node is one msprelay node.
@@ -41,6 +42,7 @@ type Node struct {
 	sess   *session.Server
 	mspSrv *msp.Server
 	addrs  Addrs
+	terms  *terminal.Service // nil with Terminals off
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
@@ -124,6 +126,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.startSwitchboard(); err != nil {
+		return err
+	}
+	if err := n.startTerminals(); err != nil {
 		return err
 	}
 	if err := n.startSessions(); err != nil {
@@ -454,6 +459,9 @@ func (n *Node) Close() error {
 		if err := n.sess.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("session shutdown: %w", err))
 		}
+	}
+	if n.terms != nil {
+		n.terms.Close()
 	}
 	if n.sb != nil {
 		n.sb.Close()

@@ -26,6 +26,9 @@ var (
 	ErrUnknownUser = errors.New("terminal: no such user on this host")
 )
 
+// DefaultWriteTimeout bounds a write to a terminal when no timeout is set.
+const DefaultWriteTimeout = time.Second
+
 // WriterConfig configures a Writer.
 type WriterConfig struct {
 	// Utmp is the utmp file that must list a login; "" means DefaultUtmp.
@@ -35,7 +38,8 @@ type WriterConfig struct {
 	// Charset is the charset messages are rendered in (default UTF8).
 	Charset Charset
 	// Timeout bounds one write, so that a terminal whose output is stopped
-	// (^S) or whose buffer is full cannot hold a delivery; zero means 1s.
+	// (^S) or whose buffer is full cannot hold a delivery; zero means
+	// DefaultWriteTimeout.
 	Timeout time.Duration
 	// LookupUID maps a user name to its uid; nil means the host's passwd
 	// database (os/user).
@@ -58,7 +62,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		cfg.DevDir = "/dev"
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = time.Second
+		cfg.Timeout = DefaultWriteTimeout
 	}
 	if cfg.Charset > ASCII {
 		return nil, fmt.Errorf("%w %d", ErrBadCharset, cfg.Charset)

@@ -103,6 +103,7 @@ func (c *Cluster) startNode(i int) {
 		cfg.NATSURLs = []string{c.NATSURL}
 		cfg.DeliverTimeout = 2 * time.Second
 		cfg.Logger = c.logger(cfg.Name)
+		cfg.Terminals = false // the host's own logins are not the test's
 		if i > 0 {
 			cfg.Join = []string{c.Nodes[0].Addrs().Gossip}
 		}
