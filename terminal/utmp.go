@@ -53,22 +53,23 @@ type Record struct {
 	Addr    [16]byte
 }
 
-// rawRecord mirrors the C layout for encoding/binary.
-type rawRecord struct {
-	Type     int16
-	_        [2]byte
-	PID      int32
-	Line     [32]byte
-	ID       [4]byte
-	User     [32]byte
-	Host     [256]byte
-	Exit     [2]int16
-	Session  int32
-	Sec      int32
-	Usec     int32
-	Addr     [16]byte
-	Reserved [20]byte
-}
+// Field offsets in a record.
+const (
+	offType    = 0
+	offPID     = 4
+	offLine    = 8
+	offID      = 40
+	offUser    = 44
+	offHost    = 76
+	offSession = 336
+	offSec     = 340
+	offUsec    = 344
+	offAddr    = 348
+	lenLine    = 32
+	lenID      = 4
+	lenUser    = 32
+	lenHost    = 256
+)
 
 func cstr(b []byte) string {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
@@ -86,15 +87,25 @@ func ParseUtmp(b []byte) ([]Record, error) {
 		return nil, fmt.Errorf("%w: %d records, at most %d are read", ErrBadUtmp, n, MaxRecords)
 	}
 	out := make([]Record, 0, n)
+	le := binary.LittleEndian
 	for i := range n {
-		var raw rawRecord
-		if _, err := binary.Decode(b[i*RecordSize:(i+1)*RecordSize], binary.LittleEndian, &raw); err != nil {
-			return out, fmt.Errorf("%w: record %d: %v", ErrBadUtmp, i, err)
+		rec := b[i*RecordSize : (i+1)*RecordSize]
+		r := Record{
+			Type:    int16(le.Uint16(rec[offType:])),
+			PID:     int32(le.Uint32(rec[offPID:])),
+			Line:    cstr(rec[offLine : offLine+lenLine]),
+			ID:      cstr(rec[offID : offID+lenID]),
+			User:    cstr(rec[offUser : offUser+lenUser]),
+			Host:    cstr(rec[offHost : offHost+lenHost]),
+			Session: int32(le.Uint32(rec[offSession:])),
 		}
-		r := Record{Type: raw.Type, PID: raw.PID, Line: cstr(raw.Line[:]), ID: cstr(raw.ID[:]),
-			User: cstr(raw.User[:]), Host: cstr(raw.Host[:]), Session: raw.Session, Addr: raw.Addr}
-		if raw.Sec != 0 || raw.Usec != 0 {
-			r.Time = time.Unix(int64(raw.Sec), int64(raw.Usec)*1000)
+		copy(r.Addr[:], rec[offAddr:])
+		sec, usec := int32(le.Uint32(rec[offSec:])), int32(le.Uint32(rec[offUsec:]))
+		if usec < 0 || usec > 999_999 {
+			usec = 0 // not a microsecond count; keep the second
+		}
+		if sec != 0 || usec != 0 {
+			r.Time = time.Unix(int64(sec), int64(usec)*1000)
 		}
 		out = append(out, r)
 	}
@@ -126,21 +137,23 @@ func ReadUtmp(path string) ([]Record, error) {
 // this is for tests and tools that need a utmp file. Strings longer than
 // their field are cut; times outside ut_tv's 32-bit range are stored as 0.
 func AppendRecord(b []byte, r Record) []byte {
-	raw := rawRecord{Type: r.Type, PID: r.PID, Session: r.Session, Addr: r.Addr}
-	copy(raw.Line[:], r.Line)
-	copy(raw.ID[:], r.ID)
-	copy(raw.User[:], r.User)
-	copy(raw.Host[:], r.Host)
+	le := binary.LittleEndian
+	rec := make([]byte, RecordSize)
+	le.PutUint16(rec[offType:], uint16(r.Type))
+	le.PutUint32(rec[offPID:], uint32(r.PID))
+	copy(rec[offLine:offLine+lenLine], r.Line)
+	copy(rec[offID:offID+lenID], r.ID)
+	copy(rec[offUser:offUser+lenUser], r.User)
+	copy(rec[offHost:offHost+lenHost], r.Host)
+	le.PutUint32(rec[offSession:], uint32(r.Session))
 	if !r.Time.IsZero() {
-		if s := r.Time.Unix(); s >= 0 && s <= 1<<31-1 {
-			raw.Sec, raw.Usec = int32(s), int32(r.Time.Nanosecond()/1000)
+		if sec := r.Time.Unix(); sec >= 0 && sec <= 1<<31-1 {
+			le.PutUint32(rec[offSec:], uint32(sec))
+			le.PutUint32(rec[offUsec:], uint32(r.Time.Nanosecond()/1000))
 		}
 	}
-	b, err := binary.Append(b, binary.LittleEndian, &raw)
-	if err != nil {
-		panic(err) // fixed-size struct: cannot fail
-	}
-	return b
+	copy(rec[offAddr:], r.Addr[:])
+	return append(b, rec...)
 }
 
 // WriteUtmp writes rs to path as a utmp file (for tests and tools), through
