@@ -82,6 +82,7 @@ func (l *lab) startNode(h *host, relays, join []string, extra ...string) *node {
 		"--data", data,
 		"--gossip", gossipAddr(h), "--gossip-profile", "lan",
 		"--log-level", "info",
+		"--terminals=off", // every namespace shares the host's utmp; tests opt in
 	}
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
