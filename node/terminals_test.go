@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,6 +111,34 @@ func TestTTYLoginDeliveryThroughMSP(t *testing.T) {
 	r = sendMSP(t, c, 1, &msp.Message{Version: msp.Version2, Recipient: "root", Text: "later", Sender: "alice"})
 	if !r.OK || r.Text != "queued for root" {
 		t.Fatalf("reply after logout = %+v, want +queued for root", r)
+	}
+
+	// The next login (mesg y) gets the queued message on its tty.
+	pt.Chmod(t, 0o620)
+	login(t, utmp, "root", pt)
+	if got := pt.ReadUntil(t, "later\r\nEOF\r\n", 10*time.Second); !strings.Contains(got, "Message from alice@n2 at ") {
+		t.Fatalf("queued message on the next login shows %q", got)
+	}
+}
+
+// Rule (issue 9): the tty flags are checked like every other flag.
+func TestTTYConfigValidated(t *testing.T) {
+	t.Parallel()
+	for name, f := range map[string]func(*node.Config){
+		"unknown charset": func(c *node.Config) { c.TTYCharset = "EBCDIC" },
+		"empty utmp":      func(c *node.Config) { c.Utmp = "" },
+		"negative idle":   func(c *node.Config) { c.TTYIdle = -time.Second },
+	} {
+		cfg := node.DefaultConfig()
+		cfg.DataDir = t.TempDir()
+		f(&cfg)
+		if _, err := node.New(cfg); !errors.Is(err, node.ErrConfig) {
+			t.Errorf("%s: New = %v, want ErrConfig", name, err)
+		}
+		cfg.Terminals = false
+		if _, err := node.New(cfg); err != nil {
+			t.Errorf("%s with --terminals=off: New = %v, want nil", name, err)
+		}
 	}
 }
 
