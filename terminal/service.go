@@ -2,7 +2,6 @@ package terminal
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -208,7 +207,7 @@ func (s *Service) signIn(l *Login, st presence.State, active time.Time) {
 		s.log.Debug("login not shown: device owner is not the user", "user", l.User, "line", l.Line, "owner", l.UID, "err", err)
 		return
 	}
-	t := &TTY{w: s.writer, user: l.User, line: l.Line, slot: make(chan struct{}, 1)}
+	t := NewTTY(s.writer, l.User, l.Line, s.log)
 	line, err := s.sb.SignIn(l.User, l.Line, st, t)
 	if err != nil {
 		s.log.Warn("tty login not signed in", "user", l.User, "line", l.Line, "err", err)
@@ -234,14 +233,19 @@ func (s *Service) signOut(key string, tl *ttyLine) {
 // device, so a message's lines are never interleaved with another's.
 type TTY struct {
 	w          *Writer
+	log        *slog.Logger
 	user, line string
 	slot       chan struct{} // capacity 1: held while writing
 	kicked     atomic.Bool   // a session took over this (user, line) name
 }
 
-// NewTTY returns the Terminal for user's login on line, written by w.
-func NewTTY(w *Writer, user, line string) *TTY {
-	return &TTY{w: w, user: user, line: line, slot: make(chan struct{}, 1)}
+// NewTTY returns the Terminal for user's login on line, written by w;
+// failures are logged in detail to log (nil: slog.Default()).
+func NewTTY(w *Writer, user, line string, log *slog.Logger) *TTY {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &TTY{w: w, log: log, user: user, line: line, slot: make(chan struct{}, 1)}
 }
 
 // Deliver writes d to the device. A refusal (mesg n) wraps
@@ -254,19 +258,23 @@ func (t *TTY) Deliver(d *switchboard.Delivery) error {
 	select {
 	case t.slot <- struct{}{}:
 	case <-wait.C:
-		return &deliveryError{err: fmt.Errorf("terminal: %s busy with an earlier message", t.line), class: switchboard.ErrTerminalSlow}
+		return &deliveryError{msg: "terminal busy with an earlier message", class: switchboard.ErrTerminalSlow}
 	}
 	defer func() { <-t.slot }()
 	err := t.w.Write(t.user, t.line, Message{Sender: d.Sender, Node: d.Origin.Node, SenderTerm: d.SenderTerm, Time: d.Time, Text: d.Text})
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, ErrMesgN):
-		return &deliveryError{err: err, class: switchboard.ErrBusy}
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return &deliveryError{err: err, class: switchboard.ErrTerminalSlow}
 	}
-	return &deliveryError{err: err, class: switchboard.ErrTerminalGone}
+	if errors.Is(err, ErrMesgN) {
+		return &deliveryError{msg: ErrMesgN.Error(), err: err, class: switchboard.ErrBusy}
+	}
+	// The reply goes to a remote sender: it says what happened, while the
+	// details (paths, uids) stay in the log.
+	t.log.Warn("tty delivery failed", "user", t.user, "line", t.line, "err", err)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &deliveryError{msg: "terminal not reading (write timed out)", err: err, class: switchboard.ErrTerminalSlow}
+	}
+	return &deliveryError{msg: "terminal not available", err: err, class: switchboard.ErrTerminalGone}
 }
 
 // Kick marks the line as taken over by a session of the same name; the
@@ -282,9 +290,19 @@ func (t *TTY) DeliveredNote() string { return "terminal" }
 // BusyReason is the refusal while the user has said mesg n.
 func (t *TTY) BusyReason() string { return ErrMesgN.Error() }
 
-// deliveryError words a tty failure its own way (err) while matching the
-// switchboard's class of it (class) with errors.Is.
-type deliveryError struct{ err, class error }
+// deliveryError is a tty failure as the sender reads it (msg) that still
+// matches its cause (err, may be nil) and the switchboard's class of it
+// (class) with errors.Is.
+type deliveryError struct {
+	msg        string
+	err, class error
+}
 
-func (e *deliveryError) Error() string   { return e.err.Error() }
-func (e *deliveryError) Unwrap() []error { return []error{e.err, e.class} }
+func (e *deliveryError) Error() string { return e.msg }
+
+func (e *deliveryError) Unwrap() []error {
+	if e.err == nil {
+		return []error{e.class}
+	}
+	return []error{e.err, e.class}
+}
