@@ -227,3 +227,29 @@ func TestTTYOwnedByAnotherUIDIsNotUsed(t *testing.T) {
 	}
 	theirs.ReadNothing(t, 100*time.Millisecond)
 }
+
+// Rule (issue 9): "Writes use a deadline so a stuck terminal cannot block
+// delivery": the most recent tty has its output stopped (^S), the write
+// times out, and the message goes to the next terminal.
+func TestTTYStuckTerminalFallsBack(t *testing.T) {
+	t.Parallel()
+	c, utmp := ttyCluster(t, 1)
+	stuck := ptytest.Open(t, os.Getuid(), 0o620)
+	stuck.SetIdle(t, time.Second)
+	other := ptytest.Open(t, os.Getuid(), 0o620)
+	other.SetIdle(t, time.Hour)
+	login(t, utmp, "root", stuck, other)
+	c.WaitPresent("root", stuck.Line, c.Name(0), true)
+	c.WaitPresent("root", other.Line, c.Name(0), true)
+	stuck.Stop(t)
+	start := time.Now()
+	r := sendMSP(t, c, 0, &msp.Message{Version: msp.Version2, Recipient: "root", Text: strings.Repeat("long line ", 40), Sender: "alice"})
+	want := fmt.Sprintf("delivered to root at %s on n1 (terminal; after %s@n1 terminal not reading (write timed out))", other.Line, stuck.Line)
+	if !r.OK || r.Text != want {
+		t.Fatalf("reply = %+v, want +%s", r, want)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("delivery took %v past a stuck terminal (deliver timeout 2s)", d)
+	}
+	other.ReadUntil(t, "EOF\r\n", 5*time.Second)
+}
