@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package ptytest gives tests real pseudo-terminals: the master side to read
 // what was written to a terminal, and the slave side held open the way a
 // login shell holds its terminal. Linux only (posix_openpt through
