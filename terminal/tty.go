@@ -163,7 +163,7 @@ func (w *Writer) open(line string, uid uint32) (*os.File, error) {
 		err = fmt.Errorf("%w: %s changed or is not a character device", ErrNotTerminal, p)
 	case st.Uid != uid:
 		err = fmt.Errorf("%w: %s belongs to uid %d, not %d", ErrWrongOwner, p, st.Uid, uid)
-	case st.Mode&syscall.S_IWGRP == 0:
+	case st.Mode&modeGroupWrite == 0:
 		err = ErrMesgN
 	}
 	if err != nil {
@@ -172,3 +172,7 @@ func (w *Writer) open(line string, uid uint32) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// modeGroupWrite is the group write bit of a file mode (S_IWGRP): set by
+// "mesg y", cleared by "mesg n".
+const modeGroupWrite = 0o020

@@ -200,7 +200,7 @@ func Scan(utmp, devDir string) ([]Login, error) {
 		}
 		seen[r.Line] = true
 		out = append(out, Login{User: r.User, Line: r.Line, Host: r.Host, PID: r.PID, Time: r.Time,
-			UID: st.Uid, Atime: atime(st), Mesg: st.Mode&syscall.S_IWGRP != 0})
+			UID: st.Uid, Atime: atime(st), Mesg: st.Mode&modeGroupWrite != 0})
 	}
 	return out, err
 }
