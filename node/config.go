@@ -33,6 +33,7 @@ import (
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/switchboard"
+	"github.com/msprelay/msprelay/terminal"
 )
 
 // Session authentication modes for the TCP session listener.
@@ -197,6 +198,20 @@ type Config struct {
 	// ConversationIdle is how long an empty conversation lasts before it
 	// expires; zero means conversation.DefaultIdle (1 h).
 	ConversationIdle time.Duration
+
+	// Terminals publishes the host's logins (utmp) as tty terminals in the
+	// cluster directory and delivers to them like write(1) (node/terminals.go).
+	Terminals bool
+	// Utmp is the utmp file read when Terminals is on.
+	Utmp string
+	// TTYIdle is how long a tty may see no input before it is shown idle.
+	TTYIdle time.Duration
+	// TTYCharset is the terminals' charset: UTF-8, ISO-8859-1 or ASCII.
+	TTYCharset string
+	// TTYPoll is how often utmp and the devices are scanned; zero means 1s.
+	TTYPoll time.Duration
+	// TTYDevDir is where the devices utmp names live; "" means /dev.
+	TTYDevDir string
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -228,6 +243,10 @@ func DefaultConfig() Config {
 		MaxPendingSessions:     session.DefaultMaxPending,
 		FailedSignInsPerMinute: session.DefaultFailedSignInRate * 60,
 		FailedSignInBurst:      session.DefaultFailedSignInBurst,
+		Terminals:          true,
+		Utmp:               terminal.DefaultUtmp,
+		TTYIdle:            10 * time.Minute,
+		TTYCharset:         terminal.UTF8.String(),
 	}
 }
 
@@ -409,6 +428,9 @@ func (c *Config) validate() error {
 	}
 	if c.MailboxReplicas < 0 || c.MailboxReplicas > mailbox.MaxReplicas {
 		return bad("MailboxReplicas", "%d: want 1 to %d", c.MailboxReplicas, mailbox.MaxReplicas)
+	}
+	if err := c.validateTerminals(); err != nil {
+		return err
 	}
 	if c.AckTimeout >= c.DeliverTimeout {
 		return bad("AckTimeout", "%v must be shorter than the delivery timeout %v", c.AckTimeout, c.DeliverTimeout)

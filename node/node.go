@@ -22,6 +22,7 @@ import (
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/switchboard"
+	"github.com/msprelay/msprelay/terminal"
 )
 
 // Node is one msprelay node.
@@ -47,6 +48,7 @@ type Node struct {
 	sigs   signatures // verifies MSP SIGNATURE parts; see signature.go
 	addrs  Addrs
 	ops    *nodeOps // metrics, probes, HTTP endpoint, reload: ops.go
+	terms  *terminal.Service // nil with Terminals off
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
@@ -133,6 +135,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.startConversations(ctx); err != nil {
+		return err
+	}
+	if err := n.startTerminals(); err != nil {
 		return err
 	}
 	if err := n.startSessions(); err != nil {
@@ -483,6 +488,9 @@ func (n *Node) Close() error {
 		if err := n.sess.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("session shutdown: %w", err))
 		}
+	}
+	if n.terms != nil {
+		n.terms.Close()
 	}
 	n.closeConversations()
 	if n.sb != nil {

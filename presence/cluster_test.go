@@ -145,8 +145,8 @@ func memberNames(ms []Member) []string {
 func formatEntries(es []Entry) string {
 	var b strings.Builder
 	for _, e := range es {
-		fmt.Fprintf(&b, "{%s@%s %s %s %v since=%d active=%d}", e.User, e.Node, e.Term, e.State,
-			e.Aliases, e.Since.UnixNano(), e.LastActive.UnixNano())
+		fmt.Fprintf(&b, "{%s@%s %s %s %v since=%d active=%d %s}", e.User, e.Node, e.Term, e.State,
+			e.Aliases, e.Since.UnixNano(), e.LastActive.UnixNano(), e.Kind)
 	}
 	return b.String()
 }

@@ -198,6 +198,9 @@ func (d *Directory) Upsert(e Entry) error {
 	if err := ValidTerm(e.Term); err != nil {
 		return err
 	}
+	if e.Kind > KindTTY {
+		return fmt.Errorf("%w %d for %s/%s", ErrBadKind, e.Kind, e.User, e.Term)
+	}
 	if e.State == Offline {
 		return fmt.Errorf("presence: upsert %s/%s: state offline is not storable, use Remove", e.User, e.Term)
 	}

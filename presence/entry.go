@@ -86,6 +86,31 @@ func ParseState(s string) (State, error) {
 	return Offline, fmt.Errorf("%w %q (want online, busy, away, idle, hidden or NLN, BSY, AWY, IDL, HDN)", ErrBadState, s)
 }
 
+// Kind says what sort of terminal an entry is, and so how a message reaches
+// it. The zero value is a session, so entries built before kinds existed
+// keep their meaning.
+type Kind uint8
+
+// The kinds of terminal.
+const (
+	KindSession Kind = iota // a session client (msp listen, the NS-style session protocol)
+	KindTTY                 // a host login's terminal device, written to like write(1)
+)
+
+// String returns "session" or "tty".
+func (k Kind) String() string {
+	switch k {
+	case KindSession:
+		return "session"
+	case KindTTY:
+		return "tty"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// ErrBadKind is the error for an entry whose Kind is not one of the kinds.
+var ErrBadKind = errors.New("presence: unknown terminal kind")
+
 // Entry is one terminal of one principal on one node.
 type Entry struct {
 	User       string    // canonical (lower-case) user name
@@ -94,7 +119,8 @@ type Entry struct {
 	State      State     // never Offline inside the directory
 	Aliases    []string  // extra names the session answers to, canonical
 	Since      time.Time // when the session signed in
-	LastActive time.Time // last time the user did something (drives "most recent terminal")
+	LastActive time.Time // last time the user did something (drives "most recent terminal"); a tty's is its device's access time
+	Kind       Kind      // session or tty; idle time is the time since LastActive
 }
 
 // Answers reports whether a message addressed to name reaches this entry,

@@ -210,6 +210,6 @@ func compareKeys(a, b Entry) int {
 }
 
 func entriesEqual(a, b *Entry) bool {
-	return a.User == b.User && a.Node == b.Node && a.Term == b.Term && a.State == b.State &&
+	return a.User == b.User && a.Node == b.Node && a.Term == b.Term && a.State == b.State && a.Kind == b.Kind &&
 		slices.Equal(a.Aliases, b.Aliases) && a.Since.Equal(b.Since) && a.LastActive.Equal(b.LastActive)
 }

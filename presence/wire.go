@@ -16,7 +16,16 @@ import (
 //	pull:   from                              ("send me your table")
 //	table:  origin epoch seq count entry*     (one node's whole table)
 //	state:  ntables table*                    (push-pull: every table held)
-//	entry:  user term state naliases alias* since lastActive
+//	entry:  user term state naliases alias* since lastActive [ext]
+//	ext:    length kind future*                (only when state has bit 0x80)
+//
+// The ext block was added for terminal kinds without a new wire version: a
+// session entry (the zero Kind) is encoded exactly as before, so nodes of
+// either version exchange session entries unchanged; a tty entry sets bit
+// 0x80 of its state byte and appends the block. A node that predates the
+// block rejects messages holding tty entries, so a mixed cluster runs with
+// --terminals=off until every node is upgraded. Octets after kind inside
+// the block are ignored, so later fields can be appended there.
 //
 // Decoding is strict: names must be valid and canonical, counts are bounded
 // by hard caps and by the bytes actually left, duplicate keys and trailing
@@ -38,7 +47,11 @@ const (
 	minEntryBytes  = 8       // user, term, state, naliases, since, lastActive
 	minTableBytes  = 5       // origin, epoch, seq, count
 	minAliasBytes  = 2
+	maxExtBytes    = 32 // an entry's ext block
 )
+
+// stateExt in an entry's state byte says that an ext block follows.
+const stateExt byte = 0x80
 
 // MaxAliases bounds the aliases one entry may carry, so that every entry a
 // node accepts can also be gossiped to and accepted by its peers.
@@ -94,13 +107,22 @@ func appendTime(b []byte, t time.Time) []byte {
 func appendEntry(b []byte, e *Entry) []byte {
 	b = appendString(b, e.User)
 	b = appendString(b, e.Term)
-	b = append(b, byte(e.State))
+	st := byte(e.State)
+	if e.Kind != KindSession {
+		st |= stateExt
+	}
+	b = append(b, st)
 	b = binary.AppendUvarint(b, uint64(len(e.Aliases)))
 	for _, a := range e.Aliases {
 		b = appendString(b, a)
 	}
 	b = appendTime(b, e.Since)
-	return appendTime(b, e.LastActive)
+	b = appendTime(b, e.LastActive)
+	if e.Kind != KindSession {
+		b = binary.AppendUvarint(b, 1)
+		b = append(b, byte(e.Kind))
+	}
+	return b
 }
 
 func appendTable(b []byte, t *wireTable) []byte {
@@ -288,7 +310,10 @@ func (r *reader) version() version {
 
 // entry decodes an entry held by node.
 func (r *reader) entry(node string) Entry {
-	e := Entry{User: r.user("user"), Node: node, Term: r.term(), State: State(r.byte())}
+	e := Entry{User: r.user("user"), Node: node, Term: r.term()}
+	st := r.byte()
+	ext := st&stateExt != 0
+	e.State = State(st &^ stateExt)
 	if r.err == nil && (e.State == Offline || e.State > Hidden) {
 		r.failf("state %d", e.State)
 	}
@@ -300,7 +325,29 @@ func (r *reader) entry(node string) Entry {
 	}
 	e.Since = r.time()
 	e.LastActive = r.time()
+	if ext {
+		e.Kind = r.ext()
+	}
 	return e
+}
+
+// ext reads an entry's ext block and returns its kind. Only a kind other
+// than session may be sent in one, so that each entry has one encoding.
+func (r *reader) ext() Kind {
+	n := r.uvarint()
+	if r.err != nil {
+		return KindSession
+	}
+	if n < 1 || n > maxExtBytes || n > uint64(len(r.b)) {
+		r.failf("ext length %d", n)
+		return KindSession
+	}
+	k := Kind(r.b[0])
+	r.b = r.b[n:]
+	if k == KindSession || k > KindTTY {
+		r.failf("ext kind %d", k)
+	}
+	return k
 }
 
 func (r *reader) table() wireTable {

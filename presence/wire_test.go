@@ -12,6 +12,8 @@ import (
 func sampleMessages() []wireMsg {
 	e := entry("alice", "n1", "pts/3", Busy, "al", "ally")
 	e2 := entry("bob", "n1", "tty1", Online)
+	tty := entry("carol", "n2", "pts/0", Idle)
+	tty.Kind = KindTTY
 	return []wireMsg{
 		{typ: msgChange, origin: "n1", ver: version{1 << 60, 7}, change: change{Op: opUpsert, Entry: e}},
 		{typ: msgChange, origin: "n1", ver: version{3, 8}, change: change{Op: opRemove, Entry: Entry{User: "bob", Node: "n1", Term: "tty1"}}},
@@ -20,6 +22,40 @@ func sampleMessages() []wireMsg {
 		{typ: msgTable, tables: []wireTable{{origin: "n1", ver: version{5, 0}}}},
 		{typ: msgState, tables: []wireTable{{origin: "n1", ver: version{5, 9}, entries: []Entry{e}}, {origin: "n2", ver: version{6, 1}}}},
 		{typ: msgState, tables: []wireTable{}},
+		{typ: msgChange, origin: "n2", ver: version{4, 2}, change: change{Op: opUpsert, Entry: tty}},
+		{typ: msgTable, tables: []wireTable{{origin: "n2", ver: version{4, 3}, entries: []Entry{tty, entry("dave", "n2", "tty2", Online)}}}},
+	}
+}
+
+// Rule (issue 9: "add fields backward-compatibly"): a session entry is
+// encoded exactly as before terminal kinds existed, so nodes that predate
+// them still read it; a tty entry sets bit 0x80 of its state byte and ends
+// with an ext block holding its kind.
+func TestWireEntryKindsAreBackwardCompatible(t *testing.T) {
+	t.Parallel()
+	e := entry("bob", "n1", "tty1", Busy)
+	old := appendString(nil, "bob")
+	old = appendString(old, "tty1")
+	old = append(old, byte(Busy), 0)
+	old = binary.AppendVarint(old, t0.UnixNano())
+	old = binary.AppendVarint(old, t1.UnixNano())
+	if got := appendEntry(nil, &e); !bytes.Equal(got, old) {
+		t.Fatalf("session entry = %x, want the original layout %x", got, old)
+	}
+	e.Kind = KindTTY
+	tty := appendEntry(nil, &e)
+	want := bytes.Clone(old)
+	want[len(appendString(appendString(nil, "bob"), "tty1"))] |= stateExt
+	want = append(want, 1, byte(KindTTY))
+	if !bytes.Equal(tty, want) {
+		t.Fatalf("tty entry = %x, want %x", tty, want)
+	}
+	// Fields appended to the ext block by a later version are skipped.
+	later := append(bytes.Clone(want[:len(want)-2]), 3, byte(KindTTY), 0xaa, 0xbb)
+	r := &reader{b: later}
+	got := r.entry("n1")
+	if r.err != nil || len(r.b) != 0 || got.Kind != KindTTY || got.State != Busy {
+		t.Fatalf("entry with a longer ext block = %+v, err %v, %d left", got, r.err, len(r.b))
 	}
 }
 
@@ -83,6 +119,12 @@ func TestWireRejectsMalformed(t *testing.T) {
 		{"duplicate entry", cat(hdr(msgTable), str("n1"), []byte{1, 1, 2},
 			appendEntry(nil, &Entry{User: "a", Term: "t", State: Online}), appendEntry(nil, &Entry{User: "a", Term: "T", State: Online}))},
 		{"bad varint", cat(hdr(msgChange), str("n1"), bytes.Repeat([]byte{0xff}, 11))},
+		{"ext length 0", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{byte(Online) | stateExt, 0, 0, 0, 0})},
+		{"ext kind session", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{byte(Online) | stateExt, 0, 0, 0, 1, byte(KindSession)})},
+		{"ext kind unknown", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{byte(Online) | stateExt, 0, 0, 0, 1, 9})},
+		{"ext beyond input", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{byte(Online) | stateExt, 0, 0, 0, 5, byte(KindTTY)})},
+		{"ext too long", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{byte(Online) | stateExt, 0, 0, 0, maxExtBytes + 1}, bytes.Repeat([]byte{1}, maxExtBytes+1))},
+		{"ext flag on offline state", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{stateExt, 0, 0, 0, 1, byte(KindTTY)})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -192,7 +192,7 @@ func splitLines(s string) []string {
 type WhoEntry = presence.Entry
 
 // appendWhoLine encodes one WHO payload line:
-// user node term state since last-active aliases.
+// user node term state since last-active aliases [kind].
 func appendWhoLine(dst []byte, e *presence.Entry) []byte {
 	al := "-"
 	if len(e.Aliases) > 0 {
@@ -208,6 +208,12 @@ func appendWhoLine(dst []byte, e *presence.Entry) []byte {
 			dst = append(dst, ' ')
 		}
 		dst = append(dst, f...)
+	}
+	if e.Kind != presence.KindSession {
+		// An eighth field only for a host login's tty, so that lines of
+		// session terminals stay what older clients parse.
+		dst = append(dst, ' ')
+		dst = append(dst, e.Kind.String()...)
 	}
 	return append(dst, "\r\n"...)
 }
@@ -244,11 +250,17 @@ func parseWho(p []byte) ([]WhoEntry, error) {
 	var out []WhoEntry
 	for _, l := range splitLines(string(p)) {
 		f := strings.Split(l, " ")
-		if len(f) != 7 {
-			return nil, fmt.Errorf("%w: WHO line %q has %d fields, want 7", ErrBadPayload, truncate(l, 40), len(f))
+		if len(f) != 7 && len(f) != 8 {
+			return nil, fmt.Errorf("%w: WHO line %q has %d fields, want 7 or 8", ErrBadPayload, truncate(l, 40), len(f))
 		}
 		var e WhoEntry
 		var err error
+		if len(f) == 8 {
+			if f[7] != presence.KindTTY.String() {
+				return nil, fmt.Errorf("%w: WHO line: terminal kind %q", ErrBadPayload, truncate(f[7], 20))
+			}
+			e.Kind = presence.KindTTY
+		}
 		if e.User, e.Node, e.Term, err = decode3(f[0], f[1], f[2]); err != nil {
 			return nil, fmt.Errorf("%w: WHO line: %v", ErrBadPayload, err)
 		}

@@ -131,12 +131,12 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 		r.Status, r.Err = Failed, ErrTerminalGone
 		return r
 	case st == presence.Busy:
-		r.Status, r.Err = Refused, ErrBusy
+		r.Status, r.Err = Refused, busyErr(l.t)
 		return r
 	}
 	at, ok := l.t.(AckTerminal)
 	if !ok {
-		r.Status = Delivered
+		r.Status, r.Err = Delivered, deliveredNote(l.t)
 		if err := l.t.Deliver(d); err != nil {
 			r.Status, r.Err = classify(err), err
 		}

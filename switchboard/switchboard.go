@@ -253,7 +253,7 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 	k := keyFor(user, term)
 	now := s.now()
 	l := &Line{sb: s, key: k, user: k.user, term: term, t: t, touched: now,
-		entry: presence.Entry{User: k.user, Term: term, State: state, Since: now, LastActive: now}}
+		entry: presence.Entry{User: k.user, Term: term, State: state, Since: now, LastActive: now, Kind: kindOf(t)}}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -25,6 +25,10 @@ type whoJSON struct {
 	Since      *time.Time `json:"since,omitempty"`
 	LastActive *time.Time `json:"last_active,omitempty"`
 	LastSeen   *time.Time `json:"last_seen,omitempty"`
+	// Kind is "session" or "tty" (a host login's terminal); Idle is a
+	// tty's seconds since its last input.
+	Kind string `json:"kind,omitempty"`
+	Idle *int64 `json:"idle,omitempty"`
 }
 
 func cmdWho(ctx context.Context, args []string, e env) int {
@@ -69,6 +73,11 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 				j.LastSeen = &w.LastActive
 			} else {
 				j.Since, j.LastActive = &w.Since, &w.LastActive
+				j.Kind = w.Kind.String()
+			}
+			if w.Kind == presence.KindTTY {
+				idle := int64(max(time.Since(w.LastActive), 0) / time.Second)
+				j.Idle = &idle
 			}
 			out = append(out, j)
 		}
@@ -103,11 +112,11 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tNODE\tTERM\tSTATE\tSINCE\tIDLE")
+	fmt.Fprintln(tw, "USER\tNODE\tTERM\tSTATE\tSINCE\tIDLE\tKIND")
 	now := time.Now()
 	for _, w := range es {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", show(w.User), safeUTF8(w.Node), show(w.Term), w.State,
-			w.Since.Local().Format("Jan 02 15:04"), now.Sub(w.LastActive).Truncate(time.Second))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", show(w.User), safeUTF8(w.Node), show(w.Term), w.State,
+			w.Since.Local().Format("Jan 02 15:04"), max(now.Sub(w.LastActive), 0).Truncate(time.Second), w.Kind)
 	}
 	tw.Flush()
 	return exitOK

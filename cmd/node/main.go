@@ -98,6 +98,12 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 
+	// Login terminals (utmp, write(1)-style delivery).
+	fs.Var((*onOff)(&cfg.Terminals), "terminals", "on: publish the host's logins as tty terminals and write messages to them; off: disable")
+	fs.StringVar(&cfg.Utmp, "utmp", cfg.Utmp, "utmp file listing the host's logins")
+	fs.DurationVar(&cfg.TTYIdle, "tty-idle", cfg.TTYIdle, "a tty with no input for this long is shown idle")
+	fs.StringVar(&cfg.TTYCharset, "tty-charset", cfg.TTYCharset, "charset messages are written to ttys in: UTF-8, ISO-8859-1 or ASCII")
+
 	if err := cliflags.FromEnv(fs, "MSPRELAY_", os.LookupEnv); err != nil {
 		fmt.Fprintf(stderr, "node: %v\n", err)
 		return 2
@@ -222,3 +228,28 @@ func inFlagTerms(err error) error {
 	}
 	return fmt.Errorf("%s: %w (if another node runs on this host, give this one its own with %s)", flag, fe.Err, flag)
 }
+
+// onOff is a boolean flag spelled on or off (true and false work too).
+type onOff bool
+
+func (o *onOff) String() string {
+	if o != nil && bool(*o) {
+		return "on"
+	}
+	return "off"
+}
+
+func (o *onOff) Set(s string) error {
+	switch s {
+	case "on", "true", "1", "yes":
+		*o = true
+	case "off", "false", "0", "no":
+		*o = false
+	default:
+		return fmt.Errorf("want on or off, not %q", s)
+	}
+	return nil
+}
+
+// IsBoolFlag lets --terminals alone mean on.
+func (o *onOff) IsBoolFlag() bool { return true }

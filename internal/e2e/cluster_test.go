@@ -87,6 +87,7 @@ func (l *lab) startNode(h *host, relays, join []string, extra ...string) *node {
 		// because the test network is closed (tests that need a key add it).
 		"--gossip-insecure",
 		"--log-level", "info",
+		"--terminals=off", // every namespace shares the host's utmp; tests opt in
 	}
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))

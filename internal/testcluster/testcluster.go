@@ -108,6 +108,7 @@ func (c *Cluster) startNode(i int) {
 		// node) turn them back on.
 		cfg.MSPRatePerIP, cfg.MSPMaxConnsPerIP = -1, -1
 		cfg.Logger = c.logger(cfg.Name)
+		cfg.Terminals = false // the host's own logins are not the test's
 		if i > 0 {
 			cfg.Join = []string{c.Nodes[0].Addrs().Gossip}
 		}
