@@ -22,6 +22,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/session"
 )
 
@@ -53,6 +54,7 @@ commands:
   send RECIPIENT [MESSAGE...]   send a message (from stdin when MESSAGE is absent)
   listen                        sign in and print messages and presence as they arrive
   who [USER]                    show where users are signed in
+  version                       print the version (also --version)
 
 Run 'msp <command> -h' for the command's flags.
 `
@@ -69,6 +71,9 @@ func run(ctx context.Context, args []string, e env) int {
 		return cmdListen(ctx, args[1:], e)
 	case "who":
 		return cmdWho(ctx, args[1:], e)
+	case "-version", "--version", "version":
+		fmt.Fprintln(e.stdout, "msp", buildinfo.Version())
+		return exitOK
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -13,12 +13,10 @@ import (
 	"io"
 	"os"
 
+	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/internal/cliflags"
 	"github.com/msprelay/msprelay/node"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
@@ -84,7 +82,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if showVersion {
-		fmt.Fprintln(stderr, "msprelay node", version)
+		fmt.Fprintln(os.Stdout, "msprelay node", buildinfo.Version())
 		return 0
 	}
 	cfg.Join = cliflags.SplitList(join)

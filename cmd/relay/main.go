@@ -22,12 +22,10 @@ import (
 	"strings"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/internal/cliflags"
 	"github.com/nats-io/nats-server/v2/server"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // defaultListen is the client address when neither --listen nor a config
 // file says otherwise: the standard NATS port on all interfaces.
@@ -60,7 +58,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		return 2
 	}
 	if s.showVersion {
-		fmt.Fprintf(stdout, "msprelay relay %s (nats-server %s)\n", version, server.VERSION)
+		fmt.Fprintf(stdout, "msprelay relay %s (nats-server %s)\n", buildinfo.Version(), server.VERSION)
 		return 0
 	}
 	logger, err := cliflags.NewLogger(stderr, s.logLevel, s.logFormat)
