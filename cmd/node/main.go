@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/internal/cliflags"
+	"github.com/msprelay/msprelay/internal/sdnotify"
 	"github.com/msprelay/msprelay/node"
 )
 
@@ -101,5 +103,17 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "node: %v\n", err)
 		return 2
 	}
-	return cliflags.RunUntilSignal(logger, "node", n.Run)
+	// Type=notify units wait for READY=1, sent once every listener is bound.
+	notifier, err := sdnotify.New(os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		logger.Warn("not notifying the service manager", "err", err)
+	}
+	return cliflags.RunUntilSignal(logger, "node", func(ctx context.Context) error {
+		return notifier.Run(ctx, logger, func(ctx context.Context) (string, error) {
+			if err := n.Start(ctx); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("MSP on %s, session socket %s", n.Addrs().MSP, n.Addrs().SessionSocket), nil
+		}, n.Serve)
+	})
 }

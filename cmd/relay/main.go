@@ -14,6 +14,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/internal/cliflags"
+	"github.com/msprelay/msprelay/internal/sdnotify"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -72,7 +74,21 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
-	return cliflags.RunUntilSignal(logger, "relay", b.Run)
+	// Type=notify units wait for READY=1, sent once nats-server accepts
+	// connections on every listener.
+	notifySocket, _ := lookupEnv("NOTIFY_SOCKET")
+	notifier, err := sdnotify.New(notifySocket)
+	if err != nil {
+		logger.Warn("not notifying the service manager", "err", err)
+	}
+	return cliflags.RunUntilSignal(logger, "relay", func(ctx context.Context) error {
+		return notifier.Run(ctx, logger, func(context.Context) (string, error) {
+			if err := b.Start(); err != nil {
+				return "", err
+			}
+			return "NATS clients on " + b.Addrs().Client, nil
+		}, b.Run)
+	})
 }
 
 func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {
