@@ -2,7 +2,10 @@ module github.com/msprelay/msprelay/deploy/pkg
 
 go 1.26.0
 
-require github.com/goreleaser/nfpm/v2 v2.44.0
+require (
+	github.com/goreleaser/nfpm/v2 v2.44.0
+	gopkg.in/yaml.v3 v3.0.1
+)
 
 require (
 	dario.cat/mergo v1.0.2 // indirect
@@ -42,5 +45,4 @@ require (
 	golang.org/x/net v0.47.0 // indirect
 	golang.org/x/sys v0.38.0 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
