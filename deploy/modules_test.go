@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // nestedModules are the Go modules under deploy/ that `go test ./...` from
@@ -23,6 +24,10 @@ func TestNestedModules(t *testing.T) {
 			}
 			if testing.Short() {
 				args = append(args, "-short")
+			}
+			if d, ok := t.Deadline(); ok {
+				// Fail with the nested test's own report, before ours ends.
+				args = append(args, "-timeout="+time.Until(d).Truncate(time.Second).String())
 			}
 			if testing.Verbose() {
 				args = append(args, "-v")

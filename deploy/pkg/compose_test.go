@@ -55,7 +55,7 @@ func TestComposeFile(t *testing.T) {
 	if err := dec.Decode(&cf); err != nil {
 		t.Fatalf("compose.yaml: %v", err)
 	}
-	bin := staticBinaries(t, "v0.0.0-compose")
+	bin := staticBinaries(t)
 	flags := map[string][]string{
 		"/usr/bin/msprelay-node":  flagsOf(t, filepath.Join(bin, "msprelay-node")),
 		"/usr/bin/msprelay-relay": flagsOf(t, filepath.Join(bin, "msprelay-relay")),

@@ -62,7 +62,7 @@ func TestContainerImageFromScratch(t *testing.T) {
 	}
 
 	ctx := t.TempDir()
-	bin := staticBinaries(t, "v0.0.0-container")
+	bin := staticBinaries(t)
 	if err := os.Rename(bin, filepath.Join(ctx, "bin")); err != nil {
 		t.Fatal(err)
 	}
@@ -91,9 +91,9 @@ func TestContainerImageFromScratch(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "msprelay node v0.0.0-container"}, // the entrypoint is the node
-		{[]string{"--entrypoint", "/usr/bin/msprelay-relay"}, "msprelay relay v0.0.0-container"},
-		{[]string{"--entrypoint", "/usr/bin/msp"}, "msp v0.0.0-container"},
+		{nil, "msprelay node " + testVersion}, // the entrypoint is the node
+		{[]string{"--entrypoint", "/usr/bin/msprelay-relay"}, "msprelay relay " + testVersion},
+		{[]string{"--entrypoint", "/usr/bin/msp"}, "msp " + testVersion},
 	} {
 		args := append([]string{"run", "--rm", "--network=none"}, c.args...)
 		args = append(args, tag, "--version")

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 	}
 
 	out := t.TempDir()
-	debs, err := Build(Config{Src: repoRoot, Out: out, Version: "v1.2.3-test.1", Arch: "amd64"})
+	debs, err := Build(Config{Src: repoRoot, Out: out, Version: testVersion, Arch: runtime.GOARCH, Binaries: staticBinaries(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +81,9 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 	}
 
 	for _, c := range []struct{ cmd, want string }{
-		{"msprelay-node", "msprelay node v1.2.3-test.1"},
-		{"msprelay-relay", "msprelay relay v1.2.3-test.1"},
-		{"msp", "msp v1.2.3-test.1"},
+		{"msprelay-node", "msprelay node " + testVersion},
+		{"msprelay-relay", "msprelay relay " + testVersion},
+		{"msp", "msp " + testVersion},
 	} {
 		if got := must(t, "/usr/bin/"+c.cmd, "--version"); !strings.HasPrefix(got, c.want) {
 			t.Errorf("%s --version printed %q, want %q", c.cmd, got, c.want)

@@ -53,6 +53,10 @@ type Config struct {
 	Version string    // e.g. v1.2.3; "" means derived from git
 	Arch    string    // GOARCH of the binaries and the packages
 	Log     io.Writer // progress lines
+	// Binaries, when set, is a directory of msprelay-node, msprelay-relay
+	// and msp already built for Version and Arch; Build then packs those
+	// instead of compiling.
+	Binaries string
 }
 
 func main() {
@@ -71,6 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Src, "src", "", "repository root (default: found from the working directory)")
 	fs.StringVar(&cfg.Version, "version", "", "package and program version, e.g. v1.2.3 (default: from git describe)")
 	fs.StringVar(&cfg.Arch, "arch", runtime.GOARCH, "target architecture (GOARCH): amd64, arm64, ...")
+	fs.StringVar(&cfg.Binaries, "binaries", "", "directory of prebuilt msprelay-node, msprelay-relay and msp to pack instead of building")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -118,12 +123,17 @@ func Build(cfg Config) ([]string, error) {
 	if !validVersion.MatchString(cfg.Version) {
 		return nil, fmt.Errorf("--version %q: want a semantic version such as v1.2.3 or 1.2.3-rc1", cfg.Version)
 	}
-	stage, err := os.MkdirTemp("", "msprelay-pkg-")
-	if err != nil {
-		return nil, err
+	stage := cfg.Binaries
+	if stage == "" {
+		if stage, err = os.MkdirTemp("", "msprelay-pkg-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(stage)
+		if err := buildBinaries(src, stage, cfg); err != nil {
+			return nil, err
+		}
 	}
-	defer os.RemoveAll(stage)
-	if err := buildBinaries(src, stage, cfg); err != nil {
+	if stage, err = filepath.Abs(stage); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
