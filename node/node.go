@@ -99,12 +99,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.Start(ctx); err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		return n.Close()
-	case err := <-n.fatal:
-		return errors.Join(err, n.Close())
-	}
+	return n.Serve(ctx)
 }
 
 // Start brings the node up: NATS, presence (joining the cluster), the

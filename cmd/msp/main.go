@@ -27,6 +27,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/session"
 )
 
@@ -60,6 +61,7 @@ commands:
   who [USER]                    show where users are signed in
   status                        show the cluster's nodes, readiness and versions (node --http)
   chat [NAME]                   join (or create) conversation NAME and talk
+  version                       print the version (also --version)
 
 Run 'msp <command> -h' for the command's flags.
 `
@@ -80,6 +82,9 @@ func run(ctx context.Context, args []string, e env) int {
 		return cmdStatus(ctx, args[1:], e)
 	case "chat":
 		return cmdChat(ctx, args[1:], e)
+	case "-version", "--version", "version":
+		fmt.Fprintln(e.stdout, "msp", buildinfo.Version())
+		return exitOK
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

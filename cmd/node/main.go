@@ -19,12 +19,11 @@ import (
 	"strings"
 
 	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/internal/cliflags"
+	"github.com/msprelay/msprelay/internal/sdnotify"
 	"github.com/msprelay/msprelay/node"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
@@ -119,7 +118,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if showVersion {
-		fmt.Fprintln(stderr, "msprelay node", version)
+		fmt.Fprintln(os.Stdout, "msprelay node", buildinfo.Version())
 		return 0
 	}
 	cfg.Join = cliflags.SplitList(join)
@@ -134,15 +133,28 @@ func run(args []string, stderr io.Writer) int {
 	}
 	logger := logging.Logger
 	cfg.Logger = logger
-	cfg.Version = version
+	cfg.Version = buildinfo.Version()
 	n, err := node.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "node: %v\n", inFlagTerms(err))
 		return 2
 	}
+	// Type=notify units wait for READY=1, sent once every listener is bound.
+	notifier, err := sdnotify.New(os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		logger.Warn("not notifying the service manager", "err", err)
+	}
+	run := func(ctx context.Context) error {
+		return inFlagTerms(notifier.Run(ctx, logger, func(ctx context.Context) (string, error) {
+			if err := n.Start(ctx); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("MSP on %s, session socket %s", n.Addrs().MSP, n.Addrs().SessionSocket), nil
+		}, n.Serve))
+	}
 	// SIGHUP: the log level, then the node's secrets, gossip keys and
 	// HTTP token; each logs what it reloaded, and failures keep old values.
-	return cliflags.RunUntilSignal(logger, "node", func(ctx context.Context) error { return inFlagTerms(n.Run(ctx)) }, logging.ReloadAndLog, func() { _ = n.Reload() })
+	return cliflags.RunUntilSignal(logger, "node", run, logging.ReloadAndLog, func() { _ = n.Reload() })
 }
 
 // flagFor names the flag that sets each node.Config field a

@@ -32,12 +32,11 @@ import (
 	"strings"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/internal/cliflags"
+	"github.com/msprelay/msprelay/internal/sdnotify"
 	"github.com/nats-io/nats-server/v2/server"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // defaultListen is the client address when neither --listen nor a config
 // file says otherwise: the standard NATS port on all interfaces.
@@ -76,7 +75,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		return 2
 	}
 	if s.showVersion {
-		fmt.Fprintf(stdout, "msprelay relay %s (nats-server %s)\n", version, server.VERSION)
+		fmt.Fprintf(stdout, "msprelay relay %s (nats-server %s)\n", buildinfo.Version(), server.VERSION)
 		return 0
 	}
 	logging, err := cliflags.NewLogging(stderr, s.logLevel, s.logFormat, s.logLevelFile)
@@ -91,8 +90,23 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
+	// Type=notify units wait for READY=1, sent once nats-server accepts
+	// connections on every listener.
+	notifySocket, _ := lookupEnv("NOTIFY_SOCKET")
+	notifier, err := sdnotify.New(notifySocket)
+	if err != nil {
+		logger.Warn("not notifying the service manager", "err", err)
+	}
+	serve := func(ctx context.Context) error {
+		return notifier.Run(ctx, logger, func(context.Context) (string, error) {
+			if err := b.Start(); err != nil {
+				return "", err
+			}
+			return "NATS clients on " + b.Addrs().Client, nil
+		}, b.Run)
+	}
 	if s.httpAddr == "" {
-		return cliflags.RunUntilSignal(logger, "relay", b.Run, logging.ReloadAndLog)
+		return cliflags.RunUntilSignal(logger, "relay", serve, logging.ReloadAndLog)
 	}
 	web, err := newOps(s.httpAddr, s.httpToken, b, s.cfg.JetStream, logger)
 	if err != nil {
@@ -116,7 +130,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 			return err
 		}
 		defer web.Close()
-		return b.Run(ctx)
+		return serve(ctx)
 	}
 	return cliflags.RunUntilSignal(logger, "relay", run, logging.ReloadAndLog, reloadToken)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/ops"
 )
 
@@ -36,7 +37,7 @@ func newOps(addr, tokenFile string, b *broker.Broker, jetStream bool, log *slog.
 		}})
 	}
 	return ops.New(ops.Config{Addr: addr, Registry: reg, Checks: checks, TokenFile: tokenFile,
-		Daemon: "msprelay relay", Version: version, Logger: log.With("component", "http")})
+		Daemon: "msprelay relay", Version: buildinfo.Version(), Logger: log.With("component", "http")})
 }
 
 // varzCollector reports the nats-server's counters from Varz at scrape
@@ -88,5 +89,5 @@ func (c *varzCollector) Collect(ch chan<- prometheus.Metric) {
 	k(descOutBytes, float64(v.OutBytes))
 	k(descSlow, float64(v.SlowConsumers))
 	g(descSubs, float64(v.Subscriptions))
-	ch <- prometheus.MustNewConstMetric(descRelayInfo, prometheus.GaugeValue, 1, version, server.VERSION, v.Name)
+	ch <- prometheus.MustNewConstMetric(descRelayInfo, prometheus.GaugeValue, 1, buildinfo.Version(), server.VERSION, v.Name)
 }

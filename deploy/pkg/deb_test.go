@@ -1,0 +1,140 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// installed lists what the two packages put on the machine; all of it must
+// be gone after the purge.
+var installed = []string{
+	"/usr/bin/msprelay-node", "/usr/bin/msp", "/usr/bin/msprelay-relay",
+	"/usr/lib/systemd/system/msprelay-node.service",
+	"/usr/lib/systemd/system/msprelay-relay.service",
+	"/usr/lib/systemd/user/msp-listen.service",
+	"/etc/default/msprelay", "/etc/default/msprelay-relay",
+	"/usr/share/doc/msprelay", "/usr/share/doc/msprelay-relay",
+	"/var/lib/msprelay", "/var/lib/msprelay-relay",
+}
+
+// exposure reads systemd's overall score from `systemd-analyze security`.
+var exposure = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)
+
+// "A test builds the .deb packages, installs them with dpkg on the CI
+// machine, runs msprelay-node --version, msp --version, checks the unit
+// files pass systemd-analyze verify ... and reports both exposure scores,
+// then purges them and leaves the machine clean."
+func TestDebianPackagesInstallAndPurge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds, installs and purges the packages")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("installing packages with dpkg needs root")
+	}
+	for _, tool := range []string{"dpkg", "dpkg-query", "useradd", "systemd-analyze"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s missing (systemd-analyze comes with the systemd package, which .ci/run installs): %v", tool, err)
+		}
+	}
+	for _, pkg := range []string{"msprelay", "msprelay-relay"} {
+		if out, _ := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", pkg).Output(); strings.TrimSpace(string(out)) != "" && string(out) != "not-installed" {
+			t.Skipf("%s is already on this machine (%s); not touching it", pkg, out)
+		}
+	}
+	if exec.Command("getent", "passwd", "msprelay").Run() == nil {
+		t.Skip("a user msprelay already exists; the purge would remove it")
+	}
+
+	out := t.TempDir()
+	debs, err := Build(Config{Src: repoRoot, Out: out, Version: testVersion, Arch: runtime.GOARCH, Binaries: staticBinaries(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range debs {
+		if fi, err := os.Stat(d); err == nil {
+			t.Logf("%s: %d bytes (%.1f MiB)", filepath.Base(d), fi.Size(), float64(fi.Size())/(1<<20))
+		}
+	}
+	purge := func() {
+		if out, err := exec.Command("dpkg", "--purge", "msprelay", "msprelay-relay").CombinedOutput(); err != nil {
+			t.Errorf("dpkg --purge: %v\n%s", err, out)
+		}
+	}
+	t.Cleanup(func() {
+		// Whatever failed above, leave the machine as it was.
+		if o, _ := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", "msprelay").Output(); strings.TrimSpace(string(o)) != "" && string(o) != "not-installed" {
+			purge()
+		}
+	})
+	// Install without starting the node: on a machine run by systemd it
+	// would take port 18 for the length of the test.
+	install := exec.Command("dpkg", append([]string{"-i"}, debs...)...)
+	install.Env = append(os.Environ(), "MSPRELAY_NO_START=1")
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i: %v\n%s", err, out)
+	}
+
+	for _, c := range []struct{ cmd, want string }{
+		{"msprelay-node", "msprelay node " + testVersion},
+		{"msprelay-relay", "msprelay relay " + testVersion},
+		{"msp", "msp " + testVersion},
+	} {
+		if got := must(t, "/usr/bin/"+c.cmd, "--version"); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%s --version printed %q, want %q", c.cmd, got, c.want)
+		}
+	}
+	if got := must(t, "getent", "passwd", "msprelay"); !strings.Contains(got, ":/var/lib/msprelay:/usr/sbin/nologin") {
+		t.Errorf("system user msprelay: %q", got)
+	}
+	if got := must(t, "dpkg-query", "-W", "-f=${Conffiles}", "msprelay"); !strings.Contains(got, "/etc/default/msprelay") {
+		t.Errorf("/etc/default/msprelay is not a conffile: %q", got)
+	}
+
+	units := []string{"/usr/lib/systemd/system/msprelay-node.service", "/usr/lib/systemd/system/msprelay-relay.service"}
+	verify := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, append(units, "/usr/lib/systemd/user/msp-listen.service")...)...)
+	if out, err := verify.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, u := range units {
+		out, _ := exec.Command("systemd-analyze", "security", "--offline=true", u).CombinedOutput()
+		m := exposure.FindSubmatch(out)
+		if m == nil {
+			t.Errorf("systemd-analyze security %s: no overall score in\n%s", u, out)
+			continue
+		}
+		score, _ := strconv.ParseFloat(string(m[1]), 64)
+		t.Logf("exposure of %s: %.1f", filepath.Base(u), score)
+		if score > 3.0 {
+			t.Errorf("exposure of %s is %.1f, want 3.0 or lower:\n%s", u, score, out)
+		}
+	}
+
+	purge()
+	for _, p := range installed {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s is still there after the purge", p)
+		}
+	}
+	if exec.Command("getent", "passwd", "msprelay").Run() == nil {
+		t.Error("user msprelay is still there after purging both packages")
+	}
+	if exec.Command("getent", "group", "msprelay").Run() == nil {
+		t.Error("group msprelay is still there after purging both packages")
+	}
+}
+
+// must runs a command that must succeed and returns its output.
+func must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
