@@ -556,8 +556,13 @@ func whoEntry(e *presence.Entry) ops.WhoEntry {
 	// Whole seconds in UTC, as the session protocol carries them, so that
 	// the API and `msp who --json` print the same document.
 	since, active := e.Since.UTC().Truncate(time.Second), e.LastActive.UTC().Truncate(time.Second)
-	return ops.WhoEntry{User: msp.Latin1ToUTF8(e.User), Node: e.Node, Term: msp.Latin1ToUTF8(e.Term),
-		State: e.State.String(), Aliases: aliases, Since: &since, LastActive: &active}
+	w := ops.WhoEntry{User: msp.Latin1ToUTF8(e.User), Node: e.Node, Term: msp.Latin1ToUTF8(e.Term),
+		State: e.State.String(), Aliases: aliases, Since: &since, LastActive: &active, Kind: e.Kind.String()}
+	if e.Kind == presence.KindTTY {
+		idle := int64(max(time.Since(e.LastActive), 0) / time.Second)
+		w.Idle = &idle
+	}
+	return w
 }
 
 func (s *opsSource) Who() []ops.WhoEntry {

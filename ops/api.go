@@ -44,6 +44,10 @@ type WhoEntry struct {
 	Since      *time.Time `json:"since,omitempty"`
 	LastActive *time.Time `json:"last_active,omitempty"`
 	LastSeen   *time.Time `json:"last_seen,omitempty"`
+	// Kind is "session" or "tty" (a host login's terminal); Idle is a
+	// tty's seconds since its last input. As in `msp who --json`.
+	Kind string `json:"kind,omitempty"`
+	Idle *int64 `json:"idle,omitempty"`
 }
 
 // NodeStatus is one node as /api/v1/nodes and `msp status` show it.
