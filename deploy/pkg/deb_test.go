@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,7 +11,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // installed lists what the two packages put on the machine; all of it must
@@ -96,6 +101,8 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 		t.Errorf("/etc/default/msprelay is not a conffile: %q", got)
 	}
 
+	runAsUnit(t)
+
 	units := []string{"/usr/lib/systemd/system/msprelay-node.service", "/usr/lib/systemd/system/msprelay-relay.service"}
 	verify := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, append(units, "/usr/lib/systemd/user/msp-listen.service")...)...)
 	if out, err := verify.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
@@ -137,4 +144,75 @@ func must(t *testing.T, args ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// runAsUnit starts the installed node the way msprelay-node.service does
+// (user msprelay, the unit's environment, systemd's directories, a
+// notification socket) and checks that it reports READY=1 and that another
+// unprivileged local user's msp reaches it through the system socket.
+func runAsUnit(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Logf("setpriv missing: not running the node as msprelay (%v)", err)
+		return
+	}
+	// What StateDirectory= and RuntimeDirectory= create.
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{"/var/lib/msprelay", 0o750}, {"/run/msprelay", 0o755}} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			t.Fatal(err)
+		}
+		must(t, "chown", "msprelay:msprelay", d.path)
+	}
+	t.Cleanup(func() { os.RemoveAll("/run/msprelay") })
+	notify := fmt.Sprintf("@msprelay-deb-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	ready, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ready.Close()
+	node := exec.Command("setpriv", "--reuid=msprelay", "--regid=msprelay", "--clear-groups",
+		"/usr/bin/msprelay-node", "--msp", "127.0.0.1:0", "--name", "debtest")
+	node.Env = []string{"PATH=/usr/bin:/bin", "NOTIFY_SOCKET=" + notify,
+		"MSPRELAY_DATA=/var/lib/msprelay", "MSPRELAY_SESSION_SOCKET=/run/msprelay/session.sock"}
+	var logs bytes.Buffer
+	node.Stdout, node.Stderr = &logs, &logs
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- node.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = node.Process.Kill()
+			<-exited
+		}
+	}()
+	_ = ready.SetReadDeadline(time.Now().Add(60 * time.Second))
+	buf := make([]byte, 1024)
+	n, err := ready.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "READY=1") {
+		t.Fatalf("node as user msprelay sent %q, %v; want READY=1", buf[:n], err)
+	}
+	// Another local user, neither root nor msprelay, asks the system node.
+	who := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/msp", "who")
+	who.Env = []string{"PATH=/usr/bin:/bin"}
+	if out, err := who.CombinedOutput(); err != nil {
+		t.Errorf("msp who as user nobody against the node run as msprelay: %v\n%s", err, out)
+	}
+	if err := node.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Errorf("node exited with %v after SIGTERM\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("node still running 30s after SIGTERM")
+	}
 }
