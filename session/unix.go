@@ -116,17 +116,25 @@ func (l *unixListener) Close() error {
 	return err
 }
 
+// SystemUser is the system account a packaged node runs as (the systemd
+// unit's User=). Only root creates system accounts, so a socket served by
+// it is the system node's.
+const SystemUser = "msprelay"
+
 // checkServer refuses a Unix socket connection whose server runs as
-// neither root nor the running user.
+// neither root, nor the running user, nor SystemUser.
 func checkServer(c net.Conn) error {
 	uid, err := peerUID(c)
 	if err != nil {
 		return fmt.Errorf("%w: cannot tell who serves it: %v", ErrUntrustedSocket, err)
 	}
-	if uid != 0 && uid != uint32(os.Geteuid()) {
-		return fmt.Errorf("%w: served by uid %d, not by root or uid %d", ErrUntrustedSocket, uid, os.Geteuid())
+	if uid == 0 || uid == uint32(os.Geteuid()) {
+		return nil
 	}
-	return nil
+	if u, err := user.Lookup(SystemUser); err == nil && u.Uid == strconv.FormatUint(uint64(uid), 10) {
+		return nil
+	}
+	return fmt.Errorf("%w: served by uid %d, not by root, uid %d or the %s account", ErrUntrustedSocket, uid, os.Geteuid(), SystemUser)
 }
 
 // loginName maps a uid to its login name with os/user.

@@ -219,7 +219,7 @@ func mounted(c corev1.Container, path string) bool {
 // pendingFlags are flags other work in progress adds to the programs (the
 // node's --http endpoint serving /healthz and /readyz). They are accepted
 // whether or not this build has them yet; remove an entry once it landed.
-var pendingFlags = map[string][]string{"msprelay-node": {"http"}}
+var pendingFlags = map[string][]string{}
 
 // Every flag the manifests pass to a program is one that program has, so a
 // renamed flag fails here rather than in a crash-looping pod.
