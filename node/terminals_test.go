@@ -145,8 +145,10 @@ func TestTTYConfigValidated(t *testing.T) {
 }
 
 // Rule (issue 9): "no escape sequence can ever reach a terminal". MSP
-// refuses such octets at the door; a delivery from another node (over
-// NATS, also hostile input) is rendered safely on the tty.
+// refuses such octets at the door, and so does a node receiving a delivery
+// from another node (issue 12: "re-validates every delivery by the MSP
+// rules"); a delivery that gets past both (here: handed straight to the
+// tty's own switchboard) is still rendered safely on the tty.
 func TestTTYRendersHostileDeliverySafely(t *testing.T) {
 	t.Parallel()
 	c, utmp := ttyCluster(t, 2)
@@ -156,9 +158,12 @@ func TestTTYRendersHostileDeliverySafely(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hostile := "\x1b[2J\x1b[H\x1b]0;owned\x07\x1b]52;c;aGk=\x1b\\\x9b31m\x9d2;x\x9c\xe2\x80\xae\xe2\x81\xa6\x7f\rfake\n"
-	o := c.Node(1).Switchboard().Send(ctx, &switchboard.Delivery{ID: "hostile-1", Recipient: "root", Sender: "eve\x1b[1m",
-		SenderTerm: "\x9b", Text: hostile, Origin: switchboard.Origin{Node: "n2", Transport: "session"}, Time: time.Now()})
-	if !o.Delivered() {
+	d := &switchboard.Delivery{ID: "hostile-1", Recipient: "root", Sender: "eve\x1b[1m",
+		SenderTerm: "\x9b", Text: hostile, Origin: switchboard.Origin{Node: "n2", Transport: "session"}, Time: time.Now()}
+	if o := c.Node(1).Switchboard().Send(ctx, d); o.Delivered() || !strings.Contains(o.Summary(), "invalid delivery from n2") {
+		t.Fatalf("hostile delivery from n2 = %s, want refused by n1 on receipt", o.Summary())
+	}
+	if o := c.Node(0).Switchboard().Send(ctx, d); !o.Delivered() {
 		t.Fatalf("outcome = %s", o.Summary())
 	}
 	got := pt.ReadUntil(t, "EOF\r\n", 5*time.Second)
