@@ -27,23 +27,40 @@ func newWorkerPool(max int) *workerPool {
 	return &workerPool{jobs: make(chan func()), max: max}
 }
 
-// run hands job to an idle worker, starting one if none is idle and fewer
-// than max exist. Jobs start in the order they are handed over.
+// run hands job to an idle worker, starting one with it if none is idle
+// and fewer than max exist, else waits for a worker to finish. Jobs start
+// in the order they are handed over.
+//
+// idle counts the workers that have finished a job and wait for the next.
+// Only workers add to it (right before they wait) and only run, on its
+// single owner goroutine, takes from it, so a positive count always means a
+// worker that will take the job at once. (A worker counting itself down
+// after it took a job left a window in which run still saw it idle, handed
+// the next job to nobody and waited for the busy worker: a pipelined
+// connection whose handlers block stalled behind its first message.)
 func (p *workerPool) run(job func()) {
-	if p.idle.Load() == 0 && p.n < p.max {
+	switch {
+	case p.idle.Load() > 0:
+		p.idle.Add(-1)
+		p.jobs <- job
+	case p.n < p.max:
 		p.n++
 		p.wg.Add(1)
-		go p.loop()
+		go p.loop(job)
+	default:
+		// Every worker is busy: the first to finish counts itself idle
+		// and takes this job.
+		p.jobs <- job
+		p.idle.Add(-1)
 	}
-	p.jobs <- job
 }
 
-func (p *workerPool) loop() {
+func (p *workerPool) loop(first func()) {
 	defer p.wg.Done()
+	first()
 	for {
 		p.idle.Add(1)
 		job, ok := <-p.jobs
-		p.idle.Add(-1)
 		if !ok {
 			return
 		}
