@@ -173,7 +173,11 @@ func startRelay(t *testing.T, bin string, environ []string, args ...string) *rel
 		case <-p.exited:
 		default:
 			p.cmd.Process.Kill()
-			<-p.exited
+			select {
+			case <-p.exited:
+			case <-time.After(10 * time.Second):
+				t.Errorf("relay pid %d still running 10s after SIGKILL", p.cmd.Process.Pid)
+			}
 		}
 	})
 	return p
@@ -203,7 +207,7 @@ func (p *relayProc) exitCode(t *testing.T, limit time.Duration) int {
 func TestBinary(t *testing.T) {
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "relay")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
