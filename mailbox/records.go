@@ -29,7 +29,11 @@ func (m *Mailbox) record(s switchboard.Seen) {
 const maxRecordBatch = 256
 
 // maxRecordBackoff caps the pause between attempts while the store is away.
-const maxRecordBackoff = 30 * time.Second
+// Until her record is written, a user who signed in during an outage and
+// has signed out again is unknown to the cluster (mail to her is refused,
+// not lost), so the record should land soon after the store is back; one
+// small write every few seconds per node costs little.
+const maxRecordBackoff = 4 * time.Second
 
 // recordLoop writes sign-in records to the known-users bucket. A record
 // that cannot be written stays pending (unless a newer one replaced it) and
