@@ -47,6 +47,16 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 			t.Skipf("%s missing (systemd-analyze comes with the systemd package, which .ci/run installs): %v", tool, err)
 		}
 	}
+	// The test installs system packages and a system user: two runs on
+	// one machine (two checkouts, CI beside a developer) must take turns.
+	lock, err := os.OpenFile("/run/lock/msprelay-deb-test.lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	for _, pkg := range []string{"msprelay", "msprelay-relay"} {
 		if out, _ := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", pkg).Output(); strings.TrimSpace(string(out)) != "" && string(out) != "not-installed" {
 			t.Skipf("%s is already on this machine (%s); not touching it", pkg, out)
@@ -195,7 +205,10 @@ func runAsUnit(t *testing.T) {
 	buf := make([]byte, 1024)
 	n, err := ready.Read(buf)
 	if err != nil || !strings.HasPrefix(string(buf[:n]), "READY=1") {
-		t.Fatalf("node as user msprelay sent %q, %v; want READY=1", buf[:n], err)
+		_ = node.Process.Kill()
+		werr := <-exited
+		stopped = true
+		t.Fatalf("node as user msprelay sent %q, %v; want READY=1 (node: %v)\n%s", buf[:n], err, werr, logs.String())
 	}
 	// Another local user, neither root nor msprelay, asks the system node.
 	who := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/msp", "who")
