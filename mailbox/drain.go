@@ -186,15 +186,23 @@ func (d *drainer) handle(ctx context.Context, msg jetstream.Msg) {
 	case errors.Is(r.Err, switchboard.ErrBusy), errors.Is(r.Err, switchboard.ErrInFlight):
 		// She turned busy under our feet, or this node is delivering the
 		// same id right now: keep it and look again soon.
-		_ = msg.NakWithDelay(time.Second)
+		d.nakLater(msg, time.Second)
 	case r.Status == switchboard.Refused:
 		log.Info("queued message refused by recipient; dropped", "id", del.ID, "term", r.Term, "reason", r.Err)
 		d.settle(msg, false)
 	case errors.Is(r.Err, switchboard.ErrNoTerminal):
 		_ = msg.Nak() // no line here takes it now: free for another node at once
 	default:
-		_ = msg.NakWithDelay(200 * time.Millisecond)
+		d.nakLater(msg, 200*time.Millisecond)
 	}
+}
+
+// nakLater gives msg back to JetStream for delay and wakes the drainer
+// once it can be fetched again: nothing else would (the wake-up for it was
+// spent), so it would wait for the next poll, PollEvery away.
+func (d *drainer) nakLater(msg jetstream.Msg, delay time.Duration) {
+	_ = msg.NakWithDelay(delay)
+	time.AfterFunc(delay+delay/4, d.poke) // poke never blocks, even after the drainer ended
 }
 
 // settle acknowledges (ok) or terminates a message and waits for the
