@@ -257,10 +257,10 @@ func DefaultConfig() Config {
 		FailedSignInBurst:      session.DefaultFailedSignInBurst,
 		SessionInboundRate:     switchboard.DefaultInboundRate,
 		SessionInboundBurst:    switchboard.DefaultInboundBurst,
-		Terminals:          true,
-		Utmp:               terminal.DefaultUtmp,
-		TTYIdle:            10 * time.Minute,
-		TTYCharset:         terminal.UTF8.String(),
+		Terminals:              true,
+		Utmp:                   terminal.DefaultUtmp,
+		TTYIdle:                10 * time.Minute,
+		TTYCharset:             terminal.UTF8.String(),
 	}
 }
 
