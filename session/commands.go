@@ -393,10 +393,12 @@ func (s *session) cmdWHO(f *frame) *protoError {
 // lastSeenTimeout bounds the known-users lookup of one WHO.
 const lastSeenTimeout = 2 * time.Second
 
-// lastSeen asks the known-users store about an absent user. Only a recorded
-// sign-out is shown: a record of a sign-in with no visible terminal is a
-// hidden user (or one whose presence has not reached this node yet), and
-// saying where she signed in would expose her.
+// lastSeen asks the known-users store about an absent user. Whatever the
+// record is, it is shown as offline (FLN) at its node, terminal and time:
+// a record of a sign-in with no visible terminal is a hidden user (or one
+// whose presence has not reached this node yet), and answering anything
+// but what an offline user's record gets would expose her (issue 12:
+// "hidden users are indistinguishable from offline ones in every reply").
 func (s *session) lastSeen(arg string) (presence.Entry, bool) {
 	name, err := decodeToken(arg)
 	if err != nil {
@@ -406,7 +408,7 @@ func (s *session) lastSeen(arg string) (presence.Entry, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), lastSeenTimeout)
 	defer cancel()
 	seen, err := s.srv.sb.LastSeen(ctx, user)
-	if err != nil || seen.State != presence.Offline.String() || (node != "" && seen.Node != node) {
+	if err != nil || (node != "" && seen.Node != node) {
 		return presence.Entry{}, false
 	}
 	return presence.Entry{User: seen.User, Node: seen.Node, Term: seen.Term, State: presence.Offline, LastActive: seen.Time}, true
