@@ -261,3 +261,23 @@ func TestConsoleGroupMustExist(t *testing.T) {
 		t.Fatalf("New = %v, want ErrConfig", err)
 	}
 }
+
+// TestHiddenNotRung: a conversation invitation (CAL) to a hidden user
+// gets the answer an offline user's gets, 217, and does not ring her.
+func TestHiddenNotRung(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 2, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.SignIn(1, "carol", "pts/9", presence.Hidden)
+	c.WaitPresent("carol", "pts/9", "n2", true)
+	mallory := c.SignIn(0, "mallory", "pts/6", presence.Online)
+	name, _, err := mallory.Join(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden, offline := mallory.Invite(ctx, name, "carol"), mallory.Invite(ctx, name, "dave")
+	if !session.IsCode(hidden, session.CodeNotOnline) || strings.ReplaceAll(sessionErr(offline), "dave", "carol") != sessionErr(hidden) {
+		t.Fatalf("CAL hidden carol: %v; CAL absent dave: %v", sessionErr(hidden), sessionErr(offline))
+	}
+}
