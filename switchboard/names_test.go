@@ -155,12 +155,19 @@ func TestConsoleIsRoots(t *testing.T) {
 		t.Run(tc.rule, func(t *testing.T) {
 			t.Parallel()
 			sb := newBoardWith(t, "n1", func(c *switchboard.Config) { c.ConsoleAllowed = tc.allowed })
-			_, err := sb.SignIn(tc.user, tc.term, presence.Online, &inbox{})
+			if _, err := sb.SignIn(tc.user, tc.term, presence.Online, &ttyBox{}); err != nil {
+				t.Fatalf("host login %s at %s: %v (the host says where its logins are)", tc.user, tc.term, err)
+			}
+			_, err := sb.SignIn(tc.user, tc.term+"-session", presence.Online, &inbox{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = sb.SignIn(tc.user, tc.term, presence.Online, &inbox{})
 			if tc.wantErr != errors.Is(err, switchboard.ErrConsoleOnly) || (!tc.wantErr && err != nil) {
 				t.Fatalf("SignIn(%s, %s) = %v, want refused: %v", tc.user, tc.term, err, tc.wantErr)
 			}
-			if tc.wantErr && len(sb.dir.All()) != 0 {
-				t.Fatalf("refused sign-in left presence: %+v", sb.dir.All())
+			if es := sb.dir.Lookup(tc.user); tc.wantErr && (len(es) != 2 || es[0].Kind == es[1].Kind) {
+				t.Fatalf("refused sign-in changed presence: %+v", es)
 			}
 		})
 	}
@@ -211,3 +218,10 @@ func TestInboundRateNoMailbox(t *testing.T) {
 		}
 	}
 }
+
+// ttyBox is a host login's terminal (switchboard.LoginTerminal).
+type ttyBox struct{ inbox }
+
+func (*ttyBox) Kind() presence.Kind   { return presence.KindTTY }
+func (*ttyBox) DeliveredNote() string { return "terminal" }
+func (*ttyBox) BusyReason() string    { return "mesg n" }
