@@ -17,7 +17,8 @@ import (
 // the message goes to her mailbox like any message no terminal took
 // (Send's reply: "+queued for alice (pts/1@n1 over the inbound rate)").
 // Her mailbox then hands it to her at the line's rate: the drainer waits
-// for the line's limiter instead of being refused by it.
+// for the line's limiter instead of being refused by it, and leaves a
+// fifth of the burst for live messages.
 
 // Defaults of Config.InboundRate and Config.InboundBurst.
 const (
@@ -38,7 +39,8 @@ const inboundLogEvery = 10 * time.Second
 
 // inbound is one line's rate limiter and its count of messages over it.
 type inbound struct {
-	lim *rate.Limiter
+	lim  *rate.Limiter
+	keep float64 // tokens the mailbox's drainer leaves for live messages
 
 	// mu guards over and logged.
 	mu     sync.Mutex
@@ -51,7 +53,7 @@ func (s *Switchboard) newInbound() *inbound {
 	if s.cfg.InboundRate < 0 {
 		return nil
 	}
-	return &inbound{lim: rate.NewLimiter(rate.Limit(s.cfg.InboundRate), s.cfg.InboundBurst)}
+	return &inbound{lim: rate.NewLimiter(rate.Limit(s.cfg.InboundRate), s.cfg.InboundBurst), keep: float64(s.cfg.InboundBurst / 5)}
 }
 
 // admit takes one message live if the line's rate allows it now. Over the
@@ -78,13 +80,34 @@ func (l *Line) admit() bool {
 }
 
 // pace waits, at most inboundWait, until the line's rate allows one more
-// message; the mailbox's drainer calls it so that queued messages arrive
-// at the line's rate. It reports false when the wait would be longer.
+// message while leaving keep tokens for live messages; the mailbox's
+// drainer calls it so that queued messages arrive at the line's rate
+// without starving live ones (a backlog drained right after sign-in must
+// not turn the next live message into "+queued"). It reports false when
+// the wait would be longer.
 func (l *Line) pace(ctx context.Context) bool {
-	if l.in == nil {
+	in := l.in
+	if in == nil {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(ctx, inboundWait)
-	defer cancel()
-	return l.in.lim.Wait(ctx) == nil
+	deadline := time.Now().Add(inboundWait)
+	for {
+		now := time.Now()
+		tokens := in.lim.TokensAt(now)
+		if tokens >= in.keep+1 && in.lim.AllowN(now, 1) {
+			return true
+		}
+		wait := time.Duration((in.keep + 1 - tokens) / float64(in.lim.Limit()) * float64(time.Second))
+		wait = max(wait, time.Millisecond)
+		if now.Add(wait).After(deadline) {
+			return false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
 }
