@@ -15,10 +15,10 @@ import (
 // user name and somebody else's alias. It also holds the privacy rule that
 // a hidden terminal is, to everyone but its own user, an offline one.
 
-// ReservedNames are names no session may take as an alias: the system's
-// own accounts and the role addresses mail and operators reach, which a
-// user could otherwise claim to receive messages meant for the operators.
-// docs/SESSION.md lists them.
+// reservedNames are the names no session may take as an alias: the
+// system's own accounts and the role addresses mail and operators reach,
+// which a user could otherwise claim to receive messages meant for the
+// operators. docs/SESSION.md lists them. An array, so it cannot change.
 var reservedNames = [...]string{
 	"abuse", "admin", "console", "daemon", "hostmaster", "mailer-daemon",
 	"nobody", "operator", "postmaster", "root", "security", "support", "webmaster",
