@@ -212,6 +212,18 @@ type Config struct {
 	TTYPoll time.Duration
 	// TTYDevDir is where the devices utmp names live; "" means /dev.
 	TTYDevDir string
+
+	// Names and inbound limits (issue 12; docs/SECURITY.md).
+
+	// ConsoleGroup is the host group whose members may sign in at terminal
+	// "console" besides root ("" = root only).
+	ConsoleGroup string
+	// SessionInboundRate is how many messages a second one signed-in
+	// terminal takes live, sustained, and SessionInboundBurst how many at
+	// once; the excess goes to the user's mailbox (refused without one).
+	// Zero means the switchboard's default, a negative rate no limit.
+	SessionInboundRate  float64
+	SessionInboundBurst int
 }
 
 // DefaultConfig returns the defaults for a node named after this host.
@@ -243,10 +255,12 @@ func DefaultConfig() Config {
 		MaxPendingSessions:     session.DefaultMaxPending,
 		FailedSignInsPerMinute: session.DefaultFailedSignInRate * 60,
 		FailedSignInBurst:      session.DefaultFailedSignInBurst,
-		Terminals:          true,
-		Utmp:               terminal.DefaultUtmp,
-		TTYIdle:            10 * time.Minute,
-		TTYCharset:         terminal.UTF8.String(),
+		SessionInboundRate:     switchboard.DefaultInboundRate,
+		SessionInboundBurst:    switchboard.DefaultInboundBurst,
+		Terminals:              true,
+		Utmp:                   terminal.DefaultUtmp,
+		TTYIdle:                10 * time.Minute,
+		TTYCharset:             terminal.UTF8.String(),
 	}
 }
 
@@ -428,6 +442,12 @@ func (c *Config) validate() error {
 	}
 	if c.MailboxReplicas < 0 || c.MailboxReplicas > mailbox.MaxReplicas {
 		return bad("MailboxReplicas", "%d: want 1 to %d", c.MailboxReplicas, mailbox.MaxReplicas)
+	}
+	if c.SessionInboundBurst < 0 {
+		return bad("SessionInboundBurst", "must not be negative")
+	}
+	if _, err := consoleAllowed(c.ConsoleGroup); err != nil {
+		return bad("ConsoleGroup", "%v", err)
 	}
 	if err := c.validateTerminals(); err != nil {
 		return err

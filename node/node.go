@@ -47,7 +47,7 @@ type Node struct {
 	mspSrv *msp.Server
 	sigs   signatures // verifies MSP SIGNATURE parts; see signature.go
 	addrs  Addrs
-	ops    *nodeOps // metrics, probes, HTTP endpoint, reload: ops.go
+	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops.go
 	terms  *terminal.Service // nil with Terminals off
 
 	fatal     chan error      // first fatal component error (cap 1)
@@ -306,6 +306,10 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.mbox = mb
+	console, err := consoleAllowed(n.cfg.ConsoleGroup)
+	if err != nil {
+		return &FieldError{Field: "ConsoleGroup", Err: err}
+	}
 	sb, err := switchboard.New(switchboard.Config{
 		Node:           n.dir.Name(),
 		Directory:      n.dir,
@@ -320,6 +324,9 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		Now:            n.cfg.Now,
 		// Per-node credentials mean the relays enforce per-node subjects.
 		PeersAuthenticated: n.clientAuth().PerNode(),
+		ConsoleAllowed:     console,
+		InboundRate:        n.cfg.SessionInboundRate,
+		InboundBurst:       n.cfg.SessionInboundBurst,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

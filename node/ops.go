@@ -644,9 +644,9 @@ func (s *opsSource) askStatus(ctx context.Context, name string) ops.NodeStatus {
 }
 
 // User shows what may be shown about one user: her visible terminals,
-// her last sign-out (a sign-in record could point at a hidden terminal),
-// and her mailbox depth. A user with neither terminals nor a sign-out
-// record is not found, whether she exists or hides.
+// her last record as offline when she has none visible (a hidden user
+// looks offline), and her mailbox depth. A user with neither terminals nor
+// a record is not found.
 func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error) {
 	n := s.n
 	// The URL is UTF-8; names are ISO 8859-1 octets inside the cluster.
@@ -663,8 +663,11 @@ func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error)
 			u.Terminals = append(u.Terminals, whoEntry(&e))
 		}
 	}
-	if seen, err := n.sb.LastSeen(ctx, name); err == nil && seen.State == presence.Offline.String() {
-		u.LastSeen = &ops.LastSeen{Time: seen.Time.UTC().Truncate(time.Second), Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: seen.State}
+	// With no visible terminal, a sign-in record is a hidden terminal's:
+	// shown as offline, like a sign-out, so that she looks offline (issue
+	// 12: hidden users are indistinguishable from offline ones).
+	if seen, err := n.sb.LastSeen(ctx, name); err == nil && (seen.State == presence.Offline.String() || len(u.Terminals) == 0) {
+		u.LastSeen = &ops.LastSeen{Time: seen.Time.UTC().Truncate(time.Second), Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: presence.Offline.String()}
 	}
 	if len(u.Terminals) == 0 && u.LastSeen == nil {
 		return ops.UserInfo{}, ops.ErrNotFound

@@ -213,7 +213,20 @@ func TestAPIHidesHiddenUsersAndListsNodes(t *testing.T) {
 	if len(who) != 1 || who[0].User != "alice" || who[0].Node != "n1" || who[0].State != "online" {
 		t.Fatalf("who = %+v, want alice on n1 only", who)
 	}
-	get(t, base+"/api/v1/users/carol", http.StatusNotFound)
+	// Issue 12: a hidden user looks offline: her last record, as offline,
+	// and no terminal.
+	var hu ops.UserInfo
+	testcluster.WaitFor(t, 10*time.Second, "carol's sign-in recorded", func() bool {
+		resp, err := http.Get(base + "/api/v1/users/carol")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&hu) == nil && hu.LastSeen != nil
+	})
+	if len(hu.Terminals) != 0 || hu.LastSeen.State != "offline" {
+		t.Fatalf("users/carol (hidden) = %+v, want no terminals and an offline last_seen", hu)
+	}
 	get(t, base+"/api/v1/users/nobody", http.StatusNotFound)
 	var u ops.UserInfo
 	if err := json.Unmarshal([]byte(get(t, base+"/api/v1/users/ALICE", 200)), &u); err != nil {

@@ -117,6 +117,10 @@ func (s *session) cmdUSR(f *frame) *protoError {
 			if errors.Is(err, switchboard.ErrClosed) {
 				return &protoError{code: CodeServerBusy, trid: trid, text: "server shutting down", fatal: true}
 			}
+			if errors.Is(err, switchboard.ErrConsoleOnly) {
+				s.log.Info("sign-in at the console refused", "user", canon, "term", term)
+				return &protoError{code: CodeTermReserved, trid: trid, text: switchboard.ErrConsoleOnly.Error(), fatal: true}
+			}
 			s.log.Error("sign in failed", "user", user, "term", term, "err", err)
 			return &protoError{code: CodeInternal, trid: trid, text: "sign in failed", fatal: true}
 		}
@@ -354,7 +358,9 @@ func (s *session) cmdWHO(f *frame) *protoError {
 		if err := presence.ValidUser(user); err != nil {
 			return errf(CodeBadUser, f.trid, "%v", err)
 		}
-		entries = s.srv.dir.Lookup(user)
+		// As routing resolves it: her own terminals win over others'
+		// aliases of her name, and others' hidden ones are left out.
+		entries = s.srv.sb.Lookup(s.srv.ctx, user, s.user)
 		if node != "" {
 			entries = slices.DeleteFunc(entries, func(e presence.Entry) bool { return e.Node != node })
 		}
@@ -387,10 +393,12 @@ func (s *session) cmdWHO(f *frame) *protoError {
 // lastSeenTimeout bounds the known-users lookup of one WHO.
 const lastSeenTimeout = 2 * time.Second
 
-// lastSeen asks the known-users store about an absent user. Only a recorded
-// sign-out is shown: a record of a sign-in with no visible terminal is a
-// hidden user (or one whose presence has not reached this node yet), and
-// saying where she signed in would expose her.
+// lastSeen asks the known-users store about an absent user. Whatever the
+// record is, it is shown as offline (FLN) at its node, terminal and time:
+// a record of a sign-in with no visible terminal is a hidden user (or one
+// whose presence has not reached this node yet), and answering anything
+// but what an offline user's record gets would expose her (issue 12:
+// "hidden users are indistinguishable from offline ones in every reply").
 func (s *session) lastSeen(arg string) (presence.Entry, bool) {
 	name, err := decodeToken(arg)
 	if err != nil {
@@ -400,7 +408,7 @@ func (s *session) lastSeen(arg string) (presence.Entry, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), lastSeenTimeout)
 	defer cancel()
 	seen, err := s.srv.sb.LastSeen(ctx, user)
-	if err != nil || seen.State != presence.Offline.String() || (node != "" && seen.Node != node) {
+	if err != nil || (node != "" && seen.Node != node) {
 		return presence.Entry{}, false
 	}
 	return presence.Entry{User: seen.User, Node: seen.Node, Term: seen.Term, State: presence.Offline, LastActive: seen.Time}, true
@@ -497,8 +505,14 @@ func (s *session) cmdNAM(f *frame) *protoError {
 		next = slices.Delete(next, i, i+1)
 	}
 	if err := s.line.SetAliases(next); err != nil {
-		if errors.Is(err, switchboard.ErrNameTaken) {
+		switch {
+		case errors.Is(err, switchboard.ErrNameTaken):
 			return errf(CodeNameTaken, f.trid, "%v", err)
+		case errors.Is(err, switchboard.ErrNameReserved):
+			return errf(CodeNameReserved, f.trid, "%v", err)
+		case errors.Is(err, switchboard.ErrNameUnchecked):
+			s.log.Warn("alias not checked", "user", s.user, "name", name, "err", err)
+			return errf(CodeNameUnchecked, f.trid, "%s: cannot check the name now; try again", name)
 		}
 		if errors.Is(err, switchboard.ErrSignedOut) {
 			return &protoError{}

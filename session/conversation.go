@@ -392,6 +392,12 @@ func (c *convSink) Event(ev *conversation.Event) bool {
 	default:
 		return false
 	}
+	if ev.Kind == conversation.KindInvite && s.line != nil && s.line.Entry().State == presence.Hidden &&
+		presence.CanonicalUser(ev.User) != s.user {
+		// A hidden terminal is offline to others (issue 12): it is not
+		// rung, so the inviter hears "not online" as for an absent user.
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {

@@ -37,7 +37,9 @@ func newEnv(t *testing.T, auth Authenticator, tweak func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := switchboard.New(switchboard.Config{Directory: dir, Logger: quietLogger()})
+	// No inbound rate: these tests push messages into one session as fast
+	// as they can; switchboard and node tests cover the rate.
+	sb, err := switchboard.New(switchboard.Config{Directory: dir, Logger: quietLogger(), InboundRate: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,17 +45,20 @@ const (
 	CodeBadUser         = 205 // invalid user or alias name
 	CodeBadTerm         = 206 // invalid terminal name
 	CodeAlreadySignedIn = 207 // USR on a signed-in session
-	CodeNameTaken       = 209 // alias held by another user
+	CodeNameReserved    = 208 // alias is a reserved name (root, postmaster, ...)
+	CodeNameTaken       = 209 // alias is a known user's name or another user's alias
 	CodeListFull        = 210 // watch, block or alias list at its cap
 	CodeInList          = 215 // already in the list
 	CodeNotInList       = 216 // not in the list
 	CodeNotAllowed      = 280 // not allowed for this session (no terminal)
+	CodeNameUnchecked   = 282 // NAM ADD: the known-users store did not answer; try again
 	CodeInternal        = 500 // server fault
 	CodeServerBusy      = 600 // too many sessions, or the server is stopping
 	CodeUnexpected      = 715 // command out of order (QRY without CHL, ...)
 	CodeBadVersion      = 720 // no protocol version in common
 	CodeAuthFailed      = 911 // authentication failed
 	CodeNotSignedIn     = 913 // command needs a signed-in session
+	CodeTermReserved    = 914 // USR at terminal console by a user not allowed it
 )
 
 // Error is a numeric error reply from the server.

@@ -290,8 +290,13 @@ func TestHiddenVisibleToOwnUser(t *testing.T) {
 	if init, err := self.Watch(ctx, "alice"); err != nil || len(init) != 2 {
 		t.Fatalf("alice's own Watch = %+v %v, want both terminals", init, err)
 	}
-	// Hidden still receives messages: it is not busy.
-	mustSend(t, bob, "alice", "pts/1", "psst")
+	// Issue 12: "hidden users are indistinguishable from offline ones in
+	// every reply": her hidden terminal answers like one she does not have.
+	ok, hidden, err := bob.Send(ctx, "alice", "pts/1", "psst")
+	_, absent, err2 := bob.Send(ctx, "alice", "pts/7", "psst")
+	if err != nil || err2 != nil || ok || hidden != strings.Replace(absent, "pts/7", "pts/1", 1) {
+		t.Fatalf("Send to hidden pts/1 = %v %q %v; to absent pts/7 = %q %v", ok, hidden, err, absent, err2)
+	}
 }
 
 // TestWhoEntry checks every field of a WHO line.

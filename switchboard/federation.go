@@ -79,7 +79,7 @@ type codedErr struct {
 // wireCodes is the code table of the sentinel errors a result may carry.
 // An error matching several (ErrNotAcked wrapping ErrTerminalGone) gets
 // the first: the outer reason comes first.
-func wireCodes() [17]codedErr {
+func wireCodes() [18]codedErr {
 	return [...]codedErr{
 		{"not-acked", ErrNotAcked},
 		{"duplicate", ErrDuplicate},
@@ -98,6 +98,7 @@ func wireCodes() [17]codedErr {
 		{"unknown-user", ErrUnknownUser},
 		{"mailbox-down", ErrMailboxDown},
 		{"mailbox-full", ErrMailboxFull},
+		{"inbound-rate", ErrInboundRate},
 	}
 }
 

@@ -120,7 +120,8 @@ func bestStatus(rs []Result) Status {
 // deliver hands d to the line's terminal, applying the busy rule first. An
 // acknowledging client has AckTimeout to acknowledge; if it does not (or
 // its session ends first), the message goes to the mailbox when requeue is
-// set and the policy queues (Queued), else the result is Failed.
+// set and the policy queues (Queued), else the result is Failed. Live
+// deliveries (requeue set) are held to the line's inbound rate.
 func (l *Line) deliver(d *Delivery, requeue bool) Result {
 	l.mu.Lock()
 	st, out := l.entry.State, l.out
@@ -132,6 +133,11 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 		return r
 	case st == presence.Busy:
 		r.Status, r.Err = Refused, busyErr(l.t)
+		return r
+	case requeue && !l.admit():
+		// A live delivery over the line's rate fails, so that it goes to
+		// her next terminal or her mailbox (inbound.go).
+		r.Status, r.Err = Failed, ErrInboundRate
 		return r
 	}
 	at, ok := l.t.(AckTerminal)
@@ -255,6 +261,10 @@ func (u userLines) Deliver(ctx context.Context, d *Delivery) Result {
 	if l == nil {
 		s.recent.finish(a, Failed)
 		return Result{User: u.user, Node: s.cfg.Node, Term: d.RecipTerm, Status: Failed, Err: ErrNoTerminal}
+	}
+	if !l.pace(ctx) {
+		s.recent.finish(a, Failed)
+		return Result{User: u.user, Node: s.cfg.Node, Term: l.term, Status: Failed, Err: ErrInboundRate}
 	}
 	r := l.deliver(d, false)
 	s.recent.finish(a, r.Status)

@@ -124,7 +124,7 @@ func (s *Switchboard) settle(d *Delivery, o *Outcome) {
 		if !errors.Is(o.Err, ErrNoSuchUser) {
 			return
 		}
-		if node != "" && len(s.dir.Lookup(user)) > 0 {
+		if node != "" && s.presentElsewhere(user, d) {
 			return // pinned to a node she is not on, while she is on another
 		}
 		_, err := mb.LastSeen(context.Background(), user)

@@ -87,12 +87,25 @@ type Config struct {
 	// with Send's context. It must not block or modify either; the node
 	// uses it for metrics and delivery logs.
 	Observer func(ctx context.Context, d *Delivery, o *Outcome)
+
+	// ConsoleAllowed says who may sign in at terminal "console" (the
+	// terminal an empty RECIPIENT and RECIP-TERM reach), given a canonical
+	// user name; nil means root only. Host logins (LoginTerminal) are
+	// exempt: the host, not the user, says where they are.
+	ConsoleAllowed func(user string) bool
+	// InboundRate is how many messages a second one line takes live,
+	// sustained, and InboundBurst how many at once; messages over it go
+	// to the user's mailbox, which hands them on at that rate (see
+	// inbound.go). Zero means DefaultInboundRate and DefaultInboundBurst;
+	// a negative InboundRate turns the limit off.
+	InboundRate  float64
+	InboundBurst int
 }
 
 // Errors from sign-in and line operations.
 var (
 	ErrClosed    = errors.New("switchboard: closed")
-	ErrNameTaken = errors.New("name in use by another user")
+	ErrNameTaken = errors.New("name in use")
 	ErrSignedOut = errors.New("switchboard: line signed out")
 )
 
@@ -156,6 +169,12 @@ func New(cfg Config) (*Switchboard, error) {
 	}
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = DefaultStoreTimeout
+	}
+	if cfg.InboundRate == 0 {
+		cfg.InboundRate = DefaultInboundRate
+	}
+	if cfg.InboundBurst <= 0 {
+		cfg.InboundBurst = DefaultInboundBurst
 	}
 	pol, err := ParseOfflinePolicy(string(cfg.Offline))
 	if err != nil {
@@ -229,6 +248,7 @@ type Line struct {
 	user string // canonical
 	term string // as given
 	t    Terminal
+	in   *inbound // nil: no inbound rate
 
 	// mu guards entry and out.
 	mu      sync.Mutex
@@ -250,9 +270,12 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 	if state == presence.Offline {
 		state = presence.Online
 	}
+	if isConsole(term) && kindOf(t) != presence.KindTTY && !s.consoleAllowed(user) {
+		return nil, fmt.Errorf("switchboard: sign in %s/%s: %w", user, term, ErrConsoleOnly)
+	}
 	k := keyFor(user, term)
 	now := s.now()
-	l := &Line{sb: s, key: k, user: k.user, term: term, t: t, touched: now,
+	l := &Line{sb: s, key: k, user: k.user, term: term, t: t, touched: now, in: s.newInbound(),
 		entry: presence.Entry{User: k.user, Term: term, State: state, Since: now, LastActive: now, Kind: kindOf(t)}}
 	s.mu.Lock()
 	if s.closed {
@@ -338,18 +361,27 @@ func (l *Line) SetState(st presence.State) error {
 	return err
 }
 
-// SetAliases replaces the extra names this line answers to. A name that is
-// another user's user name, or another user's alias, anywhere in the cluster
-// is refused with ErrNameTaken.
+// SetAliases replaces the extra names this line answers to. Each name it
+// does not hold yet is checked (names.go): a reserved name is refused with
+// ErrNameReserved; a known user's name (in the directory now, or ever seen
+// by the known-users store) or another user's alias anywhere in the
+// cluster with ErrNameTaken, in words that do not say who has it or
+// whether she is online; ErrNameUnchecked when the store cannot say. The
+// aliases are part of the line's presence entry, so they are released
+// everywhere when it signs out.
 func (l *Line) SetAliases(names []string) error {
+	l.mu.Lock()
+	held := slices.Clone(l.entry.Aliases)
+	l.mu.Unlock()
 	for _, n := range names {
 		if err := presence.ValidUser(n); err != nil {
 			return err
 		}
-		for _, e := range l.sb.dir.Lookup(n) {
-			if e.User != l.user {
-				return fmt.Errorf("%w: %s (held by %s on %s)", ErrNameTaken, presence.CanonicalUser(n), e.User, e.Node)
-			}
+		if slices.Contains(held, presence.CanonicalUser(n)) {
+			continue
+		}
+		if err := l.sb.checkAlias(context.Background(), l.user, n); err != nil {
+			return err
 		}
 	}
 	return l.update(func(e *presence.Entry) error {
@@ -451,7 +483,7 @@ func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
 // route delivers d to the terminals its address selects.
 func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 	o := &Outcome{Recipient: d.Recipient, RecipTerm: d.RecipTerm}
-	targets, err := s.selectTargets(d)
+	targets, err := s.selectTargets(ctx, d)
 	if err != nil {
 		o.Err = err
 		return o
@@ -517,8 +549,9 @@ func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, t
 }
 
 // selectTargets applies the RFC 1312 RECIPIENT / RECIP-TERM rules to the
-// presence directory.
-func (s *Switchboard) selectTargets(d *Delivery) ([]presence.Entry, error) {
+// presence directory, as d's sender may see it: a user name wins over an
+// alias (resolve), and hidden terminals look offline (visibleTargets).
+func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery) ([]presence.Entry, error) {
 	user, node := SplitAddress(d.Recipient)
 	if node != "" {
 		if err := presence.ValidNode(node); err != nil {
@@ -532,7 +565,7 @@ func (s *Switchboard) selectTargets(d *Delivery) ([]presence.Entry, error) {
 		if node == "" {
 			node = s.cfg.Node
 		}
-		all := s.dir.ByNode(node)
+		all := visibleTargets(s.dir.ByNode(node), d)
 		switch term {
 		case "":
 			// Both empty: the console.
@@ -546,7 +579,14 @@ func (s *Switchboard) selectTargets(d *Delivery) ([]presence.Entry, error) {
 	if err := presence.ValidUser(user); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	entries := s.dir.Lookup(user) // most recently active first
+	entries, err := s.resolve(ctx, user, s.dir.Lookup(user)) // most recently active first
+	if err != nil {
+		// Whether the name is a known user's cannot be told: her alias
+		// holders do not get her mail; it goes where an absent user's does.
+		s.log.Warn("alias not resolved", "name", user, "err", err)
+		return nil, ErrNoSuchUser
+	}
+	entries = visibleTargets(entries, d)
 	if node != "" {
 		entries, _ = pick(entries, func(e *presence.Entry) bool { return e.Node == node }, nil)
 	}

@@ -111,7 +111,7 @@ func TestAddressingRules(t *testing.T) {
 		{user: "alice", term: "pts/1"},
 		{user: "alice", term: "pts/2"},
 		{user: "bob", term: "tty1"},
-		{user: "op", term: "console"},
+		{user: "root", term: "console"},
 	}
 	cases := []struct {
 		name       string // the rule
@@ -127,8 +127,8 @@ func TestAddressingRules(t *testing.T) {
 		{"RECIP-TERM * means all terminals of the user", std, "alice", "*", true, []string{"alice/pts/1", "alice/pts/2"}, "2 of 2"},
 		{"empty RECIP-TERM means the right terminal: most recently active", std, "alice", "", true, []string{"alice/pts/2"}, "pts/2"},
 		{"empty RECIPIENT with a terminal: any user on that terminal", std, "", "tty1", true, []string{"bob/tty1"}, "delivered"},
-		{"empty RECIPIENT and * means all terminals of the system", std, "", "*", true, []string{"alice/pts/1", "alice/pts/2", "bob/tty1", "op/console"}, "4 of 4"},
-		{"both empty: the console", std, "", "", true, []string{"op/console"}, "console"},
+		{"empty RECIPIENT and * means all terminals of the system", std, "", "*", true, []string{"alice/pts/1", "alice/pts/2", "bob/tty1", "root/console"}, "4 of 4"},
+		{"both empty: the console", std, "", "", true, []string{"root/console"}, "console"},
 		{"no console session refuses", std[:3], "", "", false, nil, "no console"},
 		{"user not present refuses", std, "carol", "", false, nil, "carol: not signed in"},
 		{"named terminal not present refuses", std, "alice", "pts/9", false, nil, "no such terminal"},
@@ -141,7 +141,11 @@ func TestAddressingRules(t *testing.T) {
 		{"all busy: the most recent refuses", []signin{{user: "alice", term: "pts/1", state: presence.Busy}, {user: "alice", term: "pts/2", state: presence.Busy}}, "alice", "", false, nil, "pts/2 on n1: busy"},
 		{"blocked sender refused", []signin{{user: "alice", term: "pts/1", refuse: fmt.Errorf("%w: bob", switchboard.ErrBlocked)}}, "alice", "pts/1", false, nil, "blocked"},
 		{"alias name reaches the session holding it", []signin{{user: "alice", term: "pts/1", aliases: []string{"helpdesk"}}}, "HelpDesk", "", true, []string{"alice/pts/1"}, "delivered to alice"},
-		{"hidden users still receive", []signin{{user: "alice", term: "pts/1", state: presence.Hidden}}, "alice", "", true, []string{"alice/pts/1"}, "delivered"},
+		{"issue 12: hidden users are indistinguishable from offline ones (no mailbox: not signed in)", []signin{{user: "alice", term: "pts/1", state: presence.Hidden}}, "alice", "", false, nil, "alice: not signed in"},
+		{"issue 12: a probe of a hidden user's terminal answers as for an offline user", []signin{{user: "alice", term: "pts/1", state: presence.Hidden}}, "alice", "pts/9", false, nil, "alice: not signed in"},
+		{"issue 12: * summaries do not list hidden terminals", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: presence.Hidden}}, "alice", "*", true, []string{"alice/pts/1"}, "delivered to alice at pts/1 on n1"},
+		{"issue 12: empty RECIPIENT and * leaves hidden terminals out", []signin{{user: "alice", term: "pts/1"}, {user: "bob", term: "tty1", state: presence.Hidden}}, "", "*", true, []string{"alice/pts/1"}, "delivered to alice at pts/1 on n1"},
+		{"issue 12: an alias held only by a hidden user is routed as a released one", []signin{{user: "alice", term: "pts/1", state: presence.Hidden, aliases: []string{"helpdesk"}}}, "helpdesk", "", false, nil, "helpdesk: not signed in"},
 		{"star with one busy terminal: partial delivery is still +", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: presence.Busy}}, "alice", "*", true, []string{"alice/pts/1"}, "not: pts/2@n1 busy"},
 	}
 	for _, tc := range cases {

@@ -77,9 +77,9 @@ func TestAPIWhoIsMspWhoJSON(t *testing.T) {
 	c := httpCluster(t, 2, "")
 	c.SignIn(0, "alice", "pts/1", presence.Online)
 	c.SignIn(1, "alice", "pts/2", presence.Busy)
-	c.SignIn(1, "bob", "console", presence.Away)
+	c.SignIn(1, "root", "console", presence.Away)
 	c.SignIn(0, "carol", "pts/3", presence.Hidden)
-	for _, p := range [][3]string{{"alice", "pts/1", "n1"}, {"alice", "pts/2", "n2"}, {"bob", "console", "n2"}, {"carol", "pts/3", "n1"}} {
+	for _, p := range [][3]string{{"alice", "pts/1", "n1"}, {"alice", "pts/2", "n2"}, {"root", "console", "n2"}, {"carol", "pts/3", "n1"}} {
 		c.WaitPresent(p[0], p[1], p[2], true)
 	}
 	cli := runCLI(t, "", "who", "--json", "--session", c.Node(1).Addrs().Session, "--user", "viewer")

@@ -90,6 +90,9 @@ func run(args []string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.FailedSignInsPerMinute, "session-fail-rate", cfg.FailedSignInsPerMinute, "failed session sign-ins a minute one network source may make, sustained")
 	fs.IntVar(&cfg.FailedSignInBurst, "session-fail-burst", cfg.FailedSignInBurst, "failed session sign-ins one network source may make at once")
 	fs.BoolVar(&cfg.SessionAuthInsecure, "session-auth-insecure", false, "let --session-auth trust accept clients from non-loopback addresses (anyone who connects is anyone)")
+	fs.StringVar(&cfg.ConsoleGroup, "console-group", "", "host group whose members may sign in at terminal console besides root (default: root only)")
+	fs.Float64Var(&cfg.SessionInboundRate, "session-inbound-rate", cfg.SessionInboundRate, "messages a second one signed-in terminal takes live, sustained; the excess goes to the user's mailbox (negative: no limit)")
+	fs.IntVar(&cfg.SessionInboundBurst, "session-inbound-burst", cfg.SessionInboundBurst, "messages one signed-in terminal takes at once before --session-inbound-rate applies")
 	fs.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.StringVar(&logLevelFile, "log-level-file", "", "file holding the log level (wins over --log-level); SIGHUP re-reads it")
 	fs.StringVar(&cfg.HTTPAddr, "http", "", "serve /metrics, /healthz, /readyz, the API and the status page here (a bare :PORT binds to loopback); off unless given")
@@ -209,6 +212,10 @@ func flagFor(field string) string {
 		return "--mailbox-ack-wait"
 	case "AckTimeout":
 		return "--ack-timeout"
+	case "ConsoleGroup":
+		return "--console-group"
+	case "SessionInboundBurst":
+		return "--session-inbound-burst"
 	}
 	return ""
 }

@@ -42,6 +42,9 @@ func startNode(ctx context.Context, o nodeOpts) (*node.Node, error) {
 	// The load comes from one address on purpose: the per-source limits
 	// (docs/SECURITY.md) would measure themselves, not the node.
 	cfg.MSPRatePerIP, cfg.MSPMaxConnsPerIP = -1, -1
+	// Receivers take the load as fast as it comes; the per-session inbound
+	// rate would turn the measurement into one of the mailbox.
+	cfg.SessionInboundRate = -1
 	if o.gossip {
 		cfg.GossipAddr = "127.0.0.1:0"
 		cfg.Join = o.join
