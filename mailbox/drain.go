@@ -53,7 +53,7 @@ const maxDrainRound = 256
 func (d *drainer) run(ctx context.Context) {
 	m := d.m
 	log := m.log.With("user", d.user)
-	sub, err := m.nc.Subscribe(Subject(d.user), func(*nats.Msg) { d.poke() })
+	sub, err := m.nc.Subscribe(Subject(d.user)+".>", func(*nats.Msg) { d.poke() })
 	if err != nil {
 		log.Warn("mailbox wake-up subscription failed; polling only", "err", err)
 	} else {
@@ -107,9 +107,11 @@ func (d *drainer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 	return d.m.js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
-		Durable:           consumerName(d.user),
-		Description:       "msprelay: drains one user's mailbox on the nodes where she is signed in",
-		FilterSubject:     Subject(d.user),
+		Durable:     consumerName(d.user),
+		Description: "msprelay: drains one user's mailbox on the nodes where she is signed in",
+		// Her messages, per sender, and those an earlier version queued
+		// on her one subject: upgrading loses none.
+		FilterSubjects:    []string{Subject(d.user), Subject(d.user) + ".>"},
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		AckWait:           d.m.cfg.AckWait,

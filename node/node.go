@@ -432,15 +432,12 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
 	defer cancel()
 	src := w.RemoteAddr().String()
-	// RFC 1312 identifies a UDP message by (address, port, cookie); over TCP
-	// a sender that retries on a new connection gets a new port, so only its
-	// host takes part in the identity.
-	idAddr := src
-	if host, _, err := net.SplitHostPort(src); err == nil && w.Network() == "tcp" {
-		idAddr = host
-	}
+	// RFC 1312 identifies a UDP message by (address, port, cookie). Over
+	// TCP the connection's source port takes part too: two connections are
+	// two senders' worth of messages (a script run twice in one second
+	// reuses its time cookie), and Send adds recipient and text.
 	d := &switchboard.Delivery{
-		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr),
+		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, src),
 		Recipient:  m.Recipient,
 		RecipTerm:  m.RecipTerm,
 		Sender:     m.Sender,

@@ -664,13 +664,9 @@ func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error)
 	if len(u.Terminals) == 0 && u.LastSeen == nil {
 		return ops.UserInfo{}, ops.ErrNotFound
 	}
-	if js, err := (*nodeOps)(s).jetStream(); err == nil && n.nc.IsConnected() {
-		subj := mailbox.Subject(name)
-		if st, err := js.Stream(ctx, mailbox.Stream); err == nil {
-			if info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj)); err == nil {
-				depth := info.State.Subjects[subj]
-				u.MailboxDepth = &depth
-			}
+	if n.mbox != nil && n.nc.IsConnected() {
+		if depth, err := n.mbox.Depth(ctx, name); err == nil {
+			u.MailboxDepth = &depth
 		}
 	}
 	return u, nil

@@ -18,7 +18,8 @@ import (
 type Mailbox interface {
 	// Put stores d in user's mailbox and returns once the store has
 	// confirmed it; dup reports that it already held a message with d's
-	// id. Errors wrap ErrMailboxDown or ErrMailboxFull. Put is bounded by
+	// id. Errors wrap ErrMailboxDown, ErrMailboxFull or
+	// ErrSenderShareFull (the sender's share of her mailbox is used up). Put is bounded by
 	// the mailbox's own store timeout, not by a caller's context: a
 	// delivery that used up its time on a dead node must still be able to
 	// queue the message.
