@@ -96,6 +96,13 @@ type Config struct {
 	// mailbox may stay unsettled before another node gets it (that node
 	// died). Zero means mailbox.DefaultAckWait.
 	MailboxAckWait time.Duration
+	// MailboxSenderMax is each sender's share of a user's mailbox (issue
+	// 12: one sender must not fill it and lock others out); at most
+	// MailboxMax. Zero means mailbox.DefaultMaxPerSender.
+	MailboxSenderMax int
+	// MailboxMaxBytes caps the whole mailbox stream; a stream at its cap
+	// refuses new messages. Zero means mailbox.DefaultMaxBytes.
+	MailboxMaxBytes int64
 
 	// SessionSocket is the Unix socket for local session clients ("" = off).
 	// Peer credentials authenticate them.
@@ -229,6 +236,8 @@ func DefaultConfig() Config {
 		MailboxAge:         mailbox.DefaultMaxAge,
 		MailboxReplicas:    mailbox.DefaultReplicas,
 		MailboxAckWait:     mailbox.DefaultAckWait,
+		MailboxSenderMax:   mailbox.DefaultMaxPerSender,
+		MailboxMaxBytes:    mailbox.DefaultMaxBytes,
 		SessionSocket:      session.DefaultSocketPath(),
 		SessionAuth:        AuthSecret,
 		SessionIdleTimeout: session.DefaultIdleTimeout,
@@ -243,10 +252,10 @@ func DefaultConfig() Config {
 		MaxPendingSessions:     session.DefaultMaxPending,
 		FailedSignInsPerMinute: session.DefaultFailedSignInRate * 60,
 		FailedSignInBurst:      session.DefaultFailedSignInBurst,
-		Terminals:          true,
-		Utmp:               terminal.DefaultUtmp,
-		TTYIdle:            10 * time.Minute,
-		TTYCharset:         terminal.UTF8.String(),
+		Terminals:              true,
+		Utmp:                   terminal.DefaultUtmp,
+		TTYIdle:                10 * time.Minute,
+		TTYCharset:             terminal.UTF8.String(),
 	}
 }
 
@@ -421,7 +430,8 @@ func (c *Config) validate() error {
 	for _, f := range []struct {
 		field string
 		neg   bool
-	}{{"MailboxMax", c.MailboxMax < 0}, {"MailboxAge", c.MailboxAge < 0}, {"MailboxAckWait", c.MailboxAckWait < 0}, {"AckTimeout", c.AckTimeout < 0}} {
+	}{{"MailboxMax", c.MailboxMax < 0}, {"MailboxAge", c.MailboxAge < 0}, {"MailboxAckWait", c.MailboxAckWait < 0}, {"AckTimeout", c.AckTimeout < 0},
+		{"MailboxSenderMax", c.MailboxSenderMax < 0}, {"MailboxMaxBytes", c.MailboxMaxBytes < 0}} {
 		if f.neg {
 			return bad(f.field, "must not be negative")
 		}

@@ -47,7 +47,7 @@ type Node struct {
 	mspSrv *msp.Server
 	sigs   signatures // verifies MSP SIGNATURE parts; see signature.go
 	addrs  Addrs
-	ops    *nodeOps // metrics, probes, HTTP endpoint, reload: ops.go
+	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops.go
 	terms  *terminal.Service // nil with Terminals off
 
 	fatal     chan error      // first fatal component error (cap 1)
@@ -301,6 +301,8 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		Replicas:        n.cfg.MailboxReplicas,
 		DuplicateWindow: n.cfg.DedupWindow,
 		AckWait:         n.cfg.MailboxAckWait,
+		MaxPerSender:    n.cfg.MailboxSenderMax,
+		MaxBytes:        n.cfg.MailboxMaxBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
