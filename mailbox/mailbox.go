@@ -85,10 +85,12 @@ type Config struct {
 	// (SenderToken) holding that many of her queued messages is refused
 	// ('-alice: ...; mailbox share for this sender full'), so that one
 	// sender cannot fill her mailbox and lock everyone else out. Zero
-	// means DefaultMaxPerSender; it is capped at MaxPerUser.
+	// means DefaultMaxPerSender, negative no share (MaxPerUser); it is
+	// capped at MaxPerUser.
 	MaxPerSender int
 	// MaxBytes caps the whole stream (every user's mailbox); a stream at
-	// its cap refuses new messages. Zero means DefaultMaxBytes.
+	// its cap refuses new messages. Zero means DefaultMaxBytes, negative
+	// no cap.
 	MaxBytes int64
 	// MaxAge is how long a queued message waits for its recipient before
 	// it expires. Zero means DefaultMaxAge.
@@ -124,12 +126,18 @@ func (c *Config) setDefaults() {
 	if c.MaxPerUser <= 0 {
 		c.MaxPerUser = DefaultMaxPerUser
 	}
-	if c.MaxPerSender <= 0 {
+	switch {
+	case c.MaxPerSender == 0:
 		c.MaxPerSender = DefaultMaxPerSender
+	case c.MaxPerSender < 0:
+		c.MaxPerSender = c.MaxPerUser
 	}
 	c.MaxPerSender = min(c.MaxPerSender, c.MaxPerUser)
-	if c.MaxBytes <= 0 {
+	switch {
+	case c.MaxBytes == 0:
 		c.MaxBytes = DefaultMaxBytes
+	case c.MaxBytes < 0:
+		c.MaxBytes = -1 // JetStream's "unlimited"
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = DefaultMaxAge

@@ -98,10 +98,12 @@ type Config struct {
 	MailboxAckWait time.Duration
 	// MailboxSenderMax is each sender's share of a user's mailbox (issue
 	// 12: one sender must not fill it and lock others out); at most
-	// MailboxMax. Zero means mailbox.DefaultMaxPerSender.
+	// MailboxMax. Zero means mailbox.DefaultMaxPerSender, negative no
+	// share.
 	MailboxSenderMax int
 	// MailboxMaxBytes caps the whole mailbox stream; a stream at its cap
-	// refuses new messages. Zero means mailbox.DefaultMaxBytes.
+	// refuses new messages. Zero means mailbox.DefaultMaxBytes, negative
+	// no cap.
 	MailboxMaxBytes int64
 
 	// SessionSocket is the Unix socket for local session clients ("" = off).
@@ -430,8 +432,7 @@ func (c *Config) validate() error {
 	for _, f := range []struct {
 		field string
 		neg   bool
-	}{{"MailboxMax", c.MailboxMax < 0}, {"MailboxAge", c.MailboxAge < 0}, {"MailboxAckWait", c.MailboxAckWait < 0}, {"AckTimeout", c.AckTimeout < 0},
-		{"MailboxSenderMax", c.MailboxSenderMax < 0}, {"MailboxMaxBytes", c.MailboxMaxBytes < 0}} {
+	}{{"MailboxMax", c.MailboxMax < 0}, {"MailboxAge", c.MailboxAge < 0}, {"MailboxAckWait", c.MailboxAckWait < 0}, {"AckTimeout", c.AckTimeout < 0}} {
 		if f.neg {
 			return bad(f.field, "must not be negative")
 		}

@@ -426,6 +426,21 @@ func (n *Node) serve(what string, f func() error) {
 	})
 }
 
+// idAddr is the source address that takes part in a message's id. RFC
+// 1312 identifies a UDP message by (address, port, cookie). Over TCP a
+// sender that did not get its reply sends the message again on a new
+// connection, from a new port (msp.Client.Send promises that this is a
+// retransmission), so only the host takes part. Two different messages
+// still never share an id: Send completes it with recipient, terminal and
+// text (switchboard.MessageKey), which is what sets them apart.
+func idAddr(w msp.ResponseWriter) string {
+	src := w.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(src); err == nil && w.Network() == "tcp" {
+		return host
+	}
+	return src
+}
+
 // serveMSP turns one MSP message into a delivery and answers with the outcome.
 func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	if n.bridgeConversation(w, m) {
@@ -434,12 +449,8 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
 	defer cancel()
 	src := w.RemoteAddr().String()
-	// RFC 1312 identifies a UDP message by (address, port, cookie). Over
-	// TCP the connection's source port takes part too: two connections are
-	// two senders' worth of messages (a script run twice in one second
-	// reuses its time cookie), and Send adds recipient and text.
 	d := &switchboard.Delivery{
-		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, src),
+		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w)),
 		Recipient:  m.Recipient,
 		RecipTerm:  m.RecipTerm,
 		Sender:     m.Sender,

@@ -69,10 +69,11 @@ type Origin struct {
 
 // MessageID derives the sender side of a message's identity from what RFC
 // 1312 says identifies it (sender, sender terminal, cookie) plus the origin
-// address and port, so that a retransmission gets the same id. Send then
-// adds the recipient and the text (MessageKey): the sender side alone does
-// not tell apart two messages a sender gives one cookie, such as a script
-// with a one-second time cookie writing to two people.
+// address (with its port over UDP; the ingress decides), so that a
+// retransmission gets the same id. Send then adds the recipient and the
+// text (MessageKey): the sender side alone does not tell apart two messages
+// a sender gives one cookie, such as a script with a one-second time cookie
+// writing to two people.
 //
 // Ids cross nodes (federation, the mailbox), so they are truncated SHA-256,
 // stable across processes, never a per-process hash such as hash/maphash.
