@@ -102,7 +102,7 @@ func newNodeOps(n *Node) *nodeOps {
 		}, []string{"method", "result"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "msprelay_mailbox_store_errors_total",
-			Help: "Messages the mailbox did not store, by reason (full, down).",
+			Help: "Messages the mailbox did not store, by reason (full: her mailbox, the sender's share of it or the stream; down).",
 		}, []string{"reason"}),
 		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "msprelay_log_lines_suppressed_total",
@@ -318,7 +318,7 @@ func (o *nodeOps) observe(ctx context.Context, d *switchboard.Delivery, out *swi
 	}
 	o.latency.WithLabelValues(path).Observe(time.Since(d.Time).Seconds())
 	if mb := out.Mailbox; mb != nil && mb.Err != nil {
-		if errors.Is(mb.Err, switchboard.ErrMailboxFull) {
+		if errors.Is(mb.Err, switchboard.ErrMailboxFull) || errors.Is(mb.Err, switchboard.ErrSenderShareFull) {
 			o.storeErrors.WithLabelValues("full").Inc()
 		} else {
 			o.storeErrors.WithLabelValues("down").Inc()
@@ -381,6 +381,7 @@ var reasonClasses = []struct {
 	{switchboard.ErrNodeDown, "node_down"},
 	{switchboard.ErrTimeout, "timeout"},
 	{switchboard.ErrMailboxFull, "mailbox_full"},
+	{switchboard.ErrSenderShareFull, "mailbox_share_full"},
 	{switchboard.ErrMailboxDown, "mailbox_down"},
 }
 
