@@ -185,3 +185,34 @@ func TestMailboxReadsMessagesOfTheOneSubjectLayout(t *testing.T) {
 		t.Fatalf("delivered %q", got)
 	}
 }
+
+// "One node never goes over a cap": a burst from one sender, all at once,
+// stores exactly its share.
+func TestMailboxShareHoldsUnderConcurrentBurst(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	sb := st.board("n1", func(_ *switchboard.Config, m *mailbox.Config) { m.MaxPerSender = 5 })
+	known(t, sb, "alice")
+	const burst = 20
+	oks := make(chan bool, burst)
+	for i := range burst {
+		go func() {
+			ok, _ := send(t, sb, from("mallory", fmt.Sprintf("192.0.2.66:%d", 1000+i), false, "alice", fmt.Sprint("burst ", i)))
+			oks <- ok
+		}()
+	}
+	stored := 0
+	for range burst {
+		select {
+		case ok := <-oks:
+			if ok {
+				stored++
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a send did not return")
+		}
+	}
+	if stored != 5 {
+		t.Fatalf("stored %d of a burst of %d, want the share of 5", stored, burst)
+	}
+}
