@@ -42,6 +42,9 @@ func consumerName(user string) string { return "mbox-" + UserToken(user) }
 // consumerInactive is how long a user's consumer outlives her last drainer.
 const consumerInactive = 24 * time.Hour
 
+// wakeRecheck is how soon after a wake-up the drainer looks again.
+const wakeRecheck = 250 * time.Millisecond
+
 // maxDrainRound bounds how many messages one round of drain hands out
 // before the drainer looks at its context and wake-ups again.
 const maxDrainRound = 256
@@ -62,6 +65,12 @@ func (d *drainer) run(ctx context.Context) {
 	}
 	tick := time.NewTicker(m.cfg.PollEvery)
 	defer tick.Stop()
+	// A wake-up may come before the stream has stored the message that
+	// caused it (core subscribers can hear of a publish first), and the
+	// drain it starts then finds nothing: look once more shortly after.
+	again := time.NewTimer(time.Hour)
+	again.Stop()
+	defer again.Stop()
 	var cons jetstream.Consumer
 	failing := false // warn once per outage, not once per poll
 	report := func(what string, err error) {
@@ -94,6 +103,8 @@ func (d *drainer) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
+			again.Reset(wakeRecheck)
+		case <-again.C:
 		case <-tick.C:
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
@@ -196,6 +197,9 @@ type Mailbox struct {
 	gates map[string]*gate
 	// stored remembers the ids this node stored lately (bounded, own lock).
 	stored *storedIDs
+	// limits logs refusals by a cap at most once per 10 s per kind, with
+	// the count held back (own lock): a flood must not flood the log.
+	limits *limitlog.Log
 }
 
 // The switchboard talks to a *Mailbox only through its interface.
@@ -218,7 +222,8 @@ func New(cfg Config) (*Mailbox, error) {
 	return &Mailbox{cfg: cfg, nc: cfg.NATS, js: js, log: cfg.Logger,
 		ctx: ctx, cancel: cancel, pending: map[string]switchboard.Seen{}, drains: map[string]*drainer{},
 		wake: make(chan struct{}, 1), recordsDone: make(chan struct{}),
-		gates: map[string]*gate{}, stored: newStoredIDs(cfg.DuplicateWindow, maxStoredIDs)}, nil
+		gates: map[string]*gate{}, stored: newStoredIDs(cfg.DuplicateWindow, maxStoredIDs),
+		limits: limitlog.New(cfg.Logger, 0)}, nil
 }
 
 // Start tries to set the store up, bounded by ctx and StoreTimeout (a
@@ -423,6 +428,7 @@ func (m *Mailbox) Put(d *switchboard.Delivery, user string) (dup bool, err error
 			if rerr := m.room(ctx, st, user, sender); rerr != nil {
 				return false, rerr
 			}
+			m.limits.Hit("mailbox stream at its byte cap; message refused", "max_bytes", m.cfg.MaxBytes)
 			return false, fmt.Errorf("%w (store at its cap of %d bytes)", switchboard.ErrMailboxFull, m.cfg.MaxBytes)
 		}
 		return false, fmt.Errorf("%w: %w", switchboard.ErrMailboxDown, err)
@@ -454,8 +460,10 @@ func (m *Mailbox) room(ctx context.Context, st jetstream.Stream, user, sender st
 	}
 	switch {
 	case total >= uint64(m.cfg.MaxPerUser):
+		m.limits.Hit("mailbox full; message refused", "user", user, "max", m.cfg.MaxPerUser)
 		return fmt.Errorf("%w (%d messages)", switchboard.ErrMailboxFull, m.cfg.MaxPerUser)
 	case subjects[SenderSubject(user, sender)] >= uint64(m.cfg.MaxPerSender):
+		m.limits.Hit("mailbox share for a sender full; message refused", "user", user, "sender", sender, "max", m.cfg.MaxPerSender)
 		return fmt.Errorf("%w (%d messages)", switchboard.ErrSenderShareFull, m.cfg.MaxPerSender)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
@@ -157,7 +158,11 @@ func (s *Switchboard) settle(d *Delivery, o *Outcome) {
 	dup, err := mb.Put(d, user)
 	o.Mailbox = &MailboxResult{User: user, Stored: err == nil, Duplicate: dup, Err: err}
 	if err != nil {
-		s.log.Warn("message not queued", "user", user, "id", d.ID, "err", err)
+		lvl := slog.LevelWarn
+		if errors.Is(err, ErrMailboxFull) || errors.Is(err, ErrSenderShareFull) {
+			lvl = slog.LevelDebug // a cap: the mailbox logs those, rate-limited
+		}
+		s.log.Log(context.Background(), lvl, "message not queued", "user", user, "id", d.ID, "err", err)
 	}
 }
 
