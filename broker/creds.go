@@ -59,7 +59,7 @@ func NodePermissions(node string) Permissions {
 	pub := []string{
 		"msp.node.*.deliver." + node,
 		"msp.node.*.status", // msp status asks every node
-		"msp.mbox.*",
+		"msp.mbox.>",
 		// Conversations: messages and typing notices to every member's
 		// node, rings to the invitee's nodes, the roster bucket.
 		"msp.conv.msg.*", "msp.conv.ctl.*", "msp.conv.ring.*",
@@ -82,7 +82,7 @@ func NodePermissions(node string) Permissions {
 	pub = append(pub, "$JS.API.STREAM.PURGE."+convStream)
 	return Permissions{
 		Publish: pub,
-		Subscribe: []string{"msp.node." + node + ".deliver.*", "msp.node." + node + ".status", InboxPrefix(node) + ".>", "msp.mbox.*",
+		Subscribe: []string{"msp.node." + node + ".deliver.*", "msp.node." + node + ".status", InboxPrefix(node) + ".>", "msp.mbox.>",
 			"msp.conv.msg.*", "msp.conv.ctl.*", "msp.conv.ring." + node},
 		AllowResponses: true,
 	}

@@ -42,6 +42,9 @@ func consumerName(user string) string { return "mbox-" + UserToken(user) }
 // consumerInactive is how long a user's consumer outlives her last drainer.
 const consumerInactive = 24 * time.Hour
 
+// wakeRecheck is how soon after a wake-up the drainer looks again.
+const wakeRecheck = 250 * time.Millisecond
+
 // maxDrainRound bounds how many messages one round of drain hands out
 // before the drainer looks at its context and wake-ups again.
 const maxDrainRound = 256
@@ -53,7 +56,7 @@ const maxDrainRound = 256
 func (d *drainer) run(ctx context.Context) {
 	m := d.m
 	log := m.log.With("user", d.user)
-	sub, err := m.nc.Subscribe(Subject(d.user), func(*nats.Msg) { d.poke() })
+	sub, err := m.nc.Subscribe(Subject(d.user)+".>", func(*nats.Msg) { d.poke() })
 	if err != nil {
 		log.Warn("mailbox wake-up subscription failed; polling only", "err", err)
 	} else {
@@ -62,6 +65,12 @@ func (d *drainer) run(ctx context.Context) {
 	}
 	tick := time.NewTicker(m.cfg.PollEvery)
 	defer tick.Stop()
+	// A wake-up may come before the stream has stored the message that
+	// caused it (core subscribers can hear of a publish first), and the
+	// drain it starts then finds nothing: look once more shortly after.
+	again := time.NewTimer(time.Hour)
+	again.Stop()
+	defer again.Stop()
 	var cons jetstream.Consumer
 	failing := false // warn once per outage, not once per poll
 	report := func(what string, err error) {
@@ -94,6 +103,8 @@ func (d *drainer) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
+			again.Reset(wakeRecheck)
+		case <-again.C:
 		case <-tick.C:
 		}
 	}
@@ -107,9 +118,11 @@ func (d *drainer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 	return d.m.js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
-		Durable:           consumerName(d.user),
-		Description:       "msprelay: drains one user's mailbox on the nodes where she is signed in",
-		FilterSubject:     Subject(d.user),
+		Durable:     consumerName(d.user),
+		Description: "msprelay: drains one user's mailbox on the nodes where she is signed in",
+		// Her messages, per sender, and those an earlier version queued
+		// on her one subject: upgrading loses none.
+		FilterSubjects:    []string{Subject(d.user), Subject(d.user) + ".>"},
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		AckWait:           d.m.cfg.AckWait,

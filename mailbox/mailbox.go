@@ -24,12 +24,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
@@ -38,10 +40,12 @@ import (
 // JetStream names of the mailbox. Every node of a cluster uses the same
 // ones, so that any node can queue for and drain any user.
 const (
-	// Stream is the stream holding queued messages, one subject per user.
+	// Stream is the stream holding queued messages, one subject per user
+	// and sender: SubjectPrefix, UserToken(user), '.', SenderToken.
 	Stream = "MSP_MAILBOX"
 	// SubjectPrefix starts every mailbox subject: SubjectPrefix followed
-	// by UserToken(user).
+	// by UserToken(user) is her mailbox (Subject), and a message in it is
+	// on a subject below that, one per sender (SenderSubject).
 	SubjectPrefix = "msp.mbox."
 	// UsersBucket is the key-value bucket of known users, keyed by UserToken.
 	UsersBucket = "MSP_USERS"
@@ -51,6 +55,8 @@ const (
 // switchboard.DefaultStoreTimeout, which the switchboard's waits assume).
 const (
 	DefaultMaxPerUser      = 1000
+	DefaultMaxPerSender    = 100
+	DefaultMaxBytes        = 1 << 30
 	DefaultMaxAge          = 7 * 24 * time.Hour
 	DefaultReplicas        = 1
 	DefaultDuplicateWindow = 5 * time.Minute
@@ -76,6 +82,17 @@ type Config struct {
 	// messages ('-alice: ...; mailbox full'), it never drops old ones.
 	// Zero means DefaultMaxPerUser.
 	MaxPerUser int
+	// MaxPerSender is each sender's share of a user's mailbox: a sender
+	// (SenderToken) holding that many of her queued messages is refused
+	// ('-alice: ...; mailbox share for this sender full'), so that one
+	// sender cannot fill her mailbox and lock everyone else out. Zero
+	// means DefaultMaxPerSender, negative no share (MaxPerUser); it is
+	// capped at MaxPerUser.
+	MaxPerSender int
+	// MaxBytes caps the whole stream (every user's mailbox); a stream at
+	// its cap refuses new messages. Zero means DefaultMaxBytes, negative
+	// no cap.
+	MaxBytes int64
 	// MaxAge is how long a queued message waits for its recipient before
 	// it expires. Zero means DefaultMaxAge.
 	MaxAge time.Duration
@@ -109,6 +126,19 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPerUser <= 0 {
 		c.MaxPerUser = DefaultMaxPerUser
+	}
+	switch {
+	case c.MaxPerSender == 0:
+		c.MaxPerSender = DefaultMaxPerSender
+	case c.MaxPerSender < 0:
+		c.MaxPerSender = c.MaxPerUser
+	}
+	c.MaxPerSender = min(c.MaxPerSender, c.MaxPerUser)
+	switch {
+	case c.MaxBytes == 0:
+		c.MaxBytes = DefaultMaxBytes
+	case c.MaxBytes < 0:
+		c.MaxBytes = -1 // JetStream's "unlimited"
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = DefaultMaxAge
@@ -159,6 +189,17 @@ type Mailbox struct {
 	wake    chan struct{} // cap 1: pending has records
 
 	recordsDone chan struct{} // closed when recordLoop returns (or by Close if it never ran)
+
+	// putMu guards gates; a gate serialises the Puts for one user on this
+	// node, so that counting her mailbox and storing into it are one step
+	// here (see Put).
+	putMu sync.Mutex
+	gates map[string]*gate
+	// stored remembers the ids this node stored lately (bounded, own lock).
+	stored *storedIDs
+	// limits logs refusals by a cap at most once per 10 s per kind, with
+	// the count held back (own lock): a flood must not flood the log.
+	limits *limitlog.Log
 }
 
 // The switchboard talks to a *Mailbox only through its interface.
@@ -180,7 +221,9 @@ func New(cfg Config) (*Mailbox, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Mailbox{cfg: cfg, nc: cfg.NATS, js: js, log: cfg.Logger,
 		ctx: ctx, cancel: cancel, pending: map[string]switchboard.Seen{}, drains: map[string]*drainer{},
-		wake: make(chan struct{}, 1), recordsDone: make(chan struct{})}, nil
+		wake: make(chan struct{}, 1), recordsDone: make(chan struct{}),
+		gates: map[string]*gate{}, stored: newStoredIDs(cfg.DuplicateWindow, maxStoredIDs),
+		limits: limitlog.New(cfg.Logger, 0)}, nil
 }
 
 // Start tries to set the store up, bounded by ctx and StoreTimeout (a
@@ -254,17 +297,22 @@ func (m *Mailbox) setup(ctx context.Context) error {
 	}
 	st, err := m.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:                 Stream,
-		Description:          "msprelay: messages waiting for their recipients, one subject per user",
-		Subjects:             []string{SubjectPrefix + "*"},
+		Description:          "msprelay: messages waiting for their recipients, one subject per user and sender",
+		Subjects:             []string{SubjectPrefix + ">"},
 		Retention:            jetstream.WorkQueuePolicy,
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
-		MaxMsgsPerSubject:    int64(m.cfg.MaxPerUser),
-		MaxAge:               m.cfg.MaxAge,
-		MaxMsgSize:           maxMsgSize,
-		Duplicates:           m.cfg.DuplicateWindow,
-		Replicas:             m.cfg.Replicas,
-		Storage:              jetstream.FileStorage,
+		// Per subject, that is per user and sender. Counting in Put keeps
+		// each sender to MaxPerSender and each user to MaxPerUser; the
+		// stream's own cap stays at MaxPerUser so that the one-subject
+		// mailboxes of earlier versions are never cut down by an update.
+		MaxMsgsPerSubject: int64(m.cfg.MaxPerUser),
+		MaxBytes:          m.cfg.MaxBytes,
+		MaxAge:            m.cfg.MaxAge,
+		MaxMsgSize:        maxMsgSize,
+		Duplicates:        m.cfg.DuplicateWindow,
+		Replicas:          m.cfg.Replicas,
+		Storage:           jetstream.FileStorage,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: stream %s: %w", switchboard.ErrMailboxDown, Stream, err)
@@ -315,18 +363,31 @@ func (m *Mailbox) connected() error {
 	return nil
 }
 
-// Subject is the subject of user's mailbox.
+// Subject is the subject of user's mailbox as earlier versions wrote it,
+// one subject per user; her messages are now on the subjects below it
+// (SenderSubject), and her drainer reads both.
 func Subject(user string) string { return SubjectPrefix + UserToken(user) }
 
+// SenderSubject is the subject of the messages sender (a SenderToken)
+// queued for user.
+func SenderSubject(user, sender string) string { return Subject(user) + "." + sender }
+
 // jsErrStoreFailed is JetStream's error code for a message the stream
-// refused to store (JSStreamStoreFailedF). It covers every store limit;
-// the only one this stream can hit for a message of legal size is the
-// per-subject cap (DiscardNewPerSubject), which Put confirms by counting.
+// refused to store (JSStreamStoreFailedF): one of its limits, here the byte
+// cap (MaxBytes) or, for a sender racing another node, the per-subject cap.
 const jsErrStoreFailed jetstream.ErrorCode = 10077
 
 // Put stores d in user's mailbox and returns once the store has confirmed
 // it. dup reports that the store already held a message with d's id.
-// Errors wrap switchboard.ErrMailboxFull or switchboard.ErrMailboxDown.
+// Errors wrap switchboard.ErrSenderShareFull, switchboard.ErrMailboxFull or
+// switchboard.ErrMailboxDown.
+//
+// Put counts her mailbox before it stores: the sender's messages against
+// MaxPerSender, all of them against MaxPerUser. The count and the store are
+// one step on this node (a gate per user); nodes racing each other for one
+// mailbox may overshoot a cap by one message each. A repeat of a message
+// this node stored lately skips the count, so that it is answered "already
+// queued" even when the mailbox has filled since.
 func (m *Mailbox) Put(d *switchboard.Delivery, user string) (dup bool, err error) {
 	if err := m.connected(); err != nil {
 		return false, err
@@ -342,32 +403,138 @@ func (m *Mailbox) Put(d *switchboard.Delivery, user string) (dup bool, err error
 	if err != nil {
 		return false, fmt.Errorf("mailbox: queue for %s: %w", user, err)
 	}
-	msg := nats.NewMsg(Subject(user))
+	sender := SenderToken(d)
+	msg := nats.NewMsg(SenderSubject(user, sender))
 	msg.Data = body
+	id := ""
 	if d.ID != "" {
-		msg.Header.Set(jetstream.MsgIDHeader, d.ID)
+		// The stream's duplicate window spans every mailbox: the owner
+		// takes part in the id, so that a message for bob never makes
+		// one for alice a repeat, whatever the ids look like.
+		id = msgID(user, d.ID)
+		msg.Header.Set(jetstream.MsgIDHeader, id)
+	}
+	release := m.gate(user)
+	defer release()
+	if id == "" || !m.stored.has(id) {
+		if err := m.room(ctx, st, user, sender); err != nil {
+			return false, err
+		}
 	}
 	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(Stream))
 	if err != nil {
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrStoreFailed && m.full(ctx, st, user) {
-			return false, fmt.Errorf("%w (%d messages)", switchboard.ErrMailboxFull, m.cfg.MaxPerUser)
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrStoreFailed {
+			if rerr := m.room(ctx, st, user, sender); rerr != nil {
+				return false, rerr
+			}
+			m.limits.Hit("mailbox stream at its byte cap; message refused", "max_bytes", m.cfg.MaxBytes)
+			return false, fmt.Errorf("%w (store at its cap of %d bytes)", switchboard.ErrMailboxFull, m.cfg.MaxBytes)
 		}
 		return false, fmt.Errorf("%w: %w", switchboard.ErrMailboxDown, err)
 	}
-	m.log.Debug("queued", "user", user, "id", d.ID, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	if id != "" {
+		m.stored.add(id)
+	}
+	m.log.Debug("queued", "user", user, "id", d.ID, "sender", sender, "seq", ack.Sequence, "duplicate", ack.Duplicate)
 	return ack.Duplicate, nil
 }
 
-// full reports whether user's mailbox holds MaxPerUser messages: the
-// state that makes the stream refuse a store with jsErrStoreFailed.
-func (m *Mailbox) full(ctx context.Context, st jetstream.Stream, user string) bool {
-	subj := Subject(user)
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+// msgID is the stream's duplicate id (Nats-Msg-Id) of the message id for
+// user's mailbox.
+func msgID(user, id string) string { return UserToken(user) + "/" + id }
+
+// room counts user's mailbox and returns nil when it may take one more
+// message from sender, else why not. A count that cannot be made is
+// ErrMailboxDown: a store that cannot count cannot keep its caps either.
+func (m *Mailbox) room(ctx context.Context, st jetstream.Stream, user, sender string) error {
+	// The one-subject mailbox of earlier versions is not counted: it only
+	// drains, and counting it would cost a second request per message.
+	subjects, err := m.count(ctx, st, user, false)
 	if err != nil {
-		return false
+		return fmt.Errorf("%w: counting the mailbox of %s: %w", switchboard.ErrMailboxDown, user, err)
 	}
-	return info.State.Subjects[subj] >= uint64(m.cfg.MaxPerUser)
+	var total uint64
+	for _, n := range subjects {
+		total += n
+	}
+	switch {
+	case total >= uint64(m.cfg.MaxPerUser):
+		m.limits.Hit("mailbox full; message refused", "user", user, "max", m.cfg.MaxPerUser)
+		return fmt.Errorf("%w (%d messages)", switchboard.ErrMailboxFull, m.cfg.MaxPerUser)
+	case subjects[SenderSubject(user, sender)] >= uint64(m.cfg.MaxPerSender):
+		m.limits.Hit("mailbox share for a sender full; message refused", "user", user, "sender", sender, "max", m.cfg.MaxPerSender)
+		return fmt.Errorf("%w (%d messages)", switchboard.ErrSenderShareFull, m.cfg.MaxPerSender)
+	}
+	return nil
+}
+
+// count returns how many messages each subject of user's mailbox holds;
+// legacy adds the one-subject mailbox of earlier versions.
+func (m *Mailbox) count(ctx context.Context, st jetstream.Stream, user string, legacy bool) (map[string]uint64, error) {
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(Subject(user)+".>"))
+	if err != nil {
+		return nil, err
+	}
+	out := info.State.Subjects
+	if out == nil {
+		out = map[string]uint64{}
+	}
+	if !legacy {
+		return out, nil
+	}
+	old, err := st.Info(ctx, jetstream.WithSubjectFilter(Subject(user)))
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, old.State.Subjects)
+	return out, nil
+}
+
+// Depth returns how many messages user's mailbox holds.
+func (m *Mailbox) Depth(ctx context.Context, user string) (uint64, error) {
+	st, _, err := m.handles(ctx)
+	if err != nil {
+		return 0, err
+	}
+	subjects, err := m.count(ctx, st, presence.CanonicalUser(user), true)
+	if err != nil {
+		return 0, fmt.Errorf("mailbox: depth of %s: %w", user, err)
+	}
+	var n uint64
+	for _, c := range subjects {
+		n += c
+	}
+	return n, nil
+}
+
+// gate waits for user's turn to count and store and returns the function
+// that ends it. Gates live only while a Put holds or waits for them.
+func (m *Mailbox) gate(user string) (release func()) {
+	m.putMu.Lock()
+	g := m.gates[user]
+	if g == nil {
+		g = &gate{}
+		m.gates[user] = g
+	}
+	g.refs++
+	m.putMu.Unlock()
+	g.mu.Lock()
+	return func() {
+		g.mu.Unlock()
+		m.putMu.Lock()
+		if g.refs--; g.refs == 0 {
+			delete(m.gates, user)
+		}
+		m.putMu.Unlock()
+	}
+}
+
+// gate serialises the Puts for one user; refs (guarded by Mailbox.putMu)
+// counts the Puts holding or waiting for mu.
+type gate struct {
+	mu   sync.Mutex
+	refs int
 }
 
 // wireSeen is the bucket's JSON value; names travel as in the federation's

@@ -2,17 +2,38 @@ package msp
 
 import (
 	"container/list"
+	"hash/maphash"
 	"sync"
 	"time"
 )
 
 // dedupKey identifies a UDP message. RFC 1312 has the sender's address, port
-// and COOKIE identify a message; revision 'A' has no cookie, so its datagram's
-// hash stands in.
+// and COOKIE identify a message, and a retransmission is answered again but
+// handled once. The cookie alone does not tell two different messages apart
+// (a client may give the same cookie to a message for alice and one for
+// bob), so a revision 'B' key also holds a hash of the parts that say who
+// sends what to whom; revision 'A' has no cookie, and its datagram's hash
+// stands in. The hash is hash/maphash with the server's seed: the key never
+// leaves this process, and a seed an outsider cannot know keeps collisions
+// from being aimed.
 type dedupKey struct {
 	src    string // source address and port
 	cookie string // COOKIE folded to small letters ('B')
-	sum    uint64 // hash of the whole datagram ('A')
+	sum    uint64 // 'A': hash of the whole datagram; 'B': messageSum
+}
+
+// messageSum hashes the parts of a revision 'B' message other than the
+// cookie and the signature: recipient and terminal (folded, as the RFC
+// compares them), sender and terminal (folded) and the text. A true
+// retransmission carries the same octets and so the same sum.
+func messageSum(seed maphash.Seed, m *Message) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	for _, p := range [...]string{Fold(m.Recipient), Fold(m.RecipTerm), Fold(m.Sender), Fold(m.SenderTerm), m.Text} {
+		h.WriteString(p)
+		h.WriteByte(0)
+	}
+	return h.Sum64()
 }
 
 // dedupEntry is one remembered message.

@@ -157,7 +157,7 @@ type Server struct {
 	ctx      context.Context    // handed to handlers; cancelled by Close
 	cancel   context.CancelFunc // cancels ctx
 	log      *slog.Logger       // Logger, or a discarding one
-	seed     maphash.Seed       // keys revision 'A' datagrams in the dedup cache
+	seed     maphash.Seed       // keys the message hashes of the dedup cache
 	dedup    *dedupCache        // nil when DedupWindow < 0; has its own lock
 	src      *sources           // per-source limits; has its own lock
 	limits   *limitlog.Log      // rate-limited logging of limits; has its own lock

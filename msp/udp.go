@@ -83,6 +83,7 @@ func (s *Server) servePacket(pc net.PacketConn, addr net.Addr, data []byte, sem 
 		key.sum = maphash.Bytes(s.seed, data)
 	} else {
 		key.cookie = Fold(m.Cookie)
+		key.sum = messageSum(s.seed, &m)
 		dedupe = dedupe && m.Cookie != ""
 	}
 	if dedupe {

@@ -207,6 +207,33 @@ func TestUDPDuplicates(t *testing.T) {
 			t.Fatalf("delivered %d times, want 2", n)
 		}
 	})
+	// Issue 12: "a message to alice with the same cookie as one just sent to
+	// bob is answered for bob and dropped." The cookie identifies a message
+	// only together with what it says and to whom.
+	t.Run("one cookie on different messages: each is a new message", func(t *testing.T) {
+		t.Parallel()
+		rec := &recorder{reply: func(w ResponseWriter, m *Message) { w.Ack("delivered to " + m.Recipient + " " + m.RecipTerm) }}
+		_, addr := serve(t, &Server{Handler: rec})
+		nc := dialUDP(t, addr)
+		for _, tc := range []struct{ req, want string }{
+			{"Bbob\x00\x00hi\x00alice\x00\x00c-1\x00\x00", "+delivered to bob \x00"},
+			{"Balice\x00\x00hi\x00alice\x00\x00c-1\x00\x00", "+delivered to alice \x00"},
+			{"Balice\x00tty2\x00hi\x00alice\x00\x00c-1\x00\x00", "+delivered to alice tty2\x00"},
+			{"Balice\x00\x00bye\x00alice\x00\x00c-1\x00\x00", "+delivered to alice \x00"},
+			{"Balice\x00\x00bye\x00carol\x00\x00c-1\x00\x00", "+delivered to alice \x00"},
+			// A true retransmission of the second (recipient case aside,
+			// which the RFC folds) is answered again, not handled.
+			{"BALICE\x00\x00hi\x00alice\x00\x00C-1\x00\x00", "+delivered to alice \x00"},
+		} {
+			write(t, nc, []byte(tc.req))
+			if got := readDatagram(t, nc); string(got) != tc.want {
+				t.Fatalf("%q: answer %q, want %q", tc.req, got, tc.want)
+			}
+		}
+		if n := rec.count(); n != 5 {
+			t.Fatalf("handled %d messages, want 5 (each different message once)", n)
+		}
+	})
 	t.Run("a duplicate of a message still being handled is dropped", func(t *testing.T) {
 		t.Parallel()
 		release := make(chan struct{})

@@ -96,6 +96,15 @@ type Config struct {
 	// mailbox may stay unsettled before another node gets it (that node
 	// died). Zero means mailbox.DefaultAckWait.
 	MailboxAckWait time.Duration
+	// MailboxSenderMax is each sender's share of a user's mailbox (issue
+	// 12: one sender must not fill it and lock others out); at most
+	// MailboxMax. Zero means mailbox.DefaultMaxPerSender, negative no
+	// share.
+	MailboxSenderMax int
+	// MailboxMaxBytes caps the whole mailbox stream; a stream at its cap
+	// refuses new messages. Zero means mailbox.DefaultMaxBytes, negative
+	// no cap.
+	MailboxMaxBytes int64
 
 	// SessionSocket is the Unix socket for local session clients ("" = off).
 	// Peer credentials authenticate them.
@@ -241,6 +250,8 @@ func DefaultConfig() Config {
 		MailboxAge:         mailbox.DefaultMaxAge,
 		MailboxReplicas:    mailbox.DefaultReplicas,
 		MailboxAckWait:     mailbox.DefaultAckWait,
+		MailboxSenderMax:   mailbox.DefaultMaxPerSender,
+		MailboxMaxBytes:    mailbox.DefaultMaxBytes,
 		SessionSocket:      session.DefaultSocketPath(),
 		SessionAuth:        AuthSecret,
 		SessionIdleTimeout: session.DefaultIdleTimeout,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -91,12 +90,9 @@ func (n *Node) bridgeConversation(w msp.ResponseWriter, m *msp.Message) bool {
 	}
 	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
 	defer cancel()
-	src := w.RemoteAddr().String()
-	idAddr := src
-	if host, _, err := net.SplitHostPort(src); err == nil && w.Network() == "tcp" {
-		idAddr = host // as serveMSP: a TCP retry comes from a new port
-	}
-	id := switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr)
+	// As serveMSP, then the conversation and the text, so that one cookie
+	// given to two messages does not make one a repeat.
+	id := switchboard.MessageKey(switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w)), m.Recipient, "", m.Text)
 	from := conversation.Member{User: m.Sender, Node: n.cfg.Name, Term: m.SenderTerm}
 	count, err := n.conv.Post(ctx, name, from, id, m.Text)
 	switch {

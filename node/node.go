@@ -301,6 +301,8 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		Replicas:        n.cfg.MailboxReplicas,
 		DuplicateWindow: n.cfg.DedupWindow,
 		AckWait:         n.cfg.MailboxAckWait,
+		MaxPerSender:    n.cfg.MailboxSenderMax,
+		MaxBytes:        n.cfg.MailboxMaxBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -431,6 +433,21 @@ func (n *Node) serve(what string, f func() error) {
 	})
 }
 
+// idAddr is the source address that takes part in a message's id. RFC
+// 1312 identifies a UDP message by (address, port, cookie). Over TCP a
+// sender that did not get its reply sends the message again on a new
+// connection, from a new port (msp.Client.Send promises that this is a
+// retransmission), so only the host takes part. Two different messages
+// still never share an id: Send completes it with recipient, terminal and
+// text (switchboard.MessageKey), which is what sets them apart.
+func idAddr(w msp.ResponseWriter) string {
+	src := w.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(src); err == nil && w.Network() == "tcp" {
+		return host
+	}
+	return src
+}
+
 // serveMSP turns one MSP message into a delivery and answers with the outcome.
 func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	if n.bridgeConversation(w, m) {
@@ -439,15 +456,8 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
 	defer cancel()
 	src := w.RemoteAddr().String()
-	// RFC 1312 identifies a UDP message by (address, port, cookie); over TCP
-	// a sender that retries on a new connection gets a new port, so only its
-	// host takes part in the identity.
-	idAddr := src
-	if host, _, err := net.SplitHostPort(src); err == nil && w.Network() == "tcp" {
-		idAddr = host
-	}
 	d := &switchboard.Delivery{
-		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr),
+		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w)),
 		Recipient:  m.Recipient,
 		RecipTerm:  m.RecipTerm,
 		Sender:     m.Sender,

@@ -102,7 +102,7 @@ func newNodeOps(n *Node) *nodeOps {
 		}, []string{"method", "result"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "msprelay_mailbox_store_errors_total",
-			Help: "Messages the mailbox did not store, by reason (full, down).",
+			Help: "Messages the mailbox did not store, by reason (full: her mailbox, the sender's share of it or the stream; down).",
 		}, []string{"reason"}),
 		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "msprelay_log_lines_suppressed_total",
@@ -318,7 +318,7 @@ func (o *nodeOps) observe(ctx context.Context, d *switchboard.Delivery, out *swi
 	}
 	o.latency.WithLabelValues(path).Observe(time.Since(d.Time).Seconds())
 	if mb := out.Mailbox; mb != nil && mb.Err != nil {
-		if errors.Is(mb.Err, switchboard.ErrMailboxFull) {
+		if errors.Is(mb.Err, switchboard.ErrMailboxFull) || errors.Is(mb.Err, switchboard.ErrSenderShareFull) {
 			o.storeErrors.WithLabelValues("full").Inc()
 		} else {
 			o.storeErrors.WithLabelValues("down").Inc()
@@ -381,6 +381,7 @@ var reasonClasses = []struct {
 	{switchboard.ErrNodeDown, "node_down"},
 	{switchboard.ErrTimeout, "timeout"},
 	{switchboard.ErrMailboxFull, "mailbox_full"},
+	{switchboard.ErrSenderShareFull, "mailbox_share_full"},
 	{switchboard.ErrMailboxDown, "mailbox_down"},
 }
 
@@ -672,13 +673,9 @@ func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error)
 	if len(u.Terminals) == 0 && u.LastSeen == nil {
 		return ops.UserInfo{}, ops.ErrNotFound
 	}
-	if js, err := (*nodeOps)(s).jetStream(); err == nil && n.nc.IsConnected() {
-		subj := mailbox.Subject(name)
-		if st, err := js.Stream(ctx, mailbox.Stream); err == nil {
-			if info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj)); err == nil {
-				depth := info.State.Subjects[subj]
-				u.MailboxDepth = &depth
-			}
+	if n.mbox != nil && n.nc.IsConnected() {
+		if depth, err := n.mbox.Depth(ctx, name); err == nil {
+			u.MailboxDepth = &depth
 		}
 	}
 	return u, nil

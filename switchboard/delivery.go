@@ -46,7 +46,7 @@ import (
 // Delivery is one message on its way to terminals. It is immutable once handed
 // to Send or to a Terminal; terminals share one value.
 type Delivery struct {
-	ID         string    // stable message id, see MessageID
+	ID         string    // stable message id: MessageID from a sender, MessageKey once Send has it
 	Recipient  string    // as addressed, possibly "user@node"; "" = any user of the ingress node
 	RecipTerm  string    // "" = most recently active terminal, "*" = all, else that terminal
 	Sender     string    // may be empty when policy allows
@@ -67,25 +67,43 @@ type Origin struct {
 	Verified  bool   // sender identity was authenticated (session peer credentials or secret)
 }
 
-// MessageID derives the identity of a message from what RFC 1312 says
-// identifies it (sender, sender terminal, cookie) plus the origin address, so
-// a retransmission gets the same id and clients can drop repeats.
+// MessageID derives the sender side of a message's identity from what RFC
+// 1312 says identifies it (sender, sender terminal, cookie) plus the origin
+// address (with its port over UDP; the ingress decides), so that a
+// retransmission gets the same id. Send then adds the recipient and the
+// text (MessageKey): the sender side alone does not tell apart two messages
+// a sender gives one cookie, such as a script with a one-second time cookie
+// writing to two people.
+//
+// Ids cross nodes (federation, the mailbox), so they are truncated SHA-256,
+// stable across processes, never a per-process hash such as hash/maphash.
 func MessageID(sender, senderTerm, cookie, originAddr string) string {
+	return idHash(msp.Fold(sender), msp.Fold(senderTerm), msp.Fold(cookie), originAddr)
+}
+
+// MessageKey completes a sender-side id (MessageID) with where the message
+// goes and a digest of what it says, so that two different messages never
+// share an id: not to two recipients, not to two terminals, not with two
+// texts. A retransmission (same octets, same source) keeps its key. An
+// empty id stays empty: such a message has no identity to compare.
+func MessageKey(id, recipient, recipTerm, text string) string {
+	if id == "" {
+		return ""
+	}
+	return idHash(id, msp.Fold(recipient), msp.Fold(recipTerm), text)
+}
+
+// idHash is the first 12 octets of SHA-256 over parts, each ended by NUL
+// (names and cookies hold no NUL, so the parts cannot run into each other),
+// in hex.
+func idHash(parts ...string) string {
 	h := sha256.New()
-	for _, p := range [...]string{msp.Fold(sender), msp.Fold(senderTerm), msp.Fold(cookie), originAddr} {
+	for _, p := range parts {
 		h.Write([]byte(p))
 		h.Write([]byte{0})
 	}
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])[:12])
-}
-
-// contentID refines the id of a message that has no cookie with what it
-// says and to whom, so that a sender that leaves COOKIE empty and sends
-// several messages over one connection does not have them taken for
-// repeats of each other, while a retransmission (same octets) still is.
-func contentID(d *Delivery) string {
-	return MessageID(d.ID, msp.Fold(d.Recipient), msp.Fold(d.RecipTerm), d.Text)
 }
 
 // Terminal is a local delivery endpoint: one signed-in session terminal.
@@ -133,9 +151,12 @@ var (
 	ErrUnknownUser  = errors.New("unknown user")
 	ErrMailboxDown  = errors.New("mailbox unavailable")
 	ErrMailboxFull  = errors.New("mailbox full")
-	ErrDuplicate    = errors.New("already delivered")
-	ErrQueuedBefore = errors.New("already queued")
-	ErrInFlight     = errors.New("being delivered here already")
+	// ErrSenderShareFull: the sender holds its whole share of the
+	// recipient's mailbox; other senders may still queue.
+	ErrSenderShareFull = errors.New("mailbox share for this sender full")
+	ErrDuplicate       = errors.New("already delivered")
+	ErrQueuedBefore    = errors.New("already queued")
+	ErrInFlight        = errors.New("being delivered here already")
 )
 
 // Status is the result of delivering to one terminal.
@@ -190,7 +211,7 @@ type MailboxResult struct {
 	User      string // canonical owner of the mailbox
 	Stored    bool   // the store confirmed it: the sender may be told '+queued'
 	Duplicate bool   // the store already held a message with this id
-	Err       error  // why it was not stored (wraps ErrMailboxDown, ErrMailboxFull)
+	Err       error  // why it was not stored (wraps ErrMailboxDown, ErrMailboxFull, ErrSenderShareFull)
 }
 
 // Outcome is the folded result of one Send.

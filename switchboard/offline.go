@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
@@ -18,7 +19,8 @@ import (
 type Mailbox interface {
 	// Put stores d in user's mailbox and returns once the store has
 	// confirmed it; dup reports that it already held a message with d's
-	// id. Errors wrap ErrMailboxDown or ErrMailboxFull. Put is bounded by
+	// id. Errors wrap ErrMailboxDown, ErrMailboxFull or
+	// ErrSenderShareFull (the sender's share of her mailbox is used up). Put is bounded by
 	// the mailbox's own store timeout, not by a caller's context: a
 	// delivery that used up its time on a dead node must still be able to
 	// queue the message.
@@ -156,7 +158,11 @@ func (s *Switchboard) settle(d *Delivery, o *Outcome) {
 	dup, err := mb.Put(d, user)
 	o.Mailbox = &MailboxResult{User: user, Stored: err == nil, Duplicate: dup, Err: err}
 	if err != nil {
-		s.log.Warn("message not queued", "user", user, "id", d.ID, "err", err)
+		lvl := slog.LevelWarn
+		if errors.Is(err, ErrMailboxFull) || errors.Is(err, ErrSenderShareFull) {
+			lvl = slog.LevelDebug // a cap: the mailbox logs those, rate-limited
+		}
+		s.log.Log(context.Background(), lvl, "message not queued", "user", user, "id", d.ID, "err", err)
 	}
 }
 

@@ -463,13 +463,15 @@ func SplitAddress(recipient string) (user, node string) {
 // for a known user that no terminal took (she is offline, or every target
 // failed) is stored in her mailbox when the policy says so, and Send
 // returns only after the store has confirmed it; a user never seen in the
-// cluster is refused with ErrUnknownUser.
+// cluster is refused with ErrUnknownUser. d.ID is the sender-side id
+// (MessageID); the delivery handed on carries its MessageKey, which is what
+// terminals acknowledge, the mailbox stores once and repeats are matched by.
 func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
-	if d.Cookie == "" && d.ID != "" {
-		// Without a cookie the id cannot tell two messages of one
-		// connection apart; their contents can.
+	if d.ID != "" {
+		// The sender's id alone (even with a cookie) does not tell two
+		// messages apart; with recipient and text it does (issue 12).
 		c := *d
-		c.ID = contentID(d)
+		c.ID = MessageKey(d.ID, d.Recipient, d.RecipTerm, d.Text)
 		d = &c
 	}
 	o := s.route(ctx, d)

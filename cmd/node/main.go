@@ -76,6 +76,8 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.MailboxAge, "mailbox-age", cfg.MailboxAge, "how long a queued message waits before it expires")
 	fs.IntVar(&cfg.MailboxReplicas, "mailbox-replicas", cfg.MailboxReplicas, "replicas of the mailbox stream and known-users bucket (3 with a three-relay cluster)")
 	fs.DurationVar(&cfg.MailboxAckWait, "mailbox-ack-wait", cfg.MailboxAckWait, "how long a queued message handed to a node may stay unsettled before another node gets it")
+	fs.IntVar(&cfg.MailboxSenderMax, "mailbox-sender-max", cfg.MailboxSenderMax, "messages one sender may have queued in one user's mailbox (at most --mailbox-max; negative: no share)")
+	fs.Int64Var(&cfg.MailboxMaxBytes, "mailbox-max-bytes", cfg.MailboxMaxBytes, "bytes the whole mailbox stream may hold; at the cap new messages are refused (negative: no cap)")
 	fs.BoolVar(&cfg.StripControl, "strip-control", false, "strip forbidden control octets instead of rejecting the message")
 	fs.BoolVar(&cfg.RequireSender, "require-sender", false, "reject MSP messages with an empty SENDER")
 	fs.IntVar(&cfg.ConversationHistory, "conversation-history", conversation.DefaultHistory, "messages a conversation keeps for members who join late")
@@ -210,6 +212,10 @@ func flagFor(field string) string {
 		return "--mailbox-replicas"
 	case "MailboxAckWait":
 		return "--mailbox-ack-wait"
+	case "MailboxSenderMax":
+		return "--mailbox-sender-max"
+	case "MailboxMaxBytes":
+		return "--mailbox-max-bytes"
 	case "AckTimeout":
 		return "--ack-timeout"
 	case "ConsoleGroup":
