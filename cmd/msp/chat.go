@@ -38,11 +38,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	fs := newFlags("chat", "[flags] [NAME]\n\nJoins conversation NAME (creating it if needed; without NAME a new unnamed one),\nsends each line of stdin, prints what the others say, and leaves on EOF or Ctrl-C.", e)
 	var sf sessionFlags
 	addSessionFlags(fs, &sf, e)
-	defTerm := ttyName()
-	if defTerm == "" {
-		defTerm = fmt.Sprintf("chat-%d", os.Getpid())
-	}
-	term := fs.String("term", defTerm, "terminal name to sign in at")
+	term := addTermFlag(fs, "chat")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	invite := fs.String("invite", "", "comma-separated users to invite (they are rung wherever they are signed in)")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -51,10 +47,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	if fs.NArg() > 1 {
 		return fail(e, exitUsage, "chat takes at most one conversation NAME")
 	}
-	if err := sf.toLatin1(); err != nil {
-		return fail(e, exitUsage, "%v", err)
-	}
-	termName, err := toLatin1("--term", *term)
+	termName, err := sf.signInNames(*term)
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}

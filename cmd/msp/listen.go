@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -41,6 +42,26 @@ func (sf *sessionFlags) toLatin1() error {
 }
 
 // connect dials the first reachable session listener and signs in.
+// addTermFlag adds --term, defaulting to the caller's tty or, without one,
+// to cmd-PID.
+func addTermFlag(fs *flag.FlagSet, cmd string) *string {
+	def := ttyName()
+	if def == "" {
+		def = fmt.Sprintf("%s-%d", cmd, os.Getpid())
+	}
+	return fs.String("term", def, "terminal name to sign in at")
+}
+
+// signInNames converts --user and the terminal name to ISO 8859-1, the
+// octets the session protocol carries, before anything is sent, so that a
+// name Latin-1 cannot hold is refused first; it returns the terminal's.
+func (sf *sessionFlags) signInNames(term string) (string, error) {
+	if err := sf.toLatin1(); err != nil {
+		return "", err
+	}
+	return toLatin1("--term", term)
+}
+
 func (sf *sessionFlags) connect(ctx context.Context, term string, state presence.State, extra ...session.SignInOption) (*session.Client, *session.SignedIn, error) {
 	opts := append([]session.SignInOption(nil), extra...)
 	if sf.secretFile != "" {
@@ -77,11 +98,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	fs := newFlags("listen", "[flags]\n\nSigns in and prints each message (and watched users' presence) as it arrives.", e)
 	var sf sessionFlags
 	addSessionFlags(fs, &sf, e)
-	defTerm := ttyName()
-	if defTerm == "" {
-		defTerm = fmt.Sprintf("listen-%d", os.Getpid())
-	}
-	term := fs.String("term", defTerm, "terminal name to sign in at")
+	term := addTermFlag(fs, "listen")
 	stateName := fs.String("state", "online", "presence state: online, busy, away, idle, hidden (or NLN, BSY, AWY, IDL, HDN)")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	watch := fs.String("watch", "", "comma-separated users whose presence to report")
@@ -95,12 +112,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	if err != nil {
 		return fail(e, exitUsage, "--state: %v", err)
 	}
-	// Names travel as ISO 8859-1: convert them all before signing in, so
-	// that a name Latin-1 cannot hold is refused before anything happens.
-	if err := sf.toLatin1(); err != nil {
-		return fail(e, exitUsage, "%v", err)
-	}
-	termName, err := toLatin1("--term", *term)
+	termName, err := sf.signInNames(*term)
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
