@@ -13,13 +13,14 @@
 # talks to them with `ip netns exec`. Nothing listens outside the namespaces.
 #
 # Settings (environment):
-#   MSPRELAY_DEMO_DIR     state: binaries, logs, data, pid files (default /tmp/msprelay-demo)
+#   MSPRELAY_DEMO_DIR     state: binaries, logs, data, pid files (default /run/msprelay-demo,
+#                         root's alone: never a predictable path in a shared directory like /tmp)
 #   MSPRELAY_DEMO_SUBNET  first three octets of the /24 (default 10.218.200)
 set -euo pipefail
 
 readonly PREFIX=mrdemo
 readonly BRIDGE=${PREFIX}-br
-readonly DIR=${MSPRELAY_DEMO_DIR:-/tmp/msprelay-demo}
+readonly DIR=${MSPRELAY_DEMO_DIR:-/run/msprelay-demo}
 readonly SUBNET=${MSPRELAY_DEMO_SUBNET:-10.218.200}
 readonly BIN=$DIR/bin
 readonly REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -108,6 +109,12 @@ cmd_up() {
 	fi
 	command -v go >/dev/null || die "go is needed to build the binaries"
 	trap 'echo "demo: up failed; see the output above and $DIR/logs, then run: $0 down" >&2' ERR
+	# The demo runs binaries from here as root: the directory must be
+	# root's alone, not one another user made or can write to.
+	mkdir -p -m 0700 "$DIR"
+	[ ! -L "$DIR" ] || die "$DIR is a symbolic link"
+	[ "$(stat -c '%u' "$DIR")" = 0 ] || die "$DIR is not owned by root"
+	[ -z "$(find "$DIR" -maxdepth 0 -perm /022)" ] || die "$DIR is writable by others than root"
 	mkdir -p "$BIN" "$DIR/logs" "$DIR/pids" "$DIR/data"
 
 	say "Building cmd/node, cmd/relay and cmd/msp into $BIN"
