@@ -319,8 +319,18 @@ func TestWatchInitialOnce(t *testing.T) {
 		user := []string{"alice", "dave"}[i]
 		out, _, _ := startListen(t, "--session", sess, "--user", user, "--term", "w1", mode, "--watch", "bob")
 		c.WaitPresent(user, "w1", "n1", true)
-		// The marker message is printed after every initial line: once it
-		// is there, no late duplicate can be on its way.
+		want := func(term string) string {
+			if mode == "--json" {
+				return `"event":"initial","user":"bob","node":"n1","term":"` + term + `"`
+			}
+			return "* bob at " + term + " on n1 is"
+		}
+		// Signing in comes before the watch list reaches the node, so
+		// wait for the initial lines first; a message sent after them is
+		// printed after any late duplicate would have been.
+		testcluster.WaitFor(t, 5*time.Second, "the initial lines", func() bool {
+			return strings.Contains(out.String(), want("tty1")) && strings.Contains(out.String(), want("tty2"))
+		})
 		send := runCLI(t, "", "send", "--server", c.MSPAddr(0), "--from", "carol", user, "marker")
 		if send.code != 0 {
 			t.Fatalf("send: %d %s", send.code, send.stderr)
@@ -328,12 +338,8 @@ func TestWatchInitialOnce(t *testing.T) {
 		testcluster.WaitFor(t, 5*time.Second, "the marker message", func() bool { return strings.Contains(out.String(), "marker") })
 		s := out.String()
 		for _, term := range []string{"tty1", "tty2"} {
-			want := "* bob at " + term + " on n1 is"
-			if mode == "--json" {
-				want = `"event":"initial","user":"bob","node":"n1","term":"` + term + `"`
-			}
-			if n := strings.Count(s, want); n != 1 {
-				t.Errorf("%s: %q printed %d times, want once:\n%s", mode, want, n, s)
+			if n := strings.Count(s, want(term)); n != 1 {
+				t.Errorf("%s: %q printed %d times, want once:\n%s", mode, want(term), n, s)
 			}
 		}
 	}
