@@ -54,6 +54,9 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	name := strings.TrimPrefix(fs.Arg(0), "#")
 	c, si, err := sf.connect(ctx, termName, presence.Online)
 	if err != nil {
+		if ctx.Err() != nil {
+			return exitOK // interrupted while signing in: the user asked to stop
+		}
 		return fail(e, exitUsage, "%v", err)
 	}
 	defer c.Close()

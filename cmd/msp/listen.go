@@ -131,6 +131,9 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	// keeps (and later redelivers) what never reached our output.
 	c, si, err := sf.connect(ctx, termName, state, session.WithAcks())
 	if err != nil {
+		if ctx.Err() != nil {
+			return exitOK // interrupted while signing in: the user asked to stop
+		}
 		return fail(e, exitUsage, "%v", err)
 	}
 	defer c.Close()
