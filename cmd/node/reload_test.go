@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,24 +20,6 @@ import (
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 )
-
-// syncBuffer is a bytes.Buffer safe for the log reader and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) WriteString(x string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.WriteString(x)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Issue 10: "SIGHUP reloads what can change without a restart (session
 // secrets file, ..., log level, the HTTP token) and logs what it reloaded;
@@ -76,14 +56,14 @@ func TestSIGHUPReloadsSecretsLevelAndTokenAndKeepsRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var logs syncBuffer
+	var logs lockedBuffer // main_test.go
 	ready := make(chan [2]string, 1)
 	lines := make(chan string, 1024)
 	go func() {
 		re := regexp.MustCompile(`"msg":"node ready".*"session":"([^"]+)".*"http":"([^"]+)"`)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
+			logs.WriteLine(sc.Text())
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				ready <- [2]string{m[1], m[2]}
 			}
