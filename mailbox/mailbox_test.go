@@ -93,7 +93,7 @@ type ackBox struct {
 
 	mu      sync.Mutex
 	got     []*switchboard.Delivery
-	waiting map[string]func(error)
+	waiting map[string]chan<- error
 	dead    bool
 }
 
@@ -102,7 +102,7 @@ func (b *ackBox) Deliver(d *switchboard.Delivery) error {
 	return err
 }
 
-func (b *ackBox) DeliverAcked(d *switchboard.Delivery, done func(error)) (bool, error) {
+func (b *ackBox) DeliverAcked(d *switchboard.Delivery, done chan<- error) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.dead {
@@ -112,10 +112,10 @@ func (b *ackBox) DeliverAcked(d *switchboard.Delivery, done func(error)) (bool, 
 	switch {
 	case done == nil:
 	case b.ack:
-		go done(nil) // the client's ACK arrives later, from its own goroutine
+		go func() { done <- nil }() // the client's ACK arrives later, from its own goroutine
 	default:
 		if b.waiting == nil {
-			b.waiting = map[string]func(error){}
+			b.waiting = map[string]chan<- error{}
 		}
 		b.waiting[d.ID] = done
 	}
@@ -132,7 +132,7 @@ func (b *ackBox) die() {
 	b.waiting = nil
 	b.mu.Unlock()
 	for _, done := range w {
-		done(switchboard.ErrTerminalGone)
+		done <- switchboard.ErrTerminalGone
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -404,7 +405,7 @@ func (n *Node) startMSP() error {
 		return &FieldError{Field: "MSPAddr", Err: err}
 	}
 	n.mspSrv = &msp.Server{
-		Handler:       n.ops.wrapMSP(msp.HandlerFunc(n.serveMSP)),
+		Handler:       msp.HandlerFunc(n.serveMSP),
 		Logger:        n.log.With("component", "msp"),
 		ReadTimeout:   n.cfg.MSPReadTimeout,
 		IdleTimeout:   n.cfg.MSPIdleTimeout,
@@ -433,6 +434,24 @@ func (n *Node) serve(what string, f func() error) {
 	})
 }
 
+// addrString is a.String() for the TCP and UDP addresses of MSP clients,
+// built in one allocation instead of two (net.JoinHostPort of IP.String).
+func addrString(a net.Addr) string {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
+		return a.String()
+	}
+	if !ap.Addr().IsValid() {
+		return a.String()
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+}
+
 // idAddr is the source address that takes part in a message's id. RFC
 // 1312 identifies a UDP message by (address, port, cookie). Over TCP a
 // sender that did not get its reply sends the message again on a new
@@ -440,9 +459,8 @@ func (n *Node) serve(what string, f func() error) {
 // retransmission), so only the host takes part. Two different messages
 // still never share an id: Send completes it with recipient, terminal and
 // text (switchboard.MessageKey), which is what sets them apart.
-func idAddr(w msp.ResponseWriter) string {
-	src := w.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(src); err == nil && w.Network() == "tcp" {
+func idAddr(network, src string) string {
+	if host, _, err := net.SplitHostPort(src); err == nil && network == "tcp" {
 		return host
 	}
 	return src
@@ -453,11 +471,14 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	if n.bridgeConversation(w, m) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
-	defer cancel()
-	src := w.RemoteAddr().String()
+	// No deadline context per message (a timer each): every step that
+	// waits has its own bound (the terminal's AckTimeout, ForwardTimeout,
+	// StoreTimeout), and the switchboard keeps the right-terminal fallback
+	// within ForwardTimeout.
+	ctx := n.ops.withRevision(w.Context(), m.Version)
+	src := addrString(w.RemoteAddr())
 	d := &switchboard.Delivery{
-		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w)),
+		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w.Network(), src)),
 		Recipient:  m.Recipient,
 		RecipTerm:  m.RecipTerm,
 		Sender:     m.Sender,

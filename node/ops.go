@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -62,6 +63,14 @@ type nodeOps struct {
 
 	limiter *rate.Limiter
 	held    atomic.Uint64 // refusal lines held back since the last report
+
+	// revCtx caches the revision contexts of the MSP server (withRevision).
+	revCtx atomic.Pointer[revisionCtxs]
+	// countersMu guards counters, the message counters by label set, so
+	// that counting a message looks a counter up without allocating; the
+	// label sets are few (transport x revision x outcome x class).
+	countersMu sync.Mutex
+	counters   map[messageLabels]prometheus.Counter
 
 	secretAuth *session.SecretAuth // set by startSessions with secret auth
 
@@ -278,23 +287,27 @@ func (o *nodeOps) selfStatus(ctx context.Context) ops.NodeStatus {
 // the MSP handler to the switchboard observer through Send's context.
 type revisionKey struct{}
 
-// wrapMSP makes the revision of each MSP message known to observe.
-func (o *nodeOps) wrapMSP(h msp.Handler) msp.Handler {
-	return msp.HandlerFunc(func(w msp.ResponseWriter, m *msp.Message) {
-		rev := "B"
-		if m.Version == msp.Version1 {
-			rev = "A"
-		}
-		h.ServeMSP(revisionWriter{w, context.WithValue(w.Context(), revisionKey{}, rev)}, m)
-	})
+// revisionCtxs is a server context with the two revision values attached.
+type revisionCtxs struct {
+	base, a, b context.Context
 }
 
-type revisionWriter struct {
-	msp.ResponseWriter
-	ctx context.Context
+// withRevision returns base carrying the MSP revision of m for observe.
+// Every message of one MSP server shares the server's context, so the two
+// derived contexts are made once and reused rather than per message.
+func (o *nodeOps) withRevision(base context.Context, v byte) context.Context {
+	rc := o.revCtx.Load()
+	if rc == nil || rc.base != base {
+		rc = &revisionCtxs{base: base,
+			a: context.WithValue(base, revisionKey{}, "A"),
+			b: context.WithValue(base, revisionKey{}, "B")}
+		o.revCtx.Store(rc)
+	}
+	if v == msp.Version1 {
+		return rc.a
+	}
+	return rc.b
 }
-
-func (w revisionWriter) Context() context.Context { return w.ctx }
 
 // observe is the switchboard Observer: metrics, recent rates and the
 // delivery log for every message sent through this node.
@@ -304,7 +317,7 @@ func (o *nodeOps) observe(ctx context.Context, d *switchboard.Delivery, out *swi
 		rev = "none"
 	}
 	outcome, reason := classify(out)
-	o.messages.WithLabelValues(d.Origin.Transport, rev, outcome, reason).Inc()
+	o.counter(messageLabels{d.Origin.Transport, rev, outcome, reason}).Inc()
 	o.rates.Add(outcome)
 	path := "local"
 	if out.Mailbox != nil && out.Mailbox.Stored {
@@ -324,9 +337,13 @@ func (o *nodeOps) observe(ctx context.Context, d *switchboard.Delivery, out *swi
 			o.storeErrors.WithLabelValues("down").Inc()
 		}
 	}
+	accepted := outcome == "delivered" || outcome == "queued"
+	if accepted && !o.n.log.Enabled(ctx, slog.LevelDebug) {
+		return // the common case: nothing to log, so build no attributes
+	}
 	attrs := []any{"sender", msp.Latin1ToUTF8(d.Sender), "recipient", msp.Latin1ToUTF8(d.Recipient),
 		"recip_term", msp.Latin1ToUTF8(d.RecipTerm), "transport", d.Origin.Transport, "from", d.Origin.Addr}
-	if outcome == "delivered" || outcome == "queued" {
+	if accepted {
 		o.n.log.Debug("message "+outcome, append(attrs, "result", msp.Latin1ToUTF8(out.Summary()))...)
 		return
 	}
@@ -340,6 +357,24 @@ func (o *nodeOps) observe(ctx context.Context, d *switchboard.Delivery, out *swi
 		attrs = append(attrs, "suppressed_before", held)
 	}
 	o.n.log.Info("message "+outcome, attrs...)
+}
+
+// messageLabels is one label set of msprelay_messages_total.
+type messageLabels struct{ transport, revision, outcome, reason string }
+
+// counter returns the messages counter of l, made once per label set.
+func (o *nodeOps) counter(l messageLabels) prometheus.Counter {
+	o.countersMu.Lock()
+	defer o.countersMu.Unlock()
+	c, ok := o.counters[l]
+	if !ok {
+		if o.counters == nil {
+			o.counters = make(map[messageLabels]prometheus.Counter)
+		}
+		c = o.messages.WithLabelValues(l.transport, l.revision, l.outcome, l.reason)
+		o.counters[l] = c
+	}
+	return c
 }
 
 // reportSuppressed logs how many delivery lines the rate limit held back,

@@ -276,19 +276,24 @@ func (d *Directory) Get(user, term string) (Entry, bool) {
 
 // Lookup returns every entry, on any node, that answers to name (its user name
 // or an alias), most recently active first.
-func (d *Directory) Lookup(name string) []Entry {
+func (d *Directory) Lookup(name string) []Entry { return d.AppendLookup(nil, name) }
+
+// AppendLookup appends what Lookup returns to dst (sorted among
+// themselves) and returns the extended slice; a caller with room in dst
+// (the switchboard, once per message) spares an allocation.
+func (d *Directory) AppendLookup(dst []Entry, name string) []Entry {
 	name = CanonicalUser(name)
-	var out []Entry
+	n := len(dst)
 	d.mu.RLock()
 	if refs := d.index[name]; len(refs) > 0 {
-		out = make([]Entry, 0, len(refs))
+		dst = slices.Grow(dst, len(refs))
 		for _, r := range refs {
-			out = append(out, cloneEntry(d.tables[r.node].entries[r.key]))
+			dst = append(dst, cloneEntry(d.tables[r.node].entries[r.key]))
 		}
 	}
 	d.mu.RUnlock()
-	sortEntries(out)
-	return out
+	sortEntries(dst[n:])
+	return dst
 }
 
 // ByNode returns the entries held by node, most recently active first.

@@ -20,7 +20,7 @@ const ProtocolVersionAcks = "MSPS2"
 // Deliver (acks false). At most OutQueue messages await an ACK at once;
 // past that the client is behind and further messages are refused with
 // switchboard.ErrTerminalSlow.
-func (s *session) DeliverAcked(d *switchboard.Delivery, done func(error)) (bool, error) {
+func (s *session) DeliverAcked(d *switchboard.Delivery, done chan<- error) (bool, error) {
 	s.mu.Lock()
 	acks := s.acks
 	s.mu.Unlock()
@@ -50,13 +50,40 @@ func (s *session) setSending(on bool) {
 	s.mu.Unlock()
 }
 
+// ackWaiters are the callers waiting for the client's ACK of one message:
+// usually one, more when a message was pushed twice (a redelivery).
+type ackWaiters struct {
+	first chan<- error
+	more  []chan<- error
+}
+
+// settle sends err to every waiter; each channel has room for its one value.
+func (w ackWaiters) settle(err error) {
+	send := func(c chan<- error) {
+		select {
+		case c <- err:
+		default:
+		}
+	}
+	send(w.first)
+	for _, c := range w.more {
+		send(c)
+	}
+}
+
 // awaitAckLocked remembers that done waits for the client's ACK of id. A
 // message pushed twice (a redelivery) is settled by one ACK. mu must be held.
-func (s *session) awaitAckLocked(id string, done func(error)) {
+func (s *session) awaitAckLocked(id string, done chan<- error) {
 	if s.unacked == nil {
-		s.unacked = map[string][]func(error){}
+		s.unacked = map[string]ackWaiters{}
 	}
-	s.unacked[id] = append(s.unacked[id], done)
+	w, ok := s.unacked[id]
+	if !ok {
+		w.first = done
+	} else {
+		w.more = append(w.more, done)
+	}
+	s.unacked[id] = w
 }
 
 // unackedLocked counts the messages awaiting an ACK. mu must be held.
@@ -69,10 +96,8 @@ func (s *session) failAcks() {
 	waiting := s.unacked
 	s.unacked = nil
 	s.mu.Unlock()
-	for _, fns := range waiting {
-		for _, done := range fns {
-			done(switchboard.ErrTerminalGone)
-		}
+	for _, w := range waiting {
+		w.settle(switchboard.ErrTerminalGone)
 	}
 }
 
@@ -89,11 +114,11 @@ func (s *session) cmdACK(f *frame) *protoError {
 		return pe
 	}
 	s.mu.Lock()
-	fns := s.unacked[id]
+	w, ok := s.unacked[id]
 	delete(s.unacked, id)
 	s.mu.Unlock()
-	for _, done := range fns {
-		done(nil)
+	if ok {
+		w.settle(nil)
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ type session struct {
 	held      [][]byte
 	acks      bool                           // the client acknowledges messages (MSPS2)
 	sending   bool                           // the reader is inside SND: it reads no ACK until it returns
-	unacked   map[string][]func(error)       // message id -> callers awaiting the client's ACK
+	unacked   map[string]ackWaiters          // message id -> callers awaiting the client's ACK
 	bl        map[string]struct{}            // blocked senders, canonical
 	known     map[string]map[termKey]watched // watched user -> terminals the client was told about
 }
@@ -298,6 +298,10 @@ func (s *session) writeLoop() {
 		}
 	}
 	defer release()
+	// The write deadline is moved on only every quarter of WriteTimeout:
+	// setting it costs a poller timer update, and a busy session writes
+	// thousands of frames a second.
+	var deadline time.Time
 	write := func(b []byte) error {
 		if bw == nil {
 			if w, ok := s.srv.writers.Get().(*bufio.Writer); ok {
@@ -307,7 +311,10 @@ func (s *session) writeLoop() {
 				bw = bufio.NewWriterSize(s.conn, 8<<10)
 			}
 		}
-		s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
+		if now := time.Now(); deadline.Sub(now) < s.srv.cfg.WriteTimeout*3/4 {
+			deadline = now.Add(s.srv.cfg.WriteTimeout)
+			s.conn.SetWriteDeadline(deadline)
+		}
 		if _, err := bw.Write(b); err != nil {
 			return err
 		}
@@ -372,8 +379,8 @@ func (s *session) Deliver(d *switchboard.Delivery) error { return s.deliver(d, n
 // deliver queues d for the client. With done, the session also remembers
 // that d.ID awaits the client's ACK and calls done when it comes (see
 // ack.go).
-func (s *session) deliver(d *switchboard.Delivery, done func(error)) error {
-	b := withPayload("MSG", 0, false, appendMessage(nil, messageFromDelivery(d)))
+func (s *session) deliver(d *switchboard.Delivery, done chan<- error) error {
+	b := s.srv.msgFrame(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {

@@ -33,8 +33,8 @@ type Message struct {
 var ErrBadPayload = errors.New("session: malformed payload")
 
 // messageFromDelivery turns a switchboard delivery into a pushed message.
-func messageFromDelivery(d *switchboard.Delivery) *Message {
-	return &Message{
+func messageFromDelivery(d *switchboard.Delivery) Message {
+	return Message{
 		ID: d.ID, Sender: d.Sender, SenderTerm: d.SenderTerm,
 		Recipient: d.Recipient, RecipTerm: d.RecipTerm,
 		OriginNode: d.Origin.Node, OriginAddr: d.Origin.Addr, Transport: d.Origin.Transport,
@@ -65,7 +65,7 @@ func appendMessage(dst []byte, m *Message) []byte {
 	h := func(name, value string) {
 		dst = append(dst, name...)
 		dst = append(dst, ": "...)
-		dst = append(dst, escape(value, headerSpecial)...)
+		dst = appendEscaped(dst, value, headerSpecial)
 		dst = append(dst, "\r\n"...)
 	}
 	h(hID, m.ID)
@@ -77,14 +77,20 @@ func appendMessage(dst []byte, m *Message) []byte {
 	h(hOriginAddr, m.OriginAddr)
 	h(hTransport, m.Transport)
 	h(hVerified, yesNo(m.Verified))
-	t := ""
+	// Time and Signature are appended in place: every pushed message has
+	// them, and a formatted string each would be garbage.
+	dst = append(dst, hTime+": "...)
 	if !m.Time.IsZero() {
-		t = m.Time.UTC().Format(time.RFC3339Nano)
+		dst = m.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
 	}
-	h(hTime, t)
-	h(hCookie, m.Cookie)
-	h(hSignature, hex.EncodeToString([]byte(m.Signature)))
 	dst = append(dst, "\r\n"...)
+	h(hCookie, m.Cookie)
+	dst = append(dst, hSignature+": "...)
+	const hexdig = "0123456789abcdef"
+	for i := 0; i < len(m.Signature); i++ {
+		dst = append(dst, hexdig[m.Signature[i]>>4], hexdig[m.Signature[i]&15])
+	}
+	dst = append(dst, "\r\n\r\n"...)
 	return append(dst, m.Text...)
 }
 
@@ -106,8 +112,18 @@ func parseMessage(p []byte) (*Message, error) {
 		return nil, fmt.Errorf("%w: MSG has no blank line after its headers", ErrBadPayload)
 	}
 	m := &Message{Text: text}
-	seen := map[string]bool{}
-	for _, l := range splitLines(head) {
+	// Repeats of the known headers are told by a bit each and of others
+	// by a map made only when one comes: every pushed message is parsed
+	// here, so the usual case allocates nothing but the message.
+	var seenKnown uint32
+	var seen map[string]bool
+	for rest := strings.TrimSuffix(head, "\r\n"); head != ""; {
+		var l string
+		var more bool
+		l, rest, more = strings.Cut(rest, "\r\n")
+		if !more {
+			head = ""
+		}
 		name, value, ok := strings.Cut(l, ":")
 		if !ok || name == "" {
 			return nil, fmt.Errorf("%w: MSG header line %q has no name", ErrBadPayload, truncate(l, 40))
@@ -117,16 +133,43 @@ func parseMessage(p []byte) (*Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: MSG header %s: %v", ErrBadPayload, name, err)
 		}
-		key := strings.ToLower(name)
-		if seen[key] {
+		key, bit := knownHeader(name)
+		repeated := false
+		if bit != 0 {
+			repeated = seenKnown&bit != 0
+			seenKnown |= bit
+		} else {
+			if seen == nil {
+				seen = map[string]bool{}
+			}
+			repeated = seen[key]
+			seen[key] = true
+		}
+		if repeated {
 			return nil, fmt.Errorf("%w: MSG header %s repeated", ErrBadPayload, name)
 		}
-		seen[key] = true
 		if err := m.setHeader(key, v); err != nil {
 			return nil, fmt.Errorf("%w: MSG header %s: %v", ErrBadPayload, name, err)
 		}
 	}
 	return m, nil
+}
+
+// knownHeaders are the lower-case names of the headers a server writes.
+func knownHeaders() [12]string {
+	return [...]string{"id", "sender", "sender-term", "recipient", "recip-term", "origin-node",
+		"origin-addr", "transport", "verified", "time", "cookie", "signature"}
+}
+
+// knownHeader returns name in lower case and, for a known header, its bit
+// (else 0); a known name costs no allocation.
+func knownHeader(name string) (string, uint32) {
+	for i, k := range knownHeaders() {
+		if strings.EqualFold(name, k) {
+			return k, 1 << i
+		}
+	}
+	return strings.ToLower(name), 0
 }
 
 // setHeader stores one decoded header value; key is lower-case.

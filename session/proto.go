@@ -418,6 +418,19 @@ func headerSpecial(c byte) bool {
 }
 
 // escape writes s with the octets special reports as %XX.
+// appendEscaped appends s to dst escaped as escape does.
+func appendEscaped(dst []byte, s string, special func(byte) bool) []byte {
+	const hexdig = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; special(c) {
+			dst = append(dst, '%', hexdig[c>>4], hexdig[c&15])
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
 func escape(s string, special func(byte) bool) string {
 	n := 0
 	for i := 0; i < len(s); i++ {

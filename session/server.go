@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -128,6 +129,8 @@ type Server struct {
 	// writers lends *bufio.Writer to sessions only while they have frames to
 	// write, so an idle session holds no 8 KiB write buffer.
 	writers sync.Pool
+	// payloads lends scratch buffers (*[]byte) for building MSG payloads.
+	payloads sync.Pool
 }
 
 // New validates cfg and builds a Server. It starts nothing.
@@ -382,4 +385,26 @@ func (srv *Server) abortAll() {
 	for _, s := range ss {
 		s.abort()
 	}
+}
+
+// msgFrame builds the MSG frame that pushes d. The payload is built in a
+// scratch buffer first (its length heads the frame), so the frame itself
+// is the one allocation: it is queued, and the session's writer owns it.
+func (srv *Server) msgFrame(d *switchboard.Delivery) []byte {
+	bp, _ := srv.payloads.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	m := messageFromDelivery(d)
+	p := appendMessage((*bp)[:0], &m)
+	f := make([]byte, 0, len("MSG ")+20+2+len(p))
+	f = append(f, "MSG "...)
+	f = strconv.AppendInt(f, int64(len(p)), 10)
+	f = append(f, '\r', '\n')
+	f = append(f, p...)
+	if cap(p) <= 64<<10 { // a rare huge one is not kept
+		*bp = p[:0]
+		srv.payloads.Put(bp)
+	}
+	return f
 }

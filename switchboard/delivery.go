@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
 )
 
 // Delivery is one message on its way to terminals. It is immutable once handed
@@ -95,15 +96,21 @@ func MessageKey(id, recipient, recipTerm, text string) string {
 
 // idHash is the first 12 octets of SHA-256 over parts, each ended by NUL
 // (names and cookies hold no NUL, so the parts cannot run into each other),
-// in hex.
+// in hex. SHA-256 rather than a cheaper keyed hash: ids cross nodes and
+// decide what counts as a repeat, so a collision an outsider could aim
+// would make a message be dropped as already delivered. The input is
+// gathered in a stack buffer, so the only allocation is the result.
 func idHash(parts ...string) string {
-	h := sha256.New()
+	var in [576]byte
+	b := in[:0]
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		b = append(b, p...)
+		b = append(b, 0)
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:12])
+	sum := sha256.Sum256(b)
+	var out [24]byte
+	hex.Encode(out[:], sum[:12])
+	return string(out[:])
 }
 
 // Terminal is a local delivery endpoint: one signed-in session terminal.
@@ -124,13 +131,16 @@ type Terminal interface {
 type AckTerminal interface {
 	Terminal
 	// DeliverAcked queues d like Deliver and never blocks. If the client
-	// acknowledges messages it returns true and later calls done exactly
-	// once: with nil when the client acknowledged d.ID, or with an error
-	// when the session ended first. If the client does not acknowledge
-	// messages it returns false and never calls done; the message then
+	// acknowledges messages it returns true and later sends exactly one
+	// value on done: nil when the client acknowledged d.ID, or an error
+	// when the session ended first. done has room for that value (capacity
+	// 1), so the send never blocks; the caller owns done and may reuse it
+	// once it has received the value. If the client does not acknowledge
+	// messages it returns false and never uses done; the message then
 	// counts as delivered once queued, as with Deliver. A non-nil error is
-	// a refusal, as from Deliver, and done is not called.
-	DeliverAcked(d *Delivery, done func(error)) (acks bool, err error)
+	// a refusal, as from Deliver, and done is not used. (A channel rather
+	// than a callback: a closure per message is garbage on the hot path.)
+	DeliverAcked(d *Delivery, done chan<- error) (acks bool, err error)
 }
 
 // Refusal and failure reasons. Results carry them (possibly wrapped) in Err;
@@ -226,6 +236,11 @@ type Outcome struct {
 	// fallback: Results[0] is the terminal that took the message after the
 	// more suitable ones in Results[1:] failed ("the right terminal" rule).
 	fallback bool
+	// one is Results' storage for a single terminal, the usual case: it
+	// spares an allocation per message.
+	one [1]Result
+	// entry is the storage of the selected terminal when there is one.
+	entry [1]presence.Entry
 }
 
 // Delivered reports whether the message reached a delivery service: at
@@ -256,6 +271,17 @@ func (o *Outcome) Summary() string {
 		if who == "" {
 			who = "console"
 		}
+	}
+	nbad := 0
+	for i := range o.Results {
+		if !o.Results[i].accepted() {
+			nbad++
+		}
+	}
+	if o.Mailbox == nil && o.Err == nil && nbad == 0 && len(o.Results) == 1 {
+		// The usual answer, one terminal took it: built in one buffer,
+		// since every message pays for it.
+		return o.first(nil)
 	}
 	var bad []string
 	for _, r := range o.Results {
@@ -299,6 +325,63 @@ func parenthesised(notes []string) string {
 	return " (" + strings.Join(notes, "; ") + ")"
 }
 
+// first describes Results[0], the terminal that took the message (after
+// the ones in bad failed, when o.fallback).
+func (o *Outcome) first(bad []string) string {
+	r := o.Results[0]
+	var buf [160]byte
+	b := buf[:0]
+	if r.Status == Queued {
+		b = append(b, "queued for "...)
+		b = append(b, r.User...)
+	} else {
+		b = append(b, "delivered to "...)
+		b = append(b, r.User...)
+		b = append(b, " at "...)
+		b = append(b, r.Term...)
+		b = append(b, " on "...)
+		b = append(b, r.Node...)
+	}
+	notes := 0
+	note := func() {
+		if notes == 0 {
+			b = append(b, " ("...)
+		} else {
+			b = append(b, "; "...)
+		}
+		notes++
+	}
+	switch {
+	case r.Status == Queued:
+		note()
+		b = append(b, r.Term...)
+		b = append(b, '@')
+		b = append(b, r.Node...)
+		b = append(b, ' ')
+		b = append(b, errText(r.Err)...)
+	case r.Err != nil:
+		note()
+		b = append(b, r.Err.Error()...)
+	case r.Acked:
+		note()
+		b = append(b, "acknowledged"...)
+	}
+	if o.fallback {
+		note()
+		b = append(b, "after "...)
+		for i, s := range bad {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = append(b, s...)
+		}
+	}
+	if notes > 0 {
+		b = append(b, ')')
+	}
+	return string(b)
+}
+
 // terminalSummary describes per-terminal results; bad lists the terminals
 // that did not take the message.
 func (o *Outcome) terminalSummary(who string, bad []string) string {
@@ -308,29 +391,10 @@ func (o *Outcome) terminalSummary(who string, bad []string) string {
 			ok = append(ok, r.Term+"@"+r.Node)
 		}
 	}
-	first := func() string {
-		r := o.Results[0]
-		var notes []string
-		switch {
-		case r.Status == Queued:
-			notes = append(notes, r.Term+"@"+r.Node+" "+errText(r.Err))
-		case r.Err != nil:
-			notes = append(notes, r.Err.Error())
-		case r.Acked:
-			notes = append(notes, "acknowledged")
-		}
-		if o.fallback {
-			notes = append(notes, "after "+strings.Join(bad, ", "))
-		}
-		if r.Status == Queued {
-			return "queued for " + r.User + parenthesised(notes)
-		}
-		return fmt.Sprintf("delivered to %s at %s on %s", r.User, r.Term, r.Node) + parenthesised(notes)
-	}
 	var b strings.Builder
 	switch {
 	case o.fallback, len(ok) == 1 && len(bad) == 0:
-		return first()
+		return o.first(bad)
 	case len(ok) > 0:
 		fmt.Fprintf(&b, "delivered to %s at %d of %d terminals: %s", who, len(ok), len(o.Results), strings.Join(ok, " "))
 		if len(bad) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,12 +15,33 @@ import (
 type target struct{ user, term string }
 
 // deliverLocal delivers d to targets, all on this node, and returns one
-// Result per target, in order. Targets are grouped by user, and each user's
-// group is one attempt in the recent-id set: a repeat of d for her (a
-// retransmission, the same message through another ingress node) is
-// answered with the first attempt's result instead of being pushed again.
+// Result per target, in order (see deliverLocalInto).
 func (s *Switchboard) deliverLocal(ctx context.Context, d *Delivery, ts []target) []Result {
 	out := make([]Result, len(ts))
+	s.deliverLocalInto(ctx, d, ts, out)
+	return out
+}
+
+// deliverLocalInto delivers d to targets, all on this node, and fills out
+// (len(ts)) with one Result per target, in order. Targets are grouped by
+// user, and each user's group is one attempt in the recent-id set: a
+// repeat of d for her (a retransmission, the same message through another
+// ingress node) is answered with the first attempt's result instead of
+// being pushed again. Neither ts nor out is kept or handed to another
+// goroutine, so callers may pass stack storage.
+func (s *Switchboard) deliverLocalInto(ctx context.Context, d *Delivery, ts []target, out []Result) {
+	if len(ts) == 1 {
+		// One terminal, the usual case: no grouping.
+		idx := [1]int{0}
+		s.deliverUser(ctx, d, presence.CanonicalUser(ts[0].user), ts, idx[:], out)
+		return
+	}
+	s.deliverUsers(ctx, d, slices.Clone(ts), out)
+}
+
+// deliverUsers is deliverLocalInto for several targets: each user's group
+// on its own goroutine. Those write into their own copy of the results.
+func (s *Switchboard) deliverUsers(ctx context.Context, d *Delivery, ts []target, out []Result) {
 	groups := map[string][]int{}
 	var users []string
 	for i, t := range ts {
@@ -29,16 +51,13 @@ func (s *Switchboard) deliverLocal(ctx context.Context, d *Delivery, ts []target
 		}
 		groups[u] = append(groups[u], i)
 	}
-	if len(users) == 1 {
-		s.deliverUser(ctx, d, users[0], ts, groups[users[0]], out)
-		return out
-	}
+	rs := make([]Result, len(ts))
 	var wg sync.WaitGroup
 	for _, u := range users {
-		wg.Go(func() { s.deliverUser(ctx, d, u, ts, groups[u], out) })
+		wg.Go(func() { s.deliverUser(ctx, d, u, ts, groups[u], rs) })
 	}
 	wg.Wait()
-	return out
+	copy(out, rs)
 }
 
 // maxClaims bounds how often deliverUser retries after earlier attempts of
@@ -70,25 +89,16 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 			}
 			continue // the first attempt failed; try again ourselves
 		}
-		rs := make([]Result, len(idx))
-		var wg sync.WaitGroup
-		for j, i := range idx {
-			l := s.localLine(user, ts[i].term)
-			switch {
-			case l == nil:
-				rs[j] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: Failed, Err: ErrTerminalGone}
-			case len(idx) == 1:
-				// One terminal, the usual case: waiting for its ack on this
-				// goroutine spares a goroutine (and its stack growth) per
-				// message.
-				rs[j] = l.deliver(d, true)
-			default:
-				// Several terminals acknowledge in parallel, so the wait is
-				// the slowest ack, not their sum.
-				wg.Go(func() { rs[j] = l.deliver(d, true) })
-			}
+		var one [1]Result
+		rs := one[:]
+		if len(idx) == 1 {
+			// One terminal, the usual case: waiting for its ack on this
+			// goroutine spares a goroutine (and its stack growth) per
+			// message.
+			rs[0] = s.deliverLine(d, user, ts[idx[0]].term)
+		} else {
+			rs = s.deliverLines(d, user, ts, idx)
 		}
-		wg.Wait()
 		s.recent.finish(a, bestStatus(rs))
 		for j, i := range idx {
 			out[i] = rs[j]
@@ -96,6 +106,31 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 		return
 	}
 	fill(Failed, ErrTimeout)
+}
+
+// deliverLine delivers d to user's line at term on this node.
+func (s *Switchboard) deliverLine(d *Delivery, user, term string) Result {
+	l := s.localLine(user, term)
+	if l == nil {
+		return Result{User: user, Node: s.cfg.Node, Term: term, Status: Failed, Err: ErrTerminalGone}
+	}
+	return l.deliver(d, true)
+}
+
+// deliverLines delivers d to user's lines ts[idx] at once, so the wait is
+// the slowest acknowledgement, not their sum.
+func (s *Switchboard) deliverLines(d *Delivery, user string, ts []target, idx []int) []Result {
+	rs := make([]Result, len(idx))
+	terms := make([]string, len(idx)) // the goroutines get no reference to ts
+	for j, i := range idx {
+		terms[j] = ts[i].term
+	}
+	var wg sync.WaitGroup
+	for j := range terms {
+		wg.Go(func() { rs[j] = s.deliverLine(d, user, terms[j]) })
+	}
+	wg.Wait()
+	return rs
 }
 
 // repeatWait bounds how long a repeat waits for the attempt in flight: its
@@ -148,18 +183,15 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 		}
 		return r
 	}
-	done := make(chan error, 1)
-	acks, err := at.DeliverAcked(d, func(err error) {
-		select {
-		case done <- err:
-		default:
-		}
-	})
+	done := l.sb.ackChan()
+	acks, err := at.DeliverAcked(d, done)
 	switch {
 	case err != nil:
+		l.sb.ackChans.Put(done)
 		r.Status, r.Err = classify(err), err
 		return r
 	case !acks:
+		l.sb.ackChans.Put(done)
 		r.Status = Delivered
 		return r
 	}
@@ -168,6 +200,9 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 	reason := ErrNotAcked
 	select {
 	case err := <-done:
+		// Its one value is in: nobody else holds done now. (After a
+		// timeout it is dropped instead, since the value may still come.)
+		l.sb.ackChans.Put(done)
 		if err == nil {
 			r.Status, r.Acked = Delivered, true
 			return r
@@ -186,6 +221,14 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 	}
 	r.Status, r.Err = Failed, reason
 	return r
+}
+
+// ackChan lends a channel for one acknowledgement (AckTerminal).
+func (s *Switchboard) ackChan() chan error {
+	if c, ok := s.ackChans.Get().(chan error); ok {
+		return c
+	}
+	return make(chan error, 1)
 }
 
 func classify(err error) Status {

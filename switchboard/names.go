@@ -142,12 +142,22 @@ func visibleTargets(entries []presence.Entry, d *Delivery) []presence.Entry {
 // hidden now, and somebody took her name as an alias while she was never
 // seen): then nobody's, and the message goes where an offline user's goes.
 // When the known-users store cannot say, resolve returns its error and the
-// alias holders do not get the message either.
+// alias holders do not get the message either. It may reuse entries'
+// storage: callers pass a slice they own (a fresh Lookup) and use only
+// what resolve returns.
 func (s *Switchboard) resolve(ctx context.Context, name string, entries []presence.Entry) ([]presence.Entry, error) {
 	name = presence.CanonicalUser(name)
-	own := slices.DeleteFunc(slices.Clone(entries), func(e presence.Entry) bool { return e.User != name })
-	if len(own) > 0 || len(entries) == 0 {
-		return own, nil
+	nOwn := 0
+	for i := range entries {
+		if entries[i].User == name {
+			nOwn++
+		}
+	}
+	switch {
+	case nOwn == len(entries):
+		return entries, nil // all hers (the usual case), or none at all
+	case nOwn > 0:
+		return slices.DeleteFunc(entries, func(e presence.Entry) bool { return e.User != name }), nil
 	}
 	known, err := s.knownUser(ctx, name)
 	if err != nil || known {

@@ -28,13 +28,16 @@ type recentIDs struct {
 type recentKey struct{ user, id string } // canonical user
 
 // attempt is one delivery of one message id to one user's lines on this
-// node. done is closed once status is final; status is written only before
-// that.
+// node. Its fields below key are guarded by r.mu. done is made only when a
+// repeat waits (most attempts never have one, and a channel per message
+// is garbage) and closed by finish.
 type attempt struct {
-	key    recentKey
-	at     time.Time
-	done   chan struct{}
-	status Status
+	key      recentKey
+	at       time.Time
+	r        *recentIDs
+	finished bool
+	status   Status
+	done     chan struct{}
 }
 
 func newRecentIDs(window time.Duration, max int, now func() time.Time) *recentIDs {
@@ -47,7 +50,7 @@ func newRecentIDs(window time.Duration, max int, now func() time.Time) *recentID
 // final for direct deliveries (the repeat is answered "queued"), but not
 // for the mailbox drainer (retake): delivering the queued copy is its job.
 func (r *recentIDs) claim(user, id string, retake bool) (*attempt, bool) {
-	a := &attempt{key: recentKey{user, id}, at: r.now(), done: make(chan struct{})}
+	a := &attempt{key: recentKey{user, id}, at: r.now(), r: r}
 	if id == "" {
 		return a, true // no identity: nothing to compare with
 	}
@@ -55,13 +58,7 @@ func (r *recentIDs) claim(user, id string, retake bool) (*attempt, bool) {
 	defer r.mu.Unlock()
 	r.pruneLocked(a.at)
 	if prev, ok := r.byKey[a.key]; ok {
-		final := false
-		select {
-		case <-prev.done:
-			final = true
-		default:
-		}
-		if !(retake && final && prev.status == Queued) {
+		if !(retake && prev.finished && prev.status == Queued) {
 			return prev, false
 		}
 	}
@@ -74,21 +71,37 @@ func (r *recentIDs) claim(user, id string, retake bool) (*attempt, bool) {
 // after a failure the next attempt must try again.
 func (r *recentIDs) finish(a *attempt, st Status) {
 	r.mu.Lock()
-	a.status = st
+	a.status, a.finished = st, true
 	if st != Delivered && st != Queued && r.byKey[a.key] == a {
 		delete(r.byKey, a.key)
 	}
+	done := a.done
 	r.mu.Unlock()
-	close(a.done)
+	if done != nil {
+		close(done)
+	}
 }
 
 // wait waits for a's result, at most d or until ctx ends; ok is false when
 // it did not come.
 func (a *attempt) wait(ctx context.Context, d time.Duration) (st Status, ok bool) {
+	r := a.r
+	r.mu.Lock()
+	if a.finished {
+		r.mu.Unlock()
+		return a.status, true
+	}
+	if a.done == nil {
+		a.done = make(chan struct{})
+	}
+	done := a.done
+	r.mu.Unlock()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-a.done:
+	case <-done:
+		r.mu.Lock()
+		defer r.mu.Unlock()
 		return a.status, true
 	case <-ctx.Done():
 	case <-t.C:

@@ -119,6 +119,8 @@ type Switchboard struct {
 	mbox   Mailbox     // Config.Mailbox, or noMailbox
 	fed    *federation // nil without NATS
 	recent *recentIDs
+	// ackChans holds idle acknowledgement channels (ackChan), each empty.
+	ackChans sync.Pool
 
 	closeDone chan struct{} // closed when the first Close has finished
 
@@ -466,13 +468,13 @@ func SplitAddress(recipient string) (user, node string) {
 // cluster is refused with ErrUnknownUser. d.ID is the sender-side id
 // (MessageID); the delivery handed on carries its MessageKey, which is what
 // terminals acknowledge, the mailbox stores once and repeats are matched by.
+// Send sets d.ID to that key (in place: a copy per message would be
+// garbage), so d is the caller's to make for each Send and not to reuse.
 func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
 	if d.ID != "" {
 		// The sender's id alone (even with a cookie) does not tell two
 		// messages apart; with recipient and text it does (issue 12).
-		c := *d
-		c.ID = MessageKey(d.ID, d.Recipient, d.RecipTerm, d.Text)
-		d = &c
+		d.ID = MessageKey(d.ID, d.Recipient, d.RecipTerm, d.Text)
 	}
 	o := s.route(ctx, d)
 	s.settle(d, o)
@@ -485,7 +487,7 @@ func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
 // route delivers d to the terminals its address selects.
 func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 	o := &Outcome{Recipient: d.Recipient, RecipTerm: d.RecipTerm}
-	targets, err := s.selectTargets(ctx, d)
+	targets, err := s.selectTargets(ctx, d, o.entry[:0])
 	if err != nil {
 		o.Err = err
 		return o
@@ -495,8 +497,16 @@ func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 		// "The right terminal": candidates come most suitable first; a
 		// terminal that fails (its node died, its session vanished) hands the
 		// message to the next one, a refusal (busy, blocked) is final.
-		for _, e := range targets {
-			r := s.deliverTo(ctx, e.Node, d, []presence.Entry{e})[0]
+		start := time.Now()
+		for i, e := range targets {
+			if i > 0 && time.Since(start) >= s.cfg.ForwardTimeout {
+				// The caller's whole delivery is bounded (no deadline
+				// context per message): the terminals not yet tried
+				// are not tried.
+				o.Results = append(o.Results, Result{User: e.User, Node: e.Node, Term: e.Term, Status: Failed, Err: ErrTimeout})
+				continue
+			}
+			r := s.deliverTo(ctx, e.Node, d, targets[i:i+1])[0]
 			if r.Status != Failed {
 				o.Results = append([]Result{r}, o.Results...)
 				o.fallback = len(o.Results) > 1
@@ -504,6 +514,16 @@ func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 			}
 			o.Results = append(o.Results, r)
 		}
+		return o
+	}
+	if len(targets) > 0 && allOn(targets, targets[0].Node) {
+		// One node (the usual case, and every named terminal): no
+		// grouping, no goroutines.
+		out := o.one[:]
+		if len(targets) != 1 {
+			out = make([]Result, len(targets))
+		}
+		o.Results = s.deliverInto(ctx, targets[0].Node, d, targets, out)
 		return o
 	}
 	byNode := map[string][]presence.Entry{}
@@ -530,12 +550,27 @@ func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 	return o
 }
 
+// allOn reports whether every entry of es is on node.
+func allOn(es []presence.Entry, node string) bool {
+	for i := range es {
+		if es[i].Node != node {
+			return false
+		}
+	}
+	return true
+}
+
 // deliverTo delivers d to targets, all on node: directly when node is this
 // one, over NATS otherwise.
 func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, targets []presence.Entry) []Result {
+	return s.deliverInto(ctx, node, d, targets, make([]Result, len(targets)))
+}
+
+// deliverInto is deliverTo with the results' storage given (len(targets));
+// it returns out filled, or the remote node's results.
+func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery, targets []presence.Entry, out []Result) []Result {
 	if node != s.cfg.Node {
 		if s.fed == nil {
-			out := make([]Result, len(targets))
 			for i, e := range targets {
 				out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Err: ErrNodeDown}
 			}
@@ -543,17 +578,24 @@ func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, t
 		}
 		return s.fed.forward(ctx, node, d, targets)
 	}
-	ts := make([]target, len(targets))
+	var one [1]target
+	ts := one[:]
+	if len(targets) != 1 {
+		ts = make([]target, len(targets))
+	}
 	for i, e := range targets {
 		ts[i] = target{user: e.User, term: e.Term}
 	}
-	return s.deliverLocal(ctx, d, ts)
+	s.deliverLocalInto(ctx, d, ts, out)
+	return out
 }
 
 // selectTargets applies the RFC 1312 RECIPIENT / RECIP-TERM rules to the
 // presence directory, as d's sender may see it: a user name wins over an
 // alias (resolve), and hidden terminals look offline (visibleTargets).
-func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery) ([]presence.Entry, error) {
+// buf is storage for the entries (the caller's, so one terminal costs no
+// allocation).
+func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery, buf []presence.Entry) ([]presence.Entry, error) {
 	user, node := SplitAddress(d.Recipient)
 	if node != "" {
 		if err := presence.ValidNode(node); err != nil {
@@ -581,7 +623,7 @@ func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery) ([]presenc
 	if err := presence.ValidUser(user); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
-	entries, err := s.resolve(ctx, user, s.dir.Lookup(user)) // most recently active first
+	entries, err := s.resolve(ctx, user, s.dir.AppendLookup(buf, user)) // most recently active first
 	if err != nil {
 		// Whether the name is a known user's cannot be told: her alias
 		// holders do not get her mail; it goes where an absent user's does.
@@ -618,8 +660,10 @@ func b2i(b bool) int {
 	return 0
 }
 
+// pick keeps the entries of es that keep accepts, in place (callers own es:
+// it is a fresh directory copy), or returns none when there are none.
 func pick(es []presence.Entry, keep func(*presence.Entry) bool, none error) ([]presence.Entry, error) {
-	var out []presence.Entry
+	out := es[:0]
 	for i := range es {
 		if keep(&es[i]) {
 			out = append(out, es[i])

@@ -301,7 +301,7 @@ func TestLatin1PartsCompareOctetByOctet(t *testing.T) {
 // never does.
 type silent struct{ inbox }
 
-func (s *silent) DeliverAcked(d *switchboard.Delivery, _ func(error)) (bool, error) {
+func (s *silent) DeliverAcked(d *switchboard.Delivery, _ chan<- error) (bool, error) {
 	return true, s.Deliver(d)
 }
 
