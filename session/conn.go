@@ -298,10 +298,6 @@ func (s *session) writeLoop() {
 		}
 	}
 	defer release()
-	// The write deadline is moved on only every quarter of WriteTimeout:
-	// setting it costs a poller timer update, and a busy session writes
-	// thousands of frames a second.
-	var deadline time.Time
 	write := func(b []byte) error {
 		if bw == nil {
 			if w, ok := s.srv.writers.Get().(*bufio.Writer); ok {
@@ -311,10 +307,7 @@ func (s *session) writeLoop() {
 				bw = bufio.NewWriterSize(s.conn, 8<<10)
 			}
 		}
-		if now := time.Now(); deadline.Sub(now) < s.srv.cfg.WriteTimeout*3/4 {
-			deadline = now.Add(s.srv.cfg.WriteTimeout)
-			s.conn.SetWriteDeadline(deadline)
-		}
+		s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
 		if _, err := bw.Write(b); err != nil {
 			return err
 		}
@@ -377,7 +370,7 @@ func outFrame(reason string) []byte { return line("OUT", 0, false, reason) }
 func (s *session) Deliver(d *switchboard.Delivery) error { return s.deliver(d, nil) }
 
 // deliver queues d for the client. With done, the session also remembers
-// that d.ID awaits the client's ACK and calls done when it comes (see
+// that d.ID awaits the client's ACK and sends on done when it comes (see
 // ack.go).
 func (s *session) deliver(d *switchboard.Delivery, done chan<- error) error {
 	b := s.srv.msgFrame(d)
