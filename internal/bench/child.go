@@ -82,6 +82,30 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// The rates are set before the node starts, so that the profiles cover
+	// all of its life; the profiles are written when the child stops (the
+	// deferred calls run before the CPU profile stops, after the node has).
+	for _, p := range []struct{ env, name string }{
+		{childMemProfileEnv, "allocs"}, {childBlockProfileEnv, "block"}, {childMutexProfileEnv, "mutex"},
+	} {
+		path := os.Getenv(p.env)
+		if path == "" {
+			continue
+		}
+		switch p.name {
+		case "allocs":
+			runtime.MemProfileRate = childMemProfileRate
+		case "block":
+			runtime.SetBlockProfileRate(childBlockProfileRate)
+		case "mutex":
+			runtime.SetMutexProfileFraction(childMutexProfileFraction)
+		}
+		defer func() {
+			if err := writeProfile(p.name, path); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}()
+	}
 	var ready childReady
 	var sessions func() int
 	var stop func()
@@ -151,6 +175,27 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 	}
 }
 
+// writeProfile writes the named runtime profile to path (gzipped
+// protobuf, with every sample type: for allocs, alloc_objects, alloc_space,
+// inuse_objects and inuse_space).
+func writeProfile(name, path string) error {
+	if name == "allocs" {
+		runtime.GC() // the profile is as of the last completed collection
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench child: %s profile: %w", name, err)
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("bench child: %s profile: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bench child: %s profile: %w", name, err)
+	}
+	return nil
+}
+
 // startSessionServer wires what a node's session listener needs, with the
 // session cap raised (node.Config has no field for it), on a trust-mode
 // TCP listener. closeAll stops everything and waits.
@@ -198,6 +243,9 @@ type child struct {
 	lines  chan []byte
 	stderr *bytes.Buffer
 	ready  childReady
+
+	closeOnce sync.Once
+	closeErr  error // of the first close
 }
 
 // startChild starts this executable as a child in mode and waits for it
@@ -261,8 +309,14 @@ func (c *child) mem() (childMem, error) {
 }
 
 // close asks the child to quit, kills it if it has not within 20 s, and
-// waits for it and the stdout reader.
+// waits for it and the stdout reader. Later calls return the first one's
+// result.
 func (c *child) close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.stop() })
+	return c.closeErr
+}
+
+func (c *child) stop() error {
 	io.WriteString(c.stdin, "quit\n")
 	c.stdin.Close()
 	done := make(chan error, 1)

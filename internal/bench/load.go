@@ -34,16 +34,19 @@ type clock struct{ base time.Time }
 
 func (c clock) now() time.Duration { return time.Since(c.base) }
 
-// appendMessage appends a revision 'B' message for rcpt whose text carries
+// appendMessage appends a revision 'B' message for rcpt at terminal rterm
+// ("" for "the right terminal") whose text carries
 // the round and the send time. Its cookie (round "." term "." seq) is
 // unique over the whole run: the node takes (sender, sender term, cookie,
 // source address) as a message's identity and answers a repeat within its
 // duplicate window with '+' without delivering it again, and source ports
 // recur across rounds.
-func appendMessage(dst []byte, rcpt, term string, round int, seq uint64, sent time.Duration) []byte {
+func appendMessage(dst []byte, rcpt, rterm, term string, round int, seq uint64, sent time.Duration) []byte {
 	dst = append(dst, msp.Version2)
 	dst = append(dst, rcpt...)
-	dst = append(dst, 0, 0) // RECIPIENT, empty RECIP-TERM: "the right terminal"
+	dst = append(dst, 0)
+	dst = append(dst, rterm...)
+	dst = append(dst, 0)
 	dst = append(dst, textPrefix...)
 	dst = strconv.AppendInt(dst, int64(round), 10)
 	dst = append(dst, " t="...)
@@ -88,6 +91,7 @@ type load struct {
 	workers int        // goroutines (pipelined: connections)
 	depth   int        // pipelined: messages in flight per connection
 	recips  []string   // recipients, one per worker in turn
+	rterm   string     // RECIP-TERM of every message; "" for the node's choice
 }
 
 // run is one round of a load: its bounds and its live counter.
@@ -168,7 +172,7 @@ func (l *load) tcp1(ctx context.Context, r *run, rcpt, term string, t *tally) {
 		}
 		c.SetDeadline(time.Now().Add(ioTimeout))
 		sent := r.clock.now()
-		buf = appendMessage(buf[:0], rcpt, term, r.round, seq, sent)
+		buf = appendMessage(buf[:0], rcpt, l.rterm, term, r.round, seq, sent)
 		ok := false
 		if _, err = c.Write(buf); err == nil {
 			rb.reset(c)
@@ -204,7 +208,7 @@ func (l *load) pipe(ctx context.Context, r *run, rcpt, term string, t *tally) {
 			}
 			sent := r.clock.now()
 			fifo <- sent
-			buf = appendMessage(buf[:0], rcpt, term, r.round, seq, sent)
+			buf = appendMessage(buf[:0], rcpt, l.rterm, term, r.round, seq, sent)
 			c.SetWriteDeadline(time.Now().Add(ioTimeout))
 			if _, err := c.Write(buf); err != nil {
 				c.Close() // ends the reader's wait too
@@ -244,7 +248,7 @@ func (l *load) udp(ctx context.Context, r *run, rcpt, term string, t *tally) {
 	rb := make([]byte, msp.MaxLen+1)
 	for seq := uint64(0); r.next(ctx); seq++ {
 		sent := r.clock.now()
-		buf = appendMessage(buf[:0], rcpt, term, r.round, seq, sent)
+		buf = appendMessage(buf[:0], rcpt, l.rterm, term, r.round, seq, sent)
 		ok := false
 		if _, err := c.Write(buf); err == nil {
 			c.SetReadDeadline(time.Now().Add(udpTimeout))
@@ -262,7 +266,7 @@ func (l *load) request(ctx context.Context, r *run, rcpt, term string, t *tally)
 	buf := make([]byte, 0, msp.MaxLen)
 	for seq := uint64(0); r.next(ctx); seq++ {
 		sent := r.clock.now()
-		buf = appendMessage(buf[:0], rcpt, term, r.round, seq, sent)
+		buf = appendMessage(buf[:0], rcpt, l.rterm, term, r.round, seq, sent)
 		rctx, cancel := context.WithTimeout(ctx, ioTimeout)
 		m, err := l.nc.RequestWithContext(rctx, l.subject, buf)
 		cancel()
