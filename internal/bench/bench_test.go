@@ -262,12 +262,12 @@ func TestMinimalServerReplies(t *testing.T) {
 	var rr replyReader
 	rr.reset(c)
 	for i, want := range []bool{true, true, false} {
-		ok, err := rr.next()
-		if err != nil || ok != want {
-			t.Fatalf("reply %d = %v, %v; want %v", i, ok, err, want)
+		ok, queued, err := rr.next()
+		if err != nil || ok != want || queued {
+			t.Fatalf("reply %d = %v, queued %v, %v; want %v, not queued", i, ok, queued, err, want)
 		}
 	}
-	if _, err := rr.next(); err == nil {
+	if _, _, err := rr.next(); err == nil {
 		t.Fatal("connection still open after a '-' reply")
 	}
 

@@ -178,6 +178,9 @@ func (h *harness) compare(ctx context.Context, scenario, workload, title string,
 			if s.rcv != nil {
 				line += fmt.Sprintf("  %7d delivered", r.Delivered)
 			}
+			if r.Queued > 0 {
+				line += fmt.Sprintf("  %d queued", r.Queued)
+			}
 			h.prog.printf("%s", line)
 		}
 	}

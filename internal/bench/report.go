@@ -43,7 +43,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	if len(r.Comparisons) > 0 {
 		p("")
-		p("Throughput is the median over rounds of '+' replies per second; latencies pool every round's samples (µs).")
+		p("Throughput is the median over rounds of '+' replies per second; latencies pool every round's samples (µs). " +
+			"Failed counts '-' replies, lost datagrams and I/O errors, and '+' replies saying the message was queued in the mailbox instead of delivered (shown as queued).")
 		p("")
 		header("scenario", "arm", "msg/s", "reply p50", "reply p99", "delivery p50", "delivery p99", "failed", "undelivered")
 		for _, c := range r.Comparisons {
@@ -55,8 +56,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 				if a.Delivery.N > 0 {
 					dp50, dp99 = fmt.Sprintf("%.0f", a.Delivery.P50us), fmt.Sprintf("%.0f", a.Delivery.P99us)
 				}
+				failed := fmt.Sprint(a.Failed)
+				if a.Queued > 0 {
+					failed += fmt.Sprintf(" (%d queued)", a.Queued)
+				}
 				row(c.Scenario, a.Name, fmt.Sprintf("%.0f", a.Rate), fmt.Sprintf("%.0f", a.Reply.P50us),
-					fmt.Sprintf("%.0f", a.Reply.P99us), dp50, dp99, a.Failed, und)
+					fmt.Sprintf("%.0f", a.Reply.P99us), dp50, dp99, failed, und)
 			}
 		}
 		p("")

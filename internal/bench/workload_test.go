@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -325,5 +326,36 @@ func TestAllocsBothWorkloadsWithProfiles(t *testing.T) {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
 		}
+	}
+}
+
+// Rule (issue 13): a hot recipient the node cannot keep up with is
+// reported, not hidden: a '+' saying the message was queued in the mailbox
+// ("+queued for hot0 (t1@n1 terminal not reading)") counts as failed and
+// queued, never as a delivered '+'.
+func TestQueuedRepliesCountAsFailed(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() { // ends when the pipe closes or the replies are written
+		b.Write([]byte("+sent to hot0 at t1\x00+queued for hot0 (t1@n1 terminal not reading)\x00-hot0: no such user\x00"))
+	}()
+	a.SetDeadline(time.Now().Add(5 * time.Second))
+	var rr replyReader
+	rr.reset(a)
+	var tl tally
+	for i, want := range []struct{ ok, queued bool }{{true, false}, {true, true}, {false, false}} {
+		ok, queued, err := rr.next()
+		if err != nil || ok != want.ok || queued != want.queued {
+			t.Fatalf("reply %d: ok %v queued %v err %v; want %+v", i, ok, queued, err, want)
+		}
+		tl.reply(ok, queued, time.Millisecond)
+	}
+	if tl.ok != 1 || tl.failed != 2 || tl.queued != 1 || len(tl.lat) != 1 {
+		t.Fatalf("tally ok %d failed %d queued %d, %d latencies; want 1, 2, 1, 1", tl.ok, tl.failed, tl.queued, len(tl.lat))
+	}
+	if !isQueued([]byte("+queued for x")) || isQueued([]byte("+sent")) || isQueued([]byte("-queued")) {
+		t.Error("isQueued does not tell a mailbox '+' from others")
 	}
 }
