@@ -78,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		presenceNodes           = joinInts(cfg.PresenceNodes)
 		crossModes              = strings.Join(cfg.CrossModes, ",")
 		workloads               = strings.Join(bench.Workloads(), ",")
+		allocModes              = "tcppipe,tcp1,udp"
 		memProfile              string
 		blockProfile            string
 		mutexProfile            string
@@ -105,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&dirPrincipals, "dir-principals", dirPrincipals, "principals of the directory scenario")
 	fs.DurationVar(&cfg.ChurnFor, "churn", cfg.ChurnFor, "length of the directory churn phase (0: none)")
 	fs.IntVar(&cfg.ChurnRate, "churn-rate", cfg.ChurnRate, "sign-outs and sign-ins per second during churn")
+	fs.StringVar(&allocModes, "alloc-modes", allocModes, "comma-separated load modes of the allocs scenario (one alone profiles one path)")
 	fs.IntVar(&allocMsgs, "alloc-messages", allocMsgs, "messages per measured batch of the allocs scenario")
 	fs.IntVar(&allocWarmup, "alloc-warmup", allocWarmup, "warm-up messages of the allocs scenario")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of the table")
@@ -137,6 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg.Scenarios = cliflags.SplitList(scenarios)
 	cfg.CrossModes = cliflags.SplitList(crossModes)
 	cfg.Workloads = cliflags.SplitList(workloads)
+	cfg.AllocModes = cliflags.SplitList(allocModes)
 	if len(cfg.Workloads) == 0 {
 		fmt.Fprintf(stderr, "mspbench: --workloads: want at least one of %s\n", strings.Join(bench.Workloads(), ", "))
 		return 2

@@ -28,6 +28,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"zero rounds", []string{"--quick", "--rounds", "0"}, "rounds 0"},
 		{"unknown workload", []string{"--workloads", "spread,cold"}, `unknown workload "cold"`},
 		{"no workload", []string{"--workloads", ","}, "--workloads: want at least one"},
+		{"bad alloc mode", []string{"--alloc-modes", "udp,nats"}, `alloc mode "nats"`},
 		{"negative profile top", []string{"--profile-top", "-1"}, "profile top -1"},
 	}
 	for _, tc := range tests {

@@ -92,7 +92,7 @@ func warmupFactor(mode string) float64 {
 // batches with the child's allocation counters read before and after each
 // (every reading follows a full GC). The child writes the profiles of
 // profs.
-func (h *harness) allocs(ctx context.Context, profs childProfiles) ([]AllocResult, error) {
+func (h *harness) allocs(ctx context.Context, profs *childProfiles) ([]AllocResult, error) {
 	c, err := startChild(ChildNode, profs.env()...)
 	if err != nil {
 		return nil, err
@@ -101,7 +101,7 @@ func (h *harness) allocs(ctx context.Context, profs childProfiles) ([]AllocResul
 	var out []AllocResult
 	var sent int64 // messages the child has been sent so far
 	for _, wl := range h.cfg.Workloads {
-		rs, err := h.allocsWorkload(ctx, c, wl, &sent)
+		rs, err := h.allocsWorkload(ctx, c, wl, &sent, profs)
 		out = append(out, rs...)
 		if err != nil {
 			return out, err
@@ -115,7 +115,7 @@ func (h *harness) allocs(ctx context.Context, profs childProfiles) ([]AllocResul
 	return out, nil
 }
 
-func (h *harness) allocsWorkload(ctx context.Context, c *child, wl string, sent *int64) ([]AllocResult, error) {
+func (h *harness) allocsWorkload(ctx context.Context, c *child, wl string, sent *int64, profs *childProfiles) ([]AllocResult, error) {
 	rcv, rterm, err := h.signInWorkload(ctx, c.ready.Session, wl)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func (h *harness) allocsWorkload(ctx context.Context, c *child, wl string, sent 
 	defer rcv.close()
 	users := rcv.users()
 	var out []AllocResult
-	for _, mode := range []string{ModeTCPPipe, ModeTCP1, ModeUDP} {
+	for _, mode := range h.cfg.AllocModes {
 		l := h.newLoad(mode, c.ready.MSP, users, rterm)
 		batch := func(n int) (Round, error) {
 			h.rounds++
@@ -146,6 +146,9 @@ func (h *harness) allocsWorkload(ctx context.Context, c *child, wl string, sent 
 		}
 		res := AllocResult{Workload: wl, Mode: mode, Messages: h.cfg.AllocMessages, Batches: allocBatches, Warmup: warm,
 			Before: *sent, WindowsFull: windowsFull(mode, *sent, warm)}
+		if err := profs.beginPath(c, wl, mode); err != nil {
+			return out, err
+		}
 		mem := make([]childMem, allocBatches+1)
 		for i := range mem {
 			if i > 0 {
@@ -158,6 +161,9 @@ func (h *harness) allocsWorkload(ctx context.Context, c *child, wl string, sent 
 			if mem[i], err = c.mem(); err != nil {
 				return out, err
 			}
+		}
+		if err := profs.endPath(c); err != nil {
+			return out, err
 		}
 		n := float64(h.cfg.AllocMessages)
 		xs, ys := make([]float64, len(mem)), make([]float64, len(mem))

@@ -300,6 +300,8 @@ func TestConfigValidation(t *testing.T) {
 		{"no message bound", func(c *Config) { c.MaxMessages = 0 }, false},
 		{"more conns than in flight", func(c *Config) { c.Conns = c.Concurrency + 1 }, false},
 		{"bad cross mode", func(c *Config) { c.CrossModes = []string{ModeTCP1, "nats"} }, false},
+		{"bad alloc mode", func(c *Config) { c.AllocModes = []string{"smtp"} }, false},
+		{"one alloc mode", func(c *Config) { c.AllocModes = []string{ModeUDP} }, true},
 		{"tiny presence cluster", func(c *Config) { c.PresenceNodes = []int{2} }, false},
 		{"too many sessions", func(c *Config) { c.Sessions = 50_001 }, false},
 		{"fewer principals than nodes", func(c *Config) { c.DirectoryPrincipals = c.DirectoryNodes - 1 }, false},

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,6 +151,8 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 			lines <- sc.Text()
 		}
 	}()
+	var prof pathProfiler
+	defer prof.stop()
 	life := time.NewTimer(childLifetime)
 	defer life.Stop()
 	for {
@@ -161,7 +164,10 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 				return nil
 			}
 			if l != "mem" {
-				return fmt.Errorf("bench child: unknown command %q", l)
+				if err := enc.Encode(prof.command(l)); err != nil {
+					return fmt.Errorf("bench child: %w", err)
+				}
+				continue
 			}
 			heap, rss := memNow()
 			var m runtime.MemStats
@@ -173,6 +179,60 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 			}
 		}
 	}
+}
+
+// childReply answers a profiling command.
+type childReply struct {
+	Error string `json:"error,omitempty"`
+}
+
+// pathProfiler carries out the parent's profiling commands, so that one
+// load path (workload and mode) can be profiled on its own:
+//
+//	cpu-start PATH   start a CPU profile into PATH
+//	cpu-stop         stop it
+//	allocs PATH      write the allocation profile so far (after a GC)
+//
+// Only the child's command loop uses it.
+type pathProfiler struct {
+	cpu *os.File // the running CPU profile's file, or nil
+}
+
+func (p *pathProfiler) command(l string) childReply {
+	cmd, arg, _ := strings.Cut(l, " ")
+	var err error
+	switch {
+	case cmd == "cpu-start" && arg != "" && p.cpu == nil:
+		var f *os.File
+		if f, err = os.Create(arg); err == nil {
+			if err = pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			} else {
+				p.cpu = f
+			}
+		}
+	case cmd == "cpu-stop" && p.cpu != nil:
+		err = p.stop()
+	case cmd == "allocs" && arg != "":
+		err = writeProfile("allocs", arg)
+	default:
+		err = fmt.Errorf("bench child: unknown or untimely command %q", l)
+	}
+	if err != nil {
+		return childReply{Error: err.Error()}
+	}
+	return childReply{}
+}
+
+// stop ends the running CPU profile, if any.
+func (p *pathProfiler) stop() error {
+	if p.cpu == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	err := p.cpu.Close()
+	p.cpu = nil
+	return err
 }
 
 // writeProfile writes the named runtime profile to path (gzipped
@@ -297,6 +357,21 @@ func (c *child) read(v any, timeout time.Duration) error {
 	case <-time.After(timeout):
 		return fmt.Errorf("bench: child silent for %v", timeout)
 	}
+}
+
+// do sends a profiling command (see pathProfiler) and waits for its answer.
+func (c *child) do(cmd string) error {
+	if _, err := io.WriteString(c.stdin, cmd+"\n"); err != nil {
+		return fmt.Errorf("bench: child: %w", err)
+	}
+	var r childReply
+	if err := c.read(&r, 60*time.Second); err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return fmt.Errorf("bench: child: %s", r.Error)
+	}
+	return nil
 }
 
 // mem asks the child for its memory figures (after a full collection).

@@ -123,6 +123,10 @@ type Config struct {
 	ChurnFor  time.Duration
 	ChurnRate int
 
+	// AllocModes are the load modes of the allocs scenario, in run order;
+	// empty means tcppipe, tcp1, udp. One mode alone gives profiles of
+	// one path.
+	AllocModes []string
 	// AllocMessages is the size of each of the allocs scenario's measured
 	// batches; AllocWarmup messages go first.
 	AllocMessages, AllocWarmup int
@@ -242,6 +246,16 @@ func (c *Config) validate() error {
 	}
 	if c.ProfileTop < 0 || c.ProfileTop > 1000 {
 		return bad("profile top %d: want 0..1000", c.ProfileTop)
+	}
+	if len(c.AllocModes) == 0 {
+		c.AllocModes = []string{ModeTCPPipe, ModeTCP1, ModeUDP}
+	}
+	for _, m := range c.AllocModes {
+		switch m {
+		case ModeTCP1, ModeTCPPipe, ModeUDP:
+		default:
+			return bad("alloc mode %q: want %s, %s or %s", m, ModeTCP1, ModeTCPPipe, ModeUDP)
+		}
 	}
 	for _, m := range c.CrossModes {
 		switch m {

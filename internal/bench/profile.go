@@ -38,7 +38,14 @@ const (
 // with the largest flat share (spent in the function itself) and the
 // largest cumulative share (in it or in what it calls).
 type ProfileTop struct {
-	Profile    string      `json:"profile"`        // "cpu", "alloc_objects", "alloc_space", "block", "mutex"
+	Profile string `json:"profile"` // "cpu", "alloc_objects", "alloc_space", "block", "mutex"
+	// Workload and Mode name the load path of a per-path profile (its
+	// measured batches only); both are empty for a profile of the child's
+	// whole run.
+	Workload string `json:"workload,omitempty"`
+	Mode     string `json:"mode,omitempty"`
+	// Scope says what part of the child's run the profile covers.
+	Scope      string      `json:"scope"`
 	File       string      `json:"file,omitempty"` // empty when the harness made it in a temporary directory
 	SampleType string      `json:"sample_type"`    // the pprof sample type summed
 	Unit       string      `json:"unit"`           // its unit: nanoseconds, bytes, count
@@ -56,24 +63,41 @@ type FuncShare struct {
 
 // childProfiles are the files the node child writes its profiles to ("" for
 // none); temp marks the ones the harness made for ProfileTop alone.
+//
+// With ProfileTop set, the harness also profiles each load path (workload
+// and mode) on its own: it has the child start and stop a CPU profile
+// around the path's measured batches and write its allocation profile
+// before and after them (into dir), and the path's allocations are the
+// difference. A process has one CPU profile at a time, so the child's
+// whole-run CPU profile is then the merge of the paths' ones.
 type childProfiles struct {
 	cpu, mem, block, mutex string
 	temp                   map[string]bool
+	perPath                bool
+	dir                    string
+	paths                  []pathFiles // in run order; only the allocs goroutine appends
+}
+
+// pathFiles are one load path's profiles.
+type pathFiles struct {
+	workload, mode          string
+	cpu, allocsBase, allocs string
 }
 
 // childProfiles returns the profile paths of this run. With ProfileTop set,
-// a CPU or allocation profile nobody asked for goes to a temporary
-// directory, which cleanup removes.
-func (h *harness) childProfiles() (childProfiles, func(), error) {
-	p := childProfiles{cpu: h.cfg.NodeCPUProfile, mem: h.cfg.NodeMemProfile,
+// a CPU or allocation profile nobody asked for and the per-path profiles go
+// to a temporary directory, which cleanup removes.
+func (h *harness) childProfiles() (*childProfiles, func(), error) {
+	p := &childProfiles{cpu: h.cfg.NodeCPUProfile, mem: h.cfg.NodeMemProfile,
 		block: h.cfg.NodeBlockProfile, mutex: h.cfg.NodeMutexProfile, temp: map[string]bool{}}
-	if h.cfg.ProfileTop == 0 || (p.cpu != "" && p.mem != "") {
+	if h.cfg.ProfileTop == 0 {
 		return p, func() {}, nil
 	}
 	dir, err := os.MkdirTemp("", "mspbench-prof-")
 	if err != nil {
 		return p, nil, fmt.Errorf("bench: %w", err)
 	}
+	p.perPath, p.dir = true, dir
 	if p.cpu == "" {
 		p.cpu = filepath.Join(dir, "cpu.pprof")
 		p.temp[p.cpu] = true
@@ -86,22 +110,86 @@ func (h *harness) childProfiles() (childProfiles, func(), error) {
 }
 
 // env is the child's environment for p.
-func (p childProfiles) env() []string {
+func (p *childProfiles) env() []string {
 	var env []string
 	for _, e := range []struct{ name, path string }{
-		{childProfileEnv, p.cpu}, {childMemProfileEnv, p.mem},
-		{childBlockProfileEnv, p.block}, {childMutexProfileEnv, p.mutex},
+		{childMemProfileEnv, p.mem}, {childBlockProfileEnv, p.block}, {childMutexProfileEnv, p.mutex},
 	} {
 		if e.path != "" {
 			env = append(env, e.name+"="+e.path)
 		}
 	}
+	if p.cpu != "" && !p.perPath {
+		env = append(env, childProfileEnv+"="+p.cpu)
+	}
 	return env
 }
 
+// beginPath starts profiling the path workload/mode in the child c (when
+// per-path profiling is on); endPath ends it.
+func (p *childProfiles) beginPath(c *child, workload, mode string) error {
+	if !p.perPath {
+		return nil
+	}
+	name := filepath.Join(p.dir, workload+"-"+mode)
+	f := pathFiles{workload: workload, mode: mode, cpu: name + ".cpu.pprof",
+		allocsBase: name + ".allocs-base.pprof", allocs: name + ".allocs.pprof"}
+	if err := c.do("allocs " + f.allocsBase); err != nil {
+		return err
+	}
+	if err := c.do("cpu-start " + f.cpu); err != nil {
+		return err
+	}
+	p.paths = append(p.paths, f)
+	return nil
+}
+
+func (p *childProfiles) endPath(c *child) error {
+	if !p.perPath {
+		return nil
+	}
+	if err := c.do("cpu-stop"); err != nil {
+		return err
+	}
+	return c.do("allocs " + p.paths[len(p.paths)-1].allocs)
+}
+
+// mergeCPU writes the merge of the paths' CPU profiles to p.cpu: the
+// child's CPU profile when the paths were profiled one by one.
+func (p *childProfiles) mergeCPU() error {
+	var ps []*profile.Profile
+	for _, f := range p.paths {
+		prof, err := readProfile(f.cpu)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, prof)
+	}
+	merged, err := profile.Merge(ps)
+	if err != nil {
+		return fmt.Errorf("bench: merge CPU profiles: %w", err)
+	}
+	out, err := os.Create(p.cpu)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if err := merged.Write(out); err != nil {
+		out.Close()
+		return fmt.Errorf("bench: %s: %w", p.cpu, err)
+	}
+	return out.Close()
+}
+
 // tops parses the profiles the child wrote and returns the top n of each:
-// CPU, allocations by count and by size, blocking and mutex delay.
-func (p childProfiles) tops(n int) ([]ProfileTop, error) {
+// first the whole run's CPU, allocations by count and by size, blocking
+// and mutex delay, then, with per-path profiling, each path's CPU and
+// allocations by count.
+func (p *childProfiles) tops(n int) ([]ProfileTop, error) {
+	if p.perPath && len(p.paths) > 0 {
+		if err := p.mergeCPU(); err != nil {
+			return nil, err
+		}
+	}
 	var out []ProfileTop
 	for _, f := range []struct {
 		path  string
@@ -124,14 +212,57 @@ func (p childProfiles) tops(n int) ([]ProfileTop, error) {
 			if err != nil {
 				return out, fmt.Errorf("bench: %s: %w", f.path, err)
 			}
-			t.Profile = k[0]
+			t.Profile, t.Scope = k[0], "the child's whole run, every workload and mode"
+			if f.path == p.cpu && p.perPath {
+				t.Scope = "the measured batches of every workload and mode"
+			}
 			if !p.temp[f.path] {
 				t.File = f.path
 			}
 			out = append(out, t)
 		}
 	}
+	for _, f := range p.paths {
+		cpu, err := readProfile(f.cpu)
+		if err != nil {
+			return out, err
+		}
+		t, err := topFunctions(cpu, "cpu", n)
+		if err != nil {
+			return out, fmt.Errorf("bench: %s: %w", f.cpu, err)
+		}
+		t.Profile, t.Workload, t.Mode, t.Scope = "cpu", f.workload, f.mode, "this path's measured batches"
+		out = append(out, t)
+		allocs, err := diffProfiles(f.allocs, f.allocsBase)
+		if err != nil {
+			return out, err
+		}
+		if t, err = topFunctions(allocs, "alloc_objects", n); err != nil {
+			return out, fmt.Errorf("bench: %s: %w", f.allocs, err)
+		}
+		t.Profile, t.Workload, t.Mode, t.Scope = "alloc_objects", f.workload, f.mode, "this path's measured batches"
+		out = append(out, t)
+	}
 	return out, nil
+}
+
+// diffProfiles is the profile at path minus the one at basePath (what
+// `go tool pprof -diff_base` shows): the allocations made in between.
+func diffProfiles(path, basePath string) (*profile.Profile, error) {
+	after, err := readProfile(path)
+	if err != nil {
+		return nil, err
+	}
+	base, err := readProfile(basePath)
+	if err != nil {
+		return nil, err
+	}
+	base.Scale(-1)
+	d, err := profile.Merge([]*profile.Profile{after, base})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s minus %s: %w", path, basePath, err)
+	}
+	return d, nil
 }
 
 // readProfile parses a pprof file (gzipped protobuf, as runtime/pprof

@@ -120,15 +120,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	for _, t := range r.Profiles {
 		p("")
-		where := "a temporary file"
-		if t.File != "" {
-			where = "`" + t.File + "`"
+		n := max(len(t.Flat), len(t.Cum))
+		name := "**" + t.Profile + "**"
+		if t.Workload != "" {
+			name += ", " + t.Workload + " " + t.Mode
 		}
-		p("Node child profile **%s** (%s, allocs scenario, all workloads and modes; total %s): top %d functions by flat and by cumulative share.",
-			t.Profile, where, fmtProfileValue(t.Total, t.Unit), max(len(t.Flat), len(t.Cum)))
+		where := ""
+		if t.File != "" {
+			where = "`" + t.File + "`, "
+		}
+		p("Node child profile %s (%sallocs scenario, %s; total %s): top %d functions by flat and by cumulative share.",
+			name, where, t.Scope, fmtProfileValue(t.Total, t.Unit), n)
 		p("")
 		header("#", "flat %", "function (flat)", "cum %", "function (cumulative)")
-		for i := range max(len(t.Flat), len(t.Cum)) {
+		for i := range n {
 			fp, ff, cp, cf := "", "", "", ""
 			if i < len(t.Flat) {
 				fp, ff = fmt.Sprintf("%.1f", t.Flat[i].Percent), "`"+t.Flat[i].Func+"`"

@@ -227,7 +227,7 @@ func TestProfileTop(t *testing.T) {
 	}
 	_ = keep[0]
 
-	tops, err := childProfiles{cpu: cpuPath, mem: memPath, temp: map[string]bool{memPath: true}}.tops(5)
+	tops, err := (&childProfiles{cpu: cpuPath, mem: memPath, temp: map[string]bool{memPath: true}}).tops(5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,14 +304,27 @@ func TestAllocsBothWorkloadsWithProfiles(t *testing.T) {
 	}
 	var kinds []string
 	for _, p := range rep.Profiles {
-		kinds = append(kinds, p.Profile)
+		kinds = append(kinds, strings.Trim(p.Workload+" "+p.Mode+" "+p.Profile, " "))
 	}
-	if !slices.Equal(kinds, []string{"cpu", "alloc_objects", "alloc_space", "block", "mutex"}) {
-		t.Fatalf("profiles %v, want cpu, alloc_objects, alloc_space, block, mutex", kinds)
+	wantKinds := []string{"cpu", "alloc_objects", "alloc_space", "block", "mutex"}
+	for _, path := range want {
+		wl, mode, _ := strings.Cut(path, "/")
+		wantKinds = append(wantKinds, wl+" "+mode+" cpu", wl+" "+mode+" alloc_objects")
 	}
-	for _, p := range rep.Profiles[:3] {
-		if p.Total <= 0 || len(p.Flat) == 0 || len(p.Flat) > 4 || p.File != "" {
-			t.Errorf("%s: total %v, top %+v, file %q: want samples, at most 4, no file named", p.Profile, p.Total, p.Flat, p.File)
+	if !slices.Equal(kinds, wantKinds) {
+		t.Fatalf("profiles %q, want %q", kinds, wantKinds)
+	}
+	for _, p := range rep.Profiles {
+		if p.File != "" && p.Profile != "block" && p.Profile != "mutex" {
+			t.Errorf("%s %s %s: names file %q, which was temporary", p.Workload, p.Mode, p.Profile, p.File)
+		}
+		if len(p.Flat) > 4 || len(p.Cum) > 4 {
+			t.Errorf("%s %s %s: %d flat, %d cum entries, want at most 4", p.Workload, p.Mode, p.Profile, len(p.Flat), len(p.Cum))
+		}
+		// A path's batches are short: its CPU profile may hold no sample,
+		// but every path allocates.
+		if p.Profile == "alloc_objects" && (p.Total <= 0 || len(p.Flat) == 0) {
+			t.Errorf("%s %s alloc_objects: total %v, top %+v: want allocations", p.Workload, p.Mode, p.Total, p.Flat)
 		}
 	}
 	if p := rep.Profiles[3]; p.File != cfg.NodeBlockProfile {
@@ -321,7 +334,7 @@ func TestAllocsBothWorkloadsWithProfiles(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"| hot | udp |", "Node child profile **alloc_objects**", "| 1 |",
+	for _, s := range []string{"| hot | udp |", "Node child profile **alloc_objects**", "**alloc_objects**, hot udp", "| 1 |",
 		"| no live-heap growth once the dedup windows are full (hot) | no growth | windows not full"} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
