@@ -22,7 +22,12 @@
 //   - sessions: memory per idle session, in a child process;
 //   - directory: 100k principals over 30 nodes with churn;
 //   - allocs: allocations per message on the node's MSP hot path, in a
-//     child process.
+//     child process, with optional CPU, allocation, block and mutex
+//     profiles of that child and their top functions (ProfileTop).
+//
+// The local, cross and allocs scenarios run once per workload (see
+// Workloads): recipients spread over several sessions, and one hot
+// session that every message names by its terminal.
 //
 // Every load loop is bounded by a message count and a duration; everything
 // a scenario starts (servers, nodes, sessions, goroutines, child processes)
