@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/google/pprof/profile"
 )
@@ -329,13 +330,36 @@ func frameNames(loc *profile.Location) []string {
 	out := make([]string, 0, len(loc.Line))
 	for _, l := range loc.Line {
 		if l.Function != nil {
-			out = append(out, l.Function.Name)
+			out = append(out, shortGeneric(l.Function.Name))
 		}
 	}
 	if len(out) == 0 {
 		out = append(out, fmt.Sprintf("0x%x", loc.Address))
 	}
 	return out
+}
+
+// shortGeneric drops the type arguments of an instantiated generic
+// function ("slices.Clone[go.shape.[]...]" becomes "slices.Clone[...]"),
+// which can be hundreds of characters of GC shape.
+func shortGeneric(name string) string {
+	i := strings.Index(name, "[go.shape.")
+	if i < 0 {
+		return name
+	}
+	depth := 0
+	for j := i; j < len(name); j++ {
+		switch name[j] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+			if depth == 0 {
+				return name[:i] + "[...]" + shortGeneric(name[j+1:])
+			}
+		}
+	}
+	return name[:i] + "[...]"
 }
 
 // largest returns the n largest values of m as shares of total, largest

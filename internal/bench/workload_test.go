@@ -372,3 +372,22 @@ func TestQueuedRepliesCountAsFailed(t *testing.T) {
 		t.Error("isQueued does not tell a mailbox '+' from others")
 	}
 }
+
+// Rule: generic instantiations are named without their GC shapes, so the
+// profile tables stay readable; other names are kept as they are.
+func TestShortGeneric(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"github.com/msprelay/msprelay/msp.(*Server).handle", "github.com/msprelay/msprelay/msp.(*Server).handle"},
+		{"slices.Clone[go.shape.[]presence.Entry,go.shape.struct { User string; Aliases []string }]", "slices.Clone[...]"},
+		{"pkg.(*T[go.shape.int]).M[go.shape.string]", "pkg.(*T[...]).M[...]"},
+		{"pkg.F[go.shape.[]int].func1", "pkg.F[...].func1"},
+		{"pkg.F[go.shape.[]int", "pkg.F[...]"},
+		{"pkg.Map[string]", "pkg.Map[string]"},
+	}
+	for _, tc := range tests {
+		if got := shortGeneric(tc.in); got != tc.want {
+			t.Errorf("shortGeneric(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
