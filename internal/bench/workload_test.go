@@ -198,7 +198,8 @@ func allocChunks(n int) [][]byte {
 
 // Rule: --profile-top reads real pprof files: the function that burned the
 // CPU tops the cumulative list of a CPU profile, the function that
-// allocated tops the flat list of an allocation profile, shares are
+// allocated between two allocation profiles tops the flat list of their
+// difference, shares are
 // percentages of the total, and a sample type the profile lacks is an
 // error.
 //
@@ -219,13 +220,31 @@ func TestProfileTop(t *testing.T) {
 	f.Close()
 
 	// 64 MiB in 1 KiB chunks: at the default rate of one sample per 512 KiB
-	// that is over a hundred samples, all in allocChunks.
+	// that is over a hundred samples, all in allocChunks. The profile is
+	// the process's since it started, so the test takes the difference
+	// (as the harness does for one path) to leave out earlier tests.
+	basePath, afterPath := filepath.Join(dir, "base.pprof"), filepath.Join(dir, "after.pprof")
+	if err := writeProfile("allocs", basePath); err != nil {
+		t.Fatal(err)
+	}
 	keep := allocChunks(64 << 10)
-	memPath := filepath.Join(dir, "mem.pprof")
-	if err := writeProfile("allocs", memPath); err != nil {
+	if err := writeProfile("allocs", afterPath); err != nil {
 		t.Fatal(err)
 	}
 	_ = keep[0]
+	diff, err := diffProfiles(afterPath, basePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	memPath := filepath.Join(dir, "mem.pprof")
+	out, err := os.Create(memPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := diff.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
 
 	tops, err := (&childProfiles{cpu: cpuPath, mem: memPath, temp: map[string]bool{memPath: true}}).tops(5)
 	if err != nil {
