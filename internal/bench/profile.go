@@ -170,13 +170,18 @@ func (p *childProfiles) mergeCPU() error {
 	if err != nil {
 		return fmt.Errorf("bench: merge CPU profiles: %w", err)
 	}
-	out, err := os.Create(p.cpu)
+	return saveProfile(merged, p.cpu)
+}
+
+// saveProfile writes prof to path as pprof files are (gzipped protobuf).
+func saveProfile(prof *profile.Profile, path string) error {
+	out, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	if err := merged.Write(out); err != nil {
+	if err := prof.Write(out); err != nil {
 		out.Close()
-		return fmt.Errorf("bench: %s: %w", p.cpu, err)
+		return fmt.Errorf("bench: %s: %w", path, err)
 	}
 	return out.Close()
 }

@@ -237,14 +237,9 @@ func TestProfileTop(t *testing.T) {
 		t.Fatal(err)
 	}
 	memPath := filepath.Join(dir, "mem.pprof")
-	out, err := os.Create(memPath)
-	if err != nil {
+	if err := saveProfile(diff, memPath); err != nil {
 		t.Fatal(err)
 	}
-	if err := diff.Write(out); err != nil {
-		t.Fatal(err)
-	}
-	out.Close()
 
 	tops, err := (&childProfiles{cpu: cpuPath, mem: memPath, temp: map[string]bool{memPath: true}}).tops(5)
 	if err != nil {
