@@ -8,14 +8,18 @@
 //	mspbench --json > results.json  # the report for machines
 //	mspbench --out docs/bench       # also write results.json and chart.svg
 //	mspbench --replot docs/bench    # redraw chart.svg from results.json; no run
+//	mspbench --scenarios allocs --cpuprofile cpu.out --memprofile mem.out --profile-top 15
 //
 // Scenarios: local (one node; TCP per message, TCP pipelined, UDP, each
 // against a minimal RFC 1312 server or a bare UDP reply loop), cross (two
 // nodes and a NATS relay; cross-node delivery against local delivery and
 // raw NATS request-reply), presence (gossip convergence and failure
 // detection), sessions (memory per idle session), directory (100k
-// principals with churn) and allocs (allocations per message). Every figure
-// is reported with its ratio to its baseline; arms alternate round by round.
+// principals with churn) and allocs (allocations per message). The local,
+// cross and allocs scenarios run once per workload: spread (recipients
+// spread over several sessions) and hot (every message to one session,
+// addressed to its terminal). Every figure is reported with its ratio to
+// its baseline; arms alternate round by round.
 //
 // Progress goes to stderr (one redrawn line on a terminal); the final table
 // (Markdown) or JSON goes to stdout. All traffic stays on 127.0.0.1. The
@@ -73,6 +77,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		scenarios               = strings.Join(bench.Scenarios(), ",")
 		presenceNodes           = joinInts(cfg.PresenceNodes)
 		crossModes              = strings.Join(cfg.CrossModes, ",")
+		workloads               = strings.Join(bench.Workloads(), ",")
+		allocModes              = "tcppipe,tcp1,udp"
+		memProfile              string
+		blockProfile            string
+		mutexProfile            string
 		asJSON                  bool
 		outDir, cpuProfile      string
 		timeout                 = 15 * time.Minute
@@ -88,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "messages in flight (workers; pipelined: total window)")
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "connections the pipelined window is spread over")
 	fs.IntVar(&cfg.Receivers, "receivers", cfg.Receivers, "receiving sessions (recipients)")
+	fs.StringVar(&workloads, "workloads", workloads, "comma-separated workloads of the local, cross and allocs scenarios: spread (recipients spread over the receiving sessions), hot (every message to one session, at its terminal)")
 	fs.StringVar(&crossModes, "cross-modes", crossModes, "comma-separated load modes of the cross-node comparison: tcp1, tcppipe, udp")
 	fs.StringVar(&presenceNodes, "presence-nodes", presenceNodes, "comma-separated gossip cluster sizes")
 	fs.IntVar(&cfg.SignIns, "signins", cfg.SignIns, "sign-ins timed per cluster size")
@@ -96,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&dirPrincipals, "dir-principals", dirPrincipals, "principals of the directory scenario")
 	fs.DurationVar(&cfg.ChurnFor, "churn", cfg.ChurnFor, "length of the directory churn phase (0: none)")
 	fs.IntVar(&cfg.ChurnRate, "churn-rate", cfg.ChurnRate, "sign-outs and sign-ins per second during churn")
+	fs.StringVar(&allocModes, "alloc-modes", allocModes, "comma-separated load modes of the allocs scenario (one alone profiles one path)")
 	fs.IntVar(&allocMsgs, "alloc-messages", allocMsgs, "messages per measured batch of the allocs scenario")
 	fs.IntVar(&allocWarmup, "alloc-warmup", allocWarmup, "warm-up messages of the allocs scenario")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of the table")
@@ -103,6 +114,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var replotDir string
 	fs.StringVar(&replotDir, "replot", "", "run nothing: redraw DIR/chart.svg from DIR/results.json")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, and one of the allocs scenario's node process to FILE.node")
+	fs.StringVar(&memProfile, "memprofile", "", "write an allocation profile (alloc_space, alloc_objects) of the allocs scenario's node process to this file")
+	fs.StringVar(&blockProfile, "blockprofile", "", "write a blocking profile of the allocs scenario's node process to this file")
+	fs.StringVar(&mutexProfile, "mutexprofile", "", "write a mutex contention profile of the allocs scenario's node process to this file")
+	fs.IntVar(&cfg.ProfileTop, "profile-top", 0, "report the top N functions of the allocs scenario's node process by CPU and allocations, flat and cumulative (0: none)")
 	fs.DurationVar(&timeout, "timeout", timeout, "bound on the whole run")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -123,7 +138,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Scenarios = cliflags.SplitList(scenarios)
 	cfg.CrossModes = cliflags.SplitList(crossModes)
+	cfg.Workloads = cliflags.SplitList(workloads)
+	cfg.AllocModes = cliflags.SplitList(allocModes)
+	if len(cfg.Workloads) == 0 {
+		fmt.Fprintf(stderr, "mspbench: --workloads: want at least one of %s\n", strings.Join(bench.Workloads(), ", "))
+		return 2
+	}
 	var err error
+	for _, f := range []struct {
+		path string
+		dst  *string
+	}{{memProfile, &cfg.NodeMemProfile}, {blockProfile, &cfg.NodeBlockProfile}, {mutexProfile, &cfg.NodeMutexProfile}} {
+		if f.path == "" {
+			continue
+		}
+		// The child runs in the same directory, but an absolute path is
+		// what the report should name.
+		if *f.dst, err = filepath.Abs(f.path); err != nil {
+			fmt.Fprintf(stderr, "mspbench: %v\n", err)
+			return 2
+		}
+	}
 	if cfg.PresenceNodes, err = parseInts(presenceNodes); err != nil {
 		fmt.Fprintf(stderr, "mspbench: --presence-nodes: %v\n", err)
 		return 2

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/msprelay/msprelay/internal/bench"
 )
 
 // Rule: usage errors exit 2 before anything starts, and say what is wrong.
@@ -23,6 +26,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"bad cluster sizes", []string{"--presence-nodes", "10,x"}, "--presence-nodes"},
 		{"bad cross mode", []string{"--cross-modes", "smtp"}, `cross mode "smtp"`},
 		{"zero rounds", []string{"--quick", "--rounds", "0"}, "rounds 0"},
+		{"unknown workload", []string{"--workloads", "spread,cold"}, `unknown workload "cold"`},
+		{"no workload", []string{"--workloads", ","}, "--workloads: want at least one"},
+		{"bad alloc mode", []string{"--alloc-modes", "udp,nats"}, `alloc mode "nats"`},
+		{"negative profile top", []string{"--profile-top", "-1"}, "profile top -1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,5 +79,60 @@ func TestReplotCommittedResults(t *testing.T) {
 	}
 	if code := run([]string{"--replot", t.TempDir()}, &stdout, &stderr); code != 1 {
 		t.Errorf("--replot of a directory without results.json: exit %d, want 1", code)
+	}
+}
+
+// Rule: --replot handles a results.json with both workloads: every spread
+// and hot scenario gets its bars, named as in the tables.
+func TestReplotBothWorkloads(t *testing.T) {
+	t.Parallel()
+	rep := bench.Report{Settings: bench.Settings{Workloads: bench.Workloads()}}
+	var names []string
+	for _, wl := range bench.Workloads() {
+		kind := ""
+		if wl == bench.WorkloadHot {
+			kind = "-hot"
+		}
+		arm := func(name, role string, rate float64) *bench.Arm {
+			return &bench.Arm{Name: name, Role: role, Rate: rate, Reply: bench.Latency{N: 10, P50us: 100 * rate / 1000, P99us: rate / 5}}
+		}
+		local := &bench.Comparison{Scenario: "local" + kind + "/tcppipe", Workload: wl,
+			Arms:   []*bench.Arm{arm("minimal", "baseline", 90000), arm("node", "subject", 30000)},
+			Ratios: []bench.Ratio{{Of: "node", To: "minimal", Rate: 0.33}}}
+		cross := &bench.Comparison{Scenario: "cross" + kind + "/tcp1", Workload: wl,
+			Arms:   []*bench.Arm{arm("local", "baseline", 12000), arm("cross", "subject", 7000), arm("nats", "baseline", 60000)},
+			Ratios: []bench.Ratio{{Of: "cross", To: "local", Rate: 0.58}, {Of: "cross", To: "nats", Rate: 0.12}}}
+		rep.Comparisons = append(rep.Comparisons, local, cross)
+		names = append(names, local.Scenario, cross.Scenario)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--replot", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "chart.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName xml.Name `xml:"http://www.w3.org/2000/svg svg"`
+		Texts   []string `xml:"text"`
+	}
+	if err := xml.Unmarshal(svg, &doc); err != nil {
+		t.Fatalf("chart.svg is not well-formed SVG: %v", err)
+	}
+	all := strings.Join(doc.Texts, "\n")
+	for _, n := range names {
+		// Each scenario labels its arms in two panels and its ratios in the third.
+		if c := strings.Count(all, n+" "); c < 5 {
+			t.Errorf("chart names %q %d times, want every arm and ratio:\n%s", n, c, all)
+		}
 	}
 }

@@ -6,17 +6,27 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/msprelay/msprelay/msp"
 )
 
 // AllocResult is the node's allocation cost per message in one load mode,
 // measured in a child process that runs only the node (the load generator
 // and the receiving sessions are in the parent).
 type AllocResult struct {
+	Workload string `json:"workload,omitempty"` // empty in reports from before the hot workload: spread
 	Mode     string `json:"mode"`
 	Messages int    `json:"messages"` // per measured batch
 	Batches  int    `json:"batches"`
 	Warmup   int    `json:"warmup"`
-	Failed   int64  `json:"failed"`
+	// Before is how many messages the node had been sent before the first
+	// measured batch (every earlier mode and workload and this warm-up).
+	// WindowsFull: that is more than the node's recent-id window, and for
+	// UDP this warm-up alone is more than the UDP duplicate filter, so the
+	// live heap is measured with the windows full.
+	Before      int64 `json:"messages_before,omitempty"`
+	WindowsFull bool  `json:"windows_full,omitempty"`
+	Failed      int64 `json:"failed"`
 	// AllocsPerMsg is runtime.MemStats Mallocs over each batch divided by
 	// its messages; BytesPerMsg is TotalAlloc over all batches per message.
 	AllocsPerMsg []float64 `json:"allocs_per_msg"`
@@ -36,6 +46,24 @@ type AllocResult struct {
 	// NoGrowth: no batch allocated more per message than the first (within
 	// 2% + 0.5) and RetainedPerMsg is under 8 bytes.
 	NoGrowth bool `json:"no_growth"`
+}
+
+// The node's duplicate windows: switchboard keeps the ids of the last
+// 65,536 messages (its maxRecentIDs, not exported), the MSP server the
+// identities of the last msp.DefaultDedupEntries UDP messages (both for
+// five minutes). Live-heap growth means something only once they are full.
+const (
+	recentIDWindow = 65536
+	udpDedupWindow = msp.DefaultDedupEntries
+)
+
+// windowsFull reports whether the node's duplicate windows are full for
+// mode after before messages in all, warm of them in mode just now.
+func windowsFull(mode string, before int64, warm int) bool {
+	if mode == ModeUDP && warm <= udpDedupWindow {
+		return false
+	}
+	return before > recentIDWindow
 }
 
 // allocBatches is how many equal batches follow the warm-up.
@@ -59,36 +87,52 @@ func warmupFactor(mode string) float64 {
 	return 1
 }
 
-// allocs measures the node's MSP hot path in each load mode: a warm-up
-// (long enough to fill the node's bounded caches), then equal batches with
-// the child's allocation counters read before and after each (every
-// reading follows a full GC).
-func (h *harness) allocs(ctx context.Context) ([]AllocResult, error) {
-	var env []string
-	if h.cfg.NodeCPUProfile != "" {
-		env = append(env, childProfileEnv+"="+h.cfg.NodeCPUProfile)
-	}
-	c, err := startChild(ChildNode, env...)
+// allocs measures the node's MSP hot path in each workload and load mode:
+// a warm-up (long enough to fill the node's bounded caches), then equal
+// batches with the child's allocation counters read before and after each
+// (every reading follows a full GC). The child writes the profiles of
+// profs.
+func (h *harness) allocs(ctx context.Context, profs *childProfiles) ([]AllocResult, error) {
+	c, err := startChild(ChildNode, profs.env()...)
 	if err != nil {
 		return nil, err
 	}
 	defer c.close()
-	rcv, err := signInReceivers(ctx, c.ready.Session, h.cfg.Receivers, "bench", h.clock)
+	var out []AllocResult
+	var sent int64 // messages the child has been sent so far
+	for _, wl := range h.cfg.Workloads {
+		rs, err := h.allocsWorkload(ctx, c, wl, &sent, profs)
+		out = append(out, rs...)
+		if err != nil {
+			return out, err
+		}
+	}
+	// The child writes its profiles when it stops: stop it now, so that
+	// they are complete when Run reads them.
+	if err := c.close(); err != nil {
+		return out, fmt.Errorf("bench: node child: %w: %s", err, c.stderr.Bytes())
+	}
+	return out, nil
+}
+
+func (h *harness) allocsWorkload(ctx context.Context, c *child, wl string, sent *int64, profs *childProfiles) ([]AllocResult, error) {
+	rcv, rterm, err := h.signInWorkload(ctx, c.ready.Session, wl)
 	if err != nil {
 		return nil, err
 	}
 	defer rcv.close()
 	users := rcv.users()
 	var out []AllocResult
-	for _, mode := range []string{ModeTCPPipe, ModeTCP1, ModeUDP} {
-		l := h.newLoad(mode, c.ready.MSP, users)
+	for _, mode := range h.cfg.AllocModes {
+		l := h.newLoad(mode, c.ready.MSP, users, rterm)
 		batch := func(n int) (Round, error) {
 			h.rounds++
 			r := &run{round: h.rounds, clock: h.clock, deadline: time.Now().Add(2 * time.Minute), max: int64(n)}
 			rcv.begin(r.round)
-			stop := h.prog.track(fmt.Sprintf("allocs %s %d messages", mode, n), &r.done)
+			stop := h.prog.track(fmt.Sprintf("allocs %s %s %d messages", wl, mode, n), &r.done)
 			res, _ := l.exec(ctx, r)
 			stop()
+			*sent += res.Sent
 			// Deliveries are pushed after the '+': wait for them so that
 			// their cost lands in this batch.
 			res.Delivered = int64(len(rcv.collect(res.OK, 5*time.Second)))
@@ -100,7 +144,11 @@ func (h *harness) allocs(ctx context.Context) ([]AllocResult, error) {
 				return out, err
 			}
 		}
-		res := AllocResult{Mode: mode, Messages: h.cfg.AllocMessages, Batches: allocBatches, Warmup: warm}
+		res := AllocResult{Workload: wl, Mode: mode, Messages: h.cfg.AllocMessages, Batches: allocBatches, Warmup: warm,
+			Before: *sent, WindowsFull: windowsFull(mode, *sent, warm)}
+		if err := profs.beginPath(c, wl, mode); err != nil {
+			return out, err
+		}
 		mem := make([]childMem, allocBatches+1)
 		for i := range mem {
 			if i > 0 {
@@ -113,6 +161,9 @@ func (h *harness) allocs(ctx context.Context) ([]AllocResult, error) {
 			if mem[i], err = c.mem(); err != nil {
 				return out, err
 			}
+		}
+		if err := profs.endPath(c); err != nil {
+			return out, err
 		}
 		n := float64(h.cfg.AllocMessages)
 		xs, ys := make([]float64, len(mem)), make([]float64, len(mem))
@@ -128,8 +179,8 @@ func (h *harness) allocs(ctx context.Context) ([]AllocResult, error) {
 		tail := int64(mem[len(mem)-1].HeapAlloc) - int64(mem[len(mem)-3].HeapAlloc)
 		res.RetainedPerMsg = round1(float64(tail) / (2 * n))
 		res.NoGrowth = slices.Max(res.AllocsPerMsg) <= res.AllocsPerMsg[0]*1.02+0.5 && res.RetainedPerMsg < 8
-		h.prog.printf("   %-8s allocs/msg %v, %4.0f B/msg, live heap %v KiB: slope %+.1f, last two batches %+.1f B/msg, %d failed",
-			mode, res.AllocsPerMsg, res.BytesPerMsg, res.HeapKiB, res.HeapSlope, res.RetainedPerMsg, res.Failed)
+		h.prog.printf("   %-6s %-8s allocs/msg %v, %4.0f B/msg, live heap %v KiB: slope %+.1f, last two batches %+.1f B/msg, %d failed",
+			wl, mode, res.AllocsPerMsg, res.BytesPerMsg, res.HeapKiB, res.HeapSlope, res.RetainedPerMsg, res.Failed)
 		out = append(out, res)
 	}
 	return out, nil

@@ -29,9 +29,10 @@ func TestMain(m *testing.M) {
 }
 
 // Rule: the harness works end to end. Quick mode of the local and
-// sessions scenarios, made shorter still; no speed is asserted, only that
-// every arm ran, the node delivered what it acknowledged, the child
-// counted the sessions, and the report renders.
+// sessions scenarios in both workloads, made shorter still; no speed is
+// asserted, only that every arm ran, the node delivered what it
+// acknowledged (to the one hot session too), the child counted the
+// sessions, and the report renders.
 func TestQuickRunLocalAndSessions(t *testing.T) {
 	t.Parallel()
 	cfg := QuickConfig()
@@ -47,11 +48,18 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if got := len(rep.Comparisons); got != 3 {
-		t.Fatalf("comparisons = %d, want 3 (tcp1, tcppipe, udp)", got)
+	if got := len(rep.Comparisons); got != 6 {
+		t.Fatalf("comparisons = %d, want 6 (tcp1, tcppipe, udp; spread and hot)", got)
 	}
-	for i, want := range []string{"local/tcp1", "local/tcppipe", "local/udp"} {
+	for i, want := range []string{"local/tcp1", "local/tcppipe", "local/udp", "local-hot/tcp1", "local-hot/tcppipe", "local-hot/udp"} {
 		c := rep.Comparisons[i]
+		wantWL := WorkloadSpread
+		if i >= 3 {
+			wantWL = WorkloadHot
+		}
+		if c.Workload != wantWL {
+			t.Errorf("comparison %d (%s): workload %q, want %q", i, c.Scenario, c.Workload, wantWL)
+		}
 		if c.Scenario != want || len(c.Arms) != 2 || len(c.Ratios) != 1 {
 			t.Fatalf("comparison %d = %s with %d arms, %d ratios; want %s, 2, 1", i, c.Scenario, len(c.Arms), len(c.Ratios), want)
 		}
@@ -69,11 +77,14 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 	if s == nil || s.Opened != 40 || s.RSSAfterKiB <= 0 {
 		t.Fatalf("sessions = %+v, want 40 opened and an RSS reading", s)
 	}
-	if len(rep.Targets) != 8 {
-		t.Errorf("targets = %d, want 8", len(rep.Targets))
+	// Per workload: 3 local, 3 cross, 2 allocation targets; then sign-in
+	// and idle session.
+	if len(rep.Targets) != 18 {
+		t.Errorf("targets = %d, want 18", len(rep.Targets))
 	}
 	for _, tg := range rep.Targets {
-		measured := !strings.HasPrefix(tg.Name, "cross") && !strings.HasPrefix(tg.Name, "sign-in") && !strings.HasPrefix(tg.Name, "zero")
+		measured := !strings.HasPrefix(tg.Name, "cross") && !strings.HasPrefix(tg.Name, "sign-in") &&
+			!strings.HasPrefix(tg.Name, "allocations") && !strings.HasPrefix(tg.Name, "no live-heap")
 		if (tg.Status != StatusNotMeasured) != measured {
 			t.Errorf("target %q status %q; measured should be %v", tg.Name, tg.Status, measured)
 		}
@@ -82,7 +93,8 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| local/tcp1 | minimal |", "| local/udp | node |", "per session", "| idle session memory | <= 16 KiB |"} {
+	for _, want := range []string{"| local/tcp1 | minimal |", "| local/udp | node |", "| local-hot/tcppipe | node |",
+		"| UDP, rate (hot) | >= 0.6x udp-loop |", "per session", "| idle session memory | <= 16 KiB |"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -153,7 +165,7 @@ func TestMessageCarriesStamp(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := appendMessage(nil, "bench3", "w12", tc.round, tc.seq, tc.sent)
+			b := appendMessage(nil, "bench3", "", "w12", tc.round, tc.seq, tc.sent)
 			m, err := msp.Parse(b)
 			if err != nil {
 				t.Fatalf("msp.Parse(%q): %v", b, err)
@@ -242,7 +254,7 @@ func TestMinimalServerReplies(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	two := append(appendMessage(nil, "a", "w", 1, 1, 1), appendMessage(nil, "b", "w", 1, 2, 2)...)
+	two := append(appendMessage(nil, "a", "", "w", 1, 1, 1), appendMessage(nil, "b", "t1", "w", 1, 2, 2)...)
 	bad := []byte("Bx\x00\x00\x1b[2J\x00s\x00\x00c\x00\x00") // ESC in MESSAGE
 	if _, err := c.Write(append(two, bad...)); err != nil {
 		t.Fatal(err)
@@ -250,12 +262,12 @@ func TestMinimalServerReplies(t *testing.T) {
 	var rr replyReader
 	rr.reset(c)
 	for i, want := range []bool{true, true, false} {
-		ok, err := rr.next()
-		if err != nil || ok != want {
-			t.Fatalf("reply %d = %v, %v; want %v", i, ok, err, want)
+		ok, queued, err := rr.next()
+		if err != nil || ok != want || queued {
+			t.Fatalf("reply %d = %v, queued %v, %v; want %v, not queued", i, ok, queued, err, want)
 		}
 	}
-	if _, err := rr.next(); err == nil {
+	if _, _, err := rr.next(); err == nil {
 		t.Fatal("connection still open after a '-' reply")
 	}
 
@@ -264,7 +276,7 @@ func TestMinimalServerReplies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	u.Write(appendMessage(nil, "a", "w", 1, 3, 3))
+	u.Write(appendMessage(nil, "a", "", "w", 1, 3, 3))
 	u.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 600)
 	n, err := u.Read(buf)
@@ -288,6 +300,8 @@ func TestConfigValidation(t *testing.T) {
 		{"no message bound", func(c *Config) { c.MaxMessages = 0 }, false},
 		{"more conns than in flight", func(c *Config) { c.Conns = c.Concurrency + 1 }, false},
 		{"bad cross mode", func(c *Config) { c.CrossModes = []string{ModeTCP1, "nats"} }, false},
+		{"bad alloc mode", func(c *Config) { c.AllocModes = []string{"smtp"} }, false},
+		{"one alloc mode", func(c *Config) { c.AllocModes = []string{ModeUDP} }, true},
 		{"tiny presence cluster", func(c *Config) { c.PresenceNodes = []int{2} }, false},
 		{"too many sessions", func(c *Config) { c.Sessions = 50_001 }, false},
 		{"fewer principals than nodes", func(c *Config) { c.DirectoryPrincipals = c.DirectoryNodes - 1 }, false},
@@ -322,7 +336,7 @@ func FuzzParseStamp(f *testing.F) {
 
 // Rule: the issue's rate targets ("local >= 0.8x the minimal server for one
 // message per connection, 0.6x for pipelined and UDP; cross-node >= 0.5x
-// local") have one source, shared by the targets table and the chart.
+// local and >= 0.3x raw NATS request-reply", in both workloads) have one source, shared by the targets table and the chart.
 func TestRateFloors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -334,7 +348,11 @@ func TestRateFloors(t *testing.T) {
 		{"local/" + ModeTCPPipe, "minimal", 0.6},
 		{"local/" + ModeUDP, "udp-loop", 0.6},
 		{"cross/" + ModeTCP1, "local", 0.5},
-		{"cross/" + ModeTCP1, "nats", 0},
+		{"cross/" + ModeTCP1, "nats", 0.3},
+		{"local-hot/" + ModeTCP1, "minimal", 0.8},
+		{"local-hot/" + ModeUDP, "udp-loop", 0.6},
+		{"cross-hot/" + ModeTCPPipe, "local", 0.5},
+		{"cross-hot/" + ModeTCPPipe, "nats", 0.3},
 	}
 	for _, tc := range tests {
 		if got := rateFloor(tc.scenario, Ratio{To: tc.to}); got != tc.want {

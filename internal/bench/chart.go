@@ -173,10 +173,14 @@ func (r *Report) WriteChart(w io.Writer) error {
 			col = colSubject
 		}
 		c.fill(barX, by, rx(q.Rate), by+barH, col)
-		c.text(rx(q.Rate)+6, by, fmt.Sprintf("%.2f×", q.Rate), "start")
+		labelX := rx(q.Rate) + 6
 		if t := rateFloor(r.Comparisons[row.group].Scenario, q); t > 0 {
 			c.fill(rx(t)-1, by-3, rx(t)+2, by+barH+3, colTarget)
+			if rx(t) >= rx(q.Rate)-2 && rx(t) < labelX+6*charW {
+				labelX = rx(t) + 8 // keep the value clear of the target mark
+			}
 		}
+		c.text(labelX, by, fmt.Sprintf("%.2f×", q.Rate), "start")
 	}, ticks)
 	c.printf("</svg>\n")
 	if c.err != nil {

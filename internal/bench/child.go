@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +83,30 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// The rates are set before the node starts, so that the profiles cover
+	// all of its life; the profiles are written when the child stops (the
+	// deferred calls run before the CPU profile stops, after the node has).
+	for _, p := range []struct{ env, name string }{
+		{childMemProfileEnv, "allocs"}, {childBlockProfileEnv, "block"}, {childMutexProfileEnv, "mutex"},
+	} {
+		path := os.Getenv(p.env)
+		if path == "" {
+			continue
+		}
+		switch p.name {
+		case "allocs":
+			runtime.MemProfileRate = childMemProfileRate
+		case "block":
+			runtime.SetBlockProfileRate(childBlockProfileRate)
+		case "mutex":
+			runtime.SetMutexProfileFraction(childMutexProfileFraction)
+		}
+		defer func() {
+			if err := writeProfile(p.name, path); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}()
+	}
 	var ready childReady
 	var sessions func() int
 	var stop func()
@@ -126,6 +151,8 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 			lines <- sc.Text()
 		}
 	}()
+	var prof pathProfiler
+	defer prof.stop()
 	life := time.NewTimer(childLifetime)
 	defer life.Stop()
 	for {
@@ -137,7 +164,10 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 				return nil
 			}
 			if l != "mem" {
-				return fmt.Errorf("bench child: unknown command %q", l)
+				if err := enc.Encode(prof.command(l)); err != nil {
+					return fmt.Errorf("bench child: %w", err)
+				}
+				continue
 			}
 			heap, rss := memNow()
 			var m runtime.MemStats
@@ -149,6 +179,81 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 			}
 		}
 	}
+}
+
+// childReply answers a profiling command.
+type childReply struct {
+	Error string `json:"error,omitempty"`
+}
+
+// pathProfiler carries out the parent's profiling commands, so that one
+// load path (workload and mode) can be profiled on its own:
+//
+//	cpu-start PATH   start a CPU profile into PATH
+//	cpu-stop         stop it
+//	allocs PATH      write the allocation profile so far (after a GC)
+//
+// Only the child's command loop uses it.
+type pathProfiler struct {
+	cpu *os.File // the running CPU profile's file, or nil
+}
+
+func (p *pathProfiler) command(l string) childReply {
+	cmd, arg, _ := strings.Cut(l, " ")
+	var err error
+	switch {
+	case cmd == "cpu-start" && arg != "" && p.cpu == nil:
+		var f *os.File
+		if f, err = os.Create(arg); err == nil {
+			if err = pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			} else {
+				p.cpu = f
+			}
+		}
+	case cmd == "cpu-stop" && p.cpu != nil:
+		err = p.stop()
+	case cmd == "allocs" && arg != "":
+		err = writeProfile("allocs", arg)
+	default:
+		err = fmt.Errorf("bench child: unknown or untimely command %q", l)
+	}
+	if err != nil {
+		return childReply{Error: err.Error()}
+	}
+	return childReply{}
+}
+
+// stop ends the running CPU profile, if any.
+func (p *pathProfiler) stop() error {
+	if p.cpu == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	err := p.cpu.Close()
+	p.cpu = nil
+	return err
+}
+
+// writeProfile writes the named runtime profile to path (gzipped
+// protobuf, with every sample type: for allocs, alloc_objects, alloc_space,
+// inuse_objects and inuse_space).
+func writeProfile(name, path string) error {
+	if name == "allocs" {
+		runtime.GC() // the profile is as of the last completed collection
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench child: %s profile: %w", name, err)
+	}
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("bench child: %s profile: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bench child: %s profile: %w", name, err)
+	}
+	return nil
 }
 
 // startSessionServer wires what a node's session listener needs, with the
@@ -198,6 +303,9 @@ type child struct {
 	lines  chan []byte
 	stderr *bytes.Buffer
 	ready  childReady
+
+	closeOnce sync.Once
+	closeErr  error // of the first close
 }
 
 // startChild starts this executable as a child in mode and waits for it
@@ -251,6 +359,21 @@ func (c *child) read(v any, timeout time.Duration) error {
 	}
 }
 
+// do sends a profiling command (see pathProfiler) and waits for its answer.
+func (c *child) do(cmd string) error {
+	if _, err := io.WriteString(c.stdin, cmd+"\n"); err != nil {
+		return fmt.Errorf("bench: child: %w", err)
+	}
+	var r childReply
+	if err := c.read(&r, 60*time.Second); err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return fmt.Errorf("bench: child: %s", r.Error)
+	}
+	return nil
+}
+
 // mem asks the child for its memory figures (after a full collection).
 func (c *child) mem() (childMem, error) {
 	var m childMem
@@ -261,8 +384,14 @@ func (c *child) mem() (childMem, error) {
 }
 
 // close asks the child to quit, kills it if it has not within 20 s, and
-// waits for it and the stdout reader.
+// waits for it and the stdout reader. Later calls return the first one's
+// result.
 func (c *child) close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.stop() })
+	return c.closeErr
+}
+
+func (c *child) stop() error {
 	io.WriteString(c.stdin, "quit\n")
 	c.stdin.Close()
 	done := make(chan error, 1)

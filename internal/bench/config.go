@@ -22,7 +22,12 @@
 //   - sessions: memory per idle session, in a child process;
 //   - directory: 100k principals over 30 nodes with churn;
 //   - allocs: allocations per message on the node's MSP hot path, in a
-//     child process.
+//     child process, with optional CPU, allocation, block and mutex
+//     profiles of that child and their top functions (ProfileTop).
+//
+// The local, cross and allocs scenarios run once per workload (see
+// Workloads): recipients spread over several sessions, and one hot
+// session that every message names by its terminal.
 //
 // Every load loop is bounded by a message count and a duration; everything
 // a scenario starts (servers, nodes, sessions, goroutines, child processes)
@@ -61,6 +66,21 @@ const (
 	modeNATS    = "nats"    // raw NATS request-reply (baseline only)
 )
 
+// Workloads: where the messages of a comparison go.
+const (
+	// WorkloadSpread sends each load worker's messages to one of
+	// Config.Receivers sessions in turn, with empty RECIP-TERM ("the right
+	// terminal" is the node's choice).
+	WorkloadSpread = "spread"
+	// WorkloadHot sends every message to one session, addressed with
+	// RECIP-TERM set to that session's terminal: one busy user reading
+	// with `msp listen`.
+	WorkloadHot = "hot"
+)
+
+// Workloads lists every workload in run order.
+func Workloads() []string { return []string{WorkloadSpread, WorkloadHot} }
+
 // ErrConfig marks a Config that Run refuses.
 var ErrConfig = errors.New("bench: bad config")
 
@@ -87,6 +107,9 @@ type Config struct {
 	Conns int
 	// Receivers is the number of receiving sessions (recipients).
 	Receivers int
+	// Workloads are the workloads of the local, cross and allocs
+	// scenarios; empty means all of Workloads.
+	Workloads []string
 	// CrossModes are the load modes of the cross-node comparison, each a
 	// comparison of its own on the same cluster.
 	CrossModes []string
@@ -105,13 +128,26 @@ type Config struct {
 	ChurnFor  time.Duration
 	ChurnRate int
 
+	// AllocModes are the load modes of the allocs scenario, in run order;
+	// empty means tcppipe, tcp1, udp. One mode alone gives profiles of
+	// one path.
+	AllocModes []string
 	// AllocMessages is the size of each of the allocs scenario's measured
 	// batches; AllocWarmup messages go first.
 	AllocMessages, AllocWarmup int
 
 	// NodeCPUProfile, when set, is where the allocs scenario's child
-	// process (the node alone) writes a CPU profile.
+	// process (the node alone) writes a CPU profile of its whole life.
 	NodeCPUProfile string
+	// NodeMemProfile, NodeBlockProfile and NodeMutexProfile, when set, are
+	// where that child writes its allocation (alloc_space, alloc_objects),
+	// blocking and mutex contention profiles when it stops.
+	NodeMemProfile, NodeBlockProfile, NodeMutexProfile string
+	// ProfileTop, when above zero, parses the child's CPU and allocation
+	// profiles after the run (in temporary files if the paths above are
+	// empty) and reports the top ProfileTop functions of each, by flat and
+	// by cumulative share.
+	ProfileTop int
 
 	// Progress receives progress lines (normally stderr); nil discards them.
 	Progress io.Writer
@@ -204,6 +240,27 @@ func (c *Config) validate() error {
 		return bad("churn %v at %d/s: want a duration >= 0 and a rate >= 1", c.ChurnFor, c.ChurnRate)
 	case c.AllocMessages < 1 || c.AllocWarmup < 0:
 		return bad("alloc messages %d, warmup %d: want >= 1 and >= 0", c.AllocMessages, c.AllocWarmup)
+	}
+	if len(c.Workloads) == 0 {
+		c.Workloads = Workloads()
+	}
+	for _, w := range c.Workloads {
+		if !slices.Contains(Workloads(), w) {
+			return bad("unknown workload %q (want %s)", w, strings.Join(Workloads(), ", "))
+		}
+	}
+	if c.ProfileTop < 0 || c.ProfileTop > 1000 {
+		return bad("profile top %d: want 0..1000", c.ProfileTop)
+	}
+	if len(c.AllocModes) == 0 {
+		c.AllocModes = []string{ModeTCPPipe, ModeTCP1, ModeUDP}
+	}
+	for _, m := range c.AllocModes {
+		switch m {
+		case ModeTCP1, ModeTCPPipe, ModeUDP:
+		default:
+			return bad("alloc mode %q: want %s, %s or %s", m, ModeTCP1, ModeTCPPipe, ModeUDP)
+		}
 	}
 	for _, m := range c.CrossModes {
 		switch m {

@@ -61,8 +61,9 @@ func startNode(ctx context.Context, o nodeOpts) (*node.Node, error) {
 	return n, nil
 }
 
-// local compares one node with the minimal server in each load mode.
-// Receivers are signed in on the node; the minimal server delivers nothing.
+// local compares one node with the minimal server in each load mode, once
+// per workload. Each workload signs its own receivers in on the node (and
+// out again afterwards); the minimal server delivers nothing.
 func (h *harness) local(ctx context.Context) ([]*Comparison, error) {
 	tmp, err := os.MkdirTemp("", "mspbench-local-")
 	if err != nil {
@@ -79,26 +80,43 @@ func (h *harness) local(ctx context.Context) ([]*Comparison, error) {
 		return nil, err
 	}
 	defer floor.Close()
-	rcv, err := signInReceivers(ctx, nd.Addrs().Session, h.cfg.Receivers, "bench", h.clock)
+
+	var out []*Comparison
+	for _, wl := range h.cfg.Workloads {
+		cs, err := h.localWorkload(ctx, nd, floor, wl)
+		out = append(out, cs...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func (h *harness) localWorkload(ctx context.Context, nd *node.Node, floor *minimalServer, wl string) ([]*Comparison, error) {
+	rcv, rterm, err := h.signInWorkload(ctx, nd.Addrs().Session, wl)
 	if err != nil {
 		return nil, err
 	}
 	defer rcv.close()
 	users := rcv.users()
+	to := fmt.Sprintf("%d recipients spread", len(users))
+	if wl == WorkloadHot {
+		to = "one hot recipient at terminal " + rterm
+	}
 
 	var out []*Comparison
 	for _, mode := range []string{ModeTCP1, ModeTCPPipe, ModeUDP} {
-		base := armSpec{name: "minimal", role: "baseline", load: h.newLoad(mode, floor.tcpAddr(), users)}
+		base := armSpec{name: "minimal", role: "baseline", load: h.newLoad(mode, floor.tcpAddr(), users, rterm)}
 		title := map[string]string{
 			ModeTCP1:    "TCP, one message per connection",
-			ModeTCPPipe: fmt.Sprintf("TCP pipelined (%d conns x %d in flight)", h.cfg.Conns, h.newLoad(mode, "", nil).depth),
+			ModeTCPPipe: fmt.Sprintf("TCP pipelined (%d conns x %d in flight)", h.cfg.Conns, h.newLoad(mode, "", nil, "").depth),
 			ModeUDP:     "UDP, one datagram in flight per worker",
 		}[mode]
 		if mode == ModeUDP {
-			base = armSpec{name: "udp-loop", role: "baseline", load: h.newLoad(mode, floor.udpAddr(), users)}
+			base = armSpec{name: "udp-loop", role: "baseline", load: h.newLoad(mode, floor.udpAddr(), users, rterm)}
 		}
-		subj := armSpec{name: "node", role: "subject", load: h.newLoad(mode, nd.Addrs().MSP, users), rcv: rcv}
-		c := h.compare(ctx, "local/"+mode, "local delivery, "+title, []armSpec{base, subj})
+		subj := armSpec{name: "node", role: "subject", load: h.newLoad(mode, nd.Addrs().MSP, users, rterm), rcv: rcv}
+		c := h.compare(ctx, scenarioName("local", wl, mode), wl, "local delivery, "+title+", "+to, []armSpec{base, subj})
 		c.Ratios = []Ratio{ratio(c.Arms[1], c.Arms[0])}
 		out = append(out, c)
 		if err := ctx.Err(); err != nil {
@@ -141,24 +159,6 @@ func (h *harness) cross(ctx context.Context) ([]*Comparison, error) {
 		return nil, err
 	}
 	defer n2.Close()
-	rcv, err := signInReceivers(ctx, n2.Addrs().Session, h.cfg.Receivers, "bench", h.clock)
-	if err != nil {
-		return nil, err
-	}
-	defer rcv.close()
-	users := rcv.users()
-	if err := waitFor(ctx, 20*time.Second, func() bool {
-		for _, u := range users {
-			es := n1.Directory().Lookup(u)
-			if len(es) == 0 || es[0].Node != "n2" {
-				return false
-			}
-		}
-		return true
-	}); err != nil {
-		return nil, fmt.Errorf("bench: receivers on n2 not visible on n1: %w", err)
-	}
-
 	req, err := nats.Connect(url, nats.Name("mspbench-requester"))
 	if err != nil {
 		return nil, fmt.Errorf("bench: nats: %w", err)
@@ -178,11 +178,46 @@ func (h *harness) cross(ctx context.Context) ([]*Comparison, error) {
 	}
 
 	var out []*Comparison
+	for _, wl := range h.cfg.Workloads {
+		cs, err := h.crossWorkload(ctx, n1, n2, req, wl)
+		out = append(out, cs...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// crossWorkload signs wl's receivers in on n2, waits until n1 sees them,
+// and runs the cross-node comparison of each configured mode.
+func (h *harness) crossWorkload(ctx context.Context, n1, n2 *node.Node, req *nats.Conn, wl string) ([]*Comparison, error) {
+	rcv, rterm, err := h.signInWorkload(ctx, n2.Addrs().Session, wl)
+	if err != nil {
+		return nil, err
+	}
+	defer rcv.close()
+	users := rcv.users()
+	if err := waitFor(ctx, 20*time.Second, func() bool {
+		for _, u := range users {
+			es := n1.Directory().Lookup(u)
+			if len(es) == 0 || es[0].Node != "n2" {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("bench: receivers on n2 not visible on n1: %w", err)
+	}
+	to := ""
+	if wl == WorkloadHot {
+		to = ", one hot recipient"
+	}
+	var out []*Comparison
 	for _, mode := range h.cfg.CrossModes {
-		natsLoad := &load{mode: modeNATS, nc: req, subject: crossSubject, workers: h.cfg.Concurrency, depth: 1, recips: users}
-		c := h.compare(ctx, "cross/"+mode, "cross-node delivery through a NATS relay ("+mode+")", []armSpec{
-			{name: "local", role: "baseline", load: h.newLoad(mode, n2.Addrs().MSP, users), rcv: rcv},
-			{name: "cross", role: "subject", load: h.newLoad(mode, n1.Addrs().MSP, users), rcv: rcv},
+		natsLoad := &load{mode: modeNATS, nc: req, subject: crossSubject, workers: h.cfg.Concurrency, depth: 1, recips: users, rterm: rterm}
+		c := h.compare(ctx, scenarioName("cross", wl, mode), wl, "cross-node delivery through a NATS relay ("+mode+to+")", []armSpec{
+			{name: "local", role: "baseline", load: h.newLoad(mode, n2.Addrs().MSP, users, rterm), rcv: rcv},
+			{name: "cross", role: "subject", load: h.newLoad(mode, n1.Addrs().MSP, users, rterm), rcv: rcv},
 			{name: "nats", role: "baseline", load: natsLoad},
 		})
 		c.Ratios = []Ratio{ratio(c.Arms[1], c.Arms[0]), ratio(c.Arms[1], c.Arms[2])}

@@ -22,6 +22,7 @@ type Report struct {
 	Sessions    *SessionsResult  `json:"sessions,omitempty"`
 	Directory   *DirectoryResult `json:"directory,omitempty"`
 	Allocs      []AllocResult    `json:"allocs,omitempty"`
+	Profiles    []ProfileTop     `json:"profiles,omitempty"`
 	Targets     []Target         `json:"targets"`
 	Errors      []string         `json:"errors,omitempty"`
 }
@@ -36,11 +37,13 @@ type Settings struct {
 	Conns       int      `json:"pipelined_conns"`
 	Receivers   int      `json:"receivers"`
 	CrossModes  []string `json:"cross_modes"`
+	Workloads   []string `json:"workloads,omitempty"` // absent in reports from before the hot workload: spread only
 }
 
 // Comparison is one scenario's arms, run alternately, and their ratios.
 type Comparison struct {
-	Scenario string  `json:"scenario"` // "local/tcp1", "cross/tcppipe", ...
+	Scenario string  `json:"scenario"`           // "local/tcp1", "cross/tcppipe", "local-hot/udp", ...
+	Workload string  `json:"workload,omitempty"` // WorkloadSpread or WorkloadHot
 	Title    string  `json:"title"`
 	Arms     []*Arm  `json:"arms"`
 	Ratios   []Ratio `json:"ratios"`
@@ -80,7 +83,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Settings: Settings{
 			Scenarios: cfg.Scenarios, Rounds: cfg.Rounds, RoundSecs: cfg.Duration.Seconds(),
 			MaxMessages: cfg.MaxMessages, Concurrency: cfg.Concurrency, Conns: cfg.Conns,
-			Receivers: cfg.Receivers, CrossModes: cfg.CrossModes,
+			Receivers: cfg.Receivers, CrossModes: cfg.CrossModes, Workloads: cfg.Workloads,
 		},
 	}
 	var errs []error
@@ -127,7 +130,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return err
 	})
 	step(ScenarioAllocs, func() (err error) {
-		rep.Allocs, err = h.allocs(ctx)
+		profs, cleanup, err := h.childProfiles()
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		rep.Allocs, err = h.allocs(ctx, profs)
+		if err == nil && cfg.ProfileTop > 0 {
+			rep.Profiles, err = profs.tops(cfg.ProfileTop)
+		}
 		return err
 	})
 	if err := ctx.Err(); err != nil {
@@ -148,8 +159,8 @@ type armSpec struct {
 
 // compare runs the arms alternately: a warm-up of each, then round 1 of
 // every arm, round 2 of every arm, and so on.
-func (h *harness) compare(ctx context.Context, scenario, title string, specs []armSpec) *Comparison {
-	c := &Comparison{Scenario: scenario, Title: title}
+func (h *harness) compare(ctx context.Context, scenario, workload, title string, specs []armSpec) *Comparison {
+	c := &Comparison{Scenario: scenario, Workload: workload, Title: title}
 	for _, s := range specs {
 		c.Arms = append(c.Arms, &Arm{Name: s.name, Role: s.role, Mode: s.load.mode, delivers: s.rcv != nil})
 	}
@@ -166,6 +177,9 @@ func (h *harness) compare(ctx context.Context, scenario, title string, specs []a
 			line := fmt.Sprintf("   %-40s %8.0f msg/s  %7d ok  %5d failed", label, r.Rate, r.OK, r.Failed)
 			if s.rcv != nil {
 				line += fmt.Sprintf("  %7d delivered", r.Delivered)
+			}
+			if r.Queued > 0 {
+				line += fmt.Sprintf("  %d queued", r.Queued)
 			}
 			h.prog.printf("%s", line)
 		}
@@ -199,9 +213,10 @@ func (h *harness) round(ctx context.Context, label string, s armSpec, d time.Dur
 }
 
 // newLoad shapes a load of mode against addr with the configured
-// concurrency: pipelined mode spreads it over Conns connections.
-func (h *harness) newLoad(mode, addr string, recips []string) *load {
-	l := &load{mode: mode, addr: addr, workers: h.cfg.Concurrency, depth: 1, recips: recips}
+// concurrency: pipelined mode spreads it over Conns connections. Messages
+// go to recips in turn, at terminal rterm ("" for the node's choice).
+func (h *harness) newLoad(mode, addr string, recips []string, rterm string) *load {
+	l := &load{mode: mode, addr: addr, workers: h.cfg.Concurrency, depth: 1, recips: recips, rterm: rterm}
 	if mode == ModeTCPPipe {
 		l.workers = h.cfg.Conns
 		l.depth = (h.cfg.Concurrency + h.cfg.Conns - 1) / h.cfg.Conns

@@ -34,16 +34,19 @@ type clock struct{ base time.Time }
 
 func (c clock) now() time.Duration { return time.Since(c.base) }
 
-// appendMessage appends a revision 'B' message for rcpt whose text carries
+// appendMessage appends a revision 'B' message for rcpt at terminal rterm
+// ("" for "the right terminal") whose text carries
 // the round and the send time. Its cookie (round "." term "." seq) is
 // unique over the whole run: the node takes (sender, sender term, cookie,
 // source address) as a message's identity and answers a repeat within its
 // duplicate window with '+' without delivering it again, and source ports
 // recur across rounds.
-func appendMessage(dst []byte, rcpt, term string, round int, seq uint64, sent time.Duration) []byte {
+func appendMessage(dst []byte, rcpt, rterm, term string, round int, seq uint64, sent time.Duration) []byte {
 	dst = append(dst, msp.Version2)
 	dst = append(dst, rcpt...)
-	dst = append(dst, 0, 0) // RECIPIENT, empty RECIP-TERM: "the right terminal"
+	dst = append(dst, 0)
+	dst = append(dst, rterm...)
+	dst = append(dst, 0)
 	dst = append(dst, textPrefix...)
 	dst = strconv.AppendInt(dst, int64(round), 10)
 	dst = append(dst, " t="...)
@@ -88,6 +91,7 @@ type load struct {
 	workers int        // goroutines (pipelined: connections)
 	depth   int        // pipelined: messages in flight per connection
 	recips  []string   // recipients, one per worker in turn
+	rterm   string     // RECIP-TERM of every message; "" for the node's choice
 }
 
 // run is one round of a load: its bounds and its live counter.
@@ -108,18 +112,33 @@ func (r *run) next(ctx context.Context) bool {
 
 // tally is one worker's results; only that worker writes it.
 type tally struct {
-	ok, failed int64
-	lat        []time.Duration
+	ok, failed, queued int64
+	lat                []time.Duration
 }
 
-func (t *tally) reply(ok bool, lat time.Duration) {
-	if ok {
+// reply counts one reply: ok for a '+', queued for a '+' saying the node
+// stored the message in the mailbox instead of delivering it (a live
+// delivery that failed, e.g. "terminal not reading"), which counts as
+// failed as well.
+func (t *tally) reply(ok, queued bool, lat time.Duration) {
+	switch {
+	case ok && !queued:
 		t.ok++
 		t.lat = append(t.lat, lat)
-	} else {
+	case queued:
+		t.queued++
+		t.failed++
+	default:
 		t.failed++
 	}
 }
+
+// queuedPrefix starts the text of a '+' reply for a message the node put
+// in the recipient's mailbox ("+queued for USER (...)").
+const queuedPrefix = "+queued"
+
+// isQueued reports whether reply (from its first octet on) is such a '+'.
+func isQueued(reply []byte) bool { return bytes.HasPrefix(reply, []byte(queuedPrefix)) }
 
 // exec runs r with l's workers and returns the round (without rate or
 // deliveries) and the reply latencies of the '+' replies.
@@ -148,6 +167,7 @@ func (l *load) exec(ctx context.Context, r *run) (Round, []time.Duration) {
 	for _, t := range tallies {
 		out.OK += t.ok
 		out.Failed += t.failed
+		out.Queued += t.queued
 		lat = append(lat, t.lat...)
 	}
 	out.Sent = out.OK + out.Failed
@@ -168,14 +188,14 @@ func (l *load) tcp1(ctx context.Context, r *run, rcpt, term string, t *tally) {
 		}
 		c.SetDeadline(time.Now().Add(ioTimeout))
 		sent := r.clock.now()
-		buf = appendMessage(buf[:0], rcpt, term, r.round, seq, sent)
-		ok := false
+		buf = appendMessage(buf[:0], rcpt, l.rterm, term, r.round, seq, sent)
+		ok, queued := false, false
 		if _, err = c.Write(buf); err == nil {
 			rb.reset(c)
-			ok, err = rb.next()
+			ok, queued, err = rb.next()
 		}
 		c.Close()
-		t.reply(err == nil && ok, r.clock.now()-sent)
+		t.reply(err == nil && ok, queued, r.clock.now()-sent)
 		r.done.Add(1)
 	}
 }
@@ -204,7 +224,7 @@ func (l *load) pipe(ctx context.Context, r *run, rcpt, term string, t *tally) {
 			}
 			sent := r.clock.now()
 			fifo <- sent
-			buf = appendMessage(buf[:0], rcpt, term, r.round, seq, sent)
+			buf = appendMessage(buf[:0], rcpt, l.rterm, term, r.round, seq, sent)
 			c.SetWriteDeadline(time.Now().Add(ioTimeout))
 			if _, err := c.Write(buf); err != nil {
 				c.Close() // ends the reader's wait too
@@ -216,17 +236,17 @@ func (l *load) pipe(ctx context.Context, r *run, rcpt, term string, t *tally) {
 	rb.reset(c)
 	broken := false
 	for sent := range fifo {
-		ok := false
+		ok, queued := false, false
 		if !broken {
 			c.SetReadDeadline(time.Now().Add(ioTimeout))
 			var err error
-			if ok, err = rb.next(); err != nil {
+			if ok, queued, err = rb.next(); err != nil {
 				broken = true
 				c.Close()
 			}
 		}
 		<-slots
-		t.reply(ok && !broken, r.clock.now()-sent)
+		t.reply(ok && !broken, queued, r.clock.now()-sent)
 		r.done.Add(1)
 	}
 	<-writerDone
@@ -244,14 +264,15 @@ func (l *load) udp(ctx context.Context, r *run, rcpt, term string, t *tally) {
 	rb := make([]byte, msp.MaxLen+1)
 	for seq := uint64(0); r.next(ctx); seq++ {
 		sent := r.clock.now()
-		buf = appendMessage(buf[:0], rcpt, term, r.round, seq, sent)
-		ok := false
+		buf = appendMessage(buf[:0], rcpt, l.rterm, term, r.round, seq, sent)
+		ok, queued := false, false
 		if _, err := c.Write(buf); err == nil {
 			c.SetReadDeadline(time.Now().Add(udpTimeout))
 			n, err := c.Read(rb)
 			ok = err == nil && n > 0 && rb[0] == '+'
+			queued = ok && isQueued(rb[:n])
 		}
-		t.reply(ok, r.clock.now()-sent)
+		t.reply(ok, queued, r.clock.now()-sent)
 		r.done.Add(1)
 	}
 }
@@ -262,11 +283,11 @@ func (l *load) request(ctx context.Context, r *run, rcpt, term string, t *tally)
 	buf := make([]byte, 0, msp.MaxLen)
 	for seq := uint64(0); r.next(ctx); seq++ {
 		sent := r.clock.now()
-		buf = appendMessage(buf[:0], rcpt, term, r.round, seq, sent)
+		buf = appendMessage(buf[:0], rcpt, l.rterm, term, r.round, seq, sent)
 		rctx, cancel := context.WithTimeout(ctx, ioTimeout)
 		m, err := l.nc.RequestWithContext(rctx, l.subject, buf)
 		cancel()
-		t.reply(err == nil && len(m.Data) > 0 && m.Data[0] == '+', r.clock.now()-sent)
+		t.reply(err == nil && len(m.Data) > 0 && m.Data[0] == '+', false, r.clock.now()-sent)
 		r.done.Add(1)
 	}
 }
@@ -292,28 +313,29 @@ type replyReader struct {
 
 func (rr *replyReader) reset(c net.Conn) { rr.c, rr.start, rr.end = c, 0, 0 }
 
-// next returns whether the next reply is '+'.
-func (rr *replyReader) next() (bool, error) {
+// next returns whether the next reply is '+', and whether it is a '+'
+// for a message queued in the mailbox (see isQueued).
+func (rr *replyReader) next() (ok, queued bool, err error) {
 	for {
 		if i := bytes.IndexByte(rr.buf[rr.start:rr.end], 0); i >= 0 {
-			first := rr.buf[rr.start]
+			reply := rr.buf[rr.start : rr.start+i]
 			rr.start += i + 1
-			if i == 0 || (first != '+' && first != '-') {
-				return false, ErrBadReply
+			if i == 0 || (reply[0] != '+' && reply[0] != '-') {
+				return false, false, ErrBadReply
 			}
-			return first == '+', nil
+			return reply[0] == '+', isQueued(reply), nil
 		}
 		if rr.start > 0 {
 			rr.end = copy(rr.buf[:], rr.buf[rr.start:rr.end])
 			rr.start = 0
 		}
 		if rr.end == len(rr.buf) {
-			return false, ErrBadReply
+			return false, false, ErrBadReply
 		}
 		n, err := rr.c.Read(rr.buf[rr.end:])
 		rr.end += n
 		if n == 0 && err != nil {
-			return false, err
+			return false, false, err
 		}
 	}
 }

@@ -36,8 +36,8 @@ type receiver struct {
 }
 
 // signInReceivers opens n sessions to the session listener at addr and
-// signs users prefix0..prefix(n-1) in at terminal "t1".
-func signInReceivers(ctx context.Context, addr string, n int, prefix string, clk clock) (*receivers, error) {
+// signs users prefix0..prefix(n-1) in at terminal term.
+func signInReceivers(ctx context.Context, addr string, n int, prefix, term string, clk clock) (*receivers, error) {
 	rs := &receivers{clock: clk}
 	for i := range n {
 		user := prefix + strconv.Itoa(i)
@@ -46,7 +46,7 @@ func signInReceivers(ctx context.Context, addr string, n int, prefix string, clk
 			rs.close()
 			return nil, fmt.Errorf("bench: receiver %s: %w", user, err)
 		}
-		if _, err := cl.SignIn(ctx, user, "t1", presence.Online); err != nil {
+		if _, err := cl.SignIn(ctx, user, term, presence.Online); err != nil {
 			cl.Close()
 			rs.close()
 			return nil, fmt.Errorf("bench: receiver %s: sign in: %w", user, err)

@@ -36,10 +36,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Settings
 	p("* load: %d in flight (pipelined: %d conns), %d receiving sessions, %d rounds of %.1f s per arm (at most %d messages), arms alternating",
 		s.Concurrency, s.Conns, s.Receivers, s.Rounds, s.RoundSecs, s.MaxMessages)
+	if len(s.Workloads) > 0 {
+		p("* workloads: %s (spread: to the receiving sessions in turn, empty RECIP-TERM; hot: every message to one session, "+
+			"RECIP-TERM its terminal; hot scenarios are named kind-hot/mode)", strings.Join(s.Workloads, ", "))
+	}
 
 	if len(r.Comparisons) > 0 {
 		p("")
-		p("Throughput is the median over rounds of '+' replies per second; latencies pool every round's samples (µs).")
+		p("Throughput is the median over rounds of '+' replies per second; latencies pool every round's samples (µs). " +
+			"Failed counts '-' replies, lost datagrams and I/O errors, and '+' replies saying the message was queued in the mailbox instead of delivered (shown as queued).")
 		p("")
 		header("scenario", "arm", "msg/s", "reply p50", "reply p99", "delivery p50", "delivery p99", "failed", "undelivered")
 		for _, c := range r.Comparisons {
@@ -51,8 +56,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 				if a.Delivery.N > 0 {
 					dp50, dp99 = fmt.Sprintf("%.0f", a.Delivery.P50us), fmt.Sprintf("%.0f", a.Delivery.P99us)
 				}
+				failed := fmt.Sprint(a.Failed)
+				if a.Queued > 0 {
+					failed += fmt.Sprintf(" (%d queued)", a.Queued)
+				}
 				row(c.Scenario, a.Name, fmt.Sprintf("%.0f", a.Rate), fmt.Sprintf("%.0f", a.Reply.P50us),
-					fmt.Sprintf("%.0f", a.Reply.P99us), dp50, dp99, a.Failed, und)
+					fmt.Sprintf("%.0f", a.Reply.P99us), dp50, dp99, failed, und)
 			}
 		}
 		p("")
@@ -96,10 +105,43 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("Node allocations per message (child process, default node config; %d batches of %d after the warm-up; live heap after a full GC, after the warm-up and each batch):",
 			a0.Batches, a0.Messages)
 		p("")
-		header("mode", "warm-up", "allocs/msg per batch", "bytes/msg", "live heap KiB", "heap slope B/msg", "last 2 batches B/msg", "failed")
+		header("workload", "mode", "warm-up", "sent before", "allocs/msg per batch", "bytes/msg", "live heap KiB", "heap slope B/msg", "last 2 batches B/msg", "failed")
 		for _, a := range r.Allocs {
-			row(a.Mode, a.Warmup, joinFloats(a.AllocsPerMsg), fmt.Sprintf("%.0f", a.BytesPerMsg), joinInts64(a.HeapKiB),
+			wl := a.Workload
+			if wl == "" {
+				wl = WorkloadSpread
+			}
+			row(wl, a.Mode, a.Warmup, a.Before, joinFloats(a.AllocsPerMsg), fmt.Sprintf("%.0f", a.BytesPerMsg), joinInts64(a.HeapKiB),
 				fmt.Sprintf("%+.1f", a.HeapSlope), fmt.Sprintf("%+.1f", a.RetainedPerMsg), a.Failed)
+		}
+		p("")
+		p("Duplicate windows: the switchboard remembers %d message ids, the MSP server %d UDP messages; "+
+			"\"sent before\" counts what the node had been sent before the first measured batch.", recentIDWindow, udpDedupWindow)
+	}
+	for _, t := range r.Profiles {
+		p("")
+		n := max(len(t.Flat), len(t.Cum))
+		name := "**" + t.Profile + "**"
+		if t.Workload != "" {
+			name += ", " + t.Workload + " " + t.Mode
+		}
+		where := ""
+		if t.File != "" {
+			where = "`" + t.File + "`, "
+		}
+		p("Node child profile %s (%sallocs scenario, %s; total %s): top %d functions by flat and by cumulative share.",
+			name, where, t.Scope, fmtProfileValue(t.Total, t.Unit), n)
+		p("")
+		header("#", "flat %", "function (flat)", "cum %", "function (cumulative)")
+		for i := range n {
+			fp, ff, cp, cf := "", "", "", ""
+			if i < len(t.Flat) {
+				fp, ff = fmt.Sprintf("%.1f", t.Flat[i].Percent), "`"+t.Flat[i].Func+"`"
+			}
+			if i < len(t.Cum) {
+				cp, cf = fmt.Sprintf("%.1f", t.Cum[i].Percent), "`"+t.Cum[i].Func+"`"
+			}
+			row(i+1, fp, ff, cp, cf)
 		}
 	}
 	p("")

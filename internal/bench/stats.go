@@ -59,9 +59,13 @@ func median(xs []float64) float64 {
 
 // Round is one arm's run of one round.
 type Round struct {
-	Sent      int64   `json:"sent"`
-	OK        int64   `json:"ok"`     // '+' replies
-	Failed    int64   `json:"failed"` // '-' replies, lost datagrams, I/O errors
+	Sent   int64 `json:"sent"`
+	OK     int64 `json:"ok"`     // '+' replies
+	Failed int64 `json:"failed"` // '-' replies, lost datagrams, I/O errors, Queued
+	// Queued counts '+' replies for messages the node stored in the
+	// recipient's mailbox because the live delivery failed (the session
+	// not reading fast enough): counted in Failed, not in OK.
+	Queued    int64   `json:"queued,omitempty"`
 	Delivered int64   `json:"delivered"`
 	Seconds   float64 `json:"seconds"`
 	Rate      float64 `json:"rate"` // '+' replies per second
@@ -77,6 +81,7 @@ type Arm struct {
 	Reply    Latency `json:"reply"`
 	Delivery Latency `json:"delivery"` // zero when nothing is delivered (baselines)
 	Failed   int64   `json:"failed"`
+	Queued   int64   `json:"queued,omitempty"` // of Failed: '+' replies saying the message was queued in the mailbox
 	// Undelivered counts '+' replies whose message had not reached its
 	// receiving session 3 s after the round ended (delivering arms only).
 	Undelivered int64 `json:"undelivered"`
@@ -88,6 +93,7 @@ type Arm struct {
 func (a *Arm) add(r Round, reply, delivery []time.Duration) {
 	a.Rounds = append(a.Rounds, r)
 	a.Failed += r.Failed
+	a.Queued += r.Queued
 	if a.delivers {
 		a.Undelivered += max(r.OK-r.Delivered, 0)
 	}
