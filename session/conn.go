@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
@@ -38,6 +39,9 @@ type session struct {
 	space      chan struct{} // cap 1; the writer signals after taking a frame
 	quit       chan struct{} // closed once, by end or abort
 	writerDone chan struct{} // closed when writeLoop returns
+	// roomWaiters counts deliveries waiting on room, so that the writer
+	// takes mu to wake them only when there are some.
+	roomWaiters atomic.Int32
 
 	// Owned by the reader goroutine; no lock.
 	signedIn      bool
@@ -61,6 +65,7 @@ type session struct {
 	acks      bool                           // the client acknowledges messages (MSPS2)
 	sending   bool                           // the reader is inside SND: it reads no ACK until it returns
 	unacked   map[string]ackWaiters          // message id -> callers awaiting the client's ACK
+	room      chan struct{}                  // made by deliveries waiting for room in out; closed (and cleared) by the writer when it takes a frame
 	bl        map[string]struct{}            // blocked senders, canonical
 	known     map[string]map[termKey]watched // watched user -> terminals the client was told about
 }
@@ -325,6 +330,14 @@ func (s *session) writeLoop() {
 			case s.space <- struct{}{}:
 			default:
 			}
+			if s.roomWaiters.Load() > 0 {
+				s.mu.Lock()
+				if s.room != nil {
+					close(s.room)
+					s.room = nil
+				}
+				s.mu.Unlock()
+			}
 			if err := write(b); err != nil {
 				s.abort()
 				return
@@ -374,28 +387,59 @@ func (s *session) Deliver(d *switchboard.Delivery) error { return s.deliver(d, n
 // ack.go).
 func (s *session) deliver(d *switchboard.Delivery, done chan<- error) error {
 	b := s.srv.msgFrame(d)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.ending:
-		return switchboard.ErrTerminalGone
-	case s.blockedLocked(d.Sender):
-		return switchboard.ErrBlocked
-	case done != nil && s.unackedLocked() >= s.srv.cfg.OutQueue:
-		return switchboard.ErrTerminalSlow
-	case s.signingIn:
-		// The USR reply is not queued yet; keep the message behind it.
-		if len(s.held) >= s.srv.cfg.OutQueue {
+	var timer *time.Timer
+	waited := false
+	for {
+		s.mu.Lock()
+		switch {
+		case s.ending:
+			s.mu.Unlock()
+			return switchboard.ErrTerminalGone
+		case s.blockedLocked(d.Sender):
+			s.mu.Unlock()
+			return switchboard.ErrBlocked
+		case done != nil && s.unackedLocked() >= s.srv.cfg.OutQueue:
+			s.mu.Unlock()
 			return switchboard.ErrTerminalSlow
+		case s.signingIn:
+			// The USR reply is not queued yet; keep the message behind it.
+			if len(s.held) >= s.srv.cfg.OutQueue {
+				s.mu.Unlock()
+				return switchboard.ErrTerminalSlow
+			}
+			s.held = append(s.held, b)
+		case !s.pushLocked(b):
+			if waited || s.srv.cfg.QueueWait < 0 {
+				s.mu.Unlock()
+				return switchboard.ErrTerminalSlow
+			}
+			// Full: wait (once, bounded) for the writer to make room.
+			room := s.room
+			if room == nil {
+				room = make(chan struct{})
+				s.room = room
+			}
+			s.roomWaiters.Add(1)
+			s.mu.Unlock()
+			if timer == nil {
+				timer = time.NewTimer(s.srv.cfg.QueueWait)
+				defer timer.Stop()
+			}
+			select {
+			case <-room:
+			case <-timer.C:
+				waited = true
+			case <-s.quit:
+			}
+			s.roomWaiters.Add(-1)
+			continue
 		}
-		s.held = append(s.held, b)
-	case !s.pushLocked(b):
-		return switchboard.ErrTerminalSlow
+		if done != nil {
+			s.awaitAckLocked(d.ID, done)
+		}
+		s.mu.Unlock()
+		return nil
 	}
-	if done != nil {
-		s.awaitAckLocked(d.ID, done)
-	}
-	return nil
 }
 
 // Kick implements switchboard.Terminal: a newer sign-in took this (user,

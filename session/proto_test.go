@@ -308,3 +308,58 @@ func TestTrIDEcho(t *testing.T) {
 	r.send("CHG 4294967296 busy\r\n")
 	r.expect(`200 0 bad transaction id "4294967296"`)
 }
+
+// TestBusyClientSlowsSendersInsteadOfRefusing: a client that is behind but
+// reading is not refused: a delivery finding its queue full waits (up to
+// QueueWait) for the writer to make room, so a burst to one busy client
+// slows its senders instead of sending messages away to the mailbox.
+func TestBusyClientSlowsSendersInsteadOfRefusing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Trust{}, func(c *Config) { c.OutQueue = 4; c.QueueWait = time.Minute })
+	pl := newPipeListener()
+	e.serveOn(pl, Trust{})
+	r := e.dialPipe(t, pl)
+	r.send("USR 1 alice pts/1\r\n")
+	r.expect("USR 1 OK alice pts/1 NLN n1 trust")
+	// alice reads nothing until a delivery is waiting for room.
+	bob := e.signIn("bob", "pts/2")
+	const n = 8
+	type result struct {
+		ok      bool
+		summary string
+		err     error
+	}
+	results := make(chan result, n)
+	go func() {
+		for i := range n {
+			ok, summary, err := bob.Send(ctxT(t), "alice", "", fmt.Sprintf("message %d", i))
+			results <- result{ok, summary, err}
+		}
+	}()
+	waitFor(t, "a delivery to wait for room in alice's queue", func() bool {
+		e.srv.mu.Lock()
+		defer e.srv.mu.Unlock()
+		for s := range e.srv.sessions {
+			if s.roomWaiters.Load() > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	for i := range n {
+		p := r.payload("MSG")
+		if want := fmt.Sprintf("\r\n\r\nmessage %d", i); !strings.HasSuffix(p, want) {
+			t.Fatalf("message %d: got %q", i, p)
+		}
+	}
+	for range n {
+		select {
+		case res := <-results:
+			if res.err != nil || !res.ok {
+				t.Fatalf("a send to a busy but reading client: ok=%v %q %v", res.ok, res.summary, res.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("sends did not finish")
+		}
+	}
+}

@@ -28,6 +28,7 @@ const (
 	DefaultMaxList      = 256
 	DefaultMaxNames     = 16
 	DefaultOutQueue     = 128
+	DefaultQueueWait    = 250 * time.Millisecond
 	// maxMaxList keeps a full list reply under MaxServerPayload.
 	maxMaxList = 512
 	// lingerTimeout bounds how long a closing session reads (and discards)
@@ -83,10 +84,17 @@ type Config struct {
 	// MaxNames caps the alias names of a session.
 	MaxNames int
 	// OutQueue caps the frames (messages, pushes) queued for one client;
-	// past it deliveries are refused with switchboard.ErrTerminalSlow (and
-	// go to the mailbox). The queue's slots are allocated when the session
-	// starts, so this is also most of an idle session's memory.
+	// past it a delivery waits up to QueueWait for room and is then refused
+	// with switchboard.ErrTerminalSlow (and goes to the mailbox). The
+	// queue's slots are allocated when the session starts, so this is also
+	// most of an idle session's memory.
 	OutQueue int
+	// QueueWait bounds how long a delivery to a client whose queue is full
+	// waits for room: flow control, so that a burst to one busy client
+	// slows its senders (their replies wait) instead of sending what it
+	// cannot take yet to the mailbox. Zero means DefaultQueueWait; a
+	// negative value refuses at once.
+	QueueWait time.Duration
 	// Conversations runs multi-party conversations (XFR, ANS, CAL, MSG,
 	// BYE, WHO #name); nil turns those commands off.
 	Conversations *conversation.Manager
@@ -168,6 +176,9 @@ func New(cfg Config) (*Server, error) {
 	defInt(&cfg.MaxList, DefaultMaxList)
 	defInt(&cfg.MaxNames, DefaultMaxNames)
 	defInt(&cfg.OutQueue, DefaultOutQueue)
+	if cfg.QueueWait == 0 {
+		cfg.QueueWait = DefaultQueueWait
+	}
 	if cfg.MaxList > maxMaxList {
 		return nil, fmt.Errorf("session: MaxList %d over the limit of %d", cfg.MaxList, maxMaxList)
 	}

@@ -115,9 +115,11 @@ func idHash(parts ...string) string {
 
 // Terminal is a local delivery endpoint: one signed-in session terminal.
 type Terminal interface {
-	// Deliver hands d to the terminal. It must not block: it queues d for the
-	// client and returns nil, or returns an error saying why it refused (wrap
-	// ErrBlocked, ErrBusy, ErrTerminalGone or ErrTerminalSlow).
+	// Deliver hands d to the terminal. It must not block for long: it
+	// queues d for the client and returns nil, or returns an error saying
+	// why it refused (wrap ErrBlocked, ErrBusy, ErrTerminalGone or
+	// ErrTerminalSlow). It may wait a short, bounded time for a busy client
+	// to make room (flow control) before refusing as slow.
 	Deliver(d *Delivery) error
 	// Kick tells the terminal that another sign-in took over its (user,
 	// terminal) name; the session should say so to its client and close.
@@ -130,7 +132,7 @@ type Terminal interface {
 // the message, and one that is not acknowledged goes back to the mailbox.
 type AckTerminal interface {
 	Terminal
-	// DeliverAcked queues d like Deliver and never blocks. If the client
+	// DeliverAcked queues d like Deliver (and may wait as briefly). If the client
 	// acknowledges messages it returns true and later sends exactly one
 	// value on done: nil when the client acknowledged d.ID, or an error
 	// when the session ended first. done has room for that value (capacity

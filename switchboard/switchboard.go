@@ -190,15 +190,17 @@ func New(cfg Config) (*Switchboard, error) {
 		mbox, cfg.Offline = noMailbox{}, OfflineRefuse
 	}
 	s := &Switchboard{cfg: cfg, dir: cfg.Directory, log: cfg.Logger, now: cfg.Now, mbox: mbox, closeDone: make(chan struct{}), lines: map[lineKey]*Line{},
-		perUser: map[string]int{}, recent: newRecentIDs(cfg.DedupWindow, maxRecentIDs, cfg.Now)}
+		perUser: map[string]int{}, recent: newRecentIDs(cfg.DedupWindow, MaxRecentIDs, cfg.Now)}
 	if cfg.NATS != nil {
 		s.fed = newFederation(s, cfg.NATS)
 	}
 	return s, nil
 }
 
-// maxRecentIDs bounds the ids a node remembers for duplicate suppression.
-const maxRecentIDs = 65536
+// MaxRecentIDs bounds the message ids a node remembers for duplicate
+// suppression (for DedupWindow): the recent-id window is full, and its
+// memory settled, once this many messages have gone through.
+const MaxRecentIDs = 65536
 
 // Start serves this node's deliver subject when NATS is configured, so that
 // other nodes can reach its lines, and returns once the subscription is in

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/switchboard"
 )
 
 // AllocResult is the node's allocation cost per message in one load mode,
@@ -49,11 +50,11 @@ type AllocResult struct {
 }
 
 // The node's duplicate windows: switchboard keeps the ids of the last
-// 65,536 messages (its maxRecentIDs, not exported), the MSP server the
+// switchboard.MaxRecentIDs messages, the MSP server the
 // identities of the last msp.DefaultDedupEntries UDP messages (both for
 // five minutes). Live-heap growth means something only once they are full.
 const (
-	recentIDWindow = 65536
+	recentIDWindow = switchboard.MaxRecentIDs
 	udpDedupWindow = msp.DefaultDedupEntries
 )
 
