@@ -14,17 +14,25 @@ import (
 
 // Batching of deliver requests to one node (docs/FEDERATION.md, "Batching").
 //
-// Each destination node has a peer with at most maxInflight requests in
-// flight. A delivery that finds a free slot is sent at once, alone, by its
-// own goroutine: no added latency while the link is idle. When every slot
-// is busy it waits in the peer's queue (FIFO, at most maxQueue); when a
-// request in flight is answered, its sender hands the slot to the first
-// waiting caller together with up to maxBatch queued deliveries, and that
-// caller sends them as one request. So the batcher has no goroutine of its
-// own: the callers themselves carry the requests.
+// Each destination node has a peer that normally keeps at most maxInflight
+// requests in flight. A delivery that finds a free slot is sent at once,
+// alone, by its own goroutine: no added latency while the link is idle.
+// When every slot is busy it waits in the peer's queue (FIFO, at most
+// maxQueue); when a request in flight is answered, its sender hands the
+// slot to the first waiting caller together with up to maxBatch queued
+// deliveries, and that caller sends them as one request. The batcher has
+// no goroutine of its own: the callers carry the requests.
+//
+// A reply waits for the slowest delivery in its request, which may be a
+// client taking up to the ack timeout to acknowledge. So that such slow
+// requests do not hold the link, a delivery arriving when nothing has been
+// sent for staleAfter is sent at once, past maxInflight (up to
+// maxInflightHard), taking the queue with it, ahead of itself.
 const (
-	maxInflight = 2
-	maxQueue    = 1024
+	maxInflight     = 2
+	maxInflightHard = 256
+	staleAfter      = 5 * time.Millisecond
+	maxQueue        = 1024
 	// maxPeers bounds the peer table; idle peers are dropped past it.
 	maxPeers = 1024
 	// legacyRecheck is how long a node that answered a binary request in
@@ -50,9 +58,10 @@ type call struct {
 type peer struct {
 	node, subject string
 
-	// mu guards inflight, queue and legacyUntil.
+	// mu guards inflight, lastSend, queue and legacyUntil.
 	mu          sync.Mutex
 	inflight    int
+	lastSend    time.Time // when the latest request was sent
 	queue       []*call
 	legacyUntil time.Time
 }
@@ -116,13 +125,23 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 		return failAll(node, targets, fmt.Errorf("%w: %d targets", ErrBadAddress, len(targets)))
 	}
 	c := &call{d: d, targets: targets, deadline: deadline}
-	if p.inflight < maxInflight && len(p.queue) == 0 {
+	now := time.Now()
+	switch {
+	case p.inflight < maxInflight && len(p.queue) == 0:
 		p.inflight++
+		p.lastSend = now
 		p.mu.Unlock()
-		f.send(p, []*call{c})
+		f.send(p, []*call{c}, c)
 		return c.res
-	}
-	if len(p.queue) >= maxQueue {
+	case p.inflight < maxInflightHard && now.Sub(p.lastSend) >= staleAfter:
+		// The requests in flight are slow; send what waits, and this one.
+		batch := p.take(now, c)
+		p.inflight++
+		p.lastSend = now
+		p.mu.Unlock()
+		f.send(p, batch, c)
+		return c.res
+	case len(p.queue) >= maxQueue:
 		p.mu.Unlock()
 		return failAll(node, targets, fmt.Errorf("%w: %d deliveries waiting for it", ErrNodeDown, maxQueue))
 	}
@@ -147,70 +166,85 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 		<-c.done
 	}
 	if c.batch != nil {
-		f.send(p, c.batch)
+		f.send(p, c.batch, c)
 	}
 	return c.res
 }
 
-// send sends batch (holding one of p's slots), fills every call's results,
-// signals the others, and then hands the slot on to the queue or frees it.
-func (f *federation) send(p *peer, batch []*call) {
-	f.request(p, batch)
-	for _, c := range batch[1:] {
-		c.done <- struct{}{}
-	}
-	now := time.Now()
-	p.mu.Lock()
+// take removes from the head of p's queue what the next request carries:
+// at most maxBatch deliveries (with last, when not nil, at the end) of at
+// most maxTargetsPerRequest targets together. Deliveries past their
+// deadline are answered ErrTimeout on the way. p.mu must be held.
+func (p *peer) take(now time.Time, last *call) []*call {
 	var next []*call
-	var expired []*call
-	for len(p.queue) > 0 && len(next) < maxBatch {
+	n := 0
+	if last != nil {
+		n = len(last.targets)
+	}
+	for len(p.queue) > 0 && len(next) < maxBatch-1 {
 		c := p.queue[0]
 		if !c.deadline.After(now) {
-			expired = append(expired, c)
 			p.queue = p.queue[1:]
+			c.res = failAll(p.node, c.targets, ErrTimeout)
+			c.done <- struct{}{} // buffered, and signalled once
 			continue
 		}
-		if n := countTargets(next) + len(c.targets); n > maxTargetsPerRequest {
+		if n+len(c.targets) > maxTargetsPerRequest {
 			break
 		}
+		n += len(c.targets)
 		next = append(next, c)
 		p.queue = p.queue[1:]
 	}
 	if len(p.queue) == 0 {
 		p.queue = nil // let the backing array go
 	}
+	if last != nil {
+		next = append(next, last)
+	}
+	return next
+}
+
+// send sends batch (holding one of p's slots) on behalf of leader, one of
+// its calls; fills every call's results, signals the others, and then
+// hands the slot on to the queue or frees it.
+func (f *federation) send(p *peer, batch []*call, leader *call) {
+	f.request(p, batch)
+	for _, c := range batch {
+		if c != leader {
+			c.done <- struct{}{}
+		}
+	}
+	now := time.Now()
+	p.mu.Lock()
+	next := p.take(now, nil)
 	if len(next) == 0 {
 		p.inflight--
+	} else {
+		p.lastSend = now
 	}
 	p.mu.Unlock()
-	for _, c := range expired {
-		c.res = failAll(p.node, c.targets, ErrTimeout)
-		c.done <- struct{}{}
-	}
 	if len(next) > 0 {
 		next[0].batch = next
 		next[0].done <- struct{}{}
 	}
 }
 
-func countTargets(cs []*call) int {
-	n := 0
-	for _, c := range cs {
-		n += len(c.targets)
-	}
-	return n
-}
-
 // request sends one request frame for batch and fills each call's res.
-// The request lives until the first call's deadline, the earliest of the
-// batch (the queue is FIFO).
+// The request lives until the earliest deadline of the batch.
 func (f *federation) request(p *peer, batch []*call) {
 	fail := func(err error) {
 		for _, c := range batch {
 			c.res = failAll(p.node, c.targets, err)
 		}
 	}
-	wait := time.Until(batch[0].deadline)
+	deadline := batch[0].deadline
+	for _, c := range batch[1:] {
+		if c.deadline.Before(deadline) {
+			deadline = c.deadline
+		}
+	}
+	wait := time.Until(deadline)
 	if wait <= 0 {
 		fail(ErrTimeout)
 		return
