@@ -338,6 +338,8 @@ type federation struct {
 	// it sends JSON and reads every request as JSON (tests of mixed
 	// versions set it before Start).
 	legacy bool
+	// staleAfter is the constant staleAfter; tests of the queue raise it.
+	staleAfter time.Duration
 
 	// mu guards sub and stopped, and orders wg.Add before wg.Wait.
 	mu      sync.Mutex
@@ -352,7 +354,7 @@ type federation struct {
 
 func newFederation(s *Switchboard, nc *nats.Conn) *federation {
 	return &federation{sb: s, nc: nc, timeout: s.cfg.ForwardTimeout, slots: make(chan struct{}, s.cfg.MaxServing),
-		peers: map[string]*peer{}}
+		staleAfter: staleAfter, peers: map[string]*peer{}}
 }
 
 // subscribeTimeout bounds the round trip that confirms the subscription.

@@ -133,7 +133,7 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 		p.mu.Unlock()
 		f.send(p, []*call{c}, c)
 		return c.res
-	case p.inflight < maxInflightHard && now.Sub(p.lastSend) >= staleAfter:
+	case p.inflight < maxInflightHard && now.Sub(p.lastSend) >= f.staleAfter:
 		// The requests in flight are slow; send what waits, and this one.
 		batch := p.take(now, c)
 		p.inflight++
