@@ -425,3 +425,29 @@ func TestCancelledCallerLeavesTheQueue(t *testing.T) {
 	held[1].answer(t, "b")
 	collect(t, out, maxInflight+1)
 }
+
+// A caller whose own request is in flight stops waiting when its context
+// ends, as with a plain NATS request.
+func TestCancelledCallerStopsWaitingForItsRequest(t *testing.T) {
+	t.Parallel()
+	url := fedRelay(t)
+	ans := newAnswerer(t, url, "b")
+	a := fedBoard(t, url, "a", 5*time.Second, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan []Result, 1)
+	go func() {
+		d := &Delivery{ID: "gone", Recipient: "alice", Text: "hi", Time: time.Now()}
+		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})
+	}()
+	h := ans.next(t)
+	cancel()
+	select {
+	case res := <-gone:
+		if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, context.Canceled) {
+			t.Errorf("cancelled: %+v", res)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a cancelled caller kept waiting for its reply")
+	}
+	h.answer(t, "b") // too late: nobody reads it
+}

@@ -44,6 +44,7 @@ const (
 // the goroutine that sends its batch before done is signalled, and read
 // by the caller after.
 type call struct {
+	ctx      context.Context // the caller's; a request of this call alone ends with it
 	d        *Delivery
 	targets  []presence.Entry
 	deadline time.Time
@@ -124,7 +125,7 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 		p.mu.Unlock()
 		return failAll(node, targets, fmt.Errorf("%w: %d targets", ErrBadAddress, len(targets)))
 	}
-	c := &call{d: d, targets: targets, deadline: deadline}
+	c := &call{ctx: ctx, d: d, targets: targets, deadline: deadline}
 	now := time.Now()
 	switch {
 	case p.inflight < maxInflight && len(p.queue) == 0:
@@ -251,13 +252,13 @@ func (f *federation) request(p *peer, batch []*call) {
 	}
 	buf := f.bufs.get()
 	*buf = appendRequest(*buf, batch)
-	msg, err := f.nc.Request(p.subject, *buf, wait)
+	msg, err := f.roundTrip(p.subject, *buf, batch, deadline, wait)
 	f.bufs.put(buf)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		fail(ErrNodeDown)
 		return
-	case errors.Is(err, nats.ErrTimeout):
+	case errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
 		fail(ErrTimeout)
 		return
 	case err != nil:
@@ -295,6 +296,24 @@ func (f *federation) request(p *peer, batch []*call) {
 			return
 		}
 	}
+}
+
+// roundTrip sends one request and waits for its reply until deadline
+// (wait from now). A request carrying one caller's delivery also ends
+// when that caller's context does, as a plain request would; a batch
+// serves several callers and lasts until its deadline. Only a cancellable
+// context whose deadline is not the request's costs a context of its own.
+func (f *federation) roundTrip(subject string, body []byte, batch []*call, deadline time.Time, wait time.Duration) (*nats.Msg, error) {
+	ctx := batch[0].ctx
+	if len(batch) > 1 || ctx == nil || ctx.Done() == nil {
+		return f.nc.Request(subject, body, wait)
+	}
+	if dl, ok := ctx.Deadline(); !ok || !dl.Equal(deadline) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	return f.nc.RequestWithContext(ctx, subject, body)
 }
 
 // olderPeer handles a JSON answer to a binary request: a node of an
