@@ -451,3 +451,95 @@ func TestCancelledCallerStopsWaitingForItsRequest(t *testing.T) {
 	}
 	h.answer(t, "b") // too late: nobody reads it
 }
+
+// discard is a terminal that takes every message and keeps nothing.
+type discard struct{}
+
+func (discard) Deliver(*Delivery) error { return nil }
+func (discard) Kick(string)             {}
+
+// BenchmarkForward measures a delivery to another node through an
+// embedded relay, one caller and 16 at once, in the binary frames and in
+// the JSON of earlier nodes.
+func BenchmarkForward(b *testing.B) {
+	for _, legacy := range []bool{false, true} {
+		for _, par := range []int{1, 16} {
+			name := fmt.Sprintf("binary/callers=%d", par)
+			if legacy {
+				name = fmt.Sprintf("json/callers=%d", par)
+			}
+			b.Run(name, func(b *testing.B) {
+				url := benchRelay(b)
+				sa := benchBoard(b, url, "a", legacy)
+				sb := benchBoard(b, url, "b", legacy)
+				if _, err := sb.SignIn("alice", "pts/1", presence.Online, discard{}); err != nil {
+					b.Fatal(err)
+				}
+				d := validSample("m")
+				ts := []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}
+				var n atomicCounter
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.SetParallelism((par + 1) / 2) // GOMAXPROCS is 2 here
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						c := *d
+						c.ID = fmt.Sprint(n.next()) // a new message each time, not a repeat
+						if r := sa.fed.forward(context.Background(), "b", &c, ts); r[0].Status != Delivered {
+							b.Errorf("%+v", r[0])
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCounter) next() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	return c.n
+}
+
+func benchRelay(b *testing.B) string {
+	br, err := broker.New(broker.Config{Name: "r", Listen: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := br.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { br.Close() })
+	return br.ClientURL()
+}
+
+func benchBoard(b *testing.B, url, node string, legacy bool) *Switchboard {
+	dir, err := presence.New(presence.Config{Name: node, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { dir.Close() })
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	sb, err := New(Config{Node: node, Directory: dir, NATS: nc, Logger: slog.New(slog.DiscardHandler), ForwardTimeout: 5 * time.Second,
+		InboundRate: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb.fed.legacy = legacy
+	if err := sb.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sb.Close() })
+	return sb
+}
