@@ -223,6 +223,28 @@ func (r *wireReader) str() string {
 	return string(b)
 }
 
+// strs reads len(dst) strings of frame, which r reads, into one
+// allocation shared by them.
+func (r *wireReader) strs(frame []byte, dst ...*string) {
+	var ends [16]int
+	start := len(frame) - len(r.b)
+	for i := range dst {
+		r.bytes()
+		ends[i] = len(frame) - len(r.b)
+	}
+	if r.err != nil {
+		return
+	}
+	all := string(frame[start:ends[len(dst)-1]])
+	at := 0
+	for i, p := range dst {
+		// Each field is its length prefix and its octets: skip the prefix.
+		_, n := binary.Uvarint(frame[start+at:])
+		*p = all[at+n : ends[i]-start]
+		at = ends[i] - start
+	}
+}
+
 // count reads a count of at most limit elements, each at least minLen
 // octets, so that what is allocated for them is bounded by the frame.
 func (r *wireReader) count(what string, lo, limit uint64, minLen int) int {
@@ -263,10 +285,12 @@ func decodeRequest(data []byte) ([]wireItem, error) {
 	total := 0
 	for i := range items {
 		d := &items[i].d
-		for _, p := range [...]*string{&d.ID, &d.Recipient, &d.RecipTerm, &d.Sender, &d.SenderTerm, &d.Text,
-			&d.Cookie, &d.Signature, &d.Origin.Node, &d.Origin.Addr, &d.Origin.Transport} {
-			*p = r.str()
-		}
+		// The id lives on in the dedup window, so it gets a string of its
+		// own; the other parts share one string, which lives as long as
+		// the delivery does.
+		d.ID = r.str()
+		r.strs(data, &d.Recipient, &d.RecipTerm, &d.Sender, &d.SenderTerm, &d.Text,
+			&d.Cookie, &d.Signature, &d.Origin.Node, &d.Origin.Addr, &d.Origin.Transport)
 		flags := r.byte()
 		d.Origin.Verified = flags&flagVerified != 0
 		if flags&flagTime != 0 {
@@ -285,7 +309,7 @@ func decodeRequest(data []byte) ([]wireItem, error) {
 		}
 		ts := make([]target, nt)
 		for j := range ts {
-			ts[j] = target{user: r.str(), term: r.str()}
+			r.strs(data, &ts[j].user, &ts[j].term)
 		}
 		items[i].targets = ts
 	}
