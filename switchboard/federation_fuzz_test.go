@@ -91,6 +91,9 @@ func FuzzReceiveBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src string, body []byte, peersAuth bool) {
 		fed := &federation{sb: &Switchboard{cfg: Config{Node: "b", PeersAuthenticated: peersAuth}}}
 		claimed, _ := decodeRequest(body)
+		if _, err := FrameJSON(body); (err == nil) != (claimed != nil) && (len(body) == 0 || body[0] != '{') && !(len(body) > 2 && body[2] == kindReply) {
+			t.Fatalf("FrameJSON and the decoder disagree: %v", err)
+		}
 		items, err := fed.receiveBatch(&nats.Msg{Subject: "msp.node.b.deliver." + src, Data: body})
 		if err != nil {
 			return
@@ -155,6 +158,7 @@ func FuzzDecodeReply(f *testing.F) {
 	f.Add(appendReply(nil, "b", "switchboard: bad deliver frame: truncated", nil), uint8(1))
 	f.Add([]byte(`{"node":"b","results":[]}`), uint8(1))
 	f.Fuzz(func(t *testing.T, data []byte, n uint8) {
+		_, _ = FrameJSON(data) // must not panic
 		targets := []presence.Entry{{User: "alice", Term: "pts/1"}}
 		r := wireReader{b: data}
 		node, _, got := replyHeader(&r)

@@ -171,6 +171,12 @@ func TestWireDecodeRefusesBadFrames(t *testing.T) {
 	if _, err := decodeRequest(bad); err == nil || !strings.Contains(err.Error(), "nanoseconds") {
 		t.Errorf("a time with bad nanoseconds decoded: %v", err)
 	}
+	// Years JSON (and so the mailbox) cannot carry.
+	far := *d
+	far.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := decodeRequest(appendRequest(nil, []*call{{d: &far, targets: ts}})); !errors.Is(err, ErrWireFormat) {
+		t.Errorf("a time in the year 10000 decoded: %v", err)
+	}
 	for name, in := range map[string][]byte{
 		"truncated reply": {wireMagic, wireVersion, kindReply, 1},
 		"more results than a batch": append(appendStr(appendStr([]byte{wireMagic, wireVersion, kindReply}, "b"), ""),
@@ -179,6 +185,40 @@ func TestWireDecodeRefusesBadFrames(t *testing.T) {
 		r := wireReader{b: in}
 		if replyHeader(&r); r.err == nil {
 			t.Errorf("%s: decoded", name)
+		}
+	}
+}
+
+// Issue 13: "`nats sub` readability can come from a debug tool instead":
+// FrameJSON shows a binary frame as the JSON people know.
+func TestFrameJSONShowsFramesReadably(t *testing.T) {
+	t.Parallel()
+	d := &Delivery{ID: "id1", Recipient: "J\xf6rg", Sender: "bob", Text: "hi\r\n", Time: time.Unix(1700000000, 0).UTC(),
+		Origin: Origin{Node: "a", Transport: "udp"}}
+	req := appendRequest(nil, []*call{{d: d, targets: []presence.Entry{{User: "j\xf6rg", Term: "pts/1"}}}})
+	rep := appendReply(nil, "b", "", [][]Result{{{Status: Refused, Err: fmt.Errorf("%w: bob", ErrBlocked)}}})
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		want  []string
+	}{
+		{"request", req, []string{`"kind":"request"`, `"recipient":"Jörg"`, `"text":"hi\r\n"`, `"user":"jörg"`}},
+		{"reply", rep, []string{`"kind":"reply"`, `"node":"b"`, `"status":"refused"`, `"code":"blocked"`, `"reason":"blocked by recipient: bob"`}},
+		{"an older node's JSON", []byte(`{"node":"b","results":[]}`), []string{`"node":"b"`}},
+	} {
+		got, err := FrameJSON(tc.frame)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(string(got), w) {
+				t.Errorf("%s: %s lacks %s", tc.name, got, w)
+			}
+		}
+	}
+	for _, bad := range [][]byte{nil, req[:len(req)-1], rep[:len(rep)-1], []byte("{not json")} {
+		if _, err := FrameJSON(bad); !errors.Is(err, ErrWireFormat) {
+			t.Errorf("FrameJSON(%q) = %v", bad, err)
 		}
 	}
 }

@@ -299,6 +299,11 @@ func decodeRequest(data []byte) ([]wireItem, error) {
 				r.fail("%d nanoseconds", nsec)
 			}
 			d.Time = time.Unix(sec, int64(nsec)).UTC()
+			if y := d.Time.Year(); r.err == nil && (y < 0 || y > 9999) {
+				// The mailbox stores deliveries as JSON, which has no
+				// other years; the JSON format could not carry them either.
+				r.fail("time in the year %d", y)
+			}
 		}
 		nt := r.count("targets", 1, maxTargetsPerRequest, minTargetLen)
 		if total += nt; total > maxTargetsPerRequest {
