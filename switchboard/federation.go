@@ -125,7 +125,7 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.text }
 func (e *remoteError) Unwrap() error { return e.err }
 
-// wireErr maps a received (code, reason) back to an error.
+// wireErr maps a received JSON (code, reason) back to an error.
 func wireErr(code, reason string) error {
 	var sentinel error
 	for _, c := range wireCodes() {
@@ -134,6 +134,38 @@ func wireErr(code, reason string) error {
 			break
 		}
 	}
+	return reasonErr(sentinel, reason)
+}
+
+// errCodeNum is the binary wire code of err: its position in wireCodes
+// plus one, 0 when it matches no sentinel. The numbers are part of the
+// wire format, so wireCodes only ever grows at its end.
+func errCodeNum(err error) uint64 {
+	if err == nil {
+		return 0
+	}
+	for i, c := range wireCodes() {
+		if errors.Is(err, c.err) {
+			return uint64(i + 1)
+		}
+	}
+	return 0
+}
+
+// wireErrNum maps a received binary (code, reason) back to an error; an
+// unknown number keeps the text and matches no sentinel.
+func wireErrNum(code uint64, reason []byte) error {
+	var sentinel error
+	if cs := wireCodes(); code >= 1 && code <= uint64(len(cs)) {
+		sentinel = cs[code-1].err
+	}
+	if len(reason) == 0 {
+		return reasonErr(sentinel, "")
+	}
+	return reasonErr(sentinel, string(reason))
+}
+
+func reasonErr(sentinel error, reason string) error {
 	switch {
 	case reason == "" && sentinel == nil:
 		return nil
@@ -200,17 +232,43 @@ func decodeDelivery(data []byte) (*Delivery, []wireTarget, error) {
 	return d, w.Targets, nil
 }
 
-// receive decodes a deliver request and checks it as if it had just
-// arrived over MSP: the sending node comes from the subject (which NATS
-// permissions tie to the sender's credentials), not from the payload; the
-// sender is "verified" only when the sending node vouches for it and
-// Config.PeersAuthenticated says NATS authenticates nodes; every part must
-// pass msp.ValidateParts. On a validation error the targets are returned
-// too, so that each gets a Refused result.
-func (f *federation) receive(m *nats.Msg) (*Delivery, []wireTarget, error) {
-	src, ok := strings.CutPrefix(m.Subject, "msp.node."+f.sb.cfg.Node+".deliver.")
+// sourceNode is the sending node named by a deliver subject. The sender
+// comes from the subject (which NATS permissions tie to the sender's
+// credentials), never from the payload.
+func (f *federation) sourceNode(subject string) (string, error) {
+	src, ok := strings.CutPrefix(subject, "msp.node."+f.sb.cfg.Node+".deliver.")
 	if !ok || presence.ValidNode(src) != nil {
-		return nil, nil, fmt.Errorf("%w: subject %q names no sending node", ErrInvalidDelivery, m.Subject)
+		return "", fmt.Errorf("%w: subject %q names no sending node", ErrInvalidDelivery, subject)
+	}
+	return src, nil
+}
+
+// vet checks a delivery from node src as if it had just arrived over MSP:
+// every part must pass msp.ValidateParts; the origin node becomes src, and
+// the sender stays "verified" only when src vouched for it itself and
+// Config.PeersAuthenticated says NATS authenticates nodes.
+func (f *federation) vet(src string, d *Delivery) error {
+	if err := msp.ValidateParts(msp.Parts{
+		Recipient: d.Recipient, RecipTerm: d.RecipTerm, Text: d.Text, Sender: d.Sender,
+		SenderTerm: d.SenderTerm, Cookie: d.Cookie, Signature: d.Signature,
+	}); err != nil {
+		return fmt.Errorf("%w from %s: %w", ErrInvalidDelivery, src, err)
+	}
+	if d.Origin.Node != src {
+		d.Origin.Verified = false
+	}
+	d.Origin.Node = src
+	d.Origin.Verified = d.Origin.Verified && f.sb.cfg.PeersAuthenticated
+	return nil
+}
+
+// receive decodes a JSON deliver request (the format of older nodes) and
+// vets it. On a validation error the targets are returned too, so that
+// each gets a Refused result.
+func (f *federation) receive(m *nats.Msg) (*Delivery, []wireTarget, error) {
+	src, err := f.sourceNode(m.Subject)
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(m.Data) > maxDeliveryBytes {
 		return nil, nil, fmt.Errorf("%w: %d bytes", ErrInvalidDelivery, len(m.Data))
@@ -219,18 +277,31 @@ func (f *federation) receive(m *nats.Msg) (*Delivery, []wireTarget, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := msp.ValidateParts(msp.Parts{
-		Recipient: d.Recipient, RecipTerm: d.RecipTerm, Text: d.Text, Sender: d.Sender,
-		SenderTerm: d.SenderTerm, Cookie: d.Cookie, Signature: d.Signature,
-	}); err != nil {
-		return nil, targets, fmt.Errorf("%w from %s: %w", ErrInvalidDelivery, src, err)
+	if err := f.vet(src, d); err != nil {
+		return nil, targets, err
 	}
-	if d.Origin.Node != src {
-		d.Origin.Verified = false
-	}
-	d.Origin.Node = src
-	d.Origin.Verified = d.Origin.Verified && f.sb.cfg.PeersAuthenticated
 	return d, targets, nil
+}
+
+// receiveBatch decodes a binary request frame and vets each delivery in
+// it; a delivery that fails the checks keeps its error in its item. An
+// error means the frame as a whole is refused.
+func (f *federation) receiveBatch(m *nats.Msg) ([]wireItem, error) {
+	src, err := f.sourceNode(m.Subject)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Data) > maxDeliveryBytes {
+		return nil, fmt.Errorf("%w: %d bytes", ErrInvalidDelivery, len(m.Data))
+	}
+	items, err := decodeRequest(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	for i := range items {
+		items[i].err = f.vet(src, &items[i].d)
+	}
+	return items, nil
 }
 
 func parseStatus(s string) Status {
@@ -262,15 +333,28 @@ type federation struct {
 	timeout time.Duration
 	slots   chan struct{}
 	wg      sync.WaitGroup
+	bufs    bufPool
+	// legacy makes this node behave as one from before the binary format:
+	// it sends JSON and reads every request as JSON (tests of mixed
+	// versions set it before Start).
+	legacy bool
+	// staleAfter is the constant staleAfter; tests of the queue raise it.
+	staleAfter time.Duration
 
 	// mu guards sub and stopped, and orders wg.Add before wg.Wait.
 	mu      sync.Mutex
 	sub     *nats.Subscription
 	stopped bool
+
+	// peersMu guards peers, the sending side per destination node
+	// (federation_peer.go).
+	peersMu sync.Mutex
+	peers   map[string]*peer
 }
 
 func newFederation(s *Switchboard, nc *nats.Conn) *federation {
-	return &federation{sb: s, nc: nc, timeout: s.cfg.ForwardTimeout, slots: make(chan struct{}, s.cfg.MaxServing)}
+	return &federation{sb: s, nc: nc, timeout: s.cfg.ForwardTimeout, slots: make(chan struct{}, s.cfg.MaxServing),
+		staleAfter: staleAfter, peers: map[string]*peer{}}
 }
 
 // subscribeTimeout bounds the round trip that confirms the subscription.
@@ -351,8 +435,66 @@ func (f *federation) dispatch(m *nats.Msg) {
 // before they are decoded.
 const maxDeliveryBytes = 256 << 10
 
-// serve handles one deliver request from another node.
+// serve handles one deliver request from another node, answering in the
+// format it was asked in: a binary frame, or the JSON of older nodes.
 func (f *federation) serve(m *nats.Msg) {
+	if len(m.Data) > 0 && m.Data[0] == wireMagic && !f.legacy {
+		f.serveBatch(m)
+		return
+	}
+	f.serveJSON(m)
+}
+
+// serveBatch serves a binary request frame. Its deliveries are served
+// as separate requests would be: started in the frame's order, at the same
+// time (each may wait for a client's acknowledgement), and answered
+// together once the last is done.
+func (f *federation) serveBatch(m *nats.Msg) {
+	items, err := f.receiveBatch(m)
+	buf := f.bufs.get()
+	defer f.bufs.put(buf)
+	if err != nil {
+		f.sb.log.Warn("refusing deliver request", "subject", m.Subject, "err", err, "bytes", len(m.Data))
+		*buf = appendReply(*buf, f.sb.cfg.Node, err.Error(), nil)
+	} else {
+		results := make([][]Result, len(items))
+		if len(items) == 1 {
+			results[0] = f.serveItem(m.Subject, &items[0])
+		} else {
+			var wg sync.WaitGroup
+			for i := range items {
+				wg.Go(func() { results[i] = f.serveItem(m.Subject, &items[i]) })
+			}
+			wg.Wait()
+		}
+		*buf = appendReply(*buf, f.sb.cfg.Node, "", results)
+	}
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(*buf); err != nil {
+		f.sb.log.Warn("deliver reply failed", "err", err)
+	}
+}
+
+// serveItem delivers one vetted delivery of a frame, or refuses each of
+// its targets when it broke the MSP rules, so that the ingress answers
+// '-' instead of queueing it.
+func (f *federation) serveItem(subject string, it *wireItem) []Result {
+	if it.err != nil {
+		f.sb.log.Warn("refusing delivery", "subject", subject, "err", it.err)
+		out := make([]Result, len(it.targets))
+		for i, t := range it.targets {
+			out[i] = Result{User: t.user, Node: f.sb.cfg.Node, Term: t.term, Status: Refused, Err: it.err}
+		}
+		return out
+	}
+	return f.sb.deliverLocal(context.Background(), &it.d, it.targets)
+}
+
+// serveJSON handles a JSON deliver request, as nodes did before the binary
+// format, and answers in JSON.
+func (f *federation) serveJSON(m *nats.Msg) {
 	rep := wireReply{Node: f.sb.cfg.Node}
 	d, targets, err := f.receive(m)
 	if err != nil {
@@ -385,34 +527,24 @@ func (f *federation) serve(m *nats.Msg) {
 	}
 }
 
-// forward asks node to deliver d to targets and returns one Result per target.
-// Faults (no responders, timeout, a bad reply) become Failed results.
-func (f *federation) forward(ctx context.Context, node string, d *Delivery, targets []presence.Entry) []Result {
-	fail := func(err error) []Result {
-		out := make([]Result, len(targets))
-		for i, e := range targets {
-			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Err: err}
-		}
-		return out
-	}
-	if err := presence.ValidNode(node); err != nil {
-		return fail(ErrBadAddress)
-	}
-	if !f.nc.IsConnected() {
-		// The request would wait out the timeout in the reconnect buffer.
-		return fail(fmt.Errorf("%w: not connected to NATS", ErrNodeDown))
-	}
+// forwardJSON sends d to p's node as a JSON request of its own, the format
+// of nodes from before the binary frames, and waits until deadline.
+func (f *federation) forwardJSON(p *peer, d *Delivery, targets []presence.Entry, deadline time.Time) []Result {
+	node := p.node
+	fail := func(err error) []Result { return failAll(node, targets, err) }
 	body, err := encodeDelivery(d, targets)
 	if err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	msg, err := f.nc.RequestWithContext(ctx, DeliverSubject(node, f.sb.cfg.Node), body)
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return fail(ErrTimeout)
+	}
+	msg, err := f.nc.Request(p.subject, body, wait)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return fail(ErrNodeDown)
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+	case errors.Is(err, nats.ErrTimeout):
 		return fail(ErrTimeout)
 	case err != nil:
 		return fail(fmt.Errorf("%w: %w", ErrNodeDown, err))

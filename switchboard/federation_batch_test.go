@@ -1,0 +1,545 @@
+package switchboard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/presence"
+)
+
+// fedRelay is an embedded nats-server for federation tests.
+func fedRelay(t *testing.T) string {
+	t.Helper()
+	b, err := broker.New(broker.Config{Name: "r", Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b.ClientURL()
+}
+
+func fedDial(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// fedBoard is a switchboard of node on url; legacy makes it a node from
+// before the binary frames. It is started (serving its deliver subject).
+func fedBoard(t *testing.T, url, node string, timeout time.Duration, legacy bool) *Switchboard {
+	t.Helper()
+	dir, err := presence.New(presence.Config{Name: node, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Close() })
+	sb, err := New(Config{Node: node, Directory: dir, NATS: fedDial(t, url), Logger: slog.New(slog.DiscardHandler), ForwardTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.fed.legacy = legacy
+	if err := sb.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	return sb
+}
+
+// tape is a terminal that keeps what it is handed, in order.
+type tape struct {
+	mu  sync.Mutex // guards got
+	got []Delivery
+}
+
+func (r *tape) Deliver(d *Delivery) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, *d)
+	return nil
+}
+
+func (r *tape) Kick(string) {}
+
+func (r *tape) all() []Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Delivery(nil), r.got...)
+}
+
+// A rolling upgrade mixes nodes from before the binary frames with newer
+// ones: "the receiver still decodes the old JSON body and answers in the
+// format it was asked in", and a newer sender falls back to JSON for a
+// node that answers it in JSON. Every pairing delivers, octet for octet.
+func TestDeliveryAcrossVersions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                   string
+		oldSender, oldReceiver bool
+		wantLegacy             bool // the sender ends up speaking JSON to the receiver
+	}{
+		{"new to new: binary", false, false, false},
+		{"new to old: the sender falls back to JSON", false, true, true},
+		{"old to new: the receiver answers JSON", true, false, false},
+		{"old to old", true, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url := fedRelay(t)
+			a := fedBoard(t, url, "a", 3*time.Second, tc.oldSender)
+			b := fedBoard(t, url, "b", 3*time.Second, tc.oldReceiver)
+			box := &tape{}
+			if _, err := b.SignIn("j\xf6rg", "pts/1", presence.Online, box); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 { // the second after any fallback
+				d := validSample(fmt.Sprintf("m%d", i))
+				res := a.fed.forward(context.Background(), "b", d, []presence.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}})
+				if len(res) != 1 || res[0].Status != Delivered || res[0].User != "j\xf6rg" || res[0].Node != "b" {
+					t.Fatalf("message %d: results %+v", i, res)
+				}
+			}
+			got := box.all()
+			if len(got) != 2 {
+				t.Fatalf("%d deliveries arrived, want 2", len(got))
+			}
+			for i, g := range got {
+				want := validSample(fmt.Sprintf("m%d", i))
+				want.Origin.Verified = false // peers are not authenticated here
+				if g != *want {
+					t.Errorf("arrived %+v\nwant %+v", g, *want)
+				}
+			}
+			p := a.fed.peer("b")
+			p.mu.Lock()
+			legacy := !p.legacyUntil.IsZero()
+			p.mu.Unlock()
+			if legacy != tc.wantLegacy {
+				t.Errorf("sender speaks JSON to the receiver: %v, want %v", legacy, tc.wantLegacy)
+			}
+		})
+	}
+}
+
+// validSample is a delivery with 8-bit octets that passes the MSP rules.
+func validSample(id string) *Delivery {
+	return &Delivery{ID: id, Recipient: "J\xf6rg", RecipTerm: "pts/1", Sender: "Ren\xe9", SenderTerm: "tty\xe0",
+		Text: "Gr\xfc\xdfe aus K\xf6ln\r\n\t\xe0 bient\xf4t \xa4\xff", Cookie: "c\xe91", Signature: "s\xe9g", Time: time.Unix(1700000000, 5).UTC(),
+		Origin: Origin{Node: "a", Addr: "127.0.0.1:9", Transport: "udp", Verified: true}}
+}
+
+// answerer stands in for node b: it hands every deliver request to the
+// test, which answers when it chooses.
+type answerer struct {
+	reqs chan heldRequest
+}
+
+type heldRequest struct {
+	msg   *nats.Msg
+	items []wireItem
+}
+
+func newAnswerer(t *testing.T, url, node string) *answerer {
+	t.Helper()
+	a := &answerer{reqs: make(chan heldRequest, 64)}
+	nc := fedDial(t, url)
+	if _, err := nc.Subscribe(deliverWildcard(node), func(m *nats.Msg) {
+		items, err := decodeRequest(m.Data)
+		if err != nil {
+			t.Errorf("answerer: %v", err)
+			return
+		}
+		a.reqs <- heldRequest{msg: m, items: items}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (a *answerer) next(t *testing.T) heldRequest {
+	t.Helper()
+	select {
+	case r := <-a.reqs:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("no deliver request arrived")
+		return heldRequest{}
+	}
+}
+
+func (a *answerer) none(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case r := <-a.reqs:
+		t.Fatalf("unexpected request with %d deliveries", len(r.items))
+	case <-time.After(within):
+	}
+}
+
+// ids lists the delivery ids of a request, in frame order.
+func (h heldRequest) ids() []string {
+	var out []string
+	for _, it := range h.items {
+		out = append(out, it.d.ID)
+	}
+	return out
+}
+
+// answer replies to h: a delivery whose text is "busy" is refused, the
+// rest are delivered.
+func (h heldRequest) answer(t *testing.T, node string) {
+	t.Helper()
+	var results [][]Result
+	for _, it := range h.items {
+		rs := make([]Result, len(it.targets))
+		for i := range rs {
+			rs[i] = Result{Status: Delivered}
+			if it.d.Text == "busy" {
+				rs[i] = Result{Status: Refused, Err: ErrBusy}
+			}
+		}
+		results = append(results, rs)
+	}
+	if err := h.msg.Respond(appendReply(nil, node, "", results)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type forwarded struct {
+	id  string
+	res []Result
+}
+
+// startForward runs one forward to b in the background.
+func startForward(f *federation, id, text string, out chan<- forwarded) {
+	go func() {
+		d := &Delivery{ID: id, Recipient: "alice", Text: text, Time: time.Now()}
+		out <- forwarded{id, f.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})}
+	}()
+}
+
+func waitQueued(t *testing.T, p *peer, n int) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		q := len(p.queue)
+		p.mu.Unlock()
+		if q == n {
+			return
+		}
+	}
+	t.Fatalf("queue never reached %d", n)
+}
+
+func collect(t *testing.T, out <-chan forwarded, n int) map[string][]Result {
+	t.Helper()
+	got := map[string][]Result{}
+	for range n {
+		select {
+		case r := <-out:
+			got[r.id] = r.res
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d forwards returned", len(got), n)
+		}
+	}
+	return got
+}
+
+// Issue 13: "batching of requests to the same node when several are in
+// flight". A delivery to an idle link goes at once and alone; while the
+// link's slots are busy, deliveries queue and then travel together in
+// one request, in the order they came, and each caller gets its own
+// results back.
+func TestBatchesQueueInOrderAndSplitTheReply(t *testing.T) {
+	t.Parallel()
+	url := fedRelay(t)
+	ans := newAnswerer(t, url, "b")
+	a := fedBoard(t, url, "a", 5*time.Second, false)
+	a.fed.staleAfter = time.Hour // only a slot coming free sends the queue
+	out := make(chan forwarded, 16)
+	var held []heldRequest
+	for i := range maxInflight {
+		startForward(a.fed, fmt.Sprintf("h%d", i), "hi", out)
+		h := ans.next(t)
+		if len(h.items) != 1 {
+			t.Fatalf("a delivery on a free slot travelled with %d others", len(h.items)-1)
+		}
+		held = append(held, h)
+	}
+	p := a.fed.peer("b")
+	var want []string
+	for i := range 5 {
+		id, text := fmt.Sprintf("q%d", i), "hi"
+		if i == 2 {
+			text = "busy"
+		}
+		startForward(a.fed, id, text, out)
+		want = append(want, id)
+		waitQueued(t, p, i+1) // one at a time, so that the order is known
+	}
+	ans.none(t, 50*time.Millisecond)
+	held[0].answer(t, "b")
+	batch := ans.next(t)
+	if fmt.Sprint(batch.ids()) != fmt.Sprint(want) {
+		t.Fatalf("batch carries %v, want %v in one request", batch.ids(), want)
+	}
+	batch.answer(t, "b")
+	held[1].answer(t, "b")
+	got := collect(t, out, maxInflight+5)
+	for id, res := range got {
+		wantSt := Delivered
+		if id == "q2" {
+			wantSt = Refused
+		}
+		if len(res) != 1 || res[0].Status != wantSt || res[0].Term != "pts/1" || (wantSt == Refused && !errors.Is(res[0].Err, ErrBusy)) {
+			t.Errorf("%s: results %+v, want %v", id, res, wantSt)
+		}
+	}
+	p.mu.Lock()
+	inflight, queued := p.inflight, len(p.queue)
+	p.mu.Unlock()
+	if inflight != 0 || queued != 0 {
+		t.Errorf("after all answers: %d in flight, %d queued", inflight, queued)
+	}
+}
+
+// A reply waits for the slowest delivery of its request (a client may take
+// the ack timeout): deliveries arriving while the slots have been busy
+// for staleAfter do not wait behind them.
+func TestSlowRequestsDoNotHoldTheLink(t *testing.T) {
+	t.Parallel()
+	url := fedRelay(t)
+	ans := newAnswerer(t, url, "b")
+	a := fedBoard(t, url, "a", 5*time.Second, false)
+	a.fed.staleAfter = 0
+	out := make(chan forwarded, 16)
+	var held []heldRequest
+	for i := range maxInflight + 2 {
+		startForward(a.fed, fmt.Sprintf("s%d", i), "hi", out)
+		held = append(held, ans.next(t))
+	}
+	for _, h := range held {
+		h.answer(t, "b")
+	}
+	for id, res := range collect(t, out, len(held)) {
+		if len(res) != 1 || res[0].Status != Delivered {
+			t.Errorf("%s: %+v", id, res)
+		}
+	}
+}
+
+// "a batch reply that times out must give each item the same result
+// today's single request timeout gives": Failed, ErrTimeout, within the
+// forward timeout of each.
+func TestBatchTimeoutFailsEveryDelivery(t *testing.T) {
+	t.Parallel()
+	url := fedRelay(t)
+	ans := newAnswerer(t, url, "b")
+	const timeout = 300 * time.Millisecond
+	a := fedBoard(t, url, "a", timeout, false)
+	a.fed.staleAfter = time.Hour
+	out := make(chan forwarded, 16)
+	start := time.Now()
+	for i := range maxInflight {
+		startForward(a.fed, fmt.Sprintf("h%d", i), "hi", out)
+		ans.next(t) // never answered
+	}
+	p := a.fed.peer("b")
+	for i := range 3 {
+		startForward(a.fed, fmt.Sprintf("q%d", i), "hi", out)
+		waitQueued(t, p, i+1)
+	}
+	got := collect(t, out, maxInflight+3)
+	if el := time.Since(start); el > 3*timeout+time.Second {
+		t.Errorf("forwards took %v with a timeout of %v", el, timeout)
+	}
+	for id, res := range got {
+		if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, ErrTimeout) {
+			t.Errorf("%s: results %+v, want failed with %v", id, res, ErrTimeout)
+		}
+	}
+	// No node at all: unreachable at once.
+	d := &Delivery{ID: "z", Recipient: "alice", Text: "hi", Time: time.Now()}
+	res := a.fed.forward(context.Background(), "z", d, []presence.Entry{{User: "alice", Node: "z", Term: "pts/1"}})
+	if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, ErrNodeDown) {
+		t.Errorf("no responders: %+v", res)
+	}
+}
+
+// A caller that gives up while its delivery still waits in the queue
+// leaves it, and the delivery is never sent.
+func TestCancelledCallerLeavesTheQueue(t *testing.T) {
+	t.Parallel()
+	url := fedRelay(t)
+	ans := newAnswerer(t, url, "b")
+	a := fedBoard(t, url, "a", 5*time.Second, false)
+	a.fed.staleAfter = time.Hour
+	out := make(chan forwarded, 16)
+	var held []heldRequest
+	for i := range maxInflight {
+		startForward(a.fed, fmt.Sprintf("h%d", i), "hi", out)
+		held = append(held, ans.next(t))
+	}
+	p := a.fed.peer("b")
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan []Result, 1)
+	go func() {
+		d := &Delivery{ID: "gone", Recipient: "alice", Text: "hi", Time: time.Now()}
+		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})
+	}()
+	waitQueued(t, p, 1)
+	startForward(a.fed, "kept", "hi", out)
+	waitQueued(t, p, 2)
+	cancel()
+	select {
+	case res := <-gone:
+		if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, context.Canceled) {
+			t.Errorf("cancelled: %+v", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled caller kept waiting")
+	}
+	held[0].answer(t, "b")
+	batch := ans.next(t)
+	if fmt.Sprint(batch.ids()) != "[kept]" {
+		t.Errorf("next request carries %v", batch.ids())
+	}
+	batch.answer(t, "b")
+	held[1].answer(t, "b")
+	collect(t, out, maxInflight+1)
+}
+
+// A caller whose own request is in flight stops waiting when its context
+// ends, as with a plain NATS request.
+func TestCancelledCallerStopsWaitingForItsRequest(t *testing.T) {
+	t.Parallel()
+	url := fedRelay(t)
+	ans := newAnswerer(t, url, "b")
+	a := fedBoard(t, url, "a", 5*time.Second, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan []Result, 1)
+	go func() {
+		d := &Delivery{ID: "gone", Recipient: "alice", Text: "hi", Time: time.Now()}
+		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})
+	}()
+	h := ans.next(t)
+	cancel()
+	select {
+	case res := <-gone:
+		if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, context.Canceled) {
+			t.Errorf("cancelled: %+v", res)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a cancelled caller kept waiting for its reply")
+	}
+	h.answer(t, "b") // too late: nobody reads it
+}
+
+// discard is a terminal that takes every message and keeps nothing.
+type discard struct{}
+
+func (discard) Deliver(*Delivery) error { return nil }
+func (discard) Kick(string)             {}
+
+// BenchmarkForward measures a delivery to another node through an
+// embedded relay, one caller and 16 at once, in the binary frames and in
+// the JSON of earlier nodes.
+func BenchmarkForward(b *testing.B) {
+	for _, legacy := range []bool{false, true} {
+		for _, par := range []int{1, 16} {
+			name := fmt.Sprintf("binary/callers=%d", par)
+			if legacy {
+				name = fmt.Sprintf("json/callers=%d", par)
+			}
+			b.Run(name, func(b *testing.B) {
+				url := benchRelay(b)
+				sa := benchBoard(b, url, "a", legacy)
+				sb := benchBoard(b, url, "b", legacy)
+				if _, err := sb.SignIn("alice", "pts/1", presence.Online, discard{}); err != nil {
+					b.Fatal(err)
+				}
+				d := validSample("m")
+				ts := []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}
+				var n atomicCounter
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.SetParallelism((par + 1) / 2) // GOMAXPROCS is 2 here
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						c := *d
+						c.ID = fmt.Sprint(n.next()) // a new message each time, not a repeat
+						if r := sa.fed.forward(context.Background(), "b", &c, ts); r[0].Status != Delivered {
+							b.Errorf("%+v", r[0])
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCounter) next() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	return c.n
+}
+
+func benchRelay(b *testing.B) string {
+	br, err := broker.New(broker.Config{Name: "r", Listen: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := br.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { br.Close() })
+	return br.ClientURL()
+}
+
+func benchBoard(b *testing.B, url, node string, legacy bool) *Switchboard {
+	dir, err := presence.New(presence.Config{Name: node, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { dir.Close() })
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	sb, err := New(Config{Node: node, Directory: dir, NATS: nc, Logger: slog.New(slog.DiscardHandler), ForwardTimeout: 5 * time.Second,
+		InboundRate: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sb.fed.legacy = legacy
+	if err := sb.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sb.Close() })
+	return sb
+}
