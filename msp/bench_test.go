@@ -1,6 +1,12 @@
 package msp
 
-import "testing"
+import (
+	"bufio"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+)
 
 func BenchmarkParse(b *testing.B) {
 	in := []byte(rfcExample)
@@ -34,6 +40,152 @@ func BenchmarkAppendBinary(b *testing.B) {
 		var err error
 		if buf, err = m.AppendBinary(buf[:0]); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// benchServer starts a server acknowledging every message, with the
+// per-source rate off (the benchmarks send from one address), on fresh
+// loopback ports; it is closed when the benchmark ends.
+func benchServer(b *testing.B, pc net.PacketConn) (tcpAddr, udpAddr string) {
+	b.Helper()
+	s := &Server{
+		Handler:   HandlerFunc(func(w ResponseWriter, m *Message) { w.Ack("delivered to " + m.Recipient) }),
+		RatePerIP: -1,
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if pc == nil {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	done := make(chan struct{}, 2)
+	go func() { s.Serve(l); done <- struct{}{} }()
+	go func() { s.ServePacket(pc); done <- struct{}{} }()
+	b.Cleanup(func() {
+		s.Close()
+		<-done
+		<-done
+	})
+	return l.Addr().String(), pc.LocalAddr().String()
+}
+
+// benchMessage writes message i, with a cookie of its own, into buf.
+func benchMessage(buf []byte, i int) []byte {
+	buf = append(buf[:0], "Bbob\x00\x00hello there\x00alice\x00tty1\x00c"...)
+	buf = strconv.AppendInt(buf, int64(i), 10)
+	return append(buf, 0, 0)
+}
+
+// benchUDP sends b.N messages over UDP keeping window of them unanswered,
+// resending any whose reply does not come (the duplicate filter answers a
+// resend again without handling it twice).
+func benchUDP(b *testing.B, pc net.PacketConn, window int) {
+	_, addr := benchServer(b, pc)
+	nc, err := net.Dial("udp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	out := make([]byte, 0, MaxLen)
+	in := make([]byte, MaxLen+1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent, got := 0, 0
+	for got < b.N {
+		for sent < b.N && sent-got < window {
+			out = benchMessage(out, sent)
+			if _, err := nc.Write(out); err != nil {
+				b.Fatal(err)
+			}
+			sent++
+		}
+		nc.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := nc.Read(in)
+		if err != nil {
+			// Lost on loopback under pressure: send the window again.
+			for i := got; i < sent; i++ {
+				nc.Write(benchMessage(out, i))
+			}
+			continue
+		}
+		if n < 2 || in[0] != '+' {
+			b.Fatalf("reply %q", in[:n])
+		}
+		got++
+	}
+}
+
+// BenchmarkServeUDP is one sender waiting for each reply.
+func BenchmarkServeUDP(b *testing.B) { benchUDP(b, nil, 1) }
+
+// BenchmarkServeUDPWindow keeps 32 datagrams in flight, so that the server
+// finds several waiting at once.
+func BenchmarkServeUDPWindow(b *testing.B) { benchUDP(b, nil, 32) }
+
+// plainPacketConn hides the *net.UDPConn behind the bare interface, so the
+// server takes its one-datagram-at-a-time path.
+type plainPacketConn struct{ net.PacketConn }
+
+// BenchmarkServeUDPWindowPlain is BenchmarkServeUDPWindow over a
+// net.PacketConn that is not a *net.UDPConn.
+func BenchmarkServeUDPWindowPlain(b *testing.B) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchUDP(b, plainPacketConn{pc}, 32)
+}
+
+// BenchmarkServeTCPOnePerConn sends one message per connection.
+func BenchmarkServeTCPOnePerConn(b *testing.B) {
+	addr, _ := benchServer(b, nil)
+	out := make([]byte, 0, MaxLen)
+	in := make([]byte, MaxLen)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := nc.Write(benchMessage(out, i)); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := nc.Read(in); err != nil || n < 2 || in[0] != '+' {
+			b.Fatalf("reply %q: %v", in[:n], err)
+		}
+		nc.Close()
+	}
+}
+
+// BenchmarkServeTCPPipelined keeps 16 messages in flight on one connection.
+func BenchmarkServeTCPPipelined(b *testing.B) {
+	addr, _ := benchServer(b, nil)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	const window = 16
+	out := make([]byte, 0, MaxLen)
+	br := bufio.NewReader(nc)
+	b.ReportAllocs()
+	b.ResetTimer()
+	sent := 0
+	for got := 0; got < b.N; got++ {
+		for sent < b.N && sent-got < window {
+			if _, err := nc.Write(benchMessage(out, sent)); err != nil {
+				b.Fatal(err)
+			}
+			sent++
+		}
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		r, err := br.ReadSlice(0)
+		if err != nil || r[0] != '+' {
+			b.Fatalf("reply %q: %v", r, err)
 		}
 	}
 }
