@@ -203,15 +203,17 @@ func FuzzServeUDP(f *testing.F) {
 		if len(in) > MaxLen+1 {
 			in = in[:MaxLen+1] // what the read loop's buffer would hold
 		}
-		s := &Server{Handler: fuzzHandler(t), StripControl: strip}
+		s := &Server{Handler: fuzzHandler(t), StripControl: strip, MaxInflight: 4}
 		s.init()
 		pc := &fakePacketConn{}
-		sem := make(chan struct{}, 4)
 		from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1018}
 		for range 2 {
-			handlers := newWorkerPool(cap(sem))
-			s.servePacket(pc, from, in, sem, handlers)
-			handlers.stop() // waits for the handler, as the read loop's end does
+			ps := s.newPacketServer(pc, nil, 1)
+			ps.serve(from, in)
+			// As the read loop's end does: wait for the handler, then
+			// for the writer.
+			ps.handlers.stop()
+			ps.out.stop()
 		}
 		for _, d := range pc.out {
 			if len(d) > len(in) {

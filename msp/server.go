@@ -109,8 +109,14 @@ type Server struct {
 	// told "-server busy" and closed.
 	MaxConns int
 	// MaxInflight caps concurrent UDP handler calls; past it the server
-	// stops reading datagrams until a call returns.
+	// stops reading datagrams until a call returns (the datagrams of the
+	// batch already read wait in their buffers).
 	MaxInflight int
+	// PacketBatch is how many datagrams ServePacket reads, and how many
+	// answers it writes, with one system call when serving a
+	// *net.UDPConn; zero means DefaultPacketBatch, 1 reads and writes one
+	// datagram at a time with ReadFrom and WriteTo.
+	PacketBatch int
 	// MaxPipeline caps the messages of one TCP connection being handled at
 	// once; past it the server stops reading that connection until the
 	// earliest reply is written. Replies always go out in the order the

@@ -44,6 +44,7 @@ type conn struct {
 	pipe *pipeline   // nil until a message is pipelined; owned by the reader
 
 	buf     [MaxLen]byte // octets read and not yet consumed; a message never exceeds it
+	out     [MaxLen]byte // the reader's replies (inline handler calls, refusals) are formatted here
 	n       int          // valid octets in buf
 	scanned int          // octets of buf already searched for NULs
 	nuls    int          // NULs found in buf[1:scanned]
@@ -312,7 +313,7 @@ func (c *conn) refuse(err error) {
 	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || c.n == 0 || c.buf[0] == Version1 {
 		return
 	}
-	c.write(formatReply(false, reason(err), MaxLen))
+	c.write(appendReply(c.out[:0], false, reason(err), MaxLen))
 }
 
 // reason is err's text without the package prefix, as a reply explanation.
@@ -339,38 +340,48 @@ func (c *conn) serveMessage(raw []byte) bool {
 		}
 		// Framing is intact, so the connection goes on; the sender is
 		// told to slow down.
-		refusal := formatReply(false, rateLimitedReply, MaxLen)
 		if c.pipe != nil {
-			c.dispatch(nil, refusal)
+			c.dispatch(c.refusal(rateLimitedReply))
 		} else {
-			c.write(refusal)
+			c.write(appendReply(c.out[:0], false, rateLimitedReply, MaxLen))
 		}
 		return true
 	}
-	m := new(Message)
+	// Inline until the client shows it pipelines (another message's
+	// octets already here), so a one-message client costs no goroutine.
+	// Revision 'A' is always inline: it is a connection's last message.
+	inline := raw[0] == Version1 || c.pipe == nil && (c.n == len(raw) || intOr(s.MaxPipeline, DefaultMaxPipeline) == 1)
+	var (
+		r  *request
+		sl *slot
+		m  *Message
+	)
+	if inline {
+		r = new(request)
+		m = &r.m
+	} else {
+		sl = &slot{msg: true}
+		m = &sl.m
+	}
 	err := m.decode(raw)
 	if err == nil {
 		err = s.admit(m)
 	}
 	if err != nil {
 		s.logger().Debug("msp: refused message", "network", "tcp", "remote", c.nc.RemoteAddr().String(), "err", err)
-		var refusal []byte
-		if raw[0] != Version1 {
-			refusal = formatReply(false, reason(err), MaxLen)
-		}
 		// A policy refusal leaves the stream intact; anything else means
 		// the client does not speak the protocol as we do.
 		if errors.Is(err, ErrNoSender) {
 			if c.pipe != nil {
-				c.dispatch(nil, refusal)
+				c.dispatch(c.refusal(reason(err)))
 			} else {
-				c.write(refusal)
+				c.write(appendReply(c.out[:0], false, reason(err), MaxLen))
 			}
 			return true
 		}
 		c.drain()
-		if refusal != nil {
-			c.write(refusal)
+		if raw[0] != Version1 {
+			c.write(appendReply(c.out[:0], false, reason(err), MaxLen))
 		}
 		return false
 	}
@@ -378,42 +389,45 @@ func (c *conn) serveMessage(raw []byte) bool {
 		// RFC 1159: "The client closes the connection after sending the
 		// message"; any data after it is discarded.
 		c.drain()
-		c.handleInline(m)
+		c.handleInline(r)
 		return false
 	}
-	// Inline until the client shows it pipelines (another message's
-	// octets already here), so a one-message client costs no goroutine.
-	if c.pipe == nil && (c.n == len(raw) || intOr(s.MaxPipeline, DefaultMaxPipeline) == 1) {
-		return !c.handleInline(m)
+	if inline {
+		return !c.handleInline(r)
 	}
-	c.dispatch(m, nil)
+	c.dispatch(sl)
 	return true
+}
+
+// request is a message handled inline with its writer, in one allocation
+// that is never reused (a handler may keep the message).
+type request struct {
+	m Message
+	w responseWriter
 }
 
 // handleInline calls the handler on the reader's goroutine, with nothing in
 // flight, so a reply goes straight to the wire; it reports whether the
 // handler panicked.
-func (c *conn) handleInline(m *Message) bool {
-	w := c.newWriter(m, c.write)
-	panicked := c.s.handle(w, m)
-	w.finish(notHandledText)
+func (c *conn) handleInline(r *request) bool {
+	c.initWriter(&r.w, &r.m, c)
+	panicked := c.s.handle(&r.w, &r.m)
+	r.w.finish(notHandledText)
 	return panicked
 }
 
-// newWriter makes m's ResponseWriter; send puts a revision 'B' reply out.
-func (c *conn) newWriter(m *Message, send func([]byte) error) *responseWriter {
-	w := &responseWriter{
-		ctx:     c.s.ctx,
-		network: "tcp",
-		local:   c.nc.LocalAddr(),
-		remote:  c.nc.RemoteAddr(),
-		limit:   MaxLen,
-	}
+// sendReply writes an inline handler call's reply at once; c is that
+// call's [replySink]. The reader is inside the call, so c.out is free.
+func (c *conn) sendReply(ack bool, text string, limit int) error {
+	return c.write(appendReply(c.out[:0], ack, text, limit))
+}
+
+// initWriter readies m's ResponseWriter; sink takes a revision 'B' reply.
+func (c *conn) initWriter(w *responseWriter, m *Message, sink replySink) {
+	w.ctx, w.network, w.local, w.remote, w.limit = c.s.ctx, "tcp", c.nc.LocalAddr(), c.nc.RemoteAddr(), MaxLen
 	if m.Version == Version2 {
-		w.owed = func(bool) bool { return true }
-		w.send = send
+		w.sink = sink
 	}
-	return w
 }
 
 // readMessage reads until buf holds one complete message and returns its
