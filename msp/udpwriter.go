@@ -48,37 +48,47 @@ type outDatagram struct {
 
 // packetWriter sends the datagrams a ServePacket call answers with.
 //
-// With a batchConn, send only queues: one goroutine, started by
-// newPacketWriter and owned by ServePacket (which calls stop after the read
-// loop and every handler have ended), takes what is queued, up to a batch,
-// and writes it with one WriteBatch. It writes as soon as the queue is
-// empty rather than waiting for a batch to fill, so a lone reply is not
-// delayed; under load replies pile up while a batch is being written and
-// go out together. The queue is bounded: when it is full, send waits.
+// With a batchConn, whoever sends (a handler's worker, or the read loop for
+// an echo or a repeated reply) writes, unless another sender is writing
+// already: then it only queues its datagram, and the sender that is
+// writing takes the whole queue for its next WriteBatch once its current
+// one returns, until the queue is empty. So a lone reply goes out at once
+// on its own goroutine, with no hand-over to a writer goroutine, and under
+// load replies pile up while a batch is being written and go out together.
+// The queue is bounded: a sender that finds it full waits until the writing
+// sender takes it. Nothing outlives the senders, so there is nothing to
+// stop.
 //
-// Without a batchConn, send writes at once with WriteTo on the caller's
-// goroutine, as a net.PacketConn of unknown kind expects.
+// Without a batchConn, send writes at once with WriteTo, as a
+// net.PacketConn of unknown kind expects.
 type packetWriter struct {
 	pc    net.PacketConn
 	batch batchConn // nil: write each datagram at once
 	size  int       // datagrams per WriteBatch
 	log   *slog.Logger
-	queue chan outDatagram // closed by stop; nil without batch
-	done  chan struct{}    // closed when the writer goroutine ends
-	bufs  sync.Pool        // of *replyBuf; has its own lock
+	bufs  sync.Pool // of *replyBuf; has its own lock
+
+	mu      sync.Mutex    // guards queue, spare and writing
+	room    sync.Cond     // the writing sender took the queue; L is &mu
+	queue   []outDatagram // waiting for the writing sender; at most writeQueue*size
+	spare   []outDatagram // the writing sender's, to swap for queue
+	writing bool          // a sender is writing; it alone uses ms and iov
+
+	ms  []ipv4.Message
+	iov [][]byte // ms[i].Buffers is iov[i:i+1]
 }
 
-// writeQueue is how many datagrams may wait for the writer, per datagram
-// of a batch.
+// writeQueue is how many datagrams may wait for the writing sender, per
+// datagram of a batch.
 const writeQueue = 8
 
 func newPacketWriter(pc net.PacketConn, bc batchConn, size int, log *slog.Logger) *packetWriter {
 	w := &packetWriter{pc: pc, batch: bc, size: size, log: log}
 	w.bufs.New = func() any { return new(replyBuf) }
+	w.room.L = &w.mu
 	if bc != nil {
-		w.queue = make(chan outDatagram, writeQueue*size)
-		w.done = make(chan struct{})
-		go w.loop()
+		w.ms = make([]ipv4.Message, size)
+		w.iov = make([][]byte, size)
 	}
 	return w
 }
@@ -86,9 +96,10 @@ func newPacketWriter(pc net.PacketConn, bc batchConn, size int, log *slog.Logger
 // buffer lends a buffer for one datagram; send gives it back.
 func (w *packetWriter) buffer() *replyBuf { return w.bufs.Get().(*replyBuf) }
 
-// send writes b to addr, or queues it for the writer (then it returns nil:
-// write errors are logged, as nothing can be done about them). buf, if not
-// nil, is the buffer from [packetWriter.buffer] that b lies in.
+// send writes b to addr, or queues it for the sender that is writing.
+// With a batchConn it returns nil: write errors are logged, as nothing can
+// be done about them. buf, if not nil, is the buffer from
+// [packetWriter.buffer] that b lies in.
 func (w *packetWriter) send(b []byte, addr net.Addr, buf *replyBuf) error {
 	if w.batch == nil {
 		_, err := w.pc.WriteTo(b, addr)
@@ -97,52 +108,52 @@ func (w *packetWriter) send(b []byte, addr net.Addr, buf *replyBuf) error {
 		}
 		return err
 	}
-	w.queue <- outDatagram{b: b, addr: addr, buf: buf}
+	w.mu.Lock()
+	for w.writing && len(w.queue) >= writeQueue*w.size {
+		w.room.Wait()
+	}
+	w.queue = append(w.queue, outDatagram{b: b, addr: addr, buf: buf})
+	if w.writing {
+		w.mu.Unlock()
+		return nil
+	}
+	w.writing = true
+	for len(w.queue) > 0 {
+		q := w.queue
+		w.queue, w.spare = w.spare[:0], nil
+		w.room.Broadcast()
+		w.mu.Unlock()
+		w.write(q)
+		w.mu.Lock()
+		w.spare = q[:0]
+	}
+	w.writing = false
+	w.mu.Unlock()
 	return nil
 }
 
-// stop writes what is queued and ends the writer; nothing may be sent
-// after.
-func (w *packetWriter) stop() {
-	if w.batch == nil {
-		return
-	}
-	close(w.queue)
-	<-w.done
-}
+// stop is a no-op: every datagram is written by the time its sender
+// returns from send.
+func (w *packetWriter) stop() {}
 
-// loop is the writer goroutine: it gathers what is queued, up to a batch,
-// and writes it, until stop closes the queue.
-func (w *packetWriter) loop() {
-	defer close(w.done)
-	ms := make([]ipv4.Message, w.size)
-	iov := make([][]byte, w.size) // ms[i].Buffers is iov[i:i+1]
-	held := make([]*replyBuf, w.size)
-	for d := range w.queue {
-		n := 0
-		for {
-			iov[n], ms[n].Addr, held[n] = d.b, d.addr, d.buf
-			ms[n].Buffers = iov[n : n+1]
-			n++
-			if n == w.size {
-				break
-			}
-			var ok bool
-			select {
-			case d, ok = <-w.queue:
-			default:
-			}
-			if !ok {
-				break
-			}
+// write sends q in batches of at most size and gives back its buffers; the
+// caller is the writing sender.
+func (w *packetWriter) write(q []outDatagram) {
+	for len(q) > 0 {
+		n := min(len(q), w.size)
+		for i, d := range q[:n] {
+			w.iov[i] = d.b
+			w.ms[i].Buffers, w.ms[i].Addr = w.iov[i:i+1], d.addr
 		}
-		w.flush(ms[:n])
-		for i := range n {
-			if held[i] != nil {
-				w.bufs.Put(held[i])
+		w.flush(w.ms[:n])
+		for i := range q[:n] {
+			if q[i].buf != nil {
+				w.bufs.Put(q[i].buf)
 			}
-			iov[i], ms[i].Addr, ms[i].Buffers, held[i] = nil, nil, nil, nil
+			q[i] = outDatagram{}
+			w.iov[i], w.ms[i].Buffers, w.ms[i].Addr = nil, nil, nil
 		}
+		q = q[n:]
 	}
 }
 
