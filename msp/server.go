@@ -1,7 +1,6 @@
 package msp
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -177,8 +176,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}   // being served by Serve
 	packets   map[net.PacketConn]struct{} // being served by ServePacket
 	conns     map[*conn]struct{}          // admitted TCP connections
-	idle      list.List                   // of *conn waiting for a message, longest first
-	partial   list.List                   // of *conn reading a message, earliest start first
+	idle      connList                    // conns waiting for a message, longest first
+	partial   connList                    // conns reading a message, earliest start first
 }
 
 // init fills in what the zero value lacks; it starts nothing.
@@ -205,6 +204,8 @@ func (s *Server) init() {
 		s.listeners = make(map[net.Listener]struct{})
 		s.packets = make(map[net.PacketConn]struct{})
 		s.conns = make(map[*conn]struct{})
+		s.idle = newConnList(func(c *conn) *connLinks { return &c.idle })
+		s.partial = newConnList(func(c *conn) *connLinks { return &c.partial })
 	})
 }
 
@@ -404,7 +405,7 @@ func (s *Server) stop(hard bool) {
 	}
 	for c := range s.conns {
 		switch {
-		case c.idle != nil:
+		case c.idle.in:
 			c.nc.Close()
 		case c.waiting:
 			// Handlers are in flight: their replies still go out, so only

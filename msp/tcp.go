@@ -1,7 +1,6 @@
 package msp
 
 import (
-	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -26,14 +25,14 @@ const notHandledText = "message not handled"
 type conn struct {
 	s    *Server
 	nc   net.Conn
-	idle *list.Element // in s.idle while idle (see setWaiting); guarded by s.mu
+	idle connLinks // in s.idle while idle (see setWaiting); guarded by s.mu
 
 	src    sourceKey // the source this connection is counted against
 	hasSrc bool      // false for non-IP addresses, which no per-source limit applies to
 
 	// Guarded by s.mu: c is in s.partial while a message is under way
 	// (first octet read, not yet complete), since started.
-	partial *list.Element
+	partial connLinks
 	started time.Time
 
 	// Guarded by s.mu.
@@ -128,7 +127,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 		victim.nc.Close()
 	}
 	s.conns[c] = struct{}{}
-	c.idle = s.idle.PushBack(c)
+	s.idle.pushBack(c)
 	s.wg.Add(1)
 	s.running.Add(1)
 	s.mu.Unlock()
@@ -141,10 +140,8 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 // slowloris: either way it has had its chance), else none. It takes the
 // victim off those lists; the caller holds s.mu.
 func (s *Server) evictableLocked() *conn {
-	if oldest := s.idle.Front(); oldest != nil {
-		victim := oldest.Value.(*conn)
-		s.idle.Remove(oldest)
-		victim.idle = nil
+	if victim := s.idle.front(); victim != nil {
+		s.idle.remove(victim)
 		s.stats.evictedIdle.Add(1)
 		s.log.Debug("msp: evicted idle connection", "remote", victim.nc.RemoteAddr().String())
 		return victim
@@ -156,8 +153,7 @@ func (s *Server) evictableLocked() *conn {
 	// Earliest start first; a connection with replies still owed is
 	// skipped, so that no delivered message loses its '+'.
 	var victim *conn
-	for e := s.partial.Front(); e != nil && victim == nil; e = e.Next() {
-		c := e.Value.(*conn)
+	for c := s.partial.front(); c != nil && victim == nil; c = c.partial.next {
 		if time.Since(c.started) < grace {
 			return nil
 		}
@@ -168,8 +164,7 @@ func (s *Server) evictableLocked() *conn {
 	if victim == nil {
 		return nil
 	}
-	s.partial.Remove(victim.partial)
-	victim.partial = nil
+	s.partial.remove(victim)
 	s.stats.evictedStalled.Add(1)
 	s.limits.Hit("msp: limit reached: stalled message evicted", "remote", victim.nc.RemoteAddr().String())
 	return victim
@@ -230,8 +225,8 @@ func (c *conn) setWaiting() bool {
 // makeIdle starts c's idle time; the caller holds s.mu.
 func (c *conn) makeIdle() {
 	c.nc.SetReadDeadline(time.Now().Add(durationOr(c.s.IdleTimeout, DefaultIdleTimeout)))
-	if c.idle == nil {
-		c.idle = c.s.idle.PushBack(c)
+	if !c.idle.in {
+		c.s.idle.pushBack(c)
 	}
 }
 
@@ -241,13 +236,10 @@ func (c *conn) setActive() {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	c.waiting = false
-	if c.idle != nil {
-		c.s.idle.Remove(c.idle)
-		c.idle = nil
-	}
-	if c.partial == nil {
+	c.s.idle.remove(c)
+	if !c.partial.in {
 		c.started = time.Now()
-		c.partial = c.s.partial.PushBack(c)
+		c.s.partial.pushBack(c)
 	}
 }
 
@@ -255,10 +247,7 @@ func (c *conn) setActive() {
 func (c *conn) setComplete() {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	if c.partial != nil {
-		c.s.partial.Remove(c.partial)
-		c.partial = nil
-	}
+	c.s.partial.remove(c)
 }
 
 // serve reads messages and replies until the client closes, a timeout, an
@@ -271,14 +260,8 @@ func (c *conn) serve() {
 		c.drain()
 		c.stop()
 		s.mu.Lock()
-		if c.idle != nil {
-			s.idle.Remove(c.idle)
-			c.idle = nil
-		}
-		if c.partial != nil {
-			s.partial.Remove(c.partial)
-			c.partial = nil
-		}
+		s.idle.remove(c)
+		s.partial.remove(c)
 		delete(s.conns, c)
 		s.mu.Unlock()
 		c.nc.Close()
@@ -309,8 +292,11 @@ func (c *conn) serve() {
 // waiting for a reply (anything but a revision 'A' message or a dead
 // connection).
 func (c *conn) refuse(err error) {
+	if c.n == 0 || c.buf[0] == Version1 {
+		return // checked first: errors.As costs an allocation
+	}
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || c.n == 0 || c.buf[0] == Version1 {
+	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) {
 		return
 	}
 	c.write(appendReply(c.out[:0], false, reason(err), MaxLen))
