@@ -17,7 +17,7 @@ import (
 // and ends the workers (stop) before it closes the connection. A slot's run
 // touches only its own slot, the
 // channels it was given, and c.nc for its one reply, which it writes after
-// the previous slot's written channel closed, so writes never overlap.
+// the previous slot's written WaitGroup is done, so writes never overlap.
 //
 // Slots run on the connection's workerPool (at most MaxPipeline workers).
 // Workers take slots in arrival order and a slot only ever waits for earlier
@@ -27,7 +27,7 @@ type pipeline struct {
 	sem   chan struct{}            // a token per slot whose reply is not yet written
 	slots sync.WaitGroup           // slots dispatched and not yet finished
 	pool  *workerPool              // runs the slots, in arrival order
-	last  chan struct{}            // the latest slot's written channel
+	last  *slot                    // the latest slot, nil before the first
 	keys  map[string]chan struct{} // folded recipient → its latest slot's handled channel
 }
 
@@ -43,8 +43,8 @@ type slot struct {
 	buf     [MaxLen]byte
 	after   chan struct{} // the previous same-recipient handler returned; nil if none
 	handled chan struct{} // closed when this handler returned
-	prev    chan struct{} // the previous slot's reply is written
-	written chan struct{} // closed when this reply is written
+	prev    *slot          // the slot whose reply comes before this one's; nil once written, or if none
+	written sync.WaitGroup // done when this reply is written (an embedded signal costs no allocation)
 }
 
 // refusal makes a slot that only writes "-text\0" in its turn.
@@ -63,15 +63,14 @@ func (c *conn) dispatch(sl *slot) {
 		p = &pipeline{
 			sem:  make(chan struct{}, n),
 			pool: newWorkerPool(n),
-			last: make(chan struct{}),
 			keys: make(map[string]chan struct{}),
 		}
-		close(p.last)
 		c.pipe = p
 	}
 	p.sem <- struct{}{}
-	sl.c, sl.p, sl.prev, sl.written = c, p, p.last, make(chan struct{})
-	p.last = sl.written
+	sl.c, sl.p, sl.prev = c, p, p.last
+	sl.written.Add(1)
+	p.last = sl
 	if sl.msg {
 		// The whole recipient, whatever the terminal: an empty RecipTerm
 		// or "*" may reach the same terminal as a named one.
@@ -126,11 +125,14 @@ func (sl *slot) run() {
 		sl.w.finish(notHandledText)
 		close(sl.handled)
 	}
-	<-sl.prev
+	if sl.prev != nil {
+		sl.prev.written.Wait()
+		sl.prev = nil // so that no slot keeps a chain of earlier ones alive
+	}
 	if sl.reply != nil {
 		c.write(sl.reply)
 	}
-	close(sl.written)
+	sl.written.Done()
 	<-p.sem
 	c.finished(panicked)
 }
