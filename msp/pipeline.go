@@ -41,8 +41,8 @@ type slot struct {
 	w       responseWriter
 	reply   []byte // what to write, in buf; nil for nothing; set by the handler's Ack or Nack
 	buf     [MaxLen]byte
-	after   chan struct{} // the previous same-recipient handler returned; nil if none
-	handled chan struct{} // closed when this handler returned
+	after   chan struct{}  // the previous same-recipient handler returned; nil if none
+	handled chan struct{}  // closed when this handler returned
 	prev    *slot          // the slot whose reply comes before this one's; nil once written, or if none
 	written sync.WaitGroup // done when this reply is written (an embedded signal costs no allocation)
 }
