@@ -163,10 +163,19 @@ func (tt udpCase) run(t *testing.T, path udpPath) {
 // for requests of several sizes and a handler with a long explanation.
 func TestUDPNoAmplification(t *testing.T) {
 	t.Parallel()
+	for _, path := range udpPaths {
+		t.Run(path.name, func(t *testing.T) {
+			t.Parallel()
+			testUDPNoAmplification(t, path)
+		})
+	}
+}
+
+func testUDPNoAmplification(t *testing.T, path udpPath) {
 	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, m *Message) {
 		w.Ack(strings.Repeat("delivered to every terminal ", 100))
 	})}
-	_, addr := serve(t, s)
+	_, addr := serveUDPPath(t, s, path)
 	nc := dialUDP(t, addr)
 	for i, text := range []string{"", "x", "hello", strings.Repeat("y", 40), strings.Repeat("z", 400)} {
 		req := enc(t, &Message{Recipient: "b", Text: text, Cookie: NewCookie()[:12] + string(rune('a'+i))})
@@ -428,9 +437,18 @@ func TestUDPMaxInflight(t *testing.T) {
 
 func TestUDPShutdownFinishesInFlightReply(t *testing.T) {
 	t.Parallel()
+	for _, path := range udpPaths {
+		t.Run(path.name, func(t *testing.T) {
+			t.Parallel()
+			testUDPShutdownFinishesInFlightReply(t, path)
+		})
+	}
+}
+
+func testUDPShutdownFinishesInFlightReply(t *testing.T, path udpPath) {
 	g := newGate()
 	s := &Server{Handler: g}
-	_, addr := serve(t, s)
+	_, addr := serveUDPPath(t, s, path)
 	nc := dialUDP(t, addr)
 	write(t, nc, []byte("Bbob\x00\x00hi\x00\x00\x00c\x00\x00"))
 	<-g.entered
