@@ -34,7 +34,9 @@ var (
 //
 // The text is cleaned before sending: octets other than printable ISO 8859-1
 // are dropped and it is cut to [MaxReplyText] octets. Ack and Nack return nil
-// when nothing is owed.
+// when nothing is owed. Over UDP on a *net.UDPConn read in batches (see
+// [Server.PacketBatch]) they return nil once the reply is written or handed
+// to a write under way; write errors are logged, not returned.
 type ResponseWriter interface {
 	// Ack reports the message reached a delivery service.
 	Ack(text string) error
