@@ -1,6 +1,7 @@
 package msp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -230,14 +231,15 @@ func (c *conn) makeIdle() {
 	}
 }
 
-// setActive marks c as having a message under way: no longer idle, but
-// stalled if it takes longer than StallGrace.
-func (c *conn) setActive() {
+// setActive marks c as having a message under way: no longer waiting or
+// idle and, if the message is partial (not all there yet), stalled once it
+// takes longer than StallGrace.
+func (c *conn) setActive(partial bool) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	c.waiting = false
 	c.s.idle.remove(c)
-	if !c.partial.in {
+	if partial && !c.partial.in {
 		c.started = time.Now()
 		c.s.partial.pushBack(c)
 	}
@@ -420,9 +422,16 @@ func (c *conn) initWriter(w *responseWriter, m *Message, sink replySink) {
 // size. The wait for its first octet is bounded by IdleTimeout counted from
 // when nothing is in flight (see setWaiting), the rest of
 // it by ReadTimeout counted from that first octet.
+//
+// A message that is already whole (it came in one read, or with the one
+// before it) is never partial: it needs no ReadTimeout deadline and no
+// place in s.partial, which saves a deadline update and a trip through
+// s.mu or two per message. When buf already held octets, the reader was
+// not waiting, so there is no state to change at all.
 func (c *conn) readMessage() (int, error) {
 	s := c.s
-	if c.n == 0 {
+	fresh := c.n == 0
+	if fresh {
 		if !c.setWaiting() {
 			return 0, errStopped
 		}
@@ -430,34 +439,54 @@ func (c *conn) readMessage() (int, error) {
 			return 0, err
 		}
 	}
-	c.setActive()
-	c.nc.SetReadDeadline(time.Now().Add(durationOr(s.ReadTimeout, DefaultReadTimeout)))
 	want, err := partCount(c.buf[0])
 	if err != nil {
+		if fresh {
+			c.setActive(false)
+		}
 		return 0, err
 	}
+	if size, whole := c.scan(want); whole {
+		if fresh {
+			c.setActive(false)
+		}
+		return size, nil
+	}
+	c.setActive(true)
+	c.nc.SetReadDeadline(time.Now().Add(durationOr(s.ReadTimeout, DefaultReadTimeout)))
 	for {
-		if c.scanned == 0 {
-			c.scanned = 1
-		}
-		for ; c.scanned < c.n; c.scanned++ {
-			if c.buf[c.scanned] != 0 {
-				continue
-			}
-			c.nuls++
-			if c.nuls == want {
-				c.scanned++
-				c.setComplete()
-				return c.scanned, nil
-			}
-		}
 		if c.n == len(c.buf) {
 			return 0, fmt.Errorf("%w: no complete message in %d octets", ErrTooLong, c.n)
 		}
 		if err := c.fill(); err != nil {
 			return 0, fmt.Errorf("msp: message incomplete after %d octets: %w", c.n, err)
 		}
+		if size, whole := c.scan(want); whole {
+			c.setComplete()
+			return size, nil
+		}
 	}
+}
+
+// scan looks for the want-th NUL after the revision octet in the octets
+// not searched yet, and reports the size of the message it ends.
+func (c *conn) scan(want int) (size int, whole bool) {
+	if c.scanned == 0 {
+		c.scanned = 1
+	}
+	for c.scanned < c.n {
+		i := bytes.IndexByte(c.buf[c.scanned:c.n], 0)
+		if i < 0 {
+			c.scanned = c.n
+			break
+		}
+		c.scanned += i + 1
+		c.nuls++
+		if c.nuls == want {
+			return c.scanned, true
+		}
+	}
+	return 0, false
 }
 
 // fill reads more octets into buf, which must have room.
