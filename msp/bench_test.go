@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,11 +49,12 @@ func BenchmarkAppendBinary(b *testing.B) {
 // benchServer starts a server acknowledging every message, with the
 // per-source rate off (the benchmarks send from one address), on fresh
 // loopback ports; it is closed when the benchmark ends.
-func benchServer(b *testing.B, pc net.PacketConn) (tcpAddr, udpAddr string) {
+func benchServer(b *testing.B, pc net.PacketConn, batch int) (tcpAddr, udpAddr string) {
 	b.Helper()
 	s := &Server{
-		Handler:   HandlerFunc(func(w ResponseWriter, m *Message) { w.Ack("delivered to " + m.Recipient) }),
-		RatePerIP: -1,
+		Handler:     HandlerFunc(func(w ResponseWriter, m *Message) { w.Ack("delivered to " + m.Recipient) }),
+		RatePerIP:   -1,
+		PacketBatch: batch,
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,8 +86,8 @@ func benchMessage(buf []byte, i int) []byte {
 // benchUDP sends b.N messages over UDP keeping window of them unanswered,
 // resending any whose reply does not come (the duplicate filter answers a
 // resend again without handling it twice).
-func benchUDP(b *testing.B, pc net.PacketConn, window int) {
-	_, addr := benchServer(b, pc)
+func benchUDP(b *testing.B, pc net.PacketConn, batch, window int) {
+	_, addr := benchServer(b, pc, batch)
 	nc, err := net.Dial("udp", addr)
 	if err != nil {
 		b.Fatal(err)
@@ -122,11 +124,18 @@ func benchUDP(b *testing.B, pc net.PacketConn, window int) {
 }
 
 // BenchmarkServeUDP is one sender waiting for each reply.
-func BenchmarkServeUDP(b *testing.B) { benchUDP(b, nil, 1) }
+func BenchmarkServeUDP(b *testing.B) { benchUDP(b, nil, 0, 1) }
+
+// BenchmarkServeUDPBatch1 is BenchmarkServeUDP with PacketBatch 1.
+func BenchmarkServeUDPBatch1(b *testing.B) { benchUDP(b, nil, 1, 1) }
 
 // BenchmarkServeUDPWindow keeps 32 datagrams in flight, so that the server
 // finds several waiting at once.
-func BenchmarkServeUDPWindow(b *testing.B) { benchUDP(b, nil, 32) }
+func BenchmarkServeUDPWindow(b *testing.B) { benchUDP(b, nil, 0, 32) }
+
+// BenchmarkServeUDPWindowBatch1 is BenchmarkServeUDPWindow with
+// PacketBatch 1.
+func BenchmarkServeUDPWindowBatch1(b *testing.B) { benchUDP(b, nil, 1, 32) }
 
 // plainPacketConn hides the *net.UDPConn behind the bare interface, so the
 // server takes its one-datagram-at-a-time path.
@@ -139,12 +148,12 @@ func BenchmarkServeUDPWindowPlain(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchUDP(b, plainPacketConn{pc}, 32)
+	benchUDP(b, plainPacketConn{pc}, 0, 32)
 }
 
 // BenchmarkServeTCPOnePerConn sends one message per connection.
 func BenchmarkServeTCPOnePerConn(b *testing.B) {
-	addr, _ := benchServer(b, nil)
+	addr, _ := benchServer(b, nil, 0)
 	out := make([]byte, 0, MaxLen)
 	in := make([]byte, MaxLen)
 	b.ReportAllocs()
@@ -166,7 +175,7 @@ func BenchmarkServeTCPOnePerConn(b *testing.B) {
 
 // BenchmarkServeTCPPipelined keeps 16 messages in flight on one connection.
 func BenchmarkServeTCPPipelined(b *testing.B) {
-	addr, _ := benchServer(b, nil)
+	addr, _ := benchServer(b, nil, 0)
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
@@ -211,3 +220,43 @@ func cpuTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// benchUDPSenders has senders goroutines, each with its own socket, send
+// b.N messages between them, each waiting for its reply before the next:
+// the load mspbench puts on a node.
+func benchUDPSenders(b *testing.B, batch, senders int) {
+	_, addr := benchServer(b, nil, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b)()
+	var wg sync.WaitGroup
+	for g := range senders {
+		nc, err := net.Dial("udp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		wg.Go(func() {
+			out := make([]byte, 0, MaxLen)
+			in := make([]byte, MaxLen+1)
+			for i := g; i < b.N; i += senders {
+				out = benchMessage(out, i)
+				for {
+					nc.Write(out)
+					nc.SetReadDeadline(time.Now().Add(time.Second))
+					if n, err := nc.Read(in); err == nil && n > 1 && in[0] == '+' {
+						break
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkServeUDPSenders16 is 16 senders, one datagram in flight each.
+func BenchmarkServeUDPSenders16(b *testing.B) { benchUDPSenders(b, 0, 16) }
+
+// BenchmarkServeUDPSenders16Batch1 is BenchmarkServeUDPSenders16 with
+// PacketBatch 1.
+func BenchmarkServeUDPSenders16Batch1(b *testing.B) { benchUDPSenders(b, 1, 16) }
