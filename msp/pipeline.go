@@ -15,7 +15,7 @@ import (
 // Ownership: the reader (conn.serve) owns the pipeline's fields, starts the
 // workers, waits for dispatched slots (drain) before it writes anything else,
 // and ends the workers (stop) before it closes the connection. A slot's run
-// touches only its own slot, the
+// touches only its own slot, the previous slot's written signal, the
 // channels it was given, and c.nc for its one reply, which it writes after
 // the previous slot's written WaitGroup is done, so writes never overlap.
 //
