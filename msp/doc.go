@@ -15,11 +15,11 @@
 // The package knows nothing of users, terminals or clusters; deciding what an
 // acknowledgement means is the handler's job.
 //
-// The per-message path is kept free of avoidable garbage: the message, its
-// writer and (TCP) its reply buffer share one allocation that is never
-// reused, so a handler may keep the *Message, whose strings are its own
-// (they never alias a read buffer). Replies are appended into buffers of
-// the connection, of the pipelined message, or of a pool (UDP). On Linux a
+// The per-message path is kept free of avoidable garbage: the message and
+// its writer share one allocation that is never reused, so a handler may
+// keep the *Message, whose strings are its own (they never alias a read
+// buffer). Replies are appended into pooled buffers, which go back to the
+// pool once written (the duplicate filter keeps its own copy). On Linux a
 // *net.UDPConn is read with recvmmsg, up to [Server.PacketBatch] datagrams
 // a call, and answers that pile up while one is being written go out
 // together with sendmmsg; any other net.PacketConn is served one datagram

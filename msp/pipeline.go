@@ -39,8 +39,8 @@ type slot struct {
 	msg     bool // m is to be handled; false for a refusal the reader already decided
 	m       Message
 	w       responseWriter
-	reply   []byte // what to write, in buf; nil for nothing; set by the handler's Ack or Nack
-	buf     [MaxLen]byte
+	reply   []byte         // what to write, in buf; nil for nothing; set by the handler's Ack or Nack
+	buf     *replyBuf      // lent by the server's pool until the reply is written
 	after   chan struct{}  // the previous same-recipient handler returned; nil if none
 	handled chan struct{}  // closed when this handler returned
 	prev    *slot          // the slot whose reply comes before this one's; nil once written, or if none
@@ -49,7 +49,7 @@ type slot struct {
 
 // refusal makes a slot that only writes "-text\0" in its turn.
 func (c *conn) refusal(text string) *slot {
-	sl := new(slot)
+	sl := &slot{buf: c.s.buffer()}
 	sl.reply = appendReply(sl.buf[:0], false, text, MaxLen)
 	return sl
 }
@@ -131,6 +131,8 @@ func (sl *slot) run() {
 	}
 	if sl.reply != nil {
 		c.write(sl.reply)
+		c.s.release(sl.buf)
+		sl.reply, sl.buf = nil, nil // a kept message keeps its slot, not the buffer
 	}
 	sl.written.Done()
 	<-p.sem
@@ -140,6 +142,7 @@ func (sl *slot) run() {
 // sendReply keeps a pipelined handler call's reply until its turn; sl is
 // that call's [replySink].
 func (sl *slot) sendReply(ack bool, text string, limit int) error {
+	sl.buf = sl.c.s.buffer()
 	sl.reply = appendReply(sl.buf[:0], ack, text, limit)
 	return nil
 }

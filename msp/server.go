@@ -167,6 +167,7 @@ type Server struct {
 	src      *sources           // per-source limits; has its own lock
 	limits   *limitlog.Log      // rate-limited logging of limits; has its own lock
 	stats    counters           // what the limits did
+	bufs     sync.Pool          // of *replyBuf, lent to format one TCP reply; has its own lock
 
 	wg      sync.WaitGroup // every goroutine the server started, and the serve loops
 	running atomic.Int64   // how many of those are running, for Shutdown to poll
@@ -189,6 +190,7 @@ func (s *Server) init() {
 			s.log = slog.New(slog.DiscardHandler)
 		}
 		s.seed = maphash.MakeSeed()
+		s.bufs.New = func() any { return new(replyBuf) }
 		if s.DedupWindow >= 0 {
 			s.dedup = newDedupCache(durationOr(s.DedupWindow, DefaultDedupWindow), intOr(s.DedupEntries, DefaultDedupEntries))
 		}
@@ -222,6 +224,12 @@ func intOr(n, def int) int {
 	}
 	return def
 }
+
+// buffer lends a reply buffer from s's pool; release gives it back.
+func (s *Server) buffer() *replyBuf { return s.bufs.Get().(*replyBuf) }
+
+// release returns a buffer from buffer; nothing may use it after.
+func (s *Server) release(b *replyBuf) { s.bufs.Put(b) }
 
 func (s *Server) logger() *slog.Logger {
 	s.init()

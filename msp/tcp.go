@@ -44,7 +44,6 @@ type conn struct {
 	pipe *pipeline   // nil until a message is pipelined; owned by the reader
 
 	buf     [MaxLen]byte // octets read and not yet consumed; a message never exceeds it
-	out     [MaxLen]byte // the reader's replies (inline handler calls, refusals) are formatted here
 	n       int          // valid octets in buf
 	scanned int          // octets of buf already searched for NULs
 	nuls    int          // NULs found in buf[1:scanned]
@@ -301,7 +300,7 @@ func (c *conn) refuse(err error) {
 	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) {
 		return
 	}
-	c.write(appendReply(c.out[:0], false, reason(err), MaxLen))
+	c.writeReply(false, reason(err), MaxLen)
 }
 
 // reason is err's text without the package prefix, as a reply explanation.
@@ -331,7 +330,7 @@ func (c *conn) serveMessage(raw []byte) bool {
 		if c.pipe != nil {
 			c.dispatch(c.refusal(rateLimitedReply))
 		} else {
-			c.write(appendReply(c.out[:0], false, rateLimitedReply, MaxLen))
+			c.writeReply(false, rateLimitedReply, MaxLen)
 		}
 		return true
 	}
@@ -363,13 +362,13 @@ func (c *conn) serveMessage(raw []byte) bool {
 			if c.pipe != nil {
 				c.dispatch(c.refusal(reason(err)))
 			} else {
-				c.write(appendReply(c.out[:0], false, reason(err), MaxLen))
+				c.writeReply(false, reason(err), MaxLen)
 			}
 			return true
 		}
 		c.drain()
 		if raw[0] != Version1 {
-			c.write(appendReply(c.out[:0], false, reason(err), MaxLen))
+			c.writeReply(false, reason(err), MaxLen)
 		}
 		return false
 	}
@@ -405,9 +404,19 @@ func (c *conn) handleInline(r *request) bool {
 }
 
 // sendReply writes an inline handler call's reply at once; c is that
-// call's [replySink]. The reader is inside the call, so c.out is free.
+// call's [replySink].
 func (c *conn) sendReply(ack bool, text string, limit int) error {
-	return c.write(appendReply(c.out[:0], ack, text, limit))
+	return c.writeReply(ack, text, limit)
+}
+
+// writeReply formats a reply into a buffer lent by the server's pool and
+// writes it at once. A buffer of the connection's own would cost every
+// connection, idle ones too, another 511 octets.
+func (c *conn) writeReply(ack bool, text string, limit int) error {
+	buf := c.s.buffer()
+	err := c.write(appendReply(buf[:0], ack, text, limit))
+	c.s.release(buf)
+	return err
 }
 
 // initWriter readies m's ResponseWriter; sink takes a revision 'B' reply.
