@@ -1,8 +1,9 @@
 package msp
 
 import (
-	"container/list"
 	"hash/maphash"
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -17,9 +18,19 @@ import (
 // leaves this process, and a seed an outsider cannot know keeps collisions
 // from being aimed.
 type dedupKey struct {
-	src    string // source address and port
-	cookie string // COOKIE folded to small letters ('B')
-	sum    uint64 // 'A': hash of the whole datagram; 'B': messageSum
+	src    netip.AddrPort // source address and port, for UDP addresses
+	other  string         // the source's String(), for any other net.Addr
+	cookie string         // COOKIE folded to small letters ('B')
+	sum    uint64         // 'A': hash of the whole datagram; 'B': messageSum
+}
+
+// sourceKeyOf names a datagram's source in a dedupKey; for the
+// *net.UDPAddr a UDP socket reports it costs no allocation.
+func sourceKeyOf(addr net.Addr) (netip.AddrPort, string) {
+	if ua, ok := addr.(*net.UDPAddr); ok {
+		return ua.AddrPort(), ""
+	}
+	return netip.AddrPort{}, addr.String()
 }
 
 // messageSum hashes the parts of a revision 'B' message other than the
@@ -29,42 +40,67 @@ type dedupKey struct {
 func messageSum(seed maphash.Seed, m *Message) uint64 {
 	var h maphash.Hash
 	h.SetSeed(seed)
-	for _, p := range [...]string{Fold(m.Recipient), Fold(m.RecipTerm), Fold(m.Sender), Fold(m.SenderTerm), m.Text} {
-		h.WriteString(p)
+	for _, p := range [...]string{m.Recipient, m.RecipTerm, m.Sender, m.SenderTerm} {
+		writeFolded(&h, p)
 		h.WriteByte(0)
 	}
+	h.WriteString(m.Text)
+	h.WriteByte(0)
 	return h.Sum64()
+}
+
+// writeFolded hashes [Fold](s) without building the folded string.
+func writeFolded(h *maphash.Hash, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := foldByte(s[i]); c != s[i] {
+			h.WriteString(s[:i])
+			for ; i < len(s); i++ {
+				h.WriteByte(foldByte(s[i]))
+			}
+			return
+		}
+	}
+	h.WriteString(s)
 }
 
 // dedupEntry is one remembered message.
 type dedupEntry struct {
+	pending bool   // the handler is still running
+	reply   []byte // the reply sent, nil if none; never changed once set
+}
+
+// dedupExpiry is a finished entry's place in the expiry queue.
+type dedupExpiry struct {
 	key     dedupKey
-	pending bool          // the handler is still running
-	reply   []byte        // the reply sent, nil if none
-	expires time.Time     // set when the handler finished
-	elem    *list.Element // in dedupCache.order once finished
+	expires time.Time
 }
 
 // dedupCache remembers recently handled UDP messages so a retransmission is
 // answered again but not handled twice. Its size is bounded: at most max
 // finished entries (the oldest are dropped first) plus the pending ones, which
 // MaxInflight bounds.
+//
+// Entries are stored by value and the finished ones queued in a ring, so
+// remembering a message costs no allocation of its own once the map and the
+// ring have grown to their working size. Every finished entry has the same
+// window, so the ring is in expiry order and only its head ever leaves.
 type dedupCache struct {
 	window time.Duration
 	max    int
 
-	mu      sync.Mutex // guards entries and order
-	entries map[dedupKey]*dedupEntry
-	order   list.List // finished entries, soonest expiry first
+	mu      sync.Mutex // guards entries and the ring
+	entries map[dedupKey]dedupEntry
+	ring    []dedupExpiry // finished entries, soonest expiry at head
+	head, n int           // the ring's first element and its length
 }
 
 func newDedupCache(window time.Duration, max int) *dedupCache {
-	return &dedupCache{window: window, max: max, entries: make(map[dedupKey]*dedupEntry)}
+	return &dedupCache{window: window, max: max, entries: make(map[dedupKey]dedupEntry)}
 }
 
 // begin records k as pending and returns fresh=true, or, if k is known,
 // returns fresh=false and the reply to send again (nil when the first copy
-// has not been answered, or never will be).
+// has not been answered, or never will be). The reply must not be modified.
 func (c *dedupCache) begin(k dedupKey, now time.Time) (fresh bool, replay []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -72,17 +108,19 @@ func (c *dedupCache) begin(k dedupKey, now time.Time) (fresh bool, replay []byte
 	if e, ok := c.entries[k]; ok {
 		return false, e.reply
 	}
-	c.entries[k] = &dedupEntry{key: k, pending: true}
+	c.entries[k] = dedupEntry{pending: true}
 	return true, nil
 }
 
-// answered records the reply sent for k. It is called before the reply is
-// written, so a retransmission prompted by a lost reply always finds it.
+// answered records the reply sent for k; the cache keeps reply, which the
+// caller must not modify after. It is called before the reply is written,
+// so a retransmission prompted by a lost reply always finds it.
 func (c *dedupCache) answered(k dedupKey, reply []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[k]; ok {
 		e.reply = reply
+		c.entries[k] = e
 	}
 }
 
@@ -94,10 +132,11 @@ func (c *dedupCache) finish(k dedupKey, now time.Time) {
 	if !ok || !e.pending {
 		return
 	}
-	e.pending, e.expires = false, now.Add(c.window)
-	e.elem = c.order.PushBack(e)
-	for c.order.Len() > c.max {
-		c.remove(c.order.Front().Value.(*dedupEntry))
+	e.pending = false
+	c.entries[k] = e
+	c.push(dedupExpiry{key: k, expires: now.Add(c.window)})
+	for c.n > c.max {
+		c.pop()
 	}
 }
 
@@ -112,18 +151,30 @@ func (c *dedupCache) abort(k dedupKey) {
 
 // expire drops entries whose window has passed.
 func (c *dedupCache) expire(now time.Time) {
-	for f := c.order.Front(); f != nil; f = c.order.Front() {
-		e := f.Value.(*dedupEntry)
-		if e.expires.After(now) {
-			return
-		}
-		c.remove(e)
+	for c.n > 0 && !c.ring[c.head].expires.After(now) {
+		c.pop()
 	}
 }
 
-func (c *dedupCache) remove(e *dedupEntry) {
-	c.order.Remove(e.elem)
-	delete(c.entries, e.key)
+// push queues a finished entry, growing the ring when full.
+func (c *dedupCache) push(x dedupExpiry) {
+	if c.n == len(c.ring) {
+		grown := make([]dedupExpiry, max(16, 2*len(c.ring)))
+		k := copy(grown, c.ring[c.head:])
+		copy(grown[k:], c.ring[:c.head])
+		c.ring, c.head = grown, 0
+	}
+	c.ring[(c.head+c.n)%len(c.ring)] = x
+	c.n++
+}
+
+// pop forgets the finished entry that expires soonest.
+func (c *dedupCache) pop() {
+	x := &c.ring[c.head]
+	delete(c.entries, x.key)
+	*x = dedupExpiry{} // let the key's strings go
+	c.head = (c.head + 1) % len(c.ring)
+	c.n--
 }
 
 // counts reports how many remembered messages are still being handled and
@@ -131,7 +182,7 @@ func (c *dedupCache) remove(e *dedupEntry) {
 func (c *dedupCache) counts() (pending, finished int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.entries) - c.order.Len(), c.order.Len()
+	return len(c.entries) - c.n, c.n
 }
 
 // dedupCounts is [dedupCache.counts] for s, zero when the filter is off.

@@ -15,6 +15,16 @@
 // The package knows nothing of users, terminals or clusters; deciding what an
 // acknowledgement means is the handler's job.
 //
+// The per-message path is kept free of avoidable garbage: the message and
+// its writer share one allocation that is never reused, so a handler may
+// keep the *Message, whose strings are its own (they never alias a read
+// buffer). Replies are appended into pooled buffers, which go back to the
+// pool once written (the duplicate filter keeps its own copy). On Linux a
+// *net.UDPConn is read with recvmmsg, up to [Server.PacketBatch] datagrams
+// a call, and answers that pile up while one is being written go out
+// together with sendmmsg; any other net.PacketConn is served one datagram
+// at a time.
+//
 // Strings in [Message] hold raw ISO 8859-1 octets, not UTF-8: RFC 1159 says
 // "Do not strip the eighth bit of the characters". [Latin1ToUTF8] and
 // [UTF8ToLatin1] convert at the edges, and [EqualFold] compares parts the way

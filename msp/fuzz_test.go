@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv4"
 )
 
 // fuzzSeeds are inputs every fuzz target starts from (the files under
@@ -185,6 +187,16 @@ func (c *fakePacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	return len(b), nil
 }
 func (c *fakePacketConn) Close() error { return nil }
+
+// ReadBatch and WriteBatch make fakePacketConn a batchConn, so that the
+// batched writer can be driven without a socket.
+func (c *fakePacketConn) ReadBatch([]ipv4.Message, int) (int, error) { return 0, io.EOF }
+func (c *fakePacketConn) WriteBatch(ms []ipv4.Message, _ int) (int, error) {
+	for _, m := range ms {
+		c.WriteTo(m.Buffers[0], m.Addr)
+	}
+	return len(ms), nil
+}
 func (c *fakePacketConn) LocalAddr() net.Addr {
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 18}
 }
@@ -203,15 +215,23 @@ func FuzzServeUDP(f *testing.F) {
 		if len(in) > MaxLen+1 {
 			in = in[:MaxLen+1] // what the read loop's buffer would hold
 		}
-		s := &Server{Handler: fuzzHandler(t), StripControl: strip}
+		s := &Server{Handler: fuzzHandler(t), StripControl: strip, MaxInflight: 4}
 		s.init()
 		pc := &fakePacketConn{}
-		sem := make(chan struct{}, 4)
 		from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1018}
-		for range 2 {
-			handlers := newWorkerPool(cap(sem))
-			s.servePacket(pc, from, in, sem, handlers)
-			handlers.stop() // waits for the handler, as the read loop's end does
+		for i := range 2 {
+			// Answered one at a time, then (the duplicate) through the
+			// batched writer.
+			var bc batchConn
+			if i == 1 {
+				bc = pc
+			}
+			ps := s.newPacketServer(pc, bc, 2)
+			ps.serve(from, in)
+			// As the read loop's end does: wait for the handler, then
+			// for the writer.
+			ps.handlers.stop()
+			ps.out.stop()
 		}
 		for _, d := range pc.out {
 			if len(d) > len(in) {

@@ -73,12 +73,39 @@ func testLogger(t testing.TB) *slog.Logger {
 // test ends, checking that both serve loops ended with ErrServerClosed.
 func serve(t *testing.T, s *Server) (tcpAddr, udpAddr string) {
 	t.Helper()
+	return serveUDPPath(t, s, udpPaths[0])
+}
+
+// udpPath is one of the ways ServePacket reads and writes datagrams.
+type udpPath struct {
+	name  string
+	batch int  // Server.PacketBatch
+	plain bool // hide the *net.UDPConn behind the bare net.PacketConn interface
+}
+
+// udpPaths: batches on a *net.UDPConn (recvmmsg/sendmmsg), one datagram at
+// a time on it, and ReadFrom/WriteTo on any other net.PacketConn.
+var udpPaths = []udpPath{
+	{name: "batched"},
+	{name: "PacketBatch 1", batch: 1},
+	{name: "plain PacketConn", plain: true},
+}
+
+// serveUDPPath is serve with ServePacket taking the given path.
+func serveUDPPath(t *testing.T, s *Server, path udpPath) (tcpAddr, udpAddr string) {
+	t.Helper()
 	if s.Logger == nil {
 		s.Logger = testLogger(t)
+	}
+	if path.batch != 0 {
+		s.PacketBatch = path.batch
 	}
 	l, pc, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if path.plain {
+		pc = plainPacketConn{pc}
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.Serve(l) }()

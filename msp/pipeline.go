@@ -15,9 +15,9 @@ import (
 // Ownership: the reader (conn.serve) owns the pipeline's fields, starts the
 // workers, waits for dispatched slots (drain) before it writes anything else,
 // and ends the workers (stop) before it closes the connection. A slot's run
-// touches only its own slot, the
+// touches only its own slot, the previous slot's written signal, the
 // channels it was given, and c.nc for its one reply, which it writes after
-// the previous slot's written channel closed, so writes never overlap.
+// the previous slot's written WaitGroup is done, so writes never overlap.
 //
 // Slots run on the connection's workerPool (at most MaxPipeline workers).
 // Workers take slots in arrival order and a slot only ever waits for earlier
@@ -27,42 +27,54 @@ type pipeline struct {
 	sem   chan struct{}            // a token per slot whose reply is not yet written
 	slots sync.WaitGroup           // slots dispatched and not yet finished
 	pool  *workerPool              // runs the slots, in arrival order
-	last  chan struct{}            // the latest slot's written channel
+	last  *slot                    // the latest slot, nil before the first
 	keys  map[string]chan struct{} // folded recipient → its latest slot's handled channel
 }
 
-// slot is one pipelined message.
+// slot is one pipelined message with its writer and its reply buffer, in
+// one allocation that is never reused (a handler may keep the message).
 type slot struct {
-	m       *Message      // nil for a refusal the reader already decided
-	reply   []byte        // what to write, nil for nothing; set by the handler's Ack or Nack
-	after   chan struct{} // the previous same-recipient handler returned; nil if none
-	handled chan struct{} // closed when this handler returned
-	prev    chan struct{} // the previous slot's reply is written
-	written chan struct{} // closed when this reply is written
+	c       *conn
+	p       *pipeline
+	msg     bool // m is to be handled; false for a refusal the reader already decided
+	m       Message
+	w       responseWriter
+	reply   []byte         // what to write, in buf; nil for nothing; set by the handler's Ack or Nack
+	buf     *replyBuf      // lent by the server's pool until the reply is written
+	after   chan struct{}  // the previous same-recipient handler returned; nil if none
+	handled chan struct{}  // closed when this handler returned
+	prev    *slot          // the slot whose reply comes before this one's; nil once written, or if none
+	written sync.WaitGroup // done when this reply is written (an embedded signal costs no allocation)
 }
 
-// dispatch hands m (or, with m nil, the ready reply) to a new slot goroutine,
+// refusal makes a slot that only writes "-text\0" in its turn.
+func (c *conn) refusal(text string) *slot {
+	sl := &slot{buf: c.s.buffer()}
+	sl.reply = appendReply(sl.buf[:0], false, text, MaxLen)
+	return sl
+}
+
+// dispatch hands sl (a message, or a refusal) to the connection's workers,
 // first waiting while MaxPipeline slots are unwritten.
-func (c *conn) dispatch(m *Message, reply []byte) {
+func (c *conn) dispatch(sl *slot) {
 	p := c.pipe
 	if p == nil {
 		n := intOr(c.s.MaxPipeline, DefaultMaxPipeline)
 		p = &pipeline{
 			sem:  make(chan struct{}, n),
 			pool: newWorkerPool(n),
-			last: make(chan struct{}),
 			keys: make(map[string]chan struct{}),
 		}
-		close(p.last)
 		c.pipe = p
 	}
 	p.sem <- struct{}{}
-	sl := &slot{m: m, reply: reply, prev: p.last, written: make(chan struct{})}
-	p.last = sl.written
-	if m != nil {
+	sl.c, sl.p, sl.prev = c, p, p.last
+	sl.written.Add(1)
+	p.last = sl
+	if sl.msg {
 		// The whole recipient, whatever the terminal: an empty RecipTerm
 		// or "*" may reach the same terminal as a named one.
-		key := Fold(m.Recipient)
+		key := Fold(sl.m.Recipient)
 		sl.after = p.keys[key]
 		sl.handled = make(chan struct{})
 		p.keys[key] = sl.handled
@@ -74,7 +86,7 @@ func (c *conn) dispatch(m *Message, reply []byte) {
 	c.busy++
 	c.s.mu.Unlock()
 	p.slots.Add(1)
-	p.pool.run(func() { c.run(p, sl) })
+	p.pool.run(sl)
 }
 
 // stop ends the workers; the reader calls it last, after drain.
@@ -96,31 +108,43 @@ func (p *pipeline) prune() {
 	}
 }
 
-// run handles one slot: the handler call once the same recipient's previous
-// call returned, then the reply once the previous reply is written.
-func (c *conn) run(p *pipeline, sl *slot) {
+// run handles one slot on a worker: the handler call once the same
+// recipient's previous call returned, then the reply once the previous
+// reply is written.
+func (sl *slot) run() {
+	c, p := sl.c, sl.p
 	defer p.slots.Done()
 	panicked := false
-	if sl.m != nil {
+	if sl.msg {
 		if sl.after != nil {
 			<-sl.after
 		}
 		// The reply waits for its turn; Ack and Nack only keep it.
-		w := c.newWriter(sl.m, func(b []byte) error {
-			sl.reply = b
-			return nil
-		})
-		panicked = c.s.handle(w, sl.m)
-		w.finish(notHandledText)
+		c.initWriter(&sl.w, &sl.m, sl)
+		panicked = c.s.handle(&sl.w, &sl.m)
+		sl.w.finish(notHandledText)
 		close(sl.handled)
 	}
-	<-sl.prev
+	if sl.prev != nil {
+		sl.prev.written.Wait()
+		sl.prev = nil // so that no slot keeps a chain of earlier ones alive
+	}
 	if sl.reply != nil {
 		c.write(sl.reply)
+		c.s.release(sl.buf)
+		sl.reply, sl.buf = nil, nil // a kept message keeps its slot, not the buffer
 	}
-	close(sl.written)
+	sl.written.Done()
 	<-p.sem
 	c.finished(panicked)
+}
+
+// sendReply keeps a pipelined handler call's reply until its turn; sl is
+// that call's [replySink].
+func (sl *slot) sendReply(ack bool, text string, limit int) error {
+	sl.buf = sl.c.s.buffer()
+	sl.reply = appendReply(sl.buf[:0], ack, text, limit)
+	return nil
 }
 
 // finished records that a slot's reply is written. After a handler panic

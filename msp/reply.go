@@ -34,7 +34,9 @@ var (
 //
 // The text is cleaned before sending: octets other than printable ISO 8859-1
 // are dropped and it is cut to [MaxReplyText] octets. Ack and Nack return nil
-// when nothing is owed.
+// when nothing is owed. Over UDP on a *net.UDPConn read in batches (see
+// [Server.PacketBatch]) they return nil once the reply is written or handed
+// to a write under way; write errors are logged, not returned.
 type ResponseWriter interface {
 	// Ack reports the message reached a delivery service.
 	Ack(text string) error
@@ -51,16 +53,27 @@ type ResponseWriter interface {
 	Context() context.Context
 }
 
-// responseWriter implements ResponseWriter for both transports; send puts the
-// reply on the wire and is nil when the revision and transport owe none.
+// replySink takes a revision 'B' reply: it decides whether the outcome is
+// answered on the wire at all, formats the reply into a buffer it owns
+// (see [appendReply]) and sends or keeps it. The connection (TCP, inline),
+// the pipelined slot and the datagram's job are the sinks; being pointers
+// already held, they make a writer cost no closures.
+type replySink interface {
+	sendReply(ack bool, text string, limit int) error
+}
+
+// responseWriter implements ResponseWriter for both transports. It lives
+// inside the per-message struct of its transport (request, slot,
+// packetJob), which is allocated once per message and never reused, so a
+// handler that keeps w or the message after returning still sees
+// ErrHandlerReturned and its own message.
 type responseWriter struct {
 	ctx     context.Context
 	network string
 	local   net.Addr
 	remote  net.Addr
-	limit   int                 // most octets a reply may have
-	owed    func(ack bool) bool // whether this outcome is answered on the wire
-	send    func([]byte) error
+	limit   int       // most octets a reply may have
+	sink    replySink // nil when the revision and transport owe no reply
 
 	mu       sync.Mutex // guards the fields below; the handler may reply from any goroutine
 	replied  bool
@@ -85,10 +98,10 @@ func (w *responseWriter) reply(ack bool, text string) error {
 		return ErrReplied
 	}
 	w.replied = true
-	if w.owed == nil || !w.owed(ack) {
+	if w.sink == nil {
 		return nil
 	}
-	return w.send(formatReply(ack, text, w.limit))
+	return w.sink.sendReply(ack, text, w.limit)
 }
 
 // finish marks the handler as returned; if it gave no reply, it makes a
@@ -103,18 +116,26 @@ func (w *responseWriter) finish(defaultText string) {
 // formatReply builds "+text\0" or "-text\0" of at most limit octets, keeping
 // only printable ISO 8859-1 in text. limit must be at least 2.
 func formatReply(ack bool, text string, limit int) []byte {
+	return appendReply(make([]byte, 0, min(len(text)+2, limit, MaxReplyText+2)), ack, text, limit)
+}
+
+// appendReply appends what formatReply builds to dst; with room in dst for
+// min(limit, MaxReplyText+2) octets it allocates nothing.
+func appendReply(dst []byte, ack bool, text string, limit int) []byte {
 	limit = min(limit, MaxReplyText+2)
-	b := make([]byte, 1, min(len(text)+2, limit))
-	b[0] = '-'
+	c := byte('-')
 	if ack {
-		b[0] = '+'
+		c = '+'
 	}
-	for i := 0; i < len(text) && len(b) < limit-1; i++ {
+	dst = append(dst, c)
+	n := 1
+	for i := 0; i < len(text) && n < limit-1; i++ {
 		if allowed(text[i], className) {
-			b = append(b, text[i])
+			dst = append(dst, text[i])
+			n++
 		}
 	}
-	return append(b, 0)
+	return append(dst, 0)
 }
 
 // fitReply returns a stored reply cut to at most limit octets, still ending

@@ -1,7 +1,6 @@
 package msp
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -109,8 +108,14 @@ type Server struct {
 	// told "-server busy" and closed.
 	MaxConns int
 	// MaxInflight caps concurrent UDP handler calls; past it the server
-	// stops reading datagrams until a call returns.
+	// stops reading datagrams until a call returns (the datagrams of the
+	// batch already read wait in their buffers).
 	MaxInflight int
+	// PacketBatch is how many datagrams ServePacket reads, and how many
+	// answers it writes, with one system call when serving a
+	// *net.UDPConn; zero means DefaultPacketBatch, 1 reads and writes one
+	// datagram at a time with ReadFrom and WriteTo.
+	PacketBatch int
 	// MaxPipeline caps the messages of one TCP connection being handled at
 	// once; past it the server stops reading that connection until the
 	// earliest reply is written. Replies always go out in the order the
@@ -162,6 +167,7 @@ type Server struct {
 	src      *sources           // per-source limits; has its own lock
 	limits   *limitlog.Log      // rate-limited logging of limits; has its own lock
 	stats    counters           // what the limits did
+	bufs     sync.Pool          // of *replyBuf, lent to format one TCP reply; has its own lock
 
 	wg      sync.WaitGroup // every goroutine the server started, and the serve loops
 	running atomic.Int64   // how many of those are running, for Shutdown to poll
@@ -171,8 +177,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}   // being served by Serve
 	packets   map[net.PacketConn]struct{} // being served by ServePacket
 	conns     map[*conn]struct{}          // admitted TCP connections
-	idle      list.List                   // of *conn waiting for a message, longest first
-	partial   list.List                   // of *conn reading a message, earliest start first
+	idle      connList                    // conns waiting for a message, longest first
+	partial   connList                    // conns reading a message, earliest start first
 }
 
 // init fills in what the zero value lacks; it starts nothing.
@@ -184,6 +190,7 @@ func (s *Server) init() {
 			s.log = slog.New(slog.DiscardHandler)
 		}
 		s.seed = maphash.MakeSeed()
+		s.bufs.New = func() any { return new(replyBuf) }
 		if s.DedupWindow >= 0 {
 			s.dedup = newDedupCache(durationOr(s.DedupWindow, DefaultDedupWindow), intOr(s.DedupEntries, DefaultDedupEntries))
 		}
@@ -199,6 +206,8 @@ func (s *Server) init() {
 		s.listeners = make(map[net.Listener]struct{})
 		s.packets = make(map[net.PacketConn]struct{})
 		s.conns = make(map[*conn]struct{})
+		s.idle = newConnList(func(c *conn) *connLinks { return &c.idle })
+		s.partial = newConnList(func(c *conn) *connLinks { return &c.partial })
 	})
 }
 
@@ -215,6 +224,12 @@ func intOr(n, def int) int {
 	}
 	return def
 }
+
+// buffer lends a reply buffer from s's pool; release gives it back.
+func (s *Server) buffer() *replyBuf { return s.bufs.Get().(*replyBuf) }
+
+// release returns a buffer from buffer; nothing may use it after.
+func (s *Server) release(b *replyBuf) { s.bufs.Put(b) }
 
 func (s *Server) logger() *slog.Logger {
 	s.init()
@@ -398,7 +413,7 @@ func (s *Server) stop(hard bool) {
 	}
 	for c := range s.conns {
 		switch {
-		case c.idle != nil:
+		case c.idle.in:
 			c.nc.Close()
 		case c.waiting:
 			// Handlers are in flight: their replies still go out, so only

@@ -1,7 +1,7 @@
 package msp
 
 import (
-	"container/list"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -26,14 +26,14 @@ const notHandledText = "message not handled"
 type conn struct {
 	s    *Server
 	nc   net.Conn
-	idle *list.Element // in s.idle while idle (see setWaiting); guarded by s.mu
+	idle connLinks // in s.idle while idle (see setWaiting); guarded by s.mu
 
 	src    sourceKey // the source this connection is counted against
 	hasSrc bool      // false for non-IP addresses, which no per-source limit applies to
 
 	// Guarded by s.mu: c is in s.partial while a message is under way
 	// (first octet read, not yet complete), since started.
-	partial *list.Element
+	partial connLinks
 	started time.Time
 
 	// Guarded by s.mu.
@@ -127,7 +127,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 		victim.nc.Close()
 	}
 	s.conns[c] = struct{}{}
-	c.idle = s.idle.PushBack(c)
+	s.idle.pushBack(c)
 	s.wg.Add(1)
 	s.running.Add(1)
 	s.mu.Unlock()
@@ -140,10 +140,8 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 // slowloris: either way it has had its chance), else none. It takes the
 // victim off those lists; the caller holds s.mu.
 func (s *Server) evictableLocked() *conn {
-	if oldest := s.idle.Front(); oldest != nil {
-		victim := oldest.Value.(*conn)
-		s.idle.Remove(oldest)
-		victim.idle = nil
+	if victim := s.idle.front(); victim != nil {
+		s.idle.remove(victim)
 		s.stats.evictedIdle.Add(1)
 		s.log.Debug("msp: evicted idle connection", "remote", victim.nc.RemoteAddr().String())
 		return victim
@@ -155,8 +153,7 @@ func (s *Server) evictableLocked() *conn {
 	// Earliest start first; a connection with replies still owed is
 	// skipped, so that no delivered message loses its '+'.
 	var victim *conn
-	for e := s.partial.Front(); e != nil && victim == nil; e = e.Next() {
-		c := e.Value.(*conn)
+	for c := s.partial.front(); c != nil && victim == nil; c = c.partial.next {
 		if time.Since(c.started) < grace {
 			return nil
 		}
@@ -167,8 +164,7 @@ func (s *Server) evictableLocked() *conn {
 	if victim == nil {
 		return nil
 	}
-	s.partial.Remove(victim.partial)
-	victim.partial = nil
+	s.partial.remove(victim)
 	s.stats.evictedStalled.Add(1)
 	s.limits.Hit("msp: limit reached: stalled message evicted", "remote", victim.nc.RemoteAddr().String())
 	return victim
@@ -229,24 +225,22 @@ func (c *conn) setWaiting() bool {
 // makeIdle starts c's idle time; the caller holds s.mu.
 func (c *conn) makeIdle() {
 	c.nc.SetReadDeadline(time.Now().Add(durationOr(c.s.IdleTimeout, DefaultIdleTimeout)))
-	if c.idle == nil {
-		c.idle = c.s.idle.PushBack(c)
+	if !c.idle.in {
+		c.s.idle.pushBack(c)
 	}
 }
 
-// setActive marks c as having a message under way: no longer idle, but
-// stalled if it takes longer than StallGrace.
-func (c *conn) setActive() {
+// setActive marks c as having a message under way: no longer waiting or
+// idle and, if the message is partial (not all there yet), stalled once it
+// takes longer than StallGrace.
+func (c *conn) setActive(partial bool) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	c.waiting = false
-	if c.idle != nil {
-		c.s.idle.Remove(c.idle)
-		c.idle = nil
-	}
-	if c.partial == nil {
+	c.s.idle.remove(c)
+	if partial && !c.partial.in {
 		c.started = time.Now()
-		c.partial = c.s.partial.PushBack(c)
+		c.s.partial.pushBack(c)
 	}
 }
 
@@ -254,10 +248,7 @@ func (c *conn) setActive() {
 func (c *conn) setComplete() {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	if c.partial != nil {
-		c.s.partial.Remove(c.partial)
-		c.partial = nil
-	}
+	c.s.partial.remove(c)
 }
 
 // serve reads messages and replies until the client closes, a timeout, an
@@ -270,14 +261,8 @@ func (c *conn) serve() {
 		c.drain()
 		c.stop()
 		s.mu.Lock()
-		if c.idle != nil {
-			s.idle.Remove(c.idle)
-			c.idle = nil
-		}
-		if c.partial != nil {
-			s.partial.Remove(c.partial)
-			c.partial = nil
-		}
+		s.idle.remove(c)
+		s.partial.remove(c)
 		delete(s.conns, c)
 		s.mu.Unlock()
 		c.nc.Close()
@@ -308,11 +293,14 @@ func (c *conn) serve() {
 // waiting for a reply (anything but a revision 'A' message or a dead
 // connection).
 func (c *conn) refuse(err error) {
+	if c.n == 0 || c.buf[0] == Version1 {
+		return // checked first: errors.As costs an allocation
+	}
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || c.n == 0 || c.buf[0] == Version1 {
+	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) {
 		return
 	}
-	c.write(formatReply(false, reason(err), MaxLen))
+	c.writeReply(false, reason(err), MaxLen)
 }
 
 // reason is err's text without the package prefix, as a reply explanation.
@@ -339,38 +327,48 @@ func (c *conn) serveMessage(raw []byte) bool {
 		}
 		// Framing is intact, so the connection goes on; the sender is
 		// told to slow down.
-		refusal := formatReply(false, rateLimitedReply, MaxLen)
 		if c.pipe != nil {
-			c.dispatch(nil, refusal)
+			c.dispatch(c.refusal(rateLimitedReply))
 		} else {
-			c.write(refusal)
+			c.writeReply(false, rateLimitedReply, MaxLen)
 		}
 		return true
 	}
-	m := new(Message)
+	// Inline until the client shows it pipelines (another message's
+	// octets already here), so a one-message client costs no goroutine.
+	// Revision 'A' is always inline: it is a connection's last message.
+	inline := raw[0] == Version1 || c.pipe == nil && (c.n == len(raw) || intOr(s.MaxPipeline, DefaultMaxPipeline) == 1)
+	var (
+		r  *request
+		sl *slot
+		m  *Message
+	)
+	if inline {
+		r = new(request)
+		m = &r.m
+	} else {
+		sl = &slot{msg: true}
+		m = &sl.m
+	}
 	err := m.decode(raw)
 	if err == nil {
 		err = s.admit(m)
 	}
 	if err != nil {
 		s.logger().Debug("msp: refused message", "network", "tcp", "remote", c.nc.RemoteAddr().String(), "err", err)
-		var refusal []byte
-		if raw[0] != Version1 {
-			refusal = formatReply(false, reason(err), MaxLen)
-		}
 		// A policy refusal leaves the stream intact; anything else means
 		// the client does not speak the protocol as we do.
 		if errors.Is(err, ErrNoSender) {
 			if c.pipe != nil {
-				c.dispatch(nil, refusal)
+				c.dispatch(c.refusal(reason(err)))
 			} else {
-				c.write(refusal)
+				c.writeReply(false, reason(err), MaxLen)
 			}
 			return true
 		}
 		c.drain()
-		if refusal != nil {
-			c.write(refusal)
+		if raw[0] != Version1 {
+			c.writeReply(false, reason(err), MaxLen)
 		}
 		return false
 	}
@@ -378,51 +376,71 @@ func (c *conn) serveMessage(raw []byte) bool {
 		// RFC 1159: "The client closes the connection after sending the
 		// message"; any data after it is discarded.
 		c.drain()
-		c.handleInline(m)
+		c.handleInline(r)
 		return false
 	}
-	// Inline until the client shows it pipelines (another message's
-	// octets already here), so a one-message client costs no goroutine.
-	if c.pipe == nil && (c.n == len(raw) || intOr(s.MaxPipeline, DefaultMaxPipeline) == 1) {
-		return !c.handleInline(m)
+	if inline {
+		return !c.handleInline(r)
 	}
-	c.dispatch(m, nil)
+	c.dispatch(sl)
 	return true
+}
+
+// request is a message handled inline with its writer, in one allocation
+// that is never reused (a handler may keep the message).
+type request struct {
+	m Message
+	w responseWriter
 }
 
 // handleInline calls the handler on the reader's goroutine, with nothing in
 // flight, so a reply goes straight to the wire; it reports whether the
 // handler panicked.
-func (c *conn) handleInline(m *Message) bool {
-	w := c.newWriter(m, c.write)
-	panicked := c.s.handle(w, m)
-	w.finish(notHandledText)
+func (c *conn) handleInline(r *request) bool {
+	c.initWriter(&r.w, &r.m, c)
+	panicked := c.s.handle(&r.w, &r.m)
+	r.w.finish(notHandledText)
 	return panicked
 }
 
-// newWriter makes m's ResponseWriter; send puts a revision 'B' reply out.
-func (c *conn) newWriter(m *Message, send func([]byte) error) *responseWriter {
-	w := &responseWriter{
-		ctx:     c.s.ctx,
-		network: "tcp",
-		local:   c.nc.LocalAddr(),
-		remote:  c.nc.RemoteAddr(),
-		limit:   MaxLen,
-	}
+// sendReply writes an inline handler call's reply at once; c is that
+// call's [replySink].
+func (c *conn) sendReply(ack bool, text string, limit int) error {
+	return c.writeReply(ack, text, limit)
+}
+
+// writeReply formats a reply into a buffer lent by the server's pool and
+// writes it at once. A buffer of the connection's own would cost every
+// connection, idle ones too, another 511 octets.
+func (c *conn) writeReply(ack bool, text string, limit int) error {
+	buf := c.s.buffer()
+	err := c.write(appendReply(buf[:0], ack, text, limit))
+	c.s.release(buf)
+	return err
+}
+
+// initWriter readies m's ResponseWriter; sink takes a revision 'B' reply.
+func (c *conn) initWriter(w *responseWriter, m *Message, sink replySink) {
+	w.ctx, w.network, w.local, w.remote, w.limit = c.s.ctx, "tcp", c.nc.LocalAddr(), c.nc.RemoteAddr(), MaxLen
 	if m.Version == Version2 {
-		w.owed = func(bool) bool { return true }
-		w.send = send
+		w.sink = sink
 	}
-	return w
 }
 
 // readMessage reads until buf holds one complete message and returns its
 // size. The wait for its first octet is bounded by IdleTimeout counted from
 // when nothing is in flight (see setWaiting), the rest of
 // it by ReadTimeout counted from that first octet.
+//
+// A message that is already whole (it came in one read, or with the one
+// before it) is never partial: it needs no ReadTimeout deadline and no
+// place in s.partial, which saves a deadline update and a trip through
+// s.mu or two per message. When buf already held octets, the reader was
+// not waiting, so there is no state to change at all.
 func (c *conn) readMessage() (int, error) {
 	s := c.s
-	if c.n == 0 {
+	fresh := c.n == 0
+	if fresh {
 		if !c.setWaiting() {
 			return 0, errStopped
 		}
@@ -430,34 +448,54 @@ func (c *conn) readMessage() (int, error) {
 			return 0, err
 		}
 	}
-	c.setActive()
-	c.nc.SetReadDeadline(time.Now().Add(durationOr(s.ReadTimeout, DefaultReadTimeout)))
 	want, err := partCount(c.buf[0])
 	if err != nil {
+		if fresh {
+			c.setActive(false)
+		}
 		return 0, err
 	}
+	if size, whole := c.scan(want); whole {
+		if fresh {
+			c.setActive(false)
+		}
+		return size, nil
+	}
+	c.setActive(true)
+	c.nc.SetReadDeadline(time.Now().Add(durationOr(s.ReadTimeout, DefaultReadTimeout)))
 	for {
-		if c.scanned == 0 {
-			c.scanned = 1
-		}
-		for ; c.scanned < c.n; c.scanned++ {
-			if c.buf[c.scanned] != 0 {
-				continue
-			}
-			c.nuls++
-			if c.nuls == want {
-				c.scanned++
-				c.setComplete()
-				return c.scanned, nil
-			}
-		}
 		if c.n == len(c.buf) {
 			return 0, fmt.Errorf("%w: no complete message in %d octets", ErrTooLong, c.n)
 		}
 		if err := c.fill(); err != nil {
 			return 0, fmt.Errorf("msp: message incomplete after %d octets: %w", c.n, err)
 		}
+		if size, whole := c.scan(want); whole {
+			c.setComplete()
+			return size, nil
+		}
 	}
+}
+
+// scan looks for the want-th NUL after the revision octet in the octets
+// not searched yet, and reports the size of the message it ends.
+func (c *conn) scan(want int) (size int, whole bool) {
+	if c.scanned == 0 {
+		c.scanned = 1
+	}
+	for c.scanned < c.n {
+		i := bytes.IndexByte(c.buf[c.scanned:c.n], 0)
+		if i < 0 {
+			c.scanned = c.n
+			break
+		}
+		c.scanned += i + 1
+		c.nuls++
+		if c.nuls == want {
+			return c.scanned, true
+		}
+	}
+	return 0, false
 }
 
 // fill reads more octets into buf, which must have room.

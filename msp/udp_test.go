@@ -3,7 +3,11 @@ package msp
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"maps"
+	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,15 +38,7 @@ func expectSilence(t *testing.T, nc interface {
 // 1159 and RFC 1312 over UDP.
 func TestUDPConformance(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		strip   bool // Server.StripControl
-		require bool // Server.RequireSender
-		reply   func(w ResponseWriter, m *Message)
-		send    string
-		want    string // the answering datagram; "" means none
-		handled int
-	}{
+	tests := []udpCase{
 		{
 			name:    "v2: if the message was addressed to a particular user and was successfully delivered, a positive acknowledgement should be sent",
 			send:    "Bbob\x00\x00hi\x00alice\x00\x00c-1\x00\x00",
@@ -112,36 +108,54 @@ func TestUDPConformance(t *testing.T) {
 			send: "Abob\x00\x00he\x07llo\x00",
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			reply := tt.reply
-			rec := &recorder{}
-			rec.reply = func(w ResponseWriter, m *Message) {
-				if reply != nil && m.Recipient != "probe" {
-					reply(w, m)
-					return
-				}
-				w.Ack("delivered")
-			}
-			s := &Server{Handler: rec, StripControl: tt.strip, RequireSender: tt.require}
-			_, addr := serve(t, s)
-			nc := dialUDP(t, addr)
-			write(t, nc, []byte(tt.send))
-			if tt.want != "" {
-				if got := readDatagram(t, nc); string(got) != tt.want {
-					t.Fatalf("answer %q, want %q", got, tt.want)
-				}
-			}
-			waitFor(t, 5*time.Second, "handler calls", func() bool { return rec.done() >= tt.handled })
-			expectSilence(t, nc, func() []byte { return readDatagram(t, nc) })
-			if got := rec.count() - 1; got != tt.handled {
-				t.Fatalf("handler called %d times (probe aside), want %d", got, tt.handled)
-			}
-			if tt.handled > 0 && rec.networks[0] != "udp" {
-				t.Fatalf("Network() = %q, want udp", rec.networks[0])
-			}
-		})
+	for _, path := range udpPaths {
+		for _, tt := range tests {
+			t.Run(path.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				tt.run(t, path)
+			})
+		}
+	}
+}
+
+// udpCase is one case of TestUDPConformance.
+type udpCase struct {
+	name    string
+	strip   bool // Server.StripControl
+	require bool // Server.RequireSender
+	reply   func(w ResponseWriter, m *Message)
+	send    string
+	want    string // the answering datagram; "" means none
+	handled int
+}
+
+// run sends the case's datagram to a server taking path and checks the
+// answer, the handler calls and the silence after.
+func (tt udpCase) run(t *testing.T, path udpPath) {
+	rec := &recorder{}
+	rec.reply = func(w ResponseWriter, m *Message) {
+		if tt.reply != nil && m.Recipient != "probe" {
+			tt.reply(w, m)
+			return
+		}
+		w.Ack("delivered")
+	}
+	s := &Server{Handler: rec, StripControl: tt.strip, RequireSender: tt.require}
+	_, addr := serveUDPPath(t, s, path)
+	nc := dialUDP(t, addr)
+	write(t, nc, []byte(tt.send))
+	if tt.want != "" {
+		if got := readDatagram(t, nc); string(got) != tt.want {
+			t.Fatalf("answer %q, want %q", got, tt.want)
+		}
+	}
+	waitFor(t, 5*time.Second, "handler calls", func() bool { return rec.done() >= tt.handled })
+	expectSilence(t, nc, func() []byte { return readDatagram(t, nc) })
+	if got := rec.count() - 1; got != tt.handled {
+		t.Fatalf("handler called %d times (probe aside), want %d", got, tt.handled)
+	}
+	if tt.handled > 0 && rec.networks[0] != "udp" {
+		t.Fatalf("Network() = %q, want udp", rec.networks[0])
 	}
 }
 
@@ -149,10 +163,19 @@ func TestUDPConformance(t *testing.T) {
 // for requests of several sizes and a handler with a long explanation.
 func TestUDPNoAmplification(t *testing.T) {
 	t.Parallel()
+	for _, path := range udpPaths {
+		t.Run(path.name, func(t *testing.T) {
+			t.Parallel()
+			testUDPNoAmplification(t, path)
+		})
+	}
+}
+
+func testUDPNoAmplification(t *testing.T, path udpPath) {
 	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, m *Message) {
 		w.Ack(strings.Repeat("delivered to every terminal ", 100))
 	})}
-	_, addr := serve(t, s)
+	_, addr := serveUDPPath(t, s, path)
 	nc := dialUDP(t, addr)
 	for i, text := range []string{"", "x", "hello", strings.Repeat("y", 40), strings.Repeat("z", 400)} {
 		req := enc(t, &Message{Recipient: "b", Text: text, Cookie: NewCookie()[:12] + string(rune('a'+i))})
@@ -414,9 +437,18 @@ func TestUDPMaxInflight(t *testing.T) {
 
 func TestUDPShutdownFinishesInFlightReply(t *testing.T) {
 	t.Parallel()
+	for _, path := range udpPaths {
+		t.Run(path.name, func(t *testing.T) {
+			t.Parallel()
+			testUDPShutdownFinishesInFlightReply(t, path)
+		})
+	}
+}
+
+func testUDPShutdownFinishesInFlightReply(t *testing.T, path udpPath) {
 	g := newGate()
 	s := &Server{Handler: g}
-	_, addr := serve(t, s)
+	_, addr := serveUDPPath(t, s, path)
 	nc := dialUDP(t, addr)
 	write(t, nc, []byte("Bbob\x00\x00hi\x00\x00\x00c\x00\x00"))
 	<-g.entered
@@ -430,4 +462,88 @@ func TestUDPShutdownFinishesInFlightReply(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
+}
+
+// TestUDPBurstIsAnsweredToEachSender: datagrams of several senders that
+// arrive together (and are read in one batch) are each handled once and
+// answered to their own sender, and each revision 'A' echo is "exactly the
+// same data" as its own datagram, although the read buffers are read into
+// again while answers may still wait to be written.
+func TestUDPBurstIsAnsweredToEachSender(t *testing.T) {
+	t.Parallel()
+	for _, path := range udpPaths {
+		t.Run(path.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{reply: func(w ResponseWriter, m *Message) { w.Ack("delivered to " + m.Recipient) }}
+			_, addr := serveUDPPath(t, &Server{Handler: rec, RatePerIP: -1}, path)
+			const senders, each = 6, 24
+			var wg sync.WaitGroup
+			errs := make(chan error, senders)
+			for i := range senders {
+				nc := dialUDP(t, addr)
+				wg.Go(func() { errs <- burst(nc, i, each) })
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			// An echo goes out before its handler call starts.
+			waitFor(t, 5*time.Second, "a handler call per datagram", func() bool { return rec.done() >= senders*each })
+			if n := rec.count(); n != senders*each {
+				t.Fatalf("%d handler calls for %d distinct datagrams", n, senders*each)
+			}
+		})
+	}
+}
+
+// burst sends n datagrams from nc at once, alternately revision 'A' and
+// 'B', each with parts of its own, and sends again those not yet answered
+// (a flooded loopback may drop some; the duplicate filter answers a
+// retransmission without handling it again) until all are, checking that
+// every answer is one of them.
+func burst(nc net.Conn, sender, n int) error {
+	want := make(map[string]string) // request → its answer
+	for i := range n {
+		if i%2 == 0 {
+			req := fmt.Sprintf("Au%dx%d\x00\x00text %d of sender %d\x00", sender, i, i, sender)
+			want[req] = req
+		} else {
+			req := fmt.Sprintf("Bu%dx%d\x00\x00text\x00bob\x00\x00c%d\x00\x00", sender, i, i)
+			want[req] = fmt.Sprintf("+delivered to u%dx%d\x00", sender, i)
+		}
+	}
+	answers := make(map[string]bool)
+	for _, a := range want {
+		answers[a] = true
+	}
+	pending := maps.Clone(answers) // answers not seen yet
+	buf := make([]byte, MaxLen+1)
+	for attempt := 0; attempt < 5 && len(pending) > 0; attempt++ {
+		for req, a := range want {
+			if pending[a] {
+				if _, err := nc.Write([]byte(req)); err != nil {
+					return err
+				}
+			}
+		}
+		nc.SetReadDeadline(time.Now().Add(time.Second))
+		for len(pending) > 0 {
+			k, err := nc.Read(buf)
+			if err != nil {
+				break // sends the unanswered ones again
+			}
+			got := string(buf[:k])
+			if !answers[got] {
+				return fmt.Errorf("sender %d: answer %q is not for one of its datagrams", sender, got)
+			}
+			delete(pending, got)
+		}
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("sender %d: %d of %d datagrams never answered", sender, len(pending), n)
+	}
+	return nil
 }

@@ -15,16 +15,22 @@ import (
 // caller bounds jobs in flight to max (a semaphore), so run never waits long.
 // stop closes jobs and waits for the workers, which finish their current
 // job first.
+//
+// A job is an interface rather than a func so that handing over a message
+// costs no closure: the per-message struct that already exists is the job.
 type workerPool struct {
-	jobs chan func()
+	jobs chan job
 	max  int
 	n    int          // workers started; owner only
 	idle atomic.Int32 // workers waiting for a job
 	wg   sync.WaitGroup
 }
 
+// job is one unit of work for a workerPool.
+type job interface{ run() }
+
 func newWorkerPool(max int) *workerPool {
-	return &workerPool{jobs: make(chan func()), max: max}
+	return &workerPool{jobs: make(chan job), max: max}
 }
 
 // run hands job to an idle worker, starting one with it if none is idle
@@ -38,33 +44,33 @@ func newWorkerPool(max int) *workerPool {
 // after it took a job left a window in which run still saw it idle, handed
 // the next job to nobody and waited for the busy worker: a pipelined
 // connection whose handlers block stalled behind its first message.)
-func (p *workerPool) run(job func()) {
+func (p *workerPool) run(j job) {
 	switch {
 	case p.idle.Load() > 0:
 		p.idle.Add(-1)
-		p.jobs <- job
+		p.jobs <- j
 	case p.n < p.max:
 		p.n++
 		p.wg.Add(1)
-		go p.loop(job)
+		go p.loop(j)
 	default:
 		// Every worker is busy: the first to finish counts itself idle
 		// and takes this job.
-		p.jobs <- job
+		p.jobs <- j
 		p.idle.Add(-1)
 	}
 }
 
-func (p *workerPool) loop(first func()) {
+func (p *workerPool) loop(first job) {
 	defer p.wg.Done()
-	first()
+	first.run()
 	for {
 		p.idle.Add(1)
-		job, ok := <-p.jobs
+		j, ok := <-p.jobs
 		if !ok {
 			return
 		}
-		job()
+		j.run()
 	}
 }
 
