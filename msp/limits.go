@@ -86,13 +86,8 @@ type sourceKey netip.Prefix
 // sourceOf maps a remote address to its source key; ok is false for
 // addresses that are not IP (tests with pipes), which no limit applies to.
 func sourceOf(a net.Addr) (sourceKey, bool) {
-	var ap netip.AddrPort
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ap = a.AddrPort()
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	default:
+	ap, ok := addrPort(a)
+	if !ok {
 		return sourceKey{}, false
 	}
 	ip := ap.Addr().Unmap()

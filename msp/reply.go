@@ -44,6 +44,9 @@ type ResponseWriter interface {
 	Nack(text string) error
 	// RemoteAddr is the sender's address.
 	RemoteAddr() net.Addr
+	// RemoteAddrString is RemoteAddr().String(), made once per TCP
+	// connection rather than once per message.
+	RemoteAddrString() string
 	// LocalAddr is the address the message arrived on.
 	LocalAddr() net.Addr
 	// Network is "tcp" or "udp".
@@ -72,8 +75,11 @@ type responseWriter struct {
 	network string
 	local   net.Addr
 	remote  net.Addr
-	limit   int       // most octets a reply may have
-	sink    replySink // nil when the revision and transport owe no reply
+	// remoteStr is remote as a string when the transport made it already
+	// (once per TCP connection); "" means make it on demand.
+	remoteStr string
+	limit     int       // most octets a reply may have
+	sink      replySink // nil when the revision and transport owe no reply
 
 	mu       sync.Mutex // guards the fields below; the handler may reply from any goroutine
 	replied  bool
@@ -83,7 +89,13 @@ type responseWriter struct {
 func (w *responseWriter) Ack(text string) error  { return w.reply(true, text) }
 func (w *responseWriter) Nack(text string) error { return w.reply(false, text) }
 
-func (w *responseWriter) RemoteAddr() net.Addr     { return w.remote }
+func (w *responseWriter) RemoteAddr() net.Addr { return w.remote }
+func (w *responseWriter) RemoteAddrString() string {
+	if w.remoteStr != "" {
+		return w.remoteStr
+	}
+	return AddrString(w.remote)
+}
 func (w *responseWriter) LocalAddr() net.Addr      { return w.local }
 func (w *responseWriter) Network() string          { return w.network }
 func (w *responseWriter) Context() context.Context { return w.ctx }

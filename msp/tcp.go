@@ -28,6 +28,8 @@ type conn struct {
 	nc   net.Conn
 	idle connLinks // in s.idle while idle (see setWaiting); guarded by s.mu
 
+	remote string // nc.RemoteAddr() as a string, made once (handlers ask per message); read only
+
 	src    sourceKey // the source this connection is counted against
 	hasSrc bool      // false for non-IP addresses, which no per-source limit applies to
 
@@ -131,6 +133,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 	s.wg.Add(1)
 	s.running.Add(1)
 	s.mu.Unlock()
+	c.remote = AddrString(nc.RemoteAddr())
 	return c
 }
 
@@ -421,7 +424,7 @@ func (c *conn) writeReply(ack bool, text string, limit int) error {
 
 // initWriter readies m's ResponseWriter; sink takes a revision 'B' reply.
 func (c *conn) initWriter(w *responseWriter, m *Message, sink replySink) {
-	w.ctx, w.network, w.local, w.remote, w.limit = c.s.ctx, "tcp", c.nc.LocalAddr(), c.nc.RemoteAddr(), MaxLen
+	w.ctx, w.network, w.local, w.remote, w.remoteStr, w.limit = c.s.ctx, "tcp", c.nc.LocalAddr(), c.nc.RemoteAddr(), c.remote, MaxLen
 	if m.Version == Version2 {
 		w.sink = sink
 	}

@@ -92,7 +92,7 @@ func (n *Node) bridgeConversation(w msp.ResponseWriter, m *msp.Message) bool {
 	defer cancel()
 	// As serveMSP, then the conversation and the text, so that one cookie
 	// given to two messages does not make one a repeat.
-	id := switchboard.MessageKey(switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w.Network(), w.RemoteAddr().String())), m.Recipient, "", m.Text)
+	id := switchboard.MessageKey(switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w.Network(), w.RemoteAddrString())), m.Recipient, "", m.Text)
 	from := conversation.Member{User: m.Sender, Node: n.cfg.Name, Term: m.SenderTerm}
 	count, err := n.conv.Post(ctx, name, from, id, m.Text)
 	switch {

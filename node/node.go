@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -434,24 +433,6 @@ func (n *Node) serve(what string, f func() error) {
 	})
 }
 
-// addrString is a.String() for the TCP and UDP addresses of MSP clients,
-// built in one allocation instead of two (net.JoinHostPort of IP.String).
-func addrString(a net.Addr) string {
-	var ap netip.AddrPort
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		ap = a.AddrPort()
-	case *net.UDPAddr:
-		ap = a.AddrPort()
-	default:
-		return a.String()
-	}
-	if !ap.Addr().IsValid() {
-		return a.String()
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
-}
-
 // idAddr is the source address that takes part in a message's id. RFC
 // 1312 identifies a UDP message by (address, port, cookie). Over TCP a
 // sender that did not get its reply sends the message again on a new
@@ -476,9 +457,9 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	// StoreTimeout), and the switchboard keeps the right-terminal fallback
 	// within ForwardTimeout.
 	ctx := n.ops.withRevision(w.Context(), m.Version)
-	src := addrString(w.RemoteAddr())
+	src := w.RemoteAddrString()
 	d := &switchboard.Delivery{
-		ID:         switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w.Network(), src)),
+		ID:         switchboard.FullMessageKey(m.Sender, m.SenderTerm, m.Cookie, idAddr(w.Network(), src), m.Recipient, m.RecipTerm, m.Text),
 		Recipient:  m.Recipient,
 		RecipTerm:  m.RecipTerm,
 		Sender:     m.Sender,
@@ -489,7 +470,7 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 		Origin:     switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Verified: n.sigs.verified(n.cfg.SessionSecrets, m, n.log)},
 		Time:       time.Now(),
 	}
-	o := n.sb.Send(ctx, d)
+	o := n.sb.SendKeyed(ctx, d)
 	if o.Delivered() {
 		_ = w.Ack(o.Summary())
 		return

@@ -101,6 +101,12 @@ func MessageKey(id, recipient, recipTerm, text string) string {
 // would make a message be dropped as already delivered. The input is
 // gathered in a stack buffer, so the only allocation is the result.
 func idHash(parts ...string) string {
+	out := idHashArray(parts...)
+	return string(out[:])
+}
+
+// idHashArray is idHash without the string: the hex digits in an array.
+func idHashArray(parts ...string) [24]byte {
 	var in [576]byte
 	b := in[:0]
 	for _, p := range parts {
@@ -110,7 +116,16 @@ func idHash(parts ...string) string {
 	sum := sha256.Sum256(b)
 	var out [24]byte
 	hex.Encode(out[:], sum[:12])
-	return string(out[:])
+	return out
+}
+
+// FullMessageKey is MessageKey(MessageID(sender, senderTerm, cookie,
+// originAddr), recipient, recipTerm, text) in one allocation instead of
+// two: the ingress knows both halves at once. Pass the result to
+// SendKeyed.
+func FullMessageKey(sender, senderTerm, cookie, originAddr, recipient, recipTerm, text string) string {
+	id := idHashArray(msp.Fold(sender), msp.Fold(senderTerm), msp.Fold(cookie), originAddr)
+	return idHash(string(id[:]), msp.Fold(recipient), msp.Fold(recipTerm), text)
 }
 
 // Terminal is a local delivery endpoint: one signed-in session terminal.

@@ -77,3 +77,20 @@ func TestMessageKeyIsStableAndTellsPartsApart(t *testing.T) {
 		t.Error("no id, no key")
 	}
 }
+
+// The MSP ingress computes a message's key in one step; it must be the
+// very key Send derives from the sender-side id, or a repeat entering
+// through another node (or an older one) would not be recognised.
+func TestFullMessageKeyIsMessageKeyOfMessageID(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ sender, sterm, cookie, addr, rcpt, rterm, text string }{
+		{"alice", "pts/1", "c1", "192.0.2.1", "bob", "", "hi"},
+		{"ALICE", "PTS/1", "C1", "192.0.2.1:4000", "Bob@n2", "Tty\xe1", "caf\xe9\r\n"},
+		{"", "", "", "session", "", "*", ""},
+	} {
+		want := switchboard.MessageKey(switchboard.MessageID(c.sender, c.sterm, c.cookie, c.addr), c.rcpt, c.rterm, c.text)
+		if got := switchboard.FullMessageKey(c.sender, c.sterm, c.cookie, c.addr, c.rcpt, c.rterm, c.text); got != want {
+			t.Errorf("FullMessageKey%+v = %s, want %s", c, got, want)
+		}
+	}
+}

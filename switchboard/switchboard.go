@@ -478,6 +478,12 @@ func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
 		// messages apart; with recipient and text it does (issue 12).
 		d.ID = MessageKey(d.ID, d.Recipient, d.RecipTerm, d.Text)
 	}
+	return s.SendKeyed(ctx, d)
+}
+
+// SendKeyed is Send for a delivery whose ID is already its MessageKey
+// (FullMessageKey), as the MSP ingress makes it.
+func (s *Switchboard) SendKeyed(ctx context.Context, d *Delivery) *Outcome {
 	o := s.route(ctx, d)
 	s.settle(d, o)
 	if s.cfg.Observer != nil {
@@ -508,10 +514,17 @@ func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 				o.Results = append(o.Results, Result{User: e.User, Node: e.Node, Term: e.Term, Status: Failed, Err: ErrTimeout})
 				continue
 			}
-			r := s.deliverTo(ctx, e.Node, d, targets[i:i+1])[0]
-			if r.Status != Failed {
+			var one [1]Result
+			r := s.deliverInto(ctx, e.Node, d, targets[i:i+1], one[:])[0]
+			switch {
+			case r.Status != Failed && len(o.Results) == 0:
+				// The first choice took it, the usual case: no slice.
+				o.one[0] = r
+				o.Results = o.one[:1]
+				return o
+			case r.Status != Failed:
 				o.Results = append([]Result{r}, o.Results...)
-				o.fallback = len(o.Results) > 1
+				o.fallback = true
 				return o
 			}
 			o.Results = append(o.Results, r)

@@ -1,12 +1,14 @@
-package node
+package msp_test
 
 import (
 	"net"
 	"testing"
+
+	"github.com/msprelay/msprelay/msp"
 )
 
 // The origin address a node records (and shows, and hashes into a
-// message's id) must not change with how it is built: addrString is
+// message's id) must not change with how it is built: AddrString is
 // net.Addr.String in one allocation.
 func TestAddrStringIsAddrString(t *testing.T) {
 	t.Parallel()
@@ -19,8 +21,8 @@ func TestAddrStringIsAddrString(t *testing.T) {
 		&net.TCPAddr{Port: 7}, // no IP
 		&net.UnixAddr{Name: "/run/x", Net: "unix"},
 	} {
-		if got, want := addrString(a), a.String(); got != want {
-			t.Errorf("addrString(%#v) = %q, want %q", a, got, want)
+		if got, want := msp.AddrString(a), a.String(); got != want {
+			t.Errorf("AddrString(%#v) = %q, want %q", a, got, want)
 		}
 	}
 }
