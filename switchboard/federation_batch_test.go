@@ -301,7 +301,9 @@ func TestBatchesQueueInOrderAndSplitTheReply(t *testing.T) {
 		t.Fatalf("batch carries %v, want %v in one request", batch.ids(), want)
 	}
 	batch.answer(t, "b")
-	held[1].answer(t, "b")
+	for _, h := range held[1:] {
+		h.answer(t, "b")
+	}
 	got := collect(t, out, maxInflight+5)
 	for id, res := range got {
 		wantSt := Delivered
