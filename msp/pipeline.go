@@ -16,8 +16,11 @@ import (
 // workers, waits for dispatched slots (drain) before it writes anything else,
 // and ends the workers (stop) before it closes the connection. A slot's run
 // touches only its own slot, the previous slot's written signal, the
-// channels it was given, and c.nc for its one reply, which it writes after
-// the previous slot's written WaitGroup is done, so writes never overlap.
+// channels it was given, and, under mu, the replies due: it queues its reply
+// after the previous slot queued its own, and the one slot writing at a time
+// writes every reply queued so far in one write, so writes never overlap
+// and keep arrival order. A slot counts as finished (slots, sem, busy) only
+// once its reply is on the wire.
 //
 // Slots run on the connection's workerPool (at most MaxPipeline workers).
 // Workers take slots in arrival order and a slot only ever waits for earlier
@@ -29,22 +32,33 @@ type pipeline struct {
 	pool  *workerPool              // runs the slots, in arrival order
 	last  *slot                    // the latest slot, nil before the first
 	keys  map[string]chan struct{} // folded recipient → its latest slot's handled channel
+
+	// Replies are written by whichever slot comes first; replies that
+	// become due meanwhile wait in out and go in its next write, so
+	// pipelined replies that finish together cost one write.
+	mu      sync.Mutex // guards the fields below
+	out     []byte     // replies due, in order, not yet written
+	due     []*slot    // their slots, finished once out is written
+	writing bool       // a slot is writing out; it alone touches c.nc
+	spare   []byte     // the writer's previous buffer, to swap for out
+	spareSl []*slot
 }
 
 // slot is one pipelined message with its writer and its reply buffer, in
 // one allocation that is never reused (a handler may keep the message).
 type slot struct {
-	c       *conn
-	p       *pipeline
-	msg     bool // m is to be handled; false for a refusal the reader already decided
-	m       Message
-	w       responseWriter
-	reply   []byte         // what to write, in buf; nil for nothing; set by the handler's Ack or Nack
-	buf     *replyBuf      // lent by the server's pool until the reply is written
-	after   chan struct{}  // the previous same-recipient handler returned; nil if none
-	handled chan struct{}  // closed when this handler returned
-	prev    *slot          // the slot whose reply comes before this one's; nil once written, or if none
-	written sync.WaitGroup // done when this reply is written (an embedded signal costs no allocation)
+	c        *conn
+	p        *pipeline
+	msg      bool // m is to be handled; false for a refusal the reader already decided
+	m        Message
+	w        responseWriter
+	reply    []byte         // what to write, in buf; nil for nothing; set by the handler's Ack or Nack
+	buf      *replyBuf      // lent by the server's pool until the reply is written
+	after    chan struct{}  // the previous same-recipient handler returned; nil if none
+	handled  chan struct{}  // closed when this handler returned
+	prev     *slot          // the slot whose reply comes before this one's; nil once written, or if none
+	written  sync.WaitGroup // done when this reply is in order in p.out (an embedded signal costs no allocation)
+	panicked bool           // its handler panicked
 }
 
 // refusal makes a slot that only writes "-text\0" in its turn.
@@ -113,15 +127,13 @@ func (p *pipeline) prune() {
 // reply is written.
 func (sl *slot) run() {
 	c, p := sl.c, sl.p
-	defer p.slots.Done()
-	panicked := false
 	if sl.msg {
 		if sl.after != nil {
 			<-sl.after
 		}
 		// The reply waits for its turn; Ack and Nack only keep it.
 		c.initWriter(&sl.w, &sl.m, sl)
-		panicked = c.s.handle(&sl.w, &sl.m)
+		sl.panicked = c.s.handle(&sl.w, &sl.m)
 		sl.w.finish(notHandledText)
 		close(sl.handled)
 	}
@@ -129,14 +141,37 @@ func (sl *slot) run() {
 		sl.prev.written.Wait()
 		sl.prev = nil // so that no slot keeps a chain of earlier ones alive
 	}
+	p.mu.Lock()
 	if sl.reply != nil {
-		c.write(sl.reply)
+		p.out = append(p.out, sl.reply...)
 		c.s.release(sl.buf)
 		sl.reply, sl.buf = nil, nil // a kept message keeps its slot, not the buffer
 	}
-	sl.written.Done()
-	<-p.sem
-	c.finished(panicked)
+	p.due = append(p.due, sl)
+	sl.written.Done() // the next reply may queue behind this one
+	if p.writing {
+		p.mu.Unlock() // the slot writing now takes this reply in its next write
+		return
+	}
+	p.writing = true
+	for len(p.due) > 0 {
+		out, due := p.out, p.due
+		p.out, p.due = p.spare[:0], p.spareSl[:0]
+		p.mu.Unlock()
+		if len(out) > 0 {
+			c.write(out)
+		}
+		for i, d := range due {
+			due[i] = nil
+			<-p.sem
+			c.finished(d.panicked)
+			p.slots.Done()
+		}
+		p.mu.Lock()
+		p.spare, p.spareSl = out[:0], due[:0]
+	}
+	p.writing = false
+	p.mu.Unlock()
 }
 
 // sendReply keeps a pipelined handler call's reply until its turn; sl is

@@ -3,6 +3,7 @@ package msp
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -408,5 +409,96 @@ func TestTCPPipelineIdleTimeoutWaitsForInFlight(t *testing.T) {
 	rr.expectEOF(5 * time.Second)
 	if d := time.Since(start); d < idle/2 {
 		t.Fatalf("closed %v after the replies, before IdleTimeout (%v)", d, idle)
+	}
+}
+
+// countingListener hands out connections that count their writes; the
+// first write waits for release, so that replies become due meanwhile.
+type countingListener struct {
+	net.Listener
+	release chan struct{}
+	mu      sync.Mutex // guards writes
+	writes  [][]byte
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, l: l}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	l *countingListener
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.l.mu.Lock()
+	first := len(c.l.writes) == 0
+	c.l.writes = append(c.l.writes, append([]byte(nil), b...))
+	c.l.mu.Unlock()
+	if first {
+		select {
+		case <-c.l.release:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// Pipelined replies that become due while an earlier one is being written
+// go out together, in order, in the next write: one write for many
+// replies, where the client would otherwise cost the server a write each.
+func TestTCPPipelineRepliesDueTogetherShareAWrite(t *testing.T) {
+	t.Parallel()
+	const n = 8
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &countingListener{Listener: ln, release: make(chan struct{})}
+	var returned sync.WaitGroup
+	returned.Add(n)
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, m *Message) {
+		w.Ack(m.Text)
+		returned.Done()
+	})}
+	go s.Serve(cl)
+	t.Cleanup(func() { s.Close() })
+	nc := dialTCP(t, ln.Addr().String())
+	var all []byte
+	for i := range n {
+		all = append(all, msgTo("u"+strconv.Itoa(i), strconv.Itoa(i))...)
+	}
+	rr := newReplyReader(t, nc)
+	write(t, nc, []byte(all))
+	returned.Wait() // every handler returned while the first reply's write waits
+	waitFor(t, 10*time.Second, "the later replies to be queued behind the first", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for c := range s.conns {
+			if p := c.pipe; p != nil {
+				p.mu.Lock()
+				due := len(p.due)
+				p.mu.Unlock()
+				if due == n-1 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	close(cl.release)
+	for i := range n {
+		if got, want := rr.next(), "+"+strconv.Itoa(i)+"\x00"; got != want {
+			t.Fatalf("reply %d = %q, want %q", i, got, want)
+		}
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if len(cl.writes) != 2 || string(cl.writes[0]) != "+0\x00" {
+		t.Fatalf("writes %q, want the first reply alone, then the other %d in one write", cl.writes, n-1)
 	}
 }
