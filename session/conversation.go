@@ -350,7 +350,7 @@ func convMessageFrame(ev *conversation.Event, history bool) []byte {
 	h := func(name, value string) {
 		p = append(p, name...)
 		p = append(p, ": "...)
-		p = append(p, escape(value, headerSpecial)...)
+		p = appendEscaped(p, value, headerSpecial)
 		p = append(p, "\r\n"...)
 	}
 	if ev.Kind == conversation.KindTyping {

@@ -441,16 +441,7 @@ func escape(s string, special func(byte) bool) string {
 	if n == 0 {
 		return s
 	}
-	const hexdig = "0123456789ABCDEF"
-	b := make([]byte, 0, len(s)+2*n)
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; special(c) {
-			b = append(b, '%', hexdig[c>>4], hexdig[c&15])
-		} else {
-			b = append(b, c)
-		}
-	}
-	return string(b)
+	return string(appendEscaped(make([]byte, 0, len(s)+2*n), s, special))
 }
 
 // errBadEscape is returned for a '%' not followed by two hex digits.

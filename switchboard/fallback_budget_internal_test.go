@@ -39,14 +39,7 @@ func TestRightTerminalFallbackKeepsToForwardTimeout(t *testing.T) {
 	dirA := gossipDir(t, "a")
 	dirB := gossipDir(t, "b", dirA.GossipAddr())
 	dirC := gossipDir(t, "c", dirA.GossipAddr())
-	sb, err := New(Config{Node: "a", Directory: dirA, NATS: fedDial(t, url), Logger: slog.New(slog.DiscardHandler), ForwardTimeout: timeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
+	sb := fedBoardOn(t, url, dirA, Config{ForwardTimeout: timeout}, false)
 	b := newAnswerer(t, url, "b") // holds every request: b never answers
 	c := newAnswerer(t, url, "c")
 	now := time.Now()

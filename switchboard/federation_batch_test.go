@@ -16,47 +16,60 @@ import (
 )
 
 // fedRelay is an embedded nats-server for federation tests.
-func fedRelay(t *testing.T) string {
-	t.Helper()
+func fedRelay(tb testing.TB) string {
+	tb.Helper()
 	b, err := broker.New(broker.Config{Name: "r", Listen: "127.0.0.1:0"})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := b.Start(); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
+	tb.Cleanup(func() { b.Close() })
 	return b.ClientURL()
 }
 
-func fedDial(t *testing.T, url string) *nats.Conn {
-	t.Helper()
+func fedDial(tb testing.TB, url string) *nats.Conn {
+	tb.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
+	tb.Cleanup(nc.Close)
 	return nc
+}
+
+// fedDir is a presence directory of node that does not gossip.
+func fedDir(tb testing.TB, node string) *presence.Directory {
+	tb.Helper()
+	dir, err := presence.New(presence.Config{Name: node, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { dir.Close() })
+	return dir
 }
 
 // fedBoard is a switchboard of node on url; legacy makes it a node from
 // before the binary frames. It is started (serving its deliver subject).
-func fedBoard(t *testing.T, url, node string, timeout time.Duration, legacy bool) *Switchboard {
-	t.Helper()
-	dir, err := presence.New(presence.Config{Name: node, Logger: slog.New(slog.DiscardHandler)})
+func fedBoard(tb testing.TB, url, node string, timeout time.Duration, legacy bool) *Switchboard {
+	tb.Helper()
+	return fedBoardOn(tb, url, fedDir(tb, node), Config{ForwardTimeout: timeout}, legacy)
+}
+
+// fedBoardOn is fedBoard for dir's node, with cfg's other settings.
+func fedBoardOn(tb testing.TB, url string, dir *presence.Directory, cfg Config, legacy bool) *Switchboard {
+	tb.Helper()
+	cfg.Node, cfg.Directory, cfg.NATS, cfg.Logger = dir.Name(), dir, fedDial(tb, url), slog.New(slog.DiscardHandler)
+	sb, err := New(cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dir.Close() })
-	sb, err := New(Config{Node: node, Directory: dir, NATS: fedDial(t, url), Logger: slog.New(slog.DiscardHandler), ForwardTimeout: timeout})
-	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	sb.fed.legacy = legacy
 	if err := sb.Start(context.Background()); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { sb.Close() })
+	tb.Cleanup(func() { sb.Close() })
 	return sb
 }
 
@@ -471,9 +484,10 @@ func BenchmarkForward(b *testing.B) {
 				name = fmt.Sprintf("json/callers=%d", par)
 			}
 			b.Run(name, func(b *testing.B) {
-				url := benchRelay(b)
-				sa := benchBoard(b, url, "a", legacy)
-				sb := benchBoard(b, url, "b", legacy)
+				url := fedRelay(b)
+				cfg := Config{ForwardTimeout: 5 * time.Second, InboundRate: -1}
+				sa := fedBoardOn(b, url, fedDir(b, "a"), cfg, legacy)
+				sb := fedBoardOn(b, url, fedDir(b, "b"), cfg, legacy)
 				if _, err := sb.SignIn("alice", "pts/1", presence.Online, discard{}); err != nil {
 					b.Fatal(err)
 				}
@@ -508,40 +522,4 @@ func (c *atomicCounter) next() int {
 	defer c.mu.Unlock()
 	c.n++
 	return c.n
-}
-
-func benchRelay(b *testing.B) string {
-	br, err := broker.New(broker.Config{Name: "r", Listen: "127.0.0.1:0"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := br.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { br.Close() })
-	return br.ClientURL()
-}
-
-func benchBoard(b *testing.B, url, node string, legacy bool) *Switchboard {
-	dir, err := presence.New(presence.Config{Name: node, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { dir.Close() })
-	nc, err := nats.Connect(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	sb, err := New(Config{Node: node, Directory: dir, NATS: nc, Logger: slog.New(slog.DiscardHandler), ForwardTimeout: 5 * time.Second,
-		InboundRate: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sb.fed.legacy = legacy
-	if err := sb.Start(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sb.Close() })
-	return sb
 }

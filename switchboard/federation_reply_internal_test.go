@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -16,33 +15,14 @@ import (
 // a node answering in another's place is a failure, never "delivered".
 func TestForwardIgnoresReplyNamingAnotherNode(t *testing.T) {
 	t.Parallel()
-	b, err := broker.New(broker.Config{Name: "r", Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	dial := func() *nats.Conn {
-		nc, err := nats.Connect(b.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
-	dir, err := presence.New(presence.Config{Name: "a", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dir.Close() })
-	sb, err := New(Config{Node: "a", Directory: dir, NATS: dial(), Logger: slog.New(slog.DiscardHandler), ForwardTimeout: 2 * time.Second})
+	url := fedRelay(t)
+	dir := fedDir(t, "a")
+	sb, err := New(Config{Node: "a", Directory: dir, NATS: fedDial(t, url), Logger: slog.New(slog.DiscardHandler), ForwardTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	answerer := dial()
+	answerer := fedDial(t, url)
 	for _, tc := range []struct {
 		name, replyNode string
 		json            bool // an older node's reply

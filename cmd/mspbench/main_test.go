@@ -59,24 +59,10 @@ func TestReplotCommittedResults(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"--replot", dir}, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	svg, err := os.ReadFile(filepath.Join(dir, "chart.svg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		XMLName xml.Name `xml:"http://www.w3.org/2000/svg svg"`
-		Texts   []string `xml:"text"`
-	}
-	if err := xml.Unmarshal(svg, &doc); err != nil {
-		t.Fatalf("chart.svg is not well-formed SVG: %v", err)
-	}
-	if all := strings.Join(doc.Texts, "\n"); !strings.Contains(all, "Throughput") || !strings.Contains(all, "local/tcp1") {
+	if all := chartTexts(t, dir); !strings.Contains(all, "Throughput") || !strings.Contains(all, "local/tcp1") {
 		t.Errorf("chart.svg lacks its panels or scenarios:\n%s", all)
 	}
+	var stdout, stderr bytes.Buffer
 	if code := run([]string{"--replot", t.TempDir()}, &stdout, &stderr); code != 1 {
 		t.Errorf("--replot of a directory without results.json: exit %d, want 1", code)
 	}
@@ -113,6 +99,19 @@ func TestReplotBothWorkloads(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	all := chartTexts(t, dir)
+	for _, n := range names {
+		// Each scenario labels its arms in two panels and its ratios in the third.
+		if c := strings.Count(all, n+" "); c < 5 {
+			t.Errorf("chart names %q %d times, want every arm and ratio:\n%s", n, c, all)
+		}
+	}
+}
+
+// chartTexts runs --replot on dir, checks the chart it writes is well-formed
+// SVG and returns the chart's texts, a line each.
+func chartTexts(t *testing.T, dir string) string {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"--replot", dir}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
@@ -128,11 +127,5 @@ func TestReplotBothWorkloads(t *testing.T) {
 	if err := xml.Unmarshal(svg, &doc); err != nil {
 		t.Fatalf("chart.svg is not well-formed SVG: %v", err)
 	}
-	all := strings.Join(doc.Texts, "\n")
-	for _, n := range names {
-		// Each scenario labels its arms in two panels and its ratios in the third.
-		if c := strings.Count(all, n+" "); c < 5 {
-			t.Errorf("chart names %q %d times, want every arm and ratio:\n%s", n, c, all)
-		}
-	}
+	return strings.Join(doc.Texts, "\n")
 }
