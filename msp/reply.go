@@ -54,6 +54,22 @@ type ResponseWriter interface {
 	// Context is cancelled when the server is closed (not on graceful
 	// Shutdown, which waits for handlers).
 	Context() context.Context
+	// Peer says which local account owns the sending socket, when the
+	// sender is on this host and the server could ask the kernel (see
+	// [Server.Identify]); the zero Peer means unknown.
+	Peer() Peer
+}
+
+// Peer is what the kernel says about a message's sending socket.
+type Peer struct {
+	// Local: the source address is one of this host's own.
+	Local bool
+	// Known: the owner was found; UID and User are valid.
+	Known bool
+	// UID is the socket owner's numeric user id.
+	UID uint32
+	// User is that account's login name ("" when it has none).
+	User string
 }
 
 // replySink takes a revision 'B' reply: it decides whether the outcome is
@@ -79,6 +95,7 @@ type responseWriter struct {
 	// (once per TCP connection); "" means make it on demand.
 	remoteStr string
 	limit     int       // most octets a reply may have
+	peer      Peer      // the sending socket's owner, when the transport learned it
 	sink      replySink // nil when the revision and transport owe no reply
 
 	mu       sync.Mutex // guards the fields below; the handler may reply from any goroutine
@@ -99,6 +116,7 @@ func (w *responseWriter) RemoteAddrString() string {
 func (w *responseWriter) LocalAddr() net.Addr      { return w.local }
 func (w *responseWriter) Network() string          { return w.network }
 func (w *responseWriter) Context() context.Context { return w.ctx }
+func (w *responseWriter) Peer() Peer               { return w.peer }
 
 func (w *responseWriter) reply(ack bool, text string) error {
 	w.mu.Lock()

@@ -40,6 +40,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 )
@@ -62,10 +63,12 @@ type Delivery struct {
 // Origin says where a message entered the cluster. Senders are not trusted by
 // name alone; Origin is what the recipient can rely on.
 type Origin struct {
-	Node      string // ingress node name
-	Addr      string // MSP client source address ("192.0.2.1:1234"), or "session" for session sends
-	Transport string // "tcp", "udp" or "session"
-	Verified  bool   // sender identity was authenticated (session peer credentials or secret)
+	Node      string            // ingress node name
+	Addr      string            // MSP client source address ("192.0.2.1:1234"), or "session" for session sends
+	Transport string            // "tcp", "udp" or "session"
+	Revision  string            // MSP revision the message came in ("A" or "B"); "" for session sends
+	Sender    identity.Identity // who sent it, as the ingress established it
+	Verified  bool              // sender identity was authenticated (session peer credentials or secret)
 }
 
 // MessageID derives the sender side of a message's identity from what RFC

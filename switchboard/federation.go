@@ -189,7 +189,7 @@ func encodeDelivery(d *Delivery, targets []presence.Entry) ([]byte, error) {
 		ID: d.ID, Recipient: msp.Latin1ToUTF8(d.Recipient), RecipTerm: msp.Latin1ToUTF8(d.RecipTerm),
 		Sender: msp.Latin1ToUTF8(d.Sender), SenderTerm: msp.Latin1ToUTF8(d.SenderTerm),
 		Text: msp.Latin1ToUTF8(d.Text), Cookie: msp.Latin1ToUTF8(d.Cookie), Time: d.Time,
-		Origin: wireOrigin(d.Origin),
+		Origin: wireOrigin{Node: d.Origin.Node, Addr: d.Origin.Addr, Transport: d.Origin.Transport, Verified: d.Origin.Verified},
 	}
 	if d.Signature != "" {
 		w.Signature = []byte(d.Signature)
@@ -208,7 +208,7 @@ func decodeDelivery(data []byte) (*Delivery, []wireTarget, error) {
 	if len(w.Targets) == 0 || len(w.Targets) > maxTargetsPerRequest {
 		return nil, nil, fmt.Errorf("switchboard: decode delivery: %d targets", len(w.Targets))
 	}
-	d := &Delivery{ID: w.ID, Signature: string(w.Signature), Time: w.Time, Origin: Origin(w.Origin)}
+	d := &Delivery{ID: w.ID, Signature: string(w.Signature), Time: w.Time, Origin: Origin{Node: w.Origin.Node, Addr: w.Origin.Addr, Transport: w.Origin.Transport, Verified: w.Origin.Verified}}
 	for _, f := range []struct {
 		dst *string
 		src string
