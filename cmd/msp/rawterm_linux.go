@@ -4,8 +4,8 @@ package main
 
 import (
 	"os"
-	"syscall"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawTerminal puts the terminal on stdin into character mode without echo
@@ -14,28 +14,23 @@ import (
 // terminals. It returns the function that restores the old mode, or nil.
 func rawTerminal() func() { return rawMode(os.Stdin, os.Stdout) }
 
-// rawMode does rawTerminal's work on in and out.
+// rawMode does rawTerminal's work on in and out. It is not x/term's
+// MakeRaw: that also turns off signals and output processing, which would
+// make Ctrl-C a key instead of an interrupt and "\n" a bare line feed.
 func rawMode(in, out *os.File) func() {
-	var old syscall.Termios
-	if ioctl(in.Fd(), syscall.TCGETS, &old) != nil {
+	inFd, outFd := int(in.Fd()), int(out.Fd())
+	old, err := unix.IoctlGetTermios(inFd, unix.TCGETS)
+	if err != nil {
 		return nil
 	}
-	var o syscall.Termios
-	if ioctl(out.Fd(), syscall.TCGETS, &o) != nil {
+	if _, err := unix.IoctlGetTermios(outFd, unix.TCGETS); err != nil {
 		return nil
 	}
-	raw := old
-	raw.Lflag &^= syscall.ICANON | syscall.ECHO
-	raw.Cc[syscall.VMIN], raw.Cc[syscall.VTIME] = 1, 0
-	if ioctl(in.Fd(), syscall.TCSETS, &raw) != nil {
+	raw := *old
+	raw.Lflag &^= unix.ICANON | unix.ECHO
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if unix.IoctlSetTermios(inFd, unix.TCSETS, &raw) != nil {
 		return nil
 	}
-	return func() { _ = ioctl(in.Fd(), syscall.TCSETS, &old) }
-}
-
-func ioctl(fd uintptr, req uint, t *syscall.Termios) error {
-	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, uintptr(req), uintptr(unsafe.Pointer(t))); errno != 0 {
-		return errno
-	}
-	return nil
+	return func() { _ = unix.IoctlSetTermios(inFd, unix.TCSETS, old) }
 }

@@ -7,7 +7,8 @@ import (
 	"os"
 	"syscall"
 	"testing"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // openPTY opens a real pseudo-terminal pair through /dev/ptmx.
@@ -18,13 +19,12 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
 	t.Cleanup(func() { m.Close() })
-	var unlock int32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
-		t.Fatal(e)
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
 	}
-	var n uint32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
-		t.Fatal(e)
+	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
 	}
 	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -40,24 +40,24 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 func TestRawModeOnAPseudoTerminal(t *testing.T) {
 	t.Parallel()
 	_, slave := openPTY(t)
-	var before syscall.Termios
-	if err := ioctl(slave.Fd(), syscall.TCGETS, &before); err != nil {
+	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
 		t.Fatal(err)
 	}
 	restore := rawMode(slave, slave)
 	if restore == nil {
 		t.Fatal("rawMode refused a terminal")
 	}
-	var raw syscall.Termios
-	if err := ioctl(slave.Fd(), syscall.TCGETS, &raw); err != nil {
+	raw, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if raw.Lflag&(syscall.ICANON|syscall.ECHO) != 0 || raw.Lflag&syscall.ISIG == 0 || raw.Oflag != before.Oflag || raw.Cc[syscall.VMIN] != 1 {
 		t.Fatalf("raw mode lflag %#x oflag %#x vmin %d (before lflag %#x)", raw.Lflag, raw.Oflag, raw.Cc[syscall.VMIN], before.Lflag)
 	}
 	restore()
-	var after syscall.Termios
-	if err := ioctl(slave.Fd(), syscall.TCGETS, &after); err != nil {
+	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if after.Lflag != before.Lflag {
