@@ -2,6 +2,7 @@ package mailbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -45,13 +46,32 @@ func ackingSignIn(t *testing.T, c *testcluster.Cluster, i int, user, term string
 // nextAcked waits for the next message and acknowledges it.
 func nextAcked(t *testing.T, cl *session.Client) *session.Message {
 	t.Helper()
-	m := testcluster.NextMessage(t, cl, 10*time.Second)
+	m, err := ackNext(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// ackNext is nextAcked for goroutines other than the test's own, which
+// must not call t.Fatal: it returns what went wrong instead.
+func ackNext(cl *session.Client) (*session.Message, error) {
+	var m *session.Message
+	select {
+	case got, ok := <-cl.Messages():
+		if !ok {
+			return nil, fmt.Errorf("session closed: %v", cl.Err())
+		}
+		m = got
+	case <-time.After(10 * time.Second):
+		return nil, errors.New("no message within 10s")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := cl.Ack(ctx, m.ID); err != nil {
-		t.Fatalf("ack %s: %v", m.ID, err)
+		return nil, fmt.Errorf("ack %s: %w", m.ID, err)
 	}
-	return m
+	return m, nil
 }
 
 // noMore checks that nothing else arrives for a short while.
@@ -156,9 +176,13 @@ func TestClusterRedeliversWhenSessionDiesBeforeAck(t *testing.T) {
 		t.Fatalf("redelivered %q id %s, want %q id %s", m.Text, m.ID, first.Text, first.ID)
 	}
 	c.WaitPresent("alice", "pts/3", "n1", true)
-	go func() { nextAcked(t, again) }()
+	acked := make(chan error, 1)
+	go func() { _, err := ackNext(again); acked <- err }()
 	if r := mspSend(t, c, 1, "tcp", &msp.Message{Recipient: "alice", Text: "now", Sender: "bob", Cookie: "e2"}); !r.OK || r.Text != "delivered to alice at pts/3 on n1 (acknowledged)" {
 		t.Fatalf("reply %+v", r)
+	}
+	if err := <-acked; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -179,8 +203,8 @@ func TestClusterSameDatagramToTwoIngressNodesDeliveredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	var acked sync.WaitGroup
-	acked.Go(func() { nextAcked(t, a) })
+	acked := make(chan error, 1)
+	go func() { _, err := ackNext(a); acked <- err }()
 	var replies []string
 	buf := make([]byte, 600)
 	// The same datagram to two nodes at once, then retransmitted to both.
@@ -203,7 +227,9 @@ func TestClusterSameDatagramToTwoIngressNodesDeliveredOnce(t *testing.T) {
 			replies = append(replies, string(buf[:n]))
 		}
 	}
-	acked.Wait()
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
 	noMore(t, a, 500*time.Millisecond)
 	for _, rep := range replies {
 		if !strings.HasPrefix(rep, "+delivered to alice at pts/") { // cut to the request's length
