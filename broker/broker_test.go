@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -429,11 +430,10 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 // waitNoGoroutines fails the test if ourGoroutines does not drain within 5s.
 func waitNoGoroutines(t *testing.T, when string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for left := ourGoroutines(); len(left) > 0; left = ourGoroutines() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines left 5s %s:\n%s", len(left), when, strings.Join(left, "\n\n"))
+	waitfor.NoError(t, 5*time.Second, "our goroutines to end "+when, func() error {
+		if left := ourGoroutines(); len(left) > 0 {
+			return fmt.Errorf("%d left:\n%s", len(left), strings.Join(left, "\n\n"))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

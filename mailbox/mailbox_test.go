@@ -341,12 +341,17 @@ func TestUnacknowledgedMessagesGoBackToTheMailbox(t *testing.T) {
 	if _, err := n1.SignIn("carol", "pts/4", presence.Online, dying); err != nil {
 		t.Fatal(err)
 	}
+	pushed := make(chan bool, 1)
 	go func() {
-		waitfor.True(t, 10*time.Second, "carol's message pushed", func() bool { return len(dying.texts()) == 1 })
+		ok := waitfor.Until(10*time.Second, func() bool { return len(dying.texts()) == 1 })
 		dying.die()
+		pushed <- ok
 	}()
 	if ok, sum := send(t, n1, msg("carol", "dies")); !ok || sum != "queued for carol (pts/4@n1 not acknowledged: terminal signed out)" {
 		t.Fatalf("session died before acknowledging: %v %q", ok, sum)
+	}
+	if !<-pushed {
+		t.Fatal("carol's message was not pushed within 10s")
 	}
 }
 

@@ -155,18 +155,12 @@ func formatEntries(es []Entry) string {
 func waitLookup(t testing.TB, n testNode, name string, want ...Entry) {
 	t.Helper()
 	w := formatEntries(want)
-	var got string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got = formatEntries(n.Lookup(name))
-		if got == w {
-			return
+	waitfor.NoError(t, 10*time.Second, fmt.Sprintf("%s: Lookup(%q) = %s", n.Name(), name, w), func() error {
+		if got := formatEntries(n.Lookup(name)); got != w {
+			return fmt.Errorf("got %s", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: Lookup(%q) = %s, want %s", n.Name(), name, got, w)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // crash stops n's gossip without leaving, as if the process died.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
 )
 
 type lockedBuffer struct {
@@ -59,14 +61,13 @@ func TestLogsAgainWithSuppressedCount(t *testing.T) {
 	l.Hit("k")
 	l.Hit("k")
 	l.Hit("k")
-	deadline := time.Now().Add(5 * time.Second)
-	for strings.Count(buf.String(), "\n") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not logged again:\n%s", buf.String())
+	waitfor.True(t, 5*time.Second, "the key logged again", func() bool {
+		if strings.Count(buf.String(), "\n") >= 2 {
+			return true
 		}
-		time.Sleep(5 * time.Millisecond)
 		l.Hit("k")
-	}
+		return false
+	})
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if strings.HasSuffix(lines[1], "suppressed=0") || strings.HasSuffix(lines[1], "suppressed=1") || !strings.Contains(lines[1], "suppressed=") {
 		t.Fatalf("second line does not count the two or more hits not logged:\n%s", buf.String())

@@ -54,6 +54,22 @@ func NoError(t testing.TB, timeout time.Duration, what string, cond func() error
 	}
 }
 
+// Until polls cond like True but reports instead of failing: it returns
+// whether cond held within timeout. It is for goroutines other than the
+// test's own, which must not call t.Fatal; the test checks the result.
+func Until(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	pause := firstPoll
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, maxPoll)
+	}
+	return true
+}
+
 // errNotYet is what True's condition reports while it does not hold.
 var errNotYet = notYet{}
 
