@@ -57,7 +57,9 @@ func (s *signatures) check(m *msp.Message) (bool, error) {
 	case err == nil:
 		return true, nil
 	case isSignatureTimeErr(err):
-		s.log.Info("msp: signed message refused", "sender", m.Sender, "err", err)
+		// Debug, like other per-message detail: a flood of replayed
+		// captures must not become a flood of log lines.
+		s.log.Debug("msp: signed message refused", "sender", m.Sender, "err", err)
 		return false, err
 	default:
 		s.log.Debug("msp: signature not verified", "sender", m.Sender, "err", err)

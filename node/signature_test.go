@@ -253,3 +253,34 @@ func TestReloadMakesANewSecretValidForSignInAndSignature(t *testing.T) {
 	check("after a failed reload", "bob", "b-new", true, true)
 	check("after a failed reload", "alice", "a-three", false, false)
 }
+
+// The secrets file is read once at start for sign-ins and signatures
+// alike: one that cannot be used stops the start and names the field (it
+// used to be read at the first signed message, and a bad file only made
+// every signature unverified, with one log line).
+func TestUnusableSecretsFileStopsTheStart(t *testing.T) {
+	t.Parallel()
+	secrets := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(secrets, []byte("bob b0bsecret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.DefaultConfig()
+	cfg.Name = "s1"
+	cfg.MSPAddr = "127.0.0.1:0"
+	cfg.SessionAddr, cfg.SessionSocket = "", ""
+	cfg.GossipAddr, cfg.GossipProfile = "127.0.0.1:0", "local"
+	cfg.DataDir = t.TempDir()
+	cfg.Terminals = false
+	cfg.SessionSecrets = secrets
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = n.Start(ctx)
+	var fe *node.FieldError
+	if !errors.As(err, &fe) || fe.Field != "SessionSecrets" || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("Start with a secrets file others can read = %v, want a SessionSecrets error", err)
+	}
+}
