@@ -45,7 +45,7 @@ type Node struct {
 	sess   *session.Server
 	conv   *conversation.Manager // nil when JetStream is unavailable
 	mspSrv *msp.Server
-	sigs   signatures // verifies MSP SIGNATURE parts; see signature.go
+	sigs   signatures // the secrets store and MSP SIGNATURE checks; see signature.go
 	addrs  Addrs
 	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops.go
 	terms  *terminal.Service // nil with Terminals off
@@ -120,6 +120,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.Close()
 		}
 	}()
+	if err := n.openSecrets(); err != nil {
+		return err
+	}
 	if err := n.startNATS(); err != nil {
 		return err
 	}
@@ -377,12 +380,9 @@ func (n *Node) startSessions() error {
 	if a := n.cfg.SessionAddr; a != "" {
 		var auth session.Authenticator = session.Trust{Insecure: n.cfg.SessionAuthInsecure}
 		if n.cfg.SessionAuth == AuthSecret {
-			secrets, err := session.LoadSecrets(n.cfg.SessionSecrets)
-			if err != nil {
-				return fmt.Errorf("node: %w", err)
-			}
-			n.ops.secretAuth = session.NewSecretAuth(secrets)
-			auth = n.ops.secretAuth
+			// validate requires SessionSecrets here, so openSecrets
+			// opened the store; Reload refreshes it for both users.
+			auth = session.NewSecretAuth(n.sigs.store)
 		}
 		auth = n.ops.countAuth(n.cfg.SessionAuth, auth)
 		l, err := net.Listen("tcp", a)
@@ -458,8 +458,13 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	// within ForwardTimeout.
 	ctx := n.ops.withRevision(w.Context(), m.Version)
 	src := w.RemoteAddrString()
+	verified, err := n.sigs.check(m)
+	if err != nil {
+		_ = w.Nack(signatureRefusal(err))
+		return
+	}
 	d := &switchboard.Delivery{
-		ID:         switchboard.FullMessageKey(m.Sender, m.SenderTerm, m.Cookie, idAddr(w.Network(), src), m.Recipient, m.RecipTerm, m.Text),
+		ID:         switchboard.FullMessageKey(m.Sender, m.SenderTerm, m.Cookie, idOrigin(verified, w.Network(), src), m.Recipient, m.RecipTerm, m.Text),
 		Recipient:  m.Recipient,
 		RecipTerm:  m.RecipTerm,
 		Sender:     m.Sender,
@@ -467,7 +472,7 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 		Text:       m.Text,
 		Cookie:     m.Cookie,
 		Signature:  m.Signature,
-		Origin:     switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Verified: n.sigs.verified(n.cfg.SessionSecrets, m, n.log)},
+		Origin:     switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Verified: verified},
 		Time:       time.Now(),
 	}
 	o := n.sb.SendKeyed(ctx, d)

@@ -72,8 +72,6 @@ type nodeOps struct {
 	countersMu sync.Mutex
 	counters   map[messageLabels]prometheus.Counter
 
-	secretAuth *session.SecretAuth // set by startSessions with secret auth
-
 	http      *ops.Server        // nil without --http
 	statusSub *nats.Subscription // nil until startOps
 	quit      chan struct{}      // closed by closeOps
@@ -727,14 +725,7 @@ func (n *Node) Reload() error {
 		n.log.Warn("reload: the node is not running (starting or failed); nothing reloaded")
 		return nil
 	}
-	if o.secretAuth != nil {
-		if s, err := session.LoadSecrets(n.cfg.SessionSecrets); err != nil {
-			errs = append(errs, fmt.Errorf("session secrets: %w", err))
-		} else {
-			o.secretAuth.SetSecrets(s)
-			reloaded = append(reloaded, "session secrets "+n.cfg.SessionSecrets)
-		}
-	}
+	errs, reloaded = n.reloadSecrets(errs, reloaded)
 	if n.cfg.GossipKeyFile != "" && n.dir != nil {
 		keys, err := readGossipKeys(n.cfg.GossipKeyFile)
 		if err == nil {

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/secrets"
 )
 
 // Issue 12: "`trust` mode refuses non-loopback addresses unless
@@ -72,8 +74,8 @@ func TestDataDirMustBePrivate(t *testing.T) {
 // Issue 12, item 9: "show 'verified' only for verified senders".
 func TestSignatureVerifiedOnlyForKnownSenders(t *testing.T) {
 	t.Parallel()
-	secrets := filepath.Join(t.TempDir(), "secrets")
-	if err := os.WriteFile(secrets, []byte("alice s3cret\n"), 0o600); err != nil {
+	secretsFile := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(secretsFile, []byte("alice s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
@@ -84,21 +86,27 @@ func TestSignatureVerifiedOnlyForKnownSenders(t *testing.T) {
 		}
 		return m
 	}
-	var s signatures
+	st, err := secrets.Open(secretsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxAge, skew := signatureBounds(0)
+	withFile := signatures{store: st, maxAge: maxAge, skew: skew, now: time.Now, log: log}
+	withoutFile := signatures{maxAge: maxAge, skew: skew, now: time.Now, log: log}
 	for _, tc := range []struct {
 		name string
-		path string
+		s    *signatures
 		m    *msp.Message
 		want bool
 	}{
-		{"signed with the sender's secret", secrets, msg("Alice", "s3cret"), true},
-		{"unsigned", secrets, msg("alice", ""), false},
-		{"signed with another secret", secrets, msg("alice", "guess"), false},
-		{"sender without a secret", secrets, msg("mallory", "s3cret"), false},
-		{"no secrets file configured", "", msg("alice", "s3cret"), false},
+		{"signed with the sender's secret", &withFile, msg("Alice", "s3cret"), true},
+		{"unsigned", &withFile, msg("alice", ""), false},
+		{"signed with another secret", &withFile, msg("alice", "guess"), false},
+		{"sender without a secret", &withFile, msg("mallory", "s3cret"), false},
+		{"no secrets file configured", &withoutFile, msg("alice", "s3cret"), false},
 	} {
-		if got := s.verified(tc.path, tc.m, log); got != tc.want {
-			t.Errorf("%s: verified = %v, want %v", tc.name, got, tc.want)
+		if got, err := tc.s.check(tc.m); got != tc.want || err != nil {
+			t.Errorf("%s: check = %v, %v, want %v", tc.name, got, err, tc.want)
 		}
 	}
 }

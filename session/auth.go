@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bufio"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -11,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
-	"sync/atomic"
 
 	"github.com/msprelay/msprelay/presence"
 )
@@ -86,78 +83,6 @@ func isLocal(a net.Addr) bool {
 	return false
 }
 
-// Secrets maps users to shared secrets. It is immutable once built.
-type Secrets struct {
-	m map[string]string // canonical user -> secret
-}
-
-// ParseSecrets reads "user secret" lines. Blank lines and lines starting
-// with '#' are skipped; the secret is the rest of the line after the user
-// name and its following spaces, with trailing spaces removed.
-func ParseSecrets(r io.Reader) (*Secrets, error) {
-	s := &Secrets{m: map[string]string{}}
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		user, secret := l, ""
-		if i := strings.IndexAny(l, " \t"); i >= 0 {
-			user, secret = l[:i], strings.TrimSpace(l[i+1:])
-		}
-		if err := presence.ValidUser(user); err != nil {
-			return nil, fmt.Errorf("session: secrets line %d: %w", n, err)
-		}
-		if secret == "" {
-			return nil, fmt.Errorf("session: secrets line %d: user %s has no secret", n, user)
-		}
-		k := presence.CanonicalUser(user)
-		if _, dup := s.m[k]; dup {
-			return nil, fmt.Errorf("session: secrets line %d: user %s listed twice", n, user)
-		}
-		s.m[k] = secret
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("session: reading secrets: %w", err)
-	}
-	return s, nil
-}
-
-// LoadSecrets reads a secrets file (see ParseSecrets). Like an SSH private
-// key, the file must not be readable or writable by group or others.
-func LoadSecrets(path string) (*Secrets, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("session: secrets: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("session: secrets: %w", err)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("session: secrets file %s has mode %#o; it must not be accessible to group or others (chmod 600)", path, perm)
-	}
-	s, err := ParseSecrets(f)
-	if err != nil {
-		return nil, fmt.Errorf("%w (file %s)", err, path)
-	}
-	return s, nil
-}
-
-// Len returns the number of users with a secret.
-func (s *Secrets) Len() int { return len(s.m) }
-
-// Secret returns user's secret (compared case-insensitively), for other
-// proofs keyed by it, such as the MSP SIGNATURE (msp.Verify).
-func (s *Secrets) Secret(user string) (string, bool) { return s.lookup(user) }
-
-func (s *Secrets) lookup(user string) (string, bool) {
-	v, ok := s.m[presence.CanonicalUser(user)]
-	return v, ok
-}
-
 // ChallengeResponse computes a client's answer to a CHL nonce: the hex
 // HMAC-SHA256, keyed with the user's secret, of nonce "|" user "|" term, with
 // user and term exactly as sent in USR. The secret never crosses the wire.
@@ -167,27 +92,24 @@ func ChallengeResponse(secret, nonce, user, term string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// SecretSource looks up a user's shared secret, comparing the name
+// case-insensitively. The node passes one *secrets.Store, which SIGHUP
+// reloads and which MSP signature checks read too; tests may pass a fixed
+// *secrets.Secrets. It must be safe for concurrent use.
+type SecretSource interface {
+	Secret(user string) (string, bool)
+}
+
 // SecretAuth authenticates network clients by challenge-response over
 // per-user shared secrets. Sessions it admits are Verified.
 type SecretAuth struct {
-	secrets atomic.Pointer[Secrets]
+	src SecretSource
 }
 
-// NewSecretAuth returns a SecretAuth using s.
-func NewSecretAuth(s *Secrets) *SecretAuth {
-	a := &SecretAuth{}
-	a.SetSecrets(s)
-	return a
-}
-
-// SetSecrets replaces the secrets, e.g. after the file was edited; sessions
-// already signed in stay.
-func (a *SecretAuth) SetSecrets(s *Secrets) {
-	if s == nil {
-		s = &Secrets{}
-	}
-	a.secrets.Store(s)
-}
+// NewSecretAuth returns a SecretAuth that looks each secret up in src at
+// the time of the sign-in, so that a reload of src applies to the next
+// sign-in; sessions already signed in stay.
+func NewSecretAuth(src SecretSource) *SecretAuth { return &SecretAuth{src: src} }
 
 // Authenticate challenges the client. A user without a secret is challenged
 // too, so that the reply does not tell which users exist.
@@ -199,7 +121,11 @@ func (a *SecretAuth) Authenticate(_ context.Context, req *AuthRequest) (Identity
 	if err != nil {
 		return Identity{}, err
 	}
-	secret, ok := a.secrets.Load().lookup(req.User)
+	var secret string
+	var ok bool
+	if a.src != nil {
+		secret, ok = a.src.Secret(req.User)
+	}
 	if !ok {
 		// Spend the same work as a real check.
 		secret = nonce

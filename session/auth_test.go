@@ -17,72 +17,18 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/secrets"
 )
-
-func TestParseSecrets(t *testing.T) {
-	tests := []struct {
-		name, in string
-		users    map[string]string
-		err      string
-	}{
-		{"user and secret", "alice s3cret\n", map[string]string{"alice": "s3cret"}, ""},
-		{"comments, blanks, tabs, spaces in secrets", "# team\n\n  Bob\tcorrect horse  \ncarol x\n",
-			map[string]string{"bob": "correct horse", "carol": "x"}, ""},
-		{"missing secret", "alice\n", nil, "line 1: user alice has no secret"},
-		{"duplicate user", "alice a\nALICE b\n", nil, "line 2: user ALICE listed twice"},
-		{"invalid user", "a@b x\n", nil, "line 1: presence: invalid user name"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s, err := ParseSecrets(strings.NewReader(tc.in))
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err = %v, want %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s.Len() != len(tc.users) {
-				t.Fatalf("Len = %d, want %d", s.Len(), len(tc.users))
-			}
-			for u, want := range tc.users {
-				if got, ok := s.lookup(u); !ok || got != want {
-					t.Fatalf("lookup(%s) = %q %v, want %q", u, got, ok, want)
-				}
-			}
-		})
-	}
-}
-
-// TestLoadSecretsPermissions: like an SSH key, the file must be private.
-func TestLoadSecretsPermissions(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "secrets")
-	if err := os.WriteFile(p, []byte("alice s3cret\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LoadSecrets(p); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Fatalf("LoadSecrets(0644) = %v, want a permission error", err)
-	}
-	if err := os.Chmod(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if s, err := LoadSecrets(p); err != nil || s.Len() != 1 {
-		t.Fatalf("LoadSecrets(0600) = %v %v", s, err)
-	}
-}
 
 // TestSecretAuth: challenge-response over shared secrets; the secret never
 // crosses the wire, and such sessions send Verified messages.
 func TestSecretAuth(t *testing.T) {
 	t.Parallel()
-	secrets, err := ParseSecrets(strings.NewReader("alice s3cret\nbob hunter2\n"))
+	sec, err := secrets.Parse(strings.NewReader("alice s3cret\nbob hunter2\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, NewSecretAuth(secrets), nil)
+	e := newEnv(t, NewSecretAuth(sec), nil)
 	ctx := ctxT(t)
 	alice := e.dial()
 	si, err := alice.SignIn(ctx, "Alice", "pts/1", presence.Online, WithSecret("s3cret"))
@@ -127,11 +73,11 @@ func TestSecretAuth(t *testing.T) {
 // TestSecretAuthWire checks the challenge exchange byte by byte.
 func TestSecretAuthWire(t *testing.T) {
 	t.Parallel()
-	secrets, err := ParseSecrets(strings.NewReader("alice s3cret\n"))
+	sec, err := secrets.Parse(strings.NewReader("alice s3cret\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, NewSecretAuth(secrets), nil)
+	e := newEnv(t, NewSecretAuth(sec), nil)
 
 	r := e.raw(t)
 	r.send("USR 1 alice pts/1 away\r\n")

@@ -11,7 +11,8 @@
 //     argument is the length of a payload that follows the line;
 //   - [Server] (server.go, conn.go, watch.go) with [Authenticator]
 //     implementations for Unix peer credentials ([PeerCred]), per-user
-//     shared secrets ([SecretAuth]) and trusted networks ([Trust]);
+//     shared secrets ([SecretAuth], reading a [SecretSource] such as the
+//     node's secrets.Store) and trusted networks ([Trust]);
 //   - [Client] (client.go), the Go client library used by the msp CLI and
 //     the tests.
 //

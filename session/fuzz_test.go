@@ -3,10 +3,7 @@ package session
 import (
 	"bytes"
 	"reflect"
-	"strings"
 	"testing"
-
-	"github.com/msprelay/msprelay/presence"
 )
 
 // Seed corpora live in testdata/fuzz/<target>/; the f.Add calls below are
@@ -141,27 +138,6 @@ func FuzzToken(f *testing.F) {
 		}
 		if got, err := decodeToken(tok); err != nil || got != s {
 			t.Fatalf("decodeToken(%q) = %q %v, want %q", tok, got, err, s)
-		}
-	})
-}
-
-// FuzzSecrets: the secrets parser never panics and admits only valid users
-// with non-empty secrets.
-func FuzzSecrets(f *testing.F) {
-	f.Add("alice s3cret\n# comment\n\nbob\tcorrect horse\n")
-	f.Add("alice\n")
-	f.Fuzz(func(t *testing.T, in string) {
-		s, err := ParseSecrets(strings.NewReader(in))
-		if err != nil {
-			return
-		}
-		for u, secret := range s.m {
-			if secret == "" || strings.TrimSpace(secret) != secret {
-				t.Fatalf("user %q has secret %q", u, secret)
-			}
-			if presence.ValidUser(u) != nil || presence.CanonicalUser(u) != u {
-				t.Fatalf("user %q is not a valid canonical name", u)
-			}
 		}
 	})
 }

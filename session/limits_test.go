@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/secrets"
 )
 
 // serveUnix adds a PeerCred Unix socket listener to e's server.
@@ -97,11 +98,11 @@ func TestPendingSlotFreedBySignIn(t *testing.T) {
 func TestFailedSignInsAreRateLimited(t *testing.T) {
 	t.Parallel()
 	var logs lockedBuffer
-	secrets, err := ParseSecrets(strings.NewReader("alice s3cret\n"))
+	sec, err := secrets.Parse(strings.NewReader("alice s3cret\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, NewSecretAuth(secrets), func(c *Config) {
+	e := newEnv(t, NewSecretAuth(sec), func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		c.FailedSignInRate = 0.001
 		c.FailedSignInBurst = 5

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -20,7 +22,8 @@ func cmdSend(ctx context.Context, args []string, e env) int {
 	from := fs.String("from", loginName(e), "sender user name")
 	fromTerm := fs.String("from-term", ttyName(), "sender terminal")
 	cookie := fs.String("cookie", "", "cookie (default: generated; at most 32 octets)")
-	sig := fs.String("signature", "", "signature token")
+	sig := fs.String("signature", "", "SIGNATURE part to send as is (see --secret-file to sign)")
+	secretFile := fs.String("secret-file", e.getenv("MSPRELAY_SECRET_FILE"), "file holding the sender's secret: sign the message (hm2, timed; env MSPRELAY_SECRET_FILE)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	quiet := fs.Bool("q", false, "do not print the server's '+' explanation")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -61,6 +64,18 @@ func cmdSend(ctx context.Context, args []string, e env) int {
 	if m.Version == msp.Version2 && m.Cookie == "" {
 		m.Cookie = msp.NewCookie()
 	}
+	if *secretFile != "" {
+		if *v1 || *sig != "" {
+			return fail(e, exitUsage, "--secret-file signs the message: not with --v1 (no SIGNATURE part) or --signature")
+		}
+		secret, err := readSecret(*secretFile)
+		if err != nil {
+			return fail(e, exitUsage, "%v", err)
+		}
+		// Signed last, over the parts as sent (cookie included); the
+		// time lets the node refuse a capture replayed later.
+		m.Signature = msp.SignAt(m, secret, time.Now())
+	}
 	if err := m.Validate(); err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
@@ -85,6 +100,20 @@ func cmdSend(ctx context.Context, args []string, e env) int {
 		fmt.Fprintln(e.stdout, show(r.Text))
 	}
 	return exitOK
+}
+
+// readSecret reads a secret file: the secret is its content, trimmed (as
+// for msp listen's --secret-file).
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	secret := bytes.TrimSpace(b)
+	if len(secret) == 0 {
+		return nil, fmt.Errorf("secret: %s is empty", path)
+	}
+	return secret, nil
 }
 
 func envOr(e env, key, def string) string {
