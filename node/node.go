@@ -47,7 +47,7 @@ type Node struct {
 	mspSrv *msp.Server
 	sigs   signatures // verifies MSP SIGNATURE parts; see signature.go
 	addrs  Addrs
-	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops.go
+	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops*.go
 	terms  *terminal.Service // nil with Terminals off
 
 	fatal     chan error      // first fatal component error (cap 1)
