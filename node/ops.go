@@ -127,9 +127,9 @@ func (n *Node) HTTPAddr() string {
 
 func (c *Config) validateOps() error {
 	if c.HTTPAddr == "" {
-		if c.HTTPTokenFile != "" {
-			return fmt.Errorf("%w: --http-token-file needs --http ADDR", ErrConfig)
-		}
+		// A token file without --http is accepted and unused: the package
+		// names its token for every node (the unit's environment), and
+		// the token guards the endpoint once the operator turns it on.
 		return nil
 	}
 	if _, err := ops.ListenAddr(c.HTTPAddr); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -238,9 +239,9 @@ func (a authCounter) Authenticate(ctx context.Context, req *session.AuthRequest)
 type stateCollector nodeOps
 
 var (
-	descSessions   = prometheus.NewDesc("msprelay_sessions_open", "Open session connections (signed in or not).", nil, nil)
-	descTerminals  = prometheus.NewDesc("msprelay_presence_terminals", "Terminals in the presence directory, by node (hidden ones included).", []string{"node"}, nil)
-	descUsers      = prometheus.NewDesc("msprelay_presence_users", "Distinct users signed in anywhere in the cluster.", nil, nil)
+	descSessions   = prometheus.NewDesc("msprelay_sessions_open", "Open session connections (signed in or not), those of hidden sign-ins left out.", nil, nil)
+	descTerminals  = prometheus.NewDesc("msprelay_presence_terminals", "Visible terminals in the presence directory, by node (hidden ones count as absent).", []string{"node"}, nil)
+	descUsers      = prometheus.NewDesc("msprelay_presence_users", "Distinct users visibly signed in anywhere in the cluster.", nil, nil)
 	descDirNodes   = prometheus.NewDesc("msprelay_presence_nodes", "Nodes whose presence tables this node holds.", nil, nil)
 	descMembers    = prometheus.NewDesc("msprelay_gossip_members", "Live gossip members by state: synced (their presence is complete here) or syncing.", []string{"state"}, nil)
 	descNATSUp     = prometheus.NewDesc("msprelay_nats_connected", "1 when the NATS connection is up.", nil, nil)
@@ -264,13 +265,21 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	n := o.n
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, n.cfg.Version, n.cfg.Name)
 	ch <- prometheus.MustNewConstMetric(descStart, prometheus.GaugeValue, float64(o.started.UnixNano())/1e9)
-	if n.sess != nil {
-		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(n.sess.Sessions()))
-	}
+	// Hidden terminals count as absent in every series: a gauge that moves
+	// when a hidden user signs in or out tells her apart from an offline
+	// one (issue 18: "hidden looks offline in every field, counter and
+	// event").
+	hiddenSessions := 0
 	if n.dir != nil {
 		perNode := map[string]int{}
 		users := map[string]struct{}{}
 		for _, e := range n.dir.All() {
+			if e.State == presence.Hidden {
+				if e.Node == n.cfg.Name && e.Kind == presence.KindSession {
+					hiddenSessions++
+				}
+				continue
+			}
 			perNode[e.Node]++
 			users[e.User] = struct{}{}
 		}
@@ -290,6 +299,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(synced), "synced")
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(syncing), "syncing")
+	}
+	if n.sess != nil {
+		// One session connection signs in one terminal: a hidden one's
+		// connection is left out, so that the gauge moves as if she had
+		// not connected.
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(max(n.sess.Sessions()-hiddenSessions, 0)))
 	}
 	if n.nc == nil {
 		return

@@ -100,12 +100,25 @@ func (s *opsSource) Nodes(ctx context.Context) []ops.NodeStatus {
 			}
 			m, ok := members[name]
 			st.Name, st.Gossip, st.Synced = name, m.Addr, ok && m.Synced
-			st.Principals = len(n.dir.ByNode(name))
+			st.Principals = visible(n.dir.ByNode(name))
 			out[i] = st
 		})
 	}
 	wg.Wait()
 	return out
+}
+
+// visible counts the entries that are not hidden: a hidden terminal
+// counts as absent, so that no count moves when a hidden user signs in or
+// out.
+func visible(es []presence.Entry) int {
+	c := 0
+	for i := range es {
+		if es[i].State != presence.Hidden {
+			c++
+		}
+	}
+	return c
 }
 
 func (s *opsSource) askStatus(ctx context.Context, name string) ops.NodeStatus {
@@ -134,8 +147,8 @@ func (s *opsSource) askStatus(ctx context.Context, name string) ops.NodeStatus {
 
 // User shows what may be shown about one user: her visible terminals,
 // her last record as offline when she has none visible (a hidden user
-// looks offline), and her mailbox depth. A user with neither terminals nor
-// a record is not found.
+// looks offline), and, while she is visibly signed in, her mailbox depth.
+// A user with neither terminals nor a record is not found.
 func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error) {
 	n := s.n
 	// The URL is UTF-8; names are ISO 8859-1 octets inside the cluster.
@@ -161,7 +174,12 @@ func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error)
 	if len(u.Terminals) == 0 && u.LastSeen == nil {
 		return ops.UserInfo{}, ops.ErrNotFound
 	}
-	if n.mbox != nil && n.nc.IsConnected() {
+	// Her mailbox depth only while she is visibly signed in: a hidden
+	// user's mail drains to her and an offline user's waits, so any depth
+	// shown for a user without visible terminals would tell the two apart
+	// (issue 18). What would wait had she been offline is not known once
+	// her mail is delivered, so nothing is shown rather than a guess.
+	if len(u.Terminals) > 0 && n.mbox != nil && n.nc.IsConnected() {
 		if depth, err := n.mbox.Depth(ctx, name); err == nil {
 			u.MailboxDepth = &depth
 		}
