@@ -294,19 +294,19 @@ func readKey(path string) ([]byte, error) {
 // the NATS connection: the switchboard routes, the mailbox stores.
 func (n *Node) startSwitchboard(ctx context.Context) error {
 	mb, err := mailbox.New(mailbox.Config{
-		NATS: n.nc,
-		Node: n.dir.Name(),
+		NATS:            n.nc,
+		Logger:          n.log.With("component", "mailbox"),
+		MaxPerUser:      n.cfg.MailboxMax,
+		MaxAge:          n.cfg.MailboxAge,
+		Replicas:        n.cfg.MailboxReplicas,
+		DuplicateWindow: n.cfg.DedupWindow,
+		AckWait:         n.cfg.MailboxAckWait,
+		MaxPerSender:    n.cfg.MailboxSenderMax,
+		MaxBytes:        n.cfg.MailboxMaxBytes,
+		Node:            n.dir.Name(),
 		// Per-node credentials mean the relays bind mailbox subjects to
 		// the storing node too (broker.NodePermissions).
 		PeersAuthenticated: n.clientAuth().PerNode(),
-		Logger:             n.log.With("component", "mailbox"),
-		MaxPerUser:         n.cfg.MailboxMax,
-		MaxAge:             n.cfg.MailboxAge,
-		Replicas:           n.cfg.MailboxReplicas,
-		DuplicateWindow:    n.cfg.DedupWindow,
-		AckWait:            n.cfg.MailboxAckWait,
-		MaxPerSender:       n.cfg.MailboxSenderMax,
-		MaxBytes:           n.cfg.MailboxMaxBytes,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
