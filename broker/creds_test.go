@@ -121,6 +121,10 @@ func TestNodePermissionsAreEnforced(t *testing.T) {
 		expectViolation("subscribe to b's deliveries", func() error { _, err := na.SubscribeSync("msp.node.b.deliver.*"); return err })
 		expectViolation("subscribe to b's replies", func() error { _, err := na.SubscribeSync(InboxPrefix("b") + ".>"); return err })
 		expectViolation("delete the mailbox stream", func() error { return na.Publish("$JS.API.STREAM.DELETE.MSP_MAILBOX", nil) })
+		// Issue 18 item 8: "a node cannot make another node's user's
+		// mailbox undrainable or forge another node's origin".
+		expectViolation("store mail in b's name", func() error { return na.Publish("msp.mbox.alice.0123456789abcdef.b", nil) })
+		expectViolation("delete a mailbox consumer", func() error { return na.Publish("$JS.API.CONSUMER.DELETE.MSP_MAILBOX.mbox-alice", nil) })
 	}
 }
 

@@ -191,6 +191,7 @@ func (d *drainer) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	d.m.bindOrigin(del, msg.Subject())
 	r := d.lines.Deliver(ctx, del)
 	switch {
 	case r.Status == switchboard.Delivered:

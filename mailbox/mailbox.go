@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,12 +41,15 @@ import (
 // JetStream names of the mailbox. Every node of a cluster uses the same
 // ones, so that any node can queue for and drain any user.
 const (
-	// Stream is the stream holding queued messages, one subject per user
-	// and sender: SubjectPrefix, UserToken(user), '.', SenderToken.
+	// Stream is the stream holding queued messages, one subject per user,
+	// sender and storing node: SubjectPrefix, UserToken(user), '.',
+	// SenderToken, '.', node name (NodeSubject).
 	Stream = "MSP_MAILBOX"
 	// SubjectPrefix starts every mailbox subject: SubjectPrefix followed
 	// by UserToken(user) is her mailbox (Subject), and a message in it is
-	// on a subject below that, one per sender (SenderSubject).
+	// on a subject below that, one per sender and storing node
+	// (NodeSubject); earlier versions wrote one per sender (SenderSubject)
+	// or one per user.
 	SubjectPrefix = "msp.mbox."
 	// UsersBucket is the key-value bucket of known users, keyed by UserToken.
 	UsersBucket = "MSP_USERS"
@@ -76,6 +80,17 @@ const maxMsgSize = 16 << 10
 type Config struct {
 	// NATS is the connection to JetStream; required. The caller owns it.
 	NATS *nats.Conn
+	// Node is this node's name; required. Messages it stores go on
+	// subjects ending in it (NodeSubject), which per-node NATS users may
+	// publish only under their own name (broker.NodePermissions), so the
+	// node that stored a message is known when it drains.
+	Node string
+	// PeersAuthenticated says that NATS authenticates every node and lets
+	// each publish mailbox subjects only under its own name. Only then
+	// does a message another node stored keep that node's word that its
+	// sender was verified; otherwise it drains unverified (as
+	// switchboard.Config.PeersAuthenticated does for deliveries).
+	PeersAuthenticated bool
 	// Logger receives the mailbox's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// MaxPerUser caps each user's mailbox; a full mailbox refuses new
@@ -209,6 +224,9 @@ var _ switchboard.Mailbox = (*Mailbox)(nil)
 func New(cfg Config) (*Mailbox, error) {
 	if cfg.NATS == nil {
 		return nil, fmt.Errorf("%w: NATS connection required", ErrConfig)
+	}
+	if err := presence.ValidNode(cfg.Node); err != nil {
+		return nil, fmt.Errorf("%w: node name: %w", ErrConfig, err)
 	}
 	if cfg.Replicas > MaxReplicas || cfg.Replicas < 0 {
 		return nil, fmt.Errorf("%w: replicas %d: want 1 to %d", ErrConfig, cfg.Replicas, MaxReplicas)
@@ -369,8 +387,30 @@ func (m *Mailbox) connected() error {
 func Subject(user string) string { return SubjectPrefix + UserToken(user) }
 
 // SenderSubject is the subject of the messages sender (a SenderToken)
-// queued for user.
+// queued for user as earlier versions wrote it; her messages are now on
+// the subjects below it, one per storing node (NodeSubject).
 func SenderSubject(user, sender string) string { return Subject(user) + "." + sender }
+
+// NodeSubject is the subject of the messages sender (a SenderToken) queued
+// for user by node. The last token names the storing node: a per-node NATS
+// user may publish only subjects ending in its own name, so a drainer
+// knows which node vouches for a stored message (bindOrigin).
+func NodeSubject(user, sender, node string) string { return SenderSubject(user, sender) + "." + node }
+
+// storingNode is the node named by a mailbox subject, "" for the subjects
+// of earlier versions (one per user, or one per user and sender), which
+// name none.
+func storingNode(subject string) string {
+	rest, ok := strings.CutPrefix(subject, SubjectPrefix)
+	if !ok {
+		return ""
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	return parts[2]
+}
 
 // jsErrStoreFailed is JetStream's error code for a message the stream
 // refused to store (JSStreamStoreFailedF): one of its limits, here the byte
@@ -399,12 +439,12 @@ func (m *Mailbox) Put(d *switchboard.Delivery, user string) (dup bool, err error
 		return false, err
 	}
 	user = presence.CanonicalUser(user)
-	body, err := switchboard.EncodeQueued(d, user)
+	body, err := switchboard.EncodeQueued(m.vouch(d), user)
 	if err != nil {
 		return false, fmt.Errorf("mailbox: queue for %s: %w", user, err)
 	}
 	sender := SenderToken(d)
-	msg := nats.NewMsg(SenderSubject(user, sender))
+	msg := nats.NewMsg(NodeSubject(user, sender, m.cfg.Node))
 	msg.Data = body
 	id := ""
 	if d.ID != "" {
@@ -462,11 +502,24 @@ func (m *Mailbox) room(ctx context.Context, st jetstream.Stream, user, sender st
 	case total >= uint64(m.cfg.MaxPerUser):
 		m.limits.Hit("mailbox full; message refused", "user", user, "max", m.cfg.MaxPerUser)
 		return fmt.Errorf("%w (%d messages)", switchboard.ErrMailboxFull, m.cfg.MaxPerUser)
-	case subjects[SenderSubject(user, sender)] >= uint64(m.cfg.MaxPerSender):
+	case senderCount(subjects, user, sender) >= uint64(m.cfg.MaxPerSender):
 		m.limits.Hit("mailbox share for a sender full; message refused", "user", user, "sender", sender, "max", m.cfg.MaxPerSender)
 		return fmt.Errorf("%w (%d messages)", switchboard.ErrSenderShareFull, m.cfg.MaxPerSender)
 	}
 	return nil
+}
+
+// senderCount is how many of user's queued messages are sender's, on
+// every storing node's subject and on the one of earlier versions.
+func senderCount(subjects map[string]uint64, user, sender string) uint64 {
+	own := SenderSubject(user, sender)
+	var n uint64
+	for subj, c := range subjects {
+		if subj == own || (strings.HasPrefix(subj, own) && subj[len(own)] == '.') {
+			n += c
+		}
+	}
+	return n
 }
 
 // count returns how many messages each subject of user's mailbox holds;

@@ -56,7 +56,7 @@ func (st *store) board(node string, tweak func(*switchboard.Config, *mailbox.Con
 	if err != nil {
 		st.t.Fatal(err)
 	}
-	mcfg := mailbox.Config{NATS: nc, Logger: slog.New(slog.DiscardHandler),
+	mcfg := mailbox.Config{NATS: nc, Node: node, Logger: slog.New(slog.DiscardHandler),
 		PollEvery: 200 * time.Millisecond, AckWait: 2 * time.Second, StoreTimeout: time.Second}
 	cfg := switchboard.Config{Directory: dir, NATS: nc, Logger: slog.New(slog.DiscardHandler),
 		ForwardTimeout: time.Second, AckTimeout: 300 * time.Millisecond, StoreTimeout: time.Second}

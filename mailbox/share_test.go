@@ -106,7 +106,7 @@ func TestMailboxDuplicateIDsArePerRecipient(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	mb, err := mailbox.New(mailbox.Config{NATS: nc, Logger: slog.New(slog.DiscardHandler), StoreTimeout: 2 * time.Second})
+	mb, err := mailbox.New(mailbox.Config{NATS: nc, Node: "n1", Logger: slog.New(slog.DiscardHandler), StoreTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ type Node struct {
 	mspSrv *msp.Server
 	sigs   signatures // the secrets store and MSP SIGNATURE checks; see signature.go
 	addrs  Addrs
-	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops.go
+	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops*.go
 	terms  *terminal.Service // nil with Terminals off
 
 	fatal     chan error      // first fatal component error (cap 1)
@@ -306,6 +306,10 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		AckWait:         n.cfg.MailboxAckWait,
 		MaxPerSender:    n.cfg.MailboxSenderMax,
 		MaxBytes:        n.cfg.MailboxMaxBytes,
+		Node:            n.dir.Name(),
+		// Per-node credentials mean the relays bind mailbox subjects to
+		// the storing node too (broker.NodePermissions).
+		PeersAuthenticated: n.clientAuth().PerNode(),
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

@@ -10,7 +10,8 @@ import (
 )
 
 // Source is what a node shows through the API. Every method must leave out
-// hidden terminals: the API is read by people who may not see them.
+// hidden terminals, in lists and in counts alike: the API is read by people
+// who may not see them, and a hidden user must look offline.
 type Source interface {
 	// Who lists the visible terminals in the cluster, ordered by user,
 	// node, terminal.
@@ -55,7 +56,7 @@ type NodeStatus struct {
 	Name       string            `json:"name"`
 	Self       bool              `json:"self"`                 // the node that answered the request
 	Gossip     string            `json:"gossip,omitempty"`     // gossip address
-	Principals int               `json:"principals"`           // terminals signed in there
+	Principals int               `json:"principals"`           // visible terminals signed in there
 	Synced     bool              `json:"synced"`               // this node holds all of its presence
 	Reachable  bool              `json:"reachable"`            // it answered over NATS
 	Status     string            `json:"status"`               // "ready", "unavailable" or "unreachable"
@@ -73,8 +74,9 @@ type UserInfo struct {
 	// LastSeen is her last sign-in or sign-out anywhere, when the cluster
 	// recorded it and it may be shown.
 	LastSeen *LastSeen `json:"last_seen,omitempty"`
-	// MailboxDepth is how many messages wait in her mailbox; null when the
-	// store could not be asked.
+	// MailboxDepth is how many messages wait in her mailbox while she has
+	// a visible terminal; null without one (a hidden user's mail drains,
+	// an offline user's waits) or when the store could not be asked.
 	MailboxDepth *uint64 `json:"mailbox_depth"`
 }
 

@@ -16,7 +16,8 @@ const (
 )
 
 // events serves /api/v1/events: server-sent events "who" (the full visible
-// who list, sent first and after every change) and "rates". The stream
+// who list, sent first and after every change that shows in it) and
+// "rates". The stream
 // ends when the client goes, the server closes, or the source ends.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	select {
@@ -44,7 +45,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	changes, cancel := s.cfg.Source.Changes()
 	defer func() { cancel() }()
-	if !send("who", s.whoList()) || !send("rates", s.cfg.Source.Rates()) {
+	who := s.whoList()
+	last := whoKey(who)
+	if !send("who", who) || !send("rates", s.cfg.Source.Rates()) {
 		return
 	}
 	rates := time.NewTicker(ratesEvery)
@@ -73,8 +76,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-pending:
 			pending = nil
-			if !send("who", s.whoList()) {
-				return
+			// A change the list does not show (a hidden terminal signing
+			// in, out or changing) sends nothing: an event with the same
+			// list would still tell a watcher that a hidden user moved
+			// (issue 18: "SSE emits nothing for a hidden change").
+			who := s.whoList()
+			if k := whoKey(who); k != last {
+				last = k
+				if !send("who", who) {
+					return
+				}
 			}
 		case <-rates.C:
 			if !send("rates", s.cfg.Source.Rates()) {
@@ -90,4 +101,17 @@ func (s *Server) whoList() []WhoEntry {
 		who = []WhoEntry{}
 	}
 	return who
+}
+
+// whoKey is what a who list shows, for telling whether it changed: the
+// list in JSON without the idle seconds, which grow with the clock rather
+// than with a change.
+func whoKey(who []WhoEntry) string {
+	c := make([]WhoEntry, len(who))
+	for i, w := range who {
+		w.Idle = nil
+		c[i] = w
+	}
+	b, _ := json.Marshal(c)
+	return string(b)
 }

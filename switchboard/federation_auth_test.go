@@ -98,7 +98,7 @@ func (r *authRelay) board(node string, peersAuthenticated bool) (*switchboard.Sw
 		r.t.Fatal(err)
 	}
 	nc, v := r.conn(node)
-	mb, err := mailbox.New(mailbox.Config{NATS: nc, Logger: slog.New(slog.DiscardHandler),
+	mb, err := mailbox.New(mailbox.Config{NATS: nc, Node: node, PeersAuthenticated: peersAuthenticated, Logger: slog.New(slog.DiscardHandler),
 		PollEvery: 200 * time.Millisecond, AckWait: 2 * time.Second, StoreTimeout: 2 * time.Second})
 	if err != nil {
 		r.t.Fatal(err)

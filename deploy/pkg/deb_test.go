@@ -26,6 +26,7 @@ var installed = []string{
 	"/etc/default/msprelay", "/etc/default/msprelay-relay",
 	"/usr/share/doc/msprelay", "/usr/share/doc/msprelay-relay",
 	"/var/lib/msprelay", "/var/lib/msprelay-relay",
+	"/etc/msprelay/http.token", "/etc/msprelay",
 }
 
 // exposure reads systemd's overall score from `systemd-analyze security`.
@@ -119,6 +120,11 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 		t.Errorf("/etc/default/msprelay is not a conffile: %q", got)
 	}
 
+	// Issue 18: "The API and status page need a token by default when
+	// installed from the package (generated at install, readable by root
+	// and an msprelay admin group)".
+	checkToken(t)
+
 	runAsUnit(t)
 
 	units := []string{"/usr/lib/systemd/system/msprelay-node.service", "/usr/lib/systemd/system/msprelay-relay.service"}
@@ -151,6 +157,38 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 	}
 	if exec.Command("getent", "group", "msprelay").Run() == nil {
 		t.Error("group msprelay is still there after purging both packages")
+	}
+	if exec.Command("getent", "group", "msprelay-admin").Run() == nil {
+		t.Error("group msprelay-admin is still there after purging both packages")
+	}
+}
+
+// checkToken checks the HTTP token the package made: a random line,
+// root:msprelay-admin 0640, named by the node's unit.
+func checkToken(t *testing.T) {
+	t.Helper()
+	const token = "/etc/msprelay/http.token"
+	fi, err := os.Stat(token)
+	if err != nil {
+		t.Fatalf("token after install: %v", err)
+	}
+	if fi.Mode().Perm() != 0o640 {
+		t.Errorf("%s mode %v, want 0640", token, fi.Mode().Perm())
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	group := strings.SplitN(strings.TrimSpace(must(t, "getent", "group", "msprelay-admin")), ":", 4)
+	if st.Uid != 0 || len(group) < 3 || strconv.Itoa(int(st.Gid)) != group[2] {
+		t.Errorf("%s owned by %d:%d, want root:msprelay-admin (%v)", token, st.Uid, st.Gid, group)
+	}
+	b, err := os.ReadFile(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := strings.TrimSpace(string(b)); !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(line) {
+		t.Errorf("token %q, want 64 hex digits", line)
+	}
+	if unit, err := os.ReadFile("/usr/lib/systemd/system/msprelay-node.service"); err != nil || !strings.Contains(string(unit), "MSPRELAY_HTTP_TOKEN_FILE="+token) {
+		t.Errorf("the node's unit does not name the token (%v)", err)
 	}
 }
 
