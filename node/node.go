@@ -328,6 +328,7 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		PeersAuthenticated: n.clientAuth().PerNode(),
 		ConsoleAllowed:     console,
 		InboundRate:        n.cfg.SessionInboundRate,
+		Rooms:              rooms{n},
 		InboundBurst:       n.cfg.SessionInboundBurst,
 	})
 	if err != nil {
@@ -449,9 +450,6 @@ func idAddr(network, src string) string {
 
 // serveMSP turns one MSP message into a delivery and answers with the outcome.
 func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
-	if n.bridgeConversation(w, m) {
-		return
-	}
 	// No deadline context per message (a timer each): every step that
 	// waits has its own bound (the terminal's AckTimeout, ForwardTimeout,
 	// StoreTimeout), and the switchboard keeps the right-terminal fallback
