@@ -24,9 +24,9 @@ func (n *Node) startConversations(ctx context.Context) error {
 		return fmt.Errorf("%w: --conversation-history, --conversation-idle, --conversations-per-user and --conversation-slots-per-user must not be negative", ErrConfig)
 	}
 	m, err := conversation.New(conversation.Config{
-		Node:      n.cfg.Name,
-		NATS:      n.nc,
-		Logger:    n.log.With("component", "conversation"),
+		Node:            n.cfg.Name,
+		NATS:            n.nc,
+		Logger:          n.log.With("component", "conversation"),
 		History:         n.cfg.ConversationHistory,
 		Idle:            n.cfg.ConversationIdle,
 		MaxOpenPerUser:  n.cfg.ConversationsPerUser,
