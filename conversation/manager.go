@@ -94,9 +94,9 @@ type Config struct {
 	// roster cache every node holds).
 	MaxConversations int
 	// MaxOpenPerUser caps the conversations one user has created and that
-	// have not expired; zero means DefaultMaxOpenPerUser. Counted from the
-	// bucket as this node sees it, and exact for the sign-ins of one node
-	// (they are serialised per user); sign-ins on several nodes at the
+	// have not expired; zero means DefaultMaxOpenPerUser. Counted from this
+	// node's cache once it has caught up with the bucket, with one user's
+	// creations on one node serialised; creations on several nodes at the
 	// same instant may pass it by one each.
 	MaxOpenPerUser int
 	// MaxSlotsPerUser caps how many members (sessions, terminals) one
@@ -260,6 +260,8 @@ type Manager struct {
 	emptySince map[string]time.Time
 	seen       map[string]bool // nodes seen alive
 	staleOwn   map[string]bool // ids of this node's members no session held at the last sweep
+	applied    uint64          // the bucket revision the caches are up to
+	appliedCh  chan struct{}   // closed (and replaced) whenever applied grows
 	local      map[string]*localConv
 	ringers    map[string]map[*ringer]struct{} // user -> sessions that can be rung
 }
@@ -334,6 +336,7 @@ func New(cfg Config) (*Manager, error) {
 	return &Manager{
 		cfg: cfg, log: cfg.Logger, nc: cfg.NATS,
 		lockSeed:   maphash.MakeSeed(),
+		appliedCh:  make(chan struct{}),
 		ready:      make(chan struct{}),
 		metas:      map[string]meta{},
 		roster:     map[string]map[string]Member{},
@@ -471,6 +474,7 @@ func (m *Manager) watch(ctx context.Context, w jetstream.KeyWatcher) {
 				continue
 			}
 			m.apply(e, !initial)
+			m.noteApplied(e.Revision())
 		}
 	}
 }

@@ -18,7 +18,10 @@ import (
 // Owners and limits (issue 18): a conversation is owned by the user who
 // created it; a private one admits only her and the users she invited;
 // one user may have MaxOpenPerUser conversations open and be
-// MaxSlotsPerUser members of one; the MSP bridge takes messages only from
+// MaxSlotsPerUser members of one (counted after this node's caches caught
+// up with the bucket, and serialised per user on a node, so that only
+// creations on several nodes at the same instant can pass a cap, by one
+// each); the MSP bridge takes messages only from
 // verified members unless the operator opened it (Config.OpenBridge).
 
 // sameUser compares two user names as MSP does (ISO 8859-1 case folding;
@@ -43,10 +46,54 @@ func (m *Manager) userLock(user string) func() {
 	return mu.Unlock
 }
 
+// catchUpWait bounds how long a creation waits for this node's caches to
+// reach the bucket's latest revision before it counts from them anyway.
+const catchUpWait = 2 * time.Second
+
+// noteApplied records that the caches hold the bucket up to revision rev.
+func (m *Manager) noteApplied(rev uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rev > m.applied {
+		m.applied = rev
+		close(m.appliedCh)
+		m.appliedCh = make(chan struct{})
+	}
+}
+
+// catchUp waits (at most catchUpWait) until the caches hold every bucket
+// write made before the call, so that counts taken from them include the
+// conversations other nodes created a moment ago.
+func (m *Manager) catchUp(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	defer cancel()
+	st, err := m.js.Stream(ctx, "KV_"+KVBucket)
+	if err != nil {
+		m.log.Debug("conversation bucket state unknown; counting from the cache", "err", err)
+		return
+	}
+	last := st.CachedInfo().State.LastSeq
+	for {
+		m.mu.Lock()
+		applied, ch := m.applied, m.appliedCh
+		m.mu.Unlock()
+		if applied >= last {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			m.log.Debug("conversation cache behind the bucket; counting from it anyway", "applied", applied, "last", last)
+			return
+		}
+	}
+}
+
 // create records conversation conv, owned by user, unless the cluster or
 // user is at its cap. If another node created it meanwhile, that record
 // is returned. The caller holds user's userLock.
 func (m *Manager) create(ctx context.Context, conv, user string, private bool) (meta, error) {
+	m.catchUp(ctx)
 	m.mu.Lock()
 	nconv, open := len(m.metas), 0
 	for _, md := range m.metas {
