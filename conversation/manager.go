@@ -20,6 +20,11 @@
 // writes), and the other members are told they were dropped. Killing any
 // node, including the one the conversation was created on, loses at most
 // that node's members.
+//
+// Every message carries its sender's identity as the publishing node
+// established it, live and in the history; conversations have owners,
+// private ones admit only the invited, and per-user caps and the MSP
+// bridge's members-only rule are in rooms.go.
 package conversation
 
 import (
