@@ -749,14 +749,6 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 	}
 }
 
-// Exists reports whether conversation name exists, from this node's cache.
-func (m *Manager) Exists(name string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ok := m.metas[CanonicalName(name)]
-	return ok
-}
-
 // Roster returns the members of conversation name, read from the bucket, in
 // order of joining.
 func (m *Manager) Roster(ctx context.Context, name string) ([]Member, error) {

@@ -289,3 +289,11 @@ func (w *wireMsg) event(conv string) Event {
 	}
 	return ev
 }
+
+// Exists reports whether conversation name exists, from this node's cache.
+func (m *Manager) Exists(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.metas[CanonicalName(name)]
+	return ok
+}
