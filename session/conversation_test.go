@@ -270,3 +270,45 @@ func TestConversationPrivateAndCaps(t *testing.T) {
 		m.expect("QNG 90")
 	}
 }
+
+// Rule (issue 18, "One user fills the rooms"): "258 sessions created 4096
+// rooms in 9 s: every user then got 234 ... full"; "64 sessions of one
+// user took every member slot of #ops". Each of mallory's 258 sessions
+// tries to create a room and to join #ops: she gets her caps' worth and
+// 235 for the rest, and alice still creates rooms and joins #ops.
+func TestOneUsersSessionsCannotFillTheRooms(t *testing.T) {
+	t.Parallel()
+	e := newConvEnv(t)
+	alice := e.signIn("alice", "pts/1")
+	if _, _, err := alice.Join(ctxT(t), "ops"); err != nil {
+		t.Fatal(err)
+	}
+	created, held := 0, 0
+	for i := range 258 {
+		m := e.signIn("mallory", fmt.Sprintf("pts/%d", i))
+		if _, _, err := m.Join(ctxT(t), fmt.Sprintf("spam%d", i)); err == nil {
+			created++
+			if err := m.Leave(ctxT(t), fmt.Sprintf("spam%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		} else if !IsCode(err, CodeConvTooMany) {
+			t.Fatalf("session %d creates a room: %v, want 235", i, err)
+		}
+		if _, _, err := m.Answer(ctxT(t), "ops"); err == nil {
+			held++
+		} else if !IsCode(err, CodeConvTooMany) {
+			t.Fatalf("session %d joins ops: %v, want 235", i, err)
+		}
+	}
+	if created != conversation.DefaultMaxOpenPerUser || held != conversation.DefaultMaxSlotsPerUser {
+		t.Fatalf("mallory created %d rooms and holds %d places in ops, want %d and %d",
+			created, held, conversation.DefaultMaxOpenPerUser, conversation.DefaultMaxSlotsPerUser)
+	}
+	bob := e.signIn("bob", "pts/2")
+	if _, _, err := bob.Join(ctxT(t), "lunch"); err != nil {
+		t.Fatalf("bob creates a room after mallory's flood: %v", err)
+	}
+	if _, _, err := bob.Answer(ctxT(t), "ops"); err != nil {
+		t.Fatalf("bob joins ops after mallory's flood: %v", err)
+	}
+}
