@@ -328,8 +328,8 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		PeersAuthenticated: n.clientAuth().PerNode(),
 		ConsoleAllowed:     console,
 		InboundRate:        n.cfg.SessionInboundRate,
-		Rooms:              rooms{n},
 		InboundBurst:       n.cfg.SessionInboundBurst,
+		Rooms:              rooms{n}, // "#name" recipients (conversations.go)
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
