@@ -15,6 +15,7 @@ import (
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/testcluster"
 )
 
@@ -145,10 +146,22 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// verified is the identity of user signed in with peer credentials on node.
+func verified(user, node string) identity.Identity {
+	return identity.Identity{User: user, Claimed: user, Method: identity.PeerCred, Node: node, Source: "session"}
+}
+
+// unverified is an unauthenticated MSP sender's identity: a claim.
+var unverified = identity.Identity{Claimed: "carol", Node: "n2", Source: "192.0.2.7:4000"}
+
 func join(t *testing.T, n *node, conv, user string, create bool) (*conversation.Membership, *sink, []conversation.Member, []conversation.Event) {
 	t.Helper()
 	s := newSink()
-	ms, others, hist, err := n.m.Join(ctx(t), conv, conversation.Identity{User: user, Term: "pts/1"}, s, create)
+	how := conversation.JoinExisting
+	if create {
+		how = conversation.JoinOrCreate
+	}
+	ms, others, hist, err := n.m.Join(ctx(t), conv, conversation.Identity{User: user, Term: "pts/1", Sender: verified(user, n.m.Node())}, s, how)
 	if err != nil {
 		t.Fatalf("%s joins %s on %s: %v", user, conv, n.m.Node(), err)
 	}
@@ -293,29 +306,29 @@ func TestJoinRefusals(t *testing.T) {
 	c := newCluster(t)
 	n1 := c.node("n1", func(cfg *conversation.Config) { cfg.MaxMembers = 2 })
 	s := newSink()
-	if _, _, _, err := n1.m.Join(ctx(t), "ops", conversation.Identity{User: "alice", Blocks: []string{"mallory"}}, s, true); err != nil {
+	if _, _, _, err := n1.m.Join(ctx(t), "ops", conversation.Identity{User: "alice", Blocks: []string{"mallory"}}, s, conversation.JoinOrCreate); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name, conv, user string
-		create           bool
+		create           conversation.How
 		want             error
 	}{
-		{"over-long name", "abcdefghijabcdefghijabcdefghijabc", "bob", true, conversation.ErrBadName},
-		{"octet outside the token rules", "ops.x", "bob", true, conversation.ErrBadName},
-		{"eight-bit octet", "caf\xe9", "bob", true, conversation.ErrBadName},
-		{"no such conversation", "nope", "bob", false, conversation.ErrNoConversation},
-		{"blocked by a member", "ops", "mallory", false, conversation.ErrBlocked},
+		{"over-long name", "abcdefghijabcdefghijabcdefghijabc", "bob", conversation.JoinOrCreate, conversation.ErrBadName},
+		{"octet outside the token rules", "ops.x", "bob", conversation.JoinOrCreate, conversation.ErrBadName},
+		{"eight-bit octet", "caf\xe9", "bob", conversation.JoinOrCreate, conversation.ErrBadName},
+		{"no such conversation", "nope", "bob", conversation.JoinExisting, conversation.ErrNoConversation},
+		{"blocked by a member", "ops", "mallory", conversation.JoinExisting, conversation.ErrBlocked},
 	} {
 		_, _, _, err := n1.m.Join(ctx(t), tc.conv, conversation.Identity{User: tc.user}, newSink(), tc.create)
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if _, _, _, err := n1.m.Join(ctx(t), "ops", conversation.Identity{User: "bob"}, newSink(), false); err != nil {
+	if _, _, _, err := n1.m.Join(ctx(t), "ops", conversation.Identity{User: "bob"}, newSink(), conversation.JoinExisting); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := n1.m.Join(ctx(t), "ops", conversation.Identity{User: "carol"}, newSink(), false); !errors.Is(err, conversation.ErrFull) {
+	if _, _, _, err := n1.m.Join(ctx(t), "ops", conversation.Identity{User: "carol"}, newSink(), conversation.JoinExisting); !errors.Is(err, conversation.ErrFull) {
 		t.Fatalf("third member of a 2-member conversation: %v, want ErrFull", err)
 	}
 }
@@ -353,29 +366,30 @@ func TestInviteRingsSessionsOnTheirNodes(t *testing.T) {
 }
 
 // "An empty conversation expires after --conversation-idle"; the MSP bridge
-// posts into a conversation and learns its member count.
+// of a room the operator opened posts into it from anyone, marked
+// unverified, and learns its member count.
 func TestPostAndIdleExpiry(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	n1 := c.node("n1", func(cfg *conversation.Config) { cfg.Idle = 300 * time.Millisecond })
-	n2 := c.node("n2", nil)
+	n2 := c.node("n2", func(cfg *conversation.Config) { cfg.OpenBridge = []string{"#OPS"} })
 	a, as, _, _ := join(t, n1, "ops", "alice", true)
 	_, bs, _, _ := join(t, n2, "ops", "bob", false)
 	as.nextKind(t, conversation.KindJoin)
 	from := conversation.Member{User: "carol", Node: "n2", Term: "tcp"}
 	for range 2 { // a retransmission with the same id reaches nobody twice
-		n, err := n2.m.Post(ctx(t), "ops", from, "id-1", "to all")
+		n, err := n2.m.Post(ctx(t), "ops", from, unverified, "id-1", "to all")
 		if err != nil || n != 2 {
 			t.Fatalf("post: %d members, %v", n, err)
 		}
 	}
 	for _, s := range []*sink{as, bs} {
-		if ev := s.nextKind(t, conversation.KindMessage); ev.Text != "to all" || ev.User != "carol" {
+		if ev := s.nextKind(t, conversation.KindMessage); ev.Text != "to all" || ev.User != "carol" || ev.Sender.Verified() || ev.Sender.Source != "192.0.2.7:4000" {
 			t.Fatalf("got %+v", ev)
 		}
 		s.quiet(t, 100*time.Millisecond)
 	}
-	if _, err := n2.m.Post(ctx(t), "nope", from, "id-2", "x"); !errors.Is(err, conversation.ErrNoConversation) {
+	if _, err := n2.m.Post(ctx(t), "nope", from, unverified, "id-2", "x"); !errors.Is(err, conversation.ErrNoConversation) {
 		t.Fatalf("post to unknown: %v", err)
 	}
 	if err := a.Leave(ctx(t)); err != nil {
@@ -386,7 +400,7 @@ func TestPostAndIdleExpiry(t *testing.T) {
 		t.Fatal("conversation with a member expired")
 	}
 	rosterWait(t, n1.m, "ops", 1)
-	if n, err := n2.m.Post(ctx(t), "ops", from, "id-3", "bye"); err != nil || n != 1 {
+	if n, err := n2.m.Post(ctx(t), "ops", from, unverified, "id-3", "bye"); err != nil || n != 1 {
 		t.Fatalf("post after alice left: %d members, %v; want 1", n, err)
 	}
 }

@@ -20,6 +20,11 @@
 // writes), and the other members are told they were dropped. Killing any
 // node, including the one the conversation was created on, loses at most
 // that node's members.
+//
+// Every message carries its sender's identity as the publishing node
+// established it, live and in the history; conversations have owners,
+// private ones admit only the invited, and per-user caps and the MSP
+// bridge's members-only rule are in rooms.go.
 package conversation
 
 import (
@@ -27,6 +32,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strings"
@@ -35,6 +41,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/msprelay/msprelay/identity"
 )
 
 // JetStream objects and subject prefixes (see docs/FEDERATION.md).
@@ -53,14 +61,22 @@ const (
 // Defaults for zero Config fields.
 const (
 	DefaultHistory          = 50
-	DefaultIdle             = time.Hour
+	DefaultIdle             = 5 * time.Minute
 	DefaultMaxMembers       = 64
 	DefaultMaxConversations = 4096
-	DefaultMaxText          = 2048
-	DefaultPublishTimeout   = 5 * time.Second
-	DefaultSweepInterval    = time.Second
-	DefaultDeadGrace        = 30 * time.Second
-	maxBlocks               = 512
+	// DefaultMaxOpenPerUser caps the conversations one user has created
+	// that have not expired: one user cannot fill the cluster's table.
+	DefaultMaxOpenPerUser = 16
+	// DefaultMaxSlotsPerUser caps the members one user is in one
+	// conversation (her terminals): one user cannot fill a conversation.
+	DefaultMaxSlotsPerUser = 4
+	DefaultMaxText         = 2048
+	DefaultPublishTimeout  = 5 * time.Second
+	DefaultSweepInterval   = time.Second
+	DefaultDeadGrace       = 30 * time.Second
+	maxBlocks              = 512
+	// MaxInvited caps the invitation list of a private conversation.
+	MaxInvited = 256
 )
 
 // Config configures a Manager.
@@ -75,12 +91,27 @@ type Config struct {
 	// History is how many messages a conversation keeps for late joiners.
 	History int
 	// Idle is how long an empty conversation lasts before it expires.
+	// Zero means DefaultIdle.
 	Idle time.Duration
 	// MaxMembers caps the members of one conversation.
 	MaxMembers int
 	// MaxConversations caps the conversations of the cluster (and so the
 	// roster cache every node holds).
 	MaxConversations int
+	// MaxOpenPerUser caps the conversations one user has created and that
+	// have not expired; zero means DefaultMaxOpenPerUser. Counted from this
+	// node's cache once it has caught up with the bucket, with one user's
+	// creations on one node serialised; creations on several nodes at the
+	// same instant may pass it by one each.
+	MaxOpenPerUser int
+	// MaxSlotsPerUser caps how many members (sessions, terminals) one
+	// user may be in one conversation; zero means DefaultMaxSlotsPerUser.
+	MaxSlotsPerUser int
+	// OpenBridge names the conversations (canonical) whose MSP bridge
+	// (Post) takes messages from senders who are not verified members;
+	// they reach the members marked unverified. Every other conversation
+	// takes MSP messages only from verified members.
+	OpenBridge []string
 	// MaxText caps a message's text in octets.
 	MaxText int
 	// Replicas is the JetStream replica count of the bucket and stream.
@@ -142,22 +173,9 @@ type Event struct {
 	Text         string
 	Time         time.Time
 	Reason       string
-}
-
-// wireMsg is a message or typing notice on the conversation subjects.
-type wireMsg struct {
-	Kind   Kind      `json:"kind"`
-	ID     string    `json:"id"`
-	User   octets    `json:"user"`
-	Node   string    `json:"node"`
-	Term   octets    `json:"term"`
-	Text   octets    `json:"text,omitempty"`
-	Time   time.Time `json:"time"`
-	Member string    `json:"member"` // the sender's member id, to skip its own echo
-}
-
-func (w *wireMsg) event(conv string) Event {
-	return Event{Kind: w.Kind, Conversation: conv, ID: w.ID, User: string(w.User), Node: w.Node, Term: string(w.Term), Text: string(w.Text), Time: w.Time}
+	// Sender is who sent a message, as the node that published it
+	// established it (see wireMsg.event): messages only.
+	Sender identity.Identity
 }
 
 // Member is one member of a conversation: one session of a user.
@@ -185,6 +203,9 @@ type Identity struct {
 	User   string   // canonical user name
 	Term   string   // terminal ("" for none)
 	Blocks []string // the session's block list, canonical
+	// Sender is how the session's user was established (its method and
+	// node); it goes with every message the member sends.
+	Sender identity.Identity
 }
 
 // Sink receives a member's (or a ringable session's) events. Event must not
@@ -198,8 +219,12 @@ type Sink interface {
 type meta struct {
 	Name    string    `json:"name"`
 	Created time.Time `json:"created"`
-	Creator octets    `json:"creator"`
+	Creator octets    `json:"creator"` // the owner, canonical
 	Node    string    `json:"node"`
+	// Private: only the owner and the users in Invited may join (and so
+	// read the history or list the members).
+	Private bool     `json:"private,omitempty"`
+	Invited []octets `json:"invited,omitempty"` // canonical, at most MaxInvited
 }
 
 // Manager runs this node's part of every conversation.
@@ -225,6 +250,11 @@ type Manager struct {
 	ready   chan struct{} // closed when the watcher has the bucket's initial state
 	started time.Time
 
+	// userLocks serialise this node's joins and creations per user
+	// (userLock), so that the per-user caps are exact for one node.
+	userLocks [64]sync.Mutex
+	lockSeed  maphash.Seed
+
 	// mu guards everything below.
 	mu         sync.Mutex
 	running    bool
@@ -235,6 +265,8 @@ type Manager struct {
 	emptySince map[string]time.Time
 	seen       map[string]bool // nodes seen alive
 	staleOwn   map[string]bool // ids of this node's members no session held at the last sweep
+	applied    uint64          // the bucket revision the caches are up to
+	appliedCh  chan struct{}   // closed (and replaced) whenever applied grows
 	local      map[string]*localConv
 	ringers    map[string]map[*ringer]struct{} // user -> sessions that can be rung
 }
@@ -290,6 +322,17 @@ func New(cfg Config) (*Manager, error) {
 	def(&cfg.MaxMembers, DefaultMaxMembers)
 	def(&cfg.MaxConversations, DefaultMaxConversations)
 	def(&cfg.MaxText, DefaultMaxText)
+	def(&cfg.MaxOpenPerUser, DefaultMaxOpenPerUser)
+	def(&cfg.MaxSlotsPerUser, DefaultMaxSlotsPerUser)
+	open := make([]string, 0, len(cfg.OpenBridge))
+	for _, n := range cfg.OpenBridge {
+		n = strings.TrimPrefix(n, "#")
+		if err := ValidName(n); err != nil {
+			return nil, fmt.Errorf("conversation: OpenBridge %q: %w", n, err)
+		}
+		open = append(open, CanonicalName(n))
+	}
+	cfg.OpenBridge = open
 	def(&cfg.Replicas, 1)
 	defDur(&cfg.Idle, DefaultIdle)
 	defDur(&cfg.PublishTimeout, DefaultPublishTimeout)
@@ -297,6 +340,8 @@ func New(cfg Config) (*Manager, error) {
 	defDur(&cfg.DeadGrace, DefaultDeadGrace)
 	return &Manager{
 		cfg: cfg, log: cfg.Logger, nc: cfg.NATS,
+		lockSeed:   maphash.MakeSeed(),
+		appliedCh:  make(chan struct{}),
 		ready:      make(chan struct{}),
 		metas:      map[string]meta{},
 		roster:     map[string]map[string]Member{},
@@ -434,6 +479,7 @@ func (m *Manager) watch(ctx context.Context, w jetstream.KeyWatcher) {
 				continue
 			}
 			m.apply(e, !initial)
+			m.noteApplied(e.Revision())
 		}
 	}
 }
@@ -703,14 +749,6 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 	}
 }
 
-// Exists reports whether conversation name exists, from this node's cache.
-func (m *Manager) Exists(name string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ok := m.metas[CanonicalName(name)]
-	return ok
-}
-
 // Roster returns the members of conversation name, read from the bucket, in
 // order of joining.
 func (m *Manager) Roster(ctx context.Context, name string) ([]Member, error) {
@@ -718,24 +756,10 @@ func (m *Manager) Roster(ctx context.Context, name string) ([]Member, error) {
 		return nil, err
 	}
 	conv := CanonicalName(name)
-	if err := m.exists(ctx, conv); err != nil {
+	if _, err := m.exists(ctx, conv); err != nil {
 		return nil, err
 	}
 	return m.members(ctx, conv)
-}
-
-// exists checks the bucket (not the cache, which may lag) for conv.
-func (m *Manager) exists(ctx context.Context, conv string) error {
-	if m.kv == nil {
-		return ErrClosed
-	}
-	if _, err := m.kv.Get(ctx, metaPrefix+conv); err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("%w: %s", ErrNoConversation, conv)
-		}
-		return fmt.Errorf("conversation: %s: %w", conv, err)
-	}
-	return nil
 }
 
 // members reads conv's roster from the bucket.

@@ -12,16 +12,19 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/msprelay/msprelay/identity"
 )
 
 // Membership is one session's place in one conversation. It is created by
 // Join and ended by Leave; its owner (the session) calls Send and Leave from
 // one goroutine, which keeps that member's messages in order.
 type Membership struct {
-	m    *Manager
-	conv string
-	self Member
-	sink Sink
+	m      *Manager
+	conv   string
+	self   Member
+	sender identity.Identity // how the member's user was established
+	sink   Sink
 
 	// mu guards the fields below and orders pushes to sink.
 	mu     sync.Mutex
@@ -70,33 +73,55 @@ func (ms *Membership) Activate() {
 	ms.held, ms.active = nil, true
 }
 
-// Join makes id a member of conversation name (created first when create is
-// set and it does not exist). It returns the other members and the
+// How says what Join does when the conversation does not exist.
+type How uint8
+
+// Join modes.
+const (
+	// JoinExisting joins only a conversation that exists (ANS).
+	JoinExisting How = iota
+	// JoinOrCreate creates a public conversation first if it does not
+	// exist (XFR SB name).
+	JoinOrCreate
+	// CreatePrivate creates an invite-only conversation first if it does
+	// not exist, owned by the joiner (XFR SB name PRIVATE); one that
+	// exists is joined by its own rules.
+	CreatePrivate
+)
+
+// Join makes id a member of conversation name (created first, as how
+// says, when it does not exist). It returns the other members and the
 // conversation's recent history, oldest first. Events reach sink once the
 // caller calls Activate on the membership.
-func (m *Manager) Join(ctx context.Context, name string, id Identity, sink Sink, create bool) (*Membership, []Member, []Event, error) {
+//
+// A user may have created at most MaxOpenPerUser conversations that have
+// not expired, and be at most MaxSlotsPerUser members of one (ErrFull
+// wrapped in ErrTooMany); a private conversation admits only its owner and
+// the users it invited (ErrNotInvited), so nobody else reads its history.
+func (m *Manager) Join(ctx context.Context, name string, id Identity, sink Sink, how How) (*Membership, []Member, []Event, error) {
 	if err := ValidName(name); err != nil {
 		return nil, nil, nil, err
 	}
 	conv := CanonicalName(name)
 	m.mu.Lock()
-	closed, nconv := m.closed || !m.running, len(m.metas)
+	closed := m.closed || !m.running
 	m.mu.Unlock()
 	if closed {
 		return nil, nil, nil, ErrClosed
 	}
-	if err := m.exists(ctx, conv); err != nil {
-		if !create || !errors.Is(err, ErrNoConversation) {
+	unlock := m.userLock(id.User)
+	defer unlock()
+	md, err := m.exists(ctx, conv)
+	if err != nil {
+		if how == JoinExisting || !errors.Is(err, ErrNoConversation) {
 			return nil, nil, nil, err
 		}
-		if nconv >= m.cfg.MaxConversations {
-			return nil, nil, nil, fmt.Errorf("%w: the cluster has %d conversations", ErrFull, nconv)
+		if md, err = m.create(ctx, conv, id.User, how == CreatePrivate); err != nil {
+			return nil, nil, nil, err
 		}
-		b, _ := json.Marshal(meta{Name: conv, Created: time.Now().UTC(), Creator: octets(id.User), Node: m.cfg.Node})
-		if _, err := m.kv.Create(ctx, metaPrefix+conv, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, nil, nil, fmt.Errorf("conversation: create %s: %w", conv, err)
-		}
-		m.log.Info("conversation created", "conversation", conv, "user", id.User)
+	}
+	if md.Private && !md.admits(id.User) {
+		return nil, nil, nil, fmt.Errorf("%w: %s is private", ErrNotInvited, conv)
 	}
 	others, err := m.members(ctx, conv)
 	if err != nil {
@@ -105,16 +130,23 @@ func (m *Manager) Join(ctx context.Context, name string, id Identity, sink Sink,
 	if len(others) >= m.cfg.MaxMembers {
 		return nil, nil, nil, fmt.Errorf("%w: %s has %d members", ErrFull, conv, len(others))
 	}
+	mine := 0
 	for i := range others {
 		if others[i].blocks(id.User, m.cfg.Node) {
 			return nil, nil, nil, fmt.Errorf("%w: a member of %s blocks %s", ErrBlocked, conv, id.User)
 		}
+		if sameUser(others[i].User, id.User) {
+			mine++
+		}
+	}
+	if mine >= m.cfg.MaxSlotsPerUser {
+		return nil, nil, nil, fmt.Errorf("%w: %s is in %s %d times already", ErrTooMany, id.User, conv, mine)
 	}
 	self := Member{
 		ID: m.cfg.Node + "-" + randomHex(8), User: id.User, Node: m.cfg.Node, Term: id.Term,
 		Joined: time.Now().UTC(), Blocks: id.Blocks[:min(len(id.Blocks), maxBlocks)],
 	}
-	ms := &Membership{m: m, conv: conv, self: self, sink: sink, skip: map[string]bool{}}
+	ms := &Membership{m: m, conv: conv, self: self, sender: id.Sender, sink: sink, skip: map[string]bool{}}
 	if err := m.attachLocal(ms); err != nil {
 		return nil, nil, nil, err
 	}
@@ -245,11 +277,12 @@ func (ms *Membership) Send(ctx context.Context, kind Kind, text string) (string,
 		return "", fmt.Errorf("%w: %s", ErrNotMember, ms.conv)
 	}
 	id := randomHex(12)
-	return id, ms.m.publish(ctx, ms.conv, kind, id, ms.self, text)
+	return id, ms.m.publish(ctx, ms.conv, kind, id, ms.self, ms.sender, text)
 }
 
-// publish sends one message or notice on conv's subjects.
-func (m *Manager) publish(ctx context.Context, conv string, kind Kind, id string, from Member, text string) error {
+// publish sends one message or notice on conv's subjects, from member
+// from whose identity is sender.
+func (m *Manager) publish(ctx context.Context, conv string, kind Kind, id string, from Member, sender identity.Identity, text string) error {
 	if kind == KindMessage {
 		if err := ValidText(text, m.cfg.MaxText); err != nil {
 			return err
@@ -257,7 +290,7 @@ func (m *Manager) publish(ctx context.Context, conv string, kind Kind, id string
 	} else {
 		text = ""
 	}
-	w := wireMsg{Kind: kind, ID: id, User: octets(from.User), Node: from.Node, Term: octets(from.Term), Text: octets(text), Time: time.Now().UTC(), Member: from.ID}
+	w := wireMsg{Kind: kind, ID: id, User: octets(from.User), Node: from.Node, Term: octets(from.Term), Text: octets(text), Time: time.Now().UTC(), Member: from.ID, From: senderOf(sender)}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("conversation: encode: %w", err)
@@ -293,34 +326,6 @@ func (ms *Membership) Leave(ctx context.Context) error {
 		return fmt.Errorf("conversation: leave %s: %w", ms.conv, err)
 	}
 	return nil
-}
-
-// Post sends a message into conversation name from outside it (the MSP
-// bridge): it is stored and reaches every member. id should be stable for
-// retransmissions of one message (JetStream drops the repeats). It returns
-// how many members the conversation has.
-func (m *Manager) Post(ctx context.Context, name string, from Member, id, text string) (int, error) {
-	if err := ValidName(name); err != nil {
-		return 0, err
-	}
-	conv := CanonicalName(name)
-	if err := m.exists(ctx, conv); err != nil {
-		return 0, err
-	}
-	members, err := m.members(ctx, conv)
-	if err != nil {
-		return 0, err
-	}
-	if len(members) == 0 {
-		return 0, nil
-	}
-	if from.ID == "" {
-		from.ID = "post-" + id
-	}
-	if err := m.publish(ctx, conv, KindMessage, id, from, text); err != nil {
-		return 0, err
-	}
-	return len(members), nil
 }
 
 // ring is an invitation on a node's ring subject.
@@ -359,6 +364,9 @@ func (m *Manager) Attach(user string, sink Sink) (detach func()) {
 // when none (not signed in, or every session blocks the inviter).
 func (ms *Membership) Invite(ctx context.Context, user string) (int, error) {
 	m := ms.m
+	if err := m.recordInvite(ctx, ms.conv, ms.self.User, user); err != nil {
+		return 0, err
+	}
 	nodes := []string{m.cfg.Node}
 	if m.cfg.Locate != nil {
 		nodes = m.cfg.Locate(user)

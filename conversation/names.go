@@ -33,6 +33,17 @@ var (
 	ErrNotOnline = errors.New("conversation: user not signed in")
 	// ErrBadText: a message that is too long or holds control octets.
 	ErrBadText = errors.New("conversation: invalid message text")
+	// ErrTooMany: the user has MaxOpenPerUser conversations open, or is
+	// MaxSlotsPerUser members of the conversation already.
+	ErrTooMany = errors.New("conversation: too many for one user")
+	// ErrNotInvited: the conversation is private and the user neither owns
+	// it nor was invited.
+	ErrNotInvited = errors.New("conversation: private, not invited")
+	// ErrNotOwner: only the owner of a private conversation invites.
+	ErrNotOwner = errors.New("conversation: only the owner may do that")
+	// ErrMembersOnly: an MSP message to a conversation from a sender who
+	// is not a verified member, and its bridge is not open.
+	ErrMembersOnly = errors.New("members only")
 	// ErrClosed: the Manager is closed (or not started).
 	ErrClosed = errors.New("conversation: manager closed")
 )

@@ -40,6 +40,7 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 	c := testcluster.Start(t, 2, testcluster.Options{Configure: func(_ int, cfg *node.Config) {
 		cfg.NATSURLs = []string{relay.ClientURL()}
 		cfg.NATSNkeyFile = filepath.Join(creds, cfg.Name+broker.NkeySuffix)
+		cfg.RoomOpenBridge = []string{"ops"} // the unauthenticated monitor below posts to #ops
 	}})
 	alice := c.SignIn(1, "alice", "pts/1", presence.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(1), true)

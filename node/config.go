@@ -205,8 +205,21 @@ type Config struct {
 	// late joiners; zero means conversation.DefaultHistory (50).
 	ConversationHistory int
 	// ConversationIdle is how long an empty conversation lasts before it
-	// expires; zero means conversation.DefaultIdle (1 h).
+	// expires; zero means conversation.DefaultIdle (5 min).
 	ConversationIdle time.Duration
+	// ConversationsPerUser caps the conversations one user has created
+	// that have not expired; zero means conversation.DefaultMaxOpenPerUser
+	// (16).
+	ConversationsPerUser int
+	// ConversationSlotsPerUser caps how many members (terminals) one user
+	// may be in one conversation; zero means
+	// conversation.DefaultMaxSlotsPerUser (4).
+	ConversationSlotsPerUser int
+	// RoomOpenBridge names the conversations whose MSP bridge ("#name")
+	// takes messages from senders who are not verified members; they
+	// reach the members marked unverified. Empty: every room takes MSP
+	// messages only from verified members.
+	RoomOpenBridge []string
 
 	// Terminals publishes the host's logins (utmp) as tty terminals in the
 	// cluster directory and delivers to them like write(1) (node/terminals.go).

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/conversation"
-	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -21,17 +20,20 @@ const conversationStartTimeout = 15 * time.Second
 // JetStream (a relay that has none) the node runs without conversations and
 // says so, as the rest of the node still works.
 func (n *Node) startConversations(ctx context.Context) error {
-	if n.cfg.ConversationHistory < 0 || n.cfg.ConversationIdle < 0 {
-		return fmt.Errorf("%w: --conversation-history and --conversation-idle must not be negative", ErrConfig)
+	if n.cfg.ConversationHistory < 0 || n.cfg.ConversationIdle < 0 || n.cfg.ConversationsPerUser < 0 || n.cfg.ConversationSlotsPerUser < 0 {
+		return fmt.Errorf("%w: --conversation-history, --conversation-idle, --conversations-per-user and --conversation-slots-per-user must not be negative", ErrConfig)
 	}
 	m, err := conversation.New(conversation.Config{
-		Node:      n.cfg.Name,
-		NATS:      n.nc,
-		Logger:    n.log.With("component", "conversation"),
-		History:   n.cfg.ConversationHistory,
-		Idle:      n.cfg.ConversationIdle,
-		LiveNodes: n.liveNodes,
-		Locate:    n.locate,
+		Node:            n.cfg.Name,
+		NATS:            n.nc,
+		Logger:          n.log.With("component", "conversation"),
+		History:         n.cfg.ConversationHistory,
+		Idle:            n.cfg.ConversationIdle,
+		MaxOpenPerUser:  n.cfg.ConversationsPerUser,
+		MaxSlotsPerUser: n.cfg.ConversationSlotsPerUser,
+		OpenBridge:      n.cfg.RoomOpenBridge,
+		LiveNodes:       n.liveNodes,
+		Locate:          n.locate,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -79,34 +81,42 @@ func (n *Node) locate(user string) []string {
 	return out
 }
 
-// bridgeConversation delivers an MSP message whose RECIPIENT is "#name" to
-// every member of conversation name. It reports false for any other
-// recipient. Replies follow the MSP rules (the writer sends no "-" over
-// UDP).
-func (n *Node) bridgeConversation(w msp.ResponseWriter, m *msp.Message) bool {
-	name, ok := strings.CutPrefix(m.Recipient, "#")
-	if !ok || n.conv == nil {
-		return false
+// rooms is the node's switchboard.Rooms: an MSP message (or a session
+// SND) whose RECIPIENT is "#name" goes to every member of conversation
+// name, if its sender may post there (conversation.Manager.Post: verified
+// members, or anyone where --room-open-bridge opened the room). The
+// switchboard sends the reply; over UDP the MSP rules hold (no "-").
+type rooms struct{ n *Node }
+
+// Post implements switchboard.Rooms.
+func (r rooms) Post(ctx context.Context, d *switchboard.Delivery) switchboard.RoomResult {
+	n := r.n
+	name := strings.TrimPrefix(d.Recipient, "#")
+	res := switchboard.RoomResult{Name: conversation.CanonicalName(name)}
+	if n.conv == nil {
+		res.Err = switchboard.ErrRoomDown
+		return res
 	}
-	ctx, cancel := context.WithTimeout(w.Context(), n.cfg.DeliverTimeout)
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.DeliverTimeout)
 	defer cancel()
-	// As serveMSP, then the conversation and the text, so that one cookie
-	// given to two messages does not make one a repeat.
-	id := switchboard.MessageKey(switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, idAddr(w.Network(), w.RemoteAddrString())), m.Recipient, "", m.Text)
-	from := conversation.Member{User: m.Sender, Node: n.cfg.Name, Term: m.SenderTerm}
-	count, err := n.conv.Post(ctx, name, from, id, m.Text)
+	// d.ID is the message's key (sender, terminal, cookie, source,
+	// recipient, text): a retransmission keeps it, so JetStream drops it.
+	from := conversation.Member{User: d.Sender, Node: n.cfg.Name, Term: d.SenderTerm}
+	count, err := n.conv.Post(ctx, name, from, d.Origin.Sender, d.ID, d.Text)
 	switch {
 	case errors.Is(err, conversation.ErrNoConversation), errors.Is(err, conversation.ErrBadName):
-		_ = w.Nack(fmt.Sprintf("#%s: no such conversation", name))
+		res.Err = switchboard.ErrNoRoom
+	case errors.Is(err, conversation.ErrMembersOnly):
+		res.Err = switchboard.ErrMembersOnly
 	case err != nil:
 		n.log.Warn("conversation message not stored", "conversation", name, "err", err)
-		_ = w.Nack(fmt.Sprintf("#%s: not delivered: conversation store unavailable", name))
+		res.Err = switchboard.ErrRoomDown
 	case count == 0:
-		_ = w.Nack(fmt.Sprintf("#%s: no members", name))
+		res.Err = switchboard.ErrRoomEmpty
 	default:
-		_ = w.Ack(fmt.Sprintf("delivered to #%s (%d of %d members)", conversation.CanonicalName(name), n.reachable(ctx, name, count), count))
+		res.Members, res.Reached = count, n.reachable(ctx, name, count)
 	}
-	return true
+	return res
 }
 
 // reachable counts the members of name on nodes gossip lists as alive: the

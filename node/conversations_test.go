@@ -7,6 +7,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 )
@@ -19,10 +20,12 @@ func nextConv(t *testing.T, cl *session.Client, typ string) session.ConvEvent {
 // "an MSP message whose RECIPIENT is #NAME goes to every member of
 // conversation NAME, wherever they are; the reply says how many got it ...;
 // an unknown conversation gets -#ops: no such conversation; UDP follows the
-// RFC reply rules as for users."
+// RFC reply rules as for users." The operator opened #ops's bridge
+// (--room-open-bridge), so an unauthenticated monitor may post; its lines
+// are marked unverified (issue 18).
 func TestMSPToConversationReachesEveryMember(t *testing.T) {
 	t.Parallel()
-	c := testcluster.Start(t, 4, testcluster.Options{})
+	c := testcluster.Start(t, 4, testcluster.Options{Configure: func(_ int, cfg *node.Config) { cfg.RoomOpenBridge = []string{"ops"} }})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	users := []string{"alice", "bob", "carol"}
@@ -51,7 +54,7 @@ func TestMSPToConversationReachesEveryMember(t *testing.T) {
 	}
 	for i, cl := range cls {
 		ev := nextConv(t, cl, "message")
-		if ev.Text != "disk full on db1" || ev.User != "nagios" || ev.Node != c.Name(3) || ev.Conversation != "ops" {
+		if ev.Text != "disk full on db1" || ev.User != "nagios" || ev.Node != c.Name(3) || ev.Conversation != "ops" || ev.Verified || ev.SenderMethod != "none" {
 			t.Fatalf("%s got %+v", users[i], ev)
 		}
 	}
@@ -95,5 +98,47 @@ func TestMSPToConversationReachesEveryMember(t *testing.T) {
 		if ev := nextConv(t, cl, "message"); ev.Text != "still here" || ev.User != "bob" {
 			t.Fatalf("got %+v", ev)
 		}
+	}
+}
+
+// Rule (issue 18, "Rooms believe any SENDER"): "An unauthenticated MSP
+// message to #ops naming sender alice pts/7 reaches the members as MSG ops
+// alice ..., exactly like alice's own lines; the sender need not be a
+// member." MSP #room posts are accepted only from verified members:
+// "-#ops: members only" otherwise, and the members see nothing.
+func TestMSPToRoomOnlyFromVerifiedMembers(t *testing.T) {
+	t.Parallel()
+	c := testcluster.Start(t, 2, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	bob := c.SignIn(1, "bob", "pts/2", presence.Online)
+	alice.Conversations()
+	bob.Conversations()
+	if _, _, err := alice.Join(ctx, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := bob.Answer(ctx, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	nextConv(t, alice, "join")
+	for i, m := range []*msp.Message{
+		{Version: msp.Version2, Recipient: "#ops", Sender: "alice", SenderTerm: "pts/7", Text: "reboot db1 now", Cookie: "f1"},
+		{Version: msp.Version2, Recipient: "#OPS", Sender: "mallory", Text: "not a member", Cookie: "f2"},
+	} {
+		r, err := c.Send(i, "tcp", m)
+		if err != nil || r.OK || r.Text != "#ops: members only" {
+			t.Fatalf("unauthenticated post as %s: %+v, %v; want -#ops: members only", m.Sender, r, err)
+		}
+	}
+	if rep := udpExchange(t, c.MSPAddr(1), v2("#ops", "", "by udp", "alice", "pts/7", "u1", ""), 400*time.Millisecond); rep != nil {
+		t.Fatalf("UDP post got %q, want silence (no - over UDP)", rep)
+	}
+	// The members saw none of it: the next message they get is bob's own.
+	if _, err := bob.SendConv(ctx, "ops", "real line"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextConv(t, alice, "message"); ev.Text != "real line" || ev.User != "bob" {
+		t.Fatalf("alice got %+v, want bob's line and nothing forged before it", ev)
 	}
 }

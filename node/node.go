@@ -336,6 +336,7 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		ConsoleAllowed:     console,
 		InboundRate:        n.cfg.SessionInboundRate,
 		InboundBurst:       n.cfg.SessionInboundBurst,
+		Rooms:              rooms{n}, // "#name" recipients (conversations.go)
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -453,9 +454,6 @@ func idAddr(network, src string) string {
 
 // serveMSP turns one MSP message into a delivery and answers with the outcome.
 func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
-	if n.bridgeConversation(w, m) {
-		return
-	}
 	// No deadline context per message (a timer each): every step that
 	// waits has its own bound (the terminal's AckTimeout, ForwardTimeout,
 	// StoreTimeout), and the switchboard keeps the right-terminal fallback

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +91,10 @@ func TestTTYLoginDeliveryThroughMSP(t *testing.T) {
 		t.Fatalf("reply = %+v, want +%s", r, want)
 	}
 	got := pt.ReadUntil(t, "EOF\r\n", 5*time.Second)
-	if !strings.HasPrefix(got, "\r\nMessage from alice@n2 on pts/9 at ") || !strings.HasSuffix(got, " ...\r\nlunch at 12?\r\ncafé\r\nEOF\r\n") {
+	// Unauthenticated MSP: the banner says so, with where it came from
+	// (issue 18).
+	banner := regexp.MustCompile(`^\r\nMessage from UNVERIFIED "alice" \(via n2 from 127\.0\.0\.1:\d+\) on pts/9 at \d\d:\d\d \.\.\.\r\nlunch at 12\?\r\ncafé\r\nEOF\r\n$`)
+	if !banner.MatchString(got) {
 		t.Fatalf("terminal shows %q", got)
 	}
 
@@ -118,7 +122,7 @@ func TestTTYLoginDeliveryThroughMSP(t *testing.T) {
 	// The next login (mesg y) gets the queued message on its tty.
 	pt.Chmod(t, 0o620)
 	login(t, utmp, "root", pt)
-	if got := pt.ReadUntil(t, "later\r\nEOF\r\n", 10*time.Second); !strings.Contains(got, "Message from alice@n2 at ") {
+	if got := pt.ReadUntil(t, "later\r\nEOF\r\n", 10*time.Second); !strings.Contains(got, `Message from UNVERIFIED "alice" (via n2 from 127.0.0.1:`) {
 		t.Fatalf("queued message on the next login shows %q", got)
 	}
 }
@@ -168,7 +172,7 @@ func TestTTYRendersHostileDeliverySafely(t *testing.T) {
 	}
 	got := pt.ReadUntil(t, "EOF\r\n", 5*time.Second)
 	wantText := `^[[2J^[[H^[]0;owned^G^[]52;c;aGk=^[\\x9b31m\x9d2;x\x9câ\x80®â\x81¦^?^Mfake` + "\r\nEOF\r\n"
-	if !strings.HasPrefix(got, "\r\nMessage from eve^[[1m@n2 on \\x9b at ") || !strings.HasSuffix(got, " ...\r\n"+wantText) {
+	if !strings.HasPrefix(got, "\r\nMessage from UNVERIFIED \"eve^[[1m\" (via n2) on \\x9b at ") || !strings.HasSuffix(got, " ...\r\n"+wantText) {
 		t.Fatalf("terminal shows %q, want the text %q", got, wantText)
 	}
 	for i := 0; i < len(got); i++ {

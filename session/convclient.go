@@ -33,6 +33,15 @@ type ConvEvent struct {
 	Time         time.Time // messages (when sent); others: when received
 	Reason       string    // leave
 	History      bool      // a stored message shown on joining
+	// Verified (messages): the sender's node proved that User sent it.
+	// Anything else is a claim, to be shown as such.
+	Verified bool
+	// SenderMethod (messages) is how the sender was established
+	// ("peercred", "kernel", "signature", "secret", "trust", "none").
+	SenderMethod string
+	// SenderUser (messages) is the local user who really sent a message
+	// that claims User, when the kernel named her.
+	SenderUser string
 }
 
 // ConvMember is a conversation member listed on joining (IRO).
@@ -77,6 +86,14 @@ func (c *Client) Join(ctx context.Context, name string) (string, []ConvMember, e
 		args = append(args, encodeToken(name))
 	}
 	return c.joinCall(ctx, "XFR", args, 1)
+}
+
+// JoinPrivate is Join that creates name invite-only (XFR SB name
+// PRIVATE) when it does not exist: the caller owns it, only she invites
+// (Invite), and only those invited join. One that exists is joined by its
+// own rules.
+func (c *Client) JoinPrivate(ctx context.Context, name string) (string, []ConvMember, error) {
+	return c.joinCall(ctx, "XFR", []string{"SB", encodeToken(name), "PRIVATE"}, 1)
 }
 
 // Answer joins an existing conversation (ANS), after an invitation or by
@@ -243,6 +260,12 @@ func parseConvMessage(p []byte, ev *ConvEvent) error {
 			}
 		case "history":
 			ev.History = v == "yes"
+		case "verified":
+			ev.Verified = v == "yes"
+		case "sender-method":
+			ev.SenderMethod = v
+		case "sender-user":
+			ev.SenderUser = v
 		case "content-type":
 			if strings.HasPrefix(strings.ToLower(v), ContentTyping) {
 				ev.Type = "typing"

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 )
 
 // Conversation commands (MSN switchboard style, see docs/SESSION.md):
 //
-//	XFR TrID SB [name]             create or join; IRO lines, history MSG pushes, XFR TrID SB name
+//	XFR TrID SB [name [PRIVATE]]   create or join; IRO lines, history MSG pushes, XFR TrID SB name
 //	ANS TrID name                  join an existing one; IRO lines, history, ANS TrID OK name
 //	CAL TrID name user             ring user; CAL TrID RINGING name user
 //	MSG TrID name U|N|A len        a message or typing notice; ACK TrID id / NAK TrID reason per mode
@@ -31,6 +32,9 @@ const (
 	CodeNotMember      = 232 // the session is not in that conversation
 	CodeConvBlocked    = 233 // a member of the conversation blocks this user
 	CodeConvFull       = 234 // the conversation has its maximum of members
+	CodeConvTooMany    = 235 // this user has her maximum of open conversations, or of places in this one
+	CodeNotInvited     = 236 // the conversation is private and this user was not invited
+	CodeNotOwner       = 237 // only the owner of a private conversation invites
 	CodeConvFailed     = 281 // the conversation store did not answer; try again
 )
 
@@ -44,6 +48,8 @@ const (
 	hContentType   = "Content-Type"
 	hTypingUser    = "TypingUser"
 	hHistory       = "History"
+	hSenderMethod  = "Sender-Method"
+	hSenderUser    = "Sender-User"
 	convOpTimeout  = 10 * time.Second
 	convNameMaxArg = 64 // how much of a refused name an error line repeats
 )
@@ -111,6 +117,16 @@ func (s *session) leaveConversations() {
 	s.conv.members = nil
 }
 
+// convSender is the identity the session's conversation messages carry:
+// its user, proved or not as its sign-in method says.
+func (s *session) convSender() identity.Identity {
+	m, _ := identity.ParseMethod(s.ident.Method)
+	if !s.ident.Verified && m.Proves() {
+		m = identity.None
+	}
+	return identity.Identity{User: s.user, Claimed: s.user, Method: m, Node: s.srv.cfg.Node, Source: "session"}
+}
+
 // convName decodes and checks argument i as a conversation name.
 func (s *session) convName(f *frame, i int) (string, *protoError) {
 	name, pe := arg(f, i)
@@ -138,6 +154,12 @@ func convError(trid uint32, err error) *protoError {
 		code = CodeConvBlocked
 	case errors.Is(err, conversation.ErrFull):
 		code = CodeConvFull
+	case errors.Is(err, conversation.ErrTooMany):
+		code = CodeConvTooMany
+	case errors.Is(err, conversation.ErrNotInvited):
+		code = CodeNotInvited
+	case errors.Is(err, conversation.ErrNotOwner):
+		code = CodeNotOwner
 	case errors.Is(err, conversation.ErrNotOnline):
 		code = CodeNotOnline
 	case errors.Is(err, conversation.ErrBadText):
@@ -146,22 +168,29 @@ func convError(trid uint32, err error) *protoError {
 	return errf(code, trid, "%v", err)
 }
 
-// cmdXFR: XFR TrID SB [name] -> IRO..., MSG... (history), XFR TrID SB name.
+// cmdXFR: XFR TrID SB [name [PRIVATE]] -> IRO..., MSG... (history), XFR
+// TrID SB name. PRIVATE creates an invite-only conversation.
 func (s *session) cmdXFR(f *frame) *protoError {
-	if pe := wantArgs(f, 1, 2); pe != nil {
+	if pe := wantArgs(f, 1, 3); pe != nil {
 		return pe
 	}
 	if f.args[0] != "SB" {
 		return errf(CodeBadParam, f.trid, "XFR %q: only SB", truncate(f.args[0], 16))
 	}
-	name := conversation.NewName()
-	if len(f.args) == 2 {
+	name, how := conversation.NewName(), conversation.JoinOrCreate
+	if len(f.args) >= 2 {
 		var pe *protoError
 		if name, pe = s.convName(f, 1); pe != nil {
 			return pe
 		}
 	}
-	return s.join(f, name, true, line("XFR", f.trid, true, "SB", name))
+	if len(f.args) == 3 {
+		if f.args[2] != "PRIVATE" {
+			return errf(CodeBadParam, f.trid, "XFR %q: only PRIVATE", truncate(f.args[2], 16))
+		}
+		how = conversation.CreatePrivate
+	}
+	return s.join(f, name, how, line("XFR", f.trid, true, "SB", name))
 }
 
 // cmdANS: ANS TrID name -> IRO..., MSG... (history), ANS TrID OK name.
@@ -173,12 +202,12 @@ func (s *session) cmdANS(f *frame) *protoError {
 	if pe != nil {
 		return pe
 	}
-	return s.join(f, name, false, line("ANS", f.trid, true, "OK", name))
+	return s.join(f, name, conversation.JoinExisting, line("ANS", f.trid, true, "OK", name))
 }
 
 // join joins (or creates) name and answers with the roster, the history and
 // reply, as one frame so nothing pushed meanwhile comes between them.
-func (s *session) join(f *frame, name string, create bool, reply []byte) *protoError {
+func (s *session) join(f *frame, name string, how conversation.How, reply []byte) *protoError {
 	if _, ok := s.conv.members[name]; ok {
 		return errf(CodeInList, f.trid, "already in %s", name)
 	}
@@ -193,7 +222,7 @@ func (s *session) join(f *frame, name string, create bool, reply []byte) *protoE
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
 	defer cancel()
-	ms, others, hist, err := s.srv.cfg.Conversations.Join(ctx, name, conversation.Identity{User: s.user, Term: s.term, Blocks: blocks}, s.convSinkFor(), create)
+	ms, others, hist, err := s.srv.cfg.Conversations.Join(ctx, name, conversation.Identity{User: s.user, Term: s.term, Blocks: blocks, Sender: s.convSender()}, s.convSinkFor(), how)
 	if err != nil {
 		return convError(f.trid, err)
 	}
@@ -359,6 +388,11 @@ func convMessageFrame(ev *conversation.Event, history bool) []byte {
 	} else {
 		h(hID, ev.ID)
 		h(hTime, ev.Time.UTC().Format(time.RFC3339Nano))
+		h(hVerified, yesNo(ev.Sender.Verified()))
+		h(hSenderMethod, ev.Sender.Method.String())
+		if ev.Sender.Impersonation() {
+			h(hSenderUser, ev.Sender.User)
+		}
 		if history {
 			h(hHistory, "yes")
 		}
@@ -423,7 +457,7 @@ func (s *session) whoConversation(f *frame, name string) *protoError {
 	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
 	defer cancel()
-	members, err := s.srv.cfg.Conversations.Roster(ctx, name)
+	members, err := s.srv.cfg.Conversations.RosterFor(ctx, name, s.user)
 	if err != nil {
 		return convError(f.trid, err)
 	}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func TestConversationTranscript(t *testing.T) {
 		t.Fatalf("got %q, want ACK 5 <24 hex digits>", ack)
 	}
 	p := b.convPush("ops alice n1 pts/1")
-	want := "Id: " + id + "\r\nTime: " + header(p, "Time") + "\r\nContent-Type: text/plain; charset=ISO-8859-1\r\n\r\nhello\r\nworld"
+	want := "Id: " + id + "\r\nTime: " + header(p, "Time") + "\r\nVerified: no\r\nSender-Method: trust\r\nContent-Type: text/plain; charset=ISO-8859-1\r\n\r\nhello\r\nworld"
 	if p != want {
 		t.Fatalf("MSG push\n got %q\nwant %q", p, want)
 	}
@@ -176,7 +177,7 @@ func TestConversationBlockedAndHistory(t *testing.T) {
 	}
 	select {
 	case ev := <-evs:
-		if ev.Type != "message" || !ev.History || ev.Text != "first" || ev.User != "alice" {
+		if ev.Type != "message" || !ev.History || ev.Text != "first" || ev.User != "alice" || ev.Verified || ev.SenderMethod != "trust" {
 			t.Fatalf("history event %+v", ev)
 		}
 	case <-time.After(5 * time.Second):
@@ -211,5 +212,103 @@ func TestTypingErrorIsNotFatal(t *testing.T) {
 	}
 	if err := c.Leave(ctxT(t), "ops"); !IsCode(err, CodeNotMember) {
 		t.Fatalf("second leave: %v, want 232", err)
+	}
+}
+
+// Rule (issue 18): "Private (invite-only) rooms, and history only for
+// members"; "per-user caps: ... member slots one user holds in one room";
+// each refusal is a numeric error (235, 236, 237) and the session goes on.
+func TestConversationPrivateAndCaps(t *testing.T) {
+	t.Parallel()
+	e := newConvEnv(t)
+	a, b := e.raw(t), e.raw(t)
+	a.send("USR 1 alice pts/1\r\n")
+	a.expect("USR 1 OK alice pts/1 NLN n1 trust")
+	b.send("USR 1 bob pts/2\r\n")
+	b.expect("USR 1 OK bob pts/2 NLN n1 trust")
+	a.send("XFR 2 SB secret PRIVATE\r\n")
+	a.expect("XFR 2 SB secret")
+	a.send("MSG 3 secret A 8\r\nthe plan")
+	a.expectPrefix("ACK 3 ")
+	b.send("ANS 2 secret\r\n")
+	b.expect("236 2 conversation: private, not invited: secret is private")
+	b.send("XFR 3 SB secret\r\n")
+	b.expect("236 3 conversation: private, not invited: secret is private")
+	b.send("WHO 4 #secret\r\n")
+	b.expect("236 4 conversation: private, not invited: secret")
+	a.send("XFR 4 SB other NOTPRIVATE\r\n")
+	a.expect(`201 4 XFR "NOTPRIVATE": only PRIVATE`)
+	a.send("CAL 5 secret bob\r\n")
+	a.expect("CAL 5 RINGING secret bob")
+	b.expect("RNG secret alice n1 pts/1")
+	b.send("ANS 5 secret\r\n")
+	b.expect("IRO 5 1 1 secret alice n1 pts/1")
+	if p := b.convPush("secret alice n1 pts/1"); !strings.HasSuffix(p, "\r\n\r\nthe plan") || header(p, "History") != "yes" {
+		t.Fatalf("history push %q", p)
+	}
+	b.expect("ANS 5 OK secret")
+	b.send("CAL 6 secret carol\r\n")
+	b.expect("237 6 conversation: only the owner may do that: secret is private to alice")
+
+	// One user holds at most DefaultMaxSlotsPerUser places in one room.
+	for i := range conversation.DefaultMaxSlotsPerUser + 1 {
+		m := e.raw(t)
+		m.send(fmt.Sprintf("USR 1 mallory pts/%d\r\n", i))
+		m.expectPrefix("USR 1 OK mallory")
+		m.send("XFR 2 SB secret2\r\n")
+		if i < conversation.DefaultMaxSlotsPerUser {
+			for range i { // the places already held
+				if l := m.line(); !strings.HasPrefix(l, "IRO 2 ") {
+					t.Fatalf("got %q, want IRO", l)
+				}
+			}
+			m.expect("XFR 2 SB secret2")
+			continue
+		}
+		m.expect(fmt.Sprintf("235 2 conversation: too many for one user: mallory is in secret2 %d times already", i))
+		m.send("PNG\r\n")
+		m.expect("QNG 90")
+	}
+}
+
+// Rule (issue 18, "One user fills the rooms"): "258 sessions created 4096
+// rooms in 9 s: every user then got 234 ... full"; "64 sessions of one
+// user took every member slot of #ops". Each of mallory's 258 sessions
+// tries to create a room and to join #ops: she gets her caps' worth and
+// 235 for the rest, and alice still creates rooms and joins #ops.
+func TestOneUsersSessionsCannotFillTheRooms(t *testing.T) {
+	t.Parallel()
+	e := newConvEnv(t)
+	alice := e.signIn("alice", "pts/1")
+	if _, _, err := alice.Join(ctxT(t), "ops"); err != nil {
+		t.Fatal(err)
+	}
+	created, held := 0, 0
+	for i := range 258 {
+		m := e.signIn("mallory", fmt.Sprintf("pts/%d", i))
+		if _, _, err := m.Join(ctxT(t), fmt.Sprintf("spam%d", i)); err == nil {
+			created++
+			if err := m.Leave(ctxT(t), fmt.Sprintf("spam%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		} else if !IsCode(err, CodeConvTooMany) {
+			t.Fatalf("session %d creates a room: %v, want 235", i, err)
+		}
+		if _, _, err := m.Answer(ctxT(t), "ops"); err == nil {
+			held++
+		} else if !IsCode(err, CodeConvTooMany) {
+			t.Fatalf("session %d joins ops: %v, want 235", i, err)
+		}
+	}
+	if created != conversation.DefaultMaxOpenPerUser || held != conversation.DefaultMaxSlotsPerUser {
+		t.Fatalf("mallory created %d rooms and holds %d places in ops, want %d and %d",
+			created, held, conversation.DefaultMaxOpenPerUser, conversation.DefaultMaxSlotsPerUser)
+	}
+	bob := e.signIn("bob", "pts/2")
+	if _, _, err := bob.Join(ctxT(t), "lunch"); err != nil {
+		t.Fatalf("bob creates a room after mallory's flood: %v", err)
+	}
+	if _, _, err := bob.Answer(ctxT(t), "ops"); err != nil {
+		t.Fatalf("bob joins ops after mallory's flood: %v", err)
 	}
 }

@@ -252,6 +252,8 @@ type Outcome struct {
 	Err       error    // set when no terminal was selected (ErrNoSuchUser, ErrNoTerminal, ErrUnknownUser, ...)
 	// Mailbox is set when the mailbox was asked to keep the message.
 	Mailbox *MailboxResult
+	// Room is set, and nothing else, for a message to a room ("#name").
+	Room *RoomResult
 
 	// fallback: Results[0] is the terminal that took the message after the
 	// more suitable ones in Results[1:] failed ("the right terminal" rule).
@@ -267,6 +269,9 @@ type Outcome struct {
 // least one terminal accepted it, or it is stored in the recipient's
 // mailbox. That is what earns an MSP '+'; Summary says which.
 func (o *Outcome) Delivered() bool {
+	if o.Room != nil {
+		return o.Room.Err == nil
+	}
 	if o.Mailbox != nil && o.Mailbox.Stored {
 		return true
 	}
@@ -283,6 +288,9 @@ func (o *Outcome) Delivered() bool {
 // or "alice: busy, not accepting messages". It is plain printable
 // ASCII/Latin-1.
 func (o *Outcome) Summary() string {
+	if o.Room != nil {
+		return o.Room.summary()
+	}
 	who := o.Recipient
 	if who == "" {
 		// Any user of the node: name what was asked for, the terminal

@@ -100,6 +100,10 @@ type Config struct {
 	// a negative InboundRate turns the limit off.
 	InboundRate  float64
 	InboundBurst int
+	// Rooms takes the messages whose RECIPIENT starts with '#' (rooms.go);
+	// nil means there are no rooms, and such a RECIPIENT is routed like
+	// any other.
+	Rooms Rooms
 }
 
 // Errors from sign-in and line operations.
@@ -484,6 +488,9 @@ func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
 // SendKeyed is Send for a delivery whose ID is already its MessageKey
 // (FullMessageKey), as the MSP ingress makes it.
 func (s *Switchboard) SendKeyed(ctx context.Context, d *Delivery) *Outcome {
+	if s.cfg.Rooms != nil && IsRoom(d.Recipient) {
+		return s.sendRoom(ctx, d)
+	}
 	o := s.route(ctx, d)
 	s.settle(d, o)
 	if s.cfg.Observer != nil {

@@ -10,7 +10,9 @@
 //
 // File by file: utmp.go reads (and, for tests and tools, writes) glibc
 // utmp files; render.go turns ISO 8859-1 text into bytes safe for the
-// terminal's charset; watch.go polls utmp and the devices; tty.go opens and
+// terminal's charset and formats the write(1) block, whose banner names the
+// sender only when the ingress node verified her (UNVERIFIED, the claim
+// and its source otherwise) and whose text cannot forge a banner or EOF; watch.go polls utmp and the devices; tty.go opens and
 // checks a device and writes one message to it; service.go signs logins in
 // to the switchboard as lines and keeps their state current.
 package terminal

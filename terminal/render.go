@@ -1,8 +1,10 @@
 package terminal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -101,14 +103,36 @@ func appendRendered(out []byte, text string, cs Charset, oneLine bool) []byte {
 	return out
 }
 
-// Message is what a tty shows: who sent it from where, when, and the text.
+// Message is what a tty shows: who sent it from where, whether the node
+// vouches for that, when, and the text.
 type Message struct {
-	Sender     string    // ISO 8859-1; "" is shown as "?"
+	Sender     string    // ISO 8859-1; the name shown ("" is shown as "?")
 	Node       string    // the ingress node
 	SenderTerm string    // ISO 8859-1; "" leaves out "on TERM"
 	Time       time.Time // shown as HH:MM in the node's local time
 	Text       string    // ISO 8859-1, CR LF or LF line ends
+	// Verified says the node proved that Sender sent it
+	// (identity.Identity.Verified). Only then does the banner name the
+	// sender plainly; otherwise it says UNVERIFIED, the claimed name and
+	// where the message came from.
+	Verified bool
+	// Source is where an unverified message entered ("192.0.2.1:1234",
+	// "session"); "" leaves it out.
+	Source string
+	// RealUser is the local user the kernel named as the sender of a
+	// message that claims another name (identity.Identity.Impersonation);
+	// "" when there is none.
+	RealUser string
 }
+
+// FooterAfter is how many text lines a message may have before Format
+// closes it with a footer that names the sender again, as msp listen
+// does: a long text pushes its banner off the screen.
+const FooterAfter = 5
+
+// QuotePrefix is put before a text line that could pass for a banner or
+// the end marker (see Format).
+const QuotePrefix = "> "
 
 // Format renders m the way write(1) shows a message:
 //
@@ -116,18 +140,20 @@ type Message struct {
 //	the text
 //	EOF
 //
-// with every line ending in CR LF and every part rendered by Render, the
-// names on one line.
+// for a verified sender, and for any other
+//
+//	Message from UNVERIFIED "SENDER" (via ORIGIN-NODE from SOURCE) on SENDER-TERM at HH:MM ...
+//
+// with "local user REAL, " before "via" when a local user claimed another
+// name. Every line ends in CR LF, every part is rendered by Render and the
+// names on one line. A text line that could pass for a banner or the end
+// marker (forgesFrame) is shown behind QuotePrefix, and a text of more
+// than FooterAfter lines ends with "End of message from ..." before EOF,
+// so the text cannot close the message and open a forged one.
 func Format(m Message, cs Charset) []byte {
-	out := make([]byte, 0, 64+len(m.Text)+len(m.Text)/4)
+	out := make([]byte, 0, 96+len(m.Text)+len(m.Text)/4)
 	out = append(out, "\r\nMessage from "...)
-	sender := m.Sender
-	if sender == "" {
-		sender = "?"
-	}
-	out = appendRendered(out, sender, cs, true)
-	out = append(out, '@')
-	out = appendRendered(out, m.Node, cs, true)
+	out = appendFrom(out, &m, cs)
 	if m.SenderTerm != "" {
 		out = append(out, " on "...)
 		out = appendRendered(out, m.SenderTerm, cs, true)
@@ -135,9 +161,142 @@ func Format(m Message, cs Charset) []byte {
 	out = append(out, " at "...)
 	out = m.Time.Local().AppendFormat(out, "15:04")
 	out = append(out, " ...\r\n"...)
-	out = appendRendered(out, m.Text, cs, false)
-	if len(m.Text) > 0 && !strings.HasSuffix(m.Text, "\n") {
+	lines := 0
+	for rest := m.Text; rest != ""; lines++ {
+		var l string
+		l, rest, _ = strings.Cut(rest, "\n")
+		l = strings.TrimSuffix(l, "\r")
+		start := len(out)
+		out = appendRendered(out, l, cs, false)
+		if forgesFrame(out[start:]) {
+			out = slices.Insert(out, start, []byte(QuotePrefix)...)
+		}
 		out = append(out, '\r', '\n')
+	}
+	if lines > FooterAfter {
+		out = append(out, "End of message from "...)
+		out = appendFrom(out, &m, cs)
+		out = fmt.Appendf(out, ", %d lines.\r\n", lines)
 	}
 	return append(out, "EOF\r\n"...)
 }
+
+// appendFrom appends who the message is from: SENDER@NODE when verified,
+// UNVERIFIED "SENDER" (local user REAL, via NODE from SOURCE) otherwise.
+func appendFrom(out []byte, m *Message, cs Charset) []byte {
+	sender := m.Sender
+	if sender == "" {
+		sender = "?"
+	}
+	if m.Verified {
+		out = appendRendered(out, sender, cs, true)
+		out = append(out, '@')
+		return appendRendered(out, m.Node, cs, true)
+	}
+	out = append(out, "UNVERIFIED \""...)
+	out = appendRendered(out, sender, cs, true)
+	out = append(out, "\" ("...)
+	if m.RealUser != "" {
+		out = append(out, "local user "...)
+		out = appendRendered(out, m.RealUser, cs, true)
+		out = append(out, ", "...)
+	}
+	out = append(out, "via "...)
+	out = appendRendered(out, m.Node, cs, true)
+	if m.Source != "" {
+		out = append(out, " from "...)
+		out = appendRendered(out, m.Source, cs, true)
+	}
+	return append(out, ')')
+}
+
+// forgesFrame reports whether a rendered text line (no line end) could be
+// taken for a banner or the end marker: after any leading octets that are
+// not letters (blanks, neutralised controls such as "^[" or "\x9b", whole
+// neutralised CSI sequences such as "^[[2K", NBSP, punctuation), it is
+// "EOF" with nothing alphanumeric after it, or starts with "Message from"
+// or "End of message", in any case, with anything but letters between the
+// words. A caret before a letter counts both ways ("^M" as a neutralised
+// CR and as a caret the sender typed; a CSI's final octet both as part of
+// it and as a letter). Such a line is shown behind QuotePrefix.
+func forgesFrame(r []byte) bool {
+	for _, pairs := range []bool{true, false} {
+		for _, csi := range []bool{true, false} {
+			if framesAfter(skipLead(r, pairs, csi)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// skipLead drops the leading octets of a rendered line that are not
+// letters; pairs says to drop "^X" caret pairs whole, csi whole control
+// sequences.
+func skipLead(r []byte, pairs, csi bool) []byte {
+	for len(r) > 0 {
+		switch {
+		case csi && bytes.HasPrefix(r, []byte("^[[")):
+			r = skipCSI(r[3:])
+		case csi && bytes.HasPrefix(r, []byte("\\x9b")):
+			r = skipCSI(r[4:])
+		case len(r) >= 4 && r[0] == '\\' && r[1] == 'x' && isHex(r[2]) && isHex(r[3]):
+			r = r[4:]
+		case pairs && r[0] == '^' && len(r) >= 2:
+			r = r[2:]
+		case !isLetter(r[0]):
+			r = r[1:]
+		default:
+			return r
+		}
+	}
+	return r
+}
+
+// skipCSI drops a control sequence's parameter and intermediate octets and
+// its final octet.
+func skipCSI(r []byte) []byte {
+	for len(r) > 0 && r[0] >= 0x20 && r[0] <= 0x3f {
+		r = r[1:]
+	}
+	if len(r) > 0 && r[0] >= 0x40 && r[0] <= 0x7e {
+		r = r[1:]
+	}
+	return r
+}
+
+// framesAfter is forgesFrame once the leading octets are gone.
+func framesAfter(r []byte) bool {
+	word := func(w string) bool {
+		if len(r) < len(w) || !strings.EqualFold(string(r[:len(w)]), w) {
+			return false
+		}
+		r = r[len(w):]
+		return true
+	}
+	gap := func() bool {
+		j := 0
+		for j < len(r) && !isLetter(r[j]) {
+			j++
+		}
+		r = r[j:]
+		return j > 0
+	}
+	switch {
+	case word("eof"):
+		for _, c := range r {
+			if isLetter(c) || c >= '0' && c <= '9' {
+				return false
+			}
+		}
+		return true
+	case word("message"):
+		return gap() && word("from")
+	}
+	return word("end") && gap() && word("of") && gap() && word("message")
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+
+// isLetter reports whether c is an ASCII letter.
+func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }

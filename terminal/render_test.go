@@ -60,17 +60,17 @@ func TestRenderShowsHostileOctetsSafely(t *testing.T) {
 func TestFormatBannerTextEOF(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 30, 14, 3, 0, 0, time.Local)
-	got := string(Format(Message{Sender: "alice", Node: "hosta", SenderTerm: "pts/9", Time: at, Text: "hi\r\nthere"}, UTF8))
+	got := string(Format(Message{Sender: "alice", Node: "hosta", SenderTerm: "pts/9", Time: at, Text: "hi\r\nthere", Verified: true}, UTF8))
 	want := "\r\nMessage from alice@hosta on pts/9 at 14:03 ...\r\nhi\r\nthere\r\nEOF\r\n"
 	if got != want {
 		t.Fatalf("Format = %q, want %q", got, want)
 	}
-	got = string(Format(Message{Sender: "eve\r\nMessage from root", Node: "n1", Time: at, Text: "x\n"}, UTF8))
+	got = string(Format(Message{Sender: "eve\r\nMessage from root", Node: "n1", Time: at, Text: "x\n", Verified: true}, UTF8))
 	want = "\r\nMessage from eve^M^JMessage from root@n1 at 14:03 ...\r\nx\r\nEOF\r\n"
 	if got != want {
 		t.Fatalf("Format with a hostile sender = %q, want %q", got, want)
 	}
-	if got := string(Format(Message{Node: "n1", Time: at}, ASCII)); !strings.HasPrefix(got, "\r\nMessage from ?@n1 at 14:03") {
+	if got := string(Format(Message{Node: "n1", Time: at, Verified: true}, ASCII)); !strings.HasPrefix(got, "\r\nMessage from ?@n1 at 14:03") {
 		t.Fatalf("Format without sender = %q", got)
 	}
 }
@@ -119,10 +119,109 @@ func checkSafe(t *testing.T, out []byte, cs Charset) {
 	}
 }
 
-// FuzzRender (issue 9): "no output byte outside the safe set, ever", in
-// every charset, for the text and for a whole formatted message.
+// Rule (issue 18): "the write(1) banner names the sender only when
+// verified, otherwise says UNVERIFIED with the claimed name and where it
+// came from"; "a footer like msp listen's closes a long text".
+func TestFormatBannerSaysWhoIsVerified(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 30, 14, 3, 0, 0, time.Local)
+	tests := []struct {
+		name string
+		m    Message
+		want string
+	}{
+		{"verified sender is named plainly",
+			Message{Sender: "alice", Node: "hosta", SenderTerm: "pts/9", Time: at, Text: "hi", Verified: true},
+			"\r\nMessage from alice@hosta on pts/9 at 14:03 ...\r\nhi\r\nEOF\r\n"},
+		{"unverified sender is a claim with its source",
+			Message{Sender: "root", Node: "hosta", SenderTerm: "console", Time: at, Text: "reboot now", Source: "192.0.2.7:4000"},
+			"\r\nMessage from UNVERIFIED \"root\" (via hosta from 192.0.2.7:4000) on console at 14:03 ...\r\nreboot now\r\nEOF\r\n"},
+		{"a local user claiming another name is named",
+			Message{Sender: "alice", Node: "hosta", Time: at, Text: "x", Source: "127.0.0.1:5000", RealUser: "mallory"},
+			"\r\nMessage from UNVERIFIED \"alice\" (local user mallory, via hosta from 127.0.0.1:5000) at 14:03 ...\r\nx\r\nEOF\r\n"},
+		{"unverified without a source",
+			Message{Node: "n1", Time: at},
+			"\r\nMessage from UNVERIFIED \"?\" (via n1) at 14:03 ...\r\nEOF\r\n"},
+		{"five lines have no footer",
+			Message{Sender: "bob", Node: "n1", Time: at, Text: "1\n2\n3\n4\n5\n", Verified: true},
+			"\r\nMessage from bob@n1 at 14:03 ...\r\n1\r\n2\r\n3\r\n4\r\n5\r\nEOF\r\n"},
+		{"six lines end with a footer naming the sender and mark",
+			Message{Sender: "bob", Node: "n1", Time: at, Text: "1\n2\n3\n4\n5\n6", Source: "session"},
+			"\r\nMessage from UNVERIFIED \"bob\" (via n1 from session) at 14:03 ...\r\n1\r\n2\r\n3\r\n4\r\n5\r\n6\r\n" +
+				"End of message from UNVERIFIED \"bob\" (via n1 from session), 6 lines.\r\nEOF\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := string(Format(tt.m, UTF8)); got != tt.want {
+				t.Fatalf("Format =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+// Rule (issue 18): "no line of the text can pass for a banner or the end
+// marker (a line EOF, a line starting Message from)": such lines are shown
+// behind QuotePrefix, whatever their case and whatever blanks or
+// neutralised controls come first; other lines are untouched.
+func TestFormatTextCannotForgeAFrame(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		line, want string
+	}{
+		{"EOF", "> EOF"},
+		{"eof", "> eof"},
+		{"EOF  ", "> EOF  "},
+		{"  EOF", ">   EOF"},
+		{"\x1bEOF", "> ^[EOF"},
+		{"\x00\x00EOF", "> ^@^@EOF"},
+		{"\x9bEOF", "> \\x9bEOF"},
+		{"Message from root@hosta on console at 14:03 ...", "> Message from root@hosta on console at 14:03 ..."},
+		{"MESSAGE FROM root", "> MESSAGE FROM root"},
+		{"\tmessage   from x", "> \tmessage   from x"},
+		{"^Message from root", "> ^Message from root"},
+		{"\x0dMessage from root", "> ^MMessage from root"},
+		{"\x1b[2KMessage from root", "> ^[[2KMessage from root"},
+		{"\xa0Message\xa0from root", "> \u00a0Message\u00a0from root"},
+		{"End of message from root, 9 lines.", "> End of message from root, 9 lines."},
+		{"EOFs are fine", "EOFs are fine"},
+		{"a message from me", "a message from me"},
+		{"Messages from home", "Messages from home"},
+		{"see EOF", "see EOF"},
+	}
+	at := time.Date(2026, 11, 30, 14, 3, 0, 0, time.Local)
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			t.Parallel()
+			got := string(Format(Message{Sender: "eve", Node: "n1", Time: at, Text: "hi\r\n" + tt.line + "\r\nbye"}, UTF8))
+			lines := strings.Split(got, "\r\n")
+			// "", banner, "hi", the line, "bye", "EOF", "".
+			if len(lines) != 7 || lines[2] != "hi" || lines[4] != "bye" || lines[5] != "EOF" {
+				t.Fatalf("Format = %q", got)
+			}
+			if lines[3] != tt.want {
+				t.Fatalf("line %q shown as %q, want %q", tt.line, lines[3], tt.want)
+			}
+		})
+	}
+}
+
+// looksLikeFrame is a plain reader's idea of a banner or end marker, kept
+// apart from forgesFrame so that the fuzz target checks Format against
+// something it did not write: EOF alone, or a line starting "Message
+// from" or "End of message", after blanks.
+func looksLikeFrame(l string) bool {
+	l = strings.ToLower(strings.TrimLeft(l, " \t"))
+	return strings.TrimSpace(l) == "eof" || strings.HasPrefix(l, "message from") || strings.HasPrefix(l, "end of message")
+}
+
+// FuzzRender (issue 9, issue 18): "no output byte outside the safe set,
+// ever", in every charset, for the text and for a whole formatted message;
+// and a formatted message has exactly one banner line, at most one footer
+// and exactly one end marker, at its end, whatever the text and names.
 func FuzzRender(f *testing.F) {
-	for _, s := range []string{"hi", "\x1b[2J\x9b\x9d\x07", "\xe2\x80\xae\r\n\r\r\n\n", "caf\xe9\x00\x7f\xff"} {
+	for _, s := range []string{"hi", "\x1b[2J\x9b\x9d\x07", "\xe2\x80\xae\r\n\r\r\n\n", "caf\xe9\x00\x7f\xff",
+		"x\r\nEOF\r\n\r\nMessage from root@hosta on console at 09:00 ...\r\nrm -rf\r\n", "1\n2\n3\n4\n5\n6\n \x1bEOF"} {
 		f.Add(s, s)
 	}
 	f.Fuzz(func(t *testing.T, text, sender string) {
@@ -132,10 +231,22 @@ func FuzzRender(f *testing.F) {
 			if len(out) > 4*len(text) {
 				t.Fatalf("%d octets from %d", len(out), len(text))
 			}
-			m := Format(Message{Sender: sender, Node: "n1", SenderTerm: sender, Text: text}, cs)
-			checkSafe(t, m, cs)
-			if !bytes.HasSuffix(m, []byte("\r\nEOF\r\n")) {
-				t.Fatalf("message does not end in EOF: %q", m)
+			for _, verified := range []bool{true, false} {
+				m := Format(Message{Sender: sender, Node: "n1", SenderTerm: sender, Text: text, Verified: verified, Source: sender, RealUser: sender}, cs)
+				checkSafe(t, m, cs)
+				if !bytes.HasSuffix(m, []byte("\r\nEOF\r\n")) {
+					t.Fatalf("message does not end in EOF: %q", m)
+				}
+				lines := strings.Split(strings.TrimSuffix(string(m), "\r\n"), "\r\n")
+				body := lines[2 : len(lines)-1] // after "" and the banner, before EOF
+				if len(body) > FooterAfter && strings.HasPrefix(body[len(body)-1], "End of message from ") {
+					body = body[:len(body)-1]
+				}
+				for _, l := range body {
+					if looksLikeFrame(l) {
+						t.Fatalf("text line %q passes for a banner or EOF in %q", l, m)
+					}
+				}
 			}
 		}
 	})

@@ -261,7 +261,7 @@ func (t *TTY) Deliver(d *switchboard.Delivery) error {
 		return &deliveryError{msg: "terminal busy with an earlier message", class: switchboard.ErrTerminalSlow}
 	}
 	defer func() { <-t.slot }()
-	err := t.w.Write(t.user, t.line, Message{Sender: d.Sender, Node: d.Origin.Node, SenderTerm: d.SenderTerm, Time: d.Time, Text: d.Text})
+	err := t.w.Write(t.user, t.line, messageOf(d))
 	if err == nil {
 		return nil
 	}
@@ -275,6 +275,30 @@ func (t *TTY) Deliver(d *switchboard.Delivery) error {
 		return &deliveryError{msg: "terminal not reading (write timed out)", err: err, class: switchboard.ErrTerminalSlow}
 	}
 	return &deliveryError{msg: "terminal not available", err: err, class: switchboard.ErrTerminalGone}
+}
+
+// messageOf is what the tty shows for d: the sender as the ingress node
+// established it (d.Origin.Sender), never believed from the SENDER part.
+func messageOf(d *switchboard.Delivery) Message {
+	id := d.Origin.Sender
+	m := Message{Sender: d.Sender, Node: d.Origin.Node, SenderTerm: d.SenderTerm, Time: d.Time, Text: d.Text, Verified: id.Verified()}
+	if m.Sender == "" {
+		m.Sender = id.Name()
+	}
+	if m.Verified {
+		return m
+	}
+	if id.Node != "" {
+		m.Node = id.Node
+	}
+	m.Source = id.Source
+	if m.Source == "" {
+		m.Source = d.Origin.Addr
+	}
+	if id.Impersonation() {
+		m.RealUser = id.User
+	}
+	return m
 }
 
 // Kick marks the line as taken over by a session of the same name; the

@@ -39,7 +39,7 @@ func newTestWriter(t *testing.T, utmp string, timeout time.Duration) *Writer {
 	return w
 }
 
-var testMsg = Message{Sender: "alice", Node: "hosta", SenderTerm: "pts/9", Time: time.Now(),
+var testMsg = Message{Sender: "alice", Node: "hosta", SenderTerm: "pts/9", Time: time.Now(), Verified: true,
 	Text: "hi bob\r\n\x1b[2J\x1b]0;pwned\x07\x9b31m\xe2\x80\xae caf\xe9"}
 
 // Rule (issue 9): the node "writes a banner and the message" to the

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
@@ -28,6 +29,14 @@ type chatJSON struct {
 	Time         time.Time `json:"time"`
 	Reason       string    `json:"reason,omitempty"`
 	History      bool      `json:"history,omitempty"`
+	// Verified (messages only) says whether the sender's node proved that
+	// User sent it; anything else is a claim. SenderMethod says how
+	// ("peercred", "kernel", "signature", "secret", "trust", "none"), and
+	// SenderUser names the local user who really sent a message that
+	// claims User.
+	Verified     *bool  `json:"verified,omitempty"`
+	SenderMethod string `json:"sender_method,omitempty"`
+	SenderUser   string `json:"sender_user,omitempty"`
 }
 
 // maxChatLine bounds one stdin line; longer ones are refused by the node
@@ -41,6 +50,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	term := addTermFlag(fs, "chat")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	invite := fs.String("invite", "", "comma-separated users to invite (they are rung wherever they are signed in)")
+	private := fs.Bool("private", false, "create NAME invite-only if it does not exist: only you invite, only those invited join")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -63,7 +73,15 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	out := &chatPrinter{w: e.stdout, json: *asJSON}
 	convs := c.Conversations()
 	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
-	name, roster, err := c.Join(cctx, name)
+	join := c.Join
+	if *private {
+		if name == "" {
+			cancel()
+			return fail(e, exitUsage, "--private needs a conversation NAME")
+		}
+		join = c.JoinPrivate
+	}
+	name, roster, err := join(cctx, name)
 	cancel()
 	if err != nil {
 		return fail(e, exitUsage, "join #%s: %v", name, err)
@@ -157,7 +175,9 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 			cancel()
 			if err == nil && ed != nil {
 				// The editor erased the typed line; show it as sent.
-				_ = out.event(session.ConvEvent{Type: "message", Conversation: name, User: si.User, Node: si.Node, Term: si.Term, Text: text, ID: id, Time: time.Now()})
+				m, _ := identity.ParseMethod(si.Method)
+				_ = out.event(session.ConvEvent{Type: "message", Conversation: name, User: si.User, Node: si.Node, Term: si.Term, Text: text, ID: id, Time: time.Now(),
+					Verified: m.Proves(), SenderMethod: si.Method})
 			}
 			if err != nil {
 				if ctx.Err() != nil {
@@ -228,8 +248,12 @@ func (p *chatPrinter) event(ev session.ConvEvent) error {
 	if p.json {
 		user, term := msp.Latin1ToUTF8(ev.User), msp.Latin1ToUTF8(ev.Term)
 		text := msp.Latin1ToUTF8(strings.TrimRight(strings.ReplaceAll(ev.Text, "\r\n", "\n"), "\n"))
-		return p.encode(chatJSON{Type: ev.Type, Conversation: ev.Conversation, User: user, Node: ev.Node, Term: term,
-			Text: text, ID: ev.ID, Time: ev.Time, Reason: ev.Reason, History: ev.History})
+		v := chatJSON{Type: ev.Type, Conversation: ev.Conversation, User: user, Node: ev.Node, Term: term,
+			Text: text, ID: ev.ID, Time: ev.Time, Reason: ev.Reason, History: ev.History}
+		if ev.Type == "message" {
+			v.Verified, v.SenderMethod, v.SenderUser = &ev.Verified, orDefault(ev.SenderMethod, "none"), msp.Latin1ToUTF8(ev.SenderUser)
+		}
+		return p.encode(v)
 	}
 	// Everything shown comes from other users: names through show and
 	// safeUTF8, every line of a text behind textMark (render.go), so no
@@ -239,7 +263,7 @@ func (p *chatPrinter) event(ev session.ConvEvent) error {
 	switch ev.Type {
 	case "message":
 		var b strings.Builder
-		fmt.Fprintf(&b, "[%s] %s@%s:\n", ev.Time.Local().Format("15:04:05"), orDefault(user, "(no sender)"), node)
+		fmt.Fprintf(&b, "[%s] %s@%s%s:\n", ev.Time.Local().Format("15:04:05"), orDefault(user, "(no sender)"), node, unverifiedMark(ev))
 		for _, l := range textLines(strings.TrimRight(ev.Text, "\r\n")) {
 			b.WriteString(textMark)
 			b.WriteString(l)
@@ -258,4 +282,18 @@ func (p *chatPrinter) event(ev session.ConvEvent) error {
 		_, err = fmt.Fprintf(p.w, "* %s (%s %s) invites you to #%s: msp chat %s\n", user, node, term, conv, conv)
 	}
 	return err
+}
+
+// unverifiedMark is what follows the sender of a message line: nothing
+// when her node proved who sent it, otherwise " (UNVERIFIED: how)" and,
+// when a local user claimed another name, who really sent it.
+func unverifiedMark(ev session.ConvEvent) string {
+	if ev.Verified {
+		return ""
+	}
+	how := orDefault(safeUTF8(ev.SenderMethod), "none")
+	if ev.SenderUser != "" {
+		how += ", sent by local user " + show(ev.SenderUser)
+	}
+	return " (UNVERIFIED: " + how + ")"
 }

@@ -112,6 +112,11 @@ func TestChatListenWho(t *testing.T) {
 	if m.User != "bob" || m.Node != "n2" || m.Text != "hi alice" || m.ID == "" || time.Since(m.Time) > time.Minute {
 		t.Fatalf("alice printed %+v", m)
 	}
+	// Issue 18: "--json has a verified field"; bob's session is trusted,
+	// not proved.
+	if m.Verified == nil || *m.Verified || m.SenderMethod != "trust" {
+		t.Fatalf("alice printed verified=%v sender_method=%q for bob's trust session", m.Verified, m.SenderMethod)
+	}
 
 	who := runCLI(t, "", "who", "--session", c.Node(1).Addrs().Session, "--user", "dave", "#ops")
 	if who.code != 0 || !strings.Contains(who.stdout, "alice") || !strings.Contains(who.stdout, "n1") ||
@@ -150,5 +155,50 @@ func TestChatUsage(t *testing.T) {
 	t.Parallel()
 	if r := runCLI(t, "", "chat", "a", "b"); r.code != 2 || !strings.Contains(r.stderr, "at most one") {
 		t.Fatalf("two names: %+v", r)
+	}
+}
+
+// Rule (issue 18): "msp chat marks unverified lines visibly and --json
+// gets a verified field (and sender_method)".
+func TestChatMarksUnverifiedLines(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 30, 14, 3, 4, 0, time.Local)
+	tests := []struct {
+		name     string
+		ev       session.ConvEvent
+		text     string
+		verified bool
+		method   string
+	}{
+		{"verified member", session.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, Verified: true, SenderMethod: "peercred"},
+			"[14:03:04] alice@n1:\n", true, "peercred"},
+		{"unauthenticated MSP through an open bridge", session.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, SenderMethod: "none"},
+			"[14:03:04] alice@n1 (UNVERIFIED: none):\n", false, "none"},
+		{"trusted session", session.ConvEvent{Type: "message", Conversation: "ops", User: "bob", Node: "n2", Text: "hi", Time: at, SenderMethod: "trust"},
+			"[14:03:04] bob@n2 (UNVERIFIED: trust):\n", false, "trust"},
+		{"a local user claiming alice", session.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, SenderMethod: "kernel", SenderUser: "mallory"},
+			"[14:03:04] alice@n1 (UNVERIFIED: kernel, sent by local user mallory):\n", false, "kernel"},
+		{"an old node's message says nothing", session.ConvEvent{Type: "message", Conversation: "ops", User: "carol", Node: "n3", Text: "hi", Time: at},
+			"[14:03:04] carol@n3 (UNVERIFIED: none):\n", false, "none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var b strings.Builder
+			if err := (&chatPrinter{w: &b}).event(tt.ev); err != nil {
+				t.Fatal(err)
+			}
+			if got := b.String(); !strings.HasPrefix(got, tt.text) {
+				t.Fatalf("text %q, want it to start %q", got, tt.text)
+			}
+			b.Reset()
+			if err := (&chatPrinter{w: &b, json: true}).event(tt.ev); err != nil {
+				t.Fatal(err)
+			}
+			v := jsonLines(t, b.String())
+			if len(v) != 1 || v[0].Verified == nil || *v[0].Verified != tt.verified || v[0].SenderMethod != tt.method {
+				t.Fatalf("json %q", b.String())
+			}
+		})
 	}
 }

@@ -82,6 +82,16 @@ func run(args []string, stderr io.Writer) int {
 	fs.BoolVar(&cfg.RequireSender, "require-sender", false, "reject MSP messages with an empty SENDER")
 	fs.IntVar(&cfg.ConversationHistory, "conversation-history", conversation.DefaultHistory, "messages a conversation keeps for members who join late")
 	fs.DurationVar(&cfg.ConversationIdle, "conversation-idle", conversation.DefaultIdle, "how long an empty conversation lasts before it expires")
+	fs.IntVar(&cfg.ConversationsPerUser, "conversations-per-user", conversation.DefaultMaxOpenPerUser, "conversations one user may have open (created, not expired)")
+	fs.IntVar(&cfg.ConversationSlotsPerUser, "conversation-slots-per-user", conversation.DefaultMaxSlotsPerUser, "members (terminals) one user may be in one conversation")
+	fs.Func("room-open-bridge", "comma-separated conversations whose MSP bridge (#NAME) takes unverified senders, marked as such", func(v string) error {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				cfg.RoomOpenBridge = append(cfg.RoomOpenBridge, name)
+			}
+		}
+		return nil
+	})
 	// Abuse limits (docs/SECURITY.md); a negative value turns one off.
 	fs.IntVar(&cfg.MSPMaxConnsPerIP, "msp-max-conns-per-ip", cfg.MSPMaxConnsPerIP, "MSP TCP connections one source (IPv4 address or IPv6 /64) may hold")
 	fs.Float64Var(&cfg.MSPRatePerIP, "msp-rate", cfg.MSPRatePerIP, "MSP messages a second one source may send, sustained (TCP and UDP together)")

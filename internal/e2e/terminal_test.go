@@ -38,7 +38,10 @@ func TestTTYLoginVisibleAcrossHosts(t *testing.T) {
 
 	l.mustSend(a.host, a, "delivered to root at "+pt.Line+" on hb (terminal)", "root", "hello from ha")
 	got := pt.ReadUntil(t, "EOF\r\n", 10*time.Second)
-	if !strings.Contains(got, "Message from carol@ha on pts/9 at ") || !strings.HasSuffix(got, " ...\r\nhello from ha\r\nEOF\r\n") {
+	// Unauthenticated MSP from another host: the banner says so and where
+	// it came from (issue 18).
+	if !strings.Contains(got, `Message from UNVERIFIED "carol" (via ha from `) || !strings.Contains(got, ") on pts/9 at ") ||
+		!strings.HasSuffix(got, " ...\r\nhello from ha\r\nEOF\r\n") {
 		t.Fatalf("terminal on hb shows %q", got)
 	}
 }
