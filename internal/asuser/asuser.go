@@ -1,0 +1,151 @@
+// Package asuser lets a test send from a socket owned by another local
+// account: it runs the test binary itself as that account (root may set any
+// credentials on a child), in a helper mode that dials, sends one payload,
+// waits for one answer and prints it. Tests that check what the kernel says
+// about a socket's owner need a second owner; a mock would prove nothing.
+//
+// A test package that uses it calls [Main] first thing in its TestMain.
+package asuser
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// envHelper carries the helper's job: network, local address, remote
+// address and base64 payload, separated by spaces.
+const envHelper = "MSPRELAY_ASUSER_HELPER"
+
+// answerWait bounds the helper's wait for an answer; UDP may get none.
+const answerWait = 3 * time.Second
+
+// Main runs the helper and exits when this process was started as one;
+// otherwise it returns at once.
+func Main() {
+	job, ok := os.LookupEnv(envHelper)
+	if !ok {
+		return
+	}
+	if err := helper(job, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "asuser helper:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func helper(job string, out io.Writer) error {
+	f := strings.Fields(job)
+	if len(f) != 4 {
+		return fmt.Errorf("bad job %q", job)
+	}
+	payload, err := base64.StdEncoding.DecodeString(f[3])
+	if err != nil {
+		return err
+	}
+	var local net.Addr
+	switch f[0] {
+	case "tcp", "tcp4", "tcp6":
+		if local, err = net.ResolveTCPAddr(f[0], f[1]); err != nil {
+			return err
+		}
+	default:
+		if local, err = net.ResolveUDPAddr(f[0], f[1]); err != nil {
+			return err
+		}
+	}
+	d := net.Dialer{LocalAddr: local, Timeout: answerWait}
+	c, err := d.Dial(f[0], f[2])
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(payload); err != nil {
+		return err
+	}
+	c.SetReadDeadline(time.Now().Add(answerWait))
+	buf := make([]byte, 1024)
+	n, _ := c.Read(buf) // no answer is an answer too: the output is empty
+	_, err = out.Write(buf[:n])
+	return err
+}
+
+// Nobody is the uid and gid of the account "nobody" (65534 if the system
+// has no such account).
+func Nobody() (uid, gid int) {
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return 65534, 65534
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid
+}
+
+// Send runs this test binary as uid/gid to send payload from laddr to
+// raddr over network, and returns the answer it got (empty if none came
+// within a few seconds). It skips the test unless it runs as root.
+func Send(t testing.TB, uid, gid int, network, laddr, raddr string, payload []byte) ([]byte, error) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("asuser: running a process as another user needs root")
+	}
+	exe := executable(t)
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envHelper+"="+strings.Join([]string{network, laddr, raddr, base64.StdEncoding.EncodeToString(payload)}, " "))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	cmd.Dir = filepath.Dir(exe)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("asuser: helper as uid %d: %w: %s", uid, err, stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+// executable is a copy of the test binary that any account may run (the
+// go tool builds it in a directory only root may enter); removed when the
+// test ends.
+func executable(t testing.TB) string {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatalf("asuser: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "asuser")
+	if err != nil {
+		t.Fatalf("asuser: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("asuser: %v", err)
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		t.Fatalf("asuser: %v", err)
+	}
+	defer src.Close()
+	exe := filepath.Join(dir, filepath.Base(self))
+	dst, err := os.OpenFile(exe, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		t.Fatalf("asuser: %v", err)
+	}
+	_, err = io.Copy(dst, src)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("asuser: copying test binary: %v", err)
+	}
+	return exe
+}
