@@ -28,8 +28,12 @@ import (
 // address and base64 payload, separated by spaces.
 const envHelper = "MSPRELAY_ASUSER_HELPER"
 
-// answerWait bounds the helper's wait for an answer; UDP may get none.
-const answerWait = 3 * time.Second
+// answerWait bounds the helper's wait for the first octets of an answer
+// (UDP may get none); moreWait, the wait for more once some came.
+const (
+	answerWait = 3 * time.Second
+	moreWait   = 300 * time.Millisecond
+)
 
 // Main runs the helper and exits when this process was started as one;
 // otherwise it returns at once.
@@ -74,10 +78,19 @@ func helper(job string, out io.Writer) error {
 	if _, err := c.Write(payload); err != nil {
 		return err
 	}
-	c.SetReadDeadline(time.Now().Add(answerWait))
-	buf := make([]byte, 1024)
-	n, _ := c.Read(buf) // no answer is an answer too: the output is empty
-	_, err = out.Write(buf[:n])
+	// Everything that comes until the peer closes or goes quiet; no answer
+	// is an answer too (the output is empty).
+	var got []byte
+	buf := make([]byte, 4096)
+	for wait := answerWait; len(got) < 64<<10; wait = moreWait {
+		c.SetReadDeadline(time.Now().Add(wait))
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil || strings.HasPrefix(f[0], "udp") {
+			break
+		}
+	}
+	_, err = out.Write(got)
 	return err
 }
 
@@ -94,8 +107,9 @@ func Nobody() (uid, gid int) {
 }
 
 // Send runs this test binary as uid/gid to send payload from laddr to
-// raddr over network, and returns the answer it got (empty if none came
-// within a few seconds). It skips the test unless it runs as root.
+// raddr over network, and returns the answer it got: over TCP all that
+// came until the peer closed or was quiet for a moment, over UDP one
+// datagram; empty if nothing came within a few seconds. It skips the test unless it runs as root.
 func Send(t testing.TB, uid, gid int, network, laddr, raddr string, payload []byte) ([]byte, error) {
 	t.Helper()
 	if os.Geteuid() != 0 {
