@@ -34,6 +34,7 @@ func kernelIdentify(t *testing.T) func(string, netip.AddrPort, netip.AddrPort) P
 		t.Skipf("no NETLINK_SOCK_DIAG here: %v", err)
 	}
 	r := sockowner.New(sockowner.Config{})
+	t.Cleanup(func() { r.Close() })
 	return func(network string, local, remote netip.AddrPort) Peer {
 		return Peer(r.Lookup(network, local, remote))
 	}

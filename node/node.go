@@ -51,7 +51,7 @@ type Node struct {
 	addrs  Addrs
 	ops    *nodeOps            // metrics, probes, HTTP endpoint, reload: ops.go
 	terms  *terminal.Service   // nil with Terminals off
-	owners *sockowner.Resolver // who owns a local sender's socket; set by New, no state to close
+	owners *sockowner.Resolver // who owns a local sender's socket; set by New, closed by Close
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
@@ -534,6 +534,7 @@ func (n *Node) Close() error {
 		n.cancelRun()
 	}
 	n.wg.Wait()
+	n.owners.Close() // after the MSP and session servers, which ask it
 	if n.nc != nil {
 		n.nc.Close()
 	}

@@ -228,6 +228,7 @@ func TestFailedSignInsCountPerLocalUser(t *testing.T) {
 		t.Skipf("no NETLINK_SOCK_DIAG here: %v", err)
 	}
 	owners := sockowner.New(sockowner.Config{})
+	t.Cleanup(func() { owners.Close() })
 	secrets, err := ParseSecrets(strings.NewReader("alice s3cret\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,68 @@ const (
 // errShort is returned for a reply too short to be an inet_diag_msg.
 var errShort = errors.New("sockowner: short inet_diag_msg")
 
+// errClosed is returned by a closed Resolver's questions.
+var errClosed = errors.New("sockowner: resolver closed")
+
+// SocketUID finds the owner of the socket that sent to the server: network
+// is "tcp" or "udp", server the server's end of the connection or the
+// address the datagram arrived on (for a server bound to the unspecified
+// address, that address), sender the sending socket's address. It asks
+// the kernel with NETLINK_SOCK_DIAG, as identd does, over a netlink socket
+// of its own that it closes before returning; a [Resolver] keeps one open.
+//
+// The errors are [ErrUnsupported] (no netlink here), [ErrNotFound] (the
+// socket is gone or never was on this host), [ErrAmbiguous], or a wrapped
+// netlink error.
+func SocketUID(network string, server, sender netip.AddrPort) (uint32, error) {
+	var d diagClient
+	defer d.close()
+	return d.socketUID(network, server, sender)
+}
+
+// socketUID is SocketUID on d's netlink socket.
+//
+// TCP uses the kernel's exact lookup of the connected 4-tuple. UDP dumps
+// the sockets bound to the sender's port and requires that every socket
+// that could have sent the datagram belongs to one user (see udpOwner);
+// an exact UDP lookup would need the datagram's destination address, which
+// a server bound to the unspecified address does not know, and would
+// silently pick one of several sockets sharing the port.
+func (d *diagClient) socketUID(network string, server, sender netip.AddrPort) (uint32, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		msgs, err := d.query(diagReq{
+			family: familyOf(sender.Addr()), protocol: protoTCP,
+			src: unmapPort(sender), dst: unmapPort(server),
+		}, false)
+		if err != nil {
+			return 0, err
+		}
+		return tcpOwner(msgs, sender, server)
+	case "udp", "udp4", "udp6":
+		// Only the port filters in the kernel's dump; addresses are
+		// compared here. An IPv4 sender may use an IPv6 socket (bound to
+		// "::" or to a mapped address), so both families are asked.
+		families := []uint8{afINET6}
+		if sender.Addr().Unmap().Is4() {
+			families = []uint8{afINET, afINET6}
+		}
+		var all []diagMsg
+		for _, f := range families {
+			msgs, err := d.query(diagReq{
+				family: f, protocol: protoUDP,
+				src: netip.AddrPortFrom(netip.Addr{}, sender.Port()),
+			}, true)
+			if err != nil {
+				return 0, err
+			}
+			all = append(all, msgs...)
+		}
+		return udpOwner(all, sender, server)
+	}
+	return 0, fmt.Errorf("sockowner: network %q: %w", network, ErrUnsupported)
+}
+
 // diagReq is the part of an inet_diag_req_v2 this package sets.
 type diagReq struct {
 	family, protocol uint8

@@ -2,14 +2,14 @@
 
 package sockowner
 
-import (
-	"fmt"
-	"net/netip"
-)
+import "fmt"
 
-// SocketUID finds the owner of the socket that sent to the server; only
-// Linux has NETLINK_SOCK_DIAG, so elsewhere it is always [ErrUnsupported]
-// and every local sender is unidentified.
-func SocketUID(network string, server, sender netip.AddrPort) (uint32, error) {
-	return 0, fmt.Errorf("sockowner: %s lookup: %w", network, ErrUnsupported)
+// diagClient stands for the netlink client only Linux has: elsewhere every
+// question is [ErrUnsupported] and every local sender is unidentified.
+type diagClient struct{}
+
+func (d *diagClient) close() error { return nil }
+
+func (d *diagClient) query(r diagReq, dump bool) ([]diagMsg, error) {
+	return nil, fmt.Errorf("sockowner: sock_diag: %w", ErrUnsupported)
 }

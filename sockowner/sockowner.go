@@ -32,9 +32,17 @@
 // only for datagrams from this host. Account names (uid → login name) are
 // cached, bounded by Config.MaxNames and refreshed after Config.NameTTL.
 //
-// A Resolver has no goroutines and holds no open descriptors: each lookup
-// dials, asks and closes its own netlink socket. It is safe for concurrent
-// use.
+// Cost: a lookup is one or two netlink round trips on a socket the
+// Resolver keeps open (tens of microseconds; a UDP lookup walks the
+// kernel's UDP table). The MSP server asks on its accept and UDP read
+// loops, so a local flood of fresh sockets could otherwise make those
+// loops slow for every sender, remote ones included: past
+// Config.LookupRate lookups a second the Resolver stops asking and calls
+// the sender local and unknown, which puts the flood in the one shared
+// bucket of unnamed local senders while remote senders keep their pace.
+//
+// A Resolver has no goroutines; it holds one netlink socket, opened on
+// first use and closed by Close. It is safe for concurrent use.
 package sockowner
 
 import (
@@ -46,6 +54,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Errors of [SocketUID].
@@ -71,6 +81,13 @@ const (
 	DefaultNameTTL = time.Minute
 	// DefaultMaxNames bounds the uid → name cache.
 	DefaultMaxNames = 4096
+	// DefaultLookupRate is how many lookups a second a Resolver makes, at
+	// most: far above what people sending messages from one host need,
+	// far below what would keep a server's read loop busy.
+	DefaultLookupRate = 2000
+	// DefaultLookupBurst is how many lookups may come at once before
+	// DefaultLookupRate applies.
+	DefaultLookupBurst = 500
 )
 
 // Owner is what the kernel says about a sender. Its fields are those of
@@ -96,6 +113,11 @@ type Config struct {
 	NameTTL time.Duration
 	// MaxNames: see DefaultMaxNames; zero means the default.
 	MaxNames int
+	// LookupRate: see DefaultLookupRate; zero means the default, negative
+	// no limit.
+	LookupRate float64
+	// LookupBurst: see DefaultLookupBurst; zero means the default.
+	LookupBurst int
 }
 
 // Resolver answers "who owns the socket this came from" for local senders.
@@ -104,6 +126,8 @@ type Resolver struct {
 	refresh  time.Duration
 	nameTTL  time.Duration
 	maxNames int
+	lookups  *rate.Limiter // nil: no limit; has its own lock
+	ask      diagClient    // the netlink socket; has its own lock
 
 	mu      sync.Mutex            // guards the fields below
 	addrs   map[netip.Addr]bool   // this host's interface addresses, unmapped
@@ -137,8 +161,22 @@ func New(cfg Config) *Resolver {
 	if r.maxNames <= 0 {
 		r.maxNames = DefaultMaxNames
 	}
+	if cfg.LookupRate >= 0 {
+		every, burst := rate.Limit(cfg.LookupRate), cfg.LookupBurst
+		if every == 0 {
+			every = DefaultLookupRate
+		}
+		if burst <= 0 {
+			burst = DefaultLookupBurst
+		}
+		r.lookups = rate.NewLimiter(every, burst)
+	}
 	return r
 }
+
+// Close closes the Resolver's netlink socket; Lookup then finds nobody.
+// It is idempotent.
+func (r *Resolver) Close() error { return r.ask.close() }
 
 // Lookup says who sent to server from sender over network ("tcp" or
 // "udp"): the zero Owner for a sender on another host, Local alone when
@@ -147,7 +185,11 @@ func (r *Resolver) Lookup(network string, server, sender netip.AddrPort) Owner {
 	if !r.IsLocal(sender.Addr()) {
 		return Owner{}
 	}
-	uid, err := SocketUID(network, server, sender)
+	if r.lookups != nil && !r.lookups.Allow() {
+		r.log.Debug("sockowner: over the lookup rate, local sender not identified", "network", network, "sender", sender.String())
+		return Owner{Local: true}
+	}
+	uid, err := r.ask.socketUID(network, server, sender)
 	if err != nil {
 		r.log.Debug("sockowner: local sender not identified", "network", network, "sender", sender.String(), "err", err)
 		return Owner{Local: true}

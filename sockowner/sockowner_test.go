@@ -277,3 +277,33 @@ func TestLookupNamesTheAccount(t *testing.T) {
 		t.Fatalf("User = %q, want root", o.User)
 	}
 }
+
+// TestLookupRateBoundsTheCost: past Config.LookupRate the Resolver stops
+// asking and the sender is local and unknown (one shared bucket), so a
+// flood of fresh sockets cannot keep the server's read loop busy; after
+// Close nobody is named.
+func TestLookupRateBoundsTheCost(t *testing.T) {
+	t.Parallel()
+	needNetlink(t)
+	server, sender, done := pair(t, "udp", "127.0.0.1:0", "127.0.0.8:0", "", false)
+	defer done()
+	r := New(Config{LookupRate: 0.001, LookupBurst: 2})
+	defer r.Close()
+	known := Owner{Local: true, Known: true, UID: myUID(), User: r.name(myUID())}
+	for i, want := range []Owner{known, known, {Local: true}} {
+		if got := r.Lookup("udp", server, sender); got != want {
+			t.Fatalf("lookup %d: %+v, want %+v", i, got, want)
+		}
+	}
+	r2 := New(Config{})
+	if got := r2.Lookup("udp", server, sender); got != known {
+		t.Fatalf("before Close: %+v, want %+v", got, known)
+	}
+	if err := r2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2.Close()
+	if got := r2.Lookup("udp", server, sender); got != (Owner{Local: true}) {
+		t.Fatalf("after Close: %+v, want local and unknown", got)
+	}
+}
