@@ -1,11 +1,14 @@
 package sockowner
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -172,7 +175,6 @@ func TestSocketUIDOtherUser(t *testing.T) {
 			t.Parallel()
 			got := make(chan error, 1)
 			var server netip.AddrPort
-			var answer func(net.Addr) []byte
 			if network == "tcp" {
 				l, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
@@ -217,7 +219,6 @@ func TestSocketUIDOtherUser(t *testing.T) {
 					got <- err
 				}()
 			}
-			_ = answer
 			if _, err := asuser.Send(t, uid, gid, network, "127.0.0.9:0", server.String(), []byte("B")); err != nil {
 				t.Fatal(err)
 			}
@@ -305,5 +306,60 @@ func TestLookupRateBoundsTheCost(t *testing.T) {
 	r2.Close()
 	if got := r2.Lookup("udp", server, sender); got != (Owner{Local: true}) {
 		t.Fatalf("after Close: %+v, want local and unknown", got)
+	}
+}
+
+// TestSocketUIDSharedPortIsAmbiguous: with SO_REUSEADDR two accounts may
+// bind one UDP address and port. The kernel's exact lookup would pick one
+// of them (a socket connected to the server wins), so another user's
+// datagram could pass as the first user's; every candidate is looked at
+// instead, and two owners name nobody.
+func TestSocketUIDSharedPortIsAmbiguous(t *testing.T) {
+	t.Parallel()
+	needNetlink(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	server := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	// This process's socket on 127.0.0.6:P, shared.
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	mine, err := lc.ListenPacket(context.Background(), "udp", "127.0.0.6:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	shared := mine.LocalAddr().String()
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 16)
+		pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			got <- err
+			return
+		}
+		uid, err := SocketUID("udp", server, from.(*net.UDPAddr).AddrPort())
+		if !errors.Is(err, ErrAmbiguous) {
+			err = fmt.Errorf("shared port: uid %d, err %v; want ErrAmbiguous", uid, err)
+		} else {
+			err = nil
+		}
+		pc.WriteTo([]byte("ok"), from)
+		got <- err
+	}()
+	uid, gid := asuser.Nobody()
+	if _, err := asuser.Send(t, uid, gid, "udp", shared, server.String(), []byte("B"), asuser.ReuseAddr); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
 	}
 }

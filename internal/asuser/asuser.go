@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +28,7 @@ import (
 )
 
 // envHelper carries the helper's job: network, local address, remote
-// address and base64 payload, separated by spaces.
+// address, base64 payload and options, separated by spaces.
 const envHelper = "MSPRELAY_ASUSER_HELPER"
 
 // answerWait bounds the helper's wait for the first octets of an answer
@@ -53,7 +54,7 @@ func Main() {
 
 func helper(job string, out io.Writer) error {
 	f := strings.Fields(job)
-	if len(f) != 4 {
+	if len(f) < 4 {
 		return fmt.Errorf("bad job %q", job)
 	}
 	payload, err := base64.StdEncoding.DecodeString(f[3])
@@ -72,6 +73,15 @@ func helper(job string, out io.Writer) error {
 		}
 	}
 	d := net.Dialer{LocalAddr: local, Timeout: answerWait}
+	if slices.Contains(f[4:], string(ReuseAddr)) {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+			})
+			return errors.Join(err, serr)
+		}
+	}
 	c, err := d.Dial(f[0], f[2])
 	if err != nil {
 		return err
@@ -96,6 +106,13 @@ func helper(job string, out io.Writer) error {
 	return err
 }
 
+// Option changes how the helper's socket is made.
+type Option string
+
+// ReuseAddr sets SO_REUSEADDR on the helper's socket before it binds, so
+// that it may share a UDP port with a socket of another account.
+const ReuseAddr Option = "reuseaddr"
+
 // Nobody is the uid and gid of the account "nobody" (65534 if the system
 // has no such account).
 func Nobody() (uid, gid int) {
@@ -112,14 +129,18 @@ func Nobody() (uid, gid int) {
 // raddr over network, and returns the answer it got: over TCP all that
 // came until the peer closed or was quiet for a moment, over UDP one
 // datagram; empty if nothing came within a few seconds. It skips the test unless it runs as root.
-func Send(t testing.TB, uid, gid int, network, laddr, raddr string, payload []byte) ([]byte, error) {
+func Send(t testing.TB, uid, gid int, network, laddr, raddr string, payload []byte, opts ...Option) ([]byte, error) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("asuser: running a process as another user needs root")
 	}
 	exe := executable(t)
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envHelper+"="+strings.Join([]string{network, laddr, raddr, base64.StdEncoding.EncodeToString(payload)}, " "))
+	job := []string{network, laddr, raddr, base64.StdEncoding.EncodeToString(payload)}
+	for _, o := range opts {
+		job = append(job, string(o))
+	}
+	cmd.Env = append(os.Environ(), envHelper+"="+strings.Join(job, " "))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	cmd.Dir = filepath.Dir(exe)
 	var stdout, stderr bytes.Buffer
