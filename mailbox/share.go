@@ -17,15 +17,25 @@ import (
 // SHA-256 (stable across nodes, which all count the same subjects).
 //
 // A sender is the node the message entered the cluster at plus who sent
-// it there. A verified sender (a session's signed-in user, a signed MSP
-// message) is her name. An unverified one is her source address, not the
-// SENDER part, which anyone can write: a network sender who varied it would
-// otherwise get a share per name. IPv6 addresses count by their /64, which
-// one host usually holds whole. So senders behind one address share one
-// share of each mailbox.
+// it there:
+//   - a sender whose name the ingress node proved (a session's signed-in
+//     user, a signed MSP message, a local MSP sender the kernel named) is
+//     that name, Origin.Sender.User, even when she claimed another SENDER:
+//     one local account is one share however many names she writes;
+//   - anyone else is her source address, not the SENDER part, which anyone
+//     can write. IPv6 addresses count by their /64, which one host usually
+//     holds whole, and every loopback address (127.0.0.0/8, ::1) is one
+//     source: any local user may bind any of 16 million of them, so a
+//     local sender the kernel could not name shares one share with every
+//     other such sender rather than taking a share per address.
 func SenderToken(d *switchboard.Delivery) string {
 	who := "addr\x00" + sourcePrefix(d.Origin.Addr)
-	if d.Origin.Verified {
+	switch id := d.Origin.Sender; {
+	case id.Method.Proves() && id.User != "":
+		who = "user\x00" + msp.Fold(id.User)
+	case d.Origin.Verified:
+		// The flag that predates Origin.Sender (session senders), until
+		// every ingress sets Sender.
 		who = "user\x00" + msp.Fold(d.Sender)
 	}
 	sum := sha256.Sum256([]byte(d.Origin.Node + "\x00" + who))
@@ -33,14 +43,18 @@ func SenderToken(d *switchboard.Delivery) string {
 }
 
 // sourcePrefix is the address part of an origin address ("192.0.2.1:9" or
-// "[2001:db8::1]:9"), an IPv6 address cut to its /64; what does not parse
-// (a session's "session") stays as it is.
+// "[2001:db8::1]:9"), an IPv6 address cut to its /64, and "loopback" for
+// any loopback address; what does not parse (a session's "session") stays
+// as it is.
 func sourcePrefix(addr string) string {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return addr
 	}
 	a := ap.Addr().Unmap()
+	if a.IsLoopback() {
+		return "loopback"
+	}
 	if a.Is6() {
 		if p, err := a.Prefix(64); err == nil {
 			return p.String()

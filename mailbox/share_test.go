@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/presence"
@@ -66,6 +67,64 @@ func TestMailboxShareForEachSender(t *testing.T) {
 	waitfor.True(t, 10*time.Second, "her queued messages", func() bool { return len(box.texts()) >= len(want) })
 	if got := box.texts(); !slices.Equal(got, want) {
 		t.Fatalf("delivered %q, want %q in order", got, want)
+	}
+}
+
+// kernelFrom is msg from a local MSP sender whose socket's owner the
+// kernel named: user is the account, claimed the SENDER she wrote.
+func kernelFrom(user, claimed, addr, recipient, text string) *switchboard.Delivery {
+	d := from(claimed, addr, false, recipient, text)
+	d.Origin.Sender = identity.Identity{User: user, Claimed: claimed, Method: identity.Kernel, Node: "n1", Source: addr}
+	return d
+}
+
+// Issue 18, "Any local user is 16 million sources ... Ten loopback
+// addresses filled another user's mailbox ... every sender, a verified
+// session sender included, then got '-... mailbox full'": "mailbox shares
+// per verified name where there is one", and "an unidentified local sender
+// shares ONE bucket". One local user's flood from ten loopback addresses,
+// under any SENDER, takes one share; every other sender still queues.
+func TestMailboxShareLocalSenderIsOneShare(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	sb := st.board("n1", func(_ *switchboard.Config, m *mailbox.Config) { m.MaxPerUser, m.MaxPerSender = 12, 2 })
+	known(t, sb, "alice")
+	const full = "alice: not signed in; mailbox share for this sender full (2 messages)"
+	type step struct {
+		d    *switchboard.Delivery
+		want string
+	}
+	var steps []step
+	// mallory, named by the kernel, from ten loopback addresses with a
+	// new SENDER each time: one share.
+	for i := range 10 {
+		want := full
+		if i < 2 {
+			want = "queued for alice"
+		}
+		steps = append(steps, step{kernelFrom("mallory", fmt.Sprint("name", i), fmt.Sprintf("127.0.0.%d:4000", 10+i), "alice", fmt.Sprint("m", i)), want})
+	}
+	// Local senders the kernel could not name: one share for all of them,
+	// whatever loopback address.
+	for i := range 10 {
+		want := full
+		if i < 2 {
+			want = "queued for alice"
+		}
+		steps = append(steps, step{from("anon", fmt.Sprintf("127.0.1.%d:4000", 10+i), false, "alice", fmt.Sprint("u", i)), want})
+	}
+	steps = append(steps,
+		step{from("anon6", "[::1]:4000", false, "alice", "u6"), full},
+		// Every other sender still queues.
+		step{kernelFrom("bob", "bob", "127.0.0.200:5000", "alice", "b0"), "queued for alice"},
+		step{from("carol", "session", true, "alice", "c0"), "queued for alice"},
+		step{from("dave", "192.0.2.7:5000", false, "alice", "d0"), "queued for alice"},
+	)
+	for i, tc := range steps {
+		ok, sum := send(t, sb, tc.d)
+		if sum != tc.want || ok != strings.HasPrefix(tc.want, "queued") {
+			t.Fatalf("step %d (%s from %s): %v %q, want %q", i, tc.d.Text, tc.d.Origin.Addr, ok, sum, tc.want)
+		}
 	}
 }
 

@@ -167,7 +167,7 @@ func FuzzServeTCP(f *testing.F) {
 		if n := s.connCount(); n != 0 {
 			t.Fatalf("%d connections still registered", n)
 		}
-		if k, _ := sourceOf(nc.RemoteAddr()); !s.src.addConn(k, 1) {
+		if _, k, _ := s.identify("tcp", nc.LocalAddr(), nc.RemoteAddr()); !s.src.addConn(k, 1) {
 			t.Fatal("the ended connection is still counted against its source")
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,9 +12,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Defaults for the per-source limits of [Server]. A source is an IPv4
-// address or an IPv6 /64 (one subscriber usually holds a whole /64, so
-// counting single IPv6 addresses would limit nothing).
+// Defaults for the per-source limits of [Server]. A source is who sends:
+// for a sender on another host, its IPv4 address or IPv6 /64 (one
+// subscriber usually holds a whole /64, so counting single IPv6 addresses
+// would limit nothing); for a sender on this host, the local account that
+// owns its socket, as [Server.Identify] tells, and one source shared by
+// every local sender it cannot tell. Any local user may bind any of the 16
+// million addresses of 127.0.0.0/8, so counting local senders by address
+// would limit nothing either.
 const (
 	// DefaultMaxConnsPerIP caps one source's TCP connections, so that one
 	// host cannot take the whole of MaxConns.
@@ -80,11 +86,59 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-// sourceKey names a source: an IPv4 address or an IPv6 /64.
-type sourceKey netip.Prefix
+// sourceKey names a source: a remote IPv4 address or IPv6 /64, a local
+// account, or the one bucket of local senders whose account is unknown.
+type sourceKey struct {
+	prefix netip.Prefix // a remote sender's address or /64; zero for local senders
+	local  bool         // the sender is on this host
+	known  bool         // local, and uid is its socket's owner
+	uid    uint32
+}
 
-// sourceOf maps a remote address to its source key; ok is false for
-// addresses that are not IP (tests with pipes), which no limit applies to.
+// String names the source in logs.
+func (k sourceKey) String() string {
+	switch {
+	case k.known:
+		return "local uid " + strconv.FormatUint(uint64(k.uid), 10)
+	case k.local:
+		return "local, unidentified"
+	}
+	return k.prefix.String()
+}
+
+// localSource is the key of a sender on this host, as Identify told.
+func localSource(p Peer) sourceKey {
+	if p.Known {
+		return sourceKey{local: true, known: true, uid: p.UID}
+	}
+	return sourceKey{local: true}
+}
+
+// identify asks Identify who sent from remote to local and keys the
+// sender's limits by it; ok is false for addresses that are not IP (tests
+// with pipes), which no limit applies to. Without Identify, loopback
+// senders are the one unidentified local source.
+func (s *Server) identify(network string, local, remote net.Addr) (p Peer, k sourceKey, ok bool) {
+	k, ok = sourceOf(remote)
+	if !ok {
+		return Peer{}, k, false
+	}
+	ra, _ := addrPort(remote)
+	if s.Identify != nil {
+		la, _ := addrPort(local)
+		p = s.Identify(network, la, ra)
+	} else if ra.Addr().Unmap().IsLoopback() {
+		p = Peer{Local: true}
+	}
+	if p.Local {
+		k = localSource(p)
+	}
+	return p, k, true
+}
+
+// sourceOf maps a remote address to its source key by address alone; ok is
+// false for addresses that are not IP (tests with pipes), which no limit
+// applies to.
 func sourceOf(a net.Addr) (sourceKey, bool) {
 	ap, ok := addrPort(a)
 	if !ok {
@@ -102,7 +156,7 @@ func sourceOf(a net.Addr) (sourceKey, bool) {
 	if err != nil {
 		return sourceKey{}, false
 	}
-	return sourceKey(p), true
+	return sourceKey{prefix: p}, true
 }
 
 // source is one source's state.

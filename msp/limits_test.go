@@ -23,6 +23,11 @@ func dialFrom(t *testing.T, src, addr string) net.Conn {
 	return nc
 }
 
+// otherHosts is an Identify that calls every sender remote, so that tests
+// in which loopback addresses play other hosts count them per address, as
+// a server counts real other hosts.
+func otherHosts(string, netip.AddrPort, netip.AddrPort) Peer { return Peer{} }
+
 // sendFrom sends one revision 'B' message from src on a new connection and
 // returns the reply.
 func sendFrom(t *testing.T, src, addr, text string) string {
@@ -47,7 +52,7 @@ func TestOneOctetConnectionsDoNotLockOutSenders(t *testing.T) {
 	t.Parallel()
 	t.Run("from one address the per-source cap leaves room", func(t *testing.T) {
 		t.Parallel()
-		s := &Server{Handler: &recorder{}, MaxConns: 200}
+		s := &Server{Handler: &recorder{}, MaxConns: 200, Identify: otherHosts}
 		addr, _ := serve(t, s)
 		refused := 0
 		for range 200 {
@@ -77,7 +82,7 @@ func TestOneOctetConnectionsDoNotLockOutSenders(t *testing.T) {
 	})
 	t.Run("from many addresses stalled connections make way", func(t *testing.T) {
 		t.Parallel()
-		s := &Server{Handler: &recorder{}, MaxConns: 200, StallGrace: 200 * time.Millisecond}
+		s := &Server{Handler: &recorder{}, MaxConns: 200, StallGrace: 200 * time.Millisecond, Identify: otherHosts}
 		addr, _ := serve(t, s)
 		for i := range 200 {
 			nc := dialFrom(t, fmt.Sprintf("127.0.%d.%d", 1+i/200, 10+i%200), addr)
@@ -122,7 +127,7 @@ func TestStalledConnectionKeptBelowTheCap(t *testing.T) {
 func TestRatePerIPOverTCPRefusesWithReason(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
-	s := &Server{Handler: rec, RatePerIP: 0.01, RateBurst: 3}
+	s := &Server{Handler: rec, RatePerIP: 0.01, RateBurst: 3, Identify: otherHosts}
 	addr, _ := serve(t, s)
 	nc := dialTCP(t, addr)
 	rr := newReplyReader(t, nc)
@@ -203,8 +208,8 @@ func TestSourceKeys(t *testing.T) {
 		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 1}, "2001:db8:1:2::/64"},
 	} {
 		k, ok := sourceOf(tc.addr)
-		if !ok || netip.Prefix(k).String() != tc.want {
-			t.Errorf("sourceOf(%v) = %v, %v; want %s", tc.addr, netip.Prefix(k), ok, tc.want)
+		if !ok || k.prefix.String() != tc.want {
+			t.Errorf("sourceOf(%v) = %v, %v; want %s", tc.addr, k, ok, tc.want)
 		}
 	}
 	if _, ok := sourceOf(&net.UnixAddr{Name: "x"}); ok {
@@ -219,7 +224,7 @@ func TestSourceTableIsBounded(t *testing.T) {
 	var forgotten atomic.Uint64
 	tab := newSources(3, 1, 1, &forgotten)
 	key := func(i int) sourceKey {
-		return sourceKey(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 32))
+		return sourceKey{prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 32)}
 	}
 	if !tab.addConn(key(0), 1) {
 		t.Fatal("first connection refused")

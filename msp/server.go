@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -153,6 +154,18 @@ type Server struct {
 	// DefaultMaxSources. Sources with no open connection are forgotten
 	// least recently seen first.
 	MaxSources int
+	// Identify tells who sent a message from this host: network is "tcp"
+	// or "udp", local the server's end (for UDP, the address the packet
+	// conn is bound to, maybe unspecified), remote the sender. It is
+	// called once per TCP connection, when it is accepted, and once per
+	// datagram, before any limit applies; it must be fast and safe for
+	// concurrent use. The Peer it returns is what [ResponseWriter.Peer]
+	// reports, and keys the per-source limits: a local sender counts per
+	// account (Peer.UID), local senders it cannot name share one source,
+	// other hosts count per address (Peer.Local false). Nil treats every
+	// loopback sender as that one unnamed local source. The node sets it
+	// to a sockowner.Resolver.
+	Identify func(network string, local, remote netip.AddrPort) Peer
 	// StallGrace: at MaxConns with no idle connection, a connection whose
 	// message has been under way longer than this is closed to admit the
 	// new one. Zero means DefaultStallGrace, negative never.
@@ -453,10 +466,10 @@ func (s *Server) handle(w *responseWriter, m *Message) (panicked bool) {
 	return false
 }
 
-// allowFrom applies the per-source message rate to one message from remote,
-// counting and logging what it refuses.
-func (s *Server) allowFrom(remote net.Addr, network string) bool {
-	k, ok := sourceOf(remote)
+// allowFrom applies the per-source message rate to one message from
+// source k (ok false: no source, no limit) at remote, counting and logging
+// what it refuses.
+func (s *Server) allowFrom(k sourceKey, ok bool, remote net.Addr, network string) bool {
 	if !ok || s.src.allow(k) {
 		return true
 	}
@@ -465,7 +478,7 @@ func (s *Server) allowFrom(remote net.Addr, network string) bool {
 	} else {
 		s.stats.rateTCP.Add(1)
 	}
-	s.limits.Hit("msp: limit reached: rate per source ("+network+")", "remote", remote.String())
+	s.limits.Hit("msp: limit reached: rate per source ("+network+")", "remote", remote.String(), "source", k.String())
 	return false
 }
 

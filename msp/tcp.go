@@ -32,6 +32,7 @@ type conn struct {
 
 	src    sourceKey // the source this connection is counted against
 	hasSrc bool      // false for non-IP addresses, which no per-source limit applies to
+	peer   Peer      // who owns the sending socket, asked once at accept; read only
 
 	// Guarded by s.mu: c is in s.partial while a message is under way
 	// (first octet read, not yet complete), since started.
@@ -101,10 +102,12 @@ func (s *Server) accept(nc net.Conn) {
 func (s *Server) admitConn(nc net.Conn) *conn {
 	s.init()
 	c := &conn{s: s, nc: nc}
-	c.src, c.hasSrc = sourceOf(nc.RemoteAddr())
+	// A connection's socket keeps its owner for life, so the owner is
+	// asked once, here, and the answer serves every message.
+	c.peer, c.src, c.hasSrc = s.identify("tcp", nc.LocalAddr(), nc.RemoteAddr())
 	if c.hasSrc && !s.src.addConn(c.src, s.maxConnsPerIP()) {
 		s.stats.refusedPerIP.Add(1)
-		s.limits.Hit("msp: limit reached: connections per source", "remote", nc.RemoteAddr().String())
+		s.limits.Hit("msp: limit reached: connections per source", "remote", nc.RemoteAddr().String(), "source", c.src.String())
 		refuseConn(nc, perIPReply)
 		return nil
 	}
@@ -322,7 +325,7 @@ func (c *conn) write(b []byte) error {
 // pipelined, and reports whether the connection goes on.
 func (c *conn) serveMessage(raw []byte) bool {
 	s := c.s
-	if !s.allowFrom(c.nc.RemoteAddr(), "tcp") {
+	if !s.allowFrom(c.src, c.hasSrc, c.nc.RemoteAddr(), "tcp") {
 		if raw[0] == Version1 {
 			// Revision 'A' owes no reply and ends the connection anyway.
 			c.drain()
@@ -425,6 +428,7 @@ func (c *conn) writeReply(ack bool, text string, limit int) error {
 // initWriter readies m's ResponseWriter; sink takes a revision 'B' reply.
 func (c *conn) initWriter(w *responseWriter, m *Message, sink replySink) {
 	w.ctx, w.network, w.local, w.remote, w.remoteStr, w.limit = c.s.ctx, "tcp", c.nc.LocalAddr(), c.nc.RemoteAddr(), c.remote, MaxLen
+	w.peer = c.peer
 	if m.Version == Version2 {
 		w.sink = sink
 	}

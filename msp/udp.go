@@ -148,6 +148,7 @@ func (ps *packetServer) readBatches(bc batchConn, size int) error {
 type packetJob struct {
 	ps     *packetServer
 	addr   net.Addr // the sender
+	peer   Peer     // who owns the sending socket
 	limit  int      // the datagram's size: no reply may be larger (no amplification)
 	key    dedupKey
 	dedupe bool // the duplicate filter has k pending
@@ -163,11 +164,15 @@ type packetJob struct {
 func (ps *packetServer) serve(addr net.Addr, data []byte) {
 	s := ps.s
 	log := s.logger()
-	// Before any parsing, so that a flood costs as little as possible.
-	if !s.allowFrom(addr, "udp") {
+	// Before any parsing, so that a flood costs as little as possible. The
+	// owner is asked per datagram, never remembered: UDP has no TIME_WAIT,
+	// so another user may bind the same address and port the moment a
+	// sender closes its socket.
+	peer, k, ok := s.identify("udp", ps.local, addr)
+	if !s.allowFrom(k, ok, addr, "udp") {
 		return
 	}
-	j := &packetJob{ps: ps, addr: addr, limit: len(data)}
+	j := &packetJob{ps: ps, addr: addr, limit: len(data), peer: peer}
 	m := &j.m
 	err := m.decode(data)
 	if err == nil {
@@ -223,7 +228,7 @@ func (j *packetJob) run() {
 	defer s.done()
 	defer func() { <-ps.sem }()
 	w := &j.w
-	w.ctx, w.network, w.local, w.remote, w.limit = s.ctx, "udp", ps.local, j.addr, j.limit
+	w.ctx, w.network, w.local, w.remote, w.limit, w.peer = s.ctx, "udp", ps.local, j.addr, j.limit, j.peer
 	if j.m.Version == Version2 {
 		w.sink = j
 	}

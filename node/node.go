@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sockowner"
 	"github.com/msprelay/msprelay/switchboard"
 	"github.com/msprelay/msprelay/terminal"
 )
@@ -47,8 +49,9 @@ type Node struct {
 	mspSrv *msp.Server
 	sigs   signatures // the secrets store and MSP SIGNATURE checks; see signature.go
 	addrs  Addrs
-	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops*.go
-	terms  *terminal.Service // nil with Terminals off
+	ops    *nodeOps            // metrics, probes, HTTP endpoint, reload: ops*.go
+	terms  *terminal.Service   // nil with Terminals off
+	owners *sockowner.Resolver // who owns a local sender's socket; set by New, closed by Close
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
@@ -77,6 +80,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), fatal: make(chan error, 1)}
+	n.owners = sockowner.New(sockowner.Config{Logger: n.log.With("component", "sockowner")})
 	n.ops = newNodeOps(n)
 	return n, nil
 }
@@ -367,6 +371,7 @@ func (n *Node) startSessions() error {
 		FailedSignInRate:  n.cfg.FailedSignInsPerMinute / 60,
 		FailedSignInBurst: n.cfg.FailedSignInBurst,
 		Conversations:     n.conv,
+		Identify:          n.identify,
 	})
 	if err != nil {
 		return fmt.Errorf("node: sessions: %w", err)
@@ -421,11 +426,18 @@ func (n *Node) startMSP() error {
 		RatePerIP:     n.cfg.MSPRatePerIP,
 		RateBurst:     n.cfg.MSPRateBurst,
 		StallGrace:    n.cfg.MSPStallGrace,
+		Identify:      n.identify,
 	}
 	n.addrs.MSP = l.Addr().String()
 	n.serve("msp tcp", func() error { return n.mspSrv.Serve(l) })
 	n.serve("msp udp", func() error { return n.mspSrv.ServePacket(pc) })
 	return nil
+}
+
+// identify is the MSP and session servers' Identify: the kernel's word on
+// which local account owns a sender's socket.
+func (n *Node) identify(network string, local, remote netip.AddrPort) msp.Peer {
+	return msp.Peer(n.owners.Lookup(network, local, remote))
 }
 
 // serve runs a blocking Serve call in a goroutine the node owns; its
@@ -529,6 +541,7 @@ func (n *Node) Close() error {
 		n.cancelRun()
 	}
 	n.wg.Wait()
+	n.owners.Close() // after the MSP and session servers, which ask it
 	if n.nc != nil {
 		n.nc.Close()
 	}

@@ -70,10 +70,10 @@ func (s *session) cmdUSR(f *frame) *protoError {
 	}
 
 	trid := f.trid
-	src, fromNet := sourceOf(s.conn.RemoteAddr())
+	src, fromNet := s.srv.sourceOf(s.conn)
 	if fromNet && s.srv.fails.blocked(src) {
 		s.srv.stats.throttled.Add(1)
-		s.srv.limits.Hit("session: sign-ins refused, too many failures from this source", "remote", s.conn.RemoteAddr().String())
+		s.srv.limits.Hit("session: sign-ins refused, too many failures from this source", "remote", s.conn.RemoteAddr().String(), "source", src.String())
 		return &protoError{code: CodeAuthFailed, trid: trid, text: "too many failed sign-ins from your address; try again later", fatal: true, quiet: true}
 	}
 	challenged := false

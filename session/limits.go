@@ -4,10 +4,13 @@ import (
 	"container/list"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
+
+	"github.com/msprelay/msprelay/msp"
 )
 
 // Defaults for the abuse limits of [Config].
@@ -18,8 +21,8 @@ const (
 	// strangers from taking the session slots.
 	DefaultMaxPending = 64
 	// DefaultFailedSignInRate is the sustained failed sign-ins a second
-	// allowed from one source (an IPv4 address or an IPv6 /64): one every
-	// six seconds, ten a minute.
+	// allowed from one source (a remote IPv4 address or IPv6 /64, or one
+	// local account; see source): one every six seconds, ten a minute.
 	DefaultFailedSignInRate = 1.0 / 6
 	// DefaultFailedSignInBurst is how many failed sign-ins one source may
 	// make at once before DefaultFailedSignInRate applies.
@@ -89,20 +92,62 @@ func (srv *Server) Stats() Stats {
 	}
 }
 
-// sourceOf maps a remote address to its source, an IPv4 address or an
-// IPv6 /64; ok is false for non-IP (Unix) peers.
-func sourceOf(a net.Addr) (netip.Prefix, bool) {
-	ta, isTCP := a.(*net.TCPAddr)
-	if !isTCP {
-		return netip.Prefix{}, false
+// source is who a failed sign-in is counted against: a remote sender's
+// IPv4 address or IPv6 /64, a local account (as Config.Identify tells),
+// or the one source shared by local senders whose account is unknown. Any
+// local user may bind any address of 127.0.0.0/8, so counting local
+// senders by address would throttle nobody.
+type source struct {
+	prefix netip.Prefix // a remote sender's address or /64; zero for local ones
+	local  bool         // the sender is on this host
+	known  bool         // local, and uid is its socket's owner
+	uid    uint32
+}
+
+// String names the source in logs.
+func (k source) String() string {
+	switch {
+	case k.known:
+		return "local uid " + strconv.FormatUint(uint64(k.uid), 10)
+	case k.local:
+		return "local, unidentified"
 	}
-	ip := ta.AddrPort().Addr().Unmap()
+	return k.prefix.String()
+}
+
+// sourceOf is who sent on c, for the failed sign-in throttle; ok is false
+// for non-IP (Unix) peers, which peer credentials identify instead.
+// Without Config.Identify every loopback sender is the one unidentified
+// local source.
+func (srv *Server) sourceOf(c net.Conn) (source, bool) {
+	ta, isTCP := c.RemoteAddr().(*net.TCPAddr)
+	if !isTCP {
+		return source{}, false
+	}
+	remote := ta.AddrPort()
+	var p msp.Peer
+	if srv.cfg.Identify != nil {
+		var local netip.AddrPort
+		if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
+			local = la.AddrPort()
+		}
+		p = srv.cfg.Identify("tcp", local, remote)
+	} else if remote.Addr().Unmap().IsLoopback() {
+		p.Local = true
+	}
+	switch {
+	case p.Known:
+		return source{local: true, known: true, uid: p.UID}, true
+	case p.Local:
+		return source{local: true}, true
+	}
+	ip := remote.Addr().Unmap()
 	bits := 32
 	if ip.Is6() {
 		bits = 64
 	}
-	p, err := ip.Prefix(bits)
-	return p, err == nil
+	pfx, err := ip.Prefix(bits)
+	return source{prefix: pfx}, err == nil
 }
 
 // failures remembers, per source, the failed sign-ins as a token bucket:
@@ -113,21 +158,21 @@ type failures struct {
 	burst int
 
 	mu  sync.Mutex
-	m   map[netip.Prefix]*list.Element // of *failure
-	lru list.List                      // most recently failed first
+	m   map[source]*list.Element // of *failure
+	lru list.List                // most recently failed first
 }
 
 type failure struct {
-	src netip.Prefix
+	src source
 	lim *rate.Limiter
 }
 
 func newFailures(every rate.Limit, burst int) *failures {
-	return &failures{every: every, burst: burst, m: make(map[netip.Prefix]*list.Element)}
+	return &failures{every: every, burst: burst, m: make(map[source]*list.Element)}
 }
 
 // blocked reports whether src has used up its failures.
-func (f *failures) blocked(src netip.Prefix) bool {
+func (f *failures) blocked(src source) bool {
 	if f.every <= 0 {
 		return false
 	}
@@ -138,7 +183,7 @@ func (f *failures) blocked(src netip.Prefix) bool {
 }
 
 // failed records one failed sign-in from src.
-func (f *failures) failed(src netip.Prefix) {
+func (f *failures) failed(src source) {
 	if f.every <= 0 {
 		return
 	}

@@ -7,15 +7,25 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/asuser"
+	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/secrets"
+	"github.com/msprelay/msprelay/sockowner"
 )
+
+func TestMain(m *testing.M) {
+	asuser.Main()
+	os.Exit(m.Run())
+}
 
 // serveUnix adds a PeerCred Unix socket listener to e's server.
 func (e *env) serveUnix(t *testing.T) string {
@@ -201,4 +211,64 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Issue 18, "Any local user is 16 million sources ... The same trick
+// bypasses the failed-sign-in throttle": one local user failing sign-ins
+// from many loopback addresses is throttled as one source, and another
+// local user (nobody, run as a child process) is not.
+func TestFailedSignInsCountPerLocalUser(t *testing.T) {
+	t.Parallel()
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sockowner.SocketUID("tcp", probe.Addr().(*net.TCPAddr).AddrPort(), netip.MustParseAddrPort("127.0.0.1:1"))
+	probe.Close()
+	if errors.Is(err, sockowner.ErrUnsupported) {
+		t.Skipf("no NETLINK_SOCK_DIAG here: %v", err)
+	}
+	owners := sockowner.New(sockowner.Config{})
+	t.Cleanup(func() { owners.Close() })
+	sec, err := secrets.Parse(strings.NewReader("alice s3cret\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, NewSecretAuth(sec), func(c *Config) {
+		c.FailedSignInRate = 0.001
+		c.FailedSignInBurst = 3
+		c.Identify = func(network string, local, remote netip.AddrPort) msp.Peer {
+			return msp.Peer(owners.Lookup(network, local, remote))
+		}
+	})
+	signInFrom := func(src, secret string) error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		nc, err := d.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := NewClient(nc)
+		defer c.Close()
+		_, err = c.SignIn(ctxT(t), "alice", "t", presence.Online, WithSecret(secret))
+		return err
+	}
+	for i := range 3 {
+		if err := signInFrom(fmt.Sprintf("127.0.0.%d", 20+i), "guess"); !IsCode(err, CodeAuthFailed) || strings.Contains(err.Error(), "too many") {
+			t.Fatalf("guess %d: %v, want a plain 911", i, err)
+		}
+	}
+	// A fresh loopback address buys no fresh allowance.
+	if err := signInFrom("127.0.0.30", "s3cret"); err == nil || !strings.Contains(err.Error(), "too many failed sign-ins") {
+		t.Fatalf("the same user from a new loopback address: %v, want throttled", err)
+	}
+	// Another local user still gets her chance (the server answers USR
+	// with a challenge, not a refusal).
+	uid, gid := asuser.Nobody()
+	out, err := asuser.Send(t, uid, gid, "tcp", "127.0.0.31:0", e.addr, []byte("VER 1 MSPS1\r\nUSR 2 alice t\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(out); strings.Contains(s, "too many") || !strings.Contains(s, "CHL 2 ") {
+		t.Fatalf("another local user got %q, want a challenge", s)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/internal/limitlog"
+	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -79,6 +81,12 @@ type Config struct {
 	// FailedSignInBurst is how many failed sign-ins a source may make at
 	// once; zero means DefaultFailedSignInBurst.
 	FailedSignInBurst int
+	// Identify tells which local account owns a TCP session client's
+	// socket (see msp.Server.Identify), so that the failed sign-in throttle
+	// counts a local sender per account, however many loopback addresses
+	// she binds; local senders it cannot name share one source. Nil counts
+	// every loopback client as that one source.
+	Identify func(network string, local, remote netip.AddrPort) msp.Peer
 	// MaxList caps each watch and block list of a session (at most 512).
 	MaxList int
 	// MaxNames caps the alias names of a session.
