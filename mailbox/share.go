@@ -17,16 +17,18 @@ import (
 // SHA-256 (stable across nodes, which all count the same subjects).
 //
 // A sender is the node the message entered the cluster at plus who sent
-// it there. A verified sender (a session's signed-in user, a signed MSP
-// message) is her name. An unverified one is her source address, not the
-// SENDER part, which anyone can write: a network sender who varied it would
-// otherwise get a share per name. IPv6 addresses count by their /64, which
-// one host usually holds whole. So senders behind one address share one
-// share of each mailbox.
+// it there. A sender whose identity the ingress proved (a session's
+// signed-in user, a signed MSP message, the local owner of the sending
+// socket) is that user, whatever name she claimed: one who claims many
+// names still has one share. An unproved one is her source address, not
+// the SENDER part, which anyone can write: a network sender who varied it
+// would otherwise get a share per name. IPv6 addresses count by their /64,
+// which one host usually holds whole. So senders behind one address share
+// one share of each mailbox.
 func SenderToken(d *switchboard.Delivery) string {
 	who := "addr\x00" + sourcePrefix(d.Origin.Addr)
-	if d.Origin.Verified {
-		who = "user\x00" + msp.Fold(d.Sender)
+	if id := d.Origin.Sender; id.Method.Proves() && id.User != "" {
+		who = "user\x00" + msp.Fold(id.User)
 	}
 	sum := sha256.Sum256([]byte(d.Origin.Node + "\x00" + who))
 	return hex.EncodeToString(sum[:8])

@@ -17,6 +17,7 @@ import (
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
@@ -456,7 +457,7 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	// waits has its own bound (the terminal's AckTimeout, ForwardTimeout,
 	// StoreTimeout), and the switchboard keeps the right-terminal fallback
 	// within ForwardTimeout.
-	ctx := n.ops.withRevision(w.Context(), m.Version)
+	ctx := w.Context()
 	src := w.RemoteAddrString()
 	d := &switchboard.Delivery{
 		ID:         switchboard.FullMessageKey(m.Sender, m.SenderTerm, m.Cookie, idAddr(w.Network(), src), m.Recipient, m.RecipTerm, m.Text),
@@ -467,10 +468,11 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 		Text:       m.Text,
 		Cookie:     m.Cookie,
 		Signature:  m.Signature,
-		Origin:     switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Verified: n.sigs.verified(n.cfg.SessionSecrets, m, n.log)},
-		Time:       time.Now(),
+		Origin: switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Revision: revision(m.Version),
+			Sender: n.senderIdentity(w, m, src)},
+		Time: time.Now(),
 	}
-	o := n.sb.SendKeyed(ctx, d)
+	o := n.sb.Send(ctx, d)
 	if o.Delivered() {
 		_ = w.Ack(o.Summary())
 		return
@@ -535,4 +537,29 @@ func (n *Node) Close() error {
 	}
 	n.log.Info("node stopped")
 	return errors.Join(errs...)
+}
+
+// revision names the MSP revision a message came in, as Origin.Revision
+// carries it.
+func revision(v byte) string {
+	if v == msp.Version1 {
+		return "A"
+	}
+	return "B"
+}
+
+// senderIdentity establishes, once, who sent an MSP message: the local
+// account owning the sending socket when the kernel named it (Kernel; a
+// SENDER naming someone else stays that claim, shown with the real user),
+// else the SENDER when its signature verifies (Signature), else nobody
+// (None: the SENDER is only a claim).
+func (n *Node) senderIdentity(w msp.ResponseWriter, m *msp.Message, src string) identity.Identity {
+	id := identity.Identity{Claimed: m.Sender, Node: n.cfg.Name, Source: src}
+	switch p := w.Peer(); {
+	case p.Known && p.User != "":
+		id.Method, id.User = identity.Kernel, p.User
+	case n.sigs.verified(n.cfg.SessionSecrets, m, n.log):
+		id.Method, id.User = identity.Signature, m.Sender
+	}
+	return id
 }

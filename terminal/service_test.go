@@ -3,6 +3,7 @@
 package terminal
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -34,12 +35,12 @@ func TestTTYDeliverClassifiesFailures(t *testing.T) {
 			pt := ptytest.Open(t, os.Getuid(), 0o620)
 			tty := NewTTY(newTestWriter(t, loginOn(t, "root", pt), 200*time.Millisecond), "root", pt.Line, nil)
 			d := &switchboard.Delivery{Sender: "a", Text: strings.Repeat("x", 300), Origin: switchboard.Origin{Node: "n1"}, Time: time.Now()}
-			if err := tty.Deliver(d); err != nil {
+			if err := tty.Deliver(context.Background(), d); err != nil {
 				t.Fatalf("Deliver before %s: %v", tt.name, err)
 			}
 			pt.ReadUntil(t, "EOF\r\n", 5*time.Second)
 			tt.setup(t, pt)
-			err := tty.Deliver(d)
+			err := tty.Deliver(context.Background(), d)
 			if !errors.Is(err, tt.class) || err.Error() != tt.reason {
 				t.Fatalf("Deliver = %v, want %q matching %v", err, tt.reason, tt.class)
 			}
