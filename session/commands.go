@@ -535,5 +535,9 @@ func (s *session) senderIdentity(claimed, source string) identity.Identity {
 	if !s.ident.Verified && m.Proves() {
 		m = identity.None
 	}
-	return identity.Identity{User: s.user, Claimed: claimed, Method: m, Node: s.srv.cfg.Node, Source: source}
+	id := identity.Identity{Claimed: claimed, Method: m, Node: s.srv.cfg.Node, Source: source}
+	if m.Proves() {
+		id.User = s.user // trust believed the name; it proved nobody
+	}
+	return id
 }
