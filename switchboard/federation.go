@@ -295,10 +295,10 @@ func (f *federation) dispatch(m *nats.Msg) {
 	}()
 }
 
-// maxDeliveryBytes bounds the body of one deliver request: a message of
-// under 512 octets, each octet at most two in UTF-8 and some escaped in
-// JSON, plus maxTargetsPerRequest targets. Larger requests are refused
-// before they are decoded.
+// maxDeliveryBytes bounds the body of one deliver request: up to maxBatch
+// messages of under 512 octets each with their identities, plus
+// maxTargetsPerRequest targets, fit with room to spare. Larger requests
+// are refused before they are decoded.
 const maxDeliveryBytes = 256 << 10
 
 // serve handles one deliver request from another node. Only a binary

@@ -79,8 +79,9 @@ type Config struct {
 	// PeersAuthenticated says that NATS authenticates every node and lets
 	// each publish deliveries only under its own name (per-node users, see
 	// broker.NodePermissions). Only then does a delivery from another node
-	// keep that node's word that its sender was verified; otherwise every
-	// delivery from another node arrives unverified.
+	// keep the sender identity that node vouches for itself (never one it
+	// passes on in another node's name); otherwise every delivery from
+	// another node arrives unverified.
 	PeersAuthenticated bool
 	// Observer, when set, is called with every Send's delivery and final
 	// outcome (after the mailbox had its say), on the sending goroutine,

@@ -357,7 +357,7 @@ func decodeRequest(data []byte) ([]wireItem, error) {
 			d.Time = time.Unix(sec, int64(nsec)).UTC()
 			if y := d.Time.Year(); r.err == nil && (y < 0 || y > 9999) {
 				// The mailbox stores deliveries as JSON, which has no
-				// other years; the JSON format could not carry them either.
+				// other years.
 				r.fail("time in the year %d", y)
 			}
 		}
