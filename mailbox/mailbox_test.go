@@ -97,12 +97,12 @@ type ackBox struct {
 	dead    bool
 }
 
-func (b *ackBox) Deliver(d *switchboard.Delivery) error {
-	_, err := b.DeliverAcked(d, nil)
+func (b *ackBox) Deliver(ctx context.Context, d *switchboard.Delivery) error {
+	_, err := b.DeliverAcked(ctx, d, nil)
 	return err
 }
 
-func (b *ackBox) DeliverAcked(d *switchboard.Delivery, done chan<- error) (bool, error) {
+func (b *ackBox) DeliverAcked(_ context.Context, d *switchboard.Delivery, done chan<- error) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.dead {

@@ -81,7 +81,7 @@ func TestNodeCredentialsCannotForgeOrBlockAnotherNodesMailbox(t *testing.T) {
 	forged := func(id, text string) []byte {
 		t.Helper()
 		d := &switchboard.Delivery{ID: id, Recipient: "alice", Sender: "root", SenderTerm: "console", Text: text, Time: time.Now(),
-			Origin: switchboard.Origin{Node: "n1", Addr: "session", Transport: "session", Verified: true,
+			Origin: switchboard.Origin{Node: "n1", Addr: "session", Transport: "session",
 				Sender: identity.Identity{User: "root", Method: identity.PeerCred, Node: "n1", Source: "session"}}}
 		b, err := switchboard.EncodeQueued(d, "alice")
 		if err != nil {
@@ -128,7 +128,7 @@ func TestNodeCredentialsCannotForgeOrBlockAnotherNodesMailbox(t *testing.T) {
 		}
 		t.Cleanup(func() { mb.Close() })
 		d := &switchboard.Delivery{ID: "genuine", Recipient: "alice", Sender: "bob", SenderTerm: "pts/2", Text: "genuine", Time: time.Now(),
-			Origin: switchboard.Origin{Node: "n2", Addr: "session", Transport: "session", Verified: true,
+			Origin: switchboard.Origin{Node: "n2", Addr: "session", Transport: "session",
 				Sender: identity.Identity{User: "bob", Method: identity.PeerCred, Node: "n2", Source: "session"}}}
 		if _, err := mb.Put(d, "alice"); err != nil {
 			t.Fatalf("n2 queueing for alice: %v", err)

@@ -30,13 +30,8 @@ import (
 //     other such sender rather than taking a share per address.
 func SenderToken(d *switchboard.Delivery) string {
 	who := "addr\x00" + sourcePrefix(d.Origin.Addr)
-	switch id := d.Origin.Sender; {
-	case id.Method.Proves() && id.User != "":
+	if id := d.Origin.Sender; id.Method.Proves() && id.User != "" {
 		who = "user\x00" + msp.Fold(id.User)
-	case d.Origin.Verified:
-		// The flag that predates Origin.Sender (session senders), until
-		// every ingress sets Sender.
-		who = "user\x00" + msp.Fold(d.Sender)
 	}
 	sum := sha256.Sum256([]byte(d.Origin.Node + "\x00" + who))
 	return hex.EncodeToString(sum[:8])

@@ -23,7 +23,10 @@ import (
 // whether the ingress node verified the sender.
 func from(sender, addr string, verified bool, recipient, text string) *switchboard.Delivery {
 	d := msg(recipient, text)
-	d.Sender, d.Origin.Addr, d.Origin.Verified = sender, addr, verified
+	d.Sender, d.Origin.Addr = sender, addr
+	if verified {
+		d.Origin.Sender = identity.Identity{User: sender, Claimed: sender, Method: identity.Secret, Node: d.Origin.Node, Source: "session"}
+	}
 	d.ID = switchboard.MessageID(sender, "tty1", text, addr)
 	return d
 }

@@ -7,12 +7,12 @@ import (
 
 // vouch is the copy of d this node stores: the node vouches for the sender
 // identity it stores (it stores only deliveries its switchboard accepted,
-// with their verified flag as this node believes it), so the stored
+// with the identity as this node believes it), so the stored
 // identity names this node, the one its subject names too (NodeSubject).
 // An identity this node does not believe is stored as proving nothing.
 func (m *Mailbox) vouch(d *switchboard.Delivery) *switchboard.Delivery {
 	q := *d
-	if !q.Origin.Verified {
+	if !q.Origin.Sender.Method.Proves() {
 		q.Origin.Sender.Method = identity.None
 	}
 	q.Origin.Sender.Node = m.cfg.Node
@@ -38,10 +38,9 @@ func (m *Mailbox) bindOrigin(d *switchboard.Delivery, subject string) {
 	if node != "" && voucher == node && (node == m.cfg.Node || m.cfg.PeersAuthenticated) {
 		return
 	}
-	if d.Origin.Verified || d.Origin.Sender.Method != identity.None {
+	if d.Origin.Sender.Method != identity.None {
 		m.log.Debug("queued message's sender shown unverified: not vouched for by the node that stored it",
 			"subject", subject, "vouching_node", voucher, "id", d.ID)
 	}
-	d.Origin.Verified = false
 	d.Origin.Sender.Method = identity.None
 }

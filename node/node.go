@@ -18,6 +18,7 @@ import (
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
@@ -470,7 +471,7 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 	// waits has its own bound (the terminal's AckTimeout, ForwardTimeout,
 	// StoreTimeout), and the switchboard keeps the right-terminal fallback
 	// within ForwardTimeout.
-	ctx := n.ops.withRevision(w.Context(), m.Version)
+	ctx := w.Context()
 	src := w.RemoteAddrString()
 	verified, err := n.sigs.check(m)
 	if err != nil {
@@ -486,10 +487,11 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 		Text:       m.Text,
 		Cookie:     m.Cookie,
 		Signature:  m.Signature,
-		Origin:     switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Verified: verified},
-		Time:       time.Now(),
+		Origin: switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Revision: revision(m.Version),
+			Sender: n.senderIdentity(w, m, src, verified)},
+		Time: time.Now(),
 	}
-	o := n.sb.SendKeyed(ctx, d)
+	o := n.sb.Send(ctx, d)
 	if o.Delivered() {
 		_ = w.Ack(o.Summary())
 		return
@@ -555,4 +557,32 @@ func (n *Node) Close() error {
 	}
 	n.log.Info("node stopped")
 	return errors.Join(errs...)
+}
+
+// revision names the MSP revision a message came in, as Origin.Revision
+// carries it.
+func revision(v byte) string {
+	if v == msp.Version1 {
+		return "A"
+	}
+	return "B"
+}
+
+// senderIdentity establishes, once, who sent an MSP message: the SENDER
+// when its signature verified (signed; Signature), else the local account
+// owning the sending socket when the kernel named it (Kernel; a SENDER
+// naming someone else stays that claim, shown with the real user), else
+// nobody (None: the SENDER is only a claim).
+func (n *Node) senderIdentity(w msp.ResponseWriter, m *msp.Message, src string, signed bool) identity.Identity {
+	id := identity.Identity{Claimed: m.Sender, Node: n.cfg.Name, Source: src}
+	switch p := w.Peer(); {
+	case signed:
+		// A valid signature proves the claimed SENDER itself, which the
+		// kernel's word on the socket cannot: a signing script run by
+		// another local account is still the signer's message.
+		id.Method, id.User = identity.Signature, m.Sender
+	case p.Known && p.User != "":
+		id.Method, id.User = identity.Kernel, p.User
+	}
+	return id
 }

@@ -42,8 +42,6 @@ type nodeOps struct {
 	limiter *rate.Limiter
 	held    atomic.Uint64 // refusal lines held back since the last report
 
-	// revCtx caches the revision contexts of the MSP server (withRevision).
-	revCtx atomic.Pointer[revisionCtxs]
 	// countersMu guards counters, the message counters by label set, so
 	// that counting a message looks a counter up without allocating; the
 	// label sets are few (transport x revision x outcome x class).

@@ -25,36 +25,10 @@ const (
 	suppressedEvery = 10 * time.Second
 )
 
-// revisionKey carries the MSP revision of the message being handled from
-// the MSP handler to the switchboard observer through Send's context.
-type revisionKey struct{}
-
-// revisionCtxs is a server context with the two revision values attached.
-type revisionCtxs struct {
-	base, a, b context.Context
-}
-
-// withRevision returns base carrying the MSP revision of m for observe.
-// Every message of one MSP server shares the server's context, so the two
-// derived contexts are made once and reused rather than per message.
-func (o *nodeOps) withRevision(base context.Context, v byte) context.Context {
-	rc := o.revCtx.Load()
-	if rc == nil || rc.base != base {
-		rc = &revisionCtxs{base: base,
-			a: context.WithValue(base, revisionKey{}, "A"),
-			b: context.WithValue(base, revisionKey{}, "B")}
-		o.revCtx.Store(rc)
-	}
-	if v == msp.Version1 {
-		return rc.a
-	}
-	return rc.b
-}
-
 // observe is the switchboard Observer: metrics, recent rates and the
 // delivery log for every message sent through this node.
 func (o *nodeOps) observe(ctx context.Context, d *switchboard.Delivery, out *switchboard.Outcome) {
-	rev, _ := ctx.Value(revisionKey{}).(string)
+	rev := d.Origin.Revision
 	if rev == "" {
 		rev = "none"
 	}

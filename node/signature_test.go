@@ -55,6 +55,11 @@ func TestSignedMSPMessageIsVerified(t *testing.T) {
 		if got.Verified != tc.verified {
 			t.Fatalf("%s: delivered with Verified=%v, want %v", tc.name, got.Verified, tc.verified)
 		}
+		// The identity is made once, at ingress, and says how.
+		if want := map[bool]string{true: "signature", false: "none"}[tc.verified]; got.SenderMethod != want ||
+			(tc.verified && got.SenderUser != "bob") {
+			t.Fatalf("%s: sender method %q user %q, want %q", tc.name, got.SenderMethod, got.SenderUser, want)
+		}
 	}
 }
 

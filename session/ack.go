@@ -20,12 +20,12 @@ const ProtocolVersionAcks = "MSPS2"
 // Deliver (acks false). At most OutQueue messages await an ACK at once;
 // past that the client is behind and further messages are refused with
 // switchboard.ErrTerminalSlow.
-func (s *session) DeliverAcked(d *switchboard.Delivery, done chan<- error) (bool, error) {
+func (s *session) DeliverAcked(ctx context.Context, d *switchboard.Delivery, done chan<- error) (bool, error) {
 	s.mu.Lock()
 	acks := s.acks
 	s.mu.Unlock()
 	if !acks || d.ID == "" {
-		return false, s.deliver(d, nil)
+		return false, s.deliver(ctx, d, nil)
 	}
 	s.mu.Lock()
 	sending := s.sending
@@ -37,7 +37,7 @@ func (s *session) DeliverAcked(d *switchboard.Delivery, done chan<- error) (bool
 		// the mailbox hands it over once SND is done.
 		return true, fmt.Errorf("%w (sending)", switchboard.ErrTerminalSlow)
 	}
-	if err := s.deliver(d, done); err != nil {
+	if err := s.deliver(ctx, d, done); err != nil {
 		return true, err
 	}
 	return true, nil

@@ -40,8 +40,8 @@ func TestSecretAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustSend(t, bob, "alice", "", "signed, bob")
-	if m := nextMessage(t, alice); !m.Verified || m.Sender != "bob" {
-		t.Fatalf("message %+v: want Verified from bob", m)
+	if m := nextMessage(t, alice); !m.Verified || m.Sender != "bob" || m.SenderMethod != "secret" || m.SenderUser != "bob" {
+		t.Fatalf("message %+v: want Verified from bob by his secret", m)
 	}
 
 	refused := []struct {
@@ -162,8 +162,8 @@ func TestPeerCred(t *testing.T) {
 		t.Fatalf("root SignIn(alice) = %+v %v", si, err)
 	}
 	mustSend(t, root, "alice", "pts/1", "to myself")
-	if m := nextMessage(t, root); !m.Verified {
-		t.Fatalf("message from a peercred session not Verified: %+v", m)
+	if m := nextMessage(t, root); !m.Verified || m.SenderMethod != "peercred" || m.SenderUser != "alice" {
+		t.Fatalf("message from a peercred session not Verified by peer credentials: %+v", m)
 	}
 
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)

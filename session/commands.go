@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
@@ -444,12 +445,13 @@ func (s *session) cmdSND(f *frame) *protoError {
 	}
 	const originAddr = "session"
 	d := &switchboard.Delivery{
-		ID:        switchboard.MessageID(m.Sender, m.SenderTerm, m.Cookie, originAddr),
+		// No ID: Send keys it from the parts and originAddr.
 		Recipient: m.Recipient, RecipTerm: m.RecipTerm,
 		Sender: m.Sender, SenderTerm: m.SenderTerm,
 		Text: m.Text, Cookie: m.Cookie,
-		Origin: switchboard.Origin{Node: s.srv.cfg.Node, Addr: originAddr, Transport: "session", Verified: s.ident.Verified},
-		Time:   time.Now(),
+		Origin: switchboard.Origin{Node: s.srv.cfg.Node, Addr: originAddr, Transport: "session",
+			Sender: s.senderIdentity(m.Sender, originAddr)},
+		Time: time.Now(),
 	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, s.srv.cfg.SendTimeout)
 	s.setSending(true)
@@ -521,4 +523,21 @@ func (s *session) cmdNAM(f *frame) *protoError {
 	}
 	s.aliases = next
 	return s.replied(s.sendFrame(line("NAM", f.trid, true, op, encodeToken(name))))
+}
+
+// senderIdentity is the identity of a message this session sends, made
+// here, once: the signed-in user, established by the session's
+// authentication (peer credentials, a secret, or trust, which proves
+// nothing). An Authenticator that says it did not verify the user, or
+// names a scheme this package does not know, proves nothing either.
+func (s *session) senderIdentity(claimed, source string) identity.Identity {
+	m, _ := identity.ParseMethod(s.ident.Method)
+	if !s.ident.Verified && m.Proves() {
+		m = identity.None
+	}
+	id := identity.Identity{Claimed: claimed, Method: m, Node: s.srv.cfg.Node, Source: source}
+	if m.Proves() {
+		id.User = s.user // trust believed the name; it proved nobody
+	}
+	return id
 }

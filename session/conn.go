@@ -2,6 +2,7 @@ package session
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -378,14 +379,16 @@ func (s *session) writeLoop() {
 // outFrame is the server's "OUT <reason>" line.
 func outFrame(reason string) []byte { return line("OUT", 0, false, reason) }
 
-// Deliver implements switchboard.Terminal: it queues d for the client and
-// never waits.
-func (s *session) Deliver(d *switchboard.Delivery) error { return s.deliver(d, nil) }
+// Deliver implements switchboard.Terminal: it queues d for the client,
+// waiting at most QueueWait (or until ctx ends) for room.
+func (s *session) Deliver(ctx context.Context, d *switchboard.Delivery) error {
+	return s.deliver(ctx, d, nil)
+}
 
 // deliver queues d for the client. With done, the session also remembers
 // that d.ID awaits the client's ACK and sends on done when it comes (see
-// ack.go).
-func (s *session) deliver(d *switchboard.Delivery, done chan<- error) error {
+// ack.go). A full queue is waited on once, until QueueWait or ctx ends.
+func (s *session) deliver(ctx context.Context, d *switchboard.Delivery, done chan<- error) error {
 	b := s.srv.msgFrame(d)
 	var timer *time.Timer
 	waited := false
@@ -428,6 +431,8 @@ func (s *session) deliver(d *switchboard.Delivery, done chan<- error) error {
 			select {
 			case <-room:
 			case <-timer.C:
+				waited = true
+			case <-ctx.Done():
 				waited = true
 			case <-s.quit:
 			}

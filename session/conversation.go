@@ -48,8 +48,6 @@ const (
 	hContentType   = "Content-Type"
 	hTypingUser    = "TypingUser"
 	hHistory       = "History"
-	hSenderMethod  = "Sender-Method"
-	hSenderUser    = "Sender-User"
 	convOpTimeout  = 10 * time.Second
 	convNameMaxArg = 64 // how much of a refused name an error line repeats
 )
@@ -389,7 +387,7 @@ func convMessageFrame(ev *conversation.Event, history bool) []byte {
 		h(hID, ev.ID)
 		h(hTime, ev.Time.UTC().Format(time.RFC3339Nano))
 		h(hVerified, yesNo(ev.Sender.Verified()))
-		h(hSenderMethod, ev.Sender.Method.String())
+		h(hMethod, ev.Sender.Method.String())
 		if ev.Sender.Impersonation() {
 			h(hSenderUser, ev.Sender.User)
 		}

@@ -68,6 +68,8 @@ func checkStream(t *testing.T, data []byte, g *grammar, each func(*frame)) {
 func FuzzMessage(f *testing.F) {
 	f.Add([]byte("Id: 1\r\nSender: bob\r\nVerified: yes\r\nTime: 2024-05-06T07:08:09.5Z\r\nSignature: 00ff\r\n\r\nhi"))
 	f.Add([]byte("\r\n"))
+	f.Add([]byte("Id: 2\r\nSender: root\r\nVerified: no\r\nSender-Method: kernel\r\nSender-User: mallory\r\n\r\nhi"))
+	f.Add([]byte("Sender-Method: peercred\r\nsender-method: secret\r\n\r\nrepeated"))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		m, err := parseMessage(p)
 		if err != nil {

@@ -14,15 +14,23 @@ import (
 // Message is a message pushed to a session (MSG). Strings hold raw ISO
 // 8859-1 octets, as in MSP.
 type Message struct {
-	ID         string    // stable message id; repeats of one message share it
-	Sender     string    // may be empty
-	SenderTerm string    //
-	Recipient  string    // as addressed: user, alias, "user@node" or ""
-	RecipTerm  string    // as addressed: "", "*" or a terminal
-	OriginNode string    // node where the message entered the cluster
-	OriginAddr string    // MSP client address, or "session"
-	Transport  string    // "tcp", "udp" or "session"
-	Verified   bool      // the sender's identity was authenticated
+	ID         string // stable message id; repeats of one message share it
+	Sender     string // may be empty
+	SenderTerm string //
+	Recipient  string // as addressed: user, alias, "user@node" or ""
+	RecipTerm  string // as addressed: "", "*" or a terminal
+	OriginNode string // node where the message entered the cluster
+	OriginAddr string // MSP client address, or "session"
+	Transport  string // "tcp", "udp" or "session"
+	Verified   bool   // Sender is the user the ingress node proved sent it
+	// SenderMethod is how the ingress node established the sender
+	// (identity.Method names: "none", "peercred", "kernel", "signature",
+	// "secret", "trust"); "" from a server that does not say.
+	SenderMethod string
+	// SenderUser is the user the ingress node proved sent the message,
+	// "" when it proved none. When it is not Sender (Verified is then
+	// false), a local user claimed someone else's name: show both.
+	SenderUser string
 	Time       time.Time // when the ingress node accepted it
 	Cookie     string    //
 	Signature  string    // opaque octets, as received
@@ -38,9 +46,17 @@ func messageFromDelivery(d *switchboard.Delivery) Message {
 		ID: d.ID, Sender: d.Sender, SenderTerm: d.SenderTerm,
 		Recipient: d.Recipient, RecipTerm: d.RecipTerm,
 		OriginNode: d.Origin.Node, OriginAddr: d.Origin.Addr, Transport: d.Origin.Transport,
-		Verified: d.Origin.Verified, Time: d.Time, Cookie: d.Cookie, Signature: d.Signature,
+		Verified: d.Origin.Sender.Verified(), SenderMethod: d.Origin.Sender.Method.String(),
+		SenderUser: d.Origin.Sender.User, Time: d.Time, Cookie: d.Cookie, Signature: d.Signature,
 		Text: d.Text,
 	}
+}
+
+// Impersonation reports whether the ingress proved a user who is not the
+// one the message names as its sender: shown as the claim and who really
+// sent it.
+func (m *Message) Impersonation() bool {
+	return m.SenderUser != "" && m.Sender != "" && !m.Verified && !strings.EqualFold(m.SenderUser, m.Sender)
 }
 
 // Header names of a MSG payload, in the order the server writes them.
@@ -54,6 +70,8 @@ const (
 	hOriginAddr = "Origin-Addr"
 	hTransport  = "Transport"
 	hVerified   = "Verified"
+	hMethod     = "Sender-Method"
+	hSenderUser = "Sender-User"
 	hTime       = "Time"
 	hCookie     = "Cookie"
 	hSignature  = "Signature"
@@ -77,6 +95,12 @@ func appendMessage(dst []byte, m *Message) []byte {
 	h(hOriginAddr, m.OriginAddr)
 	h(hTransport, m.Transport)
 	h(hVerified, yesNo(m.Verified))
+	if m.SenderMethod != "" {
+		h(hMethod, m.SenderMethod)
+	}
+	if m.SenderUser != "" {
+		h(hSenderUser, m.SenderUser)
+	}
 	// Time and Signature are appended in place: every pushed message has
 	// them, and a formatted string each would be garbage.
 	dst = append(dst, hTime+": "...)
@@ -156,9 +180,9 @@ func parseMessage(p []byte) (*Message, error) {
 }
 
 // knownHeaders are the lower-case names of the headers a server writes.
-func knownHeaders() [12]string {
+func knownHeaders() [14]string {
 	return [...]string{"id", "sender", "sender-term", "recipient", "recip-term", "origin-node",
-		"origin-addr", "transport", "verified", "time", "cookie", "signature"}
+		"origin-addr", "transport", "verified", "time", "cookie", "signature", "sender-method", "sender-user"}
 }
 
 // knownHeader returns name in lower case and, for a known header, its bit
@@ -212,6 +236,10 @@ func (m *Message) setHeader(key, v string) error {
 		m.Time = t
 	case "cookie":
 		m.Cookie = v
+	case "sender-method":
+		m.SenderMethod = v
+	case "sender-user":
+		m.SenderUser = v
 	case "signature":
 		b, err := hex.DecodeString(v)
 		if err != nil {

@@ -61,7 +61,7 @@ func TestTranscript(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "Id: " + m.ID + "\r\nSender: alice\r\nSender-Term: pts/1\r\nRecipient: alice\r\nRecip-Term: \r\n" +
-		"Origin-Node: n1\r\nOrigin-Addr: session\r\nTransport: session\r\nVerified: no\r\n" +
+		"Origin-Node: n1\r\nOrigin-Addr: session\r\nTransport: session\r\nVerified: no\r\nSender-Method: trust\r\n" +
 		"Time: " + m.Time.UTC().Format(time.RFC3339Nano) + "\r\nCookie: " + m.Cookie + "\r\nSignature: \r\n\r\nhello\r\nworld"
 	if p != want {
 		t.Fatalf("MSG payload\n got %q\nwant %q", p, want)

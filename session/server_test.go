@@ -76,7 +76,7 @@ func TestMessageHeaders(t *testing.T) {
 	m := nextMessage(t, alice)
 	want := Message{
 		ID: m.ID, Sender: "bob", SenderTerm: "tty7", Recipient: "ALICE", RecipTerm: "pts/1",
-		OriginNode: "n1", OriginAddr: "session", Transport: "session", Verified: false,
+		OriginNode: "n1", OriginAddr: "session", Transport: "session", Verified: false, SenderMethod: "trust",
 		Time: m.Time, Cookie: m.Cookie, Text: "line one\r\nline two\r\n",
 	}
 	if *m != want {

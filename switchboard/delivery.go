@@ -33,6 +33,7 @@
 package switchboard
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -63,12 +64,14 @@ type Delivery struct {
 // Origin says where a message entered the cluster. Senders are not trusted by
 // name alone; Origin is what the recipient can rely on.
 type Origin struct {
-	Node      string            // ingress node name
-	Addr      string            // MSP client source address ("192.0.2.1:1234"), or "session" for session sends
-	Transport string            // "tcp", "udp" or "session"
-	Revision  string            // MSP revision the message came in ("A" or "B"); "" for session sends
-	Sender    identity.Identity // who sent it, as the ingress established it
-	Verified  bool              // sender identity was authenticated (session peer credentials or secret)
+	Node      string // ingress node name
+	Addr      string // MSP client source address ("192.0.2.1:1234"), or "session" for session sends
+	Transport string // "tcp", "udp" or "session"
+	Revision  string // MSP revision the message came in ("A" or "B"); "" for session sends
+	// Sender is who sent it, as the ingress node established it; its
+	// Verified method is the one answer to "is the sender verified" for
+	// every sink. Another node's word is believed only as vet allows.
+	Sender identity.Identity
 }
 
 // MessageID derives the sender side of a message's identity from what RFC
@@ -124,8 +127,8 @@ func idHashArray(parts ...string) [24]byte {
 
 // FullMessageKey is MessageKey(MessageID(sender, senderTerm, cookie,
 // originAddr), recipient, recipTerm, text) in one allocation instead of
-// two: the ingress knows both halves at once. Pass the result to
-// SendKeyed.
+// two: the ingress knows both halves at once. Send makes it from the
+// delivery when its ID is empty.
 func FullMessageKey(sender, senderTerm, cookie, originAddr, recipient, recipTerm, text string) string {
 	id := idHashArray(msp.Fold(sender), msp.Fold(senderTerm), msp.Fold(cookie), originAddr)
 	return idHash(string(id[:]), msp.Fold(recipient), msp.Fold(recipTerm), text)
@@ -137,8 +140,9 @@ type Terminal interface {
 	// queues d for the client and returns nil, or returns an error saying
 	// why it refused (wrap ErrBlocked, ErrBusy, ErrTerminalGone or
 	// ErrTerminalSlow). It may wait a short, bounded time for a busy client
-	// to make room (flow control) before refusing as slow.
-	Deliver(d *Delivery) error
+	// to make room (flow control) before refusing as slow; that wait ends
+	// with ctx too (the delivery's deadline, from the ingress node).
+	Deliver(ctx context.Context, d *Delivery) error
 	// Kick tells the terminal that another sign-in took over its (user,
 	// terminal) name; the session should say so to its client and close.
 	Kick(reason string)
@@ -160,7 +164,7 @@ type AckTerminal interface {
 	// counts as delivered once queued, as with Deliver. A non-nil error is
 	// a refusal, as from Deliver, and done is not used. (A channel rather
 	// than a callback: a closure per message is garbage on the hot path.)
-	DeliverAcked(d *Delivery, done chan<- error) (acks bool, err error)
+	DeliverAcked(ctx context.Context, d *Delivery, done chan<- error) (acks bool, err error)
 }
 
 // Refusal and failure reasons. Results carry them (possibly wrapped) in Err;

@@ -39,7 +39,7 @@ func TestRightTerminalFallbackKeepsToForwardTimeout(t *testing.T) {
 	dirA := gossipDir(t, "a")
 	dirB := gossipDir(t, "b", dirA.GossipAddr())
 	dirC := gossipDir(t, "c", dirA.GossipAddr())
-	sb := fedBoardOn(t, url, dirA, Config{ForwardTimeout: timeout}, false)
+	sb := fedBoardOn(t, url, dirA, Config{ForwardTimeout: timeout})
 	b := newAnswerer(t, url, "b") // holds every request: b never answers
 	c := newAnswerer(t, url, "c")
 	now := time.Now()

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/msprelay/msprelay/identity"
+	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 )
@@ -31,44 +34,6 @@ func deliverWildcard(node string) string { return "msp.node." + node + ".deliver
 // ErrInvalidDelivery marks a delivery from another node that breaks the MSP
 // rules; it is refused, never shown.
 var ErrInvalidDelivery = errors.New("switchboard: invalid delivery")
-
-// wireDelivery is the JSON body of a deliver request. MSP text is ISO 8859-1
-// octets; JSON strings are UTF-8, so every octet travels as the rune of the
-// same value (latin1ToUTF8) — lossless and readable with `nats sub 'msp.>'`.
-type wireDelivery struct {
-	ID         string       `json:"id"`
-	Recipient  string       `json:"recipient"`
-	RecipTerm  string       `json:"recip_term"`
-	Sender     string       `json:"sender"`
-	SenderTerm string       `json:"sender_term"`
-	Text       string       `json:"text"`
-	Cookie     string       `json:"cookie,omitempty"`
-	Signature  []byte       `json:"signature,omitempty"` // opaque: base64
-	Origin     wireOrigin   `json:"origin"`
-	Time       time.Time    `json:"time"`
-	Targets    []wireTarget `json:"targets"`
-}
-
-type wireOrigin struct {
-	Node      string `json:"node"`
-	Addr      string `json:"addr"`
-	Transport string `json:"transport"`
-	Verified  bool   `json:"verified"`
-}
-
-type wireTarget struct {
-	User string `json:"user"`
-	Term string `json:"term"`
-}
-
-type wireResult struct {
-	User   string `json:"user"`
-	Term   string `json:"term"`
-	Status string `json:"status"`
-	Reason string `json:"reason,omitempty"` // Result.Err's text, for people and older nodes
-	Code   string `json:"code,omitempty"`   // which sentinel Result.Err matches (wireCodes)
-	Acked  bool   `json:"acked,omitempty"`
-}
 
 // codedErr pairs a sentinel error with its code on the wire.
 type codedErr struct {
@@ -102,19 +67,6 @@ func wireCodes() [18]codedErr {
 	}
 }
 
-// errCode is the wire code of err, "" when it matches no sentinel.
-func errCode(err error) string {
-	if err == nil {
-		return ""
-	}
-	for _, c := range wireCodes() {
-		if errors.Is(err, c.err) {
-			return c.code
-		}
-	}
-	return ""
-}
-
 // remoteError is a reason another node reported: its text as sent, and
 // the sentinel its code names, so that errors.Is works across nodes.
 type remoteError struct {
@@ -124,18 +76,6 @@ type remoteError struct {
 
 func (e *remoteError) Error() string { return e.text }
 func (e *remoteError) Unwrap() error { return e.err }
-
-// wireErr maps a received JSON (code, reason) back to an error.
-func wireErr(code, reason string) error {
-	var sentinel error
-	for _, c := range wireCodes() {
-		if c.code == code {
-			sentinel = c.err
-			break
-		}
-	}
-	return reasonErr(sentinel, reason)
-}
 
 // errCodeNum is the binary wire code of err: its position in wireCodes
 // plus one, 0 when it matches no sentinel. The numbers are part of the
@@ -175,62 +115,8 @@ func reasonErr(sentinel error, reason string) error {
 	return &remoteError{text: reason, err: sentinel}
 }
 
-type wireReply struct {
-	Node    string       `json:"node"`
-	Results []wireResult `json:"results"`
-	Error   string       `json:"error,omitempty"`
-}
-
 // maxTargetsPerRequest bounds what one deliver request may ask of a node.
 const maxTargetsPerRequest = 1024
-
-func encodeDelivery(d *Delivery, targets []presence.Entry) ([]byte, error) {
-	w := wireDelivery{
-		ID: d.ID, Recipient: msp.Latin1ToUTF8(d.Recipient), RecipTerm: msp.Latin1ToUTF8(d.RecipTerm),
-		Sender: msp.Latin1ToUTF8(d.Sender), SenderTerm: msp.Latin1ToUTF8(d.SenderTerm),
-		Text: msp.Latin1ToUTF8(d.Text), Cookie: msp.Latin1ToUTF8(d.Cookie), Time: d.Time,
-		Origin: wireOrigin{Node: d.Origin.Node, Addr: d.Origin.Addr, Transport: d.Origin.Transport, Verified: d.Origin.Verified},
-	}
-	if d.Signature != "" {
-		w.Signature = []byte(d.Signature)
-	}
-	for _, e := range targets {
-		w.Targets = append(w.Targets, wireTarget{User: msp.Latin1ToUTF8(e.User), Term: msp.Latin1ToUTF8(e.Term)})
-	}
-	return json.Marshal(&w)
-}
-
-func decodeDelivery(data []byte) (*Delivery, []wireTarget, error) {
-	var w wireDelivery
-	if err := json.Unmarshal(data, &w); err != nil {
-		return nil, nil, fmt.Errorf("switchboard: decode delivery: %w", err)
-	}
-	if len(w.Targets) == 0 || len(w.Targets) > maxTargetsPerRequest {
-		return nil, nil, fmt.Errorf("switchboard: decode delivery: %d targets", len(w.Targets))
-	}
-	d := &Delivery{ID: w.ID, Signature: string(w.Signature), Time: w.Time, Origin: Origin{Node: w.Origin.Node, Addr: w.Origin.Addr, Transport: w.Origin.Transport, Verified: w.Origin.Verified}}
-	for _, f := range []struct {
-		dst *string
-		src string
-	}{{&d.Recipient, w.Recipient}, {&d.RecipTerm, w.RecipTerm}, {&d.Sender, w.Sender},
-		{&d.SenderTerm, w.SenderTerm}, {&d.Text, w.Text}, {&d.Cookie, w.Cookie}} {
-		v, err := msp.UTF8ToLatin1(f.src)
-		if err != nil {
-			return nil, nil, err
-		}
-		*f.dst = v
-	}
-	for i := range w.Targets {
-		var err error
-		if w.Targets[i].User, err = msp.UTF8ToLatin1(w.Targets[i].User); err != nil {
-			return nil, nil, err
-		}
-		if w.Targets[i].Term, err = msp.UTF8ToLatin1(w.Targets[i].Term); err != nil {
-			return nil, nil, err
-		}
-	}
-	return d, w.Targets, nil
-}
 
 // sourceNode is the sending node named by a deliver subject. The sender
 // comes from the subject (which NATS permissions tie to the sender's
@@ -244,9 +130,13 @@ func (f *federation) sourceNode(subject string) (string, error) {
 }
 
 // vet checks a delivery from node src as if it had just arrived over MSP:
-// every part must pass msp.ValidateParts; the origin node becomes src, and
-// the sender stays "verified" only when src vouched for it itself and
-// Config.PeersAuthenticated says NATS authenticates nodes.
+// every part must pass msp.ValidateParts, and the origin node becomes src.
+// The sender identity the delivery carries is believed only when the node
+// vouching for it (Sender.Node) is src, the node the subject binds to the
+// sender's credentials, and Config.PeersAuthenticated says NATS holds
+// nodes to those subjects. Otherwise it is downgraded to Method None,
+// keeping the claim, so that every sink shows it unverified: a node cannot
+// speak for another node's users.
 func (f *federation) vet(src string, d *Delivery) error {
 	if err := msp.ValidateParts(msp.Parts{
 		Recipient: d.Recipient, RecipTerm: d.RecipTerm, Text: d.Text, Sender: d.Sender,
@@ -254,33 +144,21 @@ func (f *federation) vet(src string, d *Delivery) error {
 	}); err != nil {
 		return fmt.Errorf("%w from %s: %w", ErrInvalidDelivery, src, err)
 	}
-	if d.Origin.Node != src {
-		d.Origin.Verified = false
-	}
 	d.Origin.Node = src
-	d.Origin.Verified = d.Origin.Verified && f.sb.cfg.PeersAuthenticated
+	id := &d.Origin.Sender
+	switch {
+	case id.Method == identity.None:
+	case id.Node != src:
+		// A node speaking for another's users: forged, or a bug; worth
+		// an operator's look either way (rate-limited).
+		f.refusals.Hit("identity vouched for by another node; shown unverified",
+			"from", src, "vouching_node", id.Node, "method", id.Method.String(), "user", id.User, "claimed", id.Claimed)
+		id.Method, id.User = identity.None, ""
+	case !f.sb.cfg.PeersAuthenticated:
+		// Anyone may publish under any node's name: nothing to believe.
+		id.Method, id.User = identity.None, ""
+	}
 	return nil
-}
-
-// receive decodes a JSON deliver request (the format of older nodes) and
-// vets it. On a validation error the targets are returned too, so that
-// each gets a Refused result.
-func (f *federation) receive(m *nats.Msg) (*Delivery, []wireTarget, error) {
-	src, err := f.sourceNode(m.Subject)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(m.Data) > maxDeliveryBytes {
-		return nil, nil, fmt.Errorf("%w: %d bytes", ErrInvalidDelivery, len(m.Data))
-	}
-	d, targets, err := decodeDelivery(m.Data)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := f.vet(src, d); err != nil {
-		return nil, targets, err
-	}
-	return d, targets, nil
 }
 
 // receiveBatch decodes a binary request frame and vets each delivery in
@@ -304,18 +182,6 @@ func (f *federation) receiveBatch(m *nats.Msg) ([]wireItem, error) {
 	return items, nil
 }
 
-func parseStatus(s string) Status {
-	switch s {
-	case "delivered":
-		return Delivered
-	case "refused":
-		return Refused
-	case "queued":
-		return Queued
-	}
-	return Failed
-}
-
 // federation is the NATS side of a Switchboard: it serves this node's deliver
 // subject and forwards to other nodes'. The Switchboard owns it; Start
 // subscribes and Close unsubscribes.
@@ -334,10 +200,10 @@ type federation struct {
 	slots   chan struct{}
 	wg      sync.WaitGroup
 	bufs    bufPool
-	// legacy makes this node behave as one from before the binary format:
-	// it sends JSON and reads every request as JSON (tests of mixed
-	// versions set it before Start).
-	legacy bool
+	// refusals logs refused requests and disbelieved identities, at most
+	// once per interval per kind, so that a misconfigured or hostile peer
+	// cannot flood the log.
+	refusals *limitlog.Log
 	// staleAfter is the constant staleAfter; tests of the queue raise it.
 	staleAfter time.Duration
 
@@ -354,7 +220,7 @@ type federation struct {
 
 func newFederation(s *Switchboard, nc *nats.Conn) *federation {
 	return &federation{sb: s, nc: nc, timeout: s.cfg.ForwardTimeout, slots: make(chan struct{}, s.cfg.MaxServing),
-		staleAfter: staleAfter, peers: map[string]*peer{}}
+		staleAfter: staleAfter, peers: map[string]*peer{}, refusals: limitlog.New(s.log, 0)}
 }
 
 // subscribeTimeout bounds the round trip that confirms the subscription.
@@ -429,20 +295,72 @@ func (f *federation) dispatch(m *nats.Msg) {
 	}()
 }
 
-// maxDeliveryBytes bounds the body of one deliver request: a message of
-// under 512 octets, each octet at most two in UTF-8 and some escaped in
-// JSON, plus maxTargetsPerRequest targets. Larger requests are refused
-// before they are decoded.
+// maxDeliveryBytes bounds the body of one deliver request: up to maxBatch
+// messages of under 512 octets each with their identities, plus
+// maxTargetsPerRequest targets, fit with room to spare. Larger requests
+// are refused before they are decoded.
 const maxDeliveryBytes = 256 << 10
 
-// serve handles one deliver request from another node, answering in the
-// format it was asked in: a binary frame, or the JSON of older nodes.
+// serve handles one deliver request from another node. Only a binary
+// frame of this node's federation version is served; anything else (the
+// JSON of nodes from before the binary format, another binary version) is
+// refused as a whole with a log line naming the peer and its version, and
+// answered in a form that peer can read, so that it fails the delivery
+// with the reason instead of waiting out its timeout.
 func (f *federation) serve(m *nats.Msg) {
-	if len(m.Data) > 0 && m.Data[0] == wireMagic && !f.legacy {
+	if len(m.Data) >= 2 && m.Data[0] == wireMagic && m.Data[1] == wireVersion {
 		f.serveBatch(m)
 		return
 	}
-	f.serveJSON(m)
+	f.refuseVersion(m)
+}
+
+// refuseVersion answers a request in another federation version than
+// this node's with an error: in JSON to a JSON body, in a reply frame of
+// the request's version to a version 1 frame (whose reply layout is this
+// version's), and in this version otherwise.
+func (f *federation) refuseVersion(m *nats.Msg) {
+	src, err := f.sourceNode(m.Subject)
+	if err != nil {
+		src = "?"
+	}
+	// One log kind per form, so that a JSON peer does not hide a version 1
+	// peer behind its rate limit.
+	kind := "refusing deliver request: the sending node speaks another federation version"
+	var peerVersion string
+	var body []byte
+	switch {
+	case len(m.Data) > 0 && m.Data[0] == '{':
+		kind = "refusing deliver request: the sending node speaks the JSON federation format"
+		peerVersion = "json"
+		fault := fmt.Sprintf("node %s speaks federation version %d only; refused a request in the JSON format: upgrade node %s",
+			f.sb.cfg.Node, wireVersion, src)
+		body, _ = json.Marshal(struct {
+			Node  string `json:"node"`
+			Error string `json:"error"`
+		}{f.sb.cfg.Node, fault})
+	case len(m.Data) >= 2 && m.Data[0] == wireMagic:
+		peerVersion = strconv.Itoa(int(m.Data[1]))
+		v := byte(wireVersion)
+		if m.Data[1] == wireVersionV1 {
+			v = wireVersionV1
+		}
+		fault := fmt.Sprintf("node %s speaks federation version %d only; refused a request in version %d: upgrade node %s",
+			f.sb.cfg.Node, wireVersion, m.Data[1], src)
+		body = appendReplyVersion(nil, v, f.sb.cfg.Node, fault, nil)
+	default:
+		kind = "refusing deliver request: not a deliver frame"
+		peerVersion = "unknown"
+		body = appendReply(nil, f.sb.cfg.Node, ErrWireFormat.Error()+": not a deliver frame", nil)
+	}
+	f.refusals.Hit(kind,
+		"node", src, "peer_version", peerVersion, "version", wireVersion, "subject", m.Subject, "bytes", len(m.Data))
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(body); err != nil {
+		f.sb.log.Warn("deliver reply failed", "err", err)
+	}
 }
 
 // serveBatch serves a binary request frame. Its deliveries are served
@@ -489,90 +407,13 @@ func (f *federation) serveItem(subject string, it *wireItem) []Result {
 		}
 		return out
 	}
-	return f.sb.deliverLocal(context.Background(), &it.d, it.targets)
-}
-
-// serveJSON handles a JSON deliver request, as nodes did before the binary
-// format, and answers in JSON.
-func (f *federation) serveJSON(m *nats.Msg) {
-	rep := wireReply{Node: f.sb.cfg.Node}
-	d, targets, err := f.receive(m)
-	if err != nil {
-		f.sb.log.Warn("refusing deliver request", "subject", m.Subject, "err", err, "bytes", len(m.Data))
-		if len(targets) == 0 {
-			rep.Error = err.Error()
-		}
-		// A delivery that breaks the MSP rules is refused per target, so
-		// that the ingress answers '-' instead of queueing it.
-		for _, t := range targets {
-			rep.Results = append(rep.Results, wireResult{User: msp.Latin1ToUTF8(t.User), Term: msp.Latin1ToUTF8(t.Term),
-				Status: Refused.String(), Reason: err.Error()})
-		}
-	} else {
-		ts := make([]target, len(targets))
-		for i, t := range targets {
-			ts[i] = target{user: t.User, term: t.Term}
-		}
-		for _, r := range f.sb.deliverLocal(context.Background(), d, ts) {
-			rep.Results = append(rep.Results, wireResult{User: msp.Latin1ToUTF8(r.User), Term: msp.Latin1ToUTF8(r.Term),
-				Status: r.Status.String(), Reason: errText(r.Err), Code: errCode(r.Err), Acked: r.Acked})
-		}
+	// The delivery is served within the time its ingress node gave it
+	// (the budget in the frame), never longer than this node's own bound.
+	bound := f.timeout
+	if it.budget > 0 && it.budget < bound {
+		bound = it.budget
 	}
-	b, _ := json.Marshal(&rep)
-	if m.Reply == "" {
-		return
-	}
-	if err := m.Respond(b); err != nil {
-		f.sb.log.Warn("deliver reply failed", "err", err)
-	}
-}
-
-// forwardJSON sends d to p's node as a JSON request of its own, the format
-// of nodes from before the binary frames, and waits until deadline.
-func (f *federation) forwardJSON(p *peer, d *Delivery, targets []presence.Entry, deadline time.Time) []Result {
-	node := p.node
-	fail := func(err error) []Result { return failAll(node, targets, err) }
-	body, err := encodeDelivery(d, targets)
-	if err != nil {
-		return fail(err)
-	}
-	wait := time.Until(deadline)
-	if wait <= 0 {
-		return fail(ErrTimeout)
-	}
-	msg, err := f.nc.Request(p.subject, body, wait)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return fail(ErrNodeDown)
-	case errors.Is(err, nats.ErrTimeout):
-		return fail(ErrTimeout)
-	case err != nil:
-		return fail(fmt.Errorf("%w: %w", ErrNodeDown, err))
-	}
-	var rep wireReply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil || rep.Error != "" {
-		return fail(fmt.Errorf("bad reply from %s: %v%s", node, err, rep.Error))
-	}
-	if rep.Node != node {
-		// Only node's own user can read this request and so learn where
-		// to answer; a reply naming another node is not its answer.
-		f.sb.log.Warn("ignoring deliver reply from the wrong node", "asked", node, "replied", rep.Node)
-		return fail(fmt.Errorf("bad reply from %s: answered by %q", node, rep.Node))
-	}
-	byKey := make(map[lineKey]wireResult, len(rep.Results))
-	for _, r := range rep.Results {
-		u, _ := msp.UTF8ToLatin1(r.User)
-		t, _ := msp.UTF8ToLatin1(r.Term)
-		byKey[keyFor(u, t)] = r
-	}
-	out := make([]Result, len(targets))
-	for i, e := range targets {
-		r, ok := byKey[keyFor(e.User, e.Term)]
-		if !ok {
-			out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Err: fmt.Errorf("no result from %s", node)}
-			continue
-		}
-		out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: parseStatus(r.Status), Err: wireErr(r.Code, r.Reason), Acked: r.Acked}
-	}
-	return out
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	return f.sb.deliverLocal(ctx, &it.d, it.targets)
 }

@@ -2,7 +2,6 @@ package switchboard_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
@@ -126,7 +126,7 @@ type recorder struct {
 	got []switchboard.Delivery
 }
 
-func (r *recorder) Deliver(d *switchboard.Delivery) error {
+func (r *recorder) Deliver(_ context.Context, d *switchboard.Delivery) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, *d)
@@ -142,34 +142,39 @@ func (r *recorder) all() []switchboard.Delivery {
 }
 
 type rawReply struct {
-	Node    string `json:"node"`
-	Error   string `json:"error"`
-	Results []struct {
-		Status, Reason string
-	} `json:"results"`
+	Node, Error string
+	Results     []switchboard.Result
 }
 
+// rawTargets is where every hand-made delivery goes.
+var rawTargets = []presence.Entry{{User: "alice", Term: "pts/1"}}
+
 // rawDeliver publishes a hand-made deliver request from nc on subject.
-func rawDeliver(t *testing.T, nc *nats.Conn, subject string, body map[string]any) (rawReply, error) {
+func rawDeliver(t *testing.T, nc *nats.Conn, subject string, d *switchboard.Delivery) (rawReply, error) {
 	t.Helper()
-	data, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := nc.Request(subject, data, 3*time.Second)
+	msg, err := nc.Request(subject, switchboard.RequestFrame(d, rawTargets), 3*time.Second)
 	if err != nil {
 		return rawReply{}, err
 	}
 	var rep rawReply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+	rep.Node, rep.Error, rep.Results, err = switchboard.ReplyFrame(msg.Data, rawTargets)
+	if err != nil {
 		t.Fatalf("reply %q: %v", msg.Data, err)
 	}
 	return rep, nil
 }
 
-func delivery(text string, origin map[string]any) map[string]any {
-	return map[string]any{"id": "x-" + text[:min(len(text), 8)], "recipient": "alice", "sender": "mallory", "sender_term": "tty9",
-		"text": text, "origin": origin, "time": time.Now(), "targets": []map[string]string{{"user": "alice", "term": "pts/1"}}}
+// delivery is a message from mallory to alice entering at origin.
+func delivery(text string, origin switchboard.Origin) *switchboard.Delivery {
+	return &switchboard.Delivery{ID: switchboard.FullMessageKey("mallory", "tty9", "", origin.Addr, "alice", "", text), Recipient: "alice", Sender: "mallory", SenderTerm: "tty9",
+		Text: text, Origin: origin, Time: time.Now()}
+}
+
+// vouched is an origin at node whose sender identity node vouches for:
+// mallory, proved by her session secret.
+func vouched(node, vouch string) switchboard.Origin {
+	return switchboard.Origin{Node: node, Addr: "session", Transport: "session",
+		Sender: identity.Identity{User: "mallory", Claimed: "mallory", Method: identity.Secret, Node: vouch, Source: "session"}}
 }
 
 // Issue 12: "anyone who reaches it can ... inject deliveries on
@@ -197,13 +202,14 @@ func TestDeliveriesBetweenAuthenticatedNodes(t *testing.T) {
 	})
 
 	t.Run("a valid delivery arrives, verified on the sending node's word", func(t *testing.T) {
-		rep, err := rawDeliver(t, ncA, fromA, delivery("hello from a", map[string]any{"node": "a", "transport": "session", "verified": true}))
-		if err != nil || len(rep.Results) != 1 || rep.Results[0].Status != "delivered" || rep.Node != "b" {
+		rep, err := rawDeliver(t, ncA, fromA, delivery("hello from a", vouched("a", "a")))
+		if err != nil || len(rep.Results) != 1 || rep.Results[0].Status != switchboard.Delivered || rep.Node != "b" {
 			t.Fatalf("reply %+v %v, want one delivered result from b", rep, err)
 		}
 		got := box.all()
-		if len(got) != 1 || got[0].Text != "hello from a" || got[0].Origin.Node != "a" || !got[0].Origin.Verified {
-			t.Fatalf("delivered %+v, want the text from node a, verified", got)
+		if len(got) != 1 || got[0].Text != "hello from a" || got[0].Origin.Node != "a" || !got[0].Origin.Sender.Verified() ||
+			got[0].Origin.Sender != vouched("a", "a").Sender {
+			t.Fatalf("delivered %+v, want the text from node a, its identity unchanged and verified", got)
 		}
 	})
 
@@ -215,12 +221,12 @@ func TestDeliveriesBetweenAuthenticatedNodes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(box.all())
-			rep, err := rawDeliver(t, ncC, fromC, delivery(tc.text, map[string]any{"node": "c", "transport": "tcp"}))
-			if err != nil || len(rep.Results) != 1 || rep.Results[0].Status != "refused" {
+			rep, err := rawDeliver(t, ncC, fromC, delivery(tc.text, switchboard.Origin{Node: "c", Transport: "tcp"}))
+			if err != nil || len(rep.Results) != 1 || rep.Results[0].Status != switchboard.Refused {
 				t.Fatalf("reply %+v %v, want one refused result", rep, err)
 			}
-			if !strings.Contains(rep.Results[0].Reason, "invalid delivery") {
-				t.Errorf("reason %q does not say why", rep.Results[0].Reason)
+			if !strings.Contains(rep.Results[0].Err.Error(), "invalid delivery") {
+				t.Errorf("reason %q does not say why", rep.Results[0].Err)
 			}
 			if n := len(box.all()); n != before {
 				t.Fatalf("terminal got %d new deliveries, want none", n-before)
@@ -228,21 +234,41 @@ func TestDeliveriesBetweenAuthenticatedNodes(t *testing.T) {
 		})
 	}
 
-	t.Run("a forged origin and verified flag are not believed", func(t *testing.T) {
-		before := len(box.all())
-		rep, err := rawDeliver(t, ncC, fromC, delivery("I am a's root", map[string]any{"node": "a", "transport": "session", "verified": true}))
-		if err != nil || len(rep.Results) != 1 || rep.Results[0].Status != "delivered" {
-			t.Fatalf("reply %+v %v", rep, err)
-		}
-		got := box.all()[before:]
-		if len(got) != 1 || got[0].Origin.Node != "c" || got[0].Origin.Verified {
-			t.Fatalf("delivered %+v, want origin c and unverified", got)
-		}
-	})
+	// Issue 18: "A receiving node believes 'verified' only when the node
+	// that vouches for it is the node bound to the subject or credential it
+	// arrived on".
+	for _, tc := range []struct {
+		name     string
+		origin   switchboard.Origin
+		verified bool
+	}{
+		{"a receiving node believes verified only when the vouching node is the subject's source node", vouched("c", "c"), true},
+		{"an identity node c passes on in node a's name is shown unverified", vouched("c", "a"), false},
+		{"a forged origin node with a's identity is shown unverified", vouched("a", "a"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(box.all())
+			rep, err := rawDeliver(t, ncC, fromC, delivery("I am a's mallory: "+tc.name, tc.origin))
+			if err != nil || len(rep.Results) != 1 || rep.Results[0].Status != switchboard.Delivered {
+				t.Fatalf("reply %+v %v", rep, err)
+			}
+			got := box.all()[before:]
+			if len(got) != 1 || got[0].Origin.Node != "c" {
+				t.Fatalf("delivered %+v, want one from origin c", got)
+			}
+			id := got[0].Origin.Sender
+			if id.Verified() != tc.verified || id.Claimed != "mallory" {
+				t.Fatalf("identity %+v: verified %v, want %v with the claim kept", id, id.Verified(), tc.verified)
+			}
+			if !tc.verified && (id.Method != identity.None || id.User != "") {
+				t.Fatalf("identity %+v, want it downgraded to none", id)
+			}
+		})
+	}
 
 	t.Run("a node cannot publish in another node's name", func(t *testing.T) {
 		before := len(box.all())
-		if _, err := rawDeliver(t, ncC, fromA, delivery("spoofed as a", map[string]any{"node": "a", "verified": true})); err == nil {
+		if _, err := rawDeliver(t, ncC, fromA, delivery("spoofed as a", vouched("a", "a"))); err == nil {
 			t.Fatal("c's request in a's name got an answer")
 		}
 		waitUntil(t, "a permissions violation for c", func() bool { return vC.has(fromA) })
@@ -311,11 +337,11 @@ func TestVerifiedNeedsAuthenticatedPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ncA, _ := r.conn("a")
-	rep, err := rawDeliver(t, ncA, switchboard.DeliverSubject("b", "a"), delivery("hi", map[string]any{"node": "a", "verified": true}))
-	if err != nil || len(rep.Results) != 1 || rep.Results[0].Status != "delivered" {
+	rep, err := rawDeliver(t, ncA, switchboard.DeliverSubject("b", "a"), delivery("hi", vouched("a", "a")))
+	if err != nil || len(rep.Results) != 1 || rep.Results[0].Status != switchboard.Delivered {
 		t.Fatalf("reply %+v %v", rep, err)
 	}
-	if got := box.all(); len(got) != 1 || got[0].Origin.Verified {
+	if got := box.all(); len(got) != 1 || got[0].Origin.Sender.Verified() {
 		t.Fatalf("delivered %+v, want unverified", got)
 	}
 }

@@ -1,10 +1,13 @@
 package switchboard
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -50,22 +54,25 @@ func fedDir(tb testing.TB, node string) *presence.Directory {
 	return dir
 }
 
-// fedBoard is a switchboard of node on url; legacy makes it a node from
-// before the binary frames. It is started (serving its deliver subject).
-func fedBoard(tb testing.TB, url, node string, timeout time.Duration, legacy bool) *Switchboard {
+// fedBoard is a switchboard of node on url. It is started (serving its
+// deliver subject).
+func fedBoard(tb testing.TB, url, node string, timeout time.Duration) *Switchboard {
 	tb.Helper()
-	return fedBoardOn(tb, url, fedDir(tb, node), Config{ForwardTimeout: timeout}, legacy)
+	return fedBoardOn(tb, url, fedDir(tb, node), Config{ForwardTimeout: timeout})
 }
 
-// fedBoardOn is fedBoard for dir's node, with cfg's other settings.
-func fedBoardOn(tb testing.TB, url string, dir *presence.Directory, cfg Config, legacy bool) *Switchboard {
+// fedBoardOn is fedBoard for dir's node, with cfg's other settings (no
+// Logger: logs are discarded).
+func fedBoardOn(tb testing.TB, url string, dir *presence.Directory, cfg Config) *Switchboard {
 	tb.Helper()
-	cfg.Node, cfg.Directory, cfg.NATS, cfg.Logger = dir.Name(), dir, fedDial(tb, url), slog.New(slog.DiscardHandler)
+	cfg.Node, cfg.Directory, cfg.NATS = dir.Name(), dir, fedDial(tb, url)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	sb, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sb.fed.legacy = legacy
 	if err := sb.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
@@ -79,7 +86,7 @@ type tape struct {
 	got []Delivery
 }
 
-func (r *tape) Deliver(d *Delivery) error {
+func (r *tape) Deliver(_ context.Context, d *Delivery) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, *d)
@@ -94,65 +101,165 @@ func (r *tape) all() []Delivery {
 	return append([]Delivery(nil), r.got...)
 }
 
-// A rolling upgrade mixes nodes from before the binary frames with newer
-// ones: "the receiver still decodes the old JSON body and answers in the
-// format it was asked in", and a newer sender falls back to JSON for a
-// node that answers it in JSON. Every pairing delivers, octet for octet.
-func TestDeliveryAcrossVersions(t *testing.T) {
+// Issue 19: "the legacy JSON wire format removed behind a version gate
+// (nodes that speak only JSON are refused with a clear log line)". Between
+// nodes of this version every part crosses octet for octet, the identity
+// and the budget included; a peer of another version is refused, the
+// refusal names that peer and its version in the log, and the peer gets an
+// error it can read instead of a silent timeout.
+func TestFederationVersionGate(t *testing.T) {
+	t.Parallel()
+	url := fedRelay(t)
+	logB := &lockedLog{}
+	a := fedBoard(t, url, "a", 3*time.Second)
+	b := fedBoardOn(t, url, fedDir(t, "b"), Config{ForwardTimeout: 3 * time.Second, Logger: logB.logger()})
+	box := &tape{}
+	if _, err := b.SignIn("j\xf6rg", "pts/1", presence.Online, box); err != nil {
+		t.Fatal(err)
+	}
+	target := []presence.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}}
+
+	t.Run("nodes of this version deliver every octet", func(t *testing.T) {
+		d := validSample("m0")
+		res := a.fed.forward(context.Background(), "b", d, target)
+		if len(res) != 1 || res[0].Status != Delivered || res[0].User != "j\xf6rg" || res[0].Node != "b" {
+			t.Fatalf("results %+v", res)
+		}
+		got := box.all()
+		want := validSample("m0")
+		// Peers are not authenticated here: the identity is not believed.
+		want.Origin.Sender.Method, want.Origin.Sender.User = identity.None, ""
+		if len(got) != 1 || got[0] != *want {
+			t.Fatalf("arrived %+v\nwant %+v", got, *want)
+		}
+	})
+
+	nc := fedDial(t, url)
+	subject := DeliverSubject("b", "a")
+	v1 := appendRequest(nil, []*call{{d: validSample("m1"), targets: target}}, time.Now())
+	v1[1] = wireVersionV1
+	for _, tc := range []struct {
+		name, peerVersion string
+		body              []byte
+		answer            func(t *testing.T, data []byte) string // the fault the peer reads
+	}{
+		{"a JSON-only peer is refused with a log line", "json",
+			[]byte(`{"id":"x","recipient":"j\u00f6rg","sender":"mallory","text":"hi","origin":{"node":"a","verified":true},"targets":[{"user":"j\u00f6rg","term":"pts/1"}]}`),
+			func(t *testing.T, data []byte) string {
+				var rep struct{ Node, Error string }
+				if err := json.Unmarshal(data, &rep); err != nil || rep.Node != "b" {
+					t.Fatalf("reply %q: %v", data, err)
+				}
+				return rep.Error
+			}},
+		{"a version 1 peer is refused and told why in version 1", "1", v1,
+			func(t *testing.T, data []byte) string {
+				if len(data) < 2 || data[1] != wireVersionV1 {
+					t.Fatalf("reply %q is not a version 1 frame", data)
+				}
+				data = bytes.Clone(data)
+				data[1] = wireVersion // the layout is the same
+				r := wireReader{b: data}
+				node, fault, n := replyHeader(&r)
+				if r.err != nil || node != "b" || n != 0 {
+					t.Fatalf("reply %q: %v", data, r.err)
+				}
+				return fault
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(box.all())
+			msg, err := nc.Request(subject, tc.body, 3*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fault := tc.answer(t, msg.Data); !strings.Contains(fault, "federation version 2") || !strings.Contains(fault, "upgrade node a") {
+				t.Errorf("the peer reads %q; want the version and what to do", fault)
+			}
+			if n := len(box.all()) - before; n != 0 {
+				t.Fatalf("%d deliveries arrived from a refused request", n)
+			}
+			line := logB.find("refusing deliver request", "peer_version="+tc.peerVersion)
+			if !strings.Contains(line, "node=a") || !strings.Contains(line, "level=WARN") {
+				t.Errorf("log line %q does not name the peer node", line)
+			}
+		})
+	}
+}
+
+// The sending side of the gate: a node that answers in JSON (from before
+// the binary format) or in another binary version fails the delivery with
+// ErrWireVersion, so that the message goes to the next terminal or the
+// mailbox, and the log says which node must be upgraded.
+func TestForwardToAnOlderNodeFailsWithTheReason(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name                   string
-		oldSender, oldReceiver bool
-		wantLegacy             bool // the sender ends up speaking JSON to the receiver
+		name, peerVersion string
+		reply             []byte
 	}{
-		{"new to new: binary", false, false, false},
-		{"new to old: the sender falls back to JSON", false, true, true},
-		{"old to new: the receiver answers JSON", true, false, false},
-		{"old to old", true, true, false},
+		{"a node answering in JSON", "json", []byte(`{"node":"b","error":"json: cannot unmarshal"}`)},
+		{"a node answering in version 1", "1", appendReplyVersion(nil, wireVersionV1, "b", "version 2, this node speaks 1", nil)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			url := fedRelay(t)
-			a := fedBoard(t, url, "a", 3*time.Second, tc.oldSender)
-			b := fedBoard(t, url, "b", 3*time.Second, tc.oldReceiver)
-			box := &tape{}
-			if _, err := b.SignIn("j\xf6rg", "pts/1", presence.Online, box); err != nil {
+			logA := &lockedLog{}
+			a := fedBoardOn(t, url, fedDir(t, "a"), Config{ForwardTimeout: 3 * time.Second, Logger: logA.logger()})
+			nc := fedDial(t, url)
+			if _, err := nc.Subscribe(deliverWildcard("b"), func(m *nats.Msg) { _ = m.Respond(tc.reply) }); err != nil {
 				t.Fatal(err)
 			}
-			for i := range 2 { // the second after any fallback
-				d := validSample(fmt.Sprintf("m%d", i))
-				res := a.fed.forward(context.Background(), "b", d, []presence.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}})
-				if len(res) != 1 || res[0].Status != Delivered || res[0].User != "j\xf6rg" || res[0].Node != "b" {
-					t.Fatalf("message %d: results %+v", i, res)
-				}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
 			}
-			got := box.all()
-			if len(got) != 2 {
-				t.Fatalf("%d deliveries arrived, want 2", len(got))
+			res := a.fed.forward(context.Background(), "b", validSample("m"), []presence.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}})
+			if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, ErrWireVersion) {
+				t.Fatalf("results %+v, want failed with %v", res, ErrWireVersion)
 			}
-			for i, g := range got {
-				want := validSample(fmt.Sprintf("m%d", i))
-				want.Origin.Verified = false // peers are not authenticated here
-				if g != *want {
-					t.Errorf("arrived %+v\nwant %+v", g, *want)
-				}
-			}
-			p := a.fed.peer("b")
-			p.mu.Lock()
-			legacy := !p.legacyUntil.IsZero()
-			p.mu.Unlock()
-			if legacy != tc.wantLegacy {
-				t.Errorf("sender speaks JSON to the receiver: %v, want %v", legacy, tc.wantLegacy)
+			if line := logA.find("node=b", "peer_version="+tc.peerVersion); !strings.Contains(line, "level=WARN") {
+				t.Errorf("log line %q", line)
 			}
 		})
 	}
+}
+
+// lockedLog is a text log tests can read while the code under test writes
+// it; mu guards b.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// find returns the first log line holding every one of parts, "" if none.
+func (l *lockedLog) find(parts ...string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+lines:
+	for line := range strings.Lines(l.b.String()) {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				continue lines
+			}
+		}
+		return line
+	}
+	return ""
 }
 
 // validSample is a delivery with 8-bit octets that passes the MSP rules.
 func validSample(id string) *Delivery {
 	return &Delivery{ID: id, Recipient: "J\xf6rg", RecipTerm: "pts/1", Sender: "Ren\xe9", SenderTerm: "tty\xe0",
 		Text: "Gr\xfc\xdfe aus K\xf6ln\r\n\t\xe0 bient\xf4t \xa4\xff", Cookie: "c\xe91", Signature: "s\xe9g", Time: time.Unix(1700000000, 5).UTC(),
-		Origin: Origin{Node: "a", Addr: "127.0.0.1:9", Transport: "udp", Verified: true}}
+		Origin: Origin{Node: "a", Addr: "127.0.0.1:9", Transport: "udp", Revision: "A",
+			Sender: identity.Identity{User: "ren\xe9", Claimed: "Ren\xe9", Method: identity.Signature, Node: "a", Source: "127.0.0.1:9"}}}
 }
 
 // answerer stands in for node b: it hands every deliver request to the
@@ -284,7 +391,7 @@ func TestBatchesQueueInOrderAndSplitTheReply(t *testing.T) {
 	t.Parallel()
 	url := fedRelay(t)
 	ans := newAnswerer(t, url, "b")
-	a := fedBoard(t, url, "a", 5*time.Second, false)
+	a := fedBoard(t, url, "a", 5*time.Second)
 	a.fed.staleAfter = time.Hour // only a slot coming free sends the queue
 	out := make(chan forwarded, 16)
 	var held []heldRequest
@@ -342,7 +449,7 @@ func TestSlowRequestsDoNotHoldTheLink(t *testing.T) {
 	t.Parallel()
 	url := fedRelay(t)
 	ans := newAnswerer(t, url, "b")
-	a := fedBoard(t, url, "a", 5*time.Second, false)
+	a := fedBoard(t, url, "a", 5*time.Second)
 	a.fed.staleAfter = 0
 	out := make(chan forwarded, 16)
 	var held []heldRequest
@@ -368,7 +475,7 @@ func TestBatchTimeoutFailsEveryDelivery(t *testing.T) {
 	url := fedRelay(t)
 	ans := newAnswerer(t, url, "b")
 	const timeout = 300 * time.Millisecond
-	a := fedBoard(t, url, "a", timeout, false)
+	a := fedBoard(t, url, "a", timeout)
 	a.fed.staleAfter = time.Hour
 	out := make(chan forwarded, 16)
 	start := time.Now()
@@ -404,7 +511,7 @@ func TestCancelledCallerLeavesTheQueue(t *testing.T) {
 	t.Parallel()
 	url := fedRelay(t)
 	ans := newAnswerer(t, url, "b")
-	a := fedBoard(t, url, "a", 5*time.Second, false)
+	a := fedBoard(t, url, "a", 5*time.Second)
 	a.fed.staleAfter = time.Hour
 	out := make(chan forwarded, 16)
 	var held []heldRequest
@@ -447,7 +554,7 @@ func TestCancelledCallerStopsWaitingForItsRequest(t *testing.T) {
 	t.Parallel()
 	url := fedRelay(t)
 	ans := newAnswerer(t, url, "b")
-	a := fedBoard(t, url, "a", 5*time.Second, false)
+	a := fedBoard(t, url, "a", 5*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := make(chan []Result, 1)
 	go func() {
@@ -470,45 +577,38 @@ func TestCancelledCallerStopsWaitingForItsRequest(t *testing.T) {
 // discard is a terminal that takes every message and keeps nothing.
 type discard struct{}
 
-func (discard) Deliver(*Delivery) error { return nil }
-func (discard) Kick(string)             {}
+func (discard) Deliver(context.Context, *Delivery) error { return nil }
+func (discard) Kick(string)                              {}
 
 // BenchmarkForward measures a delivery to another node through an
-// embedded relay, one caller and 16 at once, in the binary frames and in
-// the JSON of earlier nodes.
+// embedded relay, one caller and 16 at once.
 func BenchmarkForward(b *testing.B) {
-	for _, legacy := range []bool{false, true} {
-		for _, par := range []int{1, 16} {
-			name := fmt.Sprintf("binary/callers=%d", par)
-			if legacy {
-				name = fmt.Sprintf("json/callers=%d", par)
+	for _, par := range []int{1, 16} {
+		b.Run(fmt.Sprintf("binary/callers=%d", par), func(b *testing.B) {
+			url := fedRelay(b)
+			cfg := Config{ForwardTimeout: 5 * time.Second, InboundRate: -1}
+			sa := fedBoardOn(b, url, fedDir(b, "a"), cfg)
+			sb := fedBoardOn(b, url, fedDir(b, "b"), cfg)
+			if _, err := sb.SignIn("alice", "pts/1", presence.Online, discard{}); err != nil {
+				b.Fatal(err)
 			}
-			b.Run(name, func(b *testing.B) {
-				url := fedRelay(b)
-				cfg := Config{ForwardTimeout: 5 * time.Second, InboundRate: -1}
-				sa := fedBoardOn(b, url, fedDir(b, "a"), cfg, legacy)
-				sb := fedBoardOn(b, url, fedDir(b, "b"), cfg, legacy)
-				if _, err := sb.SignIn("alice", "pts/1", presence.Online, discard{}); err != nil {
-					b.Fatal(err)
-				}
-				d := validSample("m")
-				ts := []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}
-				var n atomicCounter
-				b.ReportAllocs()
-				b.ResetTimer()
-				b.SetParallelism((par + 1) / 2) // GOMAXPROCS is 2 here
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						c := *d
-						c.ID = fmt.Sprint(n.next()) // a new message each time, not a repeat
-						if r := sa.fed.forward(context.Background(), "b", &c, ts); r[0].Status != Delivered {
-							b.Errorf("%+v", r[0])
-							return
-						}
+			d := validSample("m")
+			ts := []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}
+			var n atomicCounter
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.SetParallelism((par + 1) / 2) // GOMAXPROCS is 2 here
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c := *d
+					c.ID = fmt.Sprint(n.next()) // a new message each time, not a repeat
+					if r := sa.fed.forward(context.Background(), "b", &c, ts); r[0].Status != Delivered {
+						b.Errorf("%+v", r[0])
+						return
 					}
-				})
+				}
 			})
-		}
+		})
 	}
 }
 

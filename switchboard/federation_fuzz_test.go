@@ -1,70 +1,61 @@
 package switchboard
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/msprelay/msprelay/identity"
+	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 )
 
-// FuzzReceiveDelivery feeds the receiving side of federation (subject and
-// body of a deliver request, as any NATS client could send them). No
-// input may panic it; whatever it accepts passes the MSP rules, names the
-// sender from the subject, is verified only when the sender said so and
-// peers are authenticated, and survives an encode/decode round trip.
-func FuzzReceiveDelivery(f *testing.F) {
-	d := &Delivery{ID: "id1", Recipient: "alice", RecipTerm: "pts/1", Sender: "bob", SenderTerm: "tty1",
+// FuzzDecodeQueued feeds the mailbox entry decoder (DecodeQueued), which
+// reads what any holder of node credentials could have stored. No input
+// may panic it; whatever it accepts has ISO 8859-1 parts, an identity whose
+// method is one this node knows, and survives an encode/decode round trip
+// unchanged, identity included.
+func FuzzDecodeQueued(f *testing.F) {
+	d := &Delivery{ID: "id1", Recipient: "alice", RecipTerm: "pts/1", Sender: "root", SenderTerm: "tty1",
 		Text: "hello\r\n\xe9", Cookie: "c1", Signature: "sig", Time: time.Unix(1700000000, 0).UTC(),
-		Origin: Origin{Node: "a", Addr: "192.0.2.1:9", Transport: "udp", Verified: true}}
-	good, err := encodeDelivery(d, []presence.Entry{{User: "alice", Term: "pts/1"}})
+		Origin: Origin{Node: "a", Addr: "127.0.0.1:9", Transport: "udp", Revision: "A",
+			Sender: identity.Identity{User: "mallory", Claimed: "root", Method: identity.Kernel, Node: "a", Source: "127.0.0.1:9"}}}
+	good, err := EncodeQueued(d, "alice")
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add("a", good, true)
-	f.Add("c", good, false)
-	f.Add("a", []byte(`{"id":"x","text":"\u001b]0;x\u0007","targets":[{"user":"a","term":"b"}]}`), true)
-	f.Add("a.b", good, true)
-	f.Add("", []byte(`{"targets":[]}`), false)
-	f.Fuzz(func(t *testing.T, src string, body []byte, peersAuth bool) {
-		fed := &federation{sb: &Switchboard{cfg: Config{Node: "b", PeersAuthenticated: peersAuth}}}
-		claimed := wireDelivery{}
-		_ = json.Unmarshal(body, &claimed)
-		got, targets, err := fed.receive(&nats.Msg{Subject: "msp.node.b.deliver." + src, Data: body})
+	f.Add(good)
+	f.Add([]byte(`{"id":"x","origin":{"node":"b","verified":true},"targets":[{"user":"a","term":""}]}`))
+	f.Add([]byte(`{"id":"x","origin":{"sender":{"user":"root","method":"secret","node":"b"}},"targets":[{"user":"a","term":""}]}`))
+	f.Add([]byte(`{"targets":[]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := DecodeQueued(body)
 		if err != nil {
-			if targets != nil && !errors.Is(err, ErrInvalidDelivery) {
-				t.Fatalf("refused with targets but error %v", err)
-			}
 			return
 		}
-		if len(targets) == 0 || len(targets) > maxTargetsPerRequest {
-			t.Fatalf("%d targets accepted", len(targets))
+		if got.Origin.Sender.Method > identity.Trust {
+			t.Fatalf("unknown method %d accepted", got.Origin.Sender.Method)
 		}
-		if got.Origin.Node != src || presence.ValidNode(src) != nil {
-			t.Fatalf("origin %q from subject token %q", got.Origin.Node, src)
-		}
-		if got.Origin.Verified && (!peersAuth || !claimed.Origin.Verified || claimed.Origin.Node != src) {
-			t.Fatalf("verified without authenticated peers vouching (peers %v, claim %+v)", peersAuth, claimed.Origin)
-		}
-		if err := msp.ValidateParts(msp.Parts{Recipient: got.Recipient, RecipTerm: got.RecipTerm, Text: got.Text,
-			Sender: got.Sender, SenderTerm: got.SenderTerm, Cookie: got.Cookie, Signature: got.Signature}); err != nil {
-			t.Fatalf("accepted a delivery that breaks the MSP rules: %v", err)
-		}
-		es := make([]presence.Entry, len(targets))
-		for i, tg := range targets {
-			es[i] = presence.Entry{User: tg.User, Term: tg.Term}
-		}
-		again, err := encodeDelivery(got, es)
+		again, err := EncodeQueued(got, "alice")
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, _, err := decodeDelivery(again)
-		if err != nil || back.Text != got.Text || back.Sender != got.Sender || back.Signature != got.Signature {
-			t.Fatalf("round trip: %+v %v, want %+v", back, err, got)
+		back, err := DecodeQueued(again)
+		if err != nil {
+			t.Fatalf("round trip: %v", err)
+		}
+		// JSON keeps times to the nanosecond but not their location.
+		if !back.Time.Equal(got.Time) {
+			t.Fatalf("time %v came back as %v", got.Time, back.Time)
+		}
+		back.Time = got.Time
+		if *back != *got {
+			t.Fatalf("round trip: %+v, want %+v", back, got)
 		}
 	})
 }
@@ -78,20 +69,30 @@ func FuzzReceiveDelivery(f *testing.F) {
 func FuzzReceiveBatch(f *testing.F) {
 	d := &Delivery{ID: "id1", Recipient: "alice", RecipTerm: "pts/1", Sender: "bob", SenderTerm: "tty1",
 		Text: "hello\r\n\xe9", Cookie: "c1", Signature: "sig", Time: time.Unix(1700000000, 0).UTC(),
-		Origin: Origin{Node: "a", Addr: "192.0.2.1:9", Transport: "udp", Verified: true}}
+		Origin: Origin{Node: "a", Addr: "192.0.2.1:9", Transport: "udp", Revision: "B",
+			Sender: identity.Identity{User: "bob", Claimed: "bob", Method: identity.Signature, Node: "a", Source: "192.0.2.1:9"}}}
 	bad := *d
 	bad.Text = "\x1b]0;x\x07"
+	imp := *d
+	imp.Sender, imp.Origin.Sender = "root", identity.Identity{User: "mallory", Claimed: "root", Method: identity.Kernel, Node: "a", Source: "127.0.0.1:9"}
 	ts := []presence.Entry{{User: "alice", Term: "pts/1"}}
-	one := appendRequest(nil, []*call{{d: d, targets: ts}})
+	now := time.Unix(1700000000, 0)
+	one := appendRequest(nil, []*call{{d: d, targets: ts}}, now)
 	f.Add("a", one, true)
-	f.Add("c", one, true)
-	f.Add("a", appendRequest(nil, []*call{{d: d, targets: ts}, {d: &bad, targets: ts}, {d: d, targets: ts}}), true)
+	f.Add("c", one, true) // vouched for by a, arriving from c
+	f.Add("a", appendRequest(nil, []*call{{d: d, targets: ts}, {d: &bad, targets: ts}, {d: d, targets: ts}}, now), true)
+	f.Add("a", appendRequest(nil, []*call{{d: &imp, targets: ts, deadline: now.Add(1500 * time.Millisecond)}}, now), true)
 	f.Add("a.b", one, false)
 	f.Add("a", one[:len(one)-2], false)
+	v1 := bytes.Clone(one)
+	v1[1] = wireVersionV1
+	f.Add("a", v1, true)
+	f.Add("a", []byte(`{"id":"x","targets":[{"user":"a","term":"b"}]}`), true)
 	f.Fuzz(func(t *testing.T, src string, body []byte, peersAuth bool) {
-		fed := &federation{sb: &Switchboard{cfg: Config{Node: "b", PeersAuthenticated: peersAuth}}}
+		fed := &federation{sb: &Switchboard{cfg: Config{Node: "b", PeersAuthenticated: peersAuth}},
+			refusals: limitlog.New(slog.New(slog.DiscardHandler), 0)}
 		claimed, _ := decodeRequest(body)
-		if _, err := FrameJSON(body); (err == nil) != (claimed != nil) && (len(body) == 0 || body[0] != '{') && !(len(body) > 2 && body[2] == kindReply) {
+		if _, err := FrameJSON(body); (err == nil) != (claimed != nil) && !(len(body) > 2 && body[0] == wireMagic && body[2] == kindReply) {
 			t.Fatalf("FrameJSON and the decoder disagree: %v", err)
 		}
 		items, err := fed.receiveBatch(&nats.Msg{Subject: "msp.node.b.deliver." + src, Data: body})
@@ -124,9 +125,12 @@ func FuzzReceiveBatch(f *testing.F) {
 			if got.Origin.Node != src || presence.ValidNode(src) != nil {
 				t.Fatalf("origin %q from subject token %q", got.Origin.Node, src)
 			}
-			c := claimed[i].d.Origin
-			if got.Origin.Verified && (!peersAuth || !c.Verified || c.Node != src) {
-				t.Fatalf("verified without authenticated peers vouching (peers %v, claim %+v)", peersAuth, c)
+			c := claimed[i].d.Origin.Sender
+			if got.Origin.Sender.Verified() && (!peersAuth || !c.Verified() || c.Node != src) {
+				t.Fatalf("verified without the subject's node vouching (peers %v, from %q, claim %+v)", peersAuth, src, c)
+			}
+			if got.Origin.Sender.Claimed != c.Claimed || (got.Origin.Sender.Method != c.Method && got.Origin.Sender.Method != identity.None) {
+				t.Fatalf("identity %+v from claim %+v: only a downgrade to none may change it", got.Origin.Sender, c)
 			}
 			if err := msp.ValidateParts(msp.Parts{Recipient: got.Recipient, RecipTerm: got.RecipTerm, Text: got.Text,
 				Sender: got.Sender, SenderTerm: got.SenderTerm, Cookie: got.Cookie, Signature: got.Signature}); err != nil {
@@ -136,7 +140,7 @@ func FuzzReceiveBatch(f *testing.F) {
 		if total > maxTargetsPerRequest {
 			t.Fatalf("%d targets accepted", total)
 		}
-		back, err := decodeRequest(appendRequest(nil, calls))
+		back, err := decodeRequest(appendRequest(nil, calls, time.Now()))
 		if err != nil || len(back) != len(items) {
 			t.Fatalf("round trip: %d deliveries, %v", len(back), err)
 		}
@@ -156,7 +160,7 @@ func FuzzDecodeReply(f *testing.F) {
 	f.Add(appendReply(nil, "b", "", [][]Result{{{Status: Delivered, Acked: true}}}), uint8(1))
 	f.Add(appendReply(nil, "b", "", [][]Result{{{Status: Refused, Err: ErrBusy}}, {{Status: Queued, Err: ErrNotAcked}}}), uint8(2))
 	f.Add(appendReply(nil, "b", "switchboard: bad deliver frame: truncated", nil), uint8(1))
-	f.Add([]byte(`{"node":"b","results":[]}`), uint8(1))
+	f.Add(appendReplyVersion(nil, wireVersionV1, "b", "node b speaks federation version 2 only", nil), uint8(1))
 	f.Fuzz(func(t *testing.T, data []byte, n uint8) {
 		_, _ = FrameJSON(data) // must not panic
 		targets := []presence.Entry{{User: "alice", Term: "pts/1"}}

@@ -39,9 +39,6 @@ const (
 	maxQueue        = 1024
 	// maxPeers bounds the peer table; idle peers are dropped past it.
 	maxPeers = 1024
-	// legacyRecheck is how long a node that answered a binary request in
-	// JSON (an older node) is sent JSON before binary is tried again.
-	legacyRecheck = time.Minute
 )
 
 // call is one forward waiting for its results. Its fields are written by
@@ -63,12 +60,11 @@ type call struct {
 type peer struct {
 	node, subject string
 
-	// mu guards inflight, lastSend, queue and legacyUntil.
-	mu          sync.Mutex
-	inflight    int
-	lastSend    time.Time // when the latest request was sent
-	queue       []*call
-	legacyUntil time.Time
+	// mu guards inflight, lastSend and queue.
+	mu       sync.Mutex
+	inflight int
+	lastSend time.Time // when the latest request was sent
+	queue    []*call
 }
 
 func (f *federation) peer(node string) *peer {
@@ -80,7 +76,7 @@ func (f *federation) peer(node string) *peer {
 	if len(f.peers) >= maxPeers {
 		for n, p := range f.peers {
 			p.mu.Lock()
-			idle := p.inflight == 0 && len(p.queue) == 0 && p.legacyUntil.IsZero()
+			idle := p.inflight == 0 && len(p.queue) == 0
 			p.mu.Unlock()
 			if idle {
 				delete(f.peers, n)
@@ -120,15 +116,10 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 		deadline = dl
 	}
 	p := f.peer(node)
-	p.mu.Lock()
-	if f.legacy || time.Now().Before(p.legacyUntil) {
-		p.mu.Unlock()
-		return f.forwardJSON(p, d, targets, deadline)
-	}
 	if len(targets) > maxTargetsPerRequest {
-		p.mu.Unlock()
 		return failAll(node, targets, fmt.Errorf("%w: %d targets", ErrBadAddress, len(targets)))
 	}
+	p.mu.Lock()
 	c := &call{ctx: ctx, d: d, targets: targets, deadline: deadline}
 	now := time.Now()
 	switch {
@@ -255,7 +246,7 @@ func (f *federation) request(p *peer, batch []*call) {
 		return
 	}
 	buf := f.bufs.get()
-	*buf = appendRequest(*buf, batch)
+	*buf = appendRequest(*buf, batch, time.Now())
 	msg, err := f.roundTrip(p.subject, *buf, batch, deadline, wait)
 	f.bufs.put(buf)
 	switch {
@@ -270,12 +261,21 @@ func (f *federation) request(p *peer, batch []*call) {
 		return
 	}
 	if len(msg.Data) > 0 && msg.Data[0] == '{' {
-		f.olderPeer(p, batch)
+		// A node from before the binary format: it could not read the
+		// request and delivered nothing.
+		f.refusals.Hit("node answers in the JSON federation format; it must be upgraded",
+			"node", p.node, "peer_version", "json", "version", wireVersion)
+		fail(fmt.Errorf("%w: node %s speaks the JSON format, this node version %d", ErrWireVersion, p.node, wireVersion))
 		return
 	}
 	r := wireReader{b: msg.Data}
 	node, errText, n := replyHeader(&r)
 	switch {
+	case errors.Is(r.err, ErrWireVersion):
+		f.refusals.Hit("node answers in another federation version; every node must run the same",
+			"node", p.node, "peer_version", int(msg.Data[1]), "version", wireVersion)
+		fail(fmt.Errorf("bad reply from %s: %w", p.node, r.err))
+		return
 	case r.err != nil:
 		fail(fmt.Errorf("bad reply from %s: %w", p.node, r.err))
 		return
@@ -318,20 +318,4 @@ func (f *federation) roundTrip(subject string, body []byte, batch []*call, deadl
 		defer cancel()
 	}
 	return f.nc.RequestWithContext(ctx, subject, body)
-}
-
-// olderPeer handles a JSON answer to a binary request: a node of an
-// earlier version, which could not decode it and so delivered nothing.
-// The node is sent JSON for legacyRecheck, starting with this batch.
-func (f *federation) olderPeer(p *peer, batch []*call) {
-	f.sb.log.Info("node answers deliveries in JSON; sending it JSON", "node", p.node, "for", legacyRecheck)
-	p.mu.Lock()
-	p.legacyUntil = time.Now().Add(legacyRecheck)
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range batch[1:] {
-		wg.Go(func() { c.res = f.forwardJSON(p, c.d, c.targets, c.deadline) })
-	}
-	batch[0].res = f.forwardJSON(p, batch[0].d, batch[0].targets, batch[0].deadline)
-	wg.Wait()
 }

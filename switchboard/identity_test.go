@@ -17,8 +17,8 @@ func TestOneCookieOnDifferentMessagesIsNoRepeat(t *testing.T) {
 	sb := newBoard(t, "n1")
 	boxes := setup(t, sb, []signin{{user: "alice", term: "pts/1"}, {user: "bob", term: "pts/2"}, {user: "bob", term: "pts/3"}})
 	mk := func(recipient, term, text string) *switchboard.Delivery {
-		return &switchboard.Delivery{ID: switchboard.MessageID("cron", "", "1700000000", "192.0.2.1:9"), Recipient: recipient,
-			RecipTerm: term, Sender: "cron", Cookie: "1700000000", Text: text}
+		return &switchboard.Delivery{Recipient: recipient, RecipTerm: term, Sender: "cron", Cookie: "1700000000", Text: text,
+			Origin: switchboard.Origin{Addr: "192.0.2.1:9"}}
 	}
 	for _, tc := range []struct {
 		d    *switchboard.Delivery
@@ -92,5 +92,28 @@ func TestFullMessageKeyIsMessageKeyOfMessageID(t *testing.T) {
 		if got := switchboard.FullMessageKey(c.sender, c.sterm, c.cookie, c.addr, c.rcpt, c.rterm, c.text); got != want {
 			t.Errorf("FullMessageKey%+v = %s, want %s", c, got, want)
 		}
+	}
+}
+
+// Issue 19: "one Send entry point". Send keys a delivery that comes
+// without an id from its own parts and origin address (FullMessageKey),
+// and trusts an id the ingress made, which may know better which address
+// identifies a retransmission (MSP over TCP: the host only).
+func TestOneSendKeysOnlyWhatHasNoKey(t *testing.T) {
+	t.Parallel()
+	sb := newBoard(t, "n1")
+	setup(t, sb, []signin{{user: "alice", term: "pts/1"}})
+	d := &switchboard.Delivery{Recipient: "alice", Sender: "bob", SenderTerm: "tty1", Cookie: "c1", Text: "hi",
+		Origin: switchboard.Origin{Addr: "192.0.2.1:9"}}
+	sb.Send(context.Background(), d)
+	if want := switchboard.FullMessageKey("bob", "tty1", "c1", "192.0.2.1:9", "alice", "", "hi"); d.ID != want {
+		t.Errorf("an empty id became %q, want %q", d.ID, want)
+	}
+	given := switchboard.FullMessageKey("bob", "tty1", "c1", "192.0.2.1", "alice", "", "hi")
+	d = &switchboard.Delivery{ID: given, Recipient: "alice", Sender: "bob", SenderTerm: "tty1", Cookie: "c1", Text: "hi",
+		Origin: switchboard.Origin{Addr: "192.0.2.1:10"}}
+	sb.Send(context.Background(), d)
+	if d.ID != given {
+		t.Errorf("the ingress's key %q became %q", given, d.ID)
 	}
 }

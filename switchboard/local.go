@@ -95,9 +95,9 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 			// One terminal, the usual case: waiting for its ack on this
 			// goroutine spares a goroutine (and its stack growth) per
 			// message.
-			rs[0] = s.deliverLine(d, user, ts[idx[0]].term)
+			rs[0] = s.deliverLine(ctx, d, user, ts[idx[0]].term)
 		} else {
-			rs = s.deliverLines(d, user, ts, idx)
+			rs = s.deliverLines(ctx, d, user, ts, idx)
 		}
 		s.recent.finish(a, bestStatus(rs))
 		for j, i := range idx {
@@ -109,17 +109,17 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 }
 
 // deliverLine delivers d to user's line at term on this node.
-func (s *Switchboard) deliverLine(d *Delivery, user, term string) Result {
+func (s *Switchboard) deliverLine(ctx context.Context, d *Delivery, user, term string) Result {
 	l := s.localLine(user, term)
 	if l == nil {
 		return Result{User: user, Node: s.cfg.Node, Term: term, Status: Failed, Err: ErrTerminalGone}
 	}
-	return l.deliver(d, true)
+	return l.deliver(ctx, d, true)
 }
 
 // deliverLines delivers d to user's lines ts[idx] at once, so the wait is
 // the slowest acknowledgement, not their sum.
-func (s *Switchboard) deliverLines(d *Delivery, user string, ts []target, idx []int) []Result {
+func (s *Switchboard) deliverLines(ctx context.Context, d *Delivery, user string, ts []target, idx []int) []Result {
 	rs := make([]Result, len(idx))
 	terms := make([]string, len(idx)) // the goroutines get no reference to ts
 	for j, i := range idx {
@@ -127,7 +127,7 @@ func (s *Switchboard) deliverLines(d *Delivery, user string, ts []target, idx []
 	}
 	var wg sync.WaitGroup
 	for j := range terms {
-		wg.Go(func() { rs[j] = s.deliverLine(d, user, terms[j]) })
+		wg.Go(func() { rs[j] = s.deliverLine(ctx, d, user, terms[j]) })
 	}
 	wg.Wait()
 	return rs
@@ -155,9 +155,11 @@ func bestStatus(rs []Result) Status {
 // deliver hands d to the line's terminal, applying the busy rule first. An
 // acknowledging client has AckTimeout to acknowledge; if it does not (or
 // its session ends first), the message goes to the mailbox when requeue is
-// set and the policy queues (Queued), else the result is Failed. Live
-// deliveries (requeue set) are held to the line's inbound rate.
-func (l *Line) deliver(d *Delivery, requeue bool) Result {
+// set and the policy queues (Queued), else the result is Failed. The wait
+// also ends with ctx: a delivery served for another node lasts no longer
+// than the deadline its ingress node gave it. Live deliveries (requeue
+// set) are held to the line's inbound rate.
+func (l *Line) deliver(ctx context.Context, d *Delivery, requeue bool) Result {
 	l.mu.Lock()
 	st, out := l.entry.State, l.out
 	l.mu.Unlock()
@@ -178,13 +180,13 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 	at, ok := l.t.(AckTerminal)
 	if !ok {
 		r.Status, r.Err = Delivered, deliveredNote(l.t)
-		if err := l.t.Deliver(d); err != nil {
+		if err := l.t.Deliver(ctx, d); err != nil {
 			r.Status, r.Err = classify(err), err
 		}
 		return r
 	}
 	done := l.sb.ackChan()
-	acks, err := at.DeliverAcked(d, done)
+	acks, err := at.DeliverAcked(ctx, d, done)
 	switch {
 	case err != nil:
 		l.sb.ackChans.Put(done)
@@ -209,6 +211,10 @@ func (l *Line) deliver(d *Delivery, requeue bool) Result {
 		}
 		reason = fmt.Errorf("%w: %w", ErrNotAcked, err)
 	case <-t.C:
+	case <-ctx.Done():
+		// The ingress stops waiting now; the value done may still get is
+		// dropped with done, as after a timeout.
+		reason = fmt.Errorf("%w: %w", ErrNotAcked, ctx.Err())
 	}
 	l.sb.log.Info("message not acknowledged", "user", l.user, "term", l.term, "id", d.ID, "reason", reason)
 	if requeue && l.sb.queues() {
@@ -309,7 +315,7 @@ func (u userLines) Deliver(ctx context.Context, d *Delivery) Result {
 		s.recent.finish(a, Failed)
 		return Result{User: u.user, Node: s.cfg.Node, Term: l.term, Status: Failed, Err: ErrInboundRate}
 	}
-	r := l.deliver(d, false)
+	r := l.deliver(ctx, d, false)
 	s.recent.finish(a, r.Status)
 	return r
 }

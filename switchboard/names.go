@@ -127,8 +127,8 @@ func (s *Switchboard) checkAlias(ctx context.Context, user, name string) error {
 // terminal), so that no reply tells a hidden user from an offline one.
 func visibleTargets(entries []presence.Entry, d *Delivery) []presence.Entry {
 	self := ""
-	if d.Origin.Verified {
-		self = presence.CanonicalUser(d.Sender)
+	if d.Origin.Sender.Verified() {
+		self = presence.CanonicalUser(d.Origin.Sender.User)
 	}
 	return slices.DeleteFunc(entries, func(e presence.Entry) bool {
 		return e.State == presence.Hidden && (self == "" || e.User != self)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
@@ -184,7 +185,7 @@ func TestHiddenSelfSeesOwnTerminals(t *testing.T) {
 		t.Fatalf("unverified sender named alice reached her hidden terminal: %s", forged.Summary())
 	}
 	o := sb.Send(context.Background(), &switchboard.Delivery{Recipient: "alice", RecipTerm: "pts/1", Sender: "alice", Text: "note",
-		Origin: switchboard.Origin{Verified: true}})
+		Origin: switchboard.Origin{Sender: identity.Identity{User: "alice", Claimed: "alice", Method: identity.PeerCred, Node: "n1", Source: "session"}}})
 	if !o.Delivered() || len(boxes["alice/pts/1"].texts()) != 1 {
 		t.Fatalf("alice to her own hidden terminal: %s", o.Summary())
 	}

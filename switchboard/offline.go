@@ -115,7 +115,7 @@ func (noMailbox) Wake(string)         {}
 // and stay refusals; so do addresses that matched nothing for other
 // reasons (no such terminal, no console, bad address). o is updated in
 // place.
-func (s *Switchboard) settle(d *Delivery, o *Outcome) {
+func (s *Switchboard) settle(ctx context.Context, d *Delivery, o *Outcome) {
 	mb := s.mbox
 	user, node := SplitAddress(d.Recipient)
 	if user == "" || o.Delivered() {
@@ -129,7 +129,9 @@ func (s *Switchboard) settle(d *Delivery, o *Outcome) {
 		if node != "" && s.presentElsewhere(user, d) {
 			return // pinned to a node she is not on, while she is on another
 		}
-		_, err := mb.LastSeen(context.Background(), user)
+		// Bounded by the mailbox's own timeout, not by ctx, as Put is: a
+		// delivery that used up its time on a dead node may still queue.
+		_, err := mb.LastSeen(context.WithoutCancel(ctx), user)
 		switch {
 		case errors.Is(err, ErrUnknownUser):
 			o.Err = ErrUnknownUser
@@ -162,7 +164,7 @@ func (s *Switchboard) settle(d *Delivery, o *Outcome) {
 		if errors.Is(err, ErrMailboxFull) || errors.Is(err, ErrSenderShareFull) {
 			lvl = slog.LevelDebug // a cap: the mailbox logs those, rate-limited
 		}
-		s.log.Log(context.Background(), lvl, "message not queued", "user", user, "id", d.ID, "err", err)
+		s.log.Log(ctx, lvl, "message not queued", "user", user, "id", d.ID, "err", err)
 	}
 }
 
@@ -172,18 +174,4 @@ func (s *Switchboard) settle(d *Delivery, o *Outcome) {
 // asked, and ErrMailboxDown itself without a mailbox.
 func (s *Switchboard) LastSeen(ctx context.Context, user string) (Seen, error) {
 	return s.mbox.LastSeen(ctx, user)
-}
-
-// EncodeQueued encodes d as a mailbox stores it for user: the body of a
-// deliver request (federation.go) with one target, user at d.RecipTerm, so
-// that a queued message and a forwarded one read alike.
-func EncodeQueued(d *Delivery, user string) ([]byte, error) {
-	return encodeDelivery(d, []presence.Entry{{User: presence.CanonicalUser(user), Term: d.RecipTerm}})
-}
-
-// DecodeQueued decodes what EncodeQueued wrote. It is as strict as the
-// decoder of deliver requests: names and text must be ISO 8859-1.
-func DecodeQueued(data []byte) (*Delivery, error) {
-	d, _, err := decodeDelivery(data)
-	return d, err
 }

@@ -51,17 +51,3 @@ func TestSummaryNamesWhatHappened(t *testing.T) {
 		})
 	}
 }
-
-// Results cross NATS with their status and acknowledgement intact; an
-// older node's unknown status is a failure, never a success.
-func TestWireStatusRoundTrip(t *testing.T) {
-	t.Parallel()
-	for _, st := range []Status{Delivered, Refused, Failed, Queued} {
-		if got := parseStatus(st.String()); got != st {
-			t.Errorf("parseStatus(%q) = %v", st.String(), got)
-		}
-	}
-	if got := parseStatus("stored-somewhere"); got != Failed {
-		t.Errorf("unknown status parsed as %v, want failed", got)
-	}
-}

@@ -79,8 +79,9 @@ type Config struct {
 	// PeersAuthenticated says that NATS authenticates every node and lets
 	// each publish deliveries only under its own name (per-node users, see
 	// broker.NodePermissions). Only then does a delivery from another node
-	// keep that node's word that its sender was verified; otherwise every
-	// delivery from another node arrives unverified.
+	// keep the sender identity that node vouches for itself (never one it
+	// passes on in another node's name); otherwise every delivery from
+	// another node arrives unverified.
 	PeersAuthenticated bool
 	// Observer, when set, is called with every Send's delivery and final
 	// outcome (after the mailbox had its say), on the sending goroutine,
@@ -471,28 +472,26 @@ func SplitAddress(recipient string) (user, node string) {
 // for a known user that no terminal took (she is offline, or every target
 // failed) is stored in her mailbox when the policy says so, and Send
 // returns only after the store has confirmed it; a user never seen in the
-// cluster is refused with ErrUnknownUser. d.ID is the sender-side id
-// (MessageID); the delivery handed on carries its MessageKey, which is what
-// terminals acknowledge, the mailbox stores once and repeats are matched by.
-// Send sets d.ID to that key (in place: a copy per message would be
-// garbage), so d is the caller's to make for each Send and not to reuse.
+// cluster is refused with ErrUnknownUser.
+//
+// d.ID is the message's key (MessageKey), which terminals acknowledge, the
+// mailbox stores once and repeats are matched by. An ingress that knows
+// better which source address identifies a retransmission (MSP over TCP:
+// the host only) sets it with FullMessageKey and Send trusts it; an empty
+// ID is computed here from d's own parts and d.Origin.Addr, in place (a
+// copy per message would be garbage), so d is the caller's to make for
+// each Send and not to reuse.
 func (s *Switchboard) Send(ctx context.Context, d *Delivery) *Outcome {
-	if d.ID != "" {
+	if d.ID == "" {
 		// The sender's id alone (even with a cookie) does not tell two
 		// messages apart; with recipient and text it does (issue 12).
-		d.ID = MessageKey(d.ID, d.Recipient, d.RecipTerm, d.Text)
+		d.ID = FullMessageKey(d.Sender, d.SenderTerm, d.Cookie, d.Origin.Addr, d.Recipient, d.RecipTerm, d.Text)
 	}
-	return s.SendKeyed(ctx, d)
-}
-
-// SendKeyed is Send for a delivery whose ID is already its MessageKey
-// (FullMessageKey), as the MSP ingress makes it.
-func (s *Switchboard) SendKeyed(ctx context.Context, d *Delivery) *Outcome {
 	if s.cfg.Rooms != nil && IsRoom(d.Recipient) {
 		return s.sendRoom(ctx, d)
 	}
 	o := s.route(ctx, d)
-	s.settle(d, o)
+	s.settle(ctx, d, o)
 	if s.cfg.Observer != nil {
 		s.cfg.Observer(ctx, d, o)
 	}

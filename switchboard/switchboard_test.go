@@ -28,7 +28,7 @@ type inbox struct {
 	kicked string
 }
 
-func (t *inbox) Deliver(d *switchboard.Delivery) error {
+func (t *inbox) Deliver(_ context.Context, d *switchboard.Delivery) error {
 	if t.refuse != nil {
 		return t.refuse
 	}
@@ -256,8 +256,8 @@ func TestRepeatsDeliveredOnce(t *testing.T) {
 	sb := newBoard(t, "n1")
 	box := setup(t, sb, []signin{{user: "alice", term: "pts/1"}})["alice/pts/1"]
 	mk := func(cookie, text string) *switchboard.Delivery {
-		return &switchboard.Delivery{ID: switchboard.MessageID("bob", "tty1", cookie, "192.0.2.1:9"), Recipient: "alice",
-			Sender: "bob", SenderTerm: "tty1", Cookie: cookie, Text: text}
+		return &switchboard.Delivery{Recipient: "alice", Sender: "bob", SenderTerm: "tty1", Cookie: cookie, Text: text,
+			Origin: switchboard.Origin{Addr: "192.0.2.1:9"}}
 	}
 	for _, tc := range []struct {
 		d    *switchboard.Delivery
@@ -301,8 +301,8 @@ func TestLatin1PartsCompareOctetByOctet(t *testing.T) {
 // never does.
 type silent struct{ inbox }
 
-func (s *silent) DeliverAcked(d *switchboard.Delivery, _ chan<- error) (bool, error) {
-	return true, s.Deliver(d)
+func (s *silent) DeliverAcked(ctx context.Context, d *switchboard.Delivery, _ chan<- error) (bool, error) {
+	return true, s.Deliver(ctx, d)
 }
 
 // "delivered" means acknowledged: a client that promises acknowledgements

@@ -7,8 +7,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/presence"
 )
+
+// maxBudgetMillis bounds a received budget (a day): anything beyond is a
+// broken or hostile frame, and the receiver caps what it accepts at its
+// own bound anyway.
+const maxBudgetMillis = 24 * 60 * 60 * 1000
 
 // The binary deliver frames (docs/FEDERATION.md, "Wire format"). A frame is
 //
@@ -18,11 +24,21 @@ import (
 // kindReply (body: the answering node, an error text, and per delivery its
 // results, one per target in the request's order). Strings are a uvarint
 // length and that many raw octets (MSP text is ISO 8859-1; nothing is
-// transcoded). The first octet tells a frame from the JSON body of older
-// nodes, which always starts with '{'.
+// transcoded). The first octet tells a frame from the JSON body of nodes
+// from before the binary format, which always starts with '{'; such a
+// body, or a frame of another version, is refused (federation.go,
+// refuseVersion).
+//
+// Version 2 added the sender identity (identity.Identity: user, claim,
+// method, vouching node, source), the MSP revision and each delivery's
+// remaining time budget. A reply's layout is the same in versions 1 and 2,
+// which is what lets a node tell a version 1 peer, in a reply it can read,
+// why its request was refused.
 const (
 	wireMagic   = 0xD5
-	wireVersion = 1
+	wireVersion = 2
+	// wireVersionV1 is the first binary version: no identity, no budget.
+	wireVersionV1 = 1
 
 	kindRequest = 'Q'
 	kindReply   = 'R'
@@ -32,10 +48,11 @@ const (
 // of them together are bounded by maxTargetsPerRequest.
 const maxBatch = 64
 
-// Item flags.
+// Item flags. Bit 0 was "verified" in version 1; the identity's method
+// says it now.
 const (
-	flagVerified = 1 << 0 // Origin.Verified
-	flagTime     = 1 << 1 // a time follows (the zero time is not sent)
+	flagTime   = 1 << 1 // a time follows (the zero time is not sent)
+	flagBudget = 1 << 2 // a time budget follows, in milliseconds (see appendItem)
 )
 
 // Result flags.
@@ -44,13 +61,19 @@ const flagAcked = 1 << 0
 // Smallest encodings, used to refuse a count the remaining octets cannot
 // hold before anything is allocated for it.
 const (
-	minItemLen   = 11 + 1 + 1 // eleven empty strings, flags, target count
-	minTargetLen = 2          // two empty strings
-	minResultLen = 4          // status, flags, code, empty reason
+	minItemLen   = 16 + 1 + 1 + 1 // sixteen empty strings, method, flags, target count
+	minTargetLen = 2              // two empty strings
+	minResultLen = 4              // status, flags, code, empty reason
 )
 
 // ErrWireFormat marks a binary frame that cannot be decoded.
 var ErrWireFormat = errors.New("switchboard: bad deliver frame")
+
+// ErrWireVersion marks a deliver request or reply in another federation
+// version than this node's (wireVersion), the JSON of nodes from before
+// the binary format included: it is refused, never guessed at. Every node
+// of a cluster must run the same federation version (docs/FEDERATION.md).
+var ErrWireVersion = errors.New("federation version mismatch")
 
 // wireItem is one delivery of a decoded request frame. err is set when the
 // delivery decoded but must be refused (set by the receiver after its
@@ -58,7 +81,10 @@ var ErrWireFormat = errors.New("switchboard: bad deliver frame")
 type wireItem struct {
 	d       Delivery
 	targets []target
-	err     error
+	// budget is how long the sender gives the receiver for it; 0 when
+	// it sent none.
+	budget time.Duration
+	err    error
 }
 
 // bufPool holds encode buffers, so that a request or a reply reuses the
@@ -89,32 +115,49 @@ func appendStr(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// appendRequest appends a request frame carrying calls' deliveries.
-func appendRequest(b []byte, calls []*call) []byte {
+// appendRequest appends a request frame carrying calls' deliveries; now
+// is when it is sent, from which each call's remaining budget is taken.
+func appendRequest(b []byte, calls []*call, now time.Time) []byte {
 	b = append(b, wireMagic, wireVersion, kindRequest)
 	b = binary.AppendUvarint(b, uint64(len(calls)))
 	for _, c := range calls {
-		b = appendItem(b, c.d, c.targets)
+		var budget time.Duration
+		if !c.deadline.IsZero() {
+			budget = max(c.deadline.Sub(now), time.Millisecond)
+		}
+		b = appendItem(b, c.d, c.targets, budget)
 	}
 	return b
 }
 
-func appendItem(b []byte, d *Delivery, targets []presence.Entry) []byte {
+// appendItem appends one delivery. budget is how long the receiver may
+// take over it (0: not sent, the receiver's own bound applies). It travels
+// as the time remaining, in milliseconds, rather than as a deadline: the
+// nodes' clocks need not agree, and the time the request spends on the
+// way only makes the receiver's deadline later than the ingress's by that
+// much, which the ingress's own timeout covers.
+func appendItem(b []byte, d *Delivery, targets []presence.Entry, budget time.Duration) []byte {
+	id := &d.Origin.Sender
 	for _, s := range [...]string{d.ID, d.Recipient, d.RecipTerm, d.Sender, d.SenderTerm, d.Text, d.Cookie,
-		d.Signature, d.Origin.Node, d.Origin.Addr, d.Origin.Transport} {
+		d.Signature, d.Origin.Node, d.Origin.Addr, d.Origin.Transport, d.Origin.Revision,
+		id.User, id.Claimed, id.Node, id.Source} {
 		b = appendStr(b, s)
 	}
+	b = append(b, byte(id.Method))
 	var flags byte
-	if d.Origin.Verified {
-		flags |= flagVerified
-	}
 	if !d.Time.IsZero() {
 		flags |= flagTime
+	}
+	if budget > 0 {
+		flags |= flagBudget
 	}
 	b = append(b, flags)
 	if !d.Time.IsZero() {
 		b = binary.AppendVarint(b, d.Time.Unix())
 		b = binary.AppendUvarint(b, uint64(d.Time.Nanosecond()))
+	}
+	if budget > 0 {
+		b = binary.AppendUvarint(b, uint64(budget.Milliseconds()))
 	}
 	b = binary.AppendUvarint(b, uint64(len(targets)))
 	for _, t := range targets {
@@ -128,7 +171,14 @@ func appendItem(b []byte, d *Delivery, targets []presence.Entry) []byte {
 // the whole request (then results is empty), results holds per delivery
 // its results in target order.
 func appendReply(b []byte, node, fault string, results [][]Result) []byte {
-	b = append(b, wireMagic, wireVersion, kindReply)
+	return appendReplyVersion(b, wireVersion, node, fault, results)
+}
+
+// appendReplyVersion is appendReply with the frame's version given: a
+// refusal of a version 1 request is answered in version 1, which that
+// peer can read (the layouts are the same).
+func appendReplyVersion(b []byte, version byte, node, fault string, results [][]Result) []byte {
+	b = append(b, wireMagic, version, kindReply)
 	b = appendStr(b, node)
 	b = appendStr(b, fault)
 	b = binary.AppendUvarint(b, uint64(len(results)))
@@ -265,7 +315,7 @@ func (r *wireReader) header(kind byte) {
 		r.fail("not a binary frame")
 	}
 	if v := r.byte(); r.err == nil && v != wireVersion {
-		r.fail("version %d, this node speaks %d", v, wireVersion)
+		r.err = fmt.Errorf("%w: %w: version %d, this node speaks %d", ErrWireFormat, ErrWireVersion, v, wireVersion)
 	}
 	if k := r.byte(); r.err == nil && k != kind {
 		r.fail("frame kind %q, want %q", k, kind)
@@ -289,10 +339,16 @@ func decodeRequest(data []byte) ([]wireItem, error) {
 		// own; the other parts share one string, which lives as long as
 		// the delivery does.
 		d.ID = r.str()
+		id := &d.Origin.Sender
 		r.strs(data, &d.Recipient, &d.RecipTerm, &d.Sender, &d.SenderTerm, &d.Text,
-			&d.Cookie, &d.Signature, &d.Origin.Node, &d.Origin.Addr, &d.Origin.Transport)
+			&d.Cookie, &d.Signature, &d.Origin.Node, &d.Origin.Addr, &d.Origin.Transport, &d.Origin.Revision,
+			&id.User, &id.Claimed, &id.Node, &id.Source)
+		// An unknown method number is None: nothing this node can
+		// believe.
+		if m := identity.Method(r.byte()); m <= identity.Trust {
+			id.Method = m
+		}
 		flags := r.byte()
-		d.Origin.Verified = flags&flagVerified != 0
 		if flags&flagTime != 0 {
 			sec, nsec := r.varint(), r.uvarint()
 			if r.err == nil && nsec >= uint64(time.Second) {
@@ -301,9 +357,16 @@ func decodeRequest(data []byte) ([]wireItem, error) {
 			d.Time = time.Unix(sec, int64(nsec)).UTC()
 			if y := d.Time.Year(); r.err == nil && (y < 0 || y > 9999) {
 				// The mailbox stores deliveries as JSON, which has no
-				// other years; the JSON format could not carry them either.
+				// other years.
 				r.fail("time in the year %d", y)
 			}
+		}
+		if flags&flagBudget != 0 {
+			ms := r.uvarint()
+			if r.err == nil && ms > maxBudgetMillis {
+				r.fail("a budget of %d ms", ms)
+			}
+			items[i].budget = time.Duration(ms) * time.Millisecond
 		}
 		nt := r.count("targets", 1, maxTargetsPerRequest, minTargetLen)
 		if total += nt; total > maxTargetsPerRequest {

@@ -9,18 +9,13 @@ import (
 
 // FrameJSON renders the body of a deliver request or reply, as seen with
 // `nats sub 'msp.node.>'`, as JSON for people: a binary frame becomes an
-// object with its kind and version and, per delivery, the fields of the
-// JSON format of earlier nodes (text as code points 0-255); a JSON body
-// (from such a node) is returned as it is. It is for debugging tools; an
-// undecodable frame gives an error wrapping ErrWireFormat.
+// object with its kind and version and, per delivery, the fields a mailbox
+// entry has (text as code points 0-255, the sender identity, the budget).
+// It is a debug printer of this version's frames only; nodes do not speak
+// JSON to each other. An undecodable frame, or one of another version,
+// gives an error wrapping ErrWireFormat.
 func FrameJSON(frame []byte) ([]byte, error) {
-	if len(frame) > 0 && frame[0] == '{' {
-		if !json.Valid(frame) {
-			return nil, fmt.Errorf("%w: invalid JSON", ErrWireFormat)
-		}
-		return frame, nil
-	}
-	if len(frame) >= 3 && frame[2] == kindReply {
+	if len(frame) >= 3 && frame[0] == wireMagic && frame[2] == kindReply {
 		return replyJSON(frame)
 	}
 	items, err := decodeRequest(frame)
@@ -37,7 +32,7 @@ func FrameJSON(frame []byte) ([]byte, error) {
 		for i, t := range it.targets {
 			es[i] = presence.Entry{User: t.user, Term: t.term}
 		}
-		b, err := encodeDelivery(&it.d, es)
+		b, err := encodeEntry(&it.d, es, it.budget)
 		if err != nil {
 			return nil, err
 		}

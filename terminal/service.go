@@ -1,6 +1,7 @@
 package terminal
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -251,14 +252,17 @@ func NewTTY(w *Writer, user, line string, log *slog.Logger) *TTY {
 // Deliver writes d to the device. A refusal (mesg n) wraps
 // switchboard.ErrBusy; a device that is gone, changed or not the user's
 // wraps switchboard.ErrTerminalGone; a stuck one (the write or the wait for
-// the previous write timed out) wraps switchboard.ErrTerminalSlow.
-func (t *TTY) Deliver(d *switchboard.Delivery) error {
+// the previous write timed out, or ctx ended during that wait) wraps
+// switchboard.ErrTerminalSlow.
+func (t *TTY) Deliver(ctx context.Context, d *switchboard.Delivery) error {
 	wait := time.NewTimer(t.w.cfg.Timeout)
 	defer wait.Stop()
 	select {
 	case t.slot <- struct{}{}:
 	case <-wait.C:
 		return &deliveryError{msg: "terminal busy with an earlier message", class: switchboard.ErrTerminalSlow}
+	case <-ctx.Done():
+		return &deliveryError{msg: "terminal busy with an earlier message", err: ctx.Err(), class: switchboard.ErrTerminalSlow}
 	}
 	defer func() { <-t.slot }()
 	err := t.w.Write(t.user, t.line, messageOf(d))

@@ -3,6 +3,7 @@
 package terminal
 
 import (
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -35,12 +36,12 @@ func TestTTYDeliverClassifiesFailures(t *testing.T) {
 			pt := ptytest.Open(t, os.Getuid(), 0o620)
 			tty := NewTTY(newTestWriter(t, loginOn(t, "root", pt), 200*time.Millisecond), "root", pt.Line, nil)
 			d := &switchboard.Delivery{Sender: "a", Text: strings.Repeat("x", 300), Origin: switchboard.Origin{Node: "n1"}, Time: time.Now()}
-			if err := tty.Deliver(d); err != nil {
+			if err := tty.Deliver(context.Background(), d); err != nil {
 				t.Fatalf("Deliver before %s: %v", tt.name, err)
 			}
 			pt.ReadUntil(t, "EOF\r\n", 5*time.Second)
 			tt.setup(t, pt)
-			err := tty.Deliver(d)
+			err := tty.Deliver(context.Background(), d)
 			if !errors.Is(err, tt.class) || err.Error() != tt.reason {
 				t.Fatalf("Deliver = %v, want %q matching %v", err, tt.reason, tt.class)
 			}
@@ -75,7 +76,7 @@ func TestTTYDeliverShowsWhoIsVerified(t *testing.T) {
 					Sender: identity.Identity{User: "mallory", Claimed: "alice", Method: identity.Kernel, Node: "hosta", Source: "127.0.0.1:5000"}}},
 			"\r\nMessage from UNVERIFIED \"alice\" (local user mallory, via hosta from 127.0.0.1:5000) on pts/7 at " + hm + " ...\r\nx\r\nEOF\r\n"},
 		{"no identity at all falls back to the origin address",
-			switchboard.Delivery{Sender: "bob", Text: "x", Time: at, Origin: switchboard.Origin{Node: "n2", Addr: "198.51.100.1:18", Verified: true}},
+			switchboard.Delivery{Sender: "bob", Text: "x", Time: at, Origin: switchboard.Origin{Node: "n2", Addr: "198.51.100.1:18"}},
 			"\r\nMessage from UNVERIFIED \"bob\" (via n2 from 198.51.100.1:18) at " + hm + " ...\r\nx\r\nEOF\r\n"},
 		{"verified session sender",
 			switchboard.Delivery{Sender: "alice", SenderTerm: "pts/1", Text: "lunch?", Time: at,
@@ -88,7 +89,7 @@ func TestTTYDeliverShowsWhoIsVerified(t *testing.T) {
 			t.Parallel()
 			pt := ptytest.Open(t, os.Getuid(), 0o620)
 			tty := NewTTY(newTestWriter(t, loginOn(t, "root", pt), time.Second), "root", pt.Line, nil)
-			if err := tty.Deliver(&tt.d); err != nil {
+			if err := tty.Deliver(context.Background(), &tt.d); err != nil {
 				t.Fatalf("Deliver: %v", err)
 			}
 			if got := pt.ReadUntil(t, "\r\nEOF\r\n", 5*time.Second); got != tt.want {

@@ -225,17 +225,24 @@ type printer struct {
 }
 
 type jsonMessage struct {
-	Type       string    `json:"type"`
-	ID         string    `json:"id"`
-	Sender     string    `json:"sender"`
-	SenderTerm string    `json:"sender_term"`
-	Recipient  string    `json:"recipient"`
-	RecipTerm  string    `json:"recip_term"`
-	Text       string    `json:"text"`
-	OriginNode string    `json:"origin_node"`
-	OriginAddr string    `json:"origin_addr"`
-	Transport  string    `json:"transport"`
-	Verified   bool      `json:"verified"`
+	Type       string `json:"type"`
+	ID         string `json:"id"`
+	Sender     string `json:"sender"`
+	SenderTerm string `json:"sender_term"`
+	Recipient  string `json:"recipient"`
+	RecipTerm  string `json:"recip_term"`
+	Text       string `json:"text"`
+	OriginNode string `json:"origin_node"`
+	OriginAddr string `json:"origin_addr"`
+	Transport  string `json:"transport"`
+	Verified   bool   `json:"verified"`
+	// SenderMethod is how the node established the sender ("none",
+	// "peercred", "kernel", "signature", "secret", "trust"; "" from an
+	// older node).
+	SenderMethod string `json:"sender_method"`
+	// SenderUser is the user the node proved sent it ("" when none);
+	// when it is not Sender, Sender is only a claim.
+	SenderUser string    `json:"sender_user"`
 	Time       time.Time `json:"time"`
 }
 
@@ -255,7 +262,7 @@ func (p *printer) message(m *session.Message) error {
 			Sender: msp.Latin1ToUTF8(m.Sender), SenderTerm: msp.Latin1ToUTF8(m.SenderTerm),
 			Recipient: msp.Latin1ToUTF8(m.Recipient), RecipTerm: msp.Latin1ToUTF8(m.RecipTerm),
 			Text: text, OriginNode: m.OriginNode, OriginAddr: m.OriginAddr, Transport: m.Transport,
-			Verified: m.Verified, Time: m.Time})
+			Verified: m.Verified, SenderMethod: m.SenderMethod, SenderUser: msp.Latin1ToUTF8(m.SenderUser), Time: m.Time})
 	}
 	_, err := io.WriteString(p.w, renderMessage(m, p.loc))
 	return err

@@ -113,11 +113,23 @@ func expandTabs(l string) string {
 // renderMessage is the text form of one message: a header naming sender,
 // origin and whether the node verified the sender, every text line behind
 // [textMark], and for texts longer than [footerAfter] lines a closing line
-// that repeats who sent it and the mark.
+// that repeats who sent it and the mark. A sender the node identified as
+// a local user other than the one named ([session.Message.Impersonation])
+// shows as both: "UNVERIFIED root (sent by local user mallory)".
 func renderMessage(m *session.Message, loc *time.Location) string {
 	from := "(no sender)"
-	if m.Sender != "" {
+	switch {
+	case m.Impersonation():
+		who := "user"
+		if m.SenderMethod == "kernel" {
+			who = "local user"
+		}
+		from = "UNVERIFIED " + show(m.Sender) + " (sent by " + who + " " + show(m.SenderUser) + ")"
+	case m.Sender != "":
 		from = show(m.Sender)
+	case m.SenderUser != "":
+		// No SENDER part, and the node knows who sent it.
+		from = show(m.SenderUser)
 	}
 	if m.SenderTerm != "" {
 		from += " on " + show(m.SenderTerm)

@@ -175,3 +175,48 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+// Issue 18: "a SENDER naming someone else is shown as what it is (claimed
+// name and the real local user)", in the text and in --json.
+func TestListenShowsWhoReallySent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		m        session.Message
+		header   string // what the header must say
+		notShown string // what it must not
+	}{
+		{"an impersonation shows the claim, UNVERIFIED, and the real local user",
+			session.Message{Sender: "root", Verified: false, SenderMethod: "kernel", SenderUser: "mallory", Transport: "tcp", Text: "hi"},
+			"Message from UNVERIFIED root (sent by local user mallory) via", ""},
+		{"a local user under her own name is verified",
+			session.Message{Sender: "alice", Verified: true, SenderMethod: "kernel", SenderUser: "alice", Transport: "tcp", Text: "hi"},
+			"Message from alice via", "sent by"},
+		{"no SENDER from an identified local user shows that user",
+			session.Message{Verified: true, SenderMethod: "kernel", SenderUser: "alice", Transport: "udp", Text: "hi"},
+			"Message from alice via", "(no sender)"},
+		{"a bare claim stays a claim",
+			session.Message{Sender: "root", SenderMethod: "none", Transport: "tcp", Text: "hi"},
+			"Message from root via", "sent by"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := renderMessage(&tc.m, time.UTC)
+			checkSafe(t, tc.name, out)
+			checkShape(t, out, &tc.m)
+			if !strings.Contains(out, tc.header) || (tc.notShown != "" && strings.Contains(out, tc.notShown)) {
+				t.Fatalf("rendered %q; want %q and not %q", out, tc.header, tc.notShown)
+			}
+			p := &printer{w: &strings.Builder{}, json: true, loc: time.UTC}
+			if err := p.message(&tc.m); err != nil {
+				t.Fatal(err)
+			}
+			var back jsonMessage
+			if err := json.Unmarshal([]byte(p.w.(*strings.Builder).String()), &back); err != nil {
+				t.Fatal(err)
+			}
+			if back.Verified != tc.m.Verified || back.SenderMethod != tc.m.SenderMethod || back.SenderUser != tc.m.SenderUser {
+				t.Fatalf("--json %+v, want verified %v, method %q, user %q", back, tc.m.Verified, tc.m.SenderMethod, tc.m.SenderUser)
+			}
+		})
+	}
+}
