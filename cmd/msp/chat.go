@@ -140,6 +140,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	}
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
+	var pingErr error // why this loop closed the session itself
 	for {
 		select {
 		case <-ctx.Done():
@@ -191,6 +192,9 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 		case ev, ok := <-convs:
 			if !ok {
 				cause := sessionEnd(c)
+				if pingErr != nil {
+					cause, pingErr = pingErr, nil
+				}
 				c.Close()
 				if !*reconnect || !retryable(cause) {
 					return fail(e, exitNack, "session ended: %s", peopleError(cause))
@@ -213,7 +217,8 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, sf.timeout)
 			if _, err := c.Ping(pctx); err != nil && ctx.Err() == nil {
-				c.Close() // no answer: the node or the network is gone; reconnect
+				pingErr = fmt.Errorf("no answer to a ping: %w", err)
+				c.Close() // the node or the network is gone; reconnect
 			}
 			cancel()
 		}
