@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os/user"
 	"slices"
@@ -93,6 +94,8 @@ func (s *session) userCommand(cmd string) func(*frame) *protoError {
 		return s.cmdSTA
 	case "BLK":
 		return s.cmdBLK
+	case "ALS":
+		return s.cmdALS
 	}
 	return nil
 }
@@ -225,23 +228,43 @@ func (s *session) cmdSTA(f *frame) *protoError {
 	return s.replied(s.sendFrame(line("STA", f.trid, true, st.Code(), strconv.Itoa(n))))
 }
 
-// cmdBLK: BLK TrID ADD|DEL name -> BLK TrID ADD|DEL name. The change goes
+// cmdBLK: BLK TrID ADD|DEL name -> BLK TrID ADD|DEL name; BLK TrID LST ->
+// BLK TrID LST name... . The change goes
 // to the block store (kept across sign-ins, on every node) and to every
 // session of the user on this node at once; other nodes' sessions take it
 // at their next sign-in. Without a store it applies to this node's
 // sessions only.
 func (s *session) cmdBLK(f *frame) *protoError {
-	if pe := wantArgs(f, 2, 2); pe != nil {
-		return pe
-	}
-	_, name, pe := s.listArgs(&frame{cmd: f.cmd, trid: f.trid, args: []string{"BL", f.args[1]}})
-	if pe != nil {
+	if pe := wantArgs(f, 1, 2); pe != nil {
 		return pe
 	}
 	op := f.args[0]
-	if op != "ADD" && op != "DEL" {
-		return errf(CodeBadParam, f.trid, "BLK %q: want ADD or DEL", truncate(op, 8))
+	if op == "LST" {
+		if pe := wantArgs(f, 1, 1); pe != nil {
+			return pe
+		}
+		return s.blockList(f)
 	}
+	if op != "ADD" && op != "DEL" {
+		return errf(CodeBadParam, f.trid, "BLK %q: want ADD, DEL or LST", truncate(op, 8))
+	}
+	if pe := wantArgs(f, 2, 2); pe != nil {
+		return pe
+	}
+	name, pe := arg(f, 1)
+	if pe != nil {
+		return pe
+	}
+	u, node := switchboard.SplitAddress(name)
+	if err := presence.ValidUser(u); err != nil {
+		return errf(CodeBadUser, f.trid, "%v", err)
+	}
+	if node != "" {
+		if err := presence.ValidNode(node); err != nil {
+			return errf(CodeBadUser, f.trid, "%v", err)
+		}
+	}
+	name = presence.CanonicalUser(name)
 	if !s.ident.Verified {
 		return errf(CodeUnverified, f.trid, "a lasting block list needs a verified sign-in")
 	}
@@ -283,6 +306,40 @@ func (s *session) cmdBLK(f *frame) *protoError {
 		o.mu.Unlock()
 	}
 	return s.replied(s.sendFrame(line("BLK", f.trid, true, op, encodeToken(name))))
+}
+
+// blockList answers BLK LST: BLK TrID LST name... , the stored list (or,
+// without a store, this session's).
+func (s *session) blockList(f *frame) *protoError {
+	var names []string
+	if st := s.srv.cfg.Blocks; st != nil {
+		ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+		defer cancel()
+		cur, err := st.Blocks(ctx, s.user)
+		if err != nil {
+			s.log.Warn("block store", "user", s.user, "err", err)
+			return errf(CodeStoreFailed, f.trid, "the block store did not answer; try again")
+		}
+		names = cur
+	} else {
+		s.mu.Lock()
+		for n := range s.bl {
+			names = append(names, n)
+		}
+		s.mu.Unlock()
+	}
+	slices.Sort(names)
+	args := []string{"LST"}
+	room := MaxServerLine - 32
+	for _, n := range names {
+		t := encodeToken(n)
+		if room < len(t)+1 {
+			break // a list longer than a line: the first ones
+		}
+		room -= len(t) + 1
+		args = append(args, t)
+	}
+	return s.replied(s.sendFrame(line("BLK", f.trid, true, args...)))
 }
 
 // userSessions lists the signed-in sessions of user on this server.
@@ -366,6 +423,26 @@ func (c *Client) SetUserState(ctx context.Context, st presence.State) (int, erro
 	return n, nil
 }
 
+// BlockList returns the user's lasting block list (BLK LST).
+func (c *Client) BlockList(ctx context.Context) ([]string, error) {
+	f, _, err := c.expect(ctx, "BLK", nil, "LST")
+	if err != nil {
+		return nil, err
+	}
+	if len(f.args) < 1 || f.args[0] != "LST" {
+		return nil, fmt.Errorf("%w: BLK LST reply %v", ErrBadPayload, f.args)
+	}
+	out := make([]string, 0, len(f.args)-1)
+	for _, a := range f.args[1:] {
+		n, err := decodeToken(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: BLK LST: %v", ErrBadPayload, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 // BlockUser adds (block true) or removes name from the user's lasting block
 // list (BLK).
 func (c *Client) BlockUser(ctx context.Context, name string, block bool) error {
@@ -375,4 +452,133 @@ func (c *Client) BlockUser(ctx context.Context, name string, block bool) error {
 	}
 	_, _, err := c.expect(ctx, "BLK", nil, op, encodeToken(name))
 	return err
+}
+
+// cmdALS: ALS TrID ADD|DEL name -> ALS TrID ADD|DEL name n; ALS TrID LST ->
+// ALS TrID LST name... . An alias belongs to terminals (it is part of
+// their presence entries and ends with them), so ADD and DEL change every
+// session line of the user on this node, n of them; LST lists the aliases
+// those lines hold.
+func (s *session) cmdALS(f *frame) *protoError {
+	if pe := wantArgs(f, 1, 2); pe != nil {
+		return pe
+	}
+	if !s.ident.Verified {
+		return errf(CodeUnverified, f.trid, "changing all your terminals needs a verified sign-in")
+	}
+	var lines []*switchboard.Line
+	for _, l := range s.srv.sb.UserLines(s.user) {
+		if l.Kind() == presence.KindSession {
+			lines = append(lines, l)
+		}
+	}
+	op := f.args[0]
+	if op == "LST" {
+		if pe := wantArgs(f, 1, 1); pe != nil {
+			return pe
+		}
+		var names []string
+		room := MaxServerLine - 32
+		for _, l := range lines {
+			for _, a := range l.Entry().Aliases {
+				if !slices.Contains(names, a) && room > len(encodeToken(a))+1 {
+					names = append(names, a)
+					room -= len(encodeToken(a)) + 1
+				}
+			}
+		}
+		slices.Sort(names)
+		args := []string{"LST"}
+		for _, n := range names {
+			args = append(args, encodeToken(n))
+		}
+		return s.replied(s.sendFrame(line("ALS", f.trid, true, args...)))
+	}
+	if op != "ADD" && op != "DEL" {
+		return errf(CodeBadParam, f.trid, "ALS %q: want ADD, DEL or LST", truncate(op, 8))
+	}
+	if pe := wantArgs(f, 2, 2); pe != nil {
+		return pe
+	}
+	name, pe := arg(f, 1)
+	if pe != nil {
+		return pe
+	}
+	if err := presence.ValidUser(name); err != nil {
+		return errf(CodeBadUser, f.trid, "%v", err)
+	}
+	name = presence.CanonicalUser(name)
+	if name == s.user {
+		return errf(CodeInList, f.trid, "%s is your own name", name)
+	}
+	n := 0
+	for _, l := range lines {
+		cur := l.Entry().Aliases
+		i := slices.Index(cur, name)
+		next := slices.Clone(cur)
+		switch {
+		case op == "ADD" && i >= 0, op == "DEL" && i < 0:
+			continue
+		case op == "ADD" && len(cur) >= s.srv.cfg.MaxNames:
+			return errf(CodeListFull, f.trid, "a terminal of yours has %d names already", len(cur))
+		case op == "ADD":
+			next = append(next, name)
+		default:
+			next = slices.Delete(next, i, i+1)
+		}
+		if err := l.SetAliases(next); err != nil {
+			switch {
+			case errors.Is(err, switchboard.ErrNameTaken):
+				return errf(CodeNameTaken, f.trid, "%v", err)
+			case errors.Is(err, switchboard.ErrNameReserved):
+				return errf(CodeNameReserved, f.trid, "%v", err)
+			case errors.Is(err, switchboard.ErrNameUnchecked):
+				return errf(CodeNameUnchecked, f.trid, "%s: cannot check the name now; try again", name)
+			case errors.Is(err, switchboard.ErrSignedOut):
+				continue
+			}
+			return errf(CodeInternal, f.trid, "%v", err)
+		}
+		n++
+	}
+	return s.replied(s.sendFrame(line("ALS", f.trid, true, op, encodeToken(name), strconv.Itoa(n))))
+}
+
+// Alias adds (add true) or removes an alias on every session terminal of
+// the signed-in user on this node (ALS) and returns how many changed.
+func (c *Client) Alias(ctx context.Context, name string, add bool) (int, error) {
+	op := "DEL"
+	if add {
+		op = "ADD"
+	}
+	f, _, err := c.expect(ctx, "ALS", nil, op, encodeToken(name))
+	if err != nil {
+		return 0, err
+	}
+	if len(f.args) != 3 {
+		return 0, fmt.Errorf("%w: ALS reply with %d arguments", ErrBadPayload, len(f.args))
+	}
+	n, _ := strconv.Atoi(f.args[2])
+	return n, nil
+}
+
+// Aliases lists the aliases the signed-in user's session terminals on this
+// node hold (ALS LST).
+func (c *Client) Aliases(ctx context.Context) ([]string, error) {
+	f, _, err := c.expect(ctx, "ALS", nil, "LST")
+	if err != nil {
+		return nil, err
+	}
+	if len(f.args) < 1 || f.args[0] != "LST" {
+		return nil, fmt.Errorf("%w: ALS LST reply %v", ErrBadPayload, f.args)
+	}
+	out := make([]string, 0, len(f.args)-1)
+	for _, a := range f.args[1:] {
+		n, err := decodeToken(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: ALS LST: %v", ErrBadPayload, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -67,6 +67,12 @@ func peopleError(err error, subject ...string) string {
 			return "the node speaks another protocol version; upgrade msp or the node"
 		case session.CodeUnknownCommand:
 			return "the node does not know this command; it runs an older msprelay"
+		case session.CodeNotOperator, session.CodeRateLimited:
+			return firstClause(se.Text)
+		case session.CodeUnverified:
+			return "the node does not know for sure who you are; use the local session socket (run msp on the node's host)"
+		case session.CodeStoreFailed:
+			return "the node's store did not answer; try again in a moment"
 		case session.CodeInternal:
 			return "the node failed; its log says why"
 		}
