@@ -191,6 +191,7 @@ func (d *drainer) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	del.Queued = true // sinks show it as queued, with the time it was sent
 	r := d.lines.Deliver(ctx, del)
 	switch {
 	case r.Status == switchboard.Delivered:

@@ -27,6 +27,7 @@ type Message struct {
 	Cookie     string    //
 	Signature  string    // opaque octets, as received
 	Text       string    // CR LF line ends
+	Queued     bool      // it waited in the mailbox: Time is when it was sent, not now
 }
 
 // ErrBadPayload is wrapped by errors decoding a payload.
@@ -39,7 +40,7 @@ func messageFromDelivery(d *switchboard.Delivery) Message {
 		Recipient: d.Recipient, RecipTerm: d.RecipTerm,
 		OriginNode: d.Origin.Node, OriginAddr: d.Origin.Addr, Transport: d.Origin.Transport,
 		Verified: d.Origin.Verified, Time: d.Time, Cookie: d.Cookie, Signature: d.Signature,
-		Text: d.Text,
+		Text: d.Text, Queued: d.Queued,
 	}
 }
 
@@ -57,6 +58,7 @@ const (
 	hTime       = "Time"
 	hCookie     = "Cookie"
 	hSignature  = "Signature"
+	hQueued     = "Queued" // written only for messages from the mailbox
 )
 
 // appendMessage encodes m as a MSG payload: "Name: value" header lines
@@ -90,7 +92,11 @@ func appendMessage(dst []byte, m *Message) []byte {
 	for i := 0; i < len(m.Signature); i++ {
 		dst = append(dst, hexdig[m.Signature[i]>>4], hexdig[m.Signature[i]&15])
 	}
-	dst = append(dst, "\r\n\r\n"...)
+	dst = append(dst, "\r\n"...)
+	if m.Queued {
+		dst = append(dst, hQueued+": yes\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
 	return append(dst, m.Text...)
 }
 
@@ -156,9 +162,9 @@ func parseMessage(p []byte) (*Message, error) {
 }
 
 // knownHeaders are the lower-case names of the headers a server writes.
-func knownHeaders() [12]string {
+func knownHeaders() [13]string {
 	return [...]string{"id", "sender", "sender-term", "recipient", "recip-term", "origin-node",
-		"origin-addr", "transport", "verified", "time", "cookie", "signature"}
+		"origin-addr", "transport", "verified", "time", "cookie", "signature", "queued"}
 }
 
 // knownHeader returns name in lower case and, for a known header, its bit
@@ -191,6 +197,8 @@ func (m *Message) setHeader(key, v string) error {
 		m.OriginAddr = v
 	case "transport":
 		m.Transport = v
+	case "queued":
+		m.Queued = v == "yes"
 	case "verified":
 		switch v {
 		case "yes":

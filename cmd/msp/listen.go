@@ -284,6 +284,10 @@ type jsonMessage struct {
 	Transport  string    `json:"transport"`
 	Verified   bool      `json:"verified"`
 	Time       time.Time `json:"time"`
+	// Queued: the message waited in the mailbox; Sent is when it was
+	// sent (the same instant as Time, named for people reading queued mail).
+	Queued bool      `json:"queued"`
+	Sent   time.Time `json:"sent"`
 }
 
 type jsonEvent struct {
@@ -302,9 +306,9 @@ func (p *printer) message(m *session.Message) error {
 			Sender: msp.Latin1ToUTF8(m.Sender), SenderTerm: msp.Latin1ToUTF8(m.SenderTerm),
 			Recipient: msp.Latin1ToUTF8(m.Recipient), RecipTerm: msp.Latin1ToUTF8(m.RecipTerm),
 			Text: text, OriginNode: m.OriginNode, OriginAddr: m.OriginAddr, Transport: m.Transport,
-			Verified: m.Verified, Time: m.Time})
+			Verified: m.Verified, Time: m.Time, Queued: m.Queued, Sent: m.Time})
 	}
-	_, err := io.WriteString(p.w, renderMessage(m, p.loc))
+	_, err := io.WriteString(p.w, markQueued(renderMessage(m, p.loc), m, p.loc))
 	return err
 }
 
@@ -367,4 +371,28 @@ func (r *recentSet) add(id string) bool {
 	}
 	r.ids[id] = struct{}{}
 	return false
+}
+
+// markQueued adds "(queued, sent Dec 06 17:07)" to the header line (the
+// first line) of a rendered message that waited in the mailbox, so that
+// mail up to a week old does not pass for live (issue 20, item 5).
+func markQueued(rendered string, m *session.Message, loc *time.Location) string {
+	if !m.Queued {
+		return rendered
+	}
+	mark := " (queued"
+	if !m.Time.IsZero() {
+		mark += ", sent " + m.Time.In(loc).Format("Jan 02 15:04")
+	}
+	mark += ")"
+	start := len(rendered) - len(strings.TrimLeft(rendered, "\n"))
+	i := strings.IndexByte(rendered[start:], '\n')
+	if i < 0 {
+		return rendered + mark
+	}
+	end := start + i
+	if end > start && rendered[end-1] == ':' { // "Message from ... at 17:07:00:"
+		end--
+	}
+	return rendered[:end] + mark + rendered[end:]
 }
