@@ -78,4 +78,3 @@ func TestQueuedMailShowsWhenItWasSent(t *testing.T) {
 		}
 	}
 }
-
