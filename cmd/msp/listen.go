@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
@@ -73,15 +74,12 @@ func (sf *sessionFlags) connect(ctx context.Context, term string, state presence
 	}
 	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
-	var errs []error
+	var looked []string
 	for _, a := range sessionAddrs(sf.addr) {
 		c, err := session.Dial(cctx, a)
 		if err != nil {
-			// The socket error already names the network and address.
-			if oe := (*net.OpError)(nil); errors.As(err, &oe) {
-				err = oe
-			}
-			errs = append(errs, err)
+			// One line for people: where, and why in a few words.
+			looked = append(looked, fmt.Sprintf("%s (%s)", a, dialReason(err)))
 			continue
 		}
 		si, err := c.SignIn(cctx, sf.user, term, state, opts...)
@@ -91,7 +89,27 @@ func (sf *sessionFlags) connect(ctx context.Context, term string, state presence
 		}
 		return c, si, nil
 	}
-	return nil, nil, fmt.Errorf("no node to talk to (is msprelay-node running?): %w", errors.Join(errs...))
+	return nil, nil, fmt.Errorf("no node answers; looked at %s. Start msprelay-node, or give --session ADDR", strings.Join(looked, ", "))
+}
+
+// dialReason says in a few words why a session address did not answer.
+func dialReason(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return "no such socket"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "nothing listens"
+	case errors.Is(err, syscall.EACCES):
+		return "permission denied"
+	case errors.Is(err, session.ErrUntrustedSocket):
+		return "served by an untrusted user"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time"
+	}
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
 }
 
 func cmdListen(ctx context.Context, args []string, e env) int {

@@ -205,3 +205,20 @@ func TestTransliterate(t *testing.T) {
 		}
 	}
 }
+
+// Issue 20: "a literal `^J` in the no-node error": with no node, the
+// session commands say in one line where they looked and what to do.
+func TestNoNodeIsOneLine(t *testing.T) {
+	t.Parallel()
+	none := filepath.Join(t.TempDir(), "none.sock")
+	for _, cmd := range []string{"listen", "who", "chat", "blocks"} {
+		r := runCLI(t, "", cmd, "--session", "unix:"+none)
+		if r.code != 2 {
+			t.Errorf("%s: exit %d, want 2 (%s)", cmd, r.code, r.stderr)
+		}
+		want := "no node answers; looked at unix:" + none + " (no such socket). Start msprelay-node, or give --session ADDR\n"
+		if !strings.HasSuffix(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 || strings.Contains(r.stderr, "^J") {
+			t.Errorf("%s: stderr %q, want one line ending %q", cmd, r.stderr, want)
+		}
+	}
+}
