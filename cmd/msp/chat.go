@@ -182,7 +182,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 					fmt.Fprintf(e.stderr, "msp: not sent: %s\n", peopleError(err))
 					continue
 				}
-				if *reconnect && c.Err() != nil && retryable(c.Err()) {
+				if *reconnect && c.Err() != nil && (retryable(c.Err()) || pingErr != nil) {
 					// The session is gone; the event loop reconnects.
 					fmt.Fprintf(e.stderr, "msp: not sent (connection lost); type it again once reconnected\n")
 					continue
