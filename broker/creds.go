@@ -48,6 +48,7 @@ const (
 	convStream    = "MSP_CONVERSATIONS"
 	convBucket    = "msp_conversations"
 	convKVStream  = "KV_" + convBucket
+	blocksStream  = "KV_MSP_BLOCKS" // mailbox.BlocksBucket: users' block lists (msp block)
 )
 
 // NodePermissions returns what node's NATS user may do. The deliver subject
@@ -65,16 +66,17 @@ func NodePermissions(node string) Permissions {
 		"msp.conv.msg.*", "msp.conv.ctl.*", "msp.conv.ring.*",
 		"$KV." + convBucket + ".>",
 		"$KV.MSP_USERS.*",
+		"$KV.MSP_BLOCKS.*",
 		"$JS.API.INFO",
 		"$JS.ACK." + mailboxStream + ".>",
 	}
-	for _, st := range []string{mailboxStream, usersStream, convStream, convKVStream} {
+	for _, st := range []string{mailboxStream, usersStream, convStream, convKVStream, blocksStream} {
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+st, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st,
 			"$JS.API.CONSUMER.*."+st, "$JS.API.CONSUMER.*."+st+".>", "$JS.API.CONSUMER.*.*."+st+".>",
 			"$JS.FC."+st+".>")
 	}
-	for _, st := range []string{usersStream, convStream, convKVStream} {
+	for _, st := range []string{usersStream, convStream, convKVStream, blocksStream} {
 		pub = append(pub, "$JS.API.STREAM.MSG.GET."+st, "$JS.API.DIRECT.GET."+st, "$JS.API.DIRECT.GET."+st+".>")
 	}
 	// An empty conversation's history is purged when it expires; the

@@ -48,6 +48,9 @@ const (
 	maxWallers = 256
 	// wallTimeout bounds one broadcast across the cluster.
 	wallTimeout = 15 * time.Second
+	// blocksLoadTimeout bounds loading the block list at sign-in: a store
+	// that does not answer must not hold every sign-in up for long.
+	blocksLoadTimeout = 2 * time.Second
 )
 
 // BlockStore keeps each user's block list across sign-ins and nodes. It
@@ -370,7 +373,7 @@ func (s *session) loadBlocks() {
 	if st == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+	ctx, cancel := context.WithTimeout(s.srv.ctx, blocksLoadTimeout)
 	defer cancel()
 	names, err := st.Blocks(ctx, s.user)
 	if err != nil {
