@@ -129,7 +129,10 @@ func cmdSend(ctx context.Context, args []string, e env) int {
 	// plain MSP can say (another sender name, a cookie, a signature, UDP,
 	// revision A) or name a server.
 	self, _ := toLatin1("user", loginName(e))
+	// A "#room" recipient is the node's MSP bridge into a conversation,
+	// which the session protocol's SND does not reach.
 	plain := set["server"] || *udp || *v1 || set["cookie"] || set["signature"] || set["from-term"] ||
+		strings.HasPrefix(recipient, "#") ||
 		(set["from"] && presence.CanonicalUser(m.Sender) != presence.CanonicalUser(self))
 	var targets []sendTarget
 	if !plain {
