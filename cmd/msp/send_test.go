@@ -102,6 +102,12 @@ func TestSendLikeWrite(t *testing.T) {
 			t.Fatalf("message %+v", m)
 		}
 	})
+	t.Run("a #room recipient goes to the MSP bridge, not the session", func(t *testing.T) {
+		r := runCLIEnv(t, map[string]string{"MSPRELAY_SERVER": c.MSPAddr(0)}, "", "send", "--session", sock, "#nope", "to the room")
+		if r.code != 1 || !strings.Contains(r.stderr, "#nope: no such conversation") {
+			t.Fatalf("exit %d, stderr %q; want 1 and the bridge's answer", r.code, r.stderr)
+		}
+	})
 	t.Run("nothing answers: says where it looked", func(t *testing.T) {
 		none := filepath.Join(t.TempDir(), "none.sock")
 		closed := closedAddr(t)
