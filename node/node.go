@@ -356,6 +356,15 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 	return nil
 }
 
+// blockStore is where users' block lists last (msp block): the mailbox's
+// bucket, or none without a mailbox.
+func (n *Node) blockStore() session.BlockStore {
+	if n.mbox == nil {
+		return nil
+	}
+	return n.mbox.Blocks()
+}
+
 func (n *Node) startSessions() error {
 	if n.cfg.SessionSocket == "" && n.cfg.SessionAddr == "" {
 		return nil
@@ -373,6 +382,7 @@ func (n *Node) startSessions() error {
 		FailedSignInBurst: n.cfg.FailedSignInBurst,
 		Conversations:     n.conv,
 		Identify:          n.identify,
+		Blocks:            n.blockStore(),
 	})
 	if err != nil {
 		return fmt.Errorf("node: sessions: %w", err)

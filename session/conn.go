@@ -513,6 +513,9 @@ func (s *session) dispatch(f *frame) *protoError {
 	case "ACK":
 		run = s.cmdACK
 	default:
+		if run = s.userCommand(f.cmd); run != nil {
+			break // WAL, STA, BLK (commands_user.go)
+		}
 		if run = s.convCommand(f.cmd); run == nil {
 			return errf(CodeUnknownCommand, f.trid, "unknown command %s", f.cmd)
 		}

@@ -249,7 +249,7 @@ func (s *session) join(f *frame, name string, how conversation.How, reply []byte
 	return s.replied(err)
 }
 
-// cmdCAL: CAL TrID name user -> CAL TrID RINGING name user.
+// cmdCAL: CAL TrID name user -> CAL TrID RINGING name user terminals.
 func (s *session) cmdCAL(f *frame) *protoError {
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return pe
@@ -272,10 +272,13 @@ func (s *session) cmdCAL(f *frame) *protoError {
 	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
 	defer cancel()
-	if _, err := ms.Invite(ctx, user); err != nil {
+	n, err := ms.Invite(ctx, user)
+	if err != nil {
 		return convError(f.trid, err)
 	}
-	return s.replied(s.sendFrame(line("CAL", f.trid, true, "RINGING", name, encodeToken(user))))
+	// The count of terminals rung comes last, so that clients that read
+	// three arguments still work (msp chat confirms "rang bob (1 terminal)").
+	return s.replied(s.sendFrame(line("CAL", f.trid, true, "RINGING", name, encodeToken(user), strconv.Itoa(n))))
 }
 
 // cmdMSGConv: MSG TrID name U|N|A len, payload -> ACK TrID id (A) or NAK

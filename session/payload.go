@@ -35,6 +35,7 @@ type Message struct {
 	Cookie     string    //
 	Signature  string    // opaque octets, as received
 	Text       string    // CR LF line ends
+	Queued     bool      // it waited in the mailbox: Time is when it was sent, not now
 }
 
 // ErrBadPayload is wrapped by errors decoding a payload.
@@ -48,7 +49,7 @@ func messageFromDelivery(d *switchboard.Delivery) Message {
 		OriginNode: d.Origin.Node, OriginAddr: d.Origin.Addr, Transport: d.Origin.Transport,
 		Verified: d.Origin.Sender.Verified(), SenderMethod: d.Origin.Sender.Method.String(),
 		SenderUser: d.Origin.Sender.User, Time: d.Time, Cookie: d.Cookie, Signature: d.Signature,
-		Text: d.Text,
+		Text: d.Text, Queued: d.Queued,
 	}
 }
 
@@ -75,6 +76,7 @@ const (
 	hTime       = "Time"
 	hCookie     = "Cookie"
 	hSignature  = "Signature"
+	hQueued     = "Queued" // written only for messages from the mailbox
 )
 
 // appendMessage encodes m as a MSG payload: "Name: value" header lines
@@ -114,7 +116,11 @@ func appendMessage(dst []byte, m *Message) []byte {
 	for i := 0; i < len(m.Signature); i++ {
 		dst = append(dst, hexdig[m.Signature[i]>>4], hexdig[m.Signature[i]&15])
 	}
-	dst = append(dst, "\r\n\r\n"...)
+	dst = append(dst, "\r\n"...)
+	if m.Queued {
+		dst = append(dst, hQueued+": yes\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
 	return append(dst, m.Text...)
 }
 
@@ -180,9 +186,9 @@ func parseMessage(p []byte) (*Message, error) {
 }
 
 // knownHeaders are the lower-case names of the headers a server writes.
-func knownHeaders() [14]string {
+func knownHeaders() [15]string {
 	return [...]string{"id", "sender", "sender-term", "recipient", "recip-term", "origin-node",
-		"origin-addr", "transport", "verified", "time", "cookie", "signature", "sender-method", "sender-user"}
+		"origin-addr", "transport", "verified", "time", "cookie", "signature", "sender-method", "sender-user", "queued"}
 }
 
 // knownHeader returns name in lower case and, for a known header, its bit
@@ -215,6 +221,8 @@ func (m *Message) setHeader(key, v string) error {
 		m.OriginAddr = v
 	case "transport":
 		m.Transport = v
+	case "queued":
+		m.Queued = v == "yes"
 	case "verified":
 		switch v {
 		case "yes":

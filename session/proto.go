@@ -130,7 +130,7 @@ var clientGrammar = grammar{
 	maxPayload: MaxPayload,
 	noTrID:     func(cmd string) bool { return cmd == "PNG" || cmd == "OUT" },
 	textual:    func(string) bool { return false },
-	payload:    func(cmd string, _ []string) bool { return cmd == "SND" || cmd == "MSG" },
+	payload:    func(cmd string, _ []string) bool { return cmd == "SND" || cmd == "MSG" || cmd == "WAL" },
 }
 
 // serverGrammar frames what servers send.

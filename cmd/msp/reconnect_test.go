@@ -1,0 +1,57 @@
+package main
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/msprelay/msprelay/session"
+)
+
+// Issue 20: "reconnect with backoff (bounded, jittered, e.g. 0.2 s doubling
+// to 10 s)": each wait lies between half and all of its nominal delay, the
+// nominal delay doubles from 0.2 s and stops at 10 s, and a success starts
+// over.
+func TestBackoffBoundedJitteredDoubling(t *testing.T) {
+	t.Parallel()
+	b := backoff{min: minBackoff, max: maxBackoff}
+	nominal := minBackoff
+	for i := range 20 {
+		d := b.next()
+		if d < nominal/2 || d > nominal {
+			t.Fatalf("wait %d = %v, want within [%v, %v]", i, d, nominal/2, nominal)
+		}
+		nominal = min(2*nominal, maxBackoff)
+	}
+	if nominal != maxBackoff {
+		t.Fatalf("nominal delay %v after 20 waits, want the bound %v", nominal, maxBackoff)
+	}
+	b.reset()
+	if d := b.next(); d > minBackoff {
+		t.Errorf("first wait after reset = %v, want at most %v", d, minBackoff)
+	}
+}
+
+// Which ends of a session are worth signing in again after.
+func TestRetryable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"node shut down (OUT SSD)", session.ErrServerShutdown, true},
+		{"connection closed", session.ErrConnClosed, true},
+		{"idle timeout", session.ErrIdleTimeout, true},
+		{"no node answers", errors.New("no node answers; looked at ..."), true},
+		{"server busy (600)", &session.Error{Code: session.CodeServerBusy}, true},
+		{"another client took the terminal (OUT OTH)", session.ErrKicked, false},
+		{"authentication failed (911)", &session.Error{Code: session.CodeAuthFailed}, false},
+		{"console reserved (914)", &session.Error{Code: session.CodeTermReserved}, false},
+		{"the user asked to stop", session.ErrClientClosed, false},
+	}
+	for _, tc := range cases {
+		if got := retryable(tc.err); got != tc.want {
+			t.Errorf("%s: retryable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
