@@ -129,7 +129,7 @@ func roffEscape(s string) string {
 }
 
 // roffLine is roffEscape for running text: a line may not start with a
-// control character ('.' or '\'').
+// control character ('.' or '\”).
 func roffLine(s string) string {
 	s = roffEscape(s)
 	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "'") {
