@@ -25,10 +25,10 @@ func Markdown(rows []Row) string {
 		if r.Arg != "" {
 			flag += " " + r.Arg
 		}
-		flag += "`"
-		def := ""
-		if r.Default != "" {
-			def = "`" + r.Default + "`"
+		flag = strings.ReplaceAll(flag, "|", `\|`) + "`"
+		def := r.Default
+		if def != "" && !r.DefaultIsText {
+			def = "`" + def + "`"
 		}
 		help := strings.ReplaceAll(r.Help, "|", `\|`)
 		if env {

@@ -28,11 +28,12 @@ type Flag struct {
 	// depends on the host or the user ("host name"); "" means the field's
 	// value in the defaults the table is bound to.
 	Default string
+	// Arg names the flag's argument in the docs ("ADDR", "FILE"); ""
+	// means one named after the field's kind ("N", "DURATION").
+	Arg string
 	// Value, when set, builds the parser from a pointer to the field, for
 	// a spelling the field's kind does not give (OnOff).
 	Value func(field any) flag.Value
-	// Group names the part of the docs the flag is listed under.
-	Group string
 }
 
 // Table is a command's flags, in the order the docs list them.
@@ -244,7 +245,10 @@ func (o *onOff) IsBoolFlag() bool { return true }
 
 // Row is one flag as the docs show it.
 type Row struct {
-	Flag, Env, Default, Help, Group string
+	Flag, Env, Default, Help string
+	// DefaultIsText: Default is a description ("host name"), not a value
+	// to type.
+	DefaultIsText bool
 	// Arg names the flag's argument in a synopsis ("DURATION"); "" for a
 	// bool flag, which takes none.
 	Arg string
@@ -261,14 +265,18 @@ func (t Table) Rows(defaults any) ([]Row, error) {
 	}
 	rows := make([]Row, 0, len(t.Flags))
 	for _, f := range t.Flags {
-		def := f.Default
+		def, text := f.Default, f.Default != ""
 		if def == "" {
 			def = fs.Lookup(f.Name).Value.String()
 			if def == "false" {
 				def = ""
 			}
 		}
-		rows = append(rows, Row{Flag: f.Name, Env: t.Env(f.Name), Default: def, Help: f.Help, Group: f.Group, Arg: argName(fs.Lookup(f.Name).Value)})
+		arg := f.Arg
+		if arg == "" {
+			arg = argName(fs.Lookup(f.Name).Value)
+		}
+		rows = append(rows, Row{Flag: f.Name, Env: t.Env(f.Name), Default: def, DefaultIsText: text, Help: f.Help, Arg: arg})
 	}
 	return rows, nil
 }
