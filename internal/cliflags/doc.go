@@ -129,7 +129,7 @@ func roffEscape(s string) string {
 }
 
 // roffLine is roffEscape for running text: a line may not start with a
-// control character ('.' or '\”).
+// control character, a dot or an apostrophe.
 func roffLine(s string) string {
 	s = roffEscape(s)
 	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "'") {
@@ -138,8 +138,8 @@ func roffLine(s string) string {
 	return s
 }
 
-// Generated-section markers in a Markdown file: the text between
-// BeginMarker(name) and EndMarker(name) belongs to the generator.
+// BeginMarker opens a generated section of a Markdown file: the text
+// between BeginMarker(name) and EndMarker(name) belongs to the generator.
 func BeginMarker(name string) string {
 	return "<!-- BEGIN GENERATED " + name + ": go run ./internal/flagtable/mkdocs -->"
 }
