@@ -89,7 +89,7 @@ func TestRowsShowDefaults(t *testing.T) {
 	}
 }
 
-// man(7): a text line starting with '.' or '\” would be a request, and
+// man(7): a text line starting with a dot or an apostrophe would be a request, and
 // a bare '-' a hyphen that copies as something other than a minus.
 func TestRoffEscapes(t *testing.T) {
 	t.Parallel()
