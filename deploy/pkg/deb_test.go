@@ -119,6 +119,7 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 		t.Errorf("man missing (man-db, which .ci/run installs): %v", err)
 	} else {
 		for _, c := range []struct{ page, name, flag string }{
+			{"/usr/share/man/man1/msp.1", "msp", "--from-term"},
 			{"/usr/share/man/man8/msprelay-node.8", "msprelay-node", "--max-conns"},
 			{"/usr/share/man/man8/msprelay-relay.8", "msprelay-relay", "--cluster-name"},
 		} {

@@ -49,9 +49,20 @@ type ManPage struct {
 	Synopsis []string
 	// Description is paragraphs of plain text.
 	Description []string
+	// Commands are the subcommands of a program that has them (msp), each
+	// with its own flags, listed under COMMANDS.
+	Commands []ManCommand
 	// Sections are further sections (ENVIRONMENT, SIGNALS, EXIT STATUS,
 	// FILES, SEE ALSO) in order, each paragraphs of plain text.
 	Sections []ManSection
+}
+
+// ManCommand is one subcommand in a man page.
+type ManCommand struct {
+	Name        string   // "send"
+	Synopsis    string   // its arguments: "[flags] RECIPIENT [MESSAGE...]"
+	Description []string // paragraphs
+	Rows        []Row    // its flags
 }
 
 // ManSection is one further section of a man page.
@@ -77,32 +88,24 @@ func Roff(p ManPage, rows []Row) string {
 			fmt.Fprintf(&b, "%s\n", roffLine(s))
 		}
 	}
+	for _, c := range p.Commands {
+		if len(p.Synopsis) > 0 || c.Name != p.Commands[0].Name {
+			b.WriteString(".br\n")
+		}
+		fmt.Fprintf(&b, ".B %s %s\n%s\n", roffEscape(p.Name), roffEscape(c.Name), roffLine(c.Synopsis))
+	}
 	b.WriteString(".SH DESCRIPTION\n")
 	paragraphs(&b, p.Description)
 	if len(rows) > 0 {
 		b.WriteString(".SH OPTIONS\n")
-		for _, r := range rows {
-			b.WriteString(".TP\n")
-			fmt.Fprintf(&b, ".B \\-\\-%s", roffEscape(r.Flag))
-			switch {
-			case r.Arg == "on|off":
-				b.WriteString("\\fR[=\\fIon\\fR|\\fIoff\\fR]")
-			case r.Arg != "":
-				fmt.Fprintf(&b, " \\fI%s\\fR", roffEscape(r.Arg))
-			}
-			b.WriteString("\n")
-			b.WriteString(roffLine(r.Help))
-			var extra []string
-			if r.Default != "" {
-				extra = append(extra, "Default: "+r.Default+".")
-			}
-			if r.Env != "" {
-				extra = append(extra, "Environment: "+r.Env+".")
-			}
-			if len(extra) > 0 {
-				b.WriteString(".\n.br\n" + roffLine(strings.Join(extra, " ")))
-			}
-			b.WriteString("\n")
+		options(&b, rows)
+	}
+	if len(p.Commands) > 0 {
+		b.WriteString(".SH COMMANDS\n")
+		for _, c := range p.Commands {
+			fmt.Fprintf(&b, ".SS %s %s\n", roffEscape(p.Name), roffEscape(c.Name))
+			paragraphs(&b, c.Description)
+			options(&b, c.Rows)
 		}
 	}
 	for _, s := range p.Sections {
@@ -110,6 +113,37 @@ func Roff(p ManPage, rows []Row) string {
 		paragraphs(&b, s.Paragraphs)
 	}
 	return b.String()
+}
+
+// options renders flags as a tagged list.
+func options(b *strings.Builder, rows []Row) {
+	for _, r := range rows {
+		b.WriteString(".TP\n")
+		dashes := `\-\-`
+		if len(r.Flag) == 1 {
+			dashes = `\-` // -q, as single letters are written
+		}
+		fmt.Fprintf(b, ".B %s%s", dashes, roffEscape(r.Flag))
+		switch {
+		case r.Arg == "on|off":
+			b.WriteString("\\fR[=\\fIon\\fR|\\fIoff\\fR]")
+		case r.Arg != "":
+			fmt.Fprintf(b, " \\fI%s\\fR", roffEscape(r.Arg))
+		}
+		b.WriteString("\n")
+		b.WriteString(roffLine(r.Help))
+		var extra []string
+		if r.Default != "" {
+			extra = append(extra, "Default: "+r.Default+".")
+		}
+		if r.Env != "" {
+			extra = append(extra, "Environment: "+r.Env+".")
+		}
+		if len(extra) > 0 {
+			b.WriteString(".\n.br\n" + roffLine(strings.Join(extra, " ")))
+		}
+		b.WriteString("\n")
+	}
 }
 
 func paragraphs(b *strings.Builder, ps []string) {

@@ -1,6 +1,9 @@
 // Command mkdocs writes the docs generated from the daemons' flag tables
-// (internal/flagtable): the flag tables of README.md and the man pages in
-// deploy/man. Run it from the repository root after changing a table:
+// (internal/flagtable): the flag tables of README.md and the man pages
+// msprelay-node(8) and msprelay-relay(8) in deploy/man; then it has
+// cmd/msp's test write msp(1) from the flag sets msp's commands parse with
+// (they live in package main, which only its test can reach). Run it from
+// the repository root after changing a flag:
 //
 //	go run ./internal/flagtable/mkdocs
 //
@@ -11,6 +14,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 
@@ -44,4 +48,11 @@ func main() {
 		}
 		fmt.Println("wrote", p)
 	}
+	msp := exec.Command("go", "test", "-count=1", "-run", "^TestManPageAgreesWithFlags$", "./cmd/msp", "-args", "-update-man")
+	msp.Dir, msp.Stdout, msp.Stderr = root, os.Stderr, os.Stderr
+	if err := msp.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "mkdocs: msp(1): %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Println("wrote deploy/man/msp.1")
 }
