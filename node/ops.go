@@ -149,12 +149,12 @@ func (n *Node) HTTPAddr() string {
 func (c *Config) validateOps() error {
 	if c.HTTPAddr == "" {
 		if c.HTTPTokenFile != "" {
-			return fmt.Errorf("%w: --http-token-file needs --http ADDR", ErrConfig)
+			return &FieldError{Field: "HTTPTokenFile", Err: errors.New("protects the HTTP endpoint, which needs an address"), Fix: []string{"HTTPAddr"}, refused: true}
 		}
 		return nil
 	}
 	if _, err := ops.ListenAddr(c.HTTPAddr); err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
+		return &FieldError{Field: "HTTPAddr", Err: err, refused: true}
 	}
 	return nil
 }
