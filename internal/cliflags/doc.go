@@ -32,7 +32,11 @@ func Markdown(rows []Row) string {
 		}
 		help := strings.ReplaceAll(r.Help, "|", `\|`)
 		if env {
-			fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", flag, r.Env, def, help)
+			envCell := ""
+			if r.Env != "" {
+				envCell = "`" + r.Env + "`"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", flag, envCell, def, help)
 		} else {
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", flag, def, help)
 		}

@@ -28,6 +28,10 @@ type Flag struct {
 	// depends on the host or the user ("host name"); "" means the field's
 	// value in the defaults the table is bound to.
 	Default string
+	// NoEnv: the flag has no environment variable (--version: a variable
+	// left in a unit's environment must not turn the daemon into a
+	// version printer).
+	NoEnv bool
 	// Arg names the flag's argument in the docs ("ADDR", "FILE"); ""
 	// means one named after the field's kind ("N", "DURATION").
 	Arg string
@@ -48,10 +52,16 @@ type Table struct {
 	Flags []Flag
 }
 
-// Env names the environment variable of flag name ("" without EnvPrefix).
+// Env names the environment variable of flag name ("" without EnvPrefix
+// or for a NoEnv flag).
 func (t Table) Env(name string) string {
 	if t.EnvPrefix == "" {
 		return ""
+	}
+	for _, f := range t.Flags {
+		if f.Name == name && f.NoEnv {
+			return ""
+		}
 	}
 	return t.EnvPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
@@ -96,9 +106,17 @@ func (t Table) Parse(fs *flag.FlagSet, settings any, args []string, lookup func(
 	if err := t.Bind(fs, settings); err != nil {
 		return err
 	}
-	if t.EnvPrefix != "" && lookup != nil {
-		if err := FromEnv(fs, t.EnvPrefix, lookup); err != nil {
-			return err
+	if lookup != nil {
+		for _, f := range t.Flags {
+			key := t.Env(f.Name)
+			if key == "" {
+				continue
+			}
+			if v, ok := lookup(key); ok {
+				if err := fs.Set(f.Name, v); err != nil {
+					return fmt.Errorf("%s=%q: %w", key, v, err)
+				}
+			}
 		}
 	}
 	return fs.Parse(args)

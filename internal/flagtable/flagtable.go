@@ -107,7 +107,7 @@ var Node = cliflags.Table{
 		{Name: "utmp", Arg: "FILE", Field: "Utmp", Help: "utmp file listing the host's logins"},
 		{Name: "tty-idle", Field: "TTYIdle", Help: "a tty with no input this long is shown idle"},
 		{Name: "tty-charset", Arg: "CHARSET", Field: "TTYCharset", Help: "charset messages are written to ttys in: UTF-8, ISO-8859-1 or ASCII"},
-		{Name: "version", Field: "ShowVersion", Help: "print the version and exit"},
+		{Name: "version", Field: "ShowVersion", NoEnv: true, Help: "print the version and exit"},
 	}),
 }
 
@@ -174,7 +174,7 @@ var Relay = cliflags.Table{
 		{Name: "log-level-file", Arg: "FILE", Field: "LogLevelFile", Help: "file holding the log level (wins over --log-level); SIGHUP re-reads it"},
 		{Name: "http", Arg: "ADDR", Field: "HTTPAddr", Help: "serve /metrics, /healthz and /readyz here (a bare :PORT binds to loopback); off unless given"},
 		{Name: "http-token-file", Arg: "FILE", Field: "HTTPTokenFile", Help: "token file for the HTTP endpoint's protected paths; SIGHUP re-reads it"},
-		{Name: "version", Field: "ShowVersion", Help: "print the version and exit"},
+		{Name: "version", Field: "ShowVersion", NoEnv: true, Help: "print the version and exit"},
 	},
 }
 

@@ -122,3 +122,16 @@ func TestEnvironmentAndCommandLine(t *testing.T) {
 		t.Errorf("bad env value: err = %v, want one naming MSPRELAY_MAX_CONNS", err)
 	}
 }
+
+// A MSPRELAY_VERSION left in a unit's environment must not turn the
+// daemon into a version printer: --version has no variable.
+func TestVersionHasNoEnvironmentVariable(t *testing.T) {
+	t.Parallel()
+	s := NodeDefaults()
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	lookup := func(k string) (string, bool) { return "true", k == "MSPRELAY_VERSION" }
+	if err := Node.Parse(fs, &s, nil, lookup); err != nil || s.ShowVersion {
+		t.Errorf("MSPRELAY_VERSION=true: ShowVersion %v, err %v; want false, nil", s.ShowVersion, err)
+	}
+}
