@@ -34,8 +34,8 @@ func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: node [flags]\n\nRuns an msprelay node. Flags (env MSPRELAY_<FLAG> also works):\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "usage: node [flags]\n\nRuns an msprelay node. Flags (env MSPRELAY_<FLAG> also works; man msprelay-node):\n")
+		flagtable.Node.Usage(stderr, fs)
 	}
 	if err := flagtable.Node.Parse(fs, &s, args, os.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -133,7 +133,7 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 			"as env MSPRELAY_RELAY_<FLAG> (dashes as underscores); the command line wins.\n"+
 			"A relay listening beyond loopback needs credentials (--config DIR/auth.conf from\n"+
 			"gen-creds, --user/--password or --token) unless --insecure is given.\n\n")
-		fs.PrintDefaults()
+		flagtable.Relay.Usage(stderr, fs)
 	}
 	if err := flagtable.Relay.Parse(fs, &s, args, lookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) || !fs.Parsed() {

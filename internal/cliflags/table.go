@@ -3,6 +3,7 @@ package cliflags
 import (
 	"flag"
 	"fmt"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -316,4 +317,32 @@ func argName(v flag.Value) string {
 		return "LIST"
 	}
 	return "VALUE"
+}
+
+// Usage writes t's flags, bound on fs, as --help shows them: in the
+// table's order, each with its argument, help and the default in force
+// on this host.
+func (t Table) Usage(w io.Writer, fs *flag.FlagSet) {
+	for _, f := range t.Flags {
+		fl := fs.Lookup(f.Name)
+		if fl == nil {
+			continue
+		}
+		arg := f.Arg
+		if arg == "" {
+			arg = argName(fl.Value)
+		}
+		line := "  --" + f.Name
+		switch {
+		case arg == "on|off":
+			line += "[=on|off]"
+		case arg != "":
+			line += " " + arg
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, f.Help)
+		if d := fl.DefValue; d != "" && d != "false" {
+			fmt.Fprintf(w, " (default %s)", d)
+		}
+		fmt.Fprintln(w)
+	}
 }

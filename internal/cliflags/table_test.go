@@ -113,3 +113,25 @@ func TestSplice(t *testing.T) {
 		t.Errorf("err = %v, want ErrNoMarkers", err)
 	}
 }
+
+// --help lists the flags in the table's order with their arguments and
+// the defaults in force.
+func TestUsageFollowsTable(t *testing.T) {
+	t.Parallel()
+	tab := Table{Command: "x", Flags: []Flag{
+		{Name: "wait", Field: "Wait", Help: "w"},
+		{Name: "addr", Field: "Addr", Arg: "ADDR", Help: "a"},
+		{Name: "enabled", Field: "Enabled", Value: OnOff, Help: "e"},
+	}}
+	s := tableSettings{Wait: time.Minute, Enabled: true}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	if err := tab.Bind(fs, &s); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	tab.Usage(&b, fs)
+	want := "  --wait DURATION\n    \tw (default 1m)\n  --addr ADDR\n    \ta\n  --enabled[=on|off]\n    \te (default on)\n"
+	if b.String() != want {
+		t.Errorf("usage:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
