@@ -321,7 +321,8 @@ func argName(v flag.Value) string {
 
 // Usage writes t's flags, bound on fs, as --help shows them: in the
 // table's order, each with its argument, help and the default in force
-// on this host.
+// on this host. The lines keep the flag package's shape ("  -name ARG",
+// then the help after a tab), which the deploy tests read flags from.
 func (t Table) Usage(w io.Writer, fs *flag.FlagSet) {
 	for _, f := range t.Flags {
 		fl := fs.Lookup(f.Name)
@@ -332,7 +333,7 @@ func (t Table) Usage(w io.Writer, fs *flag.FlagSet) {
 		if arg == "" {
 			arg = argName(fl.Value)
 		}
-		line := "  --" + f.Name
+		line := "  -" + f.Name
 		switch {
 		case arg == "on|off":
 			line += "[=on|off]"

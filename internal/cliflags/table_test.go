@@ -130,7 +130,7 @@ func TestUsageFollowsTable(t *testing.T) {
 	}
 	var b strings.Builder
 	tab.Usage(&b, fs)
-	want := "  --wait DURATION\n    \tw (default 1m)\n  --addr ADDR\n    \ta\n  --enabled[=on|off]\n    \te (default on)\n"
+	want := "  -wait DURATION\n    \tw (default 1m)\n  -addr ADDR\n    \ta\n  -enabled[=on|off]\n    \te (default on)\n"
 	if b.String() != want {
 		t.Errorf("usage:\n%s\nwant:\n%s", b.String(), want)
 	}
