@@ -128,7 +128,7 @@ func (c *Config) validateOps() error {
 		return nil
 	}
 	if _, err := ops.ListenAddr(c.HTTPAddr); err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
+		return &FieldError{Field: "HTTPAddr", Err: err, refused: true}
 	}
 	return nil
 }

@@ -1,25 +1,23 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/msprelay/msprelay/terminal"
 )
 
-// validateTerminals checks the tty settings (--terminals, --utmp,
-// --tty-idle, --tty-charset).
+// validateTerminals checks the tty settings; their numbers are checked
+// with the others (Config.numbers).
 func (c *Config) validateTerminals() error {
 	if !c.Terminals {
 		return nil
 	}
 	if c.Utmp == "" {
-		return fmt.Errorf("%w: --utmp is empty (use --terminals=off to disable tty terminals)", ErrConfig)
-	}
-	if c.TTYIdle < 0 || c.TTYPoll < 0 {
-		return fmt.Errorf("%w: --tty-idle must not be negative", ErrConfig)
+		return &FieldError{Field: "Utmp", Err: errors.New("empty: tty terminals need a utmp file (or turn terminals off)"), Fix: []string{"Terminals"}, refused: true}
 	}
 	if _, err := terminal.ParseCharset(c.TTYCharset); err != nil {
-		return fmt.Errorf("%w: --tty-charset: %v", ErrConfig, err)
+		return &FieldError{Field: "TTYCharset", Err: err, refused: true}
 	}
 	return nil
 }

@@ -177,6 +177,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := cfg.checkNumbers(); err != nil {
+		return nil, err
+	}
 	defDur(&cfg.IdleTimeout, DefaultIdleTimeout)
 	defDur(&cfg.LoginTimeout, DefaultLoginTimeout)
 	defDur(&cfg.WriteTimeout, DefaultWriteTimeout)
@@ -216,13 +219,13 @@ func New(cfg Config) (*Server, error) {
 }
 
 func defDur(d *time.Duration, def time.Duration) {
-	if *d <= 0 {
+	if *d == 0 {
 		*d = def
 	}
 }
 
 func defInt(n *int, def int) {
-	if *n <= 0 {
+	if *n == 0 {
 		*n = def
 	}
 }

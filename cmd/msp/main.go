@@ -45,6 +45,9 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// flagSets, when set, is handed every flag set a command makes: the
+	// man page msp(1) is generated from them (man_test.go).
+	flagSets func(*flag.FlagSet)
 }
 
 func main() {
@@ -117,6 +120,9 @@ func newFlags(name, synopsis string, e env) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "usage: msp %s %s\n\nflags:\n", name, synopsis)
 		fs.PrintDefaults()
+	}
+	if e.flagSets != nil {
+		e.flagSets(fs)
 	}
 	return fs
 }
