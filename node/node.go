@@ -49,15 +49,17 @@ type Node struct {
 	addrs  Addrs
 	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops.go
 	terms  *terminal.Service // nil with Terminals off
+	lock   *dirLock          // the data directory's lock; nil with external relays
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
 	cancelRun context.CancelFunc
 	wg        sync.WaitGroup // component goroutines started by Start
 
-	// mu guards started and closed.
+	// mu guards started, ready and closed.
 	mu      sync.Mutex
 	started bool
+	ready   bool // Start succeeded: Close then logs "node stopped"
 	closed  bool
 }
 
@@ -144,6 +146,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.ops.startOps(); err != nil {
 		return err
 	}
+	n.mu.Lock()
+	n.ready = true
+	n.mu.Unlock()
 	n.log.Info("node ready", "msp", n.addrs.MSP, "session", n.addrs.Session, "session_socket", n.addrs.SessionSocket,
 		"gossip", n.addrs.Gossip, "nats", n.natsDescription(), "http", n.HTTPAddr())
 	return nil
@@ -172,9 +177,19 @@ func (n *Node) startNATS() error {
 		n.nc = nc
 		return nil
 	}
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+		return &FieldError{Field: "DataDir", Err: err}
+	}
+	// Before anything opens the store: a second node on this directory
+	// would corrupt it.
+	lock, err := lockDataDir(n.cfg.DataDir)
+	if err != nil {
+		return &FieldError{Field: "DataDir", Err: err}
+	}
+	n.lock = lock
 	store := filepath.Join(n.cfg.DataDir, "nats")
 	if err := os.MkdirAll(store, 0o700); err != nil {
-		return fmt.Errorf("node: data dir: %w", err)
+		return &FieldError{Field: "DataDir", Err: err}
 	}
 	b, err := broker.New(broker.Config{
 		Name:      n.cfg.Name,
@@ -530,9 +545,17 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("nats close: %w", err))
 		}
 	}
+	n.lock.release() // the store is closed
 	if p := n.addrs.SessionSocket; p != "" {
 		_ = os.Remove(p)
 	}
-	n.log.Info("node stopped")
+	n.mu.Lock()
+	ready := n.ready
+	n.mu.Unlock()
+	if ready {
+		// A node that never became ready did not start, so it does not
+		// stop either: its caller reports why it failed.
+		n.log.Info("node stopped")
+	}
 	return errors.Join(errs...)
 }

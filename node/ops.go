@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -149,12 +150,13 @@ func (n *Node) HTTPAddr() string {
 func (c *Config) validateOps() error {
 	if c.HTTPAddr == "" {
 		if c.HTTPTokenFile != "" {
-			return fmt.Errorf("%w: --http-token-file needs --http ADDR", ErrConfig)
+			return &FieldError{Field: "HTTPTokenFile", Err: errors.New("a token protects the HTTP endpoint, which is off"), Fix: []string{"HTTPAddr"}, refused: true}
 		}
 		return nil
 	}
-	if _, err := ops.ListenAddr(c.HTTPAddr); err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
+	// ops.ListenAddr's own error names the flag already; say it once.
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return &FieldError{Field: "HTTPAddr", Err: fmt.Errorf("%q: %v", c.HTTPAddr, err), refused: true}
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "node: %v\n", err)
 		return 2
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(joinBoolValues(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -144,6 +144,11 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "node: %v\n", inFlagTerms(err))
 		return 2
 	}
+	// A node that could not start (a port, socket or data directory held
+	// by another node, a missing privilege) is a setting to change, like a
+	// bad flag: exit 2, as for one. A node that started and then failed
+	// exits 1.
+	startFailed := false
 	// Type=notify units wait for READY=1, sent once every listener is bound.
 	notifier, err := sdnotify.New(os.Getenv("NOTIFY_SOCKET"))
 	if err != nil {
@@ -152,6 +157,7 @@ func run(args []string, stderr io.Writer) int {
 	run := func(ctx context.Context) error {
 		return inFlagTerms(notifier.Run(ctx, logger, func(ctx context.Context) (string, error) {
 			if err := n.Start(ctx); err != nil {
+				startFailed = true
 				return "", err
 			}
 			return fmt.Sprintf("MSP on %s, session socket %s", n.Addrs().MSP, n.Addrs().SessionSocket), nil
@@ -159,7 +165,37 @@ func run(args []string, stderr io.Writer) int {
 	}
 	// SIGHUP: the log level, then the node's secrets, gossip keys and
 	// HTTP token; each logs what it reloaded, and failures keep old values.
-	return cliflags.RunUntilSignal(logger, "node", run, logging.ReloadAndLog, func() { _ = n.Reload() })
+	code := cliflags.RunUntilSignal(logger, "node", run, logging.ReloadAndLog, func() { _ = n.Reload() })
+	if code != 0 && startFailed {
+		return 2
+	}
+	return code
+}
+
+// joinBoolValues lets the on/off flags (--terminals) take their value as
+// the next argument, "--terminals off", as well as "--terminals=off": the
+// flag package reads a boolean flag's next argument as a stray one. A bare
+// --terminals still means on.
+func joinBoolValues(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		// -terminals and --terminals, not --terminals=off or ---terminals.
+		name, ok := strings.CutPrefix(a, "-")
+		name = strings.TrimPrefix(name, "-")
+		if f := fs.Lookup(name); ok && f != nil && !strings.HasPrefix(name, "-") && i+1 < len(args) {
+			if _, isOnOff := f.Value.(*onOff); isOnOff && isWord(args[i+1]) {
+				out = append(out, a+"="+args[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // flagFor names the flag that sets each node.Config field a
@@ -222,6 +258,10 @@ func flagFor(field string) string {
 		return "--console-group"
 	case "SessionInboundBurst":
 		return "--session-inbound-burst"
+	case "HTTPAddr":
+		return "--http"
+	case "HTTPTokenFile":
+		return "--http-token-file"
 	}
 	return ""
 }
@@ -250,6 +290,13 @@ func inFlagTerms(err error) error {
 		return fmt.Errorf("%s: %w (see %s)", flag, fe.Err, strings.Join(fix, ", "))
 	case errors.Is(err, node.ErrConfig):
 		return fmt.Errorf("%s: %w", flag, fe.Err)
+	case errors.Is(err, node.ErrDataDirInUse):
+		return fmt.Errorf("%s: %w: stop that node, or give this one its own directory with %s DIR", flag, fe.Err, flag)
+	case fe.Field == "MSPAddr" && errors.Is(err, os.ErrPermission):
+		// Issue 20: the advice about "another node" sent a user without
+		// root looking for a node that was not there.
+		return fmt.Errorf("%s: %w: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability "+
+			"(setcap cap_net_bind_service=+ep on this program); or listen on a higher port, e.g. %s :1818", flag, fe.Err, flag)
 	}
 	return fmt.Errorf("%s: %w (if another node runs on this host, give this one its own with %s)", flag, fe.Err, flag)
 }
@@ -265,15 +312,25 @@ func (o *onOff) String() string {
 }
 
 func (o *onOff) Set(s string) error {
-	switch s {
-	case "on", "true", "1", "yes":
-		*o = true
-	case "off", "false", "0", "no":
-		*o = false
-	default:
+	v, ok := onOffWord(s)
+	if !ok {
 		return fmt.Errorf("want on or off, not %q", s)
 	}
+	*o = onOff(v)
 	return nil
+}
+
+func isWord(s string) bool { _, ok := onOffWord(s); return ok }
+
+// onOffWord reads the spellings onOff accepts; ok is false for others.
+func onOffWord(s string) (v, ok bool) {
+	switch s {
+	case "on", "true", "1", "yes":
+		return true, true
+	case "off", "false", "0", "no":
+		return false, true
+	}
+	return false, false
 }
 
 // IsBoolFlag lets --terminals alone mean on.
