@@ -3,8 +3,11 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,5 +74,34 @@ func (l *dirLock) release() {
 	if l != nil && l.f != nil {
 		_ = l.f.Close()
 		l.f = nil
+	}
+}
+
+// nameClaim is this node's claim on its name among the nodes of this host:
+// an abstract Unix socket named after it (Linux; elsewhere nothing), held
+// for the node's life and dropped by the kernel when the process ends.
+// Two nodes on one host both default to the host name (issue 20); when
+// they ever meet in a cluster one is refused, so the second hears of it
+// at start. A claim is only a warning: any local user can bind the name.
+type nameClaim struct{ c io.Closer }
+
+// claimName claims name on this host; taken reports that another process
+// holds it already.
+func claimName(name string) (claim *nameClaim, taken bool) {
+	if runtime.GOOS != "linux" {
+		return nil, false
+	}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "@msprelay-node/" + name, Net: "unixgram"})
+	if err != nil {
+		return nil, errors.Is(err, syscall.EADDRINUSE)
+	}
+	return &nameClaim{c: c}, false
+}
+
+// release drops the claim.
+func (c *nameClaim) release() {
+	if c != nil && c.c != nil {
+		_ = c.c.Close()
+		c.c = nil
 	}
 }

@@ -50,6 +50,7 @@ type Node struct {
 	ops    *nodeOps          // metrics, probes, HTTP endpoint, reload: ops.go
 	terms  *terminal.Service // nil with Terminals off
 	lock   *dirLock          // the data directory's lock; nil with external relays
+	claim  *nameClaim        // the node name's claim on this host; nil when taken
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
@@ -78,7 +79,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), fatal: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: withNames(cfg.Logger).With("node", cfg.Name), fatal: make(chan error, 1)}
 	n.ops = newNodeOps(n)
 	return n, nil
 }
@@ -122,6 +123,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.Close()
 		}
 	}()
+	claim, taken := claimName(n.cfg.Name)
+	n.claim = claim
+	if taken {
+		n.log.Warn("another node on this host has the same name: nodes of one cluster need distinct names; give this one its own with --name",
+			"name", n.cfg.Name)
+	}
 	if err := n.startNATS(); err != nil {
 		return err
 	}
@@ -416,6 +423,12 @@ func (n *Node) startMSP() error {
 	}
 	l, pc, err := msp.Listen(n.cfg.MSPAddr)
 	if err != nil {
+		// The socket's own error says "listen tcp ADDR" once; msp.Listen's
+		// wrapping says it again.
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe
+		}
 		return &FieldError{Field: "MSPAddr", Err: err}
 	}
 	n.mspSrv = &msp.Server{
@@ -546,6 +559,7 @@ func (n *Node) Close() error {
 		}
 	}
 	n.lock.release() // the store is closed
+	n.claim.release()
 	if p := n.addrs.SessionSocket; p != "" {
 		_ = os.Remove(p)
 	}
