@@ -282,7 +282,7 @@ func (o *nodeOps) selfStatus(ctx context.Context) ops.NodeStatus {
 	rd := ops.Ready(ctx, o.checks())
 	started := o.started
 	return ops.NodeStatus{Name: o.n.cfg.Name, Reachable: true, Status: rd.Status, Checks: rd.Checks,
-		Version: o.n.cfg.Version, StartedAt: &started}
+		Version: o.n.cfg.Version, StartedAt: &started, MSP: o.n.addrs.MSP, Warnings: o.n.warnings()}
 }
 
 // revisionKey carries the MSP revision of the message being handled from
@@ -756,9 +756,13 @@ func (n *Node) Reload() error {
 		}
 	}
 	err := errors.Join(errs...)
-	if err != nil {
+	switch {
+	case err != nil:
 		n.log.Error("reload incomplete; the parts that failed keep their old values", "reloaded", reloaded, "err", err)
-	} else {
+	case len(reloaded) == 0:
+		// Issue 20: "reloaded what=[]" read as if something had been.
+		n.log.Info("reload: nothing changed (no session secrets, gossip key or HTTP token file to re-read)")
+	default:
 		n.log.Info("reloaded", "what", reloaded)
 	}
 	return err

@@ -258,6 +258,14 @@ func flagFor(field string) string {
 		return "--console-group"
 	case "SessionInboundBurst":
 		return "--session-inbound-burst"
+	case "Terminals":
+		return "--terminals"
+	case "Utmp":
+		return "--utmp"
+	case "TTYIdle":
+		return "--tty-idle"
+	case "TTYCharset":
+		return "--tty-charset"
 	case "HTTPAddr":
 		return "--http"
 	case "HTTPTokenFile":
