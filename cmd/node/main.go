@@ -300,6 +300,10 @@ func inFlagTerms(err error) error {
 		return fmt.Errorf("%s: %w", flag, fe.Err)
 	case errors.Is(err, node.ErrDataDirInUse):
 		return fmt.Errorf("%s: %w: stop that node, or give this one its own directory with %s DIR", flag, fe.Err, flag)
+	case fe.Field == "DataDir":
+		// Not held by a node (that is the case above): a directory this
+		// user cannot create or use.
+		return fmt.Errorf("%s: %w", flag, fe.Err)
 	case fe.Field == "MSPAddr" && errors.Is(err, os.ErrPermission):
 		// Issue 20: the advice about "another node" sent a user without
 		// root looking for a node that was not there.
