@@ -116,7 +116,8 @@ func TestStatusSaysGossipOffAndUtmpMissing(t *testing.T) {
 	cfg.Name, cfg.MSPAddr, cfg.SessionSocket, cfg.DataDir = "solo", "127.0.0.1:0", "", t.TempDir()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Terminals, cfg.Utmp, cfg.TTYDevDir = true, utmp, t.TempDir()
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	nd, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +128,9 @@ func TestStatusSaysGossipOffAndUtmpMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nd.Close()
+	if !strings.Contains(logs.String(), "level=WARN msg=\"utmp file missing") || !strings.Contains(logs.String(), utmp) {
+		t.Errorf("no warning about the missing utmp file at start:\n%s", logs.String())
+	}
 	url := "http://" + nd.HTTPAddr()
 	r := runCLI(t, "", "status", "--url", url, "--json")
 	var nodes []ops.NodeStatus

@@ -257,7 +257,9 @@ func TestSecondNodeOnOneDataDirIsRefused(t *testing.T) {
 	// Bounded: a second node that is not refused would run on.
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel2()
-	second := exec.CommandContext(ctx2, bin, "--name", "lock2", "--msp", "127.0.0.1:0", "--session-socket", filepath.Join(dir, "second.sock"),
+	// The same name too: two nodes on one host that both took the host
+	// name (issue 20) hear of it.
+	second := exec.CommandContext(ctx2, bin, "--name", "lock1", "--msp", "127.0.0.1:0", "--session-socket", filepath.Join(dir, "second.sock"),
 		"--data", data, "--terminals", "off")
 	out, err := second.CombinedOutput()
 	var ee *exec.ExitError
@@ -265,7 +267,7 @@ func TestSecondNodeOnOneDataDirIsRefused(t *testing.T) {
 		t.Fatalf("second node on the same --data: %v, want exit 2\n%s", err, out)
 	}
 	pid := strconv.Itoa(first.Process.Pid)
-	for _, want := range []string{"--data", data, "in use by another node", "pid " + pid} {
+	for _, want := range []string{"--data", data, "in use by another node", "pid " + pid, "another node on this host has the same name"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("second node's error does not say %q:\n%s", want, out)
 		}
