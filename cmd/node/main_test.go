@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 )
@@ -359,5 +362,41 @@ func TestOnOffFlagTakesSeparateValue(t *testing.T) {
 		if bool(v) != tc.want || fs.NArg() != tc.rest {
 			t.Errorf("%q: terminals %v with %d arguments left, want %v and %d", tc.args, bool(v), fs.NArg(), tc.want, tc.rest)
 		}
+	}
+}
+
+// Issue 20: "the port-18 error for non-root advises about 'another
+// node'": a refused bind names the capability and an unprivileged port; a
+// data directory another node holds names that node's pid and --data.
+func TestStartErrorsSayWhatToDo(t *testing.T) {
+	t.Parallel()
+	eacces := &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EACCES)}
+	cases := []struct {
+		name      string
+		err       error
+		want, not []string
+	}{
+		{"port 18 without privilege", &node.FieldError{Field: "MSPAddr", Err: eacces},
+			[]string{"--msp", "CAP_NET_BIND_SERVICE", "--msp :1818"}, []string{"another node"}},
+		{"data directory held", &node.FieldError{Field: "DataDir", Err: fmt.Errorf("/d: %w (pid 42)", node.ErrDataDirInUse)},
+			[]string{"--data", "pid 42", "its own directory with --data"}, nil},
+		{"data directory not creatable", &node.FieldError{Field: "DataDir", Err: os.ErrPermission},
+			[]string{"--data"}, []string{"another node"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := inFlagTerms(tc.err).Error()
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("%q does not say %q", got, w)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(got, w) {
+					t.Errorf("%q says %q", got, w)
+				}
+			}
+		})
 	}
 }
