@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/identity"
-	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/switchboard"
 )

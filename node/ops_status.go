@@ -26,7 +26,7 @@ func (o *nodeOps) selfStatus(ctx context.Context) ops.NodeStatus {
 	rd := ops.Ready(ctx, o.checks())
 	started := o.started
 	return ops.NodeStatus{Name: o.n.cfg.Name, Reachable: true, Status: rd.Status, Checks: rd.Checks,
-		Version: o.n.cfg.Version, StartedAt: &started}
+		Version: o.n.cfg.Version, StartedAt: &started, MSP: o.n.addrs.MSP, Warnings: o.n.warnings()}
 }
 
 // opsSource answers the HTTP API from the node's directory, switchboard

@@ -72,6 +72,11 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "node: %v\n", inFlagTerms(err))
 		return 2
 	}
+	// A node that could not start (a port, socket or data directory held
+	// by another node, a missing privilege) is a setting to change, like a
+	// bad flag: exit 2, as for one. A node that started and then failed
+	// exits 1.
+	startFailed := false
 	// Type=notify units wait for READY=1, sent once every listener is bound.
 	notifier, err := sdnotify.New(os.Getenv("NOTIFY_SOCKET"))
 	if err != nil {
@@ -80,6 +85,7 @@ func run(args []string, stderr io.Writer) int {
 	run := func(ctx context.Context) error {
 		return inFlagTerms(notifier.Run(ctx, logger, func(ctx context.Context) (string, error) {
 			if err := n.Start(ctx); err != nil {
+				startFailed = true
 				return "", err
 			}
 			return fmt.Sprintf("MSP on %s, session socket %s", n.Addrs().MSP, n.Addrs().SessionSocket), nil
@@ -87,7 +93,11 @@ func run(args []string, stderr io.Writer) int {
 	}
 	// SIGHUP: the log level, then the node's secrets, gossip keys and
 	// HTTP token; each logs what it reloaded, and failures keep old values.
-	return cliflags.RunUntilSignal(logger, "node", run, logging.ReloadAndLog, func() { _ = n.Reload() })
+	code := cliflags.RunUntilSignal(logger, "node", run, logging.ReloadAndLog, func() { _ = n.Reload() })
+	if code != 0 && startFailed {
+		return 2
+	}
+	return code
 }
 
 // inFlagTerms restates an error about one setting in terms of its flag:
@@ -114,6 +124,17 @@ func inFlagTerms(err error) error {
 		return fmt.Errorf("%s: %w (see %s)", flag, fe.Err, strings.Join(fix, ", "))
 	case errors.Is(err, node.ErrConfig):
 		return fmt.Errorf("%s: %w", flag, fe.Err)
+	case errors.Is(err, node.ErrDataDirInUse):
+		return fmt.Errorf("%s: %w: stop that node, or give this one its own directory with %s DIR", flag, fe.Err, flag)
+	case fe.Field == "DataDir":
+		// Not held by a node (that is the case above): a directory this
+		// user cannot create or use.
+		return fmt.Errorf("%s: %w", flag, fe.Err)
+	case fe.Field == "MSPAddr" && errors.Is(err, os.ErrPermission):
+		// Issue 20: the advice about "another node" sent a user without
+		// root looking for a node that was not there.
+		return fmt.Errorf("%s: %w: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability "+
+			"(setcap cap_net_bind_service=+ep on this program); or listen on a higher port, e.g. %s :1818", flag, fe.Err, flag)
 	}
 	return fmt.Errorf("%s: %w (if another node runs on this host, give this one its own with %s)", flag, fe.Err, flag)
 }

@@ -25,6 +25,8 @@ var installed = []string{
 	"/usr/lib/systemd/user/msp-listen.service",
 	"/etc/default/msprelay", "/etc/default/msprelay-relay",
 	"/usr/share/doc/msprelay", "/usr/share/doc/msprelay-relay",
+	"/usr/share/bash-completion/completions/msp", "/usr/share/bash-completion/completions/msprelay-node",
+	"/usr/share/zsh/vendor-completions/_msp",
 	"/var/lib/msprelay", "/var/lib/msprelay-relay",
 	"/etc/msprelay/http.token", "/etc/msprelay",
 }
@@ -135,6 +137,16 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 				t.Errorf("man -l %s does not show %s and %s:\n%s", c.page, c.name, c.flag, text)
 			}
 		}
+	}
+	// Issue 20: "bash and zsh completion shipped": installed where
+	// bash-completion and zsh look, and the bash one completes.
+	for _, p := range []string{"/usr/share/bash-completion/completions/msp", "/usr/share/bash-completion/completions/msprelay-node", "/usr/share/zsh/vendor-completions/_msp"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("completion not installed: %v", err)
+		}
+	}
+	if got := must(t, "bash", "-c", `source /usr/share/bash-completion/completions/msp && COMP_WORDS=(msp s) COMP_CWORD=1 && _msp && echo "${COMPREPLY[*]}"`); !strings.Contains(got, "send") {
+		t.Errorf("installed bash completion of 'msp s' gave %q, want send among them", got)
 	}
 	if got := must(t, "getent", "passwd", "msprelay"); !strings.Contains(got, ":/var/lib/msprelay:/usr/sbin/nologin") {
 		t.Errorf("system user msprelay: %q", got)

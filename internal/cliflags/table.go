@@ -120,7 +120,33 @@ func (t Table) Parse(fs *flag.FlagSet, settings any, args []string, lookup func(
 			}
 		}
 	}
-	return fs.Parse(args)
+	return fs.Parse(joinOnOffValues(fs, args))
+}
+
+// joinOnOffValues lets the on/off flags take their value as the next
+// argument, "--terminals off", as well as "--terminals=off": the flag
+// package reads a boolean flag's next argument as a stray one. A bare
+// --terminals still means on, and "--terminals FILE" leaves FILE alone.
+func joinOnOffValues(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		// -terminals and --terminals, not --terminals=off or ---terminals.
+		name, ok := strings.CutPrefix(a, "-")
+		name = strings.TrimPrefix(name, "-")
+		if f := fs.Lookup(name); ok && f != nil && !strings.HasPrefix(name, "-") && i+1 < len(args) {
+			if _, isOnOff := f.Value.(*onOff); isOnOff && onOffWord(args[i+1]) {
+				out = append(out, a+"="+args[i+1])
+				i++
+				continue
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -249,15 +275,25 @@ func (o *onOff) String() string {
 }
 
 func (o *onOff) Set(s string) error {
+	if !onOffWord(s) {
+		return fmt.Errorf("want on or off, not %q", s)
+	}
 	switch s {
 	case "on", "true", "1", "yes":
 		*o = true
-	case "off", "false", "0", "no":
-		*o = false
 	default:
-		return fmt.Errorf("want on or off, not %q", s)
+		*o = false
 	}
 	return nil
+}
+
+// onOffWord reports whether s is one of the spellings onOff takes.
+func onOffWord(s string) bool {
+	switch s {
+	case "on", "true", "1", "yes", "off", "false", "0", "no":
+		return true
+	}
+	return false
 }
 
 func (o *onOff) IsBoolFlag() bool { return true }

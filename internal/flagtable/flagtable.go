@@ -58,7 +58,7 @@ var Node = cliflags.Table{
 		{Name: "session-inbound-rate", Field: "SessionInboundRate", Help: "messages a second one signed-in terminal (session or tty) takes live, sustained; the excess goes to the user's mailbox, or is refused without one"},
 		{Name: "session-inbound-burst", Field: "SessionInboundBurst", Help: "messages one signed-in terminal takes at once before --session-inbound-rate applies"},
 		{Name: "console-group", Arg: "GROUP", Field: "ConsoleGroup", Help: "host group whose members may sign in at terminal console besides root (empty: root only)"},
-		{Name: "data", Arg: "DIR", Field: "DataDir", Default: "/var/lib/msprelay (root), else ~/.local/state/msprelay", Help: "data directory (embedded NATS/JetStream store), created 0700; one others may write to is refused"},
+		{Name: "data", Arg: "DIR", Field: "DataDir", Default: "/var/lib/msprelay (root), else ~/.local/state/msprelay", Help: "data directory (embedded NATS/JetStream store), created 0700; one others may write to is refused, and so is one another running node holds (the node keeps an exclusive lock on msprelay.lock in it, naming its pid)"},
 		{Name: "gossip", Arg: "ADDR", Field: "GossipAddr", Default: "off (:7946 when --join is given)", Help: "memberlist gossip bind address, e.g. :7946"},
 		{Name: "gossip-advertise", Arg: "ADDR", Field: "GossipAdvertise", Help: "gossip address peers should use, if not the bind address"},
 		{Name: "join", Arg: "ADDR,...", Field: "Join", Help: "seed nodes' gossip addresses, comma-separated; re-joined periodically"},
