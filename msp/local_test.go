@@ -171,8 +171,12 @@ func TestLocalUserIsOneSourceHoweverManyAddresses(t *testing.T) {
 		waitFor(t, 10*time.Second, "attack connections admitted or refused", func() bool {
 			return s.connCount()+int(s.Stats().RefusedPerIP) == 10
 		})
-		if got := s.connCount(); got != perUser {
-			t.Fatalf("one user holds %d connections from ten addresses, want the per-source cap %d", got, perUser)
+		// A connection whose owner the kernel could not name at accept
+		// (it can happen on a loaded machine) counts in the one bucket of
+		// unidentified local senders: ten addresses still buy at most the
+		// user's cap plus that shared one, never ten allowances.
+		if got := s.connCount(); got < perUser || got > 2*perUser {
+			t.Fatalf("one user holds %d connections from ten addresses, want the per-source cap %d (at most %d with the shared unidentified bucket)", got, perUser, 2*perUser)
 		}
 		out, err := asuser.Send(t, nobody, nobodyGID, "tcp", "127.0.0.99:0", addr, msg(1000))
 		if err != nil {

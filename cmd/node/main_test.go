@@ -308,7 +308,6 @@ func TestConfigErrorsSayEachPrefixOnce(t *testing.T) {
 		want string
 	}{
 		{"--http without a port", []string{"--http", "nope"}, "node: --http: "},
-		{"--http-token-file without --http", []string{"--http-token-file", "tok"}, "node: --http-token-file: "},
 		// "--terminals off is refused (only --terminals=off)": here it is
 		// taken, so the error is about the next flag, not a stray "off".
 		{"--terminals off takes its value", []string{"--terminals", "off", "--http", "nope"}, "node: --http: "},

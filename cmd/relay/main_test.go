@@ -283,7 +283,7 @@ func TestBinary(t *testing.T) {
 		{"port in use exits 1", []string{"--listen", busy.Addr().String()}, 1, "address already in use"},
 		{"bad flag exits 2", []string{"--bogus"}, 2, "flag provided but not defined: -bogus"},
 		{"bad setting exits 2", []string{"--routes", "nats-route://h:6222"}, 2, "Routes need a Cluster listen address"},
-		{"--version exits 0", []string{"--version"}, 0, "msprelay relay dev (nats-server 2.15.2)"},
+		{"--version exits 0", []string{"--version"}, 0, "msprelay relay dev (unknown) (nats-server 2.15.2)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

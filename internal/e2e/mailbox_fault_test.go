@@ -330,8 +330,10 @@ func TestFaultRecipientNodeKilledMidStream(t *testing.T) {
 		},
 	}}
 	s.run()
-	if a.running() {
-		t.Errorf("alice's listen on h2 still runs after h2 was killed")
+	// msp listen stays through its node's death (issue 20: "clients
+	// that stay"): it reconnects, to the restarted h2, and lives on.
+	if !a.running() {
+		t.Errorf("alice's listen on h2 exited when h2 was killed; it should reconnect")
 	}
 	s.settle(procs)
 }
