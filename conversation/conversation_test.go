@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/waitfor"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
@@ -416,13 +418,7 @@ func mustRoster(t *testing.T, m *conversation.Manager, conv string) []conversati
 
 func rosterWait(t *testing.T, m *conversation.Manager, conv string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(mustRoster(t, m, conv)) != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("roster of %s never had %d members", conv, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitfor.True(t, 10*time.Second, fmt.Sprintf("the roster of %s to have %d members", conv, n), func() bool { return len(mustRoster(t, m, conv)) == n })
 }
 
 func TestEmptyConversationExpires(t *testing.T) {
@@ -436,17 +432,12 @@ func TestEmptyConversationExpires(t *testing.T) {
 	if err := a.Leave(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := n1.m.Roster(ctx(t), "tmp")
-		if errors.Is(err, conversation.ErrNoConversation) {
-			break
+	waitfor.NoError(t, 10*time.Second, "the empty conversation to expire", func() error {
+		if _, err := n1.m.Roster(ctx(t), "tmp"); !errors.Is(err, conversation.ErrNoConversation) {
+			return fmt.Errorf("still there: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("empty conversation still there: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	// Created anew, it has no history of the old one.
 	_, _, _, h := join(t, n1, "tmp", "bob", true)
 	if len(h) != 0 {

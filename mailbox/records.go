@@ -2,11 +2,13 @@ package mailbox
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/switchboard"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // record queues a sign-in or sign-out record for the writer. Records are
@@ -103,6 +105,20 @@ func (m *Mailbox) writeRecord(s switchboard.Seen) error {
 	defer cancel()
 	_, kv, err := m.handles(ctx)
 	if err != nil {
+		return err
+	}
+	if s.Hidden {
+		// A hidden line makes her known (mail for her queues) but says
+		// nothing of when: a record with no time, written only if she
+		// has none, so a hidden sign-in or sign-out moves nothing that
+		// "last seen" shows.
+		b, err := json.Marshal(wireSeen{User: msp.Latin1ToUTF8(s.User), State: "offline"})
+		if err != nil {
+			return err
+		}
+		if _, err = kv.Create(ctx, UserToken(s.User), b); errors.Is(err, jetstream.ErrKeyExists) {
+			return nil
+		}
 		return err
 	}
 	b, err := json.Marshal(wireSeen{User: msp.Latin1ToUTF8(s.User), Time: s.Time.UTC(), Node: s.Node,

@@ -1,35 +1,23 @@
 package node_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/msprelay/msprelay/internal/syncbuf"
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines() []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// jsonLines decodes the JSON log lines written to l.
+func jsonLines(l *syncbuf.Buffer) []map[string]any {
 	var out []map[string]any
-	for _, s := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, s := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(s), &m) == nil {
 			out = append(out, m)
@@ -44,7 +32,7 @@ func (l *lockedBuffer) lines() []map[string]any {
 // count is logged.
 func TestRefusalsAreLoggedOnceEachWithinTheRateLimit(t *testing.T) {
 	t.Parallel()
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	c := testcluster.Start(t, 1, testcluster.Options{Configure: func(_ int, cfg *node.Config) {
 		cfg.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}})
@@ -59,7 +47,7 @@ func TestRefusalsAreLoggedOnceEachWithinTheRateLimit(t *testing.T) {
 	suppressedMetric := metric(t, c.Node(0).Registry(), "msprelay_log_lines_suppressed_total", nil)
 	c.Stop(0) // logs the count held back since the last report
 	logged, reported := 0, 0.0
-	for _, l := range buf.lines() {
+	for _, l := range jsonLines(&buf) {
 		switch l["msg"] {
 		case "message refused":
 			logged++

@@ -138,9 +138,28 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 	}
 	c.WaitPresent("dave", "pts/3", c.Name(1), false)
 	testcluster.WaitFor(t, 10*time.Second, "dave's record", func() bool { _, ok := userDoc("dave"); return ok })
+	// carol was seen once, visibly; then she signs in hidden, which must
+	// not move her "last seen".
+	once := c.SignIn(1, "carol", "pts/2", presence.Online)
+	c.WaitPresent("carol", "pts/2", c.Name(1), true)
+	// The API shows whole seconds: sign out in a later second than the
+	// sign-in, so that the record of the sign-out can be told apart.
+	signedIn := time.Now().UTC().Truncate(time.Second)
+	testcluster.WaitFor(t, 2*time.Second, "the next second", func() bool { return time.Now().UTC().Truncate(time.Second).After(signedIn) })
+	if err := once.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitPresent("carol", "pts/2", c.Name(1), false)
+	var seenBefore time.Time
+	testcluster.WaitFor(t, 10*time.Second, "carol's record of her sign-out", func() bool {
+		u, ok := userDoc("carol")
+		if ok {
+			seenBefore = u.LastSeen.Time
+		}
+		return ok && seenBefore.After(signedIn)
+	})
 	carol := c.SignIn(1, "carol", "pts/2", presence.Hidden)
 	c.WaitPresent("carol", "pts/2", c.Name(1), true)
-	testcluster.WaitFor(t, 10*time.Second, "carol's record", func() bool { _, ok := userDoc("carol"); return ok })
 	for i := range 2 {
 		if got := send("dave", "for dave", fmt.Sprint("d", i)); !strings.Contains(got, "queued") {
 			t.Fatalf("send to offline dave: %q, want queued", got)
@@ -161,6 +180,11 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 		}
 		if h, o := shape(hu), shape(ou); h != o {
 			t.Fatalf("hidden carol shows %s, offline dave %s: the API tells them apart", h, o)
+		}
+		// Her hidden sign-in wrote no record a reader could see move
+		// (it was written long before now: the messages above took it).
+		if !hu.LastSeen.Time.Equal(seenBefore) {
+			t.Fatalf("hidden carol's last_seen moved from %v to %v", seenBefore, hu.LastSeen.Time)
 		}
 	})
 

@@ -168,7 +168,7 @@ func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error)
 	// With no visible terminal, a sign-in record is a hidden terminal's:
 	// shown as offline, like a sign-out, so that she looks offline (issue
 	// 12: hidden users are indistinguishable from offline ones).
-	if seen, err := n.sb.LastSeen(ctx, name); err == nil && (seen.State == presence.Offline.String() || len(u.Terminals) == 0) {
+	if seen, err := n.sb.LastSeen(ctx, name); err == nil && !seen.Time.IsZero() && (seen.State == presence.Offline.String() || len(u.Terminals) == 0) {
 		u.LastSeen = &ops.LastSeen{Time: seen.Time.UTC().Truncate(time.Second), Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: presence.Offline.String()}
 	}
 	if len(u.Terminals) == 0 && u.LastSeen == nil {

@@ -410,7 +410,9 @@ func (s *session) lastSeen(arg string) (presence.Entry, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), lastSeenTimeout)
 	defer cancel()
 	seen, err := s.srv.sb.LastSeen(ctx, user)
-	if err != nil || (node != "" && seen.Node != node) {
+	// A record without a time is of a user only ever seen hidden: she
+	// has never been seen, as far as anyone may tell.
+	if err != nil || seen.Time.IsZero() || (node != "" && seen.Node != node) {
 		return presence.Entry{}, false
 	}
 	return presence.Entry{User: seen.User, Node: seen.Node, Term: seen.Term, State: presence.Offline, LastActive: seen.Time}, true

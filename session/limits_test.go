@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,9 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/msprelay/msprelay/internal/syncbuf"
 
 	"github.com/msprelay/msprelay/internal/asuser"
 	"github.com/msprelay/msprelay/msp"
@@ -107,7 +107,7 @@ func TestPendingSlotFreedBySignIn(t *testing.T) {
 // interval with the count of those not logged.
 func TestFailedSignInsAreRateLimited(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	sec, err := secrets.Parse(strings.NewReader("alice s3cret\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -188,29 +188,12 @@ func TestTrustRefusesNonLoopback(t *testing.T) {
 // Serve warns that Trust believes claimed names.
 func TestTrustWarnsAtStart(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	e := newEnv(t, Trust{}, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	e.signIn("alice", "t")
 	if !strings.Contains(logs.String(), "level=WARN msg=\"session: trust authentication") {
 		t.Fatalf("no warning about trust authentication:\n%s", logs.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Issue 18, "Any local user is 16 million sources ... The same trick

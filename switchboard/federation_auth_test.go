@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/waitfor"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
@@ -348,11 +350,5 @@ func TestVerifiedNeedsAuthenticatedPeers(t *testing.T) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.True(t, 10*time.Second, what, cond)
 }

@@ -66,6 +66,11 @@ type Seen struct {
 	Node  string    // node that recorded it
 	Term  string    // terminal signed in or out
 	State string    // presence state then; "offline" after a sign-out
+	// Hidden: the line was hidden. Its record must not say when it
+	// signed in or out, or a hidden user would not look offline (issue
+	// 18: "Hidden looks offline in every field"); the store only makes
+	// the user known if she was not.
+	Hidden bool
 }
 
 // OfflinePolicy says what happens to a message for a known user that no

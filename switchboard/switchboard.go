@@ -314,14 +314,17 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 		return nil, fmt.Errorf("switchboard: sign in %s/%s: %w", user, term, err)
 	}
 	s.log.Info("signed in", "user", k.user, "term", term, "state", state.String())
-	s.mbox.LineUp(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String()},
+	s.mbox.LineUp(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String(), Hidden: state == presence.Hidden},
 		userLines{s: s, user: k.user})
 	return l, nil
 }
 
 // seen is the known-users record of l entering state st now.
 func (l *Line) seen(st presence.State) Seen {
-	return Seen{User: l.user, Time: l.sb.now(), Node: l.sb.cfg.Node, Term: l.term, State: st.String()}
+	l.mu.Lock()
+	hidden := l.entry.State == presence.Hidden
+	l.mu.Unlock()
+	return Seen{User: l.user, Time: l.sb.now(), Node: l.sb.cfg.Node, Term: l.term, State: st.String(), Hidden: hidden}
 }
 
 // drop removes l from the registry if it is still the registered line;

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/syncbuf"
+
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
@@ -31,7 +33,7 @@ func jsonLines(t *testing.T, s string) []chatJSON {
 }
 
 // waitLine waits until buf holds a JSON line matching ok.
-func waitLine(t *testing.T, buf *syncBuffer, what string, ok func(chatJSON) bool) chatJSON {
+func waitLine(t *testing.T, buf *syncbuf.Buffer, what string, ok func(chatJSON) bool) chatJSON {
 	t.Helper()
 	var found chatJSON
 	testcluster.WaitFor(t, 10*time.Second, what, func() bool {
@@ -63,7 +65,7 @@ func TestChatListenWho(t *testing.T) {
 	c.WaitPresent("bob", "pts/2", c.Name(1), true)
 
 	// carol listens on n2 and is shown the invitation.
-	var listenOut syncBuffer
+	var listenOut syncbuf.Buffer
 	lctx, lcancel := context.WithCancel(context.Background())
 	listenDone := make(chan int, 1)
 	go func() {
@@ -73,7 +75,7 @@ func TestChatListenWho(t *testing.T) {
 	c.WaitPresent("carol", "pts/3", c.Name(1), true)
 
 	stdin, feed := io.Pipe()
-	var chatOut, chatErr syncBuffer
+	var chatOut, chatErr syncbuf.Buffer
 	chatDone := make(chan int, 1)
 	go func() {
 		chatDone <- run(context.Background(), []string{"chat", "--json", "--session", c.Node(0).Addrs().Session,

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/syncbuf"
+
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/node"
@@ -60,7 +62,7 @@ func TestChatCommandsAndReconnect(t *testing.T) {
 
 	stdin, feed := io.Pipe()
 	defer feed.Close()
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(context.Background(), []string{"chat", "--session", "unix:" + sock, "--user", "alice", "--term", "pts/1", "#ops"},

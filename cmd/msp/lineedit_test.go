@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/syncbuf"
+
 	"github.com/msprelay/msprelay/internal/testcluster"
 )
 
@@ -14,7 +16,7 @@ import (
 // is printed above it, and the typed text is redrawn after it.
 func TestLineEditorKeepsInputAcrossIncomingLines(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	ed := &lineEditor{out: &out, prompt: "#ops> "}
 	in, keys := io.Pipe()
 	lines := make(chan string, 4)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -10,29 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/syncbuf"
+
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 )
-
-// syncBuffer is a bytes.Buffer safe for a command writing in one goroutine
-// while the test reads in another.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type result struct {
 	code           int
@@ -41,7 +23,7 @@ type result struct {
 
 func runCLI(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	e := env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -212,9 +194,9 @@ func TestWhoLastSeen(t *testing.T) {
 
 // startListen runs `msp listen` in-process; stop interrupts it and checks
 // that it signed out and exited 0 (the test's cleanup calls stop too).
-func startListen(t *testing.T, args ...string) (out, errb *syncBuffer, stop func()) {
+func startListen(t *testing.T, args ...string) (out, errb *syncbuf.Buffer, stop func()) {
 	t.Helper()
-	out, errb = &syncBuffer{}, &syncBuffer{}
+	out, errb = &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	e := env{stdin: strings.NewReader(""), stdout: out, stderr: errb, getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/syncbuf"
+
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
@@ -20,7 +22,7 @@ import (
 // runCLIEnv is runCLI with an environment.
 func runCLIEnv(t *testing.T, vars map[string]string, stdin string, args ...string) result {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	e := env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: func(k string) string { return vars[k] }}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

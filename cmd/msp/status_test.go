@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/syncbuf"
+
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/ops"
@@ -116,7 +118,7 @@ func TestStatusSaysGossipOffAndUtmpMissing(t *testing.T) {
 	cfg.Name, cfg.MSPAddr, cfg.SessionSocket, cfg.DataDir = "solo", "127.0.0.1:0", "", t.TempDir()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Terminals, cfg.Utmp, cfg.TTYDevDir = true, utmp, t.TempDir()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	nd, err := node.New(cfg)
 	if err != nil {

@@ -13,10 +13,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/msprelay/msprelay/internal/syncbuf"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
@@ -82,7 +83,7 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 	// Wait must not run before all reads from the pipe have completed.
 	ready := make(chan string, 1)
 	readDone := make(chan struct{})
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	go func() {
 		defer close(readDone)
 		re := regexp.MustCompile(`"msg":"node ready".*"msp":"([^"]+)"`)
@@ -161,25 +162,6 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log lines from the reader goroutine for the test
-// goroutine; mu guards b.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) WriteLine(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s + "\n")
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Issue 14: a second node on one host "fails with 'another node is
 // listening on /run/msprelay/session.sock'": the error must say which flag
 // to use.
@@ -201,7 +183,7 @@ func TestSecondNodeOnOneSocketIsToldWhichFlagToUse(t *testing.T) {
 			c.Close()
 		}
 	}()
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	code := run([]string{"--name", "second", "--msp", "127.0.0.1:0", "--session-socket", sock,
 		"--data", filepath.Join(dir, "data"), "--log-format", "json"}, writerFunc(stderr.WriteLine))
 	if code == 0 {
@@ -237,7 +219,7 @@ func TestSecondNodeOnOneDataDirIsRefused(t *testing.T) {
 	sock := filepath.Join(dir, "first.sock")
 	first := exec.Command(bin, "--name", "lock1", "--msp", "127.0.0.1:0", "--session-socket", sock,
 		"--data", data, "--terminals", "off", "--log-format", "json")
-	var firstLogs lockedBuffer
+	var firstLogs syncbuf.Buffer
 	first.Stderr = writerFunc(firstLogs.WriteLine)
 	if err := first.Start(); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/waitfor"
+
+	"github.com/msprelay/msprelay/internal/syncbuf"
+
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 )
@@ -56,7 +60,7 @@ func TestSIGHUPReloadsSecretsLevelAndTokenAndKeepsRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	var logs lockedBuffer // main_test.go
+	var logs syncbuf.Buffer
 	ready := make(chan [2]string, 1)
 	lines := make(chan string, 1024)
 	go func() {
@@ -118,13 +122,7 @@ func TestSIGHUPReloadsSecretsLevelAndTokenAndKeepsRunning(t *testing.T) {
 	write(level, "debug\n")
 	waitLog := func(what string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(logs.String(), what) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the log within 10s:\n%s", what, logs.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitfor.True(t, 10*time.Second, fmt.Sprintf("%q in the log", what), func() bool { return strings.Contains(logs.String(), what) })
 	}
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)

@@ -13,10 +13,11 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/msprelay/msprelay/internal/syncbuf"
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/internal/testcluster"
@@ -133,35 +134,17 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // relayProc is one relay process; the test kills it on cleanup if it is
 // still running.
 type relayProc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	exited chan error // receives Wait's result once
 }
 
 func startRelay(t *testing.T, bin string, environ []string, args ...string) *relayProc {
 	t.Helper()
-	p := &relayProc{cmd: exec.Command(bin, args...), out: &syncBuffer{}, exited: make(chan error, 1)}
+	p := &relayProc{cmd: exec.Command(bin, args...), out: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), environ...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

@@ -3,6 +3,7 @@ package cliflags
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
+
+	"github.com/msprelay/msprelay/internal/syncbuf"
 )
 
 // Issue 10: JSON logs with duplicate keys
@@ -96,7 +101,7 @@ func TestRunUntilSignalSurvivesSIGHUP(t *testing.T) {
 	t.Parallel()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRunUntilSignalSurvivesSIGHUP$")
 	cmd.Env = append(os.Environ(), "CLIFLAGS_CHILD=1")
-	var out syncBuf
+	var out syncbuf.Buffer
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -106,13 +111,7 @@ func TestRunUntilSignalSurvivesSIGHUP(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	waitFor := func(what string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(out.String(), what) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q within 10s: %s", what, out.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitfor.True(t, 10*time.Second, fmt.Sprintf("%q in the output", what), func() bool { return strings.Contains(out.String(), what) })
 	}
 	waitFor("child running")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {

@@ -1,38 +1,22 @@
 package limitlog
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/syncbuf"
+
 	"github.com/msprelay/msprelay/internal/waitfor"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Issue 12: "2900 secret guesses per second, each logging two lines": a
 // flood of one kind makes one line per interval, with the rest counted.
 func TestOneLinePerKindPerInterval(t *testing.T) {
 	t.Parallel()
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	l := New(slog.New(slog.NewTextHandler(&buf, nil)), time.Hour)
 	var wg sync.WaitGroup
 	for range 4 {
@@ -56,7 +40,7 @@ func TestOneLinePerKindPerInterval(t *testing.T) {
 // After the interval the next hit is logged with the count suppressed.
 func TestLogsAgainWithSuppressedCount(t *testing.T) {
 	t.Parallel()
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	l := New(slog.New(slog.NewTextHandler(&buf, nil)), 20*time.Millisecond)
 	l.Hit("k")
 	l.Hit("k")
