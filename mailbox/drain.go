@@ -30,16 +30,19 @@ import (
 // WaitGroup; Mailbox.mu guards running, so that at most one run exists per
 // drainer and none starts after Close. A drainer delivers only through
 // lines, the switchboard's callback.
+//
+// The fields below lines are guarded by m.mu. cancel and wake exist only
+// while run does: an idle drainer is a few words.
 type drainer struct {
-	m      *Mailbox
-	user   string // canonical
-	token  string // UserToken(user), her key in Mailbox.byToken
-	lines  switchboard.Lines
-	ctx    context.Context // cancelled by LineDown and Close
-	cancel context.CancelFunc
-	wake   chan struct{} // cap 1: look into the mailbox now
-	// running is true while run's goroutine exists; guarded by m.mu.
-	running bool
+	m     *Mailbox
+	user  string // canonical
+	token string // UserToken(user), her key in Mailbox.byToken
+	lines switchboard.Lines
+
+	running bool               // run's goroutine exists
+	stopped bool               // LineDown or Close: start no run again
+	cancel  context.CancelFunc // ends the running run's context
+	wake    chan struct{}      // cap 1: look into the mailbox now; run's
 }
 
 // poke makes the drainer look into her mailbox soon: it wakes the running
@@ -52,28 +55,42 @@ func (d *drainer) poke() {
 
 // pokeLocked is poke with m.mu held.
 func (d *drainer) pokeLocked() {
-	if d.m.closed || d.ctx.Err() != nil {
+	if d.m.closed || d.stopped {
 		return
+	}
+	if !d.running {
+		d.running = true
+		ctx, cancel := context.WithCancel(d.m.ctx)
+		wake := make(chan struct{}, 1)
+		d.cancel, d.wake = cancel, wake
+		d.m.wg.Go(func() { d.run(ctx, wake) })
 	}
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
-	if !d.running {
-		d.running = true
-		d.m.wg.Go(d.run)
+}
+
+// stopLocked keeps the drainer from starting again and ends its run, if
+// any. m.mu must be held.
+func (d *drainer) stopLocked() {
+	d.stopped = true
+	if d.cancel != nil {
+		d.cancel()
 	}
 }
 
 // stopIfIdle ends run's life when no wake-up is waiting: it reports true
 // when run must return. A wake-up that came meanwhile keeps it going.
-func (d *drainer) stopIfIdle() bool {
+func (d *drainer) stopIfIdle(ctx context.Context) bool {
 	d.m.mu.Lock()
 	defer d.m.mu.Unlock()
-	if len(d.wake) > 0 && d.ctx.Err() == nil && !d.m.closed {
+	if len(d.wake) > 0 && ctx.Err() == nil && !d.m.closed && !d.stopped {
 		return false
 	}
 	d.running = false
+	d.cancel()
+	d.cancel, d.wake = nil, nil
 	return true
 }
 
@@ -96,8 +113,7 @@ const maxDrainRound = 256
 // her mailbox is found empty with no wake-up in the last wakeRecheck (a
 // wake-up may come before the stream has stored the message that caused
 // it: core subscribers can hear of a publish first), or when ctx ends.
-func (d *drainer) run() {
-	ctx := d.ctx
+func (d *drainer) run(ctx context.Context, wake chan struct{}) {
 	m := d.m
 	log := m.log.With("user", d.user)
 	var tick *time.Ticker // made on the first round that finds mail
@@ -122,7 +138,7 @@ func (d *drainer) run() {
 	}
 	for {
 		select {
-		case <-d.wake: // this look answers it
+		case <-wake: // this look answers it
 		default:
 		}
 		has, err := d.hasMail()
@@ -130,7 +146,7 @@ func (d *drainer) run() {
 		case err != nil && ctx.Err() == nil:
 			report("mailbox not readable; retrying", err)
 		case err == nil && !has && !recheck:
-			if d.stopIfIdle() {
+			if d.stopIfIdle(ctx) {
 				return
 			}
 			continue // woken meanwhile: look again
@@ -161,9 +177,9 @@ func (d *drainer) run() {
 		}
 		select {
 		case <-ctx.Done():
-			d.stopIfIdle()
+			d.stopIfIdle(ctx)
 			return
-		case <-d.wake:
+		case <-wake:
 			if !again.Stop() {
 				select {
 				case <-again.C:
@@ -174,7 +190,7 @@ func (d *drainer) run() {
 			recheck = true
 			// Put the wake-up back for the look at the top of the loop.
 			select {
-			case d.wake <- struct{}{}:
+			case wake <- struct{}{}:
 			default:
 			}
 		case <-again.C:
@@ -190,8 +206,6 @@ func (d *drainer) run() {
 func (d *drainer) hasMail() (bool, error) {
 	ctx, cancel := d.m.storeCtx()
 	defer cancel()
-	stop := context.AfterFunc(d.ctx, cancel)
-	defer stop()
 	st, _, err := d.m.handles(ctx)
 	if err != nil {
 		return false, err

@@ -651,9 +651,7 @@ func (m *Mailbox) LineUp(s switchboard.Seen, lines switchboard.Lines) {
 		d.pokeLocked()
 		return
 	}
-	ctx, cancel := context.WithCancel(m.ctx)
-	d := &drainer{m: m, user: s.User, token: UserToken(s.User), lines: lines,
-		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1)}
+	d := &drainer{m: m, user: s.User, token: UserToken(s.User), lines: lines}
 	m.drains[s.User] = d
 	m.byToken[d.token] = d
 	d.pokeLocked() // her mailbox may hold messages from while she was away
@@ -669,13 +667,13 @@ func (m *Mailbox) LineDown(s switchboard.Seen, last bool) {
 	m.mu.Lock()
 	d := m.drains[s.User]
 	delete(m.drains, s.User)
-	if d != nil && m.byToken[d.token] == d {
-		delete(m.byToken, d.token)
+	if d != nil {
+		if m.byToken[d.token] == d {
+			delete(m.byToken, d.token)
+		}
+		d.stopLocked()
 	}
 	m.mu.Unlock()
-	if d != nil {
-		d.cancel()
-	}
 }
 
 // Wake wakes user's drainer, if she has one here.

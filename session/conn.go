@@ -87,14 +87,13 @@ type watched struct {
 func newSession(srv *Server, c net.Conn, auth Authenticator, kind listenerKind) *session {
 	return &session{
 		srv: srv, conn: c, auth: auth, kind: kind,
-		fr:            newFrameReader(c, &clientGrammar),
+		fr:            newPooledFrameReader(c, &clientGrammar, &srv.readers),
 		log:           srv.log.With("remote", c.RemoteAddr().String()),
 		space:         make(chan struct{}, 1),
 		quit:          make(chan struct{}),
 		loginDeadline: time.Now().Add(srv.cfg.LoginTimeout),
-		fl:            map[string]struct{}{},
-		bl:            map[string]struct{}{},
-		known:         map[string]map[termKey]watched{},
+		// fl, bl and known are made on first use: most sessions watch and
+		// block no one.
 	}
 }
 
@@ -120,7 +119,7 @@ func (s *session) serve() {
 		// Read what the client still sends, so that closing does not reset
 		// the connection before it has read our last line.
 		s.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-		io.Copy(io.Discard, io.LimitReader(s.fr.br, MaxServerPayload))
+		io.Copy(io.Discard, io.LimitReader(s.fr.rest(), MaxServerPayload))
 	}
 	s.conn.Close()
 	s.srv.forget(s)

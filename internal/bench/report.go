@@ -99,9 +99,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			p("")
 			p("Idle sessions on a whole node (embedded NATS and JetStream), %d users: %d opened of %d in %.1f s; node RSS %d -> %d KiB: "+
-				"**%.1f KiB per %s** (Go heap+stacks %.1f KiB, %.1f goroutines per session).",
+				"**%.1f KiB per %s** (Go heap+stacks %.1f KiB, of which stacks %.1f KiB; %.1f goroutines per session).",
 				u.r.Users, u.r.Opened, u.r.Sessions, u.r.OpenSecs, u.r.RSSBeforeKiB, u.r.RSSAfterKiB, u.r.RSSPerKiB, u.what,
-				u.r.HeapStackPerKiB, u.r.GoroutinesPerSession)
+				u.r.HeapStackPerKiB, u.r.StackPerKiB, u.r.GoroutinesPerSession)
 		}
 	}
 	if q := r.Directory; q != nil {

@@ -47,6 +47,7 @@ type NodeSessionsResult struct {
 	RSSPerKiB    float64 `json:"rss_per_session_kib"`
 	// Go's view: heap in use plus goroutine stacks, per session.
 	HeapStackPerKiB      float64 `json:"heap_stack_per_session_kib"`
+	StackPerKiB          float64 `json:"stack_per_session_kib"` // of those, goroutine stacks
 	GoroutinesPerSession float64 `json:"goroutines_per_session"`
 	Method               string  `json:"method"`
 }
@@ -221,13 +222,14 @@ func (h *harness) nodeSessions(ctx context.Context, n int, distinct bool) (*Node
 	res.RSSPerKiB = round1(float64(after.RSSKiB-before.RSSKiB) / float64(n))
 	hs := float64(int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse))
 	res.HeapStackPerKiB = round1(hs / 1024 / float64(n))
+	res.StackPerKiB = round1(float64(int64(after.StackInuse)-int64(before.StackInuse)) / 1024 / float64(n))
 	res.GoroutinesPerSession = round1(float64(after.Goroutines-before.Goroutines) / float64(n))
 	what := "distinct users"
 	if !distinct {
 		what = "terminals of one user"
 	}
-	h.prog.printf("   node, %d idle sessions, %s: RSS +%.1f KiB each (heap+stacks %.1f KiB, %.1f goroutines)",
-		n, what, res.RSSPerKiB, res.HeapStackPerKiB, res.GoroutinesPerSession)
+	h.prog.printf("   node, %d idle sessions, %s: RSS +%.1f KiB each (heap+stacks %.1f KiB, stacks %.1f KiB, %.1f goroutines)",
+		n, what, res.RSSPerKiB, res.HeapStackPerKiB, res.StackPerKiB, res.GoroutinesPerSession)
 	return res, nil
 }
 
