@@ -202,13 +202,20 @@ func (h *harness) nodeSessions(ctx context.Context, n int, distinct bool) (*Node
 	}
 	// Wait until the heap stops growing: the node writes the known-users
 	// records and looks into the mailboxes after the sign-in answers.
+	// Each look is a full collection, and each collection halves the
+	// stack of an idle goroutine that uses less than a quarter of it, as
+	// the runtime's own collections (at least one every two minutes) do
+	// over a node's idle hours: the figure is of that idle state, so the
+	// loop looks at least minLooks times.
+	const minLooks = 4
 	var after childMem
-	for deadline, last := time.Now().Add(nodeSettle), int64(-1); ; {
+	for deadline, last, looks := time.Now().Add(nodeSettle), int64(-1), 1; ; looks++ {
 		time.Sleep(2 * time.Second)
 		if after, err = c.mem(); err != nil {
 			return nil, err
 		}
-		if int64(after.HeapInuse) <= last+int64(n)*16 || time.Now().After(deadline) {
+		settled := int64(after.HeapInuse) <= last+int64(n)*16
+		if (settled && looks >= minLooks) || time.Now().After(deadline) {
 			break
 		}
 		last = int64(after.HeapInuse)
