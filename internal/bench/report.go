@@ -94,7 +94,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			what string
 			r    *NodeSessionsResult
 		}{{"distinct user", q.Users}, {"terminal of one user", q.Terminals}} {
-			if u.r == nil {
+			if u.r == nil || u.r.Opened != u.r.Sessions {
 				continue
 			}
 			p("")

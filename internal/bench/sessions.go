@@ -124,6 +124,15 @@ func (h *harness) sessions(ctx context.Context) (*SessionsResult, error) {
 	res.GoroutinesPerSession = round1(float64(after.Goroutines-before.Goroutines) / float64(n))
 	h.prog.printf("   %d idle sessions: RSS +%.1f KiB each (heap+stacks %.1f KiB, %.1f goroutines)",
 		n, res.RSSPerSessionKiB, res.HeapStackPerSessionKiB, res.GoroutinesPerSession)
+	// The next children get their sessions from this process too: close
+	// these first (file descriptors, and the child's memory goes with it).
+	for i, nc := range conns {
+		if nc != nil {
+			nc.Close()
+			conns[i] = nil
+		}
+	}
+	c.close()
 	for _, distinct := range []bool{true, false} {
 		r, err := h.nodeSessions(ctx, n, distinct)
 		if distinct {
