@@ -46,7 +46,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.SessionAuth, "session-auth", cfg.SessionAuth, "TCP session auth: trust (believe the claimed name; trusted networks only) or secret")
 	fs.StringVar(&cfg.SessionSecrets, "session-secrets", "", "file of 'user secret' lines for --session-auth secret")
 	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle", cfg.SessionIdleTimeout, "close sessions silent for this long (clients ping)")
-	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "maximum concurrent sessions per kind of listener, Unix socket and TCP (each idle one costs about 15 KiB)")
+	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "maximum concurrent sessions per kind of listener, Unix socket and TCP (an idle signed-in user costs about 10 KiB)")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (embedded NATS/JetStream store)")
 	fs.StringVar(&cfg.GossipAddr, "gossip", "", "memberlist gossip bind address (e.g. :7946); off unless given or --join is set")
 	fs.StringVar(&cfg.GossipAdvertise, "gossip-advertise", "", "gossip address peers should use, if not the bind address")

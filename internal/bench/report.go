@@ -98,7 +98,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 				continue
 			}
 			p("")
-			p("Idle sessions on a whole node (embedded NATS and JetStream), %d users: %d opened of %d in %.1f s; node RSS %d -> %d KiB: "+
+			p("Idle sessions on a whole node (embedded NATS and JetStream), distinct users %d: %d opened of %d in %.1f s; node RSS %d -> %d KiB: "+
 				"**%.1f KiB per %s** (Go heap+stacks %.1f KiB, of which stacks %.1f KiB; %.1f goroutines per session).",
 				u.r.Users, u.r.Opened, u.r.Sessions, u.r.OpenSecs, u.r.RSSBeforeKiB, u.r.RSSAfterKiB, u.r.RSSPerKiB, u.what,
 				u.r.HeapStackPerKiB, u.r.StackPerKiB, u.r.GoroutinesPerSession)
