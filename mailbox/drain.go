@@ -6,34 +6,92 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/msprelay/msprelay/switchboard"
 )
 
 // drainer hands one user's queued messages to her lines on this node while
-// she has any. Every node where she is signed in runs one, and they all
+// she has any. Every node where she is signed in may run one, and they all
 // pull from one durable consumer per user, which gives each message to
 // exactly one of them, one at a time (MaxAckPending 1), in order.
 //
-// The Mailbox owns drainers: LineUp starts one (in the mailbox's
-// WaitGroup) when her first line signs in here, LineDown cancels it when
-// her last line signs out, Close cancels them all and waits. A drainer
-// delivers only through lines, the switchboard's callback.
+// An idle user costs no goroutine, timer or NATS interest: the drainer is a
+// small record in the Mailbox's maps while she has lines here, and its
+// goroutine (run) exists only while her mailbox holds messages or a wake-up
+// is being checked. Her durable consumer is created only once a look into
+// the stream (two subject-filtered counts, no consumer) finds mail. The
+// Mailbox's one wake-up subscription on every mailbox subject pokes the
+// drainer of the user a stored message is for.
+//
+// The Mailbox owns drainers: LineUp makes one (and pokes it) when her
+// first line signs in here, LineDown cancels it when her last line signs
+// out, Close cancels them all and waits. poke starts run in the mailbox's
+// WaitGroup; Mailbox.mu guards running, so that at most one run exists per
+// drainer and none starts after Close. A drainer delivers only through
+// lines, the switchboard's callback.
+//
+// The fields below lines are guarded by m.mu. cancel and wake exist only
+// while run does: an idle drainer is a few words.
 type drainer struct {
-	m      *Mailbox
-	user   string // canonical
-	lines  switchboard.Lines
-	cancel context.CancelFunc
-	wake   chan struct{} // cap 1: look into the mailbox now
+	m     *Mailbox
+	user  string // canonical
+	token string // UserToken(user), her key in Mailbox.byToken
+	lines switchboard.Lines
+
+	running bool               // run's goroutine exists
+	stopped bool               // LineDown or Close: start no run again
+	cancel  context.CancelFunc // ends the running run's context
+	wake    chan struct{}      // cap 1: look into the mailbox now; run's
 }
 
+// poke makes the drainer look into her mailbox soon: it wakes the running
+// goroutine or starts one. It never blocks for long (m.mu only).
 func (d *drainer) poke() {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	d.pokeLocked()
+}
+
+// pokeLocked is poke with m.mu held.
+func (d *drainer) pokeLocked() {
+	if d.m.closed || d.stopped {
+		return
+	}
+	if !d.running {
+		d.running = true
+		ctx, cancel := context.WithCancel(d.m.ctx)
+		wake := make(chan struct{}, 1)
+		d.cancel, d.wake = cancel, wake
+		d.m.wg.Go(func() { d.run(ctx, wake) })
+	}
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// stopLocked keeps the drainer from starting again and ends its run, if
+// any. m.mu must be held.
+func (d *drainer) stopLocked() {
+	d.stopped = true
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
+
+// stopIfIdle ends run's life when no wake-up is waiting: it reports true
+// when run must return. A wake-up that came meanwhile keeps it going.
+func (d *drainer) stopIfIdle(ctx context.Context) bool {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	if len(d.wake) > 0 && ctx.Err() == nil && !d.m.closed && !d.stopped {
+		return false
+	}
+	d.running = false
+	d.cancel()
+	d.cancel, d.wake = nil, nil
+	return true
 }
 
 // consumerName is the durable consumer of user's mailbox.
@@ -49,28 +107,25 @@ const wakeRecheck = 250 * time.Millisecond
 // before the drainer looks at its context and wake-ups again.
 const maxDrainRound = 256
 
-// run is the drainer's goroutine. It listens on her mailbox subject, so a
-// message stored for her wakes it at once (that closes the race with a
-// sender whose node has not yet heard that she signed in), and otherwise
-// polls every PollEvery for messages JetStream gave back after a node died.
-func (d *drainer) run(ctx context.Context) {
+// run is the drainer's goroutine, started by poke. It looks into her
+// mailbox and, while it holds messages, drains it, polling every PollEvery
+// for messages JetStream gives back after a node died. It returns once
+// her mailbox is found empty with no wake-up in the last wakeRecheck (a
+// wake-up may come before the stream has stored the message that caused
+// it: core subscribers can hear of a publish first), or when ctx ends.
+func (d *drainer) run(ctx context.Context, wake chan struct{}) {
 	m := d.m
 	log := m.log.With("user", d.user)
-	sub, err := m.nc.Subscribe(Subject(d.user)+".>", func(*nats.Msg) { d.poke() })
-	if err != nil {
-		log.Warn("mailbox wake-up subscription failed; polling only", "err", err)
-	} else {
-		defer sub.Unsubscribe()
-		_ = m.nc.FlushTimeout(m.cfg.StoreTimeout)
-	}
-	tick := time.NewTicker(m.cfg.PollEvery)
-	defer tick.Stop()
-	// A wake-up may come before the stream has stored the message that
-	// caused it (core subscribers can hear of a publish first), and the
-	// drain it starts then finds nothing: look once more shortly after.
-	again := time.NewTimer(time.Hour)
-	again.Stop()
+	var tick *time.Ticker // made on the first round that finds mail
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
+	var tickC <-chan time.Time
+	again := time.NewTimer(wakeRecheck) // the poke that started run is a wake-up
 	defer again.Stop()
+	recheck := true // a wake-up is less than wakeRecheck old
 	var cons jetstream.Consumer
 	failing := false // warn once per outage, not once per poll
 	report := func(what string, err error) {
@@ -82,32 +137,89 @@ func (d *drainer) run(ctx context.Context) {
 		log.Log(ctx, lvl, what, "err", err)
 	}
 	for {
-		if cons == nil {
-			cons, err = d.consumer(ctx)
-			if err != nil && ctx.Err() == nil {
-				report("mailbox consumer not ready; retrying", err)
+		select {
+		case <-wake: // this look answers it
+		default:
+		}
+		has, err := d.hasMail()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			report("mailbox not readable; retrying", err)
+		case err == nil && !has && !recheck:
+			if d.stopIfIdle(ctx) {
+				return
+			}
+			continue // woken meanwhile: look again
+		case err == nil && has:
+			if cons == nil {
+				cons, err = d.consumer(ctx)
+				if err != nil && ctx.Err() == nil {
+					report("mailbox consumer not ready; retrying", err)
+				}
+			}
+			if cons != nil {
+				if err := d.drain(ctx, cons); err != nil && ctx.Err() == nil {
+					// Find or create the consumer again next time: it may
+					// have been removed, or its stream recreated.
+					report("draining mailbox", err)
+					cons = nil
+				} else if err == nil && failing {
+					log.Info("draining mailbox again")
+					failing = false
+				}
 			}
 		}
-		if cons != nil {
-			if err := d.drain(ctx, cons); err != nil && ctx.Err() == nil {
-				// Find or create the consumer again next time: it may have
-				// been removed, or its stream recreated.
-				report("draining mailbox", err)
-				cons = nil
-			} else if err == nil && failing {
-				log.Info("draining mailbox again")
-				failing = false
+		if err != nil || has {
+			if tick == nil {
+				tick = time.NewTicker(m.cfg.PollEvery)
+				tickC = tick.C
 			}
 		}
 		select {
 		case <-ctx.Done():
+			d.stopIfIdle(ctx)
 			return
-		case <-d.wake:
+		case <-wake:
+			if !again.Stop() {
+				select {
+				case <-again.C:
+				default:
+				}
+			}
 			again.Reset(wakeRecheck)
+			recheck = true
+			// Put the wake-up back for the look at the top of the loop.
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
 		case <-again.C:
-		case <-tick.C:
+			recheck = false
+		case <-tickC:
 		}
 	}
+}
+
+// hasMail reports whether her mailbox holds any message, counting the
+// stream's subjects without a consumer: a user without mail costs the
+// store nothing.
+func (d *drainer) hasMail() (bool, error) {
+	ctx, cancel := d.m.storeCtx()
+	defer cancel()
+	st, _, err := d.m.handles(ctx)
+	if err != nil {
+		return false, err
+	}
+	subjects, err := d.m.count(ctx, st, d.user, true)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range subjects {
+		if n > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // consumer creates (or finds) her durable consumer.

@@ -195,10 +195,16 @@ type Mailbox struct {
 	stream  jetstream.Stream
 	kv      jetstream.KeyValue
 
-	// mu guards pending, drains, started and closed.
+	// mu guards pending, drains, byToken, started and closed, and each
+	// drainer's running.
 	mu      sync.Mutex
 	pending map[string]switchboard.Seen // records not yet written, by canonical user
-	drains  map[string]*drainer
+	drains  map[string]*drainer         // by canonical user
+	byToken map[string]*drainer         // the same drainers by UserToken, for wake-ups
+	// wakeSub is the one subscription on every mailbox subject: a message
+	// stored for a user signed in here pokes her drainer. Set by Start,
+	// unsubscribed by Close.
+	wakeSub *nats.Subscription
 	started bool
 	closed  bool
 	wake    chan struct{} // cap 1: pending has records
@@ -242,7 +248,8 @@ func New(cfg Config) (*Mailbox, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Mailbox{cfg: cfg, nc: cfg.NATS, js: js, log: cfg.Logger,
 		ctx: ctx, cancel: cancel, pending: map[string]switchboard.Seen{}, drains: map[string]*drainer{},
-		wake: make(chan struct{}, 1), recordsDone: make(chan struct{}),
+		byToken: map[string]*drainer{},
+		wake:    make(chan struct{}, 1), recordsDone: make(chan struct{}),
 		gates: map[string]*gate{}, stored: newStoredIDs(cfg.DuplicateWindow, maxStoredIDs),
 		limits: limitlog.New(cfg.Logger, 0)}, nil
 }
@@ -272,7 +279,50 @@ func (m *Mailbox) Start(ctx context.Context) error {
 		defer close(m.recordsDone)
 		m.recordLoop()
 	})
+	sub, err := m.nc.Subscribe(SubjectPrefix+">", m.wakeFor)
+	if err != nil {
+		m.log.Warn("mailbox wake-up subscription failed; queued messages wait for the next sign-in", "err", err)
+	}
+	m.mu.Lock()
+	m.wakeSub = sub
+	m.mu.Unlock()
+	m.wg.Go(m.reconnectLoop)
 	return nil
+}
+
+// wakeFor pokes the drainer of the user a stored message is for, if she
+// is signed in here. It runs on the wake-up subscription's goroutine.
+func (m *Mailbox) wakeFor(msg *nats.Msg) {
+	token, _, _ := strings.Cut(strings.TrimPrefix(msg.Subject, SubjectPrefix), ".")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d := m.byToken[token]; d != nil {
+		d.pokeLocked()
+	}
+}
+
+// reconnectLoop pokes every drainer after the NATS connection came back:
+// wake-ups published while it was down were lost, and no drainer polls a
+// mailbox it found empty. It ends with the mailbox.
+func (m *Mailbox) reconnectLoop() {
+	tick := time.NewTicker(m.cfg.PollEvery)
+	defer tick.Stop()
+	seen := m.nc.Stats().Reconnects
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := m.nc.Stats().Reconnects; n != seen && m.nc.IsConnected() {
+			seen = n
+			m.mu.Lock()
+			for _, d := range m.drains {
+				d.pokeLocked()
+			}
+			m.mu.Unlock()
+		}
+	}
 }
 
 // ErrClosed is returned by Start after Close.
@@ -290,7 +340,11 @@ func (m *Mailbox) Close() error {
 	}
 	m.closed = true
 	started := m.started
+	sub := m.wakeSub
 	m.mu.Unlock()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
 	if !started {
 		close(m.recordsDone)
 	}
@@ -649,13 +703,13 @@ func (m *Mailbox) LineUp(s switchboard.Seen, lines switchboard.Lines) {
 		return
 	}
 	if d := m.drains[s.User]; d != nil {
-		d.poke()
+		d.pokeLocked()
 		return
 	}
-	ctx, cancel := context.WithCancel(m.ctx)
-	d := &drainer{m: m, user: s.User, lines: lines, cancel: cancel, wake: make(chan struct{}, 1)}
+	d := &drainer{m: m, user: s.User, token: UserToken(s.User), lines: lines}
 	m.drains[s.User] = d
-	m.wg.Go(func() { d.run(ctx) })
+	m.byToken[d.token] = d
+	d.pokeLocked() // her mailbox may hold messages from while she was away
 }
 
 // LineDown records her sign-out; after her last line here her drainer
@@ -668,18 +722,20 @@ func (m *Mailbox) LineDown(s switchboard.Seen, last bool) {
 	m.mu.Lock()
 	d := m.drains[s.User]
 	delete(m.drains, s.User)
-	m.mu.Unlock()
 	if d != nil {
-		d.cancel()
+		if m.byToken[d.token] == d {
+			delete(m.byToken, d.token)
+		}
+		d.stopLocked()
 	}
+	m.mu.Unlock()
 }
 
 // Wake wakes user's drainer, if she has one here.
 func (m *Mailbox) Wake(user string) {
 	m.mu.Lock()
-	d := m.drains[presence.CanonicalUser(user)]
-	m.mu.Unlock()
-	if d != nil {
-		d.poke()
+	defer m.mu.Unlock()
+	if d := m.drains[presence.CanonicalUser(user)]; d != nil {
+		d.pokeLocked()
 	}
 }

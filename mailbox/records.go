@@ -84,6 +84,11 @@ func (m *Mailbox) recordLoop() {
 		}
 		m.mu.Lock()
 		more, closed := len(m.pending) > 0, m.closed
+		if !more {
+			// A map keeps the room its largest burst needed (a wave of
+			// sign-ins): make it anew once it is empty.
+			m.pending = map[string]switchboard.Seen{}
+		}
 		m.mu.Unlock()
 		switch {
 		case closed && (failed || !more):

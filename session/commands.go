@@ -254,6 +254,9 @@ func (s *session) cmdADD(f *frame) *protoError {
 			case len(s.bl) >= s.srv.cfg.MaxList:
 				perr = errf(CodeListFull, f.trid, "block list holds %d names already", len(s.bl))
 			default:
+				if s.bl == nil {
+					s.bl = map[string]struct{}{}
+				}
 				s.bl[name] = struct{}{}
 				return reply
 			}
@@ -267,12 +270,18 @@ func (s *session) cmdADD(f *frame) *protoError {
 	if len(s.fl) >= s.srv.cfg.MaxList {
 		return errf(CodeListFull, f.trid, "watch list holds %d names already", len(s.fl))
 	}
+	if s.fl == nil {
+		s.fl = map[string]struct{}{}
+	}
 	s.fl[name] = struct{}{}
 	s.srv.w.add(name, s)
 	trid := f.trid
 	return s.replied(s.send(func() []byte {
 		// The snapshot is taken under mu: any later change reaches the
 		// dispatcher as an event, which pushWatch applies after this.
+		if s.known == nil {
+			s.known = map[string]map[termKey]watched{}
+		}
 		s.known[name] = map[termKey]watched{}
 		b := s.diffLocked(name, s.srv.terminalsOf(name), &trid)
 		return append(b, reply...)

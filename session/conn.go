@@ -19,15 +19,20 @@ import (
 // session is one client connection.
 //
 // Goroutines and ownership: serve (the reader) is started by the server; it
-// reads and runs commands one at a time, starts the writer, and on the way
-// out signs the line out, waits for the writer and closes conn. The writer
-// (writeLoop) owns the bufio.Writer and is the only goroutine writing to
-// conn; it stops when quit is closed (after flushing what is queued plus the
-// final frame) or on a write error. out is never closed: senders use the
-// non-blocking pushLocked or the waiting send, both under mu, and quit tells
-// everyone the session is ending. Other goroutines reach the session only
-// through Deliver and Kick (switchboard), pushWatch (dispatcher), end and
-// abort (server).
+// reads and runs commands one at a time, and on the way out signs the line
+// out, waits for the writer and closes conn. The writer (writeLoop) runs
+// only while there is something to write: queueing a frame into an empty,
+// writer-less queue starts it (kickWriterLocked, under mu, counted in
+// writers), and it returns once the queue is empty, so that an idle session
+// costs one goroutine, not two. It owns the bufio.Writer it borrows and is
+// the only goroutine writing to conn; once the session is ending it writes
+// what is queued plus the final frame and half-closes. The queue q grows
+// on demand (an idle session holds no slots) and is bounded: senders use
+// the non-blocking pushLocked (OutQueue frames at most) or the waiting send
+// (one slot more, for replies), both under mu, and quit tells everyone the
+// session is ending. Other goroutines reach the session only through
+// Deliver and Kick (switchboard), pushWatch (dispatcher), end and abort
+// (server).
 type session struct {
 	srv  *Server
 	conn net.Conn
@@ -36,12 +41,10 @@ type session struct {
 	log  *slog.Logger
 	kind listenerKind // of the listener that accepted conn
 
-	out        chan []byte   // frames for the writer; cap OutQueue+1, the extra slot is for replies
-	space      chan struct{} // cap 1; the writer signals after taking a frame
-	quit       chan struct{} // closed once, by end or abort
-	writerDone chan struct{} // closed when writeLoop returns
-	// roomWaiters counts deliveries waiting on room, so that the writer
-	// takes mu to wake them only when there are some.
+	space   chan struct{}  // cap 1; the writer signals after taking a frame
+	quit    chan struct{}  // closed once, by end or abort
+	writers sync.WaitGroup // the running writeLoop, if any; Add under mu, never after end
+	// roomWaiters counts deliveries waiting on room (tests watch it).
 	roomWaiters atomic.Int32
 
 	// Owned by the reader goroutine; no lock.
@@ -56,12 +59,14 @@ type session struct {
 	// mu guards the fields below, and every send on out. user and term are
 	// written only by the reader (under mu), so the reader reads them bare.
 	mu        sync.Mutex
-	user      string // canonical; set at sign-in
-	term      string // as given; "" for NoTerminal sessions
-	ending    bool   // quit is closed
-	aborted   bool   // conn was closed without a goodbye
-	final     []byte // last frame, written after the queue drains
-	signingIn bool   // SignIn under way: deliveries go to held
+	q         [][]byte // frames for the writer, oldest first; nil when empty
+	writing   bool     // writeLoop is running (or about to)
+	user      string   // canonical; set at sign-in
+	term      string   // as given; "" for NoTerminal sessions
+	ending    bool     // quit is closed
+	aborted   bool     // conn was closed without a goodbye
+	final     []byte   // last frame, written after the queue drains
+	signingIn bool     // SignIn under way: deliveries go to held
 	held      [][]byte
 	acks      bool                           // the client acknowledges messages (MSPS2)
 	sending   bool                           // the reader is inside SND: it reads no ACK until it returns
@@ -83,23 +88,19 @@ type watched struct {
 func newSession(srv *Server, c net.Conn, auth Authenticator, kind listenerKind) *session {
 	return &session{
 		srv: srv, conn: c, auth: auth, kind: kind,
-		fr:            newFrameReader(c, &clientGrammar),
+		fr:            newPooledFrameReader(c, &clientGrammar, &srv.readers),
 		log:           srv.log.With("remote", c.RemoteAddr().String()),
-		out:           make(chan []byte, srv.cfg.OutQueue+1),
 		space:         make(chan struct{}, 1),
 		quit:          make(chan struct{}),
-		writerDone:    make(chan struct{}),
 		loginDeadline: time.Now().Add(srv.cfg.LoginTimeout),
-		fl:            map[string]struct{}{},
-		bl:            map[string]struct{}{},
-		known:         map[string]map[termKey]watched{},
+		// fl, bl and known are made on first use: most sessions watch and
+		// block no one.
 	}
 }
 
 // serve runs the session to its end.
 func (s *session) serve() {
 	defer s.srv.wg.Done()
-	go s.writeLoop()
 	s.loop()
 
 	s.end(nil)
@@ -111,7 +112,7 @@ func (s *session) serve() {
 	for u := range s.fl {
 		s.srv.w.remove(u, s)
 	}
-	<-s.writerDone
+	s.writers.Wait() // end started the writer, if it was not running
 	s.mu.Lock()
 	aborted := s.aborted
 	s.mu.Unlock()
@@ -119,7 +120,7 @@ func (s *session) serve() {
 		// Read what the client still sends, so that closing does not reset
 		// the connection before it has read our last line.
 		s.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-		io.Copy(io.Discard, io.LimitReader(s.fr.br, MaxServerPayload))
+		io.Copy(io.Discard, io.LimitReader(s.fr.rest(), MaxServerPayload))
 	}
 	s.conn.Close()
 	s.srv.forget(s)
@@ -216,6 +217,7 @@ func (s *session) end(final []byte) {
 	s.final = final
 	close(s.quit)
 	s.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	s.kickWriterLocked() // to write what is queued and final, and half-close
 }
 
 // abort closes the connection at once, dropping whatever is queued.
@@ -250,9 +252,9 @@ func (s *session) send(build func() []byte) error {
 			s.mu.Unlock()
 			return errEnding
 		}
-		if len(s.out) < cap(s.out) {
+		if len(s.q) <= s.srv.cfg.OutQueue {
 			if b := build(); len(b) > 0 {
-				s.out <- b
+				s.enqueueLocked(b)
 			}
 			s.mu.Unlock()
 			return nil
@@ -282,16 +284,58 @@ func (s *session) sendFrame(b []byte) error {
 // pushLocked queues a server-initiated frame without waiting; it reports
 // false when the client is too far behind. mu must be held.
 func (s *session) pushLocked(b []byte) bool {
-	if len(s.out) >= s.srv.cfg.OutQueue {
+	if len(s.q) >= s.srv.cfg.OutQueue {
 		return false
 	}
-	s.out <- b
+	s.enqueueLocked(b)
 	return true
 }
 
-// writeLoop is the only writer of conn.
+// enqueueLocked appends b to the queue and makes sure a writer runs. The
+// callers keep the bound (OutQueue, plus one slot for send). mu must be
+// held.
+func (s *session) enqueueLocked(b []byte) {
+	s.q = append(s.q, b)
+	s.kickWriterLocked()
+}
+
+// kickWriterLocked starts writeLoop unless it runs already or the
+// connection is gone. mu must be held.
+func (s *session) kickWriterLocked() {
+	if s.writing || s.aborted {
+		return
+	}
+	s.writing = true
+	s.writers.Add(1)
+	go s.writeLoop()
+}
+
+// takeLocked removes the oldest queued frame, wakes a reader waiting in
+// send and deliveries waiting for room, and reports whether more frames
+// remain. mu must be held and q non-empty.
+func (s *session) takeLocked() (b []byte, more bool) {
+	b = s.q[0]
+	s.q[0] = nil
+	s.q = s.q[1:]
+	if len(s.q) == 0 {
+		s.q = nil // an idle session keeps no slots
+	}
+	select {
+	case s.space <- struct{}{}:
+	default:
+	}
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+	return b, len(s.q) > 0
+}
+
+// writeLoop is the only writer of conn; see session for when it runs. It
+// writes the queue out and returns when it is empty; once the session is
+// ending it writes the final frame and half-closes conn.
 func (s *session) writeLoop() {
-	defer close(s.writerDone)
+	defer s.writers.Done()
 	// The write buffer is borrowed from the server while frames are queued
 	// and returned, flushed, when the queue runs dry: idle sessions (most of
 	// them) then cost no buffer.
@@ -304,7 +348,7 @@ func (s *session) writeLoop() {
 		}
 	}
 	defer release()
-	write := func(b []byte) error {
+	write := func(b []byte, more bool) error {
 		if bw == nil {
 			if w, ok := s.srv.writers.Get().(*bufio.Writer); ok {
 				bw = w
@@ -317,62 +361,56 @@ func (s *session) writeLoop() {
 		if _, err := bw.Write(b); err != nil {
 			return err
 		}
-		if len(s.out) == 0 {
+		if !more {
 			err := bw.Flush()
 			release()
 			return err
 		}
 		return nil
 	}
+	failed := func() {
+		s.mu.Lock()
+		s.writing = false
+		s.mu.Unlock()
+		s.abort()
+	}
 	for {
-		select {
-		case b := <-s.out:
-			select {
-			case s.space <- struct{}{}:
-			default:
-			}
-			if s.roomWaiters.Load() > 0 {
-				s.mu.Lock()
-				if s.room != nil {
-					close(s.room)
-					s.room = nil
-				}
-				s.mu.Unlock()
-			}
-			if err := write(b); err != nil {
-				s.abort()
-				return
-			}
-		case <-s.quit:
-			s.mu.Lock()
-			final, aborted := s.final, s.aborted
+		s.mu.Lock()
+		switch {
+		case s.aborted:
+			s.writing = false
 			s.mu.Unlock()
-			if aborted {
+			return
+		case len(s.q) > 0:
+			b, more := s.takeLocked()
+			s.mu.Unlock()
+			if err := write(b, more); err != nil {
+				failed()
 				return
 			}
-			for drained := false; !drained; {
-				select {
-				case b := <-s.out:
-					if err := write(b); err != nil {
-						s.abort()
-						return
-					}
-				default:
-					drained = true
-				}
-			}
-			if final != nil {
-				write(final)
-			}
-			if bw != nil {
-				s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout))
-				bw.Flush()
-			}
-			if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
+			continue
+		case !s.ending:
+			s.writing = false // the next frame queued starts a writer again
+			s.mu.Unlock()
 			return
 		}
+		// Ending, and everything queued is written: the final frame and
+		// the half-close. No frame is queued once ending is set.
+		final := s.final
+		s.mu.Unlock()
+		if final != nil {
+			if err := write(final, false); err != nil {
+				failed()
+				return
+			}
+		}
+		if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		s.mu.Lock()
+		s.writing = false
+		s.mu.Unlock()
+		return
 	}
 }
 

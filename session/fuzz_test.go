@@ -2,8 +2,11 @@ package session
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
+	"testing/iotest"
 )
 
 // Seed corpora live in testdata/fuzz/<target>/; the f.Add calls below are
@@ -17,7 +20,35 @@ func FuzzClientStream(f *testing.F) {
 	f.Add([]byte("PNG\r\nOUT\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkStream(t, data, &clientGrammar, nil)
+		checkPooled(t, data, &clientGrammar)
 	})
+}
+
+// checkPooled reads data with a frameReader that owns its buffer and with
+// one that borrows it from a pool only while a frame arrives (the server's
+// reader of client frames), the latter also from a source that yields one
+// octet at a time, so that it gives its buffer back and borrows it again
+// between any two octets: all three must read the same frames and stop
+// with the same error.
+func checkPooled(t *testing.T, data []byte, g *grammar) {
+	pool := &sync.Pool{}
+	plain := newFrameReader(bytes.NewReader(data), g)
+	pooled := []*frameReader{
+		newPooledFrameReader(bytes.NewReader(data), g, pool),
+		newPooledFrameReader(iotest.OneByteReader(bytes.NewReader(data)), g, pool),
+	}
+	for i := range 1000 {
+		want, wantErr := plain.read()
+		for k, fr := range pooled {
+			got, err := fr.read()
+			if fmt.Sprint(err) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+				t.Fatalf("frame %d, pooled reader %d: got %+v, %v; want %+v, %v", i, k, got, err, want, wantErr)
+			}
+		}
+		if wantErr != nil {
+			return
+		}
+	}
 }
 
 // FuzzServerStream feeds arbitrary bytes to the client's reader of server

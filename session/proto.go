@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ProtocolVersion is the protocol name a client offers in VER.
@@ -159,18 +160,104 @@ var serverGrammar = grammar{
 
 // frameReader reads frames of one grammar from a byte stream. It is not safe
 // for concurrent use; its owner is the one goroutine that reads the stream.
+//
+// With a pool, the read buffer is borrowed only while a frame is arriving:
+// read waits for the first octet of the next frame in a one-octet array of
+// its own, then borrows a *bufio.Reader (of g.maxLine octets) from the pool
+// and returns it once it has read a frame and nothing more is buffered. An
+// idle connection then holds no buffer. Without a pool, br is its own.
 type frameReader struct {
-	br *bufio.Reader
-	g  *grammar
+	br   *bufio.Reader // nil while borrowed and returned
+	g    *grammar
+	src  io.Reader
+	pool *sync.Pool // nil: br is made once and kept
+	pre  firstOctet
+}
+
+// firstOctet is the octet a pooled frameReader read while waiting, served
+// before the rest of src.
+type firstOctet struct {
+	b   [1]byte
+	has bool
+	src io.Reader
+}
+
+func (f *firstOctet) Read(p []byte) (int, error) {
+	if f.has && len(p) > 0 {
+		p[0] = f.b[0]
+		f.has = false
+		return 1, nil
+	}
+	return f.src.Read(p)
 }
 
 func newFrameReader(r io.Reader, g *grammar) *frameReader {
-	return &frameReader{br: bufio.NewReaderSize(r, g.maxLine), g: g}
+	return &frameReader{br: bufio.NewReaderSize(r, g.maxLine), g: g, src: r}
+}
+
+// newPooledFrameReader is a frameReader that borrows its buffer from pool,
+// whose New must be nil or make *bufio.Reader of g.maxLine octets.
+func newPooledFrameReader(r io.Reader, g *grammar, pool *sync.Pool) *frameReader {
+	return &frameReader{g: g, src: r, pool: pool, pre: firstOctet{src: r}}
+}
+
+// borrow waits for the next octet, then takes a buffer from the pool.
+func (r *frameReader) borrow() error {
+	for {
+		n, err := r.src.Read(r.pre.b[:])
+		if n == 1 {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	r.pre.has = true
+	br, ok := r.pool.Get().(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(&r.pre, r.g.maxLine)
+	}
+	br.Reset(&r.pre)
+	r.br = br
+	return nil
+}
+
+// release gives the buffer back when it holds nothing unread.
+func (r *frameReader) release() {
+	if r.pool == nil || r.br == nil || r.br.Buffered() > 0 || r.pre.has {
+		return
+	}
+	r.br.Reset(nil)
+	r.pool.Put(r.br)
+	r.br = nil
+}
+
+// rest is what is left of the stream after the frames read so far.
+func (r *frameReader) rest() io.Reader {
+	if r.br != nil {
+		return r.br
+	}
+	return r.src
 }
 
 // read returns the next frame. I/O errors are returned as they are (io.EOF
 // at a frame boundary); protocol errors are *protoError.
 func (r *frameReader) read() (*frame, error) {
+	if r.br == nil {
+		if err := r.borrow(); err != nil {
+			return nil, err
+		}
+	}
+	// No defer here: the reader parks in this frame while idle, and a
+	// frame with a deferred call kept the runtime from shrinking the
+	// idle reader's stack from 8 to 4 KiB (measured with mspbench).
+	f, err := r.readFrame()
+	r.release()
+	return f, err
+}
+
+// readFrame is read with a buffer in hand.
+func (r *frameReader) readFrame() (*frame, error) {
 	line, err := r.br.ReadSlice('\n')
 	switch {
 	case errors.Is(err, bufio.ErrBufferFull):

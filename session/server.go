@@ -155,6 +155,10 @@ type Server struct {
 	// writers lends *bufio.Writer to sessions only while they have frames to
 	// write, so an idle session holds no 8 KiB write buffer.
 	writers sync.Pool
+	// readers lends *bufio.Reader (of clientGrammar.maxLine) to sessions
+	// only while a frame is arriving: an idle session waits for its next
+	// octet without a read buffer (see frameReader).
+	readers sync.Pool
 	// payloads lends scratch buffers (*[]byte) for building MSG payloads.
 	payloads sync.Pool
 }

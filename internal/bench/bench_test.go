@@ -77,10 +77,19 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 	if s == nil || s.Opened != 40 || s.RSSAfterKiB <= 0 {
 		t.Fatalf("sessions = %+v, want 40 opened and an RSS reading", s)
 	}
-	// Per workload: 3 local, 3 cross, 2 allocation targets; then sign-in
-	// and idle session.
-	if len(rep.Targets) != 18 {
-		t.Errorf("targets = %d, want 18", len(rep.Targets))
+	// The whole-node figures: 40 distinct users, then 40 terminals of one.
+	for _, q := range []struct {
+		r     *NodeSessionsResult
+		users int
+	}{{s.Users, 40}, {s.Terminals, 1}} {
+		if q.r == nil || q.r.Opened != 40 || q.r.Users != q.users || q.r.RSSAfterKiB <= 0 {
+			t.Fatalf("node sessions = %+v, want 40 opened by %d users and an RSS reading", q.r, q.users)
+		}
+	}
+	// Per workload: 3 local, 3 cross, 2 allocation targets; then sign-in,
+	// idle session and idle signed-in user.
+	if len(rep.Targets) != 19 {
+		t.Errorf("targets = %d, want 19", len(rep.Targets))
 	}
 	for _, tg := range rep.Targets {
 		measured := !strings.HasPrefix(tg.Name, "cross") && !strings.HasPrefix(tg.Name, "sign-in") &&
@@ -94,7 +103,8 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"| local/tcp1 | minimal |", "| local/udp | node |", "| local-hot/tcppipe | node |",
-		"| UDP, rate (hot) | >= 0.6x udp-loop |", "per session", "| idle session memory | <= 16 KiB |"} {
+		"| UDP, rate (hot) | >= 0.6x udp-loop |", "per session", "| idle session memory | <= 16 KiB |",
+		"per distinct user", "per terminal of one user", "| idle signed-in user on a node, distinct users | <= 8 KiB |"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

@@ -45,7 +45,7 @@ const childProfileEnv = "MSPBENCH_CHILD_CPUPROFILE"
 
 // Child modes.
 const (
-	ChildNode     = "node"     // a full node (embedded NATS, no gossip)
+	ChildNode     = "node"     // a full node (embedded NATS, no gossip); childMaxEnv, if set, raises its session caps
 	ChildSessions = "sessions" // session server + switchboard + presence, MaxSessions raised
 )
 
@@ -117,7 +117,13 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 			return fmt.Errorf("bench child: %w", err)
 		}
 		defer os.RemoveAll(tmp)
-		nd, err := startNode(context.Background(), nodeOpts{name: "c1", dataDir: tmp})
+		o := nodeOpts{name: "c1", dataDir: tmp}
+		if v := os.Getenv(childMaxEnv); v != "" {
+			if o.maxSessions, err = strconv.Atoi(v); err != nil || o.maxSessions < 1 {
+				return fmt.Errorf("bench child: %s=%q: want a positive count", childMaxEnv, v)
+			}
+		}
+		nd, err := startNode(context.Background(), o)
 		if err != nil {
 			return err
 		}

@@ -121,6 +121,10 @@ type Config struct {
 
 	// Sessions is the number of idle sessions opened for the memory figure.
 	Sessions int
+	// UsersHeapProfile, when set, is where the sessions scenario writes the
+	// heap profile (inuse_space) of the whole-node child with Sessions
+	// distinct users signed in: what each of them costs, by allocation site.
+	UsersHeapProfile string
 
 	// DirectoryNodes and DirectoryPrincipals size the directory scenario.
 	DirectoryNodes, DirectoryPrincipals int

@@ -23,6 +23,9 @@ type nodeOpts struct {
 	natsURLs []string // empty: embedded nats-server
 	gossip   bool
 	join     []string
+	// maxSessions, when above zero, raises the session caps (per kind of
+	// listener, signed in and pending) for the memory figures.
+	maxSessions int
 }
 
 // startNode starts a node on 127.0.0.1 with random ports, a trust-mode TCP
@@ -45,6 +48,10 @@ func startNode(ctx context.Context, o nodeOpts) (*node.Node, error) {
 	// Receivers take the load as fast as it comes; the per-session inbound
 	// rate would turn the measurement into one of the mailbox.
 	cfg.SessionInboundRate = -1
+	if o.maxSessions > 0 {
+		cfg.MaxSessions = o.maxSessions
+		cfg.MaxPendingSessions = min(o.maxSessions, 4096)
+	}
 	if o.gossip {
 		cfg.GossipAddr = "127.0.0.1:0"
 		cfg.Join = o.join

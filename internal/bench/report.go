@@ -90,6 +90,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("Idle sessions: %d opened of %d in %.1f s; child RSS %d -> %d KiB: **%.1f KiB per session** "+
 			"(Go heap+stacks %.1f KiB, %.1f goroutines per session).",
 			q.Opened, q.Sessions, q.OpenSecs, q.RSSBeforeKiB, q.RSSAfterKiB, q.RSSPerSessionKiB, q.HeapStackPerSessionKiB, q.GoroutinesPerSession)
+		for _, u := range []struct {
+			what string
+			r    *NodeSessionsResult
+		}{{"distinct user", q.Users}, {"terminal of one user", q.Terminals}} {
+			if u.r == nil || u.r.Opened != u.r.Sessions {
+				continue
+			}
+			p("")
+			p("Idle sessions on a whole node (embedded NATS and JetStream), distinct users %d: %d opened of %d in %.1f s; node RSS %d -> %d KiB: "+
+				"**%.1f KiB per %s** (Go heap+stacks %.1f KiB, of which stacks %.1f KiB; %.1f goroutines per session).",
+				u.r.Users, u.r.Opened, u.r.Sessions, u.r.OpenSecs, u.r.RSSBeforeKiB, u.r.RSSAfterKiB, u.r.RSSPerKiB, u.what,
+				u.r.HeapStackPerKiB, u.r.StackPerKiB, u.r.GoroutinesPerSession)
+		}
 	}
 	if q := r.Directory; q != nil {
 		p("")

@@ -204,6 +204,12 @@ func targets(r *Report) []Target {
 		add("idle session memory", "<= 16 KiB", fmt.Sprintf("%.1f KiB RSS (%d sessions)", s.RSSPerSessionKiB, s.Sessions),
 			true, s.RSSPerSessionKiB <= 16)
 	}
+	if s := r.Sessions; s == nil || s.Users == nil || s.Users.Opened != s.Users.Sessions {
+		add("idle signed-in user on a node, distinct users", "<= 8 KiB", "", false, false)
+	} else {
+		add("idle signed-in user on a node, distinct users", "<= 8 KiB",
+			fmt.Sprintf("%.1f KiB RSS (%d users)", s.Users.RSSPerKiB, s.Users.Users), true, s.Users.RSSPerKiB <= 8)
+	}
 	return out
 }
 

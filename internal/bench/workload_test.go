@@ -145,6 +145,7 @@ func TestTargetsForBothWorkloads(t *testing.T) {
 		"no live-heap growth once the dedup windows are full (hot)":    StatusNotMeasured,
 		"sign-in visible on all 10 nodes, p99":                         StatusNotMeasured,
 		"idle session memory":                                          StatusNotMeasured,
+		"idle signed-in user on a node, distinct users":                StatusNotMeasured,
 	}
 	for name, st := range want {
 		tg, ok := got[name]
