@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -58,12 +59,13 @@ type Broker struct {
 	down      chan struct{}
 	closeOnce sync.Once
 
-	// mu guards state, addrs and clientURL. Start holds it while the server
-	// comes up, so Close waits for a Start in progress.
+	// mu guards state, addrs, clientURL and lock. Start holds it while the
+	// server comes up, so Close waits for a Start in progress.
 	mu        sync.Mutex
 	state     state
 	addrs     Addrs
 	clientURL string
+	lock      *DirLock // the JetStream store's lock, held from Start to Close; nil without a store
 }
 
 // New validates cfg and prepares the server; nothing listens or runs yet.
@@ -111,11 +113,23 @@ func (b *Broker) Start() error {
 	case stateClosed:
 		return ErrClosed
 	}
+	if b.cfg.JetStream && b.cfg.DataDir != "" {
+		// Before the store is opened: two servers on one store corrupt it.
+		if err := os.MkdirAll(b.cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("broker: start %s: %w", b.cfg.Name, err)
+		}
+		lock, err := LockDir(b.cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("broker: start %s: store %w", b.cfg.Name, err)
+		}
+		b.lock = lock
+	}
 	b.srv.Start()
 	if err := b.waitReady(); err != nil {
 		b.state = stateClosed
 		b.srv.Shutdown()
 		b.srv.WaitForShutdown()
+		b.lock.Release()
 		return fmt.Errorf("broker: start %s: %w", b.cfg.Name, err)
 	}
 	b.state = stateStarted
@@ -236,6 +250,9 @@ func (b *Broker) Close() error {
 			<-b.down
 			b.log.Info("nats-server stopped")
 		}
+		b.mu.Lock()
+		b.lock.Release() // the store is closed
+		b.mu.Unlock()
 	})
 	return nil
 }

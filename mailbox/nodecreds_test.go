@@ -67,15 +67,6 @@ func TestNodeCredentialsCannotForgeOrBlockAnotherNodesMailbox(t *testing.T) {
 		return ctx
 	}
 
-	// alice is n1's user; her drainer there made her consumer.
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
-	c.WaitPresent("alice", "pts/1", c.Name(0), true)
-	consumer := "mbox-" + mailbox.UserToken("alice")
-	testcluster.WaitFor(t, 10*time.Second, "alice's mailbox consumer", func() bool {
-		_, err := js1.Consumer(ctx(), mailbox.Stream, consumer)
-		return err == nil
-	})
-
 	// forged is what n2 stores claiming that n1 took it in from a verified
 	// local root.
 	forged := func(id, text string) []byte {
@@ -89,6 +80,22 @@ func TestNodeCredentialsCannotForgeOrBlockAnotherNodesMailbox(t *testing.T) {
 		}
 		return b
 	}
+
+	// alice is n1's user; her drainer there makes her consumer once she
+	// has mail (none is made for an empty mailbox), so n1 stores one.
+	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	c.WaitPresent("alice", "pts/1", c.Name(0), true)
+	if _, err := js1.Publish(ctx(), mailbox.SubjectPrefix+mailbox.UserToken("alice")+".root.n1", forged("first", "first")); err != nil {
+		t.Fatalf("n1 storing on its own subject: %v", err)
+	}
+	if m := testcluster.NextMessage(t, alice, 10*time.Second); m.Text != "first" {
+		t.Fatalf("alice got %+v, want n1's first message", m)
+	}
+	consumer := "mbox-" + mailbox.UserToken("alice")
+	testcluster.WaitFor(t, 10*time.Second, "alice's mailbox consumer", func() bool {
+		_, err := js1.Consumer(ctx(), mailbox.Stream, consumer)
+		return err == nil
+	})
 
 	t.Run("n2's credentials cannot delete the consumer n1's user drains from", func(t *testing.T) {
 		if err := js2.DeleteConsumer(ctx(), mailbox.Stream, consumer); err == nil {

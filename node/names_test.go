@@ -130,11 +130,10 @@ func TestHiddenLooksOffline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	waitSignedOut(t, c, c.SignIn(1, "dave", "pts/3", presence.Online), "dave")
+	// carol was seen once (a hidden sign-in alone records no time:
+	// issue 18, "Hidden looks offline in every field").
+	waitSignedOut(t, c, c.SignIn(1, "carol", "pts/9", presence.Online), "carol")
 	carol := c.SignIn(1, "carol", "pts/9", presence.Hidden)
-	testcluster.WaitFor(t, 10*time.Second, "carol's sign-in recorded", func() bool {
-		s, err := c.Node(0).Switchboard().LastSeen(context.Background(), "carol")
-		return err == nil && s.State == presence.Hidden.String()
-	})
 	c.WaitPresent("carol", "pts/9", "n2", true)
 	same := func(what, hidden, offline string) {
 		t.Helper()

@@ -53,7 +53,7 @@ type Node struct {
 	ops    *nodeOps            // metrics, probes, HTTP endpoint, reload: ops*.go
 	terms  *terminal.Service   // nil with Terminals off
 	owners *sockowner.Resolver // who owns a local sender's socket; set by New, closed by Close
-	lock   *dirLock            // the data directory's lock; nil with external relays
+	lock   *broker.DirLock     // the data directory's lock; nil with external relays
 	claim  *nameClaim          // the node name's claim on this host; nil when taken
 
 	fatal     chan error      // first fatal component error (cap 1)
@@ -197,7 +197,7 @@ func (n *Node) startNATS() error {
 	}
 	// Before anything opens the store: a second node on this directory
 	// would corrupt it.
-	lock, err := lockDataDir(n.cfg.DataDir)
+	lock, err := broker.LockDir(n.cfg.DataDir)
 	if err != nil {
 		return &FieldError{Field: "DataDir", Err: err}
 	}
@@ -590,7 +590,7 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("nats close: %w", err))
 		}
 	}
-	n.lock.release() // the store is closed
+	n.lock.Release() // the store is closed
 	n.claim.release()
 	if p := n.addrs.SessionSocket; p != "" {
 		_ = os.Remove(p)

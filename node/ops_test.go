@@ -201,6 +201,8 @@ func TestAPIHidesHiddenUsersAndListsNodes(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 2, testcluster.Options{Configure: withHTTP})
 	c.SignIn(0, "alice", "pts/1", presence.Online)
+	// carol was seen once: a hidden sign-in alone records no time.
+	waitSignedOut(t, c, c.SignIn(1, "carol", "pts/2", presence.Online), "carol")
 	c.SignIn(1, "carol", "pts/2", presence.Hidden)
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 	c.WaitPresent("carol", "pts/2", c.Name(1), true)

@@ -301,6 +301,9 @@ func (s *session) cmdBLK(f *frame) *protoError {
 		o.mu.Lock()
 		if op == "ADD" {
 			if len(o.bl) < s.srv.cfg.MaxList {
+				if o.bl == nil {
+					o.bl = map[string]struct{}{}
+				}
 				o.bl[name] = struct{}{}
 			}
 		} else {
@@ -356,7 +359,7 @@ func (srv *Server) userSessions(user string) []*session {
 	var out []*session
 	for _, o := range all {
 		o.mu.Lock()
-		if o.user == user && o.bl != nil { // user is set at sign-in
+		if o.user == user { // user is set at sign-in
 			out = append(out, o)
 		}
 		o.mu.Unlock()
@@ -387,6 +390,9 @@ func (s *session) loadBlocks() {
 			break
 		}
 		if presence.ValidUser(strings.SplitN(n, "@", 2)[0]) == nil {
+			if s.bl == nil {
+				s.bl = map[string]struct{}{} // made on first use (idle sessions cost little)
+			}
 			s.bl[presence.CanonicalUser(n)] = struct{}{}
 		}
 	}

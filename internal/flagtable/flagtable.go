@@ -154,7 +154,7 @@ var Relay = cliflags.Table{
 	Flags: []cliflags.Flag{
 		{Name: "name", Arg: "NAME", Field: "Name", Default: "host name up to the first dot", Help: "server name, unique in the cluster (letters, digits, - and _)"},
 		{Name: "listen", Arg: "ADDR", Field: "Listen", Help: "client listen address; with --config and no --listen the file's setting is kept"},
-		{Name: "data", Arg: "DIR", Field: "DataDir", Help: "JetStream store directory; JetStream is off unless given"},
+		{Name: "data", Arg: "DIR", Field: "DataDir", Help: "JetStream store directory; JetStream is off unless given; held with an exclusive lock (msprelay.lock, naming the pid) while the relay runs, so a second relay or node on it is refused"},
 		{Name: "cluster", Arg: "ADDR", Field: "Cluster", Help: "route listen address for a cluster within a site, e.g. :6222"},
 		{Name: "cluster-name", Arg: "NAME", Field: "ClusterName", Help: "cluster (site) name; also the gateway name unless --gateway-name"},
 		{Name: "routes", Arg: "URL,...", Field: "Routes", Help: "comma-separated seed routes, nats-route://host:6222,..."},
