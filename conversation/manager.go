@@ -6,10 +6,11 @@
 //   - its roster is a set of keys "m.<conv>.<node>.<member>" in the KV bucket
 //     KVBucket (value: user, node, term, joined time, block list), next to a
 //     key "c.<conv>" that says the conversation exists;
-//   - its messages are published on "msp.conv.msg.<conv>", a subject the
-//     stream Stream captures with MaxMsgsPerSubject = Config.History, so a
-//     late joiner reads the last N messages;
-//   - typing notices go on "msp.conv.ctl.<conv>" (not stored);
+//   - its messages are published on "msp.conv.msg.<conv>.<node>", naming
+//     the publishing node (which node credentials bind, see broker), a
+//     subject the stream Stream captures with MaxMsgsPerSubject =
+//     Config.History, so a late joiner reads the last N messages;
+//   - typing notices go on "msp.conv.ctl.<conv>.<node>" (not stored);
 //   - invitations are requests on "msp.conv.ring.<node>" to each node where
 //     the invitee is signed in.
 //
@@ -47,15 +48,18 @@ import (
 
 // JetStream objects and subject prefixes (see docs/FEDERATION.md).
 const (
-	KVBucket      = "msp_conversations"
-	Stream        = "MSP_CONVERSATIONS"
-	msgPrefix     = "msp.conv.msg."
-	ctlPrefix     = "msp.conv.ctl."
-	ringPrefix    = "msp.conv.ring."
-	metaPrefix    = "c."
-	memberPrefix  = "m."
-	recentIDs     = 256 // ids remembered per conversation to drop repeats
-	heldPerMember = 256 // events held for a member whose join is not finished
+	KVBucket     = "msp_conversations"
+	Stream       = "MSP_CONVERSATIONS"
+	msgPrefix    = "msp.conv.msg."
+	ctlPrefix    = "msp.conv.ctl."
+	ringPrefix   = "msp.conv.ring."
+	metaPrefix   = "c."
+	memberPrefix = "m."
+	recentIDs    = 256 // ids remembered per conversation to drop repeats
+	// historyReadFactor bounds how many stored messages a join reads, in
+	// multiples of Config.History (the stream keeps that many per node).
+	historyReadFactor = 16
+	heldPerMember     = 256 // events held for a member whose join is not finished
 )
 
 // Defaults for zero Config fields.
@@ -383,7 +387,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("conversation: bucket %s: %w", KVBucket, err)
 	}
 	m.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: Stream, Subjects: []string{msgPrefix + "*"},
+		// msp.conv.msg.<conv>.<node>. Before node-bound subjects the
+		// stream captured msp.conv.msg.<conv>: such entries stay stored
+		// but no history reads them (docs/FEDERATION.md, upgrading).
+		Name: Stream, Subjects: []string{msgPrefix + "*.*"},
 		Description:       "msprelay conversation history",
 		MaxMsgsPerSubject: int64(m.cfg.History),
 		MaxMsgSize:        int32(m.cfg.MaxText + 1024),
@@ -748,9 +755,11 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 			m.log.Warn("expiring conversation failed", "conversation", conv, "err", err)
 			continue
 		}
-		if err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(msgPrefix+conv)); err != nil {
+		if err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(msgPrefix+conv+".*")); err != nil {
 			m.log.Warn("purging conversation history failed", "conversation", conv, "err", err)
 		}
+		// Entries stored before node-bound subjects, if any.
+		_ = m.stream.Purge(ctx, jetstream.WithPurgeSubject(msgPrefix+conv))
 		m.log.Info("conversation expired after idling empty", "conversation", conv)
 	}
 }

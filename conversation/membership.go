@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -178,7 +179,9 @@ func (m *Manager) attachLocal(ms *Membership) error {
 	lc := m.local[ms.conv]
 	if lc == nil {
 		lc = &localConv{members: map[string]*Membership{}}
-		for _, subj := range []string{msgPrefix + ms.conv, ctlPrefix + ms.conv} {
+		// One wildcard per kind: the last token is the publishing node
+		// (msgSubject), which onMessage checks the message against.
+		for _, subj := range []string{msgPrefix + ms.conv + ".*", ctlPrefix + ms.conv + ".*"} {
 			conv := ms.conv
 			s, err := m.nc.Subscribe(subj, func(msg *nats.Msg) { m.onMessage(conv, msg) })
 			if err != nil {
@@ -220,7 +223,7 @@ func (m *Manager) onMessage(conv string, msg *nats.Msg) {
 		m.log.Debug("dropping malformed conversation message", "conversation", conv)
 		return
 	}
-	ev := w.event(conv)
+	ev := m.bound(&w, conv, msg.Subject)
 	m.mu.Lock()
 	lc := m.local[conv]
 	if lc == nil || (ev.Kind == KindMessage && lc.seenID(ev.ID)) {
@@ -234,10 +237,14 @@ func (m *Manager) onMessage(conv string, msg *nats.Msg) {
 	}
 }
 
-// history reads conv's stored messages, oldest first.
+// history reads conv's stored messages, the last Config.History of them,
+// oldest first. The stream keeps Config.History messages per conversation
+// and publishing node, so there may be more stored than are shown: they are
+// read in stream order (the order they were stored in) and the newest kept,
+// reading at most historyReadFactor times Config.History.
 func (m *Manager) history(ctx context.Context, conv string) ([]Event, error) {
 	c, err := m.js.CreateConsumer(ctx, Stream, jetstream.ConsumerConfig{
-		FilterSubject: msgPrefix + conv, DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: msgPrefix + conv + ".*", DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
@@ -248,19 +255,27 @@ func (m *Manager) history(ctx context.Context, conv string) ([]Event, error) {
 		defer cancel()
 		_ = m.js.DeleteConsumer(dctx, Stream, c.CachedInfo().Name)
 	}()
-	n := min(int(c.CachedInfo().NumPending), m.cfg.History)
-	if n == 0 {
-		return nil, nil
-	}
-	batch, err := c.Fetch(n, jetstream.FetchMaxWait(2*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("conversation: history of %s: %w", conv, err)
-	}
+	n := min(int(c.CachedInfo().NumPending), m.cfg.History*historyReadFactor)
 	var out []Event
-	for msg := range batch.Messages() {
-		var w wireMsg
-		if json.Unmarshal(msg.Data(), &w) == nil && w.Kind == KindMessage {
-			out = append(out, w.event(conv))
+	for n > 0 {
+		batch, err := c.Fetch(min(n, m.cfg.History), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("conversation: history of %s: %w", conv, err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			var w wireMsg
+			if json.Unmarshal(msg.Data(), &w) == nil && w.Kind == KindMessage {
+				out = append(out, m.bound(&w, conv, msg.Subject()))
+			}
+		}
+		if got == 0 {
+			break
+		}
+		n -= got
+		if len(out) > m.cfg.History {
+			out = slices.Delete(out, 0, len(out)-m.cfg.History)
 		}
 	}
 	return out, nil
@@ -296,14 +311,14 @@ func (m *Manager) publish(ctx context.Context, conv string, kind Kind, id string
 		return fmt.Errorf("conversation: encode: %w", err)
 	}
 	if kind != KindMessage {
-		if err := m.nc.Publish(ctlPrefix+conv, b); err != nil {
+		if err := m.nc.Publish(ctlSubject(conv, m.cfg.Node), b); err != nil {
 			return fmt.Errorf("conversation: publish to %s: %w", conv, err)
 		}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.PublishTimeout)
 	defer cancel()
-	if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: msgPrefix + conv, Data: b}, jetstream.WithMsgID(id), jetstream.WithExpectStream(Stream)); err != nil {
+	if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: msgSubject(conv, m.cfg.Node), Data: b}, jetstream.WithMsgID(id), jetstream.WithExpectStream(Stream)); err != nil {
 		return fmt.Errorf("conversation: publish to %s: %w", conv, err)
 	}
 	return nil

@@ -1,0 +1,186 @@
+package conversation_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/identity"
+	"github.com/msprelay/msprelay/internal/testcluster"
+)
+
+// Issue 18: "Conversation messages, roster keys and known-user records are
+// writable by any node the same way" (as mailboxes: with one node's relay
+// gen-creds secret, another node's verified origin was forged). Item 8:
+// "Mailbox and room writes are bound to the publishing node the way
+// deliveries are; a node cannot ... forge another node's origin."
+//
+// With n2's generated credentials, a room message copied from n1's verified
+// alice and republished on n1's subject is refused by the relay; published
+// on n2's own subject while still claiming n1 it reaches members, live and
+// in the history, unverified and from n2.
+func TestNodeCredentialsCannotForgeAnotherNodesRoomMessage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	gen, err := broker.GenerateCredentials([]string{"n1", "n2"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.WriteCredentials(dir, gen); err != nil {
+		t.Fatal(err)
+	}
+	relay := testcluster.StartBroker(t, broker.Config{Name: "convauth", JetStream: true,
+		DataDir: t.TempDir(), ConfigFile: filepath.Join(dir, broker.AuthConfFile)})
+	// violations are the relay's refusals to n2's connection.
+	violations := make(chan string, 16)
+	connect := func(name string) *nats.Conn {
+		t.Helper()
+		opts, err := broker.ClientAuth{Node: name, NkeyFile: filepath.Join(dir, name+broker.NkeySuffix)}.Options()
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if name == "n2" {
+				select {
+				case violations <- err.Error():
+				default:
+				}
+			}
+		}))
+		nc, err := nats.Connect(relay.ClientURL(), opts...)
+		if err != nil {
+			t.Fatalf("connect as %s: %v", name, err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	c := &cluster{t: t, url: relay.ClientURL(), live: map[string]bool{}}
+	start := func(name string) *node {
+		t.Helper()
+		nc := connect(name)
+		c.setLive(name, true)
+		m, err := conversation.New(conversation.Config{Node: name, NATS: nc, Logger: testLogger(t, name),
+			LiveNodes: c.liveNodes, SweepInterval: 50 * time.Millisecond, DeadGrace: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Start(ctx(t)); err != nil {
+			t.Fatalf("start %s on its generated credentials: %v", name, err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return &node{m: m, nc: nc}
+	}
+	n1, n2 := start("n1"), start("n2")
+
+	alice, _, _, _ := join(t, n1, "lobby", "alice", true)
+	_, carol, _, _ := join(t, n1, "lobby", "carol", false)
+	_, bob, _, _ := join(t, n2, "lobby", "bob", false)
+	if _, err := alice.Send(ctx(t), conversation.KindMessage, "genuine"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*sink{carol, bob} {
+		if ev := s.nextKind(t, conversation.KindMessage); ev.Text != "genuine" || !ev.Sender.Verified() || ev.Node != "n1" {
+			t.Fatalf("alice's own message arrived as %+v, want verified from n1", ev)
+		}
+	}
+
+	// n2 reads alice's stored message (it may: every node reads the
+	// history) and makes copies with new ids and texts.
+	js2, err := jetstream.New(n2.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js2.Stream(ctx(t), conversation.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := st.GetMsg(ctx(t), st.CachedInfo().State.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge := func(id, text string) []byte {
+		var w map[string]any
+		if err := json.Unmarshal(stored.Data, &w); err != nil {
+			t.Fatal(err)
+		}
+		if w["node"] != "n1" || w["from"] == nil {
+			t.Fatalf("stored message %s does not carry n1 and a verified sender", stored.Data)
+		}
+		w["id"], w["text"] = id, text
+		b, _ := json.Marshal(w)
+		return b
+	}
+
+	// On n1's own subject: the relay refuses it.
+	if err := n2.nc.Publish(stored.Subject, forge("f0f0f0f0f0f0f0f0f0f0f0f0", "forged on n1's subject")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.nc.FlushTimeout(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-violations:
+		if !strings.Contains(v, "Permissions Violation") || !strings.Contains(v, stored.Subject) {
+			t.Fatalf("publishing on %s as n2: %s, want a permissions violation", stored.Subject, v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("n2 published on n1's room subject %s without a permissions violation", stored.Subject)
+	}
+
+	// On n2's own subject, still claiming n1 and verified alice: shown
+	// unverified, from n2, live and to a later joiner. (Had the copy on
+	// n1's subject gone through, it would be the next message here.)
+	own := "msp.conv.msg.lobby.n2"
+	if _, err := js2.Publish(ctx(t), own, forge("0a0a0a0a0a0a0a0a0a0a0a0a", "forged claiming n1")); err != nil {
+		t.Fatalf("n2 publishing on its own subject %s: %v", own, err)
+	}
+	checkForged := func(who string, ev conversation.Event) {
+		t.Helper()
+		if ev.Text != "forged claiming n1" {
+			t.Fatalf("%s got %q next, want the copy n2 published on its own subject", who, ev.Text)
+		}
+		if ev.Sender.Verified() || ev.Sender.Method != identity.None || ev.Node != "n2" || ev.Sender.Node != "n2" {
+			t.Fatalf("%s sees n2's copy claiming n1 as %+v (sender %+v), want unverified from n2", who, ev, ev.Sender)
+		}
+	}
+	checkForged("carol on n1", carol.nextKind(t, conversation.KindMessage))
+	checkForged("bob on n2", bob.nextKind(t, conversation.KindMessage))
+	_, _, _, hist := join(t, n2, "lobby", "dave", false)
+	if len(hist) != 2 || hist[0].Text != "genuine" || !hist[0].Sender.Verified() {
+		t.Fatalf("history %+v, want alice's verified message then n2's copy", hist)
+	}
+	checkForged("dave's history", hist[1])
+}
+
+// A late joiner's history is the newest Config.History messages of the
+// conversation, however many nodes published them (the stream keeps that
+// many per publishing node).
+func TestHistoryIsTheNewestAcrossNodes(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	n1 := c.node("n1", func(cfg *conversation.Config) { cfg.History = 3 })
+	n2 := c.node("n2", func(cfg *conversation.Config) { cfg.History = 3 })
+	a, _, _, _ := join(t, n1, "hall", "alice", true)
+	b, _, _, _ := join(t, n2, "hall", "bob", false)
+	for i, ms := range []*conversation.Membership{a, a, b, b, a, b} {
+		if _, err := ms.Send(context.Background(), conversation.KindMessage, string(rune('a'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, _, hist := join(t, n1, "hall", "carol", false)
+	var got []string
+	for _, ev := range hist {
+		got = append(got, ev.Text)
+	}
+	if strings.Join(got, "") != "def" {
+		t.Fatalf("history %q, want the newest three in order, \"def\"", got)
+	}
+}
