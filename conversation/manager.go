@@ -9,7 +9,7 @@
 //   - its messages are published on "msp.conv.msg.<conv>.<node>", naming
 //     the publishing node (which node credentials bind, see broker), a
 //     subject the stream Stream captures with MaxMsgsPerSubject =
-//     Config.History, so a late joiner reads the last N messages;
+//     Config.History (per node), so a late joiner reads the last N messages;
 //   - typing notices go on "msp.conv.ctl.<conv>.<node>" (not stored);
 //   - invitations are requests on "msp.conv.ring.<node>" to each node where
 //     the invitee is signed in.
@@ -92,7 +92,8 @@ type Config struct {
 	NATS *nats.Conn
 	// Logger receives the manager's logs; nil means slog.Default().
 	Logger *slog.Logger
-	// History is how many messages a conversation keeps for late joiners.
+	// History is how many messages a late joiner reads, the newest; the
+	// stream keeps that many per conversation and publishing node.
 	History int
 	// Idle is how long an empty conversation lasts before it expires.
 	// Zero means DefaultIdle.
