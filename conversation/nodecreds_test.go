@@ -184,3 +184,42 @@ func TestHistoryIsTheNewestAcrossNodes(t *testing.T) {
 		t.Fatalf("history %q, want the newest three in order, \"def\"", got)
 	}
 }
+
+// docs/FEDERATION.md, upgrading: "messages stored before stay in the stream
+// but are no longer read: they are dropped from the history ... and removed
+// with the rest when the conversation expires."
+func TestHistoryOnTheOldSubjectIsDroppedAndExpires(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	nc, err := nats.Connect(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream as an older node made it, with one message stored on
+	// the subject without the node, claiming a verified sender.
+	st, err := js.CreateStream(ctx(t), jetstream.StreamConfig{Name: conversation.Stream, Subjects: []string{"msp.conv.msg.*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `{"kind":1,"id":"0123456789ab0123456789ab","user":"alice","node":"n1","text":"old","member":"n1-00","from":{"u":"alice","m":"peercred","s":"session"}}`
+	if _, err := js.Publish(ctx(t), "msp.conv.msg.tmp", []byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	n1 := c.node("n1", func(cfg *conversation.Config) { cfg.Idle = 200 * time.Millisecond })
+	a, _, _, hist := join(t, n1, "tmp", "alice", true)
+	if len(hist) != 0 {
+		t.Fatalf("history %+v, want the old subject's message dropped", hist)
+	}
+	if err := a.Leave(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.WaitFor(t, 10*time.Second, "the expired conversation's old history purged", func() bool {
+		info, err := st.Info(ctx(t))
+		return err == nil && info.State.Msgs == 0
+	})
+}
