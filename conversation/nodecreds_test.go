@@ -3,6 +3,7 @@ package conversation_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -222,4 +223,41 @@ func TestHistoryOnTheOldSubjectIsDroppedAndExpires(t *testing.T) {
 		info, err := st.Info(ctx(t))
 		return err == nil && info.State.Msgs == 0
 	})
+}
+
+// The history is the newest Config.History messages even when more nodes
+// have posted than a join reads through (16 times the history).
+func TestHistoryIsTheNewestWhenManyNodesPosted(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	n1 := c.node("n1", func(cfg *conversation.Config) { cfg.History = 2 })
+	join(t, n1, "crowd", "alice", true)
+	nc, err := nats.Connect(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 20 nodes post 3 messages each: 40 stay stored, 2 per node.
+	for round := range 3 {
+		for i := range 20 {
+			node := fmt.Sprintf("x%02d", i)
+			text := fmt.Sprintf("%d-%s", round, node)
+			b, _ := json.Marshal(map[string]any{"kind": conversation.KindMessage, "id": fmt.Sprintf("%024d", round*100+i), "user": "u" + node, "node": node, "text": text})
+			if _, err := js.Publish(ctx(t), "msp.conv.msg.crowd."+node, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, _, _, hist := join(t, n1, "crowd", "carol", false)
+	var got []string
+	for _, ev := range hist {
+		got = append(got, ev.Text)
+	}
+	if strings.Join(got, " ") != "2-x18 2-x19" {
+		t.Fatalf("history %q, want the newest two, 2-x18 and 2-x19", got)
+	}
 }
