@@ -198,6 +198,27 @@ type Member struct {
 	Gone string
 }
 
+// keyed reports whether m is the member its key m.<conv>.<node>.<id>
+// names: the same id and node, the id made on that node (Join). Records
+// that are not are ignored, so that a dead node's sweep deletes the key
+// the member really has and a member is never shown on a node other than
+// its key's.
+func (m *Member) keyed(node, id string) bool {
+	return m.ID == id && m.Node == node && strings.HasPrefix(id, node+"-")
+}
+
+// keyNode and keyID are the node and member id of a member key.
+func keyNode(key string) string { return keyPart(key, 2) }
+func keyID(key string) string   { return keyPart(key, 3) }
+
+func keyPart(key string, i int) string {
+	parts := strings.Split(key, ".")
+	if len(parts) != 4 {
+		return ""
+	}
+	return parts[i]
+}
+
 // blocks reports whether m's block list refuses user at node.
 func (m *Member) blocks(user, node string) bool {
 	return slices.Contains(m.Blocks, user) || slices.Contains(m.Blocks, user+"@"+node)
@@ -537,7 +558,8 @@ func (m *Manager) apply(e jetstream.KeyValueEntry, live bool) {
 		return
 	}
 	var mb Member
-	if json.Unmarshal(e.Value(), &mb) != nil || mb.ID != id {
+	if json.Unmarshal(e.Value(), &mb) != nil || !mb.keyed(parts[1], id) {
+		m.log.Debug("ignoring a conversation member whose record does not match its key", "key", key)
 		return
 	}
 	if mb.Gone != "" {
@@ -792,7 +814,7 @@ func (m *Manager) members(ctx context.Context, conv string) ([]Member, error) {
 			continue // left meanwhile
 		}
 		var mb Member
-		if json.Unmarshal(e.Value(), &mb) == nil && mb.Gone == "" {
+		if json.Unmarshal(e.Value(), &mb) == nil && mb.Gone == "" && mb.keyed(keyNode(key), keyID(key)) {
 			out = append(out, mb)
 		}
 		if len(out) > m.cfg.MaxMembers*2 {

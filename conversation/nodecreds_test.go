@@ -261,3 +261,45 @@ func TestHistoryIsTheNewestWhenManyNodesPosted(t *testing.T) {
 		t.Fatalf("history %q, want the newest two, 2-x18 and 2-x19", got)
 	}
 }
+
+// A roster record that does not match its key m.<conv>.<node>.<member> (a
+// member shown on another node than its key's, whose dead-node sweep would
+// delete the wrong key) is ignored, in the bucket watch and in Roster.
+func TestRosterIgnoresRecordsNotMatchingTheirKey(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	n1 := c.node("n1", nil)
+	_, alice, _, _ := join(t, n1, "lobby", "alice", true)
+	nc, err := nats.Connect(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx(t), conversation.KVBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, mb conversation.Member) {
+		t.Helper()
+		b, _ := json.Marshal(mb)
+		if _, err := kv.Put(ctx(t), key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC()
+	put("m.lobby.n1.n1-0000000000000001", conversation.Member{ID: "n1-0000000000000001", User: "mallory", Node: "n2", Joined: now})
+	put("m.lobby.n1.n2-0000000000000002", conversation.Member{ID: "n2-0000000000000002", User: "mallory", Node: "n1", Joined: now})
+	put("m.lobby.n1.n1-0000000000000003", conversation.Member{ID: "n1-0000000000000003", User: "trent", Node: "n1", Joined: now})
+	if ev := alice.nextKind(t, conversation.KindJoin); ev.User != "trent" {
+		t.Fatalf("first join after the mismatched records: %+v, want trent's (the only record matching its key)", ev)
+	}
+	for _, mb := range mustRoster(t, n1.m, "lobby") {
+		if mb.User == "mallory" {
+			t.Fatalf("roster lists %+v, whose record does not match its key", mb)
+		}
+	}
+}
