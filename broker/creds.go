@@ -57,20 +57,25 @@ const (
 // addressed to it, so a receiver can take the sending node's authenticated
 // name from the subject. Mailbox subjects end in the storing node's name
 // (mailbox.NodeSubject, msp.mbox.<user>.<sender>.<node>) the same way, so
-// a drainer knows which node vouches for a stored message.
+// a drainer knows which node vouches for a stored message, and so do
+// conversation subjects (msp.conv.msg.<conv>.<node>, msp.conv.ctl.<conv>.<node>).
 //
 // What these permissions cannot bind (users roam, so every node must be
 // able to drain, read and acknowledge any user's mailbox, write any user's
-// known-user record, and write every conversation) is listed in
+// known-user record and block list, and write every conversation's roster)
+// is listed in
 // docs/SECURITY.md, "Node credentials".
 func NodePermissions(node string) Permissions {
 	pub := []string{
 		"msp.node.*.deliver." + node,
 		"msp.node.*.status", // msp status asks every node
 		"msp.mbox.*.*." + node,
-		// Conversations: messages and typing notices to every member's
-		// node, rings to the invitee's nodes, the roster bucket.
-		"msp.conv.msg.*", "msp.conv.ctl.*", "msp.conv.ring.*",
+		// Conversations: messages and typing notices only on subjects
+		// ending in the node's own name (msp.conv.msg.<conv>.<node>), so
+		// receivers believe a message's node and sender only from the
+		// node in its subject; rings to the invitee's nodes; the roster
+		// bucket (not bound, see docs/SECURITY.md).
+		"msp.conv.msg.*." + node, "msp.conv.ctl.*." + node, "msp.conv.ring.*",
 		"$KV." + convBucket + ".>",
 		"$KV.MSP_USERS.*",
 		"$KV.MSP_BLOCKS.*",
@@ -105,7 +110,7 @@ func NodePermissions(node string) Permissions {
 	return Permissions{
 		Publish: pub,
 		Subscribe: []string{"msp.node." + node + ".deliver.*", "msp.node." + node + ".status", InboxPrefix(node) + ".>", "msp.mbox.>",
-			"msp.conv.msg.*", "msp.conv.ctl.*", "msp.conv.ring." + node},
+			"msp.conv.msg.*.*", "msp.conv.ctl.*.*", "msp.conv.ring." + node},
 		AllowResponses: true,
 	}
 }

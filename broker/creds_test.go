@@ -125,6 +125,12 @@ func TestNodePermissionsAreEnforced(t *testing.T) {
 		// mailbox undrainable or forge another node's origin".
 		expectViolation("store mail in b's name", func() error { return na.Publish("msp.mbox.alice.0123456789abcdef.b", nil) })
 		expectViolation("delete a mailbox consumer", func() error { return na.Publish("$JS.API.CONSUMER.DELETE.MSP_MAILBOX.mbox-alice", nil) })
+		// "Conversation messages ... are writable by any node the same
+		// way": room messages and typing notices go on subjects ending in
+		// the publishing node (conversation's msgSubject, ctlSubject).
+		expectViolation("post a room message in b's name", func() error { return na.Publish("msp.conv.msg.lobby.b", nil) })
+		expectViolation("post a room message on the subject without a node", func() error { return na.Publish("msp.conv.msg.lobby", nil) })
+		expectViolation("send a typing notice in b's name", func() error { return na.Publish("msp.conv.ctl.lobby.b", nil) })
 	}
 }
 

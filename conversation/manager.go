@@ -6,10 +6,11 @@
 //   - its roster is a set of keys "m.<conv>.<node>.<member>" in the KV bucket
 //     KVBucket (value: user, node, term, joined time, block list), next to a
 //     key "c.<conv>" that says the conversation exists;
-//   - its messages are published on "msp.conv.msg.<conv>", a subject the
-//     stream Stream captures with MaxMsgsPerSubject = Config.History, so a
-//     late joiner reads the last N messages;
-//   - typing notices go on "msp.conv.ctl.<conv>" (not stored);
+//   - its messages are published on "msp.conv.msg.<conv>.<node>", naming
+//     the publishing node (which node credentials bind, see broker), a
+//     subject the stream Stream captures with MaxMsgsPerSubject =
+//     Config.History (per node), so a late joiner reads the last N messages;
+//   - typing notices go on "msp.conv.ctl.<conv>.<node>" (not stored);
 //   - invitations are requests on "msp.conv.ring.<node>" to each node where
 //     the invitee is signed in.
 //
@@ -47,15 +48,18 @@ import (
 
 // JetStream objects and subject prefixes (see docs/FEDERATION.md).
 const (
-	KVBucket      = "msp_conversations"
-	Stream        = "MSP_CONVERSATIONS"
-	msgPrefix     = "msp.conv.msg."
-	ctlPrefix     = "msp.conv.ctl."
-	ringPrefix    = "msp.conv.ring."
-	metaPrefix    = "c."
-	memberPrefix  = "m."
-	recentIDs     = 256 // ids remembered per conversation to drop repeats
-	heldPerMember = 256 // events held for a member whose join is not finished
+	KVBucket     = "msp_conversations"
+	Stream       = "MSP_CONVERSATIONS"
+	msgPrefix    = "msp.conv.msg."
+	ctlPrefix    = "msp.conv.ctl."
+	ringPrefix   = "msp.conv.ring."
+	metaPrefix   = "c."
+	memberPrefix = "m."
+	recentIDs    = 256 // ids remembered per conversation to drop repeats
+	// historyReadFactor bounds how many stored messages a join reads, in
+	// multiples of Config.History (the stream keeps that many per node).
+	historyReadFactor = 16
+	heldPerMember     = 256 // events held for a member whose join is not finished
 )
 
 // Defaults for zero Config fields.
@@ -88,7 +92,8 @@ type Config struct {
 	NATS *nats.Conn
 	// Logger receives the manager's logs; nil means slog.Default().
 	Logger *slog.Logger
-	// History is how many messages a conversation keeps for late joiners.
+	// History is how many messages a late joiner reads, the newest; the
+	// stream keeps that many per conversation and publishing node.
 	History int
 	// Idle is how long an empty conversation lasts before it expires.
 	// Zero means DefaultIdle.
@@ -191,6 +196,27 @@ type Member struct {
 	// Gone is set ("dropped") on the last write before the key is deleted
 	// by another node, so watchers can tell why the member left.
 	Gone string
+}
+
+// keyed reports whether m is the member its key m.<conv>.<node>.<id>
+// names: the same id and node, the id made on that node (Join). Records
+// that are not are ignored, so that a dead node's sweep deletes the key
+// the member really has and a member is never shown on a node other than
+// its key's.
+func (m *Member) keyed(node, id string) bool {
+	return m.ID == id && m.Node == node && strings.HasPrefix(id, node+"-")
+}
+
+// keyNode and keyID are the node and member id of a member key.
+func keyNode(key string) string { return keyPart(key, 2) }
+func keyID(key string) string   { return keyPart(key, 3) }
+
+func keyPart(key string, i int) string {
+	parts := strings.Split(key, ".")
+	if len(parts) != 4 {
+		return ""
+	}
+	return parts[i]
 }
 
 // blocks reports whether m's block list refuses user at node.
@@ -383,7 +409,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("conversation: bucket %s: %w", KVBucket, err)
 	}
 	m.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: Stream, Subjects: []string{msgPrefix + "*"},
+		// msp.conv.msg.<conv>.<node>. Before node-bound subjects the
+		// stream captured msp.conv.msg.<conv>: such entries stay stored
+		// but no history reads them (docs/FEDERATION.md, upgrading).
+		Name: Stream, Subjects: []string{msgPrefix + "*.*"},
 		Description:       "msprelay conversation history",
 		MaxMsgsPerSubject: int64(m.cfg.History),
 		MaxMsgSize:        int32(m.cfg.MaxText + 1024),
@@ -529,7 +558,8 @@ func (m *Manager) apply(e jetstream.KeyValueEntry, live bool) {
 		return
 	}
 	var mb Member
-	if json.Unmarshal(e.Value(), &mb) != nil || mb.ID != id {
+	if json.Unmarshal(e.Value(), &mb) != nil || !mb.keyed(parts[1], id) {
+		m.log.Debug("ignoring a conversation member whose record does not match its key", "key", key)
 		return
 	}
 	if mb.Gone != "" {
@@ -748,9 +778,11 @@ func (m *Manager) sweepOnce(ctx context.Context) {
 			m.log.Warn("expiring conversation failed", "conversation", conv, "err", err)
 			continue
 		}
-		if err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(msgPrefix+conv)); err != nil {
+		if err := m.stream.Purge(ctx, jetstream.WithPurgeSubject(msgPrefix+conv+".*")); err != nil {
 			m.log.Warn("purging conversation history failed", "conversation", conv, "err", err)
 		}
+		// Entries stored before node-bound subjects, if any.
+		_ = m.stream.Purge(ctx, jetstream.WithPurgeSubject(msgPrefix+conv))
 		m.log.Info("conversation expired after idling empty", "conversation", conv)
 	}
 }
@@ -782,7 +814,7 @@ func (m *Manager) members(ctx context.Context, conv string) ([]Member, error) {
 			continue // left meanwhile
 		}
 		var mb Member
-		if json.Unmarshal(e.Value(), &mb) == nil && mb.Gone == "" {
+		if json.Unmarshal(e.Value(), &mb) == nil && mb.Gone == "" && mb.keyed(keyNode(key), keyID(key)) {
 			out = append(out, mb)
 		}
 		if len(out) > m.cfg.MaxMembers*2 {

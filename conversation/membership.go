@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -178,7 +179,9 @@ func (m *Manager) attachLocal(ms *Membership) error {
 	lc := m.local[ms.conv]
 	if lc == nil {
 		lc = &localConv{members: map[string]*Membership{}}
-		for _, subj := range []string{msgPrefix + ms.conv, ctlPrefix + ms.conv} {
+		// One wildcard per kind: the last token is the publishing node
+		// (msgSubject), which onMessage checks the message against.
+		for _, subj := range []string{msgPrefix + ms.conv + ".*", ctlPrefix + ms.conv + ".*"} {
 			conv := ms.conv
 			s, err := m.nc.Subscribe(subj, func(msg *nats.Msg) { m.onMessage(conv, msg) })
 			if err != nil {
@@ -220,7 +223,7 @@ func (m *Manager) onMessage(conv string, msg *nats.Msg) {
 		m.log.Debug("dropping malformed conversation message", "conversation", conv)
 		return
 	}
-	ev := w.event(conv)
+	ev := m.bound(&w, conv, msg.Subject)
 	m.mu.Lock()
 	lc := m.local[conv]
 	if lc == nil || (ev.Kind == KindMessage && lc.seenID(ev.ID)) {
@@ -234,36 +237,108 @@ func (m *Manager) onMessage(conv string, msg *nats.Msg) {
 	}
 }
 
-// history reads conv's stored messages, oldest first.
+// history reads conv's stored messages, the last Config.History of them,
+// oldest first. The stream keeps Config.History messages per conversation
+// and publishing node, so there may be more stored than are shown: they are
+// read in stream order (the order they were stored in) and the newest kept.
+// A join reads at most historyReadFactor times Config.History; when more
+// are stored (that many nodes have posted), it first finds where the newest
+// Config.History begin (historyStart).
 func (m *Manager) history(ctx context.Context, conv string) ([]Event, error) {
-	c, err := m.js.CreateConsumer(ctx, Stream, jetstream.ConsumerConfig{
-		FilterSubject: msgPrefix + conv, DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: 30 * time.Second,
-	})
+	filter := msgPrefix + conv + ".*"
+	c, n, err := m.historyConsumer(ctx, filter, 0)
 	if err != nil {
 		return nil, fmt.Errorf("conversation: history of %s: %w", conv, err)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = m.js.DeleteConsumer(dctx, Stream, c.CachedInfo().Name)
-	}()
-	n := min(int(c.CachedInfo().NumPending), m.cfg.History)
-	if n == 0 {
-		return nil, nil
+	if n > m.cfg.History*historyReadFactor {
+		m.dropConsumer(c)
+		start, err := m.historyStart(ctx, filter)
+		if err != nil {
+			return nil, fmt.Errorf("conversation: history of %s: %w", conv, err)
+		}
+		if c, n, err = m.historyConsumer(ctx, filter, start); err != nil {
+			return nil, fmt.Errorf("conversation: history of %s: %w", conv, err)
+		}
 	}
-	batch, err := c.Fetch(n, jetstream.FetchMaxWait(2*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("conversation: history of %s: %w", conv, err)
-	}
+	defer m.dropConsumer(c)
+	n = min(n, m.cfg.History*historyReadFactor)
 	var out []Event
-	for msg := range batch.Messages() {
-		var w wireMsg
-		if json.Unmarshal(msg.Data(), &w) == nil && w.Kind == KindMessage {
-			out = append(out, w.event(conv))
+	for n > 0 {
+		batch, err := c.Fetch(min(n, m.cfg.History), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("conversation: history of %s: %w", conv, err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			var w wireMsg
+			if json.Unmarshal(msg.Data(), &w) == nil && w.Kind == KindMessage {
+				out = append(out, m.bound(&w, conv, msg.Subject()))
+			}
+		}
+		if got == 0 {
+			break
+		}
+		n -= got
+		if len(out) > m.cfg.History {
+			out = slices.Delete(out, 0, len(out)-m.cfg.History)
 		}
 	}
 	return out, nil
+}
+
+// historyConsumer makes a short-lived consumer of the stored messages on
+// filter from stream sequence start (0: from the first) and returns it
+// with how many it holds. The caller deletes it (dropConsumer); the
+// server does after 30 s idle if that fails.
+func (m *Manager) historyConsumer(ctx context.Context, filter string, start uint64) (jetstream.Consumer, int, error) {
+	cfg := jetstream.ConsumerConfig{
+		FilterSubject: filter, DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: 30 * time.Second,
+	}
+	if start > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	c, err := m.js.CreateConsumer(ctx, Stream, cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	return c, int(c.CachedInfo().NumPending), nil
+}
+
+// dropConsumer deletes a consumer made by historyConsumer.
+func (m *Manager) dropConsumer(c jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = m.js.DeleteConsumer(ctx, Stream, c.CachedInfo().Name)
+}
+
+// historyStart is the stream sequence where the newest Config.History
+// messages on filter begin, found by bisection over the stream's
+// sequences: how many messages lie from a sequence on is a new consumer's
+// pending count. It costs about log2(stream length) short-lived consumers,
+// and runs only when a conversation holds more than historyReadFactor
+// times Config.History messages.
+func (m *Manager) historyStart(ctx context.Context, filter string) (uint64, error) {
+	info, err := m.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	lo, hi := info.State.FirstSeq, info.State.LastSeq
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		c, n, err := m.historyConsumer(ctx, filter, mid)
+		if err != nil {
+			return 0, err
+		}
+		m.dropConsumer(c)
+		if n >= m.cfg.History {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo, nil
 }
 
 // Send publishes a message (KindMessage, stored in the history) or a typing
@@ -296,14 +371,14 @@ func (m *Manager) publish(ctx context.Context, conv string, kind Kind, id string
 		return fmt.Errorf("conversation: encode: %w", err)
 	}
 	if kind != KindMessage {
-		if err := m.nc.Publish(ctlPrefix+conv, b); err != nil {
+		if err := m.nc.Publish(ctlSubject(conv, m.cfg.Node), b); err != nil {
 			return fmt.Errorf("conversation: publish to %s: %w", conv, err)
 		}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.PublishTimeout)
 	defer cancel()
-	if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: msgPrefix + conv, Data: b}, jetstream.WithMsgID(id), jetstream.WithExpectStream(Stream)); err != nil {
+	if _, err := m.js.PublishMsg(ctx, &nats.Msg{Subject: msgSubject(conv, m.cfg.Node), Data: b}, jetstream.WithMsgID(id), jetstream.WithExpectStream(Stream)); err != nil {
 		return fmt.Errorf("conversation: publish to %s: %w", conv, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -287,6 +288,31 @@ func (w *wireMsg) event(conv string) Event {
 		ev.Sender.User, ev.Sender.Source = string(f.User), f.Source
 		ev.Sender.Method, _ = identity.ParseMethod(f.Method)
 	}
+	return ev
+}
+
+// msgSubject is where node publishes conv's messages; node credentials
+// let a node publish only on its own (broker.NodePermissions).
+func msgSubject(conv, node string) string { return msgPrefix + conv + "." + node }
+
+// ctlSubject is where node publishes conv's typing notices.
+func ctlSubject(conv, node string) string { return ctlPrefix + conv + "." + node }
+
+// bound is w as members are told it, believing its node and sender only
+// as far as the subject's node vouches: the subject (msgSubject) is the
+// one part of a message node credentials bind, so a message whose node
+// field names another node than its subject is shown from the subject's
+// node, unverified (Method none, the claim kept), and logged at debug.
+func (m *Manager) bound(w *wireMsg, conv, subject string) Event {
+	node := subject[strings.LastIndexByte(subject, '.')+1:]
+	ev := w.event(conv)
+	if w.Node == node && validNode(node) == nil {
+		return ev
+	}
+	m.log.Debug("conversation message claims another node than its subject; shown unverified",
+		"conversation", conv, "subject", subject, "claimed_node", w.Node, "claimed_user", string(w.User))
+	ev.Node = node
+	ev.Sender = identity.Identity{Claimed: string(w.User), Node: node}
 	return ev
 }
 
