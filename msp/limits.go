@@ -86,9 +86,10 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-// sourceKey names a source: a remote IPv4 address or IPv6 /64, a local
-// account, or the one bucket of local senders whose account is unknown.
-type sourceKey struct {
+// Source names who sends, for per-source limits: a remote IPv4 address
+// or IPv6 /64, a local account, or the one bucket of local senders whose
+// account is unknown. It is comparable, for map keys.
+type Source struct {
 	prefix netip.Prefix // a remote sender's address or /64; zero for local senders
 	local  bool         // the sender is on this host
 	known  bool         // local, and uid is its socket's owner
@@ -96,7 +97,7 @@ type sourceKey struct {
 }
 
 // String names the source in logs.
-func (k sourceKey) String() string {
+func (k Source) String() string {
 	switch {
 	case k.known:
 		return "local uid " + strconv.FormatUint(uint64(k.uid), 10)
@@ -107,26 +108,34 @@ func (k sourceKey) String() string {
 }
 
 // localSource is the key of a sender on this host, as Identify told.
-func localSource(p Peer) sourceKey {
+func localSource(p Peer) Source {
 	if p.Known {
-		return sourceKey{local: true, known: true, uid: p.UID}
+		return Source{local: true, known: true, uid: p.UID}
 	}
-	return sourceKey{local: true}
+	return Source{local: true}
 }
 
 // identify asks Identify who sent from remote to local and keys the
-// sender's limits by it; ok is false for addresses that are not IP (tests
-// with pipes), which no limit applies to. Without Identify, loopback
-// senders are the one unidentified local source.
-func (s *Server) identify(network string, local, remote net.Addr) (p Peer, k sourceKey, ok bool) {
+// sender's limits by it (SourceOf).
+func (s *Server) identify(network string, local, remote net.Addr) (p Peer, k Source, ok bool) {
+	return SourceOf(s.Identify, network, local, remote)
+}
+
+// SourceOf is who sent from remote to local, as the per-source limits of
+// this package and of the session server count senders: identify (may be
+// nil) names the owner of a local sender's socket. ok is false for
+// addresses that are not IP (pipes, Unix sockets), which no such limit
+// applies to. Without identify, loopback senders are the one unidentified
+// local source.
+func SourceOf(identify func(network string, local, remote netip.AddrPort) Peer, network string, local, remote net.Addr) (p Peer, k Source, ok bool) {
 	k, ok = sourceOf(remote)
 	if !ok {
 		return Peer{}, k, false
 	}
 	ra, _ := addrPort(remote)
-	if s.Identify != nil {
+	if identify != nil {
 		la, _ := addrPort(local)
-		p = s.Identify(network, la, ra)
+		p = identify(network, la, ra)
 	} else if ra.Addr().Unmap().IsLoopback() {
 		p = Peer{Local: true}
 	}
@@ -139,14 +148,14 @@ func (s *Server) identify(network string, local, remote net.Addr) (p Peer, k sou
 // sourceOf maps a remote address to its source key by address alone; ok is
 // false for addresses that are not IP (tests with pipes), which no limit
 // applies to.
-func sourceOf(a net.Addr) (sourceKey, bool) {
+func sourceOf(a net.Addr) (Source, bool) {
 	ap, ok := addrPort(a)
 	if !ok {
-		return sourceKey{}, false
+		return Source{}, false
 	}
 	ip := ap.Addr().Unmap()
 	if !ip.IsValid() {
-		return sourceKey{}, false
+		return Source{}, false
 	}
 	bits := 32
 	if ip.Is6() {
@@ -154,14 +163,14 @@ func sourceOf(a net.Addr) (sourceKey, bool) {
 	}
 	p, err := ip.Prefix(bits)
 	if err != nil {
-		return sourceKey{}, false
+		return Source{}, false
 	}
-	return sourceKey{prefix: p}, true
+	return Source{prefix: p}, true
 }
 
 // source is one source's state.
 type source struct {
-	key     sourceKey
+	key     Source
 	conns   int           // admitted TCP connections; guarded by sources.mu
 	limiter *rate.Limiter // nil when the rate limit is off; has its own lock
 	elem    *list.Element // in sources.lru; guarded by sources.mu
@@ -176,18 +185,18 @@ type sources struct {
 	forgotten *atomic.Uint64
 
 	mu    sync.Mutex
-	byKey map[sourceKey]*source
+	byKey map[Source]*source
 	lru   list.List // of *source, most recently seen first
 }
 
 func newSources(max int, every rate.Limit, burst int, forgotten *atomic.Uint64) *sources {
-	return &sources{max: max, every: every, burst: burst, forgotten: forgotten, byKey: make(map[sourceKey]*source)}
+	return &sources{max: max, every: every, burst: burst, forgotten: forgotten, byKey: make(map[Source]*source)}
 }
 
 // getLocked returns k's entry, making it (and forgetting the least recently
 // seen sources without a connection if the table is full); the caller holds
 // t.mu.
-func (t *sources) getLocked(k sourceKey) *source {
+func (t *sources) getLocked(k Source) *source {
 	if e, ok := t.byKey[k]; ok {
 		t.lru.MoveToFront(e.elem)
 		return e
@@ -213,7 +222,7 @@ func (t *sources) getLocked(k sourceKey) *source {
 }
 
 // allow reports whether a message from k is within its rate.
-func (t *sources) allow(k sourceKey) bool {
+func (t *sources) allow(k Source) bool {
 	if t.every <= 0 {
 		return true
 	}
@@ -225,7 +234,7 @@ func (t *sources) allow(k sourceKey) bool {
 
 // addConn counts a connection from k unless k already has max; max <= 0
 // means no cap.
-func (t *sources) addConn(k sourceKey, max int) bool {
+func (t *sources) addConn(k Source, max int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.getLocked(k)
@@ -237,7 +246,7 @@ func (t *sources) addConn(k sourceKey, max int) bool {
 }
 
 // dropConn uncounts a connection addConn counted.
-func (t *sources) dropConn(k sourceKey) {
+func (t *sources) dropConn(k Source) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.byKey[k]; ok && e.conns > 0 {

@@ -223,8 +223,8 @@ func TestSourceTableIsBounded(t *testing.T) {
 	t.Parallel()
 	var forgotten atomic.Uint64
 	tab := newSources(3, 1, 1, &forgotten)
-	key := func(i int) sourceKey {
-		return sourceKey{prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 32)}
+	key := func(i int) Source {
+		return Source{prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 32)}
 	}
 	if !tab.addConn(key(0), 1) {
 		t.Fatal("first connection refused")

@@ -469,7 +469,7 @@ func (s *Server) handle(w *responseWriter, m *Message) (panicked bool) {
 // allowFrom applies the per-source message rate to one message from
 // source k (ok false: no source, no limit) at remote, counting and logging
 // what it refuses.
-func (s *Server) allowFrom(k sourceKey, ok bool, remote net.Addr, network string) bool {
+func (s *Server) allowFrom(k Source, ok bool, remote net.Addr, network string) bool {
 	if !ok || s.src.allow(k) {
 		return true
 	}

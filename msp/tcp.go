@@ -30,9 +30,9 @@ type conn struct {
 
 	remote string // nc.RemoteAddr() as a string, made once (handlers ask per message); read only
 
-	src    sourceKey // the source this connection is counted against
-	hasSrc bool      // false for non-IP addresses, which no per-source limit applies to
-	peer   Peer      // who owns the sending socket, asked once at accept; read only
+	src    Source // the source this connection is counted against
+	hasSrc bool   // false for non-IP addresses, which no per-source limit applies to
+	peer   Peer   // who owns the sending socket, asked once at accept; read only
 
 	// Guarded by s.mu: c is in s.partial while a message is under way
 	// (first octet read, not yet complete), since started.

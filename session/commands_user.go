@@ -438,18 +438,7 @@ func (c *Client) BlockList(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(f.args) < 1 || f.args[0] != "LST" {
-		return nil, fmt.Errorf("%w: BLK LST reply %v", ErrBadPayload, f.args)
-	}
-	out := make([]string, 0, len(f.args)-1)
-	for _, a := range f.args[1:] {
-		n, err := decodeToken(a)
-		if err != nil {
-			return nil, fmt.Errorf("%w: BLK LST: %v", ErrBadPayload, err)
-		}
-		out = append(out, n)
-	}
-	return out, nil
+	return lstNames("BLK", f.args)
 }
 
 // BlockUser adds (block true) or removes name from the user's lasting block
@@ -578,14 +567,19 @@ func (c *Client) Aliases(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(f.args) < 1 || f.args[0] != "LST" {
-		return nil, fmt.Errorf("%w: ALS LST reply %v", ErrBadPayload, f.args)
+	return lstNames("ALS", f.args)
+}
+
+// lstNames decodes the names of a "CMD TrID LST name..." reply.
+func lstNames(cmd string, args []string) ([]string, error) {
+	if len(args) < 1 || args[0] != "LST" {
+		return nil, fmt.Errorf("%w: %s LST reply %v", ErrBadPayload, cmd, args)
 	}
-	out := make([]string, 0, len(f.args)-1)
-	for _, a := range f.args[1:] {
+	out := make([]string, 0, len(args)-1)
+	for _, a := range args[1:] {
 		n, err := decodeToken(a)
 		if err != nil {
-			return nil, fmt.Errorf("%w: ALS LST: %v", ErrBadPayload, err)
+			return nil, fmt.Errorf("%w: %s LST: %v", ErrBadPayload, cmd, err)
 		}
 		out = append(out, n)
 	}

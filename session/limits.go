@@ -3,8 +3,6 @@ package session
 import (
 	"container/list"
 	"net"
-	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -22,7 +20,7 @@ const (
 	DefaultMaxPending = 64
 	// DefaultFailedSignInRate is the sustained failed sign-ins a second
 	// allowed from one source (a remote IPv4 address or IPv6 /64, or one
-	// local account; see source): one every six seconds, ten a minute.
+	// local account; see msp.Source): one every six seconds, ten a minute.
 	DefaultFailedSignInRate = 1.0 / 6
 	// DefaultFailedSignInBurst is how many failed sign-ins one source may
 	// make at once before DefaultFailedSignInRate applies.
@@ -92,62 +90,16 @@ func (srv *Server) Stats() Stats {
 	}
 }
 
-// source is who a failed sign-in is counted against: a remote sender's
-// IPv4 address or IPv6 /64, a local account (as Config.Identify tells),
-// or the one source shared by local senders whose account is unknown. Any
-// local user may bind any address of 127.0.0.0/8, so counting local
-// senders by address would throttle nobody.
-type source struct {
-	prefix netip.Prefix // a remote sender's address or /64; zero for local ones
-	local  bool         // the sender is on this host
-	known  bool         // local, and uid is its socket's owner
-	uid    uint32
-}
-
-// String names the source in logs.
-func (k source) String() string {
-	switch {
-	case k.known:
-		return "local uid " + strconv.FormatUint(uint64(k.uid), 10)
-	case k.local:
-		return "local, unidentified"
-	}
-	return k.prefix.String()
-}
-
-// sourceOf is who sent on c, for the failed sign-in throttle; ok is false
-// for non-IP (Unix) peers, which peer credentials identify instead.
-// Without Config.Identify every loopback sender is the one unidentified
-// local source.
-func (srv *Server) sourceOf(c net.Conn) (source, bool) {
-	ta, isTCP := c.RemoteAddr().(*net.TCPAddr)
-	if !isTCP {
-		return source{}, false
-	}
-	remote := ta.AddrPort()
-	var p msp.Peer
-	if srv.cfg.Identify != nil {
-		var local netip.AddrPort
-		if la, ok := c.LocalAddr().(*net.TCPAddr); ok {
-			local = la.AddrPort()
-		}
-		p = srv.cfg.Identify("tcp", local, remote)
-	} else if remote.Addr().Unmap().IsLoopback() {
-		p.Local = true
-	}
-	switch {
-	case p.Known:
-		return source{local: true, known: true, uid: p.UID}, true
-	case p.Local:
-		return source{local: true}, true
-	}
-	ip := remote.Addr().Unmap()
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	pfx, err := ip.Prefix(bits)
-	return source{prefix: pfx}, err == nil
+// sourceOf is who sent on c, for the failed sign-in throttle, keyed as
+// the MSP server keys its limits (msp.SourceOf): a remote sender's IPv4
+// address or IPv6 /64, a local account (as Config.Identify tells), or the
+// one source shared by local senders whose account is unknown. Any local
+// user may bind any address of 127.0.0.0/8, so counting local senders by
+// address would throttle nobody. ok is false for non-IP (Unix) peers,
+// which peer credentials identify instead.
+func (srv *Server) sourceOf(c net.Conn) (msp.Source, bool) {
+	_, k, ok := msp.SourceOf(srv.cfg.Identify, "tcp", c.LocalAddr(), c.RemoteAddr())
+	return k, ok
 }
 
 // failures remembers, per source, the failed sign-ins as a token bucket:
@@ -158,21 +110,21 @@ type failures struct {
 	burst int
 
 	mu  sync.Mutex
-	m   map[source]*list.Element // of *failure
-	lru list.List                // most recently failed first
+	m   map[msp.Source]*list.Element // of *failure
+	lru list.List                    // most recently failed first
 }
 
 type failure struct {
-	src source
+	src msp.Source
 	lim *rate.Limiter
 }
 
 func newFailures(every rate.Limit, burst int) *failures {
-	return &failures{every: every, burst: burst, m: make(map[source]*list.Element)}
+	return &failures{every: every, burst: burst, m: make(map[msp.Source]*list.Element)}
 }
 
 // blocked reports whether src has used up its failures.
-func (f *failures) blocked(src source) bool {
+func (f *failures) blocked(src msp.Source) bool {
 	if f.every <= 0 {
 		return false
 	}
@@ -183,7 +135,7 @@ func (f *failures) blocked(src source) bool {
 }
 
 // failed records one failed sign-in from src.
-func (f *failures) failed(src source) {
+func (f *failures) failed(src msp.Source) {
 	if f.every <= 0 {
 		return
 	}

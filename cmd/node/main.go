@@ -125,7 +125,7 @@ func inFlagTerms(err error) error {
 	case errors.Is(err, node.ErrConfig):
 		return fmt.Errorf("%s: %w", flag, fe.Err)
 	case errors.Is(err, node.ErrDataDirInUse):
-		return fmt.Errorf("%s: %w: stop that node, or give this one its own directory with %s DIR", flag, fe.Err, flag)
+		return fmt.Errorf("%s: %w: stop that node (or relay), or give this one its own directory with %s DIR", flag, fe.Err, flag)
 	case fe.Field == "DataDir":
 		// Not held by a node (that is the case above): a directory this
 		// user cannot create or use.

@@ -251,7 +251,7 @@ func TestSecondNodeOnOneDataDirIsRefused(t *testing.T) {
 		t.Fatalf("second node on the same --data: %v, want exit 2\n%s", err, out)
 	}
 	pid := strconv.Itoa(first.Process.Pid)
-	for _, want := range []string{"--data", data, "in use by another node", "pid " + pid, "another node on this host has the same name"} {
+	for _, want := range []string{"--data", data, "in use by another process", "pid " + pid, "another node on this host has the same name"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("second node's error does not say %q:\n%s", want, out)
 		}
