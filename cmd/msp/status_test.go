@@ -12,7 +12,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/ops"
+	"github.com/msprelay/msprelay/opsapi"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -39,7 +39,7 @@ func TestStatusListsEveryNodeFromAnyNode(t *testing.T) {
 		if r.code != exitOK {
 			t.Fatalf("status via %s: exit %d: %s", c.Name(i), r.code, r.stderr)
 		}
-		var nodes []ops.NodeStatus
+		var nodes []opsapi.NodeStatus
 		if err := json.Unmarshal([]byte(r.stdout), &nodes); err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +65,7 @@ func TestStatusListsEveryNodeFromAnyNode(t *testing.T) {
 	c.Stop(1)
 	testcluster.WaitFor(t, 20*time.Second, "n2 gone from msp status", func() bool {
 		r := runCLI(t, "", "status", "--url", "http://"+c.Node(0).HTTPAddr(), "--token-file", tok, "--json")
-		var nodes []ops.NodeStatus
+		var nodes []opsapi.NodeStatus
 		return r.code == exitOK && json.Unmarshal([]byte(r.stdout), &nodes) == nil && len(nodes) == 1 && nodes[0].Name == "n1"
 	})
 }
@@ -98,7 +98,7 @@ func TestAPIWhoIsMspWhoJSON(t *testing.T) {
 	if strings.Contains(string(api), "carol") {
 		t.Fatalf("hidden carol in the API:\n%s", api)
 	}
-	var who []ops.WhoEntry
+	var who []opsapi.WhoEntry
 	if err := json.Unmarshal(api, &who); err != nil || len(who) != 3 {
 		t.Fatalf("who = %+v (%v), want 3 terminals", who, err)
 	}

@@ -9,27 +9,10 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
+	"github.com/msprelay/msprelay/opsapi"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 )
-
-// whoJSON is one line of `msp who --json`. A user who is signed in nowhere
-// but known to the cluster appears once with state "offline", the node and
-// terminal she last signed out of, and last_seen instead of since.
-type whoJSON struct {
-	User       string     `json:"user"`
-	Node       string     `json:"node"`
-	Term       string     `json:"term"`
-	State      string     `json:"state"`
-	Aliases    []string   `json:"aliases"`
-	Since      *time.Time `json:"since,omitempty"`
-	LastActive *time.Time `json:"last_active,omitempty"`
-	LastSeen   *time.Time `json:"last_seen,omitempty"`
-	// Kind is "session" or "tty" (a host login's terminal); Idle is a
-	// tty's seconds since its last input.
-	Kind string `json:"kind,omitempty"`
-	Idle *int64 `json:"idle,omitempty"`
-}
 
 func cmdWho(ctx context.Context, args []string, e env) int {
 	fs := newFlags("who", "[flags] [USER]\n\nLists where USER (or everyone) is signed in: node, terminal, state.", e)
@@ -61,13 +44,13 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 		return fail(e, exitUsage, "who: %v", err)
 	}
 	if *asJSON {
-		out := make([]whoJSON, 0, len(es))
+		out := make([]opsapi.WhoEntry, 0, len(es))
 		for _, w := range es {
 			aliases := make([]string, 0, len(w.Aliases))
 			for _, a := range w.Aliases {
 				aliases = append(aliases, msp.Latin1ToUTF8(a))
 			}
-			j := whoJSON{User: msp.Latin1ToUTF8(w.User), Node: w.Node, Term: msp.Latin1ToUTF8(w.Term),
+			j := opsapi.WhoEntry{User: msp.Latin1ToUTF8(w.User), Node: w.Node, Term: msp.Latin1ToUTF8(w.Term),
 				State: w.State.String(), Aliases: aliases}
 			if w.State == presence.Offline {
 				j.LastSeen = &w.LastActive
