@@ -32,6 +32,7 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionsock"
 	"github.com/msprelay/msprelay/switchboard"
 	"github.com/msprelay/msprelay/terminal"
 )
@@ -265,7 +266,7 @@ func DefaultConfig() Config {
 		MailboxAckWait:     mailbox.DefaultAckWait,
 		MailboxSenderMax:   mailbox.DefaultMaxPerSender,
 		MailboxMaxBytes:    mailbox.DefaultMaxBytes,
-		SessionSocket:      session.DefaultSocketPath(),
+		SessionSocket:      sessionsock.DefaultSocketPath(),
 		SessionAuth:        AuthSecret,
 		SessionIdleTimeout: session.DefaultIdleTimeout,
 		MaxSessions:        session.DefaultMaxSessions,
@@ -448,7 +449,7 @@ func (c *Config) validate() error {
 		// A missing directory is created 0700 at start; an existing one
 		// must be ours alone, or another user could swap the store.
 		if _, err := os.Lstat(c.DataDir); err == nil {
-			if err := session.CheckDir(c.DataDir); err != nil {
+			if err := sessionsock.CheckDir(c.DataDir); err != nil {
 				return bad("DataDir", "%s: %v", c.DataDir, err)
 			}
 		}

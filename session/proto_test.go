@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -56,7 +57,7 @@ func TestTranscript(t *testing.T) {
 	}
 	r.send("SND 5 alice - 11\r\nhello\nworld")
 	p := r.payload("MSG")
-	m, err := parseMessage([]byte(p))
+	m, err := sessionproto.ParseMessage([]byte(p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,16 +181,16 @@ func TestTokenEscapes(t *testing.T) {
 		{"\xa0", "%A0"},
 	}
 	for _, tc := range tests {
-		if got := encodeToken(tc.in); got != tc.token {
-			t.Errorf("encodeToken(%q) = %q, want %q", tc.in, got, tc.token)
+		if got := sessionproto.EncodeToken(tc.in); got != tc.token {
+			t.Errorf("sessionproto.EncodeToken(%q) = %q, want %q", tc.in, got, tc.token)
 		}
-		if got, err := decodeToken(tc.token); err != nil || got != tc.in {
-			t.Errorf("decodeToken(%q) = %q %v, want %q", tc.token, got, err, tc.in)
+		if got, err := sessionproto.DecodeToken(tc.token); err != nil || got != tc.in {
+			t.Errorf("sessionproto.DecodeToken(%q) = %q %v, want %q", tc.token, got, err, tc.in)
 		}
 	}
 	for _, bad := range []string{"%", "%4", "%zz", "a%g0"} {
-		if _, err := decodeToken(bad); err == nil {
-			t.Errorf("decodeToken(%q) succeeded", bad)
+		if _, err := sessionproto.DecodeToken(bad); err == nil {
+			t.Errorf("sessionproto.DecodeToken(%q) succeeded", bad)
 		}
 	}
 }

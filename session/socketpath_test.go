@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionsock"
 )
 
 // Issue 12: "create them 0700, refuse one not owned by the running uid or
@@ -57,9 +60,9 @@ func TestCheckDir(t *testing.T) {
 		{"under a sticky directory like /tmp", underSticky, true},
 		{"missing", filepath.Join(base, "none"), false},
 	} {
-		err := CheckDir(tc.path)
+		err := sessionsock.CheckDir(tc.path)
 		if tc.ok != (err == nil) {
-			t.Errorf("%s: CheckDir = %v, want ok=%v", tc.name, err, tc.ok)
+			t.Errorf("%s: sessionsock.CheckDir = %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}
 	if os.Geteuid() == 0 {
@@ -67,17 +70,17 @@ func TestCheckDir(t *testing.T) {
 		if err := os.Chown(foreign, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		if err := CheckDir(foreign); !errors.Is(err, ErrUnsafeDir) {
-			t.Errorf("directory of uid 65534: CheckDir = %v, want ErrUnsafeDir", err)
+		if err := sessionsock.CheckDir(foreign); !errors.Is(err, sessionsock.ErrUnsafeDir) {
+			t.Errorf("directory of uid 65534: sessionsock.CheckDir = %v, want sessionsock.ErrUnsafeDir", err)
 		}
 	}
 }
 
-// EnsureDir creates a missing directory 0700 (umask permitting).
+// sessionsock.EnsureDir creates a missing directory 0700 (umask permitting).
 func TestEnsureDirCreatesPrivate(t *testing.T) {
 	t.Parallel()
 	p := filepath.Join(t.TempDir(), "a", "b")
-	if err := EnsureDir(p, 0o700); err != nil {
+	if err := sessionsock.EnsureDir(p, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(p)
@@ -93,7 +96,7 @@ func TestDefaultSocketPathAvoidsSharedDirs(t *testing.T) {
 	// Not parallel: it sets environment variables.
 	t.Setenv("MSPRELAY_SESSION_SOCKET", "")
 	t.Setenv("XDG_RUNTIME_DIR", "")
-	for _, p := range SocketCandidates() {
+	for _, p := range sessionsock.SocketCandidates() {
 		if strings.HasPrefix(p, os.TempDir()) {
 			t.Fatalf("candidate %s is in the shared temporary directory", p)
 		}
@@ -114,11 +117,11 @@ func TestListenUnixRefusesForeignDir(t *testing.T) {
 	if err := os.Chown(d, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := ListenUnix(filepath.Join(d, "session.sock")); !errors.Is(err, ErrUnsafeDir) {
+	if l, err := ListenUnix(filepath.Join(d, "session.sock")); !errors.Is(err, sessionsock.ErrUnsafeDir) {
 		if l != nil {
 			l.Close()
 		}
-		t.Fatalf("ListenUnix in another user's directory = %v, want ErrUnsafeDir", err)
+		t.Fatalf("ListenUnix in another user's directory = %v, want sessionsock.ErrUnsafeDir", err)
 	}
 }
 
@@ -176,7 +179,7 @@ func TestListenUnixBindsInPlace(t *testing.T) {
 			c.Close()
 		}
 	}()
-	c, err := Dial(ctxT(t), sock)
+	c, err := sessionclient.Dial(ctxT(t), sock)
 	if err != nil {
 		t.Fatalf("Dial our own socket: %v", err)
 	}
@@ -259,13 +262,13 @@ func TestDialRefusesSocketOfAnotherUser(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("helper not listening within 20 s")
 	}
-	c, err := Dial(ctx, sock)
+	c, err := sessionclient.Dial(ctx, sock)
 	if err == nil {
 		c.Close()
 		t.Fatal("Dial accepted a socket served by uid 65534")
 	}
-	if !errors.Is(err, ErrUntrustedSocket) {
-		t.Fatalf("Dial = %v, want ErrUntrustedSocket", err)
+	if !errors.Is(err, sessionsock.ErrUntrustedSocket) {
+		t.Fatalf("Dial = %v, want sessionsock.ErrUntrustedSocket", err)
 	}
 }
 

@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // sessionFlags are the flags every session command shares.
@@ -62,20 +63,20 @@ func (sf *sessionFlags) signInNames(term string) (string, error) {
 	return toLatin1("--term", term)
 }
 
-func (sf *sessionFlags) connect(ctx context.Context, term string, state presence.State, extra ...session.SignInOption) (*session.Client, *session.SignedIn, error) {
-	opts := append([]session.SignInOption(nil), extra...)
+func (sf *sessionFlags) connect(ctx context.Context, term string, state principal.State, extra ...sessionclient.SignInOption) (*sessionclient.Client, *sessionclient.SignedIn, error) {
+	opts := append([]sessionclient.SignInOption(nil), extra...)
 	if sf.secretFile != "" {
 		b, err := os.ReadFile(sf.secretFile)
 		if err != nil {
 			return nil, nil, fmt.Errorf("secret: %w", err)
 		}
-		opts = append(opts, session.WithSecret(strings.TrimSpace(string(b))))
+		opts = append(opts, sessionclient.WithSecret(strings.TrimSpace(string(b))))
 	}
 	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
 	var errs []error
 	for _, a := range sessionAddrs(sf.addr) {
-		c, err := session.Dial(cctx, a)
+		c, err := sessionclient.Dial(cctx, a)
 		if err != nil {
 			// The socket error already names the network and address.
 			if oe := (*net.OpError)(nil); errors.As(err, &oe) {
@@ -108,7 +109,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	if fs.NArg() > 0 {
 		return fail(e, exitUsage, "listen takes no arguments (got %q)", fs.Arg(0))
 	}
-	state, err := presence.ParseState(*stateName)
+	state, err := principal.ParseState(*stateName)
 	if err != nil {
 		return fail(e, exitUsage, "--state: %v", err)
 	}
@@ -129,7 +130,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	}
 	// Acknowledge every message once it is written out, so that the node
 	// keeps (and later redelivers) what never reached our output.
-	c, si, err := sf.connect(ctx, termName, state, session.WithAcks())
+	c, si, err := sf.connect(ctx, termName, state, sessionclient.WithAcks())
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitOK // interrupted while signing in: the user asked to stop
@@ -158,7 +159,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 
 // listenLoop prints pushes until ctx ends (sign out, exit 0) or the server
 // ends the session (exit 1 with its reason).
-func listenLoop(ctx context.Context, c *session.Client, out *printer, timeout time.Duration, e env) int {
+func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, timeout time.Duration, e env) int {
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	msgs, events, convs := c.Messages(), c.Events(), c.Conversations()
@@ -255,7 +256,7 @@ type jsonEvent struct {
 	State string `json:"state"`
 }
 
-func (p *printer) message(m *session.Message) error {
+func (p *printer) message(m *sessionproto.Message) error {
 	if p.json {
 		text := msp.Latin1ToUTF8(strings.ReplaceAll(m.Text, "\r\n", "\n"))
 		return p.writeJSON(jsonMessage{Type: "message", ID: m.ID,
@@ -268,12 +269,12 @@ func (p *printer) message(m *session.Message) error {
 	return err
 }
 
-func (p *printer) event(ev session.PresenceEvent) error {
+func (p *printer) event(ev sessionclient.PresenceEvent) error {
 	kind := "online"
 	switch {
 	case ev.Initial:
 		kind = "initial"
-	case ev.State == presence.Offline:
+	case ev.State == principal.Offline:
 		kind = "offline"
 	}
 	if p.json {

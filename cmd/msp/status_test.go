@@ -13,7 +13,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/opsapi"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 func httpCluster(t *testing.T, n int, tokenFile string) *testcluster.Cluster {
@@ -75,10 +75,10 @@ func TestStatusListsEveryNodeFromAnyNode(t *testing.T) {
 func TestAPIWhoIsMspWhoJSON(t *testing.T) {
 	t.Parallel()
 	c := httpCluster(t, 2, "")
-	c.SignIn(0, "alice", "pts/1", presence.Online)
-	c.SignIn(1, "alice", "pts/2", presence.Busy)
-	c.SignIn(1, "root", "console", presence.Away)
-	c.SignIn(0, "carol", "pts/3", presence.Hidden)
+	c.SignIn(0, "alice", "pts/1", principal.Online)
+	c.SignIn(1, "alice", "pts/2", principal.Busy)
+	c.SignIn(1, "root", "console", principal.Away)
+	c.SignIn(0, "carol", "pts/3", principal.Hidden)
 	for _, p := range [][3]string{{"alice", "pts/1", "n1"}, {"alice", "pts/2", "n2"}, {"root", "console", "n2"}, {"carol", "pts/3", "n1"}} {
 		c.WaitPresent(p[0], p[1], p[2], true)
 	}

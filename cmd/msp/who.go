@@ -10,8 +10,8 @@ import (
 
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/opsapi"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 func cmdWho(ctx context.Context, args []string, e env) int {
@@ -32,7 +32,7 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
-	c, _, err := sf.connect(ctx, session.NoTerminal, presence.Offline)
+	c, _, err := sf.connect(ctx, sessionproto.NoTerminal, principal.Offline)
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
@@ -52,13 +52,13 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 			}
 			j := opsapi.WhoEntry{User: msp.Latin1ToUTF8(w.User), Node: w.Node, Term: msp.Latin1ToUTF8(w.Term),
 				State: w.State.String(), Aliases: aliases}
-			if w.State == presence.Offline {
+			if w.State == principal.Offline {
 				j.LastSeen = &w.LastActive
 			} else {
 				j.Since, j.LastActive = &w.Since, &w.LastActive
 				j.Kind = w.Kind.String()
 			}
-			if w.Kind == presence.KindTTY {
+			if w.Kind == principal.KindTTY {
 				idle := int64(max(time.Since(w.LastActive), 0) / time.Second)
 				j.Idle = &idle
 			}
@@ -88,7 +88,7 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 		// the offline case below), so no entry at all means a name the
 		// cluster has never seen: what `msp send` calls an unknown user.
 		return fail(e, exitNack, "%s: unknown user", show(name))
-	case len(es) == 1 && es[0].State == presence.Offline:
+	case len(es) == 1 && es[0].State == principal.Offline:
 		w := es[0]
 		fmt.Fprintf(e.stdout, "%s is not signed in; last seen on %s at %s, %s (%s ago)\n", show(w.User), safeUTF8(w.Node),
 			show(w.Term), w.LastActive.Local().Format("Jan 02 15:04"), time.Since(w.LastActive).Truncate(time.Second))

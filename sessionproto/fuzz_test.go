@@ -1,4 +1,4 @@
-package session
+package sessionproto
 
 import (
 	"bytes"
@@ -26,34 +26,32 @@ func FuzzServerStream(f *testing.F) {
 	f.Add([]byte("USR 2 OK alice pts/1 NLN n1 trust\r\nILN 3 NLN bob n1 tty1\r\nMSG 9\r\n\r\nhi there"))
 	f.Add([]byte("911 3 authentication failed\r\nACK 5 delivered to alice\r\nNAM 6 LST 7\r\nx\r\ny\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkStream(t, data, &serverGrammar, func(f *frame) {
-			switch f.cmd {
+		checkStream(t, data, &serverGrammar, func(f *Frame) {
+			switch f.Cmd {
 			case "MSG":
-				parseMessage(f.payload)
+				ParseMessage(f.Payload)
 			case "WHO":
-				parseWho(f.payload)
+				ParseWho(f.Payload)
 			case "LST", "NAM":
-				parseNames(f.payload)
-			case "ILN", "NLN", "FLN":
-				parseEvent(f)
+				ParseNames(f.Payload)
 			}
 		})
 	})
 }
 
 // checkStream reads frames of grammar g from data until an error.
-func checkStream(t *testing.T, data []byte, g *grammar, each func(*frame)) {
+func checkStream(t *testing.T, data []byte, g *grammar, each func(*Frame)) {
 	fr := newFrameReader(bytes.NewReader(data), g)
 	for range 1000 {
-		fm, err := fr.read()
+		fm, err := fr.Read()
 		if err != nil {
 			return
 		}
 		if each != nil {
 			each(fm)
 		}
-		enc := appendFrame(nil, fm)
-		again, err := newFrameReader(bytes.NewReader(enc), g).read()
+		enc := AppendFrame(nil, fm)
+		again, err := newFrameReader(bytes.NewReader(enc), g).Read()
 		if err != nil {
 			t.Fatalf("re-reading %q (from %+v): %v", enc, fm, err)
 		}
@@ -71,12 +69,12 @@ func FuzzMessage(f *testing.F) {
 	f.Add([]byte("Id: 2\r\nSender: root\r\nVerified: no\r\nSender-Method: kernel\r\nSender-User: mallory\r\n\r\nhi"))
 	f.Add([]byte("Sender-Method: peercred\r\nsender-method: secret\r\n\r\nrepeated"))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		m, err := parseMessage(p)
+		m, err := ParseMessage(p)
 		if err != nil {
 			return
 		}
-		enc := appendMessage(nil, m)
-		m2, err := parseMessage(enc)
+		enc := AppendMessage(nil, m)
+		m2, err := ParseMessage(enc)
 		if err != nil {
 			t.Fatalf("re-parsing %q: %v", enc, err)
 		}
@@ -96,25 +94,25 @@ func FuzzWho(f *testing.F) {
 	f.Add([]byte("alice n1 pts/1 NLN 2024-01-02T03:04:05Z 2024-01-02T03:04:06Z helpdesk,ops\r\n"))
 	f.Add([]byte("bob n2 - HDN - - -\r\n"))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		if es, err := parseWho(p); err == nil {
+		if es, err := ParseWho(p); err == nil {
 			var enc []byte
 			for i := range es {
-				enc = appendWhoLine(enc, &es[i])
+				enc = AppendWhoLine(enc, &es[i])
 			}
-			es2, err := parseWho(enc)
+			es2, err := ParseWho(enc)
 			if err != nil {
 				t.Fatalf("re-parsing %q: %v", enc, err)
 			}
 			var enc2 []byte
 			for i := range es2 {
-				enc2 = appendWhoLine(enc2, &es2[i])
+				enc2 = AppendWhoLine(enc2, &es2[i])
 			}
 			if !bytes.Equal(enc, enc2) {
 				t.Fatalf("not a fixed point:\n%q\n%q", enc, enc2)
 			}
 		}
-		if ns, err := parseNames(p); err == nil {
-			ns2, err := parseNames(appendNames(nil, ns))
+		if ns, err := ParseNames(p); err == nil {
+			ns2, err := ParseNames(AppendNames(nil, ns))
 			if err != nil || !reflect.DeepEqual(ns, ns2) {
 				t.Fatalf("names %q became %q (%v)", ns, ns2, err)
 			}
@@ -129,17 +127,17 @@ func FuzzToken(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		tok := encodeToken(s)
+		tok := EncodeToken(s)
 		if tok == "" {
 			t.Fatal("empty token")
 		}
 		for i := 0; i < len(tok); i++ {
-			if c := tok[i]; c != '%' && tokenSpecial(c) {
+			if c := tok[i]; c != '%' && TokenSpecial(c) {
 				t.Fatalf("token %q holds octet 0x%02X", tok, c)
 			}
 		}
-		if got, err := decodeToken(tok); err != nil || got != s {
-			t.Fatalf("decodeToken(%q) = %q %v, want %q", tok, got, err, s)
+		if got, err := DecodeToken(tok); err != nil || got != s {
+			t.Fatalf("DecodeToken(%q) = %q %v, want %q", tok, got, err, s)
 		}
 	})
 }
