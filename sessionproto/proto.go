@@ -198,8 +198,8 @@ func newFrameReader(r io.Reader, g *grammar) *FrameReader {
 	return &FrameReader{br: bufio.NewReaderSize(r, g.maxLine), g: g}
 }
 
-// Read returns the next Frame. I/O errors are returned as they are (io.EOF
-// at a Frame boundary); protocol errors are *Fault.
+// Read returns the next frame. I/O errors are returned as they are (io.EOF
+// at a frame boundary); protocol errors are *Fault.
 func (r *FrameReader) Read() (*Frame, error) {
 	line, err := r.br.ReadSlice('\n')
 	switch {
@@ -236,7 +236,7 @@ func (r *FrameReader) Read() (*Frame, error) {
 }
 
 // parseLine parses one line without its CR LF. For a payload command it
-// returns a Frame whose payload is an empty slice with capacity = length.
+// returns a frame whose payload is an empty slice with capacity = length.
 func (g *grammar) parseLine(line []byte) (*Frame, *Fault) {
 	for i, c := range line {
 		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
@@ -360,7 +360,7 @@ func parseLength(s string) (int, bool) {
 	return n, true
 }
 
-// AppendFrame encodes f; the inverse of FrameReader.read for well-formed
+// AppendFrame encodes f; the inverse of FrameReader.Read for well-formed
 // frames. Arguments must already be escaped tokens and text must be clean
 // (see cleanText).
 func AppendFrame(dst []byte, f *Frame) []byte {
@@ -389,13 +389,13 @@ func AppendFrame(dst []byte, f *Frame) []byte {
 	return append(dst, '\r', '\n')
 }
 
-// Line builds a Frame without payload from a command, optional TrID and
+// Line builds a frame without payload from a command, optional TrID and
 // escaped arguments.
 func Line(cmd string, trid uint32, hasTrID bool, args ...string) []byte {
 	return AppendFrame(nil, &Frame{Cmd: cmd, TrID: trid, HasTrID: hasTrID, Args: args})
 }
 
-// WithPayload builds a Frame whose payload length follows args.
+// WithPayload builds a frame whose payload length follows args.
 func WithPayload(cmd string, trid uint32, hasTrID bool, payload []byte, args ...string) []byte {
 	if payload == nil {
 		payload = []byte{}
