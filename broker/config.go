@@ -23,6 +23,17 @@ const MaxNameLen = 64
 // DefaultReadyTimeout bounds how long Start waits for the server's listeners.
 const DefaultReadyTimeout = 10 * time.Second
 
+// DefaultListen is a standalone relay's client address: the standard NATS
+// port on all interfaces.
+const DefaultListen = ":4222"
+
+// DefaultConfig returns the defaults of a standalone relay (cmd/relay); the
+// caller adds Name and Logger. A node's embedded server starts from the
+// zero Config instead: no TCP listener unless asked.
+func DefaultConfig() Config {
+	return Config{ReadyTimeout: DefaultReadyTimeout, Listen: DefaultListen}
+}
+
 // Sentinel errors returned (wrapped) by New, Start, Run and Connect.
 var (
 	// ErrBadConfig marks a Config that New rejects.

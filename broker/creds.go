@@ -48,6 +48,7 @@ const (
 	convStream    = "MSP_CONVERSATIONS"
 	convBucket    = "msp_conversations"
 	convKVStream  = "KV_" + convBucket
+	blocksStream  = "KV_MSP_BLOCKS" // mailbox.BlocksBucket: users' block lists (msp block)
 )
 
 // NodePermissions returns what node's NATS user may do. The deliver subject
@@ -72,10 +73,11 @@ func NodePermissions(node string) Permissions {
 		"msp.conv.msg.*", "msp.conv.ctl.*", "msp.conv.ring.*",
 		"$KV." + convBucket + ".>",
 		"$KV.MSP_USERS.*",
+		"$KV.MSP_BLOCKS.*",
 		"$JS.API.INFO",
 		"$JS.ACK." + mailboxStream + ".>",
 	}
-	for _, st := range []string{mailboxStream, usersStream, convStream, convKVStream} {
+	for _, st := range []string{mailboxStream, usersStream, convStream, convKVStream, blocksStream} {
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+st, "$JS.API.STREAM.CREATE."+st, "$JS.API.STREAM.UPDATE."+st,
 			"$JS.FC."+st+".>")
@@ -91,10 +93,10 @@ func NodePermissions(node string) Permissions {
 		"$JS.API.CONSUMER.NAMES."+mailboxStream, "$JS.API.CONSUMER.LIST."+mailboxStream)
 	// The key-value buckets and the conversation stream read through
 	// ordered and watch consumers the client library makes and deletes.
-	for _, st := range []string{usersStream, convStream, convKVStream} {
+	for _, st := range []string{usersStream, convStream, convKVStream, blocksStream} {
 		pub = append(pub, "$JS.API.CONSUMER.*."+st, "$JS.API.CONSUMER.*."+st+".>", "$JS.API.CONSUMER.*.*."+st+".>")
 	}
-	for _, st := range []string{usersStream, convStream, convKVStream} {
+	for _, st := range []string{usersStream, convStream, convKVStream, blocksStream} {
 		pub = append(pub, "$JS.API.STREAM.MSG.GET."+st, "$JS.API.DIRECT.GET."+st, "$JS.API.DIRECT.GET."+st+".>")
 	}
 	// An empty conversation's history is purged when it expires; the

@@ -308,13 +308,19 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	for _, n := range []int64{int64(cfg.History), int64(cfg.MaxMembers), int64(cfg.MaxConversations), int64(cfg.MaxText),
+		int64(cfg.Replicas), int64(cfg.Idle), int64(cfg.PublishTimeout), int64(cfg.SweepInterval), int64(cfg.DeadGrace)} {
+		if n < 0 {
+			return nil, errors.New("conversation: a Config number is negative: 0 means its default, a negative value has no meaning")
+		}
+	}
 	def := func(v *int, d int) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = d
 		}
 	}
 	defDur := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = d
 		}
 	}
@@ -333,7 +339,7 @@ func New(cfg Config) (*Manager, error) {
 		open = append(open, CanonicalName(n))
 	}
 	cfg.OpenBridge = open
-	def(&cfg.Replicas, 1)
+	def(&cfg.Replicas, DefaultReplicas)
 	defDur(&cfg.Idle, DefaultIdle)
 	defDur(&cfg.PublishTimeout, DefaultPublishTimeout)
 	defDur(&cfg.SweepInterval, DefaultSweepInterval)

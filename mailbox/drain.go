@@ -192,6 +192,7 @@ func (d *drainer) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	d.m.bindOrigin(del, msg.Subject())
+	del.Queued = true // sinks show it as queued, with the time it was sent
 	r := d.lines.Deliver(ctx, del)
 	switch {
 	case r.Status == switchboard.Delivered:

@@ -6,16 +6,22 @@ import (
 
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/switchboard"
 )
 
 // Issue 18: the identity "travels in the federation frame, the mailbox
 // entry ...": a queued message reaches its recipient on another node with
-// the identity its ingress made, unchanged, the vouching node included.
+// the identity its ingress made, unchanged, the vouching node included,
+// when NATS binds each node to its own subjects (per-node credentials:
+// PeersAuthenticated; without them TestNodeCredentialsCannotForgeOrBlockAnotherNodesMailbox shows it drains
+// unverified).
 func TestMailboxKeepsTheSenderIdentity(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
-	n1, n2 := st.board("n1", nil), st.board("n2", nil)
+	bound := func(_ *switchboard.Config, m *mailbox.Config) { m.PeersAuthenticated = true }
+	n1, n2 := st.board("n1", bound), st.board("n2", bound)
 	known(t, n2, "alice")
 	for _, id := range []identity.Identity{
 		{User: "mallory", Claimed: "bob", Method: identity.Kernel, Node: "n1", Source: "127.0.0.1:9"},

@@ -139,7 +139,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.MaxPerUser <= 0 {
+	if c.MaxPerUser == 0 {
 		c.MaxPerUser = DefaultMaxPerUser
 	}
 	switch {
@@ -155,23 +155,23 @@ func (c *Config) setDefaults() {
 	case c.MaxBytes < 0:
 		c.MaxBytes = -1 // JetStream's "unlimited"
 	}
-	if c.MaxAge <= 0 {
+	if c.MaxAge == 0 {
 		c.MaxAge = DefaultMaxAge
 	}
-	if c.Replicas <= 0 {
+	if c.Replicas == 0 {
 		c.Replicas = DefaultReplicas
 	}
-	if c.DuplicateWindow <= 0 {
+	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
 	}
 	c.DuplicateWindow = min(c.DuplicateWindow, c.MaxAge)
-	if c.AckWait <= 0 {
+	if c.AckWait == 0 {
 		c.AckWait = DefaultAckWait
 	}
-	if c.PollEvery <= 0 {
+	if c.PollEvery == 0 {
 		c.PollEvery = DefaultPollEvery
 	}
-	if c.StoreTimeout <= 0 {
+	if c.StoreTimeout == 0 {
 		c.StoreTimeout = switchboard.DefaultStoreTimeout
 	}
 }
@@ -230,6 +230,9 @@ func New(cfg Config) (*Mailbox, error) {
 	}
 	if cfg.Replicas > MaxReplicas || cfg.Replicas < 0 {
 		return nil, fmt.Errorf("%w: replicas %d: want 1 to %d", ErrConfig, cfg.Replicas, MaxReplicas)
+	}
+	if err := cfg.checkNumbers(); err != nil {
+		return nil, err
 	}
 	cfg.setDefaults()
 	js, err := jetstream.New(cfg.NATS)

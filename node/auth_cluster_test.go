@@ -14,6 +14,8 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // genCreds writes per-node NATS users for names into a temporary directory.
@@ -37,10 +39,14 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 	creds := genCreds(t, "n1", "n2")
 	relay := testcluster.StartBroker(t, broker.Config{Name: "authrelay", Listen: "127.0.0.1:0", JetStream: true,
 		DataDir: t.TempDir(), ConfigFile: filepath.Join(creds, broker.AuthConfFile)})
-	c := testcluster.Start(t, 2, testcluster.Options{Configure: func(_ int, cfg *node.Config) {
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	c := testcluster.Start(t, 2, testcluster.Options{Configure: func(i int, cfg *node.Config) {
 		cfg.NATSURLs = []string{relay.ClientURL()}
 		cfg.NATSNkeyFile = filepath.Join(creds, cfg.Name+broker.NkeySuffix)
 		cfg.RoomOpenBridge = []string{"ops"} // the unauthenticated monitor below posts to #ops
+		if i == 0 {
+			cfg.SessionSocket = sock // a verified session, for the block list
+		}
 	}})
 	alice := c.SignIn(1, "alice", "pts/1", presence.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(1), true)
@@ -90,6 +96,22 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 	}
 	if ev := testcluster.NextConv(t, bob, "message", 10*time.Second); ev.Text != "to the room" {
 		t.Fatalf("bob got %+v", ev)
+	}
+
+	// Block lists (msp block) live in their bucket within the permissions.
+	sc, err := sessionclient.Dial(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if _, err := sc.SignIn(ctx, "dave", sessionproto.NoTerminal, presence.Offline); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.BlockUser(ctx, "mallory", true); err != nil {
+		t.Fatalf("block with the node's credentials: %v", err)
+	}
+	if bl, err := sc.BlockList(ctx); err != nil || len(bl) != 1 || bl[0] != "mallory" {
+		t.Fatalf("block list %v %v, want [mallory]", bl, err)
 	}
 }
 

@@ -25,9 +25,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
@@ -46,9 +49,12 @@ const (
 // DefaultDeliverTimeout bounds one delivery when Config.DeliverTimeout is zero.
 const DefaultDeliverTimeout = 3 * time.Second
 
-// Config is everything a node needs. DefaultConfig fills the defaults; the
-// components' own defaults apply to fields left zero, except where a field
-// says otherwise.
+// Config is everything a node needs. DefaultConfig fills the defaults.
+// One rule holds for every number: zero means its default (DefaultConfig's
+// value); a negative value turns the setting off only where the field says
+// "negative: off"; any other value out of range is refused by New with a
+// FieldError naming the field and the valid range (see Ranges), never
+// rewritten.
 type Config struct {
 	// Name is the node's name in the cluster (letters, digits, '-', '_').
 	Name string
@@ -69,14 +75,13 @@ type Config struct {
 	// UDP (address, port, cookie) this long, the switchboard remembers the
 	// ids it delivered to each user this long, and the mailbox stream
 	// stores a message id once within this window (capped at MailboxAge).
-	// Zero means each component's default.
 	DedupWindow time.Duration
 	// StripControl strips forbidden octets from messages instead of rejecting them.
 	StripControl bool
 	// RequireSender rejects messages with an empty SENDER.
 	RequireSender bool
 	// DeliverTimeout bounds one delivery, including forwarding to other
-	// nodes. Zero means DefaultDeliverTimeout.
+	// nodes.
 	DeliverTimeout time.Duration
 	// AckTimeout bounds how long a delivery waits for an acknowledging
 	// session client before the message goes back to the mailbox. Zero
@@ -95,16 +100,14 @@ type Config struct {
 	MailboxReplicas int
 	// MailboxAckWait is how long a message handed to a node draining a
 	// mailbox may stay unsettled before another node gets it (that node
-	// died). Zero means mailbox.DefaultAckWait.
+	// died).
 	MailboxAckWait time.Duration
-	// MailboxSenderMax is each sender's share of a user's mailbox (issue
-	// 12: one sender must not fill it and lock others out); at most
-	// MailboxMax. Zero means mailbox.DefaultMaxPerSender, negative no
-	// share.
+	// MailboxSenderMax is each sender's share of a user's mailbox (one
+	// sender must not fill it and lock others out); capped at MailboxMax.
+	// Negative: no share (off).
 	MailboxSenderMax int
 	// MailboxMaxBytes caps the whole mailbox stream; a stream at its cap
-	// refuses new messages. Zero means mailbox.DefaultMaxBytes, negative
-	// no cap.
+	// refuses new messages. Negative: no cap (off).
 	MailboxMaxBytes int64
 
 	// SessionSocket is the Unix socket for local session clients ("" = off).
@@ -149,24 +152,26 @@ type Config struct {
 	// nil means time.Now. Tests step one instead of sleeping.
 	Now func() time.Time
 
-	// Abuse limits (docs/SECURITY.md). For each, zero means the package
-	// default and negative turns the limit off.
+	// Abuse limits (docs/SECURITY.md). Zero means the default; a negative
+	// value turns off only the limits whose doc says so.
 
 	// MSPMaxConnsPerIP caps one source's (IPv4 address or IPv6 /64) MSP
-	// TCP connections.
+	// TCP connections; negative: off.
 	MSPMaxConnsPerIP int
 	// MSPRatePerIP is the sustained MSP messages a second one source may
-	// send, TCP and UDP together; MSPRateBurst how many at once.
+	// send, TCP and UDP together (negative: off); MSPRateBurst how many
+	// at once.
 	MSPRatePerIP float64
 	MSPRateBurst int
 	// MSPStallGrace: at MSPMaxConns, a connection whose message has been
-	// under way this long is closed to admit a new one.
+	// under way this long is closed to admit a new one; negative: never.
 	MSPStallGrace time.Duration
 	// MaxPendingSessions caps the session connections not signed in yet,
 	// per kind of listener (Unix socket, TCP).
 	MaxPendingSessions int
 	// FailedSignInsPerMinute is the sustained failed session sign-ins one
-	// network source may make; FailedSignInBurst how many at once.
+	// network source may make (negative: off); FailedSignInBurst how many
+	// at once.
 	FailedSignInsPerMinute float64
 	FailedSignInBurst      int
 	// SessionAuthInsecure lets --session-auth trust accept clients from
@@ -203,7 +208,7 @@ type Config struct {
 	Version string
 
 	// ConversationHistory is how many messages a conversation keeps for
-	// late joiners; zero means conversation.DefaultHistory (50).
+	// late joiners.
 	ConversationHistory int
 	// ConversationIdle is how long an empty conversation lasts before it
 	// expires; zero means conversation.DefaultIdle (5 min).
@@ -231,7 +236,7 @@ type Config struct {
 	TTYIdle time.Duration
 	// TTYCharset is the terminals' charset: UTF-8, ISO-8859-1 or ASCII.
 	TTYCharset string
-	// TTYPoll is how often utmp and the devices are scanned; zero means 1s.
+	// TTYPoll is how often utmp and the devices are scanned.
 	TTYPoll time.Duration
 	// TTYDevDir is where the devices utmp names live; "" means /dev.
 	TTYDevDir string
@@ -244,50 +249,69 @@ type Config struct {
 	// SessionInboundRate is how many messages a second one signed-in
 	// terminal takes live, sustained, and SessionInboundBurst how many at
 	// once; the excess goes to the user's mailbox (refused without one).
-	// Zero means the switchboard's default, a negative rate no limit.
+	// A negative rate: no limit (off).
 	SessionInboundRate  float64
 	SessionInboundBurst int
 }
 
-// DefaultConfig returns the defaults for a node named after this host.
+// DefaultConfig returns the defaults for a node named after this host,
+// composed from the components' own DefaultConfig: the node holds no
+// default of a component's setting itself, so the two cannot drift apart.
 func DefaultConfig() Config {
+	ms := msp.DefaultServer()
+	ss := session.DefaultConfig()
+	sb := switchboard.DefaultConfig()
+	mb := mailbox.DefaultConfig()
+	pr := presence.DefaultConfig()
+	cv := conversation.DefaultConfig()
+	tm := terminal.DefaultConfig()
 	return Config{
 		Name:               DefaultName(),
-		MSPAddr:            ":18",
-		MSPIdleTimeout:     msp.DefaultIdleTimeout,
-		MSPReadTimeout:     msp.DefaultReadTimeout,
-		MSPMaxConns:        msp.DefaultMaxConns,
-		DedupWindow:        msp.DefaultDedupWindow,
+		MSPAddr:            ms.Addr,
+		MSPIdleTimeout:     ms.IdleTimeout,
+		MSPReadTimeout:     ms.ReadTimeout,
+		MSPMaxConns:        ms.MaxConns,
+		DedupWindow:        ms.DedupWindow,
 		DeliverTimeout:     DefaultDeliverTimeout,
-		Offline:            string(switchboard.OfflineQueue),
-		MailboxMax:         mailbox.DefaultMaxPerUser,
-		MailboxAge:         mailbox.DefaultMaxAge,
-		MailboxReplicas:    mailbox.DefaultReplicas,
-		MailboxAckWait:     mailbox.DefaultAckWait,
-		MailboxSenderMax:   mailbox.DefaultMaxPerSender,
-		MailboxMaxBytes:    mailbox.DefaultMaxBytes,
+		Offline:            string(sb.Offline),
+		MailboxMax:         mb.MaxPerUser,
+		MailboxAge:         mb.MaxAge,
+		MailboxReplicas:    mb.Replicas,
+		MailboxAckWait:     mb.AckWait,
+		MailboxSenderMax:   mb.MaxPerSender,
+		MailboxMaxBytes:    mb.MaxBytes,
 		SessionSocket:      sessionsock.DefaultSocketPath(),
 		SessionAuth:        AuthSecret,
-		SessionIdleTimeout: session.DefaultIdleTimeout,
-		MaxSessions:        session.DefaultMaxSessions,
+		SessionIdleTimeout: ss.IdleTimeout,
+		MaxSessions:        ss.MaxSessions,
 		DataDir:            DefaultDataDir(),
-		GossipProfile:      presence.DefaultProfile,
+		GossipProfile:      pr.Gossip.Profile,
 
-		MSPMaxConnsPerIP:       msp.DefaultMaxConnsPerIP,
-		MSPRatePerIP:           msp.DefaultRatePerIP,
-		MSPRateBurst:           msp.DefaultRateBurst,
-		MSPStallGrace:          msp.DefaultStallGrace,
-		MaxPendingSessions:     session.DefaultMaxPending,
-		FailedSignInsPerMinute: session.DefaultFailedSignInRate * 60,
-		FailedSignInBurst:      session.DefaultFailedSignInBurst,
-		SessionInboundRate:     switchboard.DefaultInboundRate,
-		SessionInboundBurst:    switchboard.DefaultInboundBurst,
-		Terminals:              true,
-		Utmp:                   terminal.DefaultUtmp,
-		TTYIdle:                10 * time.Minute,
-		TTYCharset:             terminal.UTF8.String(),
+		MSPMaxConnsPerIP:         ms.MaxConnsPerIP,
+		MSPRatePerIP:             ms.RatePerIP,
+		MSPRateBurst:             ms.RateBurst,
+		MSPStallGrace:            ms.StallGrace,
+		MaxPendingSessions:       ss.MaxPending,
+		FailedSignInsPerMinute:   ss.FailedSignInRate * 60,
+		FailedSignInBurst:        ss.FailedSignInBurst,
+		SessionInboundRate:       sb.InboundRate,
+		SessionInboundBurst:      sb.InboundBurst,
+		ConversationHistory:      cv.History,
+		ConversationIdle:         cv.Idle,
+		ConversationsPerUser:     cv.MaxOpenPerUser,
+		ConversationSlotsPerUser: cv.MaxSlotsPerUser,
+		Terminals:                DefaultTerminals,
+		Utmp:                     tm.Utmp,
+		TTYIdle:                  tm.Idle,
+		TTYCharset:               tm.Charset.String(),
+		TTYPoll:                  tm.Poll,
+		TTYDevDir:                tm.DevDir,
 	}
 }
+
+// DefaultTerminals: a node publishes the host's logins unless told not to,
+// so that a message reaches a user at her shell as write(1)'s would.
+const DefaultTerminals = true
 
 // DefaultName is the host name up to its first dot, with characters that
 // node names may not hold replaced by '-'.
@@ -357,15 +381,144 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // Is makes a refused value match ErrConfig.
 func (e *FieldError) Is(target error) bool { return e.refused && target == ErrConfig }
 
-// setDefaults fills the fields the node itself uses with their defaults;
-// zero fields it hands on are defaulted by their components.
+// setDefaults fills every zero number of c with its default from
+// DefaultConfig (zero means the default, for every field), and the
+// Logger. AckTimeout stays zero: its default is half of DeliverTimeout,
+// which the switchboard derives.
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.DeliverTimeout <= 0 {
-		c.DeliverTimeout = DefaultDeliverTimeout
+	def := DefaultConfig()
+	for _, r := range c.numbers() {
+		r.setDefault(&def)
 	}
+}
+
+// number is the contract of one numeric Config field: zero means its
+// default; a negative value turns the setting off only where the field's
+// doc says so (off); anything else below min or above max is refused with
+// a FieldError naming the field and the valid range, never rewritten.
+type number struct {
+	field string
+	p     any // *int, *int64, *float64 or *time.Duration: the field in c
+	min   float64
+	max   float64 // 0: no upper bound
+	off   bool    // a negative value turns it off
+}
+
+// numbers lists c's numeric fields with their ranges.
+func (c *Config) numbers() []number {
+	return []number{
+		{field: "MSPIdleTimeout", p: &c.MSPIdleTimeout, min: 0},
+		{field: "MSPReadTimeout", p: &c.MSPReadTimeout, min: 0},
+		{field: "MSPMaxConns", p: &c.MSPMaxConns, min: 1},
+		{field: "DedupWindow", p: &c.DedupWindow, min: 0},
+		{field: "DeliverTimeout", p: &c.DeliverTimeout, min: 0},
+		{field: "AckTimeout", p: &c.AckTimeout, min: 0},
+		{field: "MailboxMax", p: &c.MailboxMax, min: 1},
+		{field: "MailboxAge", p: &c.MailboxAge, min: 0},
+		{field: "MailboxReplicas", p: &c.MailboxReplicas, min: 1, max: mailbox.MaxReplicas},
+		{field: "MailboxAckWait", p: &c.MailboxAckWait, min: 0},
+		{field: "MailboxSenderMax", p: &c.MailboxSenderMax, min: 1, off: true},
+		{field: "MailboxMaxBytes", p: &c.MailboxMaxBytes, min: 1, off: true},
+		{field: "SessionIdleTimeout", p: &c.SessionIdleTimeout, min: 0},
+		{field: "MaxSessions", p: &c.MaxSessions, min: 1},
+		{field: "MSPMaxConnsPerIP", p: &c.MSPMaxConnsPerIP, min: 1, off: true},
+		{field: "MSPRatePerIP", p: &c.MSPRatePerIP, min: 0, off: true},
+		{field: "MSPRateBurst", p: &c.MSPRateBurst, min: 1},
+		{field: "MSPStallGrace", p: &c.MSPStallGrace, min: 0, off: true},
+		{field: "MaxPendingSessions", p: &c.MaxPendingSessions, min: 1},
+		{field: "FailedSignInsPerMinute", p: &c.FailedSignInsPerMinute, min: 0, off: true},
+		{field: "FailedSignInBurst", p: &c.FailedSignInBurst, min: 1},
+		{field: "ConversationHistory", p: &c.ConversationHistory, min: 1},
+		{field: "ConversationIdle", p: &c.ConversationIdle, min: 0},
+		{field: "ConversationsPerUser", p: &c.ConversationsPerUser, min: 1},
+		{field: "ConversationSlotsPerUser", p: &c.ConversationSlotsPerUser, min: 1},
+		{field: "TTYIdle", p: &c.TTYIdle, min: 0},
+		{field: "TTYPoll", p: &c.TTYPoll, min: 0},
+		{field: "SessionInboundRate", p: &c.SessionInboundRate, min: 0, off: true},
+		{field: "SessionInboundBurst", p: &c.SessionInboundBurst, min: 1},
+	}
+}
+
+// value is the field's value as a float, for comparing with the range.
+func (n number) value() float64 {
+	switch p := n.p.(type) {
+	case *int:
+		return float64(*p)
+	case *int64:
+		return float64(*p)
+	case *float64:
+		return *p
+	case *time.Duration:
+		return float64(*p)
+	}
+	panic(fmt.Sprintf("node: number %s: unexpected %T", n.field, n.p))
+}
+
+// show formats v as the field's kind: a duration as a duration.
+func (n number) show(v float64) string {
+	if _, ok := n.p.(*time.Duration); ok {
+		return time.Duration(v).String()
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// setDefault sets a zero field to its value in def.
+func (n number) setDefault(def *Config) {
+	if n.value() != 0 {
+		return
+	}
+	d := reflect.ValueOf(def).Elem().FieldByName(n.field)
+	reflect.ValueOf(n.p).Elem().Set(d)
+}
+
+// Range states the valid values, for errors and docs ("1 to 5", "above
+// 0"), with what zero and a negative value mean.
+func (n number) Range() string {
+	var r string
+	switch {
+	case n.max != 0:
+		r = n.show(n.min) + " to " + n.show(n.max)
+	case n.min == 0:
+		r = "above 0"
+	default:
+		r = "at least " + n.show(n.min)
+	}
+	r += ", 0 for the default"
+	if n.off {
+		r += ", negative for off"
+	}
+	return r
+}
+
+// check refuses a value out of range.
+func (n number) check() error {
+	v := n.value()
+	if v == 0 || v < 0 && n.off {
+		return nil
+	}
+	if v < n.min || v < 0 || n.max != 0 && v > n.max {
+		return &FieldError{Field: n.field, Err: fmt.Errorf("%s: %w: want %s", n.show(v), ErrOutOfRange, n.Range()), refused: true}
+	}
+	return nil
+}
+
+// ErrOutOfRange marks a number outside its field's valid range (inside a
+// FieldError that names the field and states the range).
+var ErrOutOfRange = errors.New("out of range")
+
+// Ranges maps each numeric Config field to its valid values, as errors
+// state them ("at least 1, 0 for the default, negative for off"), so that
+// a command can document its flags from the same source.
+func Ranges() map[string]string {
+	var c Config
+	m := make(map[string]string)
+	for _, n := range c.numbers() {
+		m[n.field] = n.Range()
+	}
+	return m
 }
 
 // loopbackListen reports whether a listen address binds loopback only.
@@ -457,19 +610,10 @@ func (c *Config) validate() error {
 	if _, err := switchboard.ParseOfflinePolicy(c.Offline); err != nil {
 		return bad("Offline", "%q: want %s or %s", c.Offline, switchboard.OfflineQueue, switchboard.OfflineRefuse)
 	}
-	for _, f := range []struct {
-		field string
-		neg   bool
-	}{{"MailboxMax", c.MailboxMax < 0}, {"MailboxAge", c.MailboxAge < 0}, {"MailboxAckWait", c.MailboxAckWait < 0}, {"AckTimeout", c.AckTimeout < 0}} {
-		if f.neg {
-			return bad(f.field, "must not be negative")
+	for _, n := range c.numbers() {
+		if err := n.check(); err != nil {
+			return err
 		}
-	}
-	if c.MailboxReplicas < 0 || c.MailboxReplicas > mailbox.MaxReplicas {
-		return bad("MailboxReplicas", "%d: want 1 to %d", c.MailboxReplicas, mailbox.MaxReplicas)
-	}
-	if c.SessionInboundBurst < 0 {
-		return bad("SessionInboundBurst", "must not be negative")
 	}
 	if _, err := consoleAllowed(c.ConsoleGroup); err != nil {
 		return bad("ConsoleGroup", "%v", err)

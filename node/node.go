@@ -53,15 +53,18 @@ type Node struct {
 	ops    *nodeOps            // metrics, probes, HTTP endpoint, reload: ops*.go
 	terms  *terminal.Service   // nil with Terminals off
 	owners *sockowner.Resolver // who owns a local sender's socket; set by New, closed by Close
+	lock   *dirLock            // the data directory's lock; nil with external relays
+	claim  *nameClaim          // the node name's claim on this host; nil when taken
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
 	cancelRun context.CancelFunc
 	wg        sync.WaitGroup // component goroutines started by Start
 
-	// mu guards started and closed.
+	// mu guards started, ready and closed.
 	mu      sync.Mutex
 	started bool
+	ready   bool // Start succeeded: Close then logs "node stopped"
 	closed  bool
 }
 
@@ -80,7 +83,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), fatal: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: withNames(cfg.Logger).With("node", cfg.Name), fatal: make(chan error, 1)}
 	n.owners = sockowner.New(sockowner.Config{Logger: n.log.With("component", "sockowner")})
 	n.ops = newNodeOps(n)
 	return n, nil
@@ -128,6 +131,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.openSecrets(); err != nil {
 		return err
 	}
+	claim, taken := claimName(n.cfg.Name)
+	n.claim = claim
+	if taken {
+		n.log.Warn("another node on this host has the same name: nodes of one cluster need distinct names; give this one its own with --name",
+			"name", n.cfg.Name)
+	}
 	if err := n.startNATS(); err != nil {
 		return err
 	}
@@ -152,6 +161,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if err := n.ops.startOps(); err != nil {
 		return err
 	}
+	n.mu.Lock()
+	n.ready = true
+	n.mu.Unlock()
 	n.log.Info("node ready", "msp", n.addrs.MSP, "session", n.addrs.Session, "session_socket", n.addrs.SessionSocket,
 		"gossip", n.addrs.Gossip, "nats", n.natsDescription(), "http", n.HTTPAddr())
 	return nil
@@ -180,9 +192,19 @@ func (n *Node) startNATS() error {
 		n.nc = nc
 		return nil
 	}
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+		return &FieldError{Field: "DataDir", Err: err}
+	}
+	// Before anything opens the store: a second node on this directory
+	// would corrupt it.
+	lock, err := lockDataDir(n.cfg.DataDir)
+	if err != nil {
+		return &FieldError{Field: "DataDir", Err: err}
+	}
+	n.lock = lock
 	store := filepath.Join(n.cfg.DataDir, "nats")
 	if err := os.MkdirAll(store, 0o700); err != nil {
-		return fmt.Errorf("node: data dir: %w", err)
+		return &FieldError{Field: "DataDir", Err: err}
 	}
 	b, err := broker.New(broker.Config{
 		Name:      n.cfg.Name,
@@ -356,6 +378,15 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 	return nil
 }
 
+// blockStore is where users' block lists last (msp block): the mailbox's
+// bucket, or none without a mailbox.
+func (n *Node) blockStore() session.BlockStore {
+	if n.mbox == nil {
+		return nil
+	}
+	return n.mbox.Blocks()
+}
+
 func (n *Node) startSessions() error {
 	if n.cfg.SessionSocket == "" && n.cfg.SessionAddr == "" {
 		return nil
@@ -373,6 +404,7 @@ func (n *Node) startSessions() error {
 		FailedSignInBurst: n.cfg.FailedSignInBurst,
 		Conversations:     n.conv,
 		Identify:          n.identify,
+		Blocks:            n.blockStore(),
 	})
 	if err != nil {
 		return fmt.Errorf("node: sessions: %w", err)
@@ -412,6 +444,12 @@ func (n *Node) startMSP() error {
 	}
 	l, pc, err := msp.Listen(n.cfg.MSPAddr)
 	if err != nil {
+		// The socket's own error says "listen tcp ADDR" once; msp.Listen's
+		// wrapping says it again.
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe
+		}
 		return &FieldError{Field: "MSPAddr", Err: err}
 	}
 	n.mspSrv = &msp.Server{
@@ -552,10 +590,19 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("nats close: %w", err))
 		}
 	}
+	n.lock.release() // the store is closed
+	n.claim.release()
 	if p := n.addrs.SessionSocket; p != "" {
 		_ = os.Remove(p)
 	}
-	n.log.Info("node stopped")
+	n.mu.Lock()
+	ready := n.ready
+	n.mu.Unlock()
+	if ready {
+		// A node that never became ready did not start, so it does not
+		// stop either: its caller reports why it failed.
+		n.log.Info("node stopped")
+	}
 	return errors.Join(errs...)
 }
 

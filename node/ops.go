@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,8 +128,9 @@ func (c *Config) validateOps() error {
 		// the token guards the endpoint once the operator turns it on.
 		return nil
 	}
-	if _, err := ops.ListenAddr(c.HTTPAddr); err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
+	// ops.ListenAddr's own error names the flag already; say it once.
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return &FieldError{Field: "HTTPAddr", Err: fmt.Errorf("%q: %v", c.HTTPAddr, err), refused: true}
 	}
 	return nil
 }

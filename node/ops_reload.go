@@ -39,9 +39,13 @@ func (n *Node) Reload() error {
 		}
 	}
 	err := errors.Join(errs...)
-	if err != nil {
+	switch {
+	case err != nil:
 		n.log.Error("reload incomplete; the parts that failed keep their old values", "reloaded", reloaded, "err", err)
-	} else {
+	case len(reloaded) == 0:
+		// Issue 20: "reloaded what=[]" read as if something had been.
+		n.log.Info("reload: nothing changed (no session secrets, gossip key or HTTP token file to re-read)")
+	default:
 		n.log.Info("reloaded", "what", reloaded)
 	}
 	return err

@@ -27,7 +27,7 @@ func (o *nodeOps) selfStatus(ctx context.Context) opsapi.NodeStatus {
 	rd := ops.Ready(ctx, o.checks())
 	started := o.started
 	return opsapi.NodeStatus{Name: o.n.cfg.Name, Reachable: true, Status: rd.Status, Checks: rd.Checks,
-		Version: o.n.cfg.Version, StartedAt: &started}
+		Version: o.n.cfg.Version, StartedAt: &started, MSP: o.n.addrs.MSP, Warnings: o.n.warnings()}
 }
 
 // opsSource answers the HTTP API from the node's directory, switchboard

@@ -55,10 +55,14 @@ func TestSignedMSPMessageIsVerified(t *testing.T) {
 		if got.Verified != tc.verified {
 			t.Fatalf("%s: delivered with Verified=%v, want %v", tc.name, got.Verified, tc.verified)
 		}
-		// The identity is made once, at ingress, and says how.
-		if want := map[bool]string{true: "signature", false: "none"}[tc.verified]; got.SenderMethod != want ||
-			(tc.verified && got.SenderUser != "bob") {
-			t.Fatalf("%s: sender method %q user %q, want %q", tc.name, got.SenderMethod, got.SenderUser, want)
+		// The identity is made once, at ingress, and says how. Without a
+		// valid signature the kernel may still name the local account that
+		// sent it (this test's own), which is then not bob.
+		switch {
+		case tc.verified && (got.SenderMethod != "signature" || got.SenderUser != "bob"):
+			t.Fatalf("%s: sender method %q user %q, want signature bob", tc.name, got.SenderMethod, got.SenderUser)
+		case !tc.verified && got.SenderMethod != "none" && (got.SenderMethod != "kernel" || got.SenderUser == "bob"):
+			t.Fatalf("%s: sender method %q user %q, want none, or kernel naming this test's account", tc.name, got.SenderMethod, got.SenderUser)
 		}
 	}
 }

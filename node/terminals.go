@@ -1,27 +1,48 @@
 package node
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/msprelay/msprelay/terminal"
 )
 
-// validateTerminals checks the tty settings (--terminals, --utmp,
-// --tty-idle, --tty-charset).
+// validateTerminals checks the tty settings; their numbers are checked
+// with the others (Config.numbers).
 func (c *Config) validateTerminals() error {
 	if !c.Terminals {
 		return nil
 	}
 	if c.Utmp == "" {
-		return fmt.Errorf("%w: --utmp is empty (use --terminals=off to disable tty terminals)", ErrConfig)
-	}
-	if c.TTYIdle < 0 || c.TTYPoll < 0 {
-		return fmt.Errorf("%w: --tty-idle must not be negative", ErrConfig)
+		return &FieldError{Field: "Utmp", Err: errors.New("empty: tty terminals need a utmp file (or turn terminals off)"), Fix: []string{"Terminals"}, refused: true}
 	}
 	if _, err := terminal.ParseCharset(c.TTYCharset); err != nil {
-		return fmt.Errorf("%w: --tty-charset: %v", ErrConfig, err)
+		return &FieldError{Field: "TTYCharset", Err: err, refused: true}
 	}
 	return nil
+}
+
+// utmpMissing reports whether tty terminals are on but their utmp file is
+// not there: then no login is ever published nor written to, which issue
+// 20 found happening "without a word".
+func (n *Node) utmpMissing() bool {
+	if !n.cfg.Terminals {
+		return false
+	}
+	_, err := os.Stat(n.cfg.Utmp)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// warnings are the settings that keep part of a running node from working,
+// for the status page and `msp status`.
+func (n *Node) warnings() []string {
+	var w []string
+	if n.utmpMissing() {
+		w = append(w, fmt.Sprintf("utmp file %s missing: no tty terminals", n.cfg.Utmp))
+	}
+	return w
 }
 
 // startTerminals signs the host's logins in to the switchboard as tty
@@ -53,5 +74,9 @@ func (n *Node) startTerminals() error {
 		return fmt.Errorf("node: terminals: %w", err)
 	}
 	n.terms = svc
+	if n.utmpMissing() {
+		n.log.Warn("utmp file missing: no tty terminals are published or written to until it appears (--utmp names another file; --terminals off turns this off)",
+			"utmp", n.cfg.Utmp)
+	}
 	return nil
 }

@@ -130,20 +130,26 @@ func TestTTYLoginDeliveryThroughMSP(t *testing.T) {
 // Rule (issue 9): the tty flags are checked like every other flag.
 func TestTTYConfigValidated(t *testing.T) {
 	t.Parallel()
-	for name, f := range map[string]func(*node.Config){
-		"unknown charset": func(c *node.Config) { c.TTYCharset = "EBCDIC" },
-		"empty utmp":      func(c *node.Config) { c.Utmp = "" },
-		"negative idle":   func(c *node.Config) { c.TTYIdle = -time.Second },
+	for name, tc := range map[string]struct {
+		modify func(*node.Config)
+		// offToo: refused with terminals off as well. Issue 19: a
+		// number out of range is refused whatever else is set; the
+		// settings only terminals use are not checked without them.
+		offToo bool
+	}{
+		"unknown charset": {func(c *node.Config) { c.TTYCharset = "EBCDIC" }, false},
+		"empty utmp":      {func(c *node.Config) { c.Utmp = "" }, false},
+		"negative idle":   {func(c *node.Config) { c.TTYIdle = -time.Second }, true},
 	} {
 		cfg := node.DefaultConfig()
 		cfg.DataDir = t.TempDir()
-		f(&cfg)
+		tc.modify(&cfg)
 		if _, err := node.New(cfg); !errors.Is(err, node.ErrConfig) {
 			t.Errorf("%s: New = %v, want ErrConfig", name, err)
 		}
 		cfg.Terminals = false
-		if _, err := node.New(cfg); err != nil {
-			t.Errorf("%s with --terminals=off: New = %v, want nil", name, err)
+		if _, err := node.New(cfg); tc.offToo != (err != nil) {
+			t.Errorf("%s with --terminals=off: New = %v, want refused %v", name, err, tc.offToo)
 		}
 	}
 }

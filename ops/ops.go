@@ -109,8 +109,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.MaxStreams <= 0 {
-		cfg.MaxStreams = 64
+	switch {
+	case cfg.MaxStreams < 0:
+		return nil, fmt.Errorf("%w: MaxStreams %d: want above 0, or 0 for the default", ErrConfig, cfg.MaxStreams)
+	case cfg.MaxStreams == 0:
+		cfg.MaxStreams = DefaultMaxStreams
 	}
 	auth, err := newTokenAuth(cfg.TokenFile)
 	if err != nil {

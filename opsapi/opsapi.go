@@ -29,7 +29,8 @@ type WhoEntry struct {
 type NodeStatus struct {
 	Name       string            `json:"name"`
 	Self       bool              `json:"self"`                 // the node that answered the request
-	Gossip     string            `json:"gossip,omitempty"`     // gossip address
+	Gossip     string            `json:"gossip,omitempty"`     // gossip address; "" when it does not gossip
+	MSP        string            `json:"msp,omitempty"`        // its MSP address, host:port
 	Principals int               `json:"principals"`           // visible terminals signed in there
 	Synced     bool              `json:"synced"`               // this node holds all of its presence
 	Reachable  bool              `json:"reachable"`            // it answered over NATS
@@ -38,6 +39,9 @@ type NodeStatus struct {
 	Version    string            `json:"version,omitempty"`    // its msprelay version
 	StartedAt  *time.Time        `json:"started_at,omitempty"` // when it started
 	Error      string            `json:"error,omitempty"`      // why it is unreachable
+	// Warnings are settings that keep part of a running node from working
+	// (a missing utmp file: no tty terminals), in words for the operator.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // UserInfo is /api/v1/users/NAME.

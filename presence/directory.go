@@ -90,8 +90,11 @@ func New(cfg Config) (*Directory, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.SubscriberBuffer <= 0 {
-		cfg.SubscriberBuffer = 4096
+	switch {
+	case cfg.SubscriberBuffer < 0:
+		return nil, fmt.Errorf("presence: SubscriberBuffer %d: want above 0, or 0 for the default", cfg.SubscriberBuffer)
+	case cfg.SubscriberBuffer == 0:
+		cfg.SubscriberBuffer = DefaultSubscriberBuffer
 	}
 	d := &Directory{
 		cfg:    cfg,

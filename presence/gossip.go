@@ -274,16 +274,19 @@ func (g *gossip) stop(leave bool) error {
 	if g.ml == nil {
 		return nil
 	}
-	var err error
 	if leave {
+		// A leave nobody acknowledged in time (the last member, or peers
+		// that are gone) is no failure of this node: the others, if any,
+		// find out by probing. Issue 20: a clean shutdown of the last
+		// member was logged as ERROR "node failed".
 		if lerr := g.ml.Leave(g.leaveTimeout); lerr != nil {
-			err = fmt.Errorf("presence: leaving the cluster: %w", lerr)
+			g.log.Warn("left the cluster without confirmation; peers will notice by probing", "err", lerr)
 		}
 	}
-	if serr := g.ml.Shutdown(); serr != nil && err == nil {
-		err = fmt.Errorf("presence: stopping gossip: %w", serr)
+	if err := g.ml.Shutdown(); err != nil {
+		return fmt.Errorf("presence: stopping gossip: %w", err)
 	}
-	return err
+	return nil
 }
 
 // memberlist returns the running memberlist, or nil before start and after stop.
@@ -447,6 +450,11 @@ func (w slogWriter) Write(p []byte) (int, error) {
 			}
 			msg = text
 		}
+	}
+	// memberlist's goroutines may still send while Shutdown closes the
+	// sockets; an error that says so is the shutdown, not a failure.
+	if level == slog.LevelError && strings.Contains(msg, net.ErrClosed.Error()) {
+		level = slog.LevelDebug
 	}
 	w.log.Log(context.Background(), level, strings.TrimPrefix(msg, "memberlist: "))
 	return len(p), nil

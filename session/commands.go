@@ -113,6 +113,7 @@ func (s *session) cmdUSR(f *sessionproto.Frame) *sessionproto.Fault {
 	}
 	s.signingIn = true
 	s.mu.Unlock()
+	s.loadBlocks() // the user's lasting block list, before any message arrives (commands_user.go)
 	if term != sessionproto.NoTerminal {
 		ln, err := s.srv.sb.SignIn(user, term, state, s)
 		if err != nil {

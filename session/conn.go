@@ -514,6 +514,9 @@ func (s *session) dispatch(f *sessionproto.Frame) *sessionproto.Fault {
 	case "ACK":
 		run = s.cmdACK
 	default:
+		if run = s.userCommand(f.Cmd); run != nil {
+			break // WAL, STA, BLK (commands_user.go)
+		}
 		if run = s.convCommand(f.Cmd); run == nil {
 			return sessionproto.Errf(sessionproto.CodeUnknownCommand, f.TrID, "unknown command %s", f.Cmd)
 		}

@@ -231,7 +231,7 @@ func (s *session) join(f *sessionproto.Frame, name string, how conversation.How,
 	return s.replied(err)
 }
 
-// cmdCAL: CAL TrID name user -> CAL TrID RINGING name user.
+// cmdCAL: CAL TrID name user -> CAL TrID RINGING name user terminals.
 func (s *session) cmdCAL(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return pe
@@ -254,10 +254,13 @@ func (s *session) cmdCAL(f *sessionproto.Frame) *sessionproto.Fault {
 	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
 	defer cancel()
-	if _, err := ms.Invite(ctx, user); err != nil {
+	n, err := ms.Invite(ctx, user)
+	if err != nil {
 		return convError(f.TrID, err)
 	}
-	return s.replied(s.sendFrame(sessionproto.Line("CAL", f.TrID, true, "RINGING", name, sessionproto.EncodeToken(user))))
+	// The count of terminals rung comes last, so that clients that read
+	// three arguments still work (msp chat confirms "rang bob (1 terminal)").
+	return s.replied(s.sendFrame(sessionproto.Line("CAL", f.TrID, true, "RINGING", name, sessionproto.EncodeToken(user), strconv.Itoa(n))))
 }
 
 // cmdMSGConv: MSG TrID name U|N|A len, payload -> ACK TrID id (A) or NAK

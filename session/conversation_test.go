@@ -78,7 +78,7 @@ func TestConversationTranscript(t *testing.T) {
 	a.send("XFR 3 SB ops\r\n")
 	a.expect("XFR 3 SB ops")
 	a.send("CAL 4 ops bob\r\n")
-	a.expect("CAL 4 RINGING ops bob")
+	a.expect("CAL 4 RINGING ops bob 1") // issue 20: the reply counts the terminals rung
 	b.expect("RNG ops alice n1 pts/1")
 
 	// bob answers: the roster, then the reply; alice sees him join.

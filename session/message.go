@@ -13,6 +13,6 @@ func messageFromDelivery(d *switchboard.Delivery) sessionproto.Message {
 		OriginNode: d.Origin.Node, OriginAddr: d.Origin.Addr, Transport: d.Origin.Transport,
 		Verified: d.Origin.Sender.Verified(), SenderMethod: d.Origin.Sender.Method.String(),
 		SenderUser: d.Origin.Sender.User, Time: d.Time, Cookie: d.Cookie, Signature: d.Signature,
-		Text: d.Text,
+		Text: d.Text, Queued: d.Queued,
 	}
 }

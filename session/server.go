@@ -107,6 +107,15 @@ type Config struct {
 	// Conversations runs multi-party conversations (XFR, ANS, CAL, MSG,
 	// BYE, WHO #name); nil turns those commands off.
 	Conversations *conversation.Manager
+	// Blocks keeps each user's block list across sign-ins and nodes (BLK,
+	// commands_user.go); nil keeps block lists per session only.
+	Blocks BlockStore
+	// AdminGroup is the group whose members may broadcast (WAL) besides
+	// root; empty means sessionproto.DefaultAdminGroup.
+	AdminGroup string
+	// GroupsOf lists the group names of a local uid for the WAL check;
+	// nil means the system's databases (os/user).
+	GroupsOf func(uid uint32) ([]string, error)
 }
 
 // Server serves the session protocol on any number of listeners.
@@ -126,6 +135,7 @@ type Server struct {
 	ctx    context.Context    // parent of SND contexts; cancelled by Close
 	cancel context.CancelFunc //
 	quit   chan struct{}      // closed by Shutdown/Close; stops the dispatcher
+	user   userCmds           // state of WAL (commands_user.go)
 	start  sync.Once          // starts the dispatcher
 	stop   sync.Once          // closes quit
 	wg     sync.WaitGroup     // sessions and the dispatcher
@@ -168,6 +178,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := cfg.checkNumbers(); err != nil {
+		return nil, err
+	}
 	defDur(&cfg.IdleTimeout, DefaultIdleTimeout)
 	defDur(&cfg.LoginTimeout, DefaultLoginTimeout)
 	defDur(&cfg.WriteTimeout, DefaultWriteTimeout)
@@ -207,13 +220,13 @@ func New(cfg Config) (*Server, error) {
 }
 
 func defDur(d *time.Duration, def time.Duration) {
-	if *d <= 0 {
+	if *d == 0 {
 		*d = def
 	}
 }
 
 func defInt(n *int, def int) {
-	if *n <= 0 {
+	if *n == 0 {
 		*n = def
 	}
 }

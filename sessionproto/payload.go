@@ -34,6 +34,7 @@ type Message struct {
 	Cookie     string    //
 	Signature  string    // opaque octets, as received
 	Text       string    // CR LF line ends
+	Queued     bool      // it waited in the mailbox: Time is when it was sent, not now
 }
 
 // ErrBadPayload is wrapped by errors decoding a payload.
@@ -62,6 +63,7 @@ const (
 	HeaderTime       = "Time"
 	HeaderCookie     = "Cookie"
 	HeaderSignature  = "Signature"
+	HeaderQueued     = "Queued" // written only for messages from the mailbox
 )
 
 // AppendMessage encodes m as a MSG payload: "Name: value" header lines
@@ -101,7 +103,11 @@ func AppendMessage(dst []byte, m *Message) []byte {
 	for i := 0; i < len(m.Signature); i++ {
 		dst = append(dst, hexdig[m.Signature[i]>>4], hexdig[m.Signature[i]&15])
 	}
-	dst = append(dst, "\r\n\r\n"...)
+	dst = append(dst, "\r\n"...)
+	if m.Queued {
+		dst = append(dst, HeaderQueued+": yes\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
 	return append(dst, m.Text...)
 }
 
@@ -168,9 +174,9 @@ func ParseMessage(p []byte) (*Message, error) {
 }
 
 // knownHeaders are the lower-case names of the headers a server writes.
-func knownHeaders() [14]string {
+func knownHeaders() [15]string {
 	return [...]string{"id", "sender", "sender-term", "recipient", "recip-term", "origin-node",
-		"origin-addr", "transport", "verified", "time", "cookie", "signature", "sender-method", "sender-user"}
+		"origin-addr", "transport", "verified", "time", "cookie", "signature", "sender-method", "sender-user", "queued"}
 }
 
 // knownHeader returns name in lower case and, for a known header, its bit
@@ -203,6 +209,8 @@ func (m *Message) setHeader(key, v string) error {
 		m.OriginAddr = v
 	case "transport":
 		m.Transport = v
+	case "queued":
+		m.Queued = v == "yes"
 	case "verified":
 		switch v {
 		case "yes":

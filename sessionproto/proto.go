@@ -147,7 +147,7 @@ var clientGrammar = grammar{
 	maxPayload: MaxPayload,
 	noTrID:     func(cmd string) bool { return cmd == "PNG" || cmd == "OUT" },
 	textual:    func(string) bool { return false },
-	hasPayload: func(cmd string, _ []string) bool { return cmd == "SND" || cmd == "MSG" },
+	hasPayload: func(cmd string, _ []string) bool { return cmd == "SND" || cmd == "MSG" || cmd == "WAL" },
 }
 
 // serverGrammar frames what servers send.

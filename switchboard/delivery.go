@@ -59,6 +59,7 @@ type Delivery struct {
 	Signature  string    // opaque, as received
 	Origin     Origin    //
 	Time       time.Time // when the ingress node accepted it
+	Queued     bool      // handed out by the mailbox (not stored with it): sinks show "queued, sent <Time>"
 }
 
 // Origin says where a message entered the cluster. Senders are not trusted by

@@ -159,28 +159,31 @@ func New(cfg Config) (*Switchboard, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.ActivityEvery <= 0 {
+	if err := cfg.checkNumbers(); err != nil {
+		return nil, err
+	}
+	if cfg.ActivityEvery == 0 {
 		cfg.ActivityEvery = DefaultActivityEvery
 	}
-	if cfg.ForwardTimeout <= 0 {
+	if cfg.ForwardTimeout == 0 {
 		cfg.ForwardTimeout = DefaultForwardTimeout
 	}
-	if cfg.AckTimeout <= 0 {
+	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = cfg.ForwardTimeout / 2
 	}
-	if cfg.DedupWindow <= 0 {
+	if cfg.DedupWindow == 0 {
 		cfg.DedupWindow = DefaultDedupWindow
 	}
-	if cfg.MaxServing <= 0 {
+	if cfg.MaxServing == 0 {
 		cfg.MaxServing = DefaultMaxServing
 	}
-	if cfg.StoreTimeout <= 0 {
+	if cfg.StoreTimeout == 0 {
 		cfg.StoreTimeout = DefaultStoreTimeout
 	}
 	if cfg.InboundRate == 0 {
 		cfg.InboundRate = DefaultInboundRate
 	}
-	if cfg.InboundBurst <= 0 {
+	if cfg.InboundBurst == 0 {
 		cfg.InboundBurst = DefaultInboundBurst
 	}
 	pol, err := ParseOfflinePolicy(string(cfg.Offline))

@@ -78,14 +78,17 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Switchboard == nil {
 		return nil, errors.New("terminal: Config.Switchboard is required")
 	}
-	if cfg.Idle <= 0 {
-		cfg.Idle = 10 * time.Minute
+	if cfg.Idle < 0 || cfg.ActivityEvery < 0 || cfg.MaxLogins < 0 || cfg.Poll < 0 || cfg.WriteTimeout < 0 {
+		return nil, errors.New("terminal: Config.Idle, ActivityEvery, MaxLogins, Poll and WriteTimeout must not be negative (0 means the default)")
 	}
-	if cfg.ActivityEvery <= 0 {
-		cfg.ActivityEvery = 10 * time.Second
+	if cfg.Idle == 0 {
+		cfg.Idle = DefaultIdle
 	}
-	if cfg.MaxLogins <= 0 {
-		cfg.MaxLogins = 1024
+	if cfg.ActivityEvery == 0 {
+		cfg.ActivityEvery = DefaultActivityEvery
+	}
+	if cfg.MaxLogins == 0 {
+		cfg.MaxLogins = DefaultMaxLogins
 	}
 	if cfg.LookupUID == nil {
 		cfg.LookupUID = LookupUID

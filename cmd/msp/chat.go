@@ -38,6 +38,8 @@ type chatJSON struct {
 	Verified     *bool  `json:"verified,omitempty"`
 	SenderMethod string `json:"sender_method,omitempty"`
 	SenderUser   string `json:"sender_user,omitempty"`
+	Terminals    int    `json:"terminals,omitempty"` // rang: how many terminals were rung
+	Code         int    `json:"code,omitempty"`      // error: the session protocol's code
 }
 
 // maxChatLine bounds one stdin line; longer ones are refused by the node
@@ -52,6 +54,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	invite := fs.String("invite", "", "comma-separated users to invite (they are rung wherever they are signed in)")
 	private := fs.Bool("private", false, "create NAME invite-only if it does not exist: only you invite, only those invited join")
+	reconnect := fs.Bool("reconnect", true, "sign in again, with backoff, and rejoin the room when the node restarts or the connection is lost")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -63,14 +66,15 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 		return fail(e, exitUsage, "%v", err)
 	}
 	name := strings.TrimPrefix(fs.Arg(0), "#")
-	c, si, err := sf.connect(ctx, termName, principal.Online)
+	k := newKeeper(&sf, termName, principal.Online, e)
+	c, si, err := k.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitOK // interrupted while signing in: the user asked to stop
 		}
 		return fail(e, exitUsage, "%v", err)
 	}
-	defer c.Close()
+	defer func() { c.Close() }()
 	out := &chatPrinter{w: e.stdout, json: *asJSON}
 	convs := c.Conversations()
 	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
@@ -85,27 +89,30 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	name, roster, err := join(cctx, name)
 	cancel()
 	if err != nil {
-		return fail(e, exitUsage, "join #%s: %v", name, err)
+		return failPeople(e, exitUsage, "join #"+safeUTF8(name), err)
+	}
+	cs := &chatSession{c: c, room: name, timeout: sf.timeout, json: *asJSON, e: e, out: out}
+	cs.setRoster(roster)
+	k.json, k.jsonln = *asJSON, func(v any) error { return out.encodeAny(v) }
+	k.rejoin = func(ctx context.Context, nc *sessionclient.Client) error {
+		cctx, cancel := context.WithTimeout(ctx, sf.timeout)
+		defer cancel()
+		_, roster, err := nc.Join(cctx, name)
+		if err == nil {
+			cs.setRoster(roster)
+		}
+		return err
 	}
 	if !*asJSON {
 		fmt.Fprintf(e.stderr, "msp: in #%s as %s at %s on %s; type lines to send, Ctrl-D to leave\n", safeUTF8(name), show(si.User), show(si.Term), safeUTF8(si.Node))
 	}
 	out.roster(name, roster)
 	for _, u := range strings.Split(*invite, ",") {
-		if u = strings.TrimSpace(u); u == "" {
-			continue
-		}
-		lu, err := toLatin1("--invite", u)
-		if err != nil {
+		if _, err := toLatin1("--invite", strings.TrimSpace(u)); err != nil {
 			return fail(e, exitUsage, "--invite: %v", err)
 		}
-		cctx, cancel := context.WithTimeout(ctx, sf.timeout)
-		err = c.Invite(cctx, name, lu)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(e.stderr, "msp: invite %s: %v\n", u, err)
-		}
 	}
+	cs.ring(ctx, strings.Split(*invite, ","))
 
 	// The reader goroutine owns stdin; it ends at EOF (or when the process
 	// exits while it waits for a line). On a terminal a line editor reads
@@ -152,6 +159,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	}
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
+	var pingErr error // why this loop closed the session itself
 	for {
 		select {
 		case <-ctx.Done():
@@ -166,7 +174,14 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 			if strings.TrimSpace(l) == "" {
 				continue
 			}
-			text, err := toLatin1("message", l)
+			cmd := parseChatLine(l)
+			if cmd.name != "" {
+				if cs.command(ctx, cmd) {
+					return leave()
+				}
+				continue
+			}
+			text, err := toLatin1("message", cmd.text)
 			if err != nil {
 				fmt.Fprintf(e.stderr, "msp: not sent: %v\n", err)
 				continue
@@ -185,21 +200,47 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 					return leave()
 				}
 				if sessionproto.IsCode(err, sessionproto.CodeBadText) {
-					fmt.Fprintf(e.stderr, "msp: not sent: %v\n", err)
+					fmt.Fprintf(e.stderr, "msp: not sent: %s\n", peopleError(err))
 					continue
 				}
-				return fail(e, exitNack, "send to #%s: %v", name, err)
+				if *reconnect && c.Err() != nil && (retryable(c.Err()) || pingErr != nil) {
+					// The session is gone; the event loop reconnects.
+					fmt.Fprintf(e.stderr, "msp: not sent (connection lost); type it again once reconnected\n")
+					continue
+				}
+				return failPeople(e, exitNack, "send to #"+safeUTF8(name), err)
 			}
 		case ev, ok := <-convs:
 			if !ok {
-				return fail(e, exitNack, "session ended: %v", c.Err())
+				cause := sessionEnd(c)
+				if pingErr != nil {
+					cause, pingErr = pingErr, nil
+				}
+				c.Close()
+				if !*reconnect || !retryable(cause) {
+					return fail(e, exitNack, "session ended: %s", peopleError(cause))
+				}
+				k.lost(cause)
+				nc, _, err := k.reconnect(ctx)
+				if err != nil {
+					if ctx.Err() != nil {
+						return exitOK
+					}
+					return fail(e, exitNack, "cannot sign in again: %s", peopleError(err))
+				}
+				c, cs.c, convs = nc, nc, nc.Conversations()
+				continue
 			}
+			cs.track(ev)
 			if err := out.event(ev); err != nil {
 				return fail(e, exitUsage, "writing output: %v", err)
 			}
 		case <-ping.C:
 			pctx, cancel := context.WithTimeout(ctx, sf.timeout)
-			_, _ = c.Ping(pctx)
+			if _, err := c.Ping(pctx); err != nil && ctx.Err() == nil {
+				pingErr = fmt.Errorf("no answer to a ping: %w", err)
+				c.Close() // the node or the network is gone; reconnect
+			}
 			cancel()
 		}
 	}
@@ -234,6 +275,16 @@ func (p *chatPrinter) roster(name string, members []sessionclient.ConvMember) {
 // encode writes v as one JSON line, with every rune a terminal could act on
 // escaped (safeJSON): the texts and names come from other users.
 func (p *chatPrinter) encode(v chatJSON) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = p.w.Write(safeJSON(append(b, '\n')))
+	return err
+}
+
+// encodeAny writes v (a connection event) as one JSON line.
+func (p *chatPrinter) encodeAny(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err

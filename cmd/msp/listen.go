@@ -10,12 +10,14 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
+	"github.com/msprelay/msprelay/sessionsock"
 )
 
 // sessionFlags are the flags every session command shares.
@@ -74,15 +76,12 @@ func (sf *sessionFlags) connect(ctx context.Context, term string, state principa
 	}
 	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
-	var errs []error
+	var looked []string
 	for _, a := range sessionAddrs(sf.addr) {
 		c, err := sessionclient.Dial(cctx, a)
 		if err != nil {
-			// The socket error already names the network and address.
-			if oe := (*net.OpError)(nil); errors.As(err, &oe) {
-				err = oe
-			}
-			errs = append(errs, err)
+			// One line for people: where, and why in a few words.
+			looked = append(looked, fmt.Sprintf("%s (%s)", a, dialReason(err)))
 			continue
 		}
 		si, err := c.SignIn(cctx, sf.user, term, state, opts...)
@@ -92,7 +91,27 @@ func (sf *sessionFlags) connect(ctx context.Context, term string, state principa
 		}
 		return c, si, nil
 	}
-	return nil, nil, fmt.Errorf("no node to talk to (is msprelay-node running?): %w", errors.Join(errs...))
+	return nil, nil, fmt.Errorf("no node answers; looked at %s. Start msprelay-node, or give --session ADDR", strings.Join(looked, ", "))
+}
+
+// dialReason says in a few words why a session address did not answer.
+func dialReason(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return "no such socket"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "nothing listens"
+	case errors.Is(err, syscall.EACCES):
+		return "permission denied"
+	case errors.Is(err, sessionsock.ErrUntrustedSocket):
+		return "served by an untrusted user"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time"
+	}
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
 }
 
 func cmdListen(ctx context.Context, args []string, e env) int {
@@ -103,6 +122,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	stateName := fs.String("state", "online", "presence state: online, busy, away, idle, hidden (or NLN, BSY, AWY, IDL, HDN)")
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	watch := fs.String("watch", "", "comma-separated users whose presence to report")
+	reconnect := fs.Bool("reconnect", true, "sign in again, with backoff, when the node restarts or the connection is lost")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -130,65 +150,96 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	}
 	// Acknowledge every message once it is written out, so that the node
 	// keeps (and later redelivers) what never reached our output.
-	c, si, err := sf.connect(ctx, termName, state, sessionclient.WithAcks())
+	k := newKeeper(&sf, termName, state, e, sessionclient.WithAcks())
+	out := &printer{w: e.stdout, json: *asJSON, loc: time.Local}
+	k.json, k.jsonln = *asJSON, out.writeJSON
+	// The initial terminals of each watched user (ILN) arrive on the
+	// session's event stream as well as in Watch's reply; the listen loop
+	// prints them from the stream, in order with later changes, so they
+	// are not printed here.
+	watchAll := func(ctx context.Context, c *sessionclient.Client) error {
+		for _, u := range watched {
+			cctx, cancel := context.WithTimeout(ctx, sf.timeout)
+			_, err := c.Watch(cctx, u)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("watch %s: %w", show(u), err)
+			}
+		}
+		return nil
+	}
+	k.rejoin = watchAll
+	c, si, err := k.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return exitOK // interrupted while signing in: the user asked to stop
 		}
 		return fail(e, exitUsage, "%v", err)
 	}
-	defer c.Close()
-	out := &printer{w: e.stdout, json: *asJSON, loc: time.Local}
-	// The initial terminals of each watched user (ILN) arrive on the
-	// session's event stream as well as in Watch's reply; the listen loop
-	// prints them from the stream, in order with later changes, so they
-	// are not printed here.
-	for _, u := range watched {
-		cctx, cancel := context.WithTimeout(ctx, sf.timeout)
-		_, err := c.Watch(cctx, u)
-		cancel()
-		if err != nil {
-			return fail(e, exitUsage, "watch %s: %v", show(u), err)
-		}
+	if err := watchAll(ctx, c); err != nil {
+		c.Close()
+		return fail(e, exitUsage, "%v", err)
 	}
 	if !*asJSON {
 		fmt.Fprintf(e.stderr, "msp: listening as %s at %s on %s (%s); Ctrl-C to stop\n", show(si.User), show(si.Term), safeUTF8(si.Node), si.State)
 	}
-	return listenLoop(ctx, c, out, sf.timeout, e)
+	seen := newRecentSet(maxRecentIDs)
+	for {
+		code, cause := listenLoop(ctx, c, out, seen, sf.timeout, e)
+		c.Close()
+		if cause == nil {
+			return code
+		}
+		if !*reconnect || !retryable(cause) {
+			return fail(e, exitNack, "session ended: %s", peopleError(cause))
+		}
+		k.lost(cause)
+		if c, _, err = k.reconnect(ctx); err != nil {
+			if ctx.Err() != nil {
+				return exitOK
+			}
+			return fail(e, exitNack, "cannot sign in again: %s", peopleError(err))
+		}
+	}
 }
 
-// listenLoop prints pushes until ctx ends (sign out, exit 0) or the server
-// ends the session (exit 1 with its reason).
-func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, timeout time.Duration, e env) int {
+// listenLoop prints pushes until ctx ends (sign out, exit 0) or the session
+// ends; then it returns the session's end as cause, for the caller to
+// reconnect. A nil cause means the command is over with code. seen holds
+// the ids shown so far, across reconnections, so that a message the node
+// hands out again after a reconnection (its ACK was lost with the
+// connection) is shown once.
+func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, seen *recentSet, timeout time.Duration, e env) (code int, cause error) {
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	msgs, events, convs := c.Messages(), c.Events(), c.Conversations()
-	seen := newRecentSet(maxRecentIDs)
 	for {
 		select {
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			if err := c.SignOut(sctx); err != nil {
-				return fail(e, exitNack, "sign out: %v", err)
+			if err := c.SignOut(sctx); err != nil && c.Err() == nil {
+				return fail(e, exitNack, "sign out: %s", peopleError(err)), nil
 			}
-			return exitOK
+			return exitOK, nil
 		case m, ok := <-msgs:
 			if !ok {
-				return fail(e, exitNack, "session ended: %v", c.Err())
+				return 0, sessionEnd(c)
 			}
 			// A message comes again, with the same id, when our ACK did
 			// not reach the node in time: show it once, acknowledge always.
 			if !seen.add(m.ID) {
 				if err := out.message(m); err != nil {
-					return fail(e, exitUsage, "writing output: %v", err)
+					return fail(e, exitUsage, "writing output: %v", err), nil
 				}
 			}
 			actx, cancel := context.WithTimeout(ctx, timeout)
 			err := c.Ack(actx, m.ID)
 			cancel()
 			if err != nil && ctx.Err() == nil {
-				return fail(e, exitNack, "acknowledging message %s: %v", m.ID, err)
+				// The node keeps what was not acknowledged and hands it
+				// out again after the reconnection.
+				return 0, fmt.Errorf("acknowledging message %s: %w", m.ID, err)
 			}
 		case ev, ok := <-events:
 			if !ok {
@@ -196,7 +247,7 @@ func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, time
 				continue
 			}
 			if err := out.event(ev); err != nil {
-				return fail(e, exitUsage, "writing output: %v", err)
+				return fail(e, exitUsage, "writing output: %v", err), nil
 			}
 		case ev, ok := <-convs:
 			if ok && ev.Type == "invite" { // listen joins nothing, so rings are all it gets
@@ -206,14 +257,29 @@ func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, time
 				convs = nil
 			}
 		case <-ping.C:
+			// A ping that gets no answer within the timeout means the
+			// node or the network is gone: end this session and
+			// reconnect rather than wait for TCP to notice.
 			pctx, cancel := context.WithTimeout(ctx, timeout)
 			iv, err := c.Ping(pctx)
 			cancel()
+			if err != nil && ctx.Err() == nil {
+				return 0, fmt.Errorf("no answer to a ping: %w", err)
+			}
 			if err == nil && iv > 0 && iv/2 < 30*time.Second {
 				ping.Reset(iv / 2)
 			}
 		}
 	}
+}
+
+// sessionEnd is why c's session ended, never nil.
+func sessionEnd(c *sessionclient.Client) error {
+	<-c.Done()
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return sessionclient.ErrConnClosed
 }
 
 // printer writes messages and presence events as text or JSON lines, all
@@ -245,6 +311,10 @@ type jsonMessage struct {
 	// when it is not Sender, Sender is only a claim.
 	SenderUser string    `json:"sender_user"`
 	Time       time.Time `json:"time"`
+	// Queued: the message waited in the mailbox; Sent is when it was
+	// sent (the same instant as Time, named for people reading queued mail).
+	Queued bool      `json:"queued"`
+	Sent   time.Time `json:"sent"`
 }
 
 type jsonEvent struct {
@@ -263,9 +333,10 @@ func (p *printer) message(m *sessionproto.Message) error {
 			Sender: msp.Latin1ToUTF8(m.Sender), SenderTerm: msp.Latin1ToUTF8(m.SenderTerm),
 			Recipient: msp.Latin1ToUTF8(m.Recipient), RecipTerm: msp.Latin1ToUTF8(m.RecipTerm),
 			Text: text, OriginNode: m.OriginNode, OriginAddr: m.OriginAddr, Transport: m.Transport,
-			Verified: m.Verified, SenderMethod: m.SenderMethod, SenderUser: msp.Latin1ToUTF8(m.SenderUser), Time: m.Time})
+			Verified: m.Verified, SenderMethod: m.SenderMethod, SenderUser: msp.Latin1ToUTF8(m.SenderUser), Time: m.Time,
+			Queued: m.Queued, Sent: m.Time})
 	}
-	_, err := io.WriteString(p.w, renderMessage(m, p.loc))
+	_, err := io.WriteString(p.w, markQueued(renderMessage(m, p.loc), m, p.loc))
 	return err
 }
 
@@ -328,4 +399,28 @@ func (r *recentSet) add(id string) bool {
 	}
 	r.ids[id] = struct{}{}
 	return false
+}
+
+// markQueued adds "(queued, sent Dec 06 17:07)" to the header line (the
+// first line) of a rendered message that waited in the mailbox, so that
+// mail up to a week old does not pass for live (issue 20, item 5).
+func markQueued(rendered string, m *sessionproto.Message, loc *time.Location) string {
+	if !m.Queued {
+		return rendered
+	}
+	mark := " (queued"
+	if !m.Time.IsZero() {
+		mark += ", sent " + m.Time.In(loc).Format("Jan 02 15:04")
+	}
+	mark += ")"
+	start := len(rendered) - len(strings.TrimLeft(rendered, "\n"))
+	i := strings.IndexByte(rendered[start:], '\n')
+	if i < 0 {
+		return rendered + mark
+	}
+	end := start + i
+	if end > start && rendered[end-1] == ':' { // "Message from ... at 17:07:00:"
+		end--
+	}
+	return rendered[:end] + mark + rendered[end:]
 }

@@ -6,6 +6,7 @@
 //	msp listen [flags]                        print messages as they arrive
 //	msp who [flags] [USER]                    presence lookup
 //	msp status [flags]                        cluster nodes, readiness, versions
+//	msp wall|mesg|state|block|unblock|blocks|alias  act for the user on her node (usercmds.go)
 //
 // Text on the command line and terminal is UTF-8; MSP and the session
 // protocol carry ISO 8859-1, so msp converts every name and text both ways
@@ -44,6 +45,9 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// flagSets, when set, is handed every flag set a command makes: the
+	// man page msp(1) is generated from them (man_test.go).
+	flagSets func(*flag.FlagSet)
 }
 
 func main() {
@@ -61,6 +65,12 @@ commands:
   who [USER]                    show where users are signed in
   status                        show the cluster's nodes, readiness and versions (node --http)
   chat [NAME]                   join (or create) conversation NAME and talk
+  wall [MESSAGE...]             broadcast to every terminal of the cluster (root, group msprelay-admin)
+  mesg [y|n]                    accept or refuse messages on all your running sessions and this tty
+  state STATE                   set all your running sessions to online, busy, away, idle or hidden
+  block USER, unblock USER      refuse or accept USER's messages again, everywhere, at every sign-in
+  blocks                        list whom you block
+  alias add|del NAME, alias list  another name your running sessions answer to
   version                       print the version (also --version)
 
 Run 'msp <command> -h' for the command's flags.
@@ -82,6 +92,16 @@ func run(ctx context.Context, args []string, e env) int {
 		return cmdStatus(ctx, args[1:], e)
 	case "chat":
 		return cmdChat(ctx, args[1:], e)
+	case "wall":
+		return cmdWall(ctx, args[1:], e)
+	case "mesg":
+		return cmdMesg(ctx, args[1:], e)
+	case "state":
+		return cmdState(ctx, args[1:], e)
+	case "block", "unblock", "blocks":
+		return cmdBlock(ctx, args[0], args[1:], e)
+	case "alias":
+		return cmdAlias(ctx, args[1:], e)
 	case "-version", "--version", "version":
 		fmt.Fprintln(e.stdout, "msp", buildinfo.Version())
 		return exitOK
@@ -100,6 +120,9 @@ func newFlags(name, synopsis string, e env) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "usage: msp %s %s\n\nflags:\n", name, synopsis)
 		fs.PrintDefaults()
+	}
+	if e.flagSets != nil {
+		e.flagSets(fs)
 	}
 	return fs
 }

@@ -86,7 +86,7 @@ func TestSendExitStatus(t *testing.T) {
 		{"unknown flag: exit 2", "", []string{"send", "--bogus", "alice"}, 2, "", "flag provided but not defined"},
 		{"text Latin-1 cannot hold: exit 2", "", []string{"send", "--server", srv, "alice", "price €5"}, 2, "", "ISO 8859-1"},
 		{"control characters refused before sending: exit 2", "", []string{"send", "--server", srv, "alice", "bell\x07"}, 2, "", "illegal octet"},
-		{"network error: exit 2", "", []string{"send", "--server", closed, "alice", "hi"}, 2, "", "connection refused"},
+		{"network error: exit 2, saying where it looked", "", []string{"send", "--server", closed, "alice", "hi"}, 2, "", "no MSP server answers at " + closed + " (--server)"},
 		{"unknown command: exit 2", "", []string{"frobnicate"}, 2, "", "unknown command"},
 	}
 	for _, tc := range cases {

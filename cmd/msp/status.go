@@ -98,7 +98,7 @@ func cmdStatus(ctx context.Context, args []string, e env) int {
 		return code
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSTATUS\tVERSION\tTERMINALS\tUP\tPROBLEMS")
+	fmt.Fprintln(tw, "NODE\tSTATUS\tVERSION\tMSP\tTERMINALS\tGOSSIP\tUP\tPROBLEMS")
 	for _, n := range nodes {
 		name := n.Name
 		if n.Self {
@@ -117,10 +117,20 @@ func cmdStatus(ctx context.Context, args []string, e env) int {
 				problems = append(problems, check+": "+v)
 			}
 		}
-		if !n.Synced && n.Reachable {
-			problems = append(problems, "presence not synced")
+		problems = append(problems, n.Warnings...)
+		// A node that does not gossip has no presence to sync (issue 20:
+		// a single node with gossip off was listed with a problem).
+		gossip := "not applicable"
+		switch {
+		case n.Gossip != "" && n.Synced:
+			gossip = "synced"
+		case n.Gossip != "":
+			gossip = "syncing"
+			if n.Reachable {
+				problems = append(problems, "presence not synced")
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", name, n.Status, orDash(n.Version), n.Principals, orDash(up), strings.Join(problems, "; "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", name, n.Status, orDash(n.Version), orDash(n.MSP), n.Principals, gossip, orDash(up), orDash(strings.Join(problems, "; ")))
 	}
 	tw.Flush()
 	return code

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -101,5 +103,68 @@ func TestAPIWhoIsMspWhoJSON(t *testing.T) {
 	var who []opsapi.WhoEntry
 	if err := json.Unmarshal(api, &who); err != nil || len(who) != 3 {
 		t.Fatalf("who = %+v (%v), want 3 terminals", who, err)
+	}
+}
+
+// Issue 20: "a single node with gossip off reports 'presence not synced'
+// as a problem", "a missing utmp file is ignored without a word", and `msp
+// status` shows each node's address.
+func TestStatusSaysGossipOffAndUtmpMissing(t *testing.T) {
+	t.Parallel()
+	utmp := filepath.Join(t.TempDir(), "no-such-utmp")
+	cfg := node.DefaultConfig()
+	cfg.Name, cfg.MSPAddr, cfg.SessionSocket, cfg.DataDir = "solo", "127.0.0.1:0", "", t.TempDir()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Terminals, cfg.Utmp, cfg.TTYDevDir = true, utmp, t.TempDir()
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	nd, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := nd.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer nd.Close()
+	if !strings.Contains(logs.String(), "level=WARN msg=\"utmp file missing") || !strings.Contains(logs.String(), utmp) {
+		t.Errorf("no warning about the missing utmp file at start:\n%s", logs.String())
+	}
+	url := "http://" + nd.HTTPAddr()
+	r := runCLI(t, "", "status", "--url", url, "--json")
+	var nodes []opsapi.NodeStatus
+	if err := json.Unmarshal([]byte(r.stdout), &nodes); err != nil || len(nodes) != 1 {
+		t.Fatalf("status --json: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	if nodes[0].MSP == "" || nodes[0].MSP != nd.Addrs().MSP {
+		t.Errorf("msp address %q, want %q", nodes[0].MSP, nd.Addrs().MSP)
+	}
+	if len(nodes[0].Warnings) != 1 || !strings.Contains(nodes[0].Warnings[0], utmp) {
+		t.Errorf("warnings %q, want one naming %s", nodes[0].Warnings, utmp)
+	}
+	r = runCLI(t, "", "status", "--url", url)
+	if r.code != exitOK {
+		t.Fatalf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{nd.Addrs().MSP, "not applicable", "utmp file " + utmp + " missing"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table does not show %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "not synced") {
+		t.Errorf("gossip off shown as a problem:\n%s", r.stdout)
+	}
+	// The status page says the same.
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"not applicable", "utmp file " + utmp + " missing", nd.Addrs().MSP} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("status page does not show %q", want)
+		}
 	}
 }

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/bench"
+	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/internal/cliflags"
 )
 
@@ -119,6 +120,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&mutexProfile, "mutexprofile", "", "write a mutex contention profile of the allocs scenario's node process to this file")
 	fs.IntVar(&cfg.ProfileTop, "profile-top", 0, "report the top N functions of the allocs scenario's node process by CPU and allocations, flat and cumulative (0: none)")
 	fs.DurationVar(&timeout, "timeout", timeout, "bound on the whole run")
+	var showVersion bool
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -128,6 +131,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mspbench: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if showVersion {
+		fmt.Fprintln(stdout, "mspbench", buildinfo.Version())
+		return 0
 	}
 	if replotDir != "" {
 		if err := replot(replotDir); err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/msprelay/msprelay/internal/cliflags"
 )
 
 // "Bad input gets a clear message and exit code 2 in the CLI", for the tty
@@ -37,12 +39,13 @@ func TestBadTerminalFlagsExitTwo(t *testing.T) {
 func TestTerminalsFlagSpellings(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]bool{"on": true, "off": false, "true": true, "false": false} {
-		var o onOff
-		if err := o.Set(in); err != nil || bool(o) != want {
-			t.Errorf("Set(%q) = %v, %v; want %v", in, bool(o), err, want)
+		var b bool
+		if err := cliflags.OnOff(&b).Set(in); err != nil || b != want {
+			t.Errorf("Set(%q) = %v, %v; want %v", in, b, err, want)
 		}
 	}
-	if s := (*onOff)(nil).String(); s != "off" {
+	var off bool
+	if s := cliflags.OnOff(&off).String(); s != "off" {
 		t.Errorf("zero String = %q", s)
 	}
 }

@@ -29,33 +29,21 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/internal/buildinfo"
 	"github.com/msprelay/msprelay/internal/cliflags"
+	"github.com/msprelay/msprelay/internal/flagtable"
 	"github.com/msprelay/msprelay/internal/sdnotify"
 	"github.com/nats-io/nats-server/v2/server"
 )
-
-// defaultListen is the client address when neither --listen nor a config
-// file says otherwise: the standard NATS port on all interfaces.
-const defaultListen = ":4222"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
 // settings is what the command line asks for.
-type settings struct {
-	cfg          broker.Config
-	logLevel     string
-	logFormat    string
-	logLevelFile string
-	httpAddr     string
-	httpToken    string
-	showVersion  bool
-}
+type settings = flagtable.RelaySettings
 
 // errUsage marks a usage error already reported by the flag package.
 var errUsage = errors.New("usage")
@@ -74,18 +62,18 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
-	if s.showVersion {
+	if s.ShowVersion {
 		fmt.Fprintf(stdout, "msprelay relay %s (nats-server %s)\n", buildinfo.Version(), server.VERSION)
 		return 0
 	}
-	logging, err := cliflags.NewLogging(stderr, s.logLevel, s.logFormat, s.logLevelFile)
+	logging, err := cliflags.NewLogging(stderr, s.LogLevel, s.LogFormat, s.LogLevelFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
 	logger := logging.Logger
-	s.cfg.Logger = logger
-	b, err := broker.New(s.cfg)
+	s.Config.Logger = logger
+	b, err := broker.New(s.Config)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
@@ -105,22 +93,22 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 			return "NATS clients on " + b.Addrs().Client, nil
 		}, b.Run)
 	}
-	if s.httpAddr == "" {
+	if s.HTTPAddr == "" {
 		return cliflags.RunUntilSignal(logger, "relay", serve, logging.ReloadAndLog)
 	}
-	web, err := newOps(s.httpAddr, s.httpToken, b, s.cfg.JetStream, logger)
+	web, err := newOps(s.HTTPAddr, s.HTTPTokenFile, b, s.Config.JetStream, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 2
 	}
 	reloadToken := func() {
-		if s.httpToken == "" {
+		if s.HTTPTokenFile == "" {
 			return
 		}
 		if changed, err := web.Reload(); err != nil {
 			logger.Error("http token not reloaded; keeping the old one", "err", err)
 		} else {
-			logger.Info("reloaded http token", "file", s.httpToken, "changed", changed)
+			logger.Info("reloaded http token", "file", s.HTTPTokenFile, "changed", changed)
 		}
 	}
 	run := func(ctx context.Context) error {
@@ -136,8 +124,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 }
 
 func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {
-	var s settings
-	c := &s.cfg
+	s := flagtable.RelayDefaults()
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -146,43 +133,12 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 			"as env MSPRELAY_RELAY_<FLAG> (dashes as underscores); the command line wins.\n"+
 			"A relay listening beyond loopback needs credentials (--config DIR/auth.conf from\n"+
 			"gen-creds, --user/--password or --token) unless --insecure is given.\n\n")
-		fs.PrintDefaults()
+		flagtable.Relay.Usage(stderr, fs)
 	}
-	host, _ := os.Hostname()
-	var routes, leafRemotes string
-	gateways := gatewayList{}
-	fs.StringVar(&c.Name, "name", broker.SanitizeName(host, "relay"), "server name, unique in the cluster (letters, digits, - and _)")
-	fs.StringVar(&c.Listen, "listen", defaultListen, "client listen address; with --config and no --listen the file's setting is kept")
-	fs.StringVar(&c.DataDir, "data", "", "JetStream store directory; JetStream is off unless given")
-	fs.StringVar(&c.Cluster, "cluster", "", "route listen address for a cluster within a site, e.g. :6222")
-	fs.StringVar(&c.ClusterName, "cluster-name", "", "cluster (site) name; also the gateway name unless --gateway-name")
-	fs.StringVar(&routes, "routes", "", "comma-separated seed routes, nats-route://host:6222,...")
-	fs.StringVar(&c.Gateway, "gateway", "", "gateway listen address for links between sites, e.g. :7222")
-	fs.StringVar(&c.GatewayName, "gateway-name", "", "this site's gateway name (default --cluster-name)")
-	fs.Var(gateways, "gateways", "remote sites: NAME=URL[,URL][;NAME=URL[,URL]]; may be repeated")
-	fs.StringVar(&c.Leafnode, "leafnode", "", "leafnode listen address, e.g. :7422")
-	fs.StringVar(&leafRemotes, "leaf-remotes", "", "comma-separated hub URLs to join as a leafnode, nats-leaf://host:7422,...")
-	fs.StringVar(&c.Monitor, "monitor", "", "HTTP monitoring address (/healthz, /varz), e.g. 127.0.0.1:8222")
-	fs.StringVar(&c.CertFile, "tls-cert", "", "client port TLS certificate (PEM)")
-	fs.StringVar(&c.KeyFile, "tls-key", "", "client port TLS key (PEM)")
-	fs.StringVar(&c.CAFile, "tls-ca", "", "CA (PEM) that client certificates must chain to; requires client certificates")
-	fs.StringVar(&c.User, "user", "", "client user name (with --password)")
-	fs.StringVar(&c.Password, "password", "", "client password (prefer env MSPRELAY_RELAY_PASSWORD)")
-	fs.StringVar(&c.Token, "token", "", "client token instead of user and password (prefer env MSPRELAY_RELAY_TOKEN)")
-	fs.StringVar(&c.ConfigFile, "config", "", "nats-server config file for everything else; flags override it")
-	fs.BoolVar(&c.Insecure, "insecure", false, "allow client/leafnode ports beyond loopback without credentials (warns loudly: anyone reaching them reads all mail)")
-	fs.StringVar(&s.logLevel, "log-level", "info", "trace, debug, info, warn or error")
-	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
-	fs.StringVar(&s.logLevelFile, "log-level-file", "", "file holding the log level (wins over --log-level); SIGHUP re-reads it")
-	fs.StringVar(&s.httpAddr, "http", "", "serve /metrics, /healthz and /readyz here (a bare :PORT binds to loopback); off unless given")
-	fs.StringVar(&s.httpToken, "http-token-file", "", "token file for the HTTP endpoint's protected paths; SIGHUP re-reads it")
-	fs.BoolVar(&s.showVersion, "version", false, "print the version and exit")
-
-	if err := cliflags.FromEnv(fs, "MSPRELAY_RELAY_", lookupEnv); err != nil {
-		return s, err
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	if err := flagtable.Relay.Parse(fs, &s, args, lookupEnv); err != nil {
+		if errors.Is(err, flag.ErrHelp) || !fs.Parsed() {
+			// A bad environment variable is reported by the caller; a bad
+			// flag the flag package has reported already.
 			return s, err
 		}
 		return s, errUsage
@@ -190,41 +146,15 @@ func parseArgs(args []string, lookupEnv func(string) (string, bool), stderr io.W
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if s.httpToken != "" && s.httpAddr == "" {
+	if s.HTTPTokenFile != "" && s.HTTPAddr == "" {
 		return s, errors.New("--http-token-file needs --http ADDR")
 	}
+	c := &s.Config
 	if c.ConfigFile != "" && !isSet(fs, "listen") {
 		c.Listen = ""
 	}
 	c.JetStream = c.DataDir != ""
-	c.Routes = cliflags.SplitList(routes)
-	c.LeafRemotes = cliflags.SplitList(leafRemotes)
-	if len(gateways) > 0 {
-		c.Gateways = gateways
-	}
 	return s, nil
-}
-
-// gatewayList is the --gateways flag: every use adds to the map.
-type gatewayList map[string][]string
-
-func (g gatewayList) String() string {
-	var parts []string
-	for name, urls := range g {
-		parts = append(parts, name+"="+strings.Join(urls, ","))
-	}
-	return strings.Join(parts, ";")
-}
-
-func (g gatewayList) Set(v string) error {
-	m, err := broker.ParseGateways(v)
-	if err != nil {
-		return err
-	}
-	for name, urls := range m {
-		g[name] = append(g[name], urls...)
-	}
-	return nil
 }
 
 // isSet reports whether a flag was given on the command line or in the

@@ -94,7 +94,7 @@ func TestParseArgs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseArgs(%q): %v", tc.args, err)
 			}
-			tc.check(t, s.cfg)
+			tc.check(t, s.Config)
 		})
 	}
 }

@@ -25,6 +25,8 @@ var installed = []string{
 	"/usr/lib/systemd/user/msp-listen.service",
 	"/etc/default/msprelay", "/etc/default/msprelay-relay",
 	"/usr/share/doc/msprelay", "/usr/share/doc/msprelay-relay",
+	"/usr/share/bash-completion/completions/msp", "/usr/share/bash-completion/completions/msprelay-node",
+	"/usr/share/zsh/vendor-completions/_msp",
 	"/var/lib/msprelay", "/var/lib/msprelay-relay",
 	"/etc/msprelay/http.token", "/etc/msprelay",
 }
@@ -112,6 +114,39 @@ func TestDebianPackagesInstallAndPurge(t *testing.T) {
 		if got := must(t, "/usr/bin/"+c.cmd, "--version"); !strings.HasPrefix(got, c.want) {
 			t.Errorf("%s --version printed %q, want %q", c.cmd, got, c.want)
 		}
+	}
+	// Issue 20: "man pages ... shipped in the .deb (checked by the package
+	// test with man -l)": each installed page renders, names its program
+	// and lists a flag from the table it was generated from.
+	if _, err := exec.LookPath("man"); err != nil {
+		t.Errorf("man missing (man-db, which .ci/run installs): %v", err)
+	} else {
+		for _, c := range []struct{ page, name, flag string }{
+			{"/usr/share/man/man1/msp.1", "msp", "--from-term"},
+			{"/usr/share/man/man8/msprelay-node.8", "msprelay-node", "--max-conns"},
+			{"/usr/share/man/man8/msprelay-relay.8", "msprelay-relay", "--cluster-name"},
+		} {
+			page := exec.Command("man", "-l", c.page)
+			page.Env = append(os.Environ(), "MANPAGER=cat", "MANWIDTH=200", "LC_ALL=C.UTF-8")
+			out, err := page.CombinedOutput()
+			if err != nil {
+				t.Errorf("man -l %s: %v\n%s", c.page, err, out)
+				continue
+			}
+			if text := string(out); !strings.Contains(text, c.name) || !strings.Contains(text, c.flag) {
+				t.Errorf("man -l %s does not show %s and %s:\n%s", c.page, c.name, c.flag, text)
+			}
+		}
+	}
+	// Issue 20: "bash and zsh completion shipped": installed where
+	// bash-completion and zsh look, and the bash one completes.
+	for _, p := range []string{"/usr/share/bash-completion/completions/msp", "/usr/share/bash-completion/completions/msprelay-node", "/usr/share/zsh/vendor-completions/_msp"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("completion not installed: %v", err)
+		}
+	}
+	if got := must(t, "bash", "-c", `source /usr/share/bash-completion/completions/msp && COMP_WORDS=(msp s) COMP_CWORD=1 && _msp && echo "${COMPREPLY[*]}"`); !strings.Contains(got, "send") {
+		t.Errorf("installed bash completion of 'msp s' gave %q, want send among them", got)
 	}
 	if got := must(t, "getent", "passwd", "msprelay"); !strings.Contains(got, ":/var/lib/msprelay:/usr/sbin/nologin") {
 		t.Errorf("system user msprelay: %q", got)

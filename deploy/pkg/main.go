@@ -33,8 +33,11 @@ import (
 // mainModule is the module whose programs are packaged.
 const mainModule = "github.com/msprelay/msprelay"
 
-// versionVar is the -X target read by internal/buildinfo.
-const versionVar = mainModule + "/internal/buildinfo.version"
+// versionVar and commitVar are the -X targets read by internal/buildinfo.
+const (
+	versionVar = mainModule + "/internal/buildinfo.version"
+	commitVar  = mainModule + "/internal/buildinfo.commit"
+)
 
 // binaries maps each program's package to its installed name.
 var binaries = []struct{ pkg, name string }{
@@ -51,6 +54,7 @@ type Config struct {
 	Src     string    // repository root (holds the main module's go.mod)
 	Out     string    // directory the .deb files are written to
 	Version string    // e.g. v1.2.3; "" means derived from git
+	Commit  string    // stamped beside the version; "" means git's HEAD, if any
 	Arch    string    // GOARCH of the binaries and the packages
 	Log     io.Writer // progress lines
 	// Binaries, when set, is a directory of msprelay-node, msprelay-relay
@@ -119,6 +123,9 @@ func Build(cfg Config) ([]string, error) {
 	}
 	if cfg.Version == "" {
 		cfg.Version = gitVersion(src)
+	}
+	if cfg.Commit == "" {
+		cfg.Commit = gitCommit(src)
 	}
 	if !validVersion.MatchString(cfg.Version) {
 		return nil, fmt.Errorf("--version %q: want a semantic version such as v1.2.3 or 1.2.3-rc1", cfg.Version)
@@ -212,13 +219,30 @@ func gitVersion(src string) string {
 	return "v0.0.0+dev"
 }
 
+// gitCommit is the checkout's short commit, "" outside a git checkout.
+// The binaries are built with GOWORK=off from a module directory, where
+// the toolchain may record no VCS revision (-buildvcs=false, a source
+// tarball); the stamp says which commit a package holds regardless.
+func gitCommit(src string) string {
+	cmd := exec.Command("git", "rev-parse", "--short=12", "HEAD")
+	cmd.Dir = src
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // buildBinaries compiles the programs statically into stage under their
 // installed names.
 func buildBinaries(src, stage string, cfg Config) error {
 	for _, b := range binaries {
 		fmt.Fprintf(cfg.Log, "pkg: building %s %s for linux/%s\n", b.name, cfg.Version, cfg.Arch)
-		cmd := exec.Command("go", "build", "-trimpath",
-			"-ldflags", "-s -w -X "+versionVar+"="+cfg.Version,
+		ldflags := "-s -w -X " + versionVar + "=" + cfg.Version
+		if cfg.Commit != "" {
+			ldflags += " -X " + commitVar + "=" + cfg.Commit
+		}
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags,
 			"-o", filepath.Join(stage, b.name), b.pkg)
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+cfg.Arch, "GOWORK=off")

@@ -1,7 +1,9 @@
-// Package cliflags holds what the msprelay daemons' mains share: flags that
-// can also come from the environment, comma-separated list flags, and the
-// slog logger selected by --log-level and --log-format, and the
-// run-until-signal loop in which SIGHUP reloads instead of killing.
+// Package cliflags holds what the msprelay daemons' mains share: flag
+// tables (table.go: one row per flag, from which the parser, the
+// environment variables and the docs are made, doc.go), flags that can also
+// come from the environment, comma-separated list flags, the slog logger
+// selected by --log-level and --log-format, and the run-until-signal loop
+// in which SIGHUP reloads instead of killing.
 package cliflags
 
 import (
