@@ -240,7 +240,7 @@ func TestConversationPrivateAndCaps(t *testing.T) {
 	a.send("XFR 4 SB other NOTPRIVATE\r\n")
 	a.expect(`201 4 XFR "NOTPRIVATE": only PRIVATE`)
 	a.send("CAL 5 secret bob\r\n")
-	a.expect("CAL 5 RINGING secret bob")
+	a.expect("CAL 5 RINGING secret bob 1")
 	b.expect("RNG secret alice n1 pts/1")
 	b.send("ANS 5 secret\r\n")
 	b.expect("IRO 5 1 1 secret alice n1 pts/1")
