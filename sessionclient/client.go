@@ -303,7 +303,7 @@ func (c *Client) DelName(ctx context.Context, name string) error {
 // Who looks up the terminals answering to name ("user", "alias" or
 // "user@node"); an empty name lists everyone. An absent user gives an empty
 // list and no error.
-func (c *Client) Who(ctx context.Context, name string) ([]sessionproto.WhoEntry, error) {
+func (c *Client) Who(ctx context.Context, name string) ([]principal.Entry, error) {
 	var args []string
 	if name != "" {
 		args = []string{sessionproto.EncodeToken(name)}

@@ -254,10 +254,6 @@ func SplitLines(s string) []string {
 	return strings.Split(strings.TrimSuffix(s, "\r\n"), "\r\n")
 }
 
-// WhoEntry is one terminal in a WHO reply: a presence entry as the server
-// reported it (times have one-second precision).
-type WhoEntry = principal.Entry
-
 // AppendWhoLine encodes one WHO payload line:
 // user node term state since last-active aliases [kind].
 func AppendWhoLine(dst []byte, e *principal.Entry) []byte {
@@ -314,15 +310,16 @@ func parseStamp(layout, s string) (time.Time, error) {
 	return t, nil
 }
 
-// ParseWho decodes a WHO payload.
-func ParseWho(p []byte) ([]WhoEntry, error) {
-	var out []WhoEntry
+// ParseWho decodes a WHO payload: one principal.Entry per terminal, as the
+// server reported it (times have one-second precision).
+func ParseWho(p []byte) ([]principal.Entry, error) {
+	var out []principal.Entry
 	for _, l := range SplitLines(string(p)) {
 		f := strings.Split(l, " ")
 		if len(f) != 7 && len(f) != 8 {
 			return nil, fmt.Errorf("%w: WHO line %q has %d fields, want 7 or 8", ErrBadPayload, Truncate(l, 40), len(f))
 		}
-		var e WhoEntry
+		var e principal.Entry
 		var err error
 		if len(f) == 8 {
 			if f[7] != principal.KindTTY.String() {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -329,5 +330,5 @@ func present(c *sessionclient.Client, user string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(es, func(e sessionproto.WhoEntry) bool { return e.State != presence.Offline }), nil
+	return slices.ContainsFunc(es, func(e principal.Entry) bool { return e.State != presence.Offline }), nil
 }
