@@ -17,7 +17,8 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // These tests run whole nodes (testcluster: real gossip, a real nats-server
@@ -27,16 +28,16 @@ import (
 // ackingSignIn signs user in at term on node i with end-to-end
 // acknowledgements; when autoAck is set, every message is acknowledged as
 // it is taken from the returned channel's feeder.
-func ackingSignIn(t *testing.T, c *testcluster.Cluster, i int, user, term string) *session.Client {
+func ackingSignIn(t *testing.T, c *testcluster.Cluster, i int, user, term string) *sessionclient.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := session.Dial(ctx, c.Node(i).Addrs().Session)
+	cl, err := sessionclient.Dial(ctx, c.Node(i).Addrs().Session)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	si, err := cl.SignIn(ctx, user, term, presence.Online, session.WithAcks())
+	si, err := cl.SignIn(ctx, user, term, presence.Online, sessionclient.WithAcks())
 	if err != nil || !si.Acks {
 		t.Fatalf("sign in %s/%s on %s with acks: %+v %v", user, term, c.Name(i), si, err)
 	}
@@ -44,7 +45,7 @@ func ackingSignIn(t *testing.T, c *testcluster.Cluster, i int, user, term string
 }
 
 // nextAcked waits for the next message and acknowledges it.
-func nextAcked(t *testing.T, cl *session.Client) *session.Message {
+func nextAcked(t *testing.T, cl *sessionclient.Client) *sessionproto.Message {
 	t.Helper()
 	m, err := ackNext(cl)
 	if err != nil {
@@ -55,8 +56,8 @@ func nextAcked(t *testing.T, cl *session.Client) *session.Message {
 
 // ackNext is nextAcked for goroutines other than the test's own, which
 // must not call t.Fatal: it returns what went wrong instead.
-func ackNext(cl *session.Client) (*session.Message, error) {
-	var m *session.Message
+func ackNext(cl *sessionclient.Client) (*sessionproto.Message, error) {
+	var m *sessionproto.Message
 	select {
 	case got, ok := <-cl.Messages():
 		if !ok {
@@ -75,7 +76,7 @@ func ackNext(cl *session.Client) (*session.Message, error) {
 }
 
 // noMore checks that nothing else arrives for a short while.
-func noMore(t *testing.T, cl *session.Client, d time.Duration) {
+func noMore(t *testing.T, cl *sessionclient.Client, d time.Duration) {
 	t.Helper()
 	select {
 	case m, ok := <-cl.Messages():
@@ -295,7 +296,7 @@ func TestClusterStreamThroughSessionChurnLosesNothing(t *testing.T) {
 	}()
 	view := map[string]string{} // id -> text
 	dups := 0
-	take := func(cl *session.Client, ack bool, d time.Duration) {
+	take := func(cl *sessionclient.Client, ack bool, d time.Duration) {
 		deadline := time.After(d)
 		for {
 			select {

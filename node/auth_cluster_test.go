@@ -14,7 +14,8 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // genCreds writes per-node NATS users for names into a temporary directory.
@@ -98,12 +99,12 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 	}
 
 	// Block lists (msp block) live in their bucket within the permissions.
-	sc, err := session.Dial(ctx, sock)
+	sc, err := sessionclient.Dial(ctx, sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	if _, err := sc.SignIn(ctx, "dave", session.NoTerminal, presence.Offline); err != nil {
+	if _, err := sc.SignIn(ctx, "dave", sessionproto.NoTerminal, presence.Offline); err != nil {
 		t.Fatal(err)
 	}
 	if err := sc.BlockUser(ctx, "mallory", true); err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionsock"
 	"github.com/msprelay/msprelay/switchboard"
 	"github.com/msprelay/msprelay/terminal"
 )
@@ -279,7 +280,7 @@ func DefaultConfig() Config {
 		MailboxAckWait:     mb.AckWait,
 		MailboxSenderMax:   mb.MaxPerSender,
 		MailboxMaxBytes:    mb.MaxBytes,
-		SessionSocket:      session.DefaultSocketPath(),
+		SessionSocket:      sessionsock.DefaultSocketPath(),
 		SessionAuth:        AuthSecret,
 		SessionIdleTimeout: ss.IdleTimeout,
 		MaxSessions:        ss.MaxSessions,
@@ -601,7 +602,7 @@ func (c *Config) validate() error {
 		// A missing directory is created 0700 at start; an existing one
 		// must be ours alone, or another user could swap the store.
 		if _, err := os.Lstat(c.DataDir); err == nil {
-			if err := session.CheckDir(c.DataDir); err != nil {
+			if err := sessionsock.CheckDir(c.DataDir); err != nil {
 				return bad("DataDir", "%s: %v", c.DataDir, err)
 			}
 		}

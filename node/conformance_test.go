@@ -10,7 +10,8 @@ import (
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // These tests speak raw octets to a whole node, as netcat or another
@@ -66,7 +67,7 @@ func udpExchange(t *testing.T, addr string, req []byte, wait time.Duration) []by
 	return buf[:n]
 }
 
-func expectText(t *testing.T, cl *session.Client, want string) *session.Message {
+func expectText(t *testing.T, cl *sessionclient.Client, want string) *sessionproto.Message {
 	t.Helper()
 	m := testcluster.NextMessage(t, cl, 5*time.Second)
 	if m.Text != want {
@@ -75,7 +76,7 @@ func expectText(t *testing.T, cl *session.Client, want string) *session.Message 
 	return m
 }
 
-func expectNothing(t *testing.T, cl *session.Client) {
+func expectNothing(t *testing.T, cl *sessionclient.Client) {
 	t.Helper()
 	select {
 	case m := <-cl.Messages():

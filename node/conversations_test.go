@@ -9,10 +9,11 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
-func nextConv(t *testing.T, cl *session.Client, typ string) session.ConvEvent {
+func nextConv(t *testing.T, cl *sessionclient.Client, typ string) sessionproto.ConvEvent {
 	t.Helper()
 	return testcluster.NextConv(t, cl, typ, 10*time.Second)
 }
@@ -29,7 +30,7 @@ func TestMSPToConversationReachesEveryMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	users := []string{"alice", "bob", "carol"}
-	var cls []*session.Client
+	var cls []*sessionclient.Client
 	for i, u := range users {
 		cl := c.SignIn(i, u, "pts/1", presence.Online)
 		cl.Conversations()
@@ -94,7 +95,7 @@ func TestMSPToConversationReachesEveryMember(t *testing.T) {
 	if _, err := cls[1].SendConv(ctx, "ops", "still here"); err != nil {
 		t.Fatal(err)
 	}
-	for _, cl := range []*session.Client{cls[2], dave} {
+	for _, cl := range []*sessionclient.Client{cls[2], dave} {
 		if ev := nextConv(t, cl, "message"); ev.Text != "still here" || ev.User != "bob" {
 			t.Fatalf("got %+v", ev)
 		}

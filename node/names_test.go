@@ -13,12 +13,13 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // waitSignedOut signs cl out and waits until the cluster's known-users
 // store records it.
-func waitSignedOut(t *testing.T, c *testcluster.Cluster, cl *session.Client, user string) {
+func waitSignedOut(t *testing.T, c *testcluster.Cluster, cl *sessionclient.Client, user string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -33,7 +34,7 @@ func waitSignedOut(t *testing.T, c *testcluster.Cluster, cl *session.Client, use
 
 // nextIs fails unless cl's next message has text want: what came before
 // it would have been a message that must not have arrived.
-func nextIs(t *testing.T, cl *session.Client, want string) {
+func nextIs(t *testing.T, cl *sessionclient.Client, want string) {
 	t.Helper()
 	if m := testcluster.NextMessage(t, cl, 10*time.Second); m.Text != want {
 		t.Fatalf("next message %q, want %q", m.Text, want)
@@ -41,7 +42,7 @@ func nextIs(t *testing.T, cl *session.Client, want string) {
 }
 
 func sessionErr(err error) string {
-	var se *session.Error
+	var se *sessionproto.Error
 	if errors.As(err, &se) {
 		return fmt.Sprintf("%d %s", se.Code, se.Text)
 	}
@@ -62,12 +63,12 @@ func TestNamesBelongToPeople(t *testing.T) {
 	waitSignedOut(t, c, c.SignIn(1, "alice", "pts/1", presence.Online), "alice")
 	mallory := c.SignIn(0, "mallory", "pts/6", presence.Online)
 
-	if err := mallory.AddName(ctx, "alice"); !session.IsCode(err, session.CodeNameTaken) || sessionErr(err) != "209 alice: name in use (a user's name)" {
+	if err := mallory.AddName(ctx, "alice"); !sessionproto.IsCode(err, sessionproto.CodeNameTaken) || sessionErr(err) != "209 alice: name in use (a user's name)" {
 		t.Fatalf("alias of offline known alice: %v", sessionErr(err))
 	}
 	for _, n := range []string{"root", "postmaster", "Console"} {
-		if err := mallory.AddName(ctx, n); !session.IsCode(err, session.CodeNameReserved) {
-			t.Errorf("alias %s: %v, want %d", n, sessionErr(err), session.CodeNameReserved)
+		if err := mallory.AddName(ctx, n); !sessionproto.IsCode(err, sessionproto.CodeNameReserved) {
+			t.Errorf("alias %s: %v, want %d", n, sessionErr(err), sessionproto.CodeNameReserved)
 		}
 	}
 	// Erin was never seen: mallory may take her name, until erin arrives.
@@ -106,7 +107,7 @@ func TestNamesBelongToPeople(t *testing.T) {
 	}
 	testcluster.WaitFor(t, 20*time.Second, "helpdesk known on n2", func() bool { return len(c.Node(1).Directory().Lookup("helpdesk")) == 1 })
 	bob := c.SignIn(1, "bob", "tty1", presence.Online)
-	if err := bob.AddName(ctx, "helpdesk"); !session.IsCode(err, session.CodeNameTaken) || strings.Contains(sessionErr(err), "mallory") {
+	if err := bob.AddName(ctx, "helpdesk"); !sessionproto.IsCode(err, sessionproto.CodeNameTaken) || strings.Contains(sessionErr(err), "mallory") {
 		t.Fatalf("bob takes mallory's alias: %v", sessionErr(err))
 	}
 	if err := mallory.SignOut(ctx); err != nil {
@@ -289,7 +290,7 @@ func TestHiddenNotRung(t *testing.T) {
 		t.Fatal(err)
 	}
 	hidden, offline := mallory.Invite(ctx, name, "carol"), mallory.Invite(ctx, name, "dave")
-	if !session.IsCode(hidden, session.CodeNotOnline) || strings.ReplaceAll(sessionErr(offline), "dave", "carol") != sessionErr(hidden) {
+	if !sessionproto.IsCode(hidden, sessionproto.CodeNotOnline) || strings.ReplaceAll(sessionErr(offline), "dave", "carol") != sessionErr(hidden) {
 		t.Fatalf("CAL hidden carol: %v; CAL absent dave: %v", sessionErr(hidden), sessionErr(offline))
 	}
 }

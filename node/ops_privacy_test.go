@@ -14,7 +14,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/ops"
+	"github.com/msprelay/msprelay/opsapi"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -111,13 +111,13 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 	base := "http://" + c.Node(0).HTTPAddr()
 	regs := []prometheus.Gatherer{c.Node(0).Registry(), c.Node(1).Registry()}
 	nodes := []string{c.Name(0), c.Name(1)}
-	userDoc := func(name string) (ops.UserInfo, bool) {
+	userDoc := func(name string) (opsapi.UserInfo, bool) {
 		resp, err := http.Get(base + "/api/v1/users/" + name)
 		if err != nil {
-			return ops.UserInfo{}, false
+			return opsapi.UserInfo{}, false
 		}
 		defer resp.Body.Close()
-		var u ops.UserInfo
+		var u opsapi.UserInfo
 		return u, resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&u) == nil && u.LastSeen != nil
 	}
 	send := func(to, text, cookie string) string {
@@ -171,7 +171,7 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 	t.Run("users/NAME shows a hidden user's fields as an offline one's", func(t *testing.T) {
 		hu, _ := userDoc("carol")
 		ou, _ := userDoc("dave")
-		shape := func(u ops.UserInfo) string {
+		shape := func(u opsapi.UserInfo) string {
 			depth := "null"
 			if u.MailboxDepth != nil {
 				depth = fmt.Sprint(*u.MailboxDepth)
@@ -195,7 +195,7 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 		t.Fatalf("first event %+v, want who without carol", first)
 	}
 	principals := func() string {
-		var ns []ops.NodeStatus
+		var ns []opsapi.NodeStatus
 		if err := json.Unmarshal([]byte(get(t, base+"/api/v1/nodes", 200)), &ns); err != nil {
 			t.Fatal(err)
 		}

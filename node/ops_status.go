@@ -11,6 +11,7 @@ import (
 
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/ops"
+	"github.com/msprelay/msprelay/opsapi"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -18,14 +19,14 @@ import (
 const statusTimeout = 1500 * time.Millisecond
 
 // StatusSubject is the NATS subject on which node answers status requests
-// (an empty request; the reply is one ops.NodeStatus in JSON).
+// (an empty request; the reply is one opsapi.NodeStatus in JSON).
 func StatusSubject(node string) string { return "msp.node." + node + ".status" }
 
 // selfStatus is this node's answer to a status request.
-func (o *nodeOps) selfStatus(ctx context.Context) ops.NodeStatus {
+func (o *nodeOps) selfStatus(ctx context.Context) opsapi.NodeStatus {
 	rd := ops.Ready(ctx, o.checks())
 	started := o.started
-	return ops.NodeStatus{Name: o.n.cfg.Name, Reachable: true, Status: rd.Status, Checks: rd.Checks,
+	return opsapi.NodeStatus{Name: o.n.cfg.Name, Reachable: true, Status: rd.Status, Checks: rd.Checks,
 		Version: o.n.cfg.Version, StartedAt: &started, MSP: o.n.addrs.MSP, Warnings: o.n.warnings()}
 }
 
@@ -33,11 +34,11 @@ func (o *nodeOps) selfStatus(ctx context.Context) ops.NodeStatus {
 // and mailbox. Hidden terminals never leave it.
 type opsSource nodeOps
 
-func (s *opsSource) Self() string     { return s.n.cfg.Name }
-func (s *opsSource) Rates() ops.Rates { return s.rates.Rates() }
+func (s *opsSource) Self() string        { return s.n.cfg.Name }
+func (s *opsSource) Rates() opsapi.Rates { return s.rates.Rates() }
 
 // whoEntry is e as `msp who --json` prints it.
-func whoEntry(e *presence.Entry) ops.WhoEntry {
+func whoEntry(e *presence.Entry) opsapi.WhoEntry {
 	aliases := make([]string, 0, len(e.Aliases))
 	for _, a := range e.Aliases {
 		aliases = append(aliases, msp.Latin1ToUTF8(a))
@@ -45,7 +46,7 @@ func whoEntry(e *presence.Entry) ops.WhoEntry {
 	// Whole seconds in UTC, as the session protocol carries them, so that
 	// the API and `msp who --json` print the same document.
 	since, active := e.Since.UTC().Truncate(time.Second), e.LastActive.UTC().Truncate(time.Second)
-	w := ops.WhoEntry{User: msp.Latin1ToUTF8(e.User), Node: e.Node, Term: msp.Latin1ToUTF8(e.Term),
+	w := opsapi.WhoEntry{User: msp.Latin1ToUTF8(e.User), Node: e.Node, Term: msp.Latin1ToUTF8(e.Term),
 		State: e.State.String(), Aliases: aliases, Since: &since, LastActive: &active, Kind: e.Kind.String()}
 	if e.Kind == presence.KindTTY {
 		idle := int64(max(time.Since(e.LastActive), 0) / time.Second)
@@ -54,8 +55,8 @@ func whoEntry(e *presence.Entry) ops.WhoEntry {
 	return w
 }
 
-func (s *opsSource) Who() []ops.WhoEntry {
-	var out []ops.WhoEntry
+func (s *opsSource) Who() []opsapi.WhoEntry {
+	var out []opsapi.WhoEntry
 	for _, e := range s.n.dir.All() {
 		if e.State == presence.Hidden {
 			continue
@@ -71,7 +72,7 @@ func (s *opsSource) Changes() (<-chan presence.Event, func()) {
 }
 
 // Nodes asks every node the directory or gossip knows of, in parallel.
-func (s *opsSource) Nodes(ctx context.Context) []ops.NodeStatus {
+func (s *opsSource) Nodes(ctx context.Context) []opsapi.NodeStatus {
 	n := s.n
 	members := map[string]presence.Member{}
 	for _, m := range n.dir.Members() {
@@ -87,11 +88,11 @@ func (s *opsSource) Nodes(ctx context.Context) []ops.NodeStatus {
 		names = append(names, n.cfg.Name)
 	}
 	slices.Sort(names)
-	out := make([]ops.NodeStatus, len(names))
+	out := make([]opsapi.NodeStatus, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
-			var st ops.NodeStatus
+			var st opsapi.NodeStatus
 			if name == n.cfg.Name {
 				st = (*nodeOps)(s).selfStatus(ctx)
 				st.Self = true
@@ -121,17 +122,17 @@ func visible(es []presence.Entry) int {
 	return c
 }
 
-func (s *opsSource) askStatus(ctx context.Context, name string) ops.NodeStatus {
+func (s *opsSource) askStatus(ctx context.Context, name string) opsapi.NodeStatus {
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	bad := func(err error) ops.NodeStatus {
-		return ops.NodeStatus{Name: name, Status: "unreachable", Error: err.Error()}
+	bad := func(err error) opsapi.NodeStatus {
+		return opsapi.NodeStatus{Name: name, Status: "unreachable", Error: err.Error()}
 	}
 	m, err := s.n.nc.RequestWithContext(ctx, StatusSubject(name), nil)
 	if err != nil {
 		return bad(err)
 	}
-	var st ops.NodeStatus
+	var st opsapi.NodeStatus
 	if len(m.Data) > 64<<10 {
 		return bad(errors.New("status reply too large"))
 	}
@@ -149,17 +150,17 @@ func (s *opsSource) askStatus(ctx context.Context, name string) ops.NodeStatus {
 // her last record as offline when she has none visible (a hidden user
 // looks offline), and, while she is visibly signed in, her mailbox depth.
 // A user with neither terminals nor a record is not found.
-func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error) {
+func (s *opsSource) User(ctx context.Context, name string) (opsapi.UserInfo, error) {
 	n := s.n
 	// The URL is UTF-8; names are ISO 8859-1 octets inside the cluster.
 	name, err := msp.UTF8ToLatin1(name)
 	if err != nil {
-		return ops.UserInfo{}, fmt.Errorf("bad user name: %w", err)
+		return opsapi.UserInfo{}, fmt.Errorf("bad user name: %w", err)
 	}
 	if err := presence.ValidUser(name); err != nil {
-		return ops.UserInfo{}, fmt.Errorf("bad user name: %w", err)
+		return opsapi.UserInfo{}, fmt.Errorf("bad user name: %w", err)
 	}
-	u := ops.UserInfo{User: msp.Latin1ToUTF8(presence.CanonicalUser(name)), Terminals: []ops.WhoEntry{}}
+	u := opsapi.UserInfo{User: msp.Latin1ToUTF8(presence.CanonicalUser(name)), Terminals: []opsapi.WhoEntry{}}
 	for _, e := range n.dir.Lookup(name) {
 		if e.State != presence.Hidden && e.User == presence.CanonicalUser(name) {
 			u.Terminals = append(u.Terminals, whoEntry(&e))
@@ -169,10 +170,10 @@ func (s *opsSource) User(ctx context.Context, name string) (ops.UserInfo, error)
 	// shown as offline, like a sign-out, so that she looks offline (issue
 	// 12: hidden users are indistinguishable from offline ones).
 	if seen, err := n.sb.LastSeen(ctx, name); err == nil && !seen.Time.IsZero() && (seen.State == presence.Offline.String() || len(u.Terminals) == 0) {
-		u.LastSeen = &ops.LastSeen{Time: seen.Time.UTC().Truncate(time.Second), Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: presence.Offline.String()}
+		u.LastSeen = &opsapi.LastSeen{Time: seen.Time.UTC().Truncate(time.Second), Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: presence.Offline.String()}
 	}
 	if len(u.Terminals) == 0 && u.LastSeen == nil {
-		return ops.UserInfo{}, ops.ErrNotFound
+		return opsapi.UserInfo{}, ops.ErrNotFound
 	}
 	// Her mailbox depth only while she is visibly signed in: a hidden
 	// user's mail drains to her and an offline user's waits, so any depth

@@ -23,6 +23,7 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/ops"
+	"github.com/msprelay/msprelay/opsapi"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -208,7 +209,7 @@ func TestAPIHidesHiddenUsersAndListsNodes(t *testing.T) {
 	c.WaitPresent("carol", "pts/2", c.Name(1), true)
 	base := "http://" + c.Node(0).HTTPAddr()
 
-	var who []ops.WhoEntry
+	var who []opsapi.WhoEntry
 	if err := json.Unmarshal([]byte(get(t, base+"/api/v1/who", 200)), &who); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestAPIHidesHiddenUsersAndListsNodes(t *testing.T) {
 	}
 	// Issue 12: a hidden user looks offline: her last record, as offline,
 	// and no terminal.
-	var hu ops.UserInfo
+	var hu opsapi.UserInfo
 	testcluster.WaitFor(t, 10*time.Second, "carol's sign-in recorded", func() bool {
 		resp, err := http.Get(base + "/api/v1/users/carol")
 		if err != nil {
@@ -230,7 +231,7 @@ func TestAPIHidesHiddenUsersAndListsNodes(t *testing.T) {
 		t.Fatalf("users/carol (hidden) = %+v, want no terminals and an offline last_seen", hu)
 	}
 	get(t, base+"/api/v1/users/nobody", http.StatusNotFound)
-	var u ops.UserInfo
+	var u opsapi.UserInfo
 	if err := json.Unmarshal([]byte(get(t, base+"/api/v1/users/ALICE", 200)), &u); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestAPIHidesHiddenUsersAndListsNodes(t *testing.T) {
 		t.Errorf("POST /api/v1/who: HTTP %d, want 405", resp.StatusCode)
 	}
 
-	var nodes []ops.NodeStatus
+	var nodes []opsapi.NodeStatus
 	if err := json.Unmarshal([]byte(get(t, base+"/api/v1/nodes", 200)), &nodes); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
 )
 
 // Issue 12, item 9: "verify it when present, and show 'verified' only for
@@ -213,15 +213,15 @@ func TestReloadMakesANewSecretValidForSignInAndSignature(t *testing.T) {
 		cfg.SessionAuth = node.AuthSecret
 		cfg.SessionSecrets = secrets
 	}})
-	signIn := func(user, secret string) (*session.Client, error) {
+	signIn := func(user, secret string) (*sessionclient.Client, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		cl, err := session.Dial(ctx, c.Node(0).Addrs().Session)
+		cl, err := sessionclient.Dial(ctx, c.Node(0).Addrs().Session)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cl.Close() })
-		_, err = cl.SignIn(ctx, user, "pts/"+secret, presence.Online, session.WithSecret(secret))
+		_, err = cl.SignIn(ctx, user, "pts/"+secret, presence.Online, sessionclient.WithSecret(secret))
 		return cl, err
 	}
 	carol, err := signIn("carol", "c-one")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/msprelay/msprelay/opsapi"
 )
 
 // Events stream tuning: a burst of sign-ins is folded into one "who" event
@@ -95,10 +97,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) whoList() []WhoEntry {
+func (s *Server) whoList() []opsapi.WhoEntry {
 	who := s.cfg.Source.Who()
 	if who == nil {
-		who = []WhoEntry{}
+		who = []opsapi.WhoEntry{}
 	}
 	return who
 }
@@ -106,8 +108,8 @@ func (s *Server) whoList() []WhoEntry {
 // whoKey is what a who list shows, for telling whether it changed: the
 // list in JSON without the idle seconds, which grow with the clock rather
 // than with a change.
-func whoKey(who []WhoEntry) string {
-	c := make([]WhoEntry, len(who))
+func whoKey(who []opsapi.WhoEntry) string {
+	c := make([]opsapi.WhoEntry, len(who))
 	for i, w := range who {
 		w.Idle = nil
 		c[i] = w

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/msprelay/msprelay/opsapi"
 	"github.com/msprelay/msprelay/presence"
 )
 
@@ -185,11 +186,13 @@ func TestTokenGuardsAPIAndPageNotProbes(t *testing.T) {
 // token test needs the API routes, not data.
 type emptySource struct{}
 
-func (emptySource) Who() []WhoEntry                                { return nil }
-func (emptySource) Nodes(context.Context) []NodeStatus             { return nil }
-func (emptySource) User(context.Context, string) (UserInfo, error) { return UserInfo{}, ErrNotFound }
-func (emptySource) Rates() Rates                                   { return Rates{} }
-func (emptySource) Self() string                                   { return "solo" }
+func (emptySource) Who() []opsapi.WhoEntry                    { return nil }
+func (emptySource) Nodes(context.Context) []opsapi.NodeStatus { return nil }
+func (emptySource) User(context.Context, string) (opsapi.UserInfo, error) {
+	return opsapi.UserInfo{}, ErrNotFound
+}
+func (emptySource) Rates() opsapi.Rates { return opsapi.Rates{} }
+func (emptySource) Self() string        { return "solo" }
 func (emptySource) Changes() (<-chan presence.Event, func()) {
 	return make(chan presence.Event), func() {}
 }

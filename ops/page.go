@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/msprelay/msprelay/opsapi"
 )
 
 // static holds the status page: its template, style sheet and script. They
@@ -30,9 +32,9 @@ var pageTemplate = template.Must(template.New("status.html").Funcs(template.Func
 type pageData struct {
 	Node, Daemon, Version string
 	Ready                 Readiness
-	Nodes                 []NodeStatus
-	Who                   []WhoEntry
-	Rates                 Rates
+	Nodes                 []opsapi.NodeStatus
+	Who                   []opsapi.WhoEntry
+	Rates                 opsapi.Rates
 	Outcomes              []string
 	Now                   time.Time
 }

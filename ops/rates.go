@@ -3,6 +3,8 @@ package ops
 import (
 	"sync"
 	"time"
+
+	"github.com/msprelay/msprelay/opsapi"
 )
 
 // rateSpan is how far back a RateWindow remembers, in one-second buckets.
@@ -39,9 +41,9 @@ func (w *RateWindow) Add(outcome string) {
 }
 
 // Rates sums the last minute and the last five minutes.
-func (w *RateWindow) Rates() Rates {
+func (w *RateWindow) Rates() opsapi.Rates {
 	now := w.now().Unix()
-	r := Rates{LastMinute: map[string]uint64{}, LastFiveMinutes: map[string]uint64{}}
+	r := opsapi.Rates{LastMinute: map[string]uint64{}, LastFiveMinutes: map[string]uint64{}}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i := range w.buckets {

@@ -4,16 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
-
-// ProtocolVersionAcks is MSPS1 plus end-to-end acknowledgements: a client
-// that offers it in VER (before USR) acknowledges every MSG with
-// `ACK TrID id` once it has the message safe (shown, written out). The node
-// then counts a message as delivered only when acknowledged, and puts one
-// whose session ends, or that is not acknowledged in time, back in the
-// recipient's mailbox.
-const ProtocolVersionAcks = "MSPS2"
 
 // DeliverAcked implements switchboard.AckTerminal. Sessions that did not
 // negotiate MSPS2, and messages without an id, are delivered as by
@@ -105,7 +98,7 @@ func (s *session) failAcks() {
 // that nothing waits for (acknowledged already, or too late: the node gave
 // up and queued the message again) is ignored, so clients may acknowledge
 // every MSG they receive, repeats included.
-func (s *session) cmdACK(f *frame) *protoError {
+func (s *session) cmdACK(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 1, 1); pe != nil {
 		return pe
 	}
@@ -121,30 +114,4 @@ func (s *session) cmdACK(f *frame) *protoError {
 		w.settle(nil)
 	}
 	return nil
-}
-
-// WithAcks makes SignIn offer ProtocolVersionAcks: the session then must
-// acknowledge every message it receives with Ack (SignedIn.Acks says
-// whether the server agreed). Messages not acknowledged within the node's
-// bound go back to the mailbox and come again, with the same id.
-func WithAcks() SignInOption {
-	return func(o *signInOptions) { o.acks = true }
-}
-
-// Ack acknowledges message id (ACK) on a session signed in WithAcks. Call it
-// once the message is safe — shown, written out — and for repeats too. It
-// waits for no reply: the server sends none.
-func (c *Client) Ack(ctx context.Context, id string) error {
-	c.mu.Lock()
-	if err := c.errLocked(); err != nil {
-		c.mu.Unlock()
-		return err
-	}
-	c.next++
-	if c.next == 0 {
-		c.next = 1
-	}
-	trid := c.next
-	c.mu.Unlock()
-	return c.write(ctx, line("ACK", trid, true, encodeToken(id)))
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // MSPS2 by hand: the client offers it in VER, acknowledges the MSG with
@@ -25,7 +27,7 @@ func TestAckTranscript(t *testing.T) {
 	bob.send("USR 2 bob tty1\r\n")
 	bob.expect("USR 2 OK bob tty1 NLN n1 trust")
 	bob.send("SND 3 alice - 5\r\nhello")
-	m, err := parseMessage([]byte(alice.payload("MSG")))
+	m, err := sessionproto.ParseMessage([]byte(alice.payload("MSG")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,23 +50,23 @@ func TestAckedDelivery(t *testing.T) {
 	cases := []struct {
 		name   string
 		acks   bool
-		client func(t *testing.T, c *Client)
+		client func(t *testing.T, c *sessionclient.Client)
 		wantOK bool
 		want   string
 	}{
-		{"acknowledged: delivered", true, func(t *testing.T, c *Client) {
+		{"acknowledged: delivered", true, func(t *testing.T, c *sessionclient.Client) {
 			m := nextMessage(t, c)
 			if err := c.Ack(ctxT(t), m.ID); err != nil {
 				t.Error(err)
 			}
 		}, true, "delivered to alice at pts/1 on n1 (acknowledged)"},
-		{"never acknowledged: not delivered", true, func(t *testing.T, c *Client) { nextMessage(t, c) },
+		{"never acknowledged: not delivered", true, func(t *testing.T, c *sessionclient.Client) { nextMessage(t, c) },
 			false, "alice at pts/1 on n1: not acknowledged"},
-		{"session ends before the ACK", true, func(t *testing.T, c *Client) {
+		{"session ends before the ACK", true, func(t *testing.T, c *sessionclient.Client) {
 			nextMessage(t, c)
 			c.Close()
 		}, false, "alice at pts/1 on n1: not acknowledged: terminal signed out"},
-		{"MSPS1 client: delivered once queued, as before", false, func(t *testing.T, c *Client) { nextMessage(t, c) },
+		{"MSPS1 client: delivered once queued, as before", false, func(t *testing.T, c *sessionclient.Client) { nextMessage(t, c) },
 			true, "delivered to alice at pts/1 on n1"},
 	}
 	for _, tc := range cases {
@@ -72,9 +74,9 @@ func TestAckedDelivery(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, Trust{}, nil)
 			alice := e.dial()
-			var opts []SignInOption
+			var opts []sessionclient.SignInOption
 			if tc.acks {
-				opts = append(opts, WithAcks())
+				opts = append(opts, sessionclient.WithAcks())
 			}
 			si, err := alice.SignIn(ctxT(t), "alice", "pts/1", presence.Online, opts...)
 			if err != nil || si.Acks != tc.acks {
@@ -102,7 +104,7 @@ func TestAckSessionInsideSNDRefusesAsSlow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Trust{}, nil)
 	alice := e.dial()
-	if _, err := alice.SignIn(ctxT(t), "alice", "pts/1", presence.Online, WithAcks()); err != nil {
+	if _, err := alice.SignIn(ctxT(t), "alice", "pts/1", presence.Online, sessionclient.WithAcks()); err != nil {
 		t.Fatal(err)
 	}
 	ok, summary, err := alice.Send(ctxT(t), "alice", "", "to myself")

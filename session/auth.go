@@ -4,19 +4,16 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
+	"github.com/msprelay/msprelay/sessionsock"
 )
-
-// ErrAuthFailed is wrapped by every authentication refusal.
-var ErrAuthFailed = errors.New("session: authentication failed")
 
 // AuthRequest is one sign-in attempt handed to an Authenticator.
 type AuthRequest struct {
@@ -63,7 +60,7 @@ type Trust struct {
 // Authenticate accepts every claim from an allowed address, unverified.
 func (t Trust) Authenticate(_ context.Context, req *AuthRequest) (Identity, error) {
 	if !t.Insecure && !isLocal(req.Conn.RemoteAddr()) {
-		return Identity{}, fmt.Errorf("%w: %w: %s", ErrAuthFailed, ErrNotLoopback, req.Conn.RemoteAddr())
+		return Identity{}, fmt.Errorf("%w: %w: %s", sessionproto.ErrAuthFailed, ErrNotLoopback, req.Conn.RemoteAddr())
 	}
 	return Identity{Method: "trust"}, nil
 }
@@ -81,15 +78,6 @@ func isLocal(a net.Addr) bool {
 		return a.AddrPort().Addr().Unmap().IsLoopback()
 	}
 	return false
-}
-
-// ChallengeResponse computes a client's answer to a CHL nonce: the hex
-// HMAC-SHA256, keyed with the user's secret, of nonce "|" user "|" term, with
-// user and term exactly as sent in USR. The secret never crosses the wire.
-func ChallengeResponse(secret, nonce, user, term string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	io.WriteString(m, nonce+"|"+user+"|"+term)
-	return hex.EncodeToString(m.Sum(nil))
 }
 
 // SecretSource looks up a user's shared secret, comparing the name
@@ -130,9 +118,9 @@ func (a *SecretAuth) Authenticate(_ context.Context, req *AuthRequest) (Identity
 		// Spend the same work as a real check.
 		secret = nonce
 	}
-	want := ChallengeResponse(secret, nonce, req.User, req.Term)
+	want := sessionproto.ChallengeResponse(secret, nonce, req.User, req.Term)
 	if !hmac.Equal([]byte(strings.ToLower(resp)), []byte(want)) || !ok {
-		return Identity{}, fmt.Errorf("%w: bad response for %s", ErrAuthFailed, req.User)
+		return Identity{}, fmt.Errorf("%w: bad response for %s", sessionproto.ErrAuthFailed, req.User)
 	}
 	return Identity{Method: "secret", Verified: true}, nil
 }
@@ -147,9 +135,9 @@ type PeerCred struct {
 
 // Authenticate checks the claim against the connection's peer uid.
 func (p PeerCred) Authenticate(_ context.Context, req *AuthRequest) (Identity, error) {
-	uid, err := peerUID(req.Conn)
+	uid, err := sessionsock.PeerUID(req.Conn)
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", ErrAuthFailed, err)
+		return Identity{}, fmt.Errorf("%w: %v", sessionproto.ErrAuthFailed, err)
 	}
 	if uid == 0 {
 		return Identity{Method: "peercred", Verified: true}, nil
@@ -160,10 +148,10 @@ func (p PeerCred) Authenticate(_ context.Context, req *AuthRequest) (Identity, e
 	}
 	name, err := lookup(uid)
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: uid %d: %v", ErrAuthFailed, uid, err)
+		return Identity{}, fmt.Errorf("%w: uid %d: %v", sessionproto.ErrAuthFailed, uid, err)
 	}
 	if presence.CanonicalUser(name) != presence.CanonicalUser(req.User) {
-		return Identity{}, fmt.Errorf("%w: uid %d (%s) may not sign in as %s", ErrAuthFailed, uid, name, req.User)
+		return Identity{}, fmt.Errorf("%w: uid %d (%s) may not sign in as %s", sessionproto.ErrAuthFailed, uid, name, req.User)
 	}
 	return Identity{Method: "peercred", Verified: true}, nil
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/secrets"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // TestSecretAuth: challenge-response over shared secrets; the secret never
@@ -31,12 +33,12 @@ func TestSecretAuth(t *testing.T) {
 	e := newEnv(t, NewSecretAuth(sec), nil)
 	ctx := ctxT(t)
 	alice := e.dial()
-	si, err := alice.SignIn(ctx, "Alice", "pts/1", presence.Online, WithSecret("s3cret"))
+	si, err := alice.SignIn(ctx, "Alice", "pts/1", presence.Online, sessionclient.WithSecret("s3cret"))
 	if err != nil || si.Method != "secret" || si.User != "alice" {
 		t.Fatalf("SignIn = %+v %v", si, err)
 	}
 	bob := e.dial()
-	if _, err := bob.SignIn(ctx, "bob", "pts/2", presence.Online, WithSecret("hunter2")); err != nil {
+	if _, err := bob.SignIn(ctx, "bob", "pts/2", presence.Online, sessionclient.WithSecret("hunter2")); err != nil {
 		t.Fatal(err)
 	}
 	mustSend(t, bob, "alice", "", "signed, bob")
@@ -53,20 +55,20 @@ func TestSecretAuth(t *testing.T) {
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Dial(ctx, e.addr)
+			c, err := sessionclient.Dial(ctx, e.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if _, err := c.SignIn(ctx, tc.user, "t", presence.Online, WithSecret(tc.secret)); !IsCode(err, CodeAuthFailed) {
-				t.Fatalf("SignIn = %v, want %d", err, CodeAuthFailed)
+			if _, err := c.SignIn(ctx, tc.user, "t", presence.Online, sessionclient.WithSecret(tc.secret)); !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) {
+				t.Fatalf("SignIn = %v, want %d", err, sessionproto.CodeAuthFailed)
 			}
 			waitDone(t, c)
 		})
 	}
 	noSecret := e.dial()
-	if _, err := noSecret.SignIn(ctx, "alice", "t", presence.Online); !errors.Is(err, ErrAuthFailed) {
-		t.Fatalf("SignIn without secret = %v, want ErrAuthFailed", err)
+	if _, err := noSecret.SignIn(ctx, "alice", "t", presence.Online); !errors.Is(err, sessionproto.ErrAuthFailed) {
+		t.Fatalf("SignIn without secret = %v, want sessionproto.ErrAuthFailed", err)
 	}
 }
 
@@ -87,7 +89,7 @@ func TestSecretAuthWire(t *testing.T) {
 		t.Fatalf("challenge line %q, want CHL 1 <64 hex digits>", l)
 	}
 	// The answer is the hex HMAC-SHA256 of nonce|user|term; upper case is fine.
-	r.send("QRY 2 " + strings.ToUpper(ChallengeResponse("s3cret", nonce, "alice", "pts/1")) + "\r\n")
+	r.send("QRY 2 " + strings.ToUpper(sessionproto.ChallengeResponse("s3cret", nonce, "alice", "pts/1")) + "\r\n")
 	r.expect("USR 2 OK alice pts/1 AWY n1 secret")
 
 	r = e.raw(t)
@@ -152,7 +154,7 @@ func TestPeerCred(t *testing.T) {
 	ctx := ctxT(t)
 
 	// Root may claim any name, and is verified.
-	root, err := Dial(ctx, "unix:"+sock)
+	root, err := sessionclient.Dial(ctx, "unix:"+sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +200,7 @@ func TestPeerCredHelper(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, name := range []string{"alice", me.Username} {
-		c, err := Dial(ctx, sock)
+		c, err := sessionclient.Dial(ctx, sock)
 		if err != nil {
 			t.Fatal(err)
 		}

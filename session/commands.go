@@ -15,32 +15,33 @@ import (
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
 // cmdVER: VER TrID version... -> VER TrID MSPS2|MSPS1 (MSPS2, with
 // acknowledgements, when offered before sign-in; see ack.go).
-func (s *session) cmdVER(f *frame) *protoError {
-	if len(f.args) == 0 {
-		return errf(CodeSyntax, f.trid, "VER needs at least one version")
+func (s *session) cmdVER(f *sessionproto.Frame) *sessionproto.Fault {
+	if len(f.Args) == 0 {
+		return sessionproto.Errf(sessionproto.CodeSyntax, f.TrID, "VER needs at least one version")
 	}
-	if !s.signedIn && slices.Contains(f.args, ProtocolVersionAcks) {
+	if !s.signedIn && slices.Contains(f.Args, sessionproto.ProtocolVersionAcks) {
 		s.mu.Lock()
 		s.acks = true
 		s.mu.Unlock()
-		return s.replied(s.sendFrame(line("VER", f.trid, true, ProtocolVersionAcks)))
+		return s.replied(s.sendFrame(sessionproto.Line("VER", f.TrID, true, sessionproto.ProtocolVersionAcks)))
 	}
-	if !slices.Contains(f.args, ProtocolVersion) {
-		return errf(CodeBadVersion, f.trid, "this server speaks %s only (and %s, %s with acknowledgements)", ProtocolVersion, ProtocolVersionAcks, ProtocolVersion)
+	if !slices.Contains(f.Args, sessionproto.ProtocolVersion) {
+		return sessionproto.Errf(sessionproto.CodeBadVersion, f.TrID, "this server speaks %s only (and %s, %s with acknowledgements)", sessionproto.ProtocolVersion, sessionproto.ProtocolVersionAcks, sessionproto.ProtocolVersion)
 	}
-	return s.replied(s.sendFrame(line("VER", f.trid, true, ProtocolVersion)))
+	return s.replied(s.sendFrame(sessionproto.Line("VER", f.TrID, true, sessionproto.ProtocolVersion)))
 }
 
 // cmdUSR: USR TrID user term [state] -> (CHL TrID nonce, QRY TrID' answer)
 // -> USR TrID' OK user term state node method.
-func (s *session) cmdUSR(f *frame) *protoError {
+func (s *session) cmdUSR(f *sessionproto.Frame) *sessionproto.Fault {
 	if s.signedIn {
-		return errf(CodeAlreadySignedIn, f.trid, "already signed in as %s", s.user)
+		return sessionproto.Errf(sessionproto.CodeAlreadySignedIn, f.TrID, "already signed in as %s", s.user)
 	}
 	if pe := wantArgs(f, 2, 3); pe != nil {
 		return pe
@@ -54,46 +55,46 @@ func (s *session) cmdUSR(f *frame) *protoError {
 		return pe
 	}
 	if err := presence.ValidUser(user); err != nil {
-		return errf(CodeBadUser, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
-	if term != NoTerminal {
+	if term != sessionproto.NoTerminal {
 		if err := presence.ValidTerm(term); err != nil {
-			return errf(CodeBadTerm, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeBadTerm, f.TrID, "%v", err)
 		}
 	}
 	state := presence.Online
-	if len(f.args) == 3 {
-		st, err := presence.ParseState(f.args[2])
+	if len(f.Args) == 3 {
+		st, err := presence.ParseState(f.Args[2])
 		if err != nil {
-			return errf(CodeBadParam, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "%v", err)
 		}
 		state = st
 	}
 
-	trid := f.trid
+	trid := f.TrID
 	src, fromNet := s.srv.sourceOf(s.conn)
 	if fromNet && s.srv.fails.blocked(src) {
 		s.srv.stats.throttled.Add(1)
 		s.srv.limits.Hit("session: sign-ins refused, too many failures from this source", "remote", s.conn.RemoteAddr().String(), "source", src.String())
-		return &protoError{code: CodeAuthFailed, trid: trid, text: "too many failed sign-ins from your address; try again later", fatal: true, quiet: true}
+		return &sessionproto.Fault{Code: sessionproto.CodeAuthFailed, TrID: trid, Text: "too many failed sign-ins from your address; try again later", Fatal: true, Quiet: true}
 	}
 	challenged := false
 	req := &AuthRequest{Conn: s.conn, User: user, Term: term}
 	req.Challenge = func(nonce string) (string, error) {
 		if challenged {
-			return "", fmt.Errorf("%w: the authenticator challenged twice", ErrAuthFailed)
+			return "", fmt.Errorf("%w: the authenticator challenged twice", sessionproto.ErrAuthFailed)
 		}
 		challenged = true
 		return s.challenge(&trid, nonce)
 	}
 	id, err := s.auth.Authenticate(s.srv.ctx, req)
 	if err != nil {
-		var pe *protoError
+		var pe *sessionproto.Fault
 		if errors.As(err, &pe) {
 			return pe
 		}
-		if challenged && !errors.Is(err, ErrAuthFailed) {
-			return &protoError{} // the connection failed during the challenge
+		if challenged && !errors.Is(err, sessionproto.ErrAuthFailed) {
+			return &sessionproto.Fault{} // the connection failed during the challenge
 		}
 		s.srv.stats.failed.Add(1)
 		if fromNet {
@@ -101,30 +102,30 @@ func (s *session) cmdUSR(f *frame) *protoError {
 		}
 		// One log line per limitLogEvery, not per guess.
 		s.srv.limits.Hit("session: authentication failed", "remote", s.conn.RemoteAddr().String(), "user", user, "term", term, "err", err)
-		return &protoError{code: CodeAuthFailed, trid: trid, text: "authentication failed", fatal: true, quiet: true}
+		return &sessionproto.Fault{Code: sessionproto.CodeAuthFailed, TrID: trid, Text: "authentication failed", Fatal: true, Quiet: true}
 	}
 
 	canon := presence.CanonicalUser(user)
 	s.mu.Lock()
 	s.user = canon
-	if term != NoTerminal {
+	if term != sessionproto.NoTerminal {
 		s.term = term
 	}
 	s.signingIn = true
 	s.mu.Unlock()
 	s.loadBlocks() // the user's lasting block list, before any message arrives (commands_user.go)
-	if term != NoTerminal {
+	if term != sessionproto.NoTerminal {
 		ln, err := s.srv.sb.SignIn(user, term, state, s)
 		if err != nil {
 			if errors.Is(err, switchboard.ErrClosed) {
-				return &protoError{code: CodeServerBusy, trid: trid, text: "server shutting down", fatal: true}
+				return &sessionproto.Fault{Code: sessionproto.CodeServerBusy, TrID: trid, Text: "server shutting down", Fatal: true}
 			}
 			if errors.Is(err, switchboard.ErrConsoleOnly) {
 				s.log.Info("sign-in at the console refused", "user", canon, "term", term)
-				return &protoError{code: CodeTermReserved, trid: trid, text: switchboard.ErrConsoleOnly.Error(), fatal: true}
+				return &sessionproto.Fault{Code: sessionproto.CodeTermReserved, TrID: trid, Text: switchboard.ErrConsoleOnly.Error(), Fatal: true}
 			}
 			s.log.Error("sign in failed", "user", user, "term", term, "err", err)
-			return &protoError{code: CodeInternal, trid: trid, text: "sign in failed", fatal: true}
+			return &sessionproto.Fault{Code: sessionproto.CodeInternal, TrID: trid, Text: "sign in failed", Fatal: true}
 		}
 		s.line = ln
 	}
@@ -133,11 +134,11 @@ func (s *session) cmdUSR(f *frame) *protoError {
 	s.srv.signedIn(s)
 	s.attachRings()
 	level := slog.LevelInfo
-	if term == NoTerminal {
+	if term == sessionproto.NoTerminal {
 		level = slog.LevelDebug // a lookup (msp who), not a user arriving
 	}
 	s.log.Log(context.Background(), level, "session signed in", "user", canon, "term", term, "state", state.String(), "method", id.Method, "verified", id.Verified)
-	ok := line("USR", trid, true, "OK", encodeToken(canon), encodeToken(term), state.Code(), s.srv.cfg.Node, id.Method)
+	ok := sessionproto.Line("USR", trid, true, "OK", sessionproto.EncodeToken(canon), sessionproto.EncodeToken(term), state.Code(), s.srv.cfg.Node, id.Method)
 	return s.replied(s.send(func() []byte {
 		// The reply and any message that arrived during SignIn go out as
 		// one frame, reply first.
@@ -153,51 +154,51 @@ func (s *session) cmdUSR(f *frame) *protoError {
 // challenge sends CHL and reads the client's QRY; trid becomes the QRY's
 // TrID, which the USR reply then echoes.
 func (s *session) challenge(trid *uint32, nonce string) (string, error) {
-	if err := s.sendFrame(line("CHL", *trid, true, nonce)); err != nil {
-		return "", &protoError{}
+	if err := s.sendFrame(sessionproto.Line("CHL", *trid, true, nonce)); err != nil {
+		return "", &sessionproto.Fault{}
 	}
 	if !s.armRead() {
-		return "", &protoError{}
+		return "", &sessionproto.Fault{}
 	}
-	f, err := s.fr.read()
+	f, err := s.fr.Read()
 	if err != nil {
 		return "", err
 	}
-	if f.cmd != "QRY" {
-		return "", &protoError{code: CodeUnexpected, trid: f.trid, text: "expected QRY after CHL", fatal: true}
+	if f.Cmd != "QRY" {
+		return "", &sessionproto.Fault{Code: sessionproto.CodeUnexpected, TrID: f.TrID, Text: "expected QRY after CHL", Fatal: true}
 	}
-	*trid = f.trid
-	if len(f.args) != 1 {
-		return "", &protoError{code: CodeSyntax, trid: f.trid, text: "QRY takes 1 argument", fatal: true}
+	*trid = f.TrID
+	if len(f.Args) != 1 {
+		return "", &sessionproto.Fault{Code: sessionproto.CodeSyntax, TrID: f.TrID, Text: "QRY takes 1 argument", Fatal: true}
 	}
-	return f.args[0], nil
+	return f.Args[0], nil
 }
 
 // noTerminal refuses commands that need a terminal.
-func (s *session) noTerminal(f *frame) *protoError {
+func (s *session) noTerminal(f *sessionproto.Frame) *sessionproto.Fault {
 	if s.line == nil {
-		return errf(CodeNotAllowed, f.trid, "%s needs a session with a terminal", f.cmd)
+		return sessionproto.Errf(sessionproto.CodeNotAllowed, f.TrID, "%s needs a session with a terminal", f.Cmd)
 	}
 	return nil
 }
 
 // cmdCHG: CHG TrID state -> CHG TrID code.
-func (s *session) cmdCHG(f *frame) *protoError {
+func (s *session) cmdCHG(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := firstOf(wantArgs(f, 1, 1), s.noTerminal(f)); pe != nil {
 		return pe
 	}
-	st, err := presence.ParseState(f.args[0])
+	st, err := presence.ParseState(f.Args[0])
 	if err != nil {
-		return errf(CodeBadParam, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "%v", err)
 	}
 	if err := s.line.SetState(st); err != nil {
-		return &protoError{} // signed out under us: kicked
+		return &sessionproto.Fault{} // signed out under us: kicked
 	}
 	s.line.Touch()
-	return s.replied(s.sendFrame(line("CHG", f.trid, true, st.Code())))
+	return s.replied(s.sendFrame(sessionproto.Line("CHG", f.TrID, true, st.Code())))
 }
 
-func firstOf(pes ...*protoError) *protoError {
+func firstOf(pes ...*sessionproto.Fault) *sessionproto.Fault {
 	for _, pe := range pes {
 		if pe != nil {
 			return pe
@@ -207,13 +208,13 @@ func firstOf(pes ...*protoError) *protoError {
 }
 
 // listArgs parses "FL|BL name" for ADD and REM.
-func (s *session) listArgs(f *frame) (list, name string, pe *protoError) {
+func (s *session) listArgs(f *sessionproto.Frame) (list, name string, pe *sessionproto.Fault) {
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return "", "", pe
 	}
-	list = f.args[0]
+	list = f.Args[0]
 	if list != "FL" && list != "BL" {
-		return "", "", errf(CodeBadParam, f.trid, "unknown list %q (want FL or BL)", truncate(list, 16))
+		return "", "", sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "unknown list %q (want FL or BL)", sessionproto.Truncate(list, 16))
 	}
 	if name, pe = arg(f, 1); pe != nil {
 		return "", "", pe
@@ -224,35 +225,35 @@ func (s *session) listArgs(f *frame) (list, name string, pe *protoError) {
 		}
 		user, node := switchboard.SplitAddress(name)
 		if err := presence.ValidUser(user); err != nil {
-			return "", "", errf(CodeBadUser, f.trid, "%v", err)
+			return "", "", sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 		}
 		if node != "" {
 			if err := presence.ValidNode(node); err != nil {
-				return "", "", errf(CodeBadUser, f.trid, "%v", err)
+				return "", "", sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 			}
 		}
 	} else if err := presence.ValidUser(name); err != nil {
-		return "", "", errf(CodeBadUser, f.trid, "%v", err)
+		return "", "", sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
 	return list, presence.CanonicalUser(name), nil
 }
 
 // cmdADD: ADD TrID FL user -> ILN lines, ADD TrID FL user; ADD TrID BL name.
-func (s *session) cmdADD(f *frame) *protoError {
+func (s *session) cmdADD(f *sessionproto.Frame) *sessionproto.Fault {
 	list, name, pe := s.listArgs(f)
 	if pe != nil {
 		return pe
 	}
-	reply := line("ADD", f.trid, true, list, encodeToken(name))
+	reply := sessionproto.Line("ADD", f.TrID, true, list, sessionproto.EncodeToken(name))
 	if list == "BL" {
-		var perr *protoError
+		var perr *sessionproto.Fault
 		err := s.send(func() []byte {
 			_, dup := s.bl[name]
 			switch {
 			case dup:
-				perr = errf(CodeInList, f.trid, "%s is already blocked", name)
+				perr = sessionproto.Errf(sessionproto.CodeInList, f.TrID, "%s is already blocked", name)
 			case len(s.bl) >= s.srv.cfg.MaxList:
-				perr = errf(CodeListFull, f.trid, "block list holds %d names already", len(s.bl))
+				perr = sessionproto.Errf(sessionproto.CodeListFull, f.TrID, "block list holds %d names already", len(s.bl))
 			default:
 				if s.bl == nil {
 					s.bl = map[string]struct{}{}
@@ -265,17 +266,17 @@ func (s *session) cmdADD(f *frame) *protoError {
 		return firstOf(s.replied(err), perr)
 	}
 	if _, dup := s.fl[name]; dup {
-		return errf(CodeInList, f.trid, "already watching %s", name)
+		return sessionproto.Errf(sessionproto.CodeInList, f.TrID, "already watching %s", name)
 	}
 	if len(s.fl) >= s.srv.cfg.MaxList {
-		return errf(CodeListFull, f.trid, "watch list holds %d names already", len(s.fl))
+		return sessionproto.Errf(sessionproto.CodeListFull, f.TrID, "watch list holds %d names already", len(s.fl))
 	}
 	if s.fl == nil {
 		s.fl = map[string]struct{}{}
 	}
 	s.fl[name] = struct{}{}
 	s.srv.w.add(name, s)
-	trid := f.trid
+	trid := f.TrID
 	return s.replied(s.send(func() []byte {
 		// The snapshot is taken under mu: any later change reaches the
 		// dispatcher as an event, which pushWatch applies after this.
@@ -289,27 +290,27 @@ func (s *session) cmdADD(f *frame) *protoError {
 }
 
 // cmdREM: REM TrID FL|BL name -> REM TrID FL|BL name.
-func (s *session) cmdREM(f *frame) *protoError {
+func (s *session) cmdREM(f *sessionproto.Frame) *sessionproto.Fault {
 	list, name, pe := s.listArgs(f)
 	if pe != nil {
 		return pe
 	}
-	reply := line("REM", f.trid, true, list, encodeToken(name))
+	reply := sessionproto.Line("REM", f.TrID, true, list, sessionproto.EncodeToken(name))
 	if list == "FL" {
 		if _, ok := s.fl[name]; !ok {
-			return errf(CodeNotInList, f.trid, "not watching %s", name)
+			return sessionproto.Errf(sessionproto.CodeNotInList, f.TrID, "not watching %s", name)
 		}
 		delete(s.fl, name)
 		s.srv.w.remove(name, s)
 	}
-	var perr *protoError
+	var perr *sessionproto.Fault
 	err := s.send(func() []byte {
 		if list == "FL" {
 			delete(s.known, name)
 			return reply
 		}
 		if _, ok := s.bl[name]; !ok {
-			perr = errf(CodeNotInList, f.trid, "%s is not blocked", name)
+			perr = sessionproto.Errf(sessionproto.CodeNotInList, f.TrID, "%s is not blocked", name)
 			return nil
 		}
 		delete(s.bl, name)
@@ -319,11 +320,11 @@ func (s *session) cmdREM(f *frame) *protoError {
 }
 
 // cmdLST: LST TrID FL|BL -> LST TrID FL|BL len, one name per line.
-func (s *session) cmdLST(f *frame) *protoError {
+func (s *session) cmdLST(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 1, 1); pe != nil {
 		return pe
 	}
-	list := f.args[0]
+	list := f.Args[0]
 	var names []string
 	switch list {
 	case "FL":
@@ -337,10 +338,10 @@ func (s *session) cmdLST(f *frame) *protoError {
 		}
 		s.mu.Unlock()
 	default:
-		return errf(CodeBadParam, f.trid, "unknown list %q (want FL or BL)", truncate(list, 16))
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "unknown list %q (want FL or BL)", sessionproto.Truncate(list, 16))
 	}
 	slices.Sort(names)
-	return s.replied(s.sendFrame(withPayload("LST", f.trid, true, appendNames(nil, names), list)))
+	return s.replied(s.sendFrame(sessionproto.WithPayload("LST", f.TrID, true, sessionproto.AppendNames(nil, names), list)))
 }
 
 // visibleTo reports whether viewer may see e: hidden terminals appear
@@ -351,13 +352,13 @@ func visibleTo(e *presence.Entry, viewer string) bool {
 
 // cmdWHO: WHO TrID [name[@node]] -> WHO TrID count len, one terminal per
 // line. count is the number of matches; the payload may hold fewer when it
-// would exceed MaxServerPayload.
-func (s *session) cmdWHO(f *frame) *protoError {
+// would exceed sessionproto.MaxServerPayload.
+func (s *session) cmdWHO(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 0, 1); pe != nil {
 		return pe
 	}
 	var entries []presence.Entry
-	if len(f.args) == 1 {
+	if len(f.Args) == 1 {
 		name, pe := arg(f, 0)
 		if pe != nil {
 			return pe
@@ -367,7 +368,7 @@ func (s *session) cmdWHO(f *frame) *protoError {
 		}
 		user, node := switchboard.SplitAddress(name)
 		if err := presence.ValidUser(user); err != nil {
-			return errf(CodeBadUser, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 		}
 		// As routing resolves it: her own terminals win over others'
 		// aliases of her name, and others' hidden ones are left out.
@@ -386,19 +387,19 @@ func (s *session) cmdWHO(f *frame) *protoError {
 			continue
 		}
 		n++
-		if l := appendWhoLine(nil, e); len(p)+len(l) <= MaxServerPayload {
+		if l := sessionproto.AppendWhoLine(nil, e); len(p)+len(l) <= sessionproto.MaxServerPayload {
 			p = append(p, l...)
 		}
 	}
-	if n == 0 && len(f.args) == 1 {
+	if n == 0 && len(f.Args) == 1 {
 		// Like finger: an absent user the cluster knows is shown offline
 		// with where and when she was last seen.
-		if e, ok := s.lastSeen(f.args[0]); ok {
+		if e, ok := s.lastSeen(f.Args[0]); ok {
 			n++
-			p = appendWhoLine(p, &e)
+			p = sessionproto.AppendWhoLine(p, &e)
 		}
 	}
-	return s.replied(s.sendFrame(withPayload("WHO", f.trid, true, p, strconv.Itoa(n))))
+	return s.replied(s.sendFrame(sessionproto.WithPayload("WHO", f.TrID, true, p, strconv.Itoa(n))))
 }
 
 // lastSeenTimeout bounds the known-users lookup of one WHO.
@@ -411,7 +412,7 @@ const lastSeenTimeout = 2 * time.Second
 // but what an offline user's record gets would expose her (issue 12:
 // "hidden users are indistinguishable from offline ones in every reply").
 func (s *session) lastSeen(arg string) (presence.Entry, bool) {
-	name, err := decodeToken(arg)
+	name, err := sessionproto.DecodeToken(arg)
 	if err != nil {
 		return presence.Entry{}, false
 	}
@@ -428,7 +429,7 @@ func (s *session) lastSeen(arg string) (presence.Entry, bool) {
 }
 
 // cmdSND: SND TrID recipient recip-term len, text -> ACK|NAK TrID summary.
-func (s *session) cmdSND(f *frame) *protoError {
+func (s *session) cmdSND(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return pe
 	}
@@ -445,12 +446,12 @@ func (s *session) cmdSND(f *frame) *protoError {
 	m := msp.Message{
 		Version:   msp.Version2,
 		Recipient: rcpt, RecipTerm: rterm,
-		Text:   msp.NormalizeNewlines(string(f.payload)),
+		Text:   msp.NormalizeNewlines(string(f.Payload)),
 		Sender: s.user, SenderTerm: s.term,
 		Cookie: hex.EncodeToString(raw[:]),
 	}
 	if err := m.Validate(); err != nil {
-		return errf(CodeBadText, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadText, f.TrID, "%v", err)
 	}
 	if s.line != nil {
 		s.line.Touch()
@@ -474,24 +475,24 @@ func (s *session) cmdSND(f *frame) *protoError {
 	if o.Delivered() {
 		cmd = "ACK"
 	}
-	return s.replied(s.sendFrame(textLine(cmd, 0, f.trid, o.Summary())))
+	return s.replied(s.sendFrame(sessionproto.TextLine(cmd, 0, f.TrID, o.Summary())))
 }
 
 // cmdNAM: NAM TrID ADD|DEL name -> NAM TrID ADD|DEL name; NAM TrID LST ->
 // NAM TrID LST len, one name per line.
-func (s *session) cmdNAM(f *frame) *protoError {
+func (s *session) cmdNAM(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := firstOf(wantArgs(f, 1, 2), s.noTerminal(f)); pe != nil {
 		return pe
 	}
-	op := f.args[0]
+	op := f.Args[0]
 	if op == "LST" {
 		if pe := wantArgs(f, 1, 1); pe != nil {
 			return pe
 		}
-		return s.replied(s.sendFrame(withPayload("NAM", f.trid, true, appendNames(nil, s.aliases), "LST")))
+		return s.replied(s.sendFrame(sessionproto.WithPayload("NAM", f.TrID, true, sessionproto.AppendNames(nil, s.aliases), "LST")))
 	}
 	if op != "ADD" && op != "DEL" {
-		return errf(CodeBadParam, f.trid, "unknown NAM operation %q (want ADD, DEL or LST)", truncate(op, 16))
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "unknown NAM operation %q (want ADD, DEL or LST)", sessionproto.Truncate(op, 16))
 	}
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return pe
@@ -501,40 +502,40 @@ func (s *session) cmdNAM(f *frame) *protoError {
 		return pe
 	}
 	if err := presence.ValidUser(name); err != nil {
-		return errf(CodeBadUser, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
 	name = presence.CanonicalUser(name)
 	i := slices.Index(s.aliases, name)
 	next := slices.Clone(s.aliases)
 	switch {
 	case op == "ADD" && (i >= 0 || name == s.user):
-		return errf(CodeInList, f.trid, "%s is already a name of this session", name)
+		return sessionproto.Errf(sessionproto.CodeInList, f.TrID, "%s is already a name of this session", name)
 	case op == "ADD" && len(s.aliases) >= s.srv.cfg.MaxNames:
-		return errf(CodeListFull, f.trid, "this session has %d names already", len(s.aliases))
+		return sessionproto.Errf(sessionproto.CodeListFull, f.TrID, "this session has %d names already", len(s.aliases))
 	case op == "ADD":
 		next = append(next, name)
 	case i < 0:
-		return errf(CodeNotInList, f.trid, "%s is not a name of this session", name)
+		return sessionproto.Errf(sessionproto.CodeNotInList, f.TrID, "%s is not a name of this session", name)
 	default:
 		next = slices.Delete(next, i, i+1)
 	}
 	if err := s.line.SetAliases(next); err != nil {
 		switch {
 		case errors.Is(err, switchboard.ErrNameTaken):
-			return errf(CodeNameTaken, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeNameTaken, f.TrID, "%v", err)
 		case errors.Is(err, switchboard.ErrNameReserved):
-			return errf(CodeNameReserved, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeNameReserved, f.TrID, "%v", err)
 		case errors.Is(err, switchboard.ErrNameUnchecked):
 			s.log.Warn("alias not checked", "user", s.user, "name", name, "err", err)
-			return errf(CodeNameUnchecked, f.trid, "%s: cannot check the name now; try again", name)
+			return sessionproto.Errf(sessionproto.CodeNameUnchecked, f.TrID, "%s: cannot check the name now; try again", name)
 		}
 		if errors.Is(err, switchboard.ErrSignedOut) {
-			return &protoError{}
+			return &sessionproto.Fault{}
 		}
-		return errf(CodeInternal, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeInternal, f.TrID, "%v", err)
 	}
 	s.aliases = next
-	return s.replied(s.sendFrame(line("NAM", f.trid, true, op, encodeToken(name))))
+	return s.replied(s.sendFrame(sessionproto.Line("NAM", f.TrID, true, op, sessionproto.EncodeToken(name))))
 }
 
 // senderIdentity is the identity of a message this session sends, made

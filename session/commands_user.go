@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os/user"
 	"slices"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
+	"github.com/msprelay/msprelay/sessionsock"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -25,18 +26,6 @@ import (
 // this node, BLK keeps her block list across sign-ins. Each needs a
 // verified identity; WAL needs the local socket's peer credentials of
 // root or of a member of the operator group.
-
-// Numeric errors of the user commands.
-const (
-	CodeNotOperator = 290 // WAL: not root or a member of the operator group, or not on the local socket
-	CodeRateLimited = 291 // WAL: too many broadcasts from this user; try later
-	CodeUnverified  = 292 // STA, BLK: the session's identity is a claim, not verified
-	CodeStoreFailed = 293 // BLK: the block store did not answer; try again
-)
-
-// DefaultAdminGroup is the operator group whose members may broadcast (WAL)
-// besides root; the Debian package creates it.
-const DefaultAdminGroup = "msprelay-admin"
 
 // Broadcast limits per user: a burst of wallBurst, then one per wallEvery.
 const (
@@ -89,7 +78,7 @@ func (u *userCmds) allowWall(user string) bool {
 }
 
 // userCommand returns the handler of a user command, or nil.
-func (s *session) userCommand(cmd string) func(*frame) *protoError {
+func (s *session) userCommand(cmd string) func(*sessionproto.Frame) *sessionproto.Fault {
 	switch cmd {
 	case "WAL":
 		return s.cmdWAL
@@ -143,50 +132,50 @@ func osGroups(uid uint32) ([]string, error) {
 // The text reaches every terminal in the cluster (or of node) headed
 // "Broadcast from user@thisnode", sent as user with her verified
 // identity.
-func (s *session) cmdWAL(f *frame) *protoError {
+func (s *session) cmdWAL(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 0, 1); pe != nil {
 		return pe
 	}
 	if s.kind != kindUnix || s.ident.Method != "peercred" {
-		return errf(CodeNotOperator, f.trid, "broadcasting needs the local session socket")
+		return sessionproto.Errf(sessionproto.CodeNotOperator, f.TrID, "broadcasting needs the local session socket")
 	}
-	uid, err := peerUID(s.conn)
+	uid, err := sessionsock.PeerUID(s.conn)
 	if err != nil {
-		return errf(CodeNotOperator, f.trid, "cannot tell who you are: %v", err)
+		return sessionproto.Errf(sessionproto.CodeNotOperator, f.TrID, "cannot tell who you are: %v", err)
 	}
 	group := s.srv.cfg.AdminGroup
 	if group == "" {
-		group = DefaultAdminGroup
+		group = sessionproto.DefaultAdminGroup
 	}
 	ok, err := mayWall(uid, group, s.srv.cfg.GroupsOf)
 	if err != nil {
 		s.log.Warn("wall: group lookup failed", "uid", uid, "err", err)
 	}
 	if !ok {
-		return errf(CodeNotOperator, f.trid, "only root and members of group %s may broadcast", group)
+		return sessionproto.Errf(sessionproto.CodeNotOperator, f.TrID, "only root and members of group %s may broadcast", group)
 	}
 	node := ""
-	if len(f.args) == 1 {
+	if len(f.Args) == 1 {
 		n, pe := arg(f, 0)
 		if pe != nil {
 			return pe
 		}
 		if err := presence.ValidNode(n); err != nil {
-			return errf(CodeBadParam, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "%v", err)
 		}
 		node = n
 	}
-	text := msp.NormalizeNewlines(string(f.payload))
+	text := msp.NormalizeNewlines(string(f.Payload))
 	if strings.TrimSpace(text) == "" {
-		return errf(CodeBadText, f.trid, "empty broadcast")
+		return sessionproto.Errf(sessionproto.CodeBadText, f.TrID, "empty broadcast")
 	}
 	text = "Broadcast from " + s.user + "@" + s.srv.cfg.Node + ":\r\n" + text
 	m := msp.Message{Version: msp.Version2, Recipient: "", Text: text, Sender: s.user, Cookie: "wall"}
 	if err := m.Validate(); err != nil {
-		return errf(CodeBadText, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadText, f.TrID, "%v", err)
 	}
 	if !s.srv.user.allowWall(s.user) {
-		return errf(CodeRateLimited, f.trid, "at most %d broadcasts at once and one every %s; try again later", wallBurst, wallEvery)
+		return sessionproto.Errf(sessionproto.CodeRateLimited, f.TrID, "at most %d broadcasts at once and one every %s; try again later", wallBurst, wallEvery)
 	}
 	var raw [8]byte
 	rand.Read(raw[:])
@@ -202,22 +191,22 @@ func (s *session) cmdWAL(f *frame) *protoError {
 	s.setSending(false)
 	cancel()
 	s.log.Info("broadcast", "user", s.user, "node", node, "terminals", r.Terminals, "nodes", r.Nodes, "refused", r.Refused)
-	return s.replied(s.sendFrame(line("WAL", f.trid, true, strconv.Itoa(r.Terminals), strconv.Itoa(r.Nodes))))
+	return s.replied(s.sendFrame(sessionproto.Line("WAL", f.TrID, true, strconv.Itoa(r.Terminals), strconv.Itoa(r.Nodes))))
 }
 
 // cmdSTA: STA TrID state -> STA TrID state n: every session line of the
 // user on this node takes state (n of them). mesg n is STA BSY, mesg y
 // STA NLN. ttys keep the state their device's mode gives them.
-func (s *session) cmdSTA(f *frame) *protoError {
+func (s *session) cmdSTA(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 1, 1); pe != nil {
 		return pe
 	}
 	if !s.ident.Verified {
-		return errf(CodeUnverified, f.trid, "changing all your terminals needs a verified sign-in")
+		return sessionproto.Errf(sessionproto.CodeUnverified, f.TrID, "changing all your terminals needs a verified sign-in")
 	}
-	st, err := presence.ParseState(f.args[0])
+	st, err := presence.ParseState(f.Args[0])
 	if err != nil || st == presence.Offline {
-		return errf(CodeBadParam, f.trid, "state %q: want NLN, BSY, AWY, IDL or HDN", truncate(f.args[0], 16))
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "state %q: want NLN, BSY, AWY, IDL or HDN", sessionproto.Truncate(f.Args[0], 16))
 	}
 	n := 0
 	for _, l := range s.srv.sb.UserLines(s.user) {
@@ -228,7 +217,7 @@ func (s *session) cmdSTA(f *frame) *protoError {
 			n++
 		}
 	}
-	return s.replied(s.sendFrame(line("STA", f.trid, true, st.Code(), strconv.Itoa(n))))
+	return s.replied(s.sendFrame(sessionproto.Line("STA", f.TrID, true, st.Code(), strconv.Itoa(n))))
 }
 
 // cmdBLK: BLK TrID ADD|DEL name -> BLK TrID ADD|DEL name; BLK TrID LST ->
@@ -237,11 +226,11 @@ func (s *session) cmdSTA(f *frame) *protoError {
 // session of the user on this node at once; other nodes' sessions take it
 // at their next sign-in. Without a store it applies to this node's
 // sessions only.
-func (s *session) cmdBLK(f *frame) *protoError {
+func (s *session) cmdBLK(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 1, 2); pe != nil {
 		return pe
 	}
-	op := f.args[0]
+	op := f.Args[0]
 	if op == "LST" {
 		if pe := wantArgs(f, 1, 1); pe != nil {
 			return pe
@@ -249,7 +238,7 @@ func (s *session) cmdBLK(f *frame) *protoError {
 		return s.blockList(f)
 	}
 	if op != "ADD" && op != "DEL" {
-		return errf(CodeBadParam, f.trid, "BLK %q: want ADD, DEL or LST", truncate(op, 8))
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "BLK %q: want ADD, DEL or LST", sessionproto.Truncate(op, 8))
 	}
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return pe
@@ -260,16 +249,16 @@ func (s *session) cmdBLK(f *frame) *protoError {
 	}
 	u, node := switchboard.SplitAddress(name)
 	if err := presence.ValidUser(u); err != nil {
-		return errf(CodeBadUser, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
 	if node != "" {
 		if err := presence.ValidNode(node); err != nil {
-			return errf(CodeBadUser, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 		}
 	}
 	name = presence.CanonicalUser(name)
 	if !s.ident.Verified {
-		return errf(CodeUnverified, f.trid, "a lasting block list needs a verified sign-in")
+		return sessionproto.Errf(sessionproto.CodeUnverified, f.TrID, "a lasting block list needs a verified sign-in")
 	}
 	if st := s.srv.cfg.Blocks; st != nil {
 		ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
@@ -277,16 +266,16 @@ func (s *session) cmdBLK(f *frame) *protoError {
 		cur, err := st.Blocks(ctx, s.user)
 		if err != nil {
 			s.log.Warn("block store", "user", s.user, "err", err)
-			return errf(CodeStoreFailed, f.trid, "the block store did not answer; try again")
+			return sessionproto.Errf(sessionproto.CodeStoreFailed, f.TrID, "the block store did not answer; try again")
 		}
 		has := slices.Contains(cur, name)
 		switch {
 		case op == "ADD" && has:
-			return errf(CodeInList, f.trid, "%s is already blocked", name)
+			return sessionproto.Errf(sessionproto.CodeInList, f.TrID, "%s is already blocked", name)
 		case op == "ADD" && len(cur) >= s.srv.cfg.MaxList:
-			return errf(CodeListFull, f.trid, "block list holds %d names already", len(cur))
+			return sessionproto.Errf(sessionproto.CodeListFull, f.TrID, "block list holds %d names already", len(cur))
 		case op == "DEL" && !has:
-			return errf(CodeNotInList, f.trid, "%s is not blocked", name)
+			return sessionproto.Errf(sessionproto.CodeNotInList, f.TrID, "%s is not blocked", name)
 		case op == "ADD":
 			cur = append(cur, name)
 		default:
@@ -294,7 +283,7 @@ func (s *session) cmdBLK(f *frame) *protoError {
 		}
 		if err := st.SetBlocks(ctx, s.user, cur); err != nil {
 			s.log.Warn("block store", "user", s.user, "err", err)
-			return errf(CodeStoreFailed, f.trid, "the block store did not answer; try again")
+			return sessionproto.Errf(sessionproto.CodeStoreFailed, f.TrID, "the block store did not answer; try again")
 		}
 	}
 	for _, o := range s.srv.userSessions(s.user) {
@@ -311,12 +300,12 @@ func (s *session) cmdBLK(f *frame) *protoError {
 		}
 		o.mu.Unlock()
 	}
-	return s.replied(s.sendFrame(line("BLK", f.trid, true, op, encodeToken(name))))
+	return s.replied(s.sendFrame(sessionproto.Line("BLK", f.TrID, true, op, sessionproto.EncodeToken(name))))
 }
 
 // blockList answers BLK LST: BLK TrID LST name... , the stored list (or,
 // without a store, this session's).
-func (s *session) blockList(f *frame) *protoError {
+func (s *session) blockList(f *sessionproto.Frame) *sessionproto.Fault {
 	var names []string
 	if st := s.srv.cfg.Blocks; st != nil {
 		ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
@@ -324,7 +313,7 @@ func (s *session) blockList(f *frame) *protoError {
 		cur, err := st.Blocks(ctx, s.user)
 		if err != nil {
 			s.log.Warn("block store", "user", s.user, "err", err)
-			return errf(CodeStoreFailed, f.trid, "the block store did not answer; try again")
+			return sessionproto.Errf(sessionproto.CodeStoreFailed, f.TrID, "the block store did not answer; try again")
 		}
 		names = cur
 	} else {
@@ -336,16 +325,16 @@ func (s *session) blockList(f *frame) *protoError {
 	}
 	slices.Sort(names)
 	args := []string{"LST"}
-	room := MaxServerLine - 32
+	room := sessionproto.MaxServerLine - 32
 	for _, n := range names {
-		t := encodeToken(n)
+		t := sessionproto.EncodeToken(n)
 		if room < len(t)+1 {
 			break // a list longer than a line: the first ones
 		}
 		room -= len(t) + 1
 		args = append(args, t)
 	}
-	return s.replied(s.sendFrame(line("BLK", f.trid, true, args...)))
+	return s.replied(s.sendFrame(sessionproto.Line("BLK", f.TrID, true, args...)))
 }
 
 // userSessions lists the signed-in sessions of user on this server.
@@ -398,71 +387,17 @@ func (s *session) loadBlocks() {
 	}
 }
 
-// Wall broadcasts text to every terminal of the cluster, or of node when
-// it is not "", (WAL) and returns how many terminals on how many nodes took
-// it.
-func (c *Client) Wall(ctx context.Context, node, text string) (terminals, nodes int, err error) {
-	var args []string
-	if node != "" {
-		args = []string{node}
-	}
-	f, _, err := c.call(ctx, "WAL", []byte(text), args...)
-	if err != nil {
-		return 0, 0, err
-	}
-	if f.cmd != "WAL" || len(f.args) != 2 {
-		return 0, 0, fmt.Errorf("%w: unexpected WAL reply %s %v", ErrBadPayload, f.cmd, f.args)
-	}
-	terminals, _ = strconv.Atoi(f.args[0])
-	nodes, _ = strconv.Atoi(f.args[1])
-	return terminals, nodes, nil
-}
-
-// SetUserState sets the state of every session of the signed-in user on
-// this node (STA) and returns how many took it.
-func (c *Client) SetUserState(ctx context.Context, st presence.State) (int, error) {
-	f, _, err := c.expect(ctx, "STA", nil, st.Code())
-	if err != nil {
-		return 0, err
-	}
-	if len(f.args) != 2 {
-		return 0, fmt.Errorf("%w: STA reply with %d arguments", ErrBadPayload, len(f.args))
-	}
-	n, _ := strconv.Atoi(f.args[1])
-	return n, nil
-}
-
-// BlockList returns the user's lasting block list (BLK LST).
-func (c *Client) BlockList(ctx context.Context) ([]string, error) {
-	f, _, err := c.expect(ctx, "BLK", nil, "LST")
-	if err != nil {
-		return nil, err
-	}
-	return lstNames("BLK", f.args)
-}
-
-// BlockUser adds (block true) or removes name from the user's lasting block
-// list (BLK).
-func (c *Client) BlockUser(ctx context.Context, name string, block bool) error {
-	op := "DEL"
-	if block {
-		op = "ADD"
-	}
-	_, _, err := c.expect(ctx, "BLK", nil, op, encodeToken(name))
-	return err
-}
-
 // cmdALS: ALS TrID ADD|DEL name -> ALS TrID ADD|DEL name n; ALS TrID LST ->
 // ALS TrID LST name... . An alias belongs to terminals (it is part of
 // their presence entries and ends with them), so ADD and DEL change every
 // session line of the user on this node, n of them; LST lists the aliases
 // those lines hold.
-func (s *session) cmdALS(f *frame) *protoError {
+func (s *session) cmdALS(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 1, 2); pe != nil {
 		return pe
 	}
 	if !s.ident.Verified {
-		return errf(CodeUnverified, f.trid, "changing all your terminals needs a verified sign-in")
+		return sessionproto.Errf(sessionproto.CodeUnverified, f.TrID, "changing all your terminals needs a verified sign-in")
 	}
 	var lines []*switchboard.Line
 	for _, l := range s.srv.sb.UserLines(s.user) {
@@ -470,30 +405,30 @@ func (s *session) cmdALS(f *frame) *protoError {
 			lines = append(lines, l)
 		}
 	}
-	op := f.args[0]
+	op := f.Args[0]
 	if op == "LST" {
 		if pe := wantArgs(f, 1, 1); pe != nil {
 			return pe
 		}
 		var names []string
-		room := MaxServerLine - 32
+		room := sessionproto.MaxServerLine - 32
 		for _, l := range lines {
 			for _, a := range l.Entry().Aliases {
-				if !slices.Contains(names, a) && room > len(encodeToken(a))+1 {
+				if !slices.Contains(names, a) && room > len(sessionproto.EncodeToken(a))+1 {
 					names = append(names, a)
-					room -= len(encodeToken(a)) + 1
+					room -= len(sessionproto.EncodeToken(a)) + 1
 				}
 			}
 		}
 		slices.Sort(names)
 		args := []string{"LST"}
 		for _, n := range names {
-			args = append(args, encodeToken(n))
+			args = append(args, sessionproto.EncodeToken(n))
 		}
-		return s.replied(s.sendFrame(line("ALS", f.trid, true, args...)))
+		return s.replied(s.sendFrame(sessionproto.Line("ALS", f.TrID, true, args...)))
 	}
 	if op != "ADD" && op != "DEL" {
-		return errf(CodeBadParam, f.trid, "ALS %q: want ADD, DEL or LST", truncate(op, 8))
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "ALS %q: want ADD, DEL or LST", sessionproto.Truncate(op, 8))
 	}
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return pe
@@ -503,11 +438,11 @@ func (s *session) cmdALS(f *frame) *protoError {
 		return pe
 	}
 	if err := presence.ValidUser(name); err != nil {
-		return errf(CodeBadUser, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
 	name = presence.CanonicalUser(name)
 	if name == s.user {
-		return errf(CodeInList, f.trid, "%s is your own name", name)
+		return sessionproto.Errf(sessionproto.CodeInList, f.TrID, "%s is your own name", name)
 	}
 	n := 0
 	for _, l := range lines {
@@ -518,7 +453,7 @@ func (s *session) cmdALS(f *frame) *protoError {
 		case op == "ADD" && i >= 0, op == "DEL" && i < 0:
 			continue
 		case op == "ADD" && len(cur) >= s.srv.cfg.MaxNames:
-			return errf(CodeListFull, f.trid, "a terminal of yours has %d names already", len(cur))
+			return sessionproto.Errf(sessionproto.CodeListFull, f.TrID, "a terminal of yours has %d names already", len(cur))
 		case op == "ADD":
 			next = append(next, name)
 		default:
@@ -527,61 +462,17 @@ func (s *session) cmdALS(f *frame) *protoError {
 		if err := l.SetAliases(next); err != nil {
 			switch {
 			case errors.Is(err, switchboard.ErrNameTaken):
-				return errf(CodeNameTaken, f.trid, "%v", err)
+				return sessionproto.Errf(sessionproto.CodeNameTaken, f.TrID, "%v", err)
 			case errors.Is(err, switchboard.ErrNameReserved):
-				return errf(CodeNameReserved, f.trid, "%v", err)
+				return sessionproto.Errf(sessionproto.CodeNameReserved, f.TrID, "%v", err)
 			case errors.Is(err, switchboard.ErrNameUnchecked):
-				return errf(CodeNameUnchecked, f.trid, "%s: cannot check the name now; try again", name)
+				return sessionproto.Errf(sessionproto.CodeNameUnchecked, f.TrID, "%s: cannot check the name now; try again", name)
 			case errors.Is(err, switchboard.ErrSignedOut):
 				continue
 			}
-			return errf(CodeInternal, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeInternal, f.TrID, "%v", err)
 		}
 		n++
 	}
-	return s.replied(s.sendFrame(line("ALS", f.trid, true, op, encodeToken(name), strconv.Itoa(n))))
-}
-
-// Alias adds (add true) or removes an alias on every session terminal of
-// the signed-in user on this node (ALS) and returns how many changed.
-func (c *Client) Alias(ctx context.Context, name string, add bool) (int, error) {
-	op := "DEL"
-	if add {
-		op = "ADD"
-	}
-	f, _, err := c.expect(ctx, "ALS", nil, op, encodeToken(name))
-	if err != nil {
-		return 0, err
-	}
-	if len(f.args) != 3 {
-		return 0, fmt.Errorf("%w: ALS reply with %d arguments", ErrBadPayload, len(f.args))
-	}
-	n, _ := strconv.Atoi(f.args[2])
-	return n, nil
-}
-
-// Aliases lists the aliases the signed-in user's session terminals on this
-// node hold (ALS LST).
-func (c *Client) Aliases(ctx context.Context) ([]string, error) {
-	f, _, err := c.expect(ctx, "ALS", nil, "LST")
-	if err != nil {
-		return nil, err
-	}
-	return lstNames("ALS", f.args)
-}
-
-// lstNames decodes the names of a "CMD TrID LST name..." reply.
-func lstNames(cmd string, args []string) ([]string, error) {
-	if len(args) < 1 || args[0] != "LST" {
-		return nil, fmt.Errorf("%w: %s LST reply %v", ErrBadPayload, cmd, args)
-	}
-	out := make([]string, 0, len(args)-1)
-	for _, a := range args[1:] {
-		n, err := decodeToken(a)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s LST: %v", ErrBadPayload, cmd, err)
-		}
-		out = append(out, n)
-	}
-	return out, nil
+	return s.replied(s.sendFrame(sessionproto.Line("ALS", f.TrID, true, op, sessionproto.EncodeToken(name), strconv.Itoa(n))))
 }

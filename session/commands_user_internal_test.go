@@ -3,6 +3,8 @@ package session
 import (
 	"errors"
 	"testing"
+
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Issue 20 item 4: wall is "for root and an operator group only"; the
@@ -24,11 +26,11 @@ func TestMayWallRootAndOperatorGroupOnly(t *testing.T) {
 		group string
 		want  bool
 	}{
-		{"root may", 0, DefaultAdminGroup, true},
-		{"a member of the operator group may", 1000, DefaultAdminGroup, true},
-		{"a user outside it may not, whatever else she is", 1001, DefaultAdminGroup, false},
+		{"root may", 0, sessionproto.DefaultAdminGroup, true},
+		{"a member of the operator group may", 1000, sessionproto.DefaultAdminGroup, true},
+		{"a user outside it may not, whatever else she is", 1001, sessionproto.DefaultAdminGroup, false},
 		{"the group is configurable", 1001, "adm", true},
-		{"an unknown uid may not", 4242, DefaultAdminGroup, false},
+		{"an unknown uid may not", 4242, sessionproto.DefaultAdminGroup, false},
 	}
 	for _, tc := range cases {
 		got, _ := mayWall(tc.uid, tc.group, groups)

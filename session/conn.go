@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -37,7 +38,7 @@ type session struct {
 	srv  *Server
 	conn net.Conn
 	auth Authenticator
-	fr   *frameReader
+	fr   *sessionproto.FrameReader
 	log  *slog.Logger
 	kind listenerKind // of the listener that accepted conn
 
@@ -51,7 +52,7 @@ type session struct {
 	signedIn      bool
 	loginDeadline time.Time
 	ident         Identity          //
-	line          *switchboard.Line // nil for NoTerminal sessions
+	line          *switchboard.Line // nil for sessionproto.NoTerminal sessions
 	aliases       []string          // canonical, in the order added
 	fl            map[string]struct{}
 	conv          convState // conversations (conversation.go)
@@ -62,7 +63,7 @@ type session struct {
 	q         [][]byte // frames for the writer, oldest first; nil when empty
 	writing   bool     // writeLoop is running (or about to)
 	user      string   // canonical; set at sign-in
-	term      string   // as given; "" for NoTerminal sessions
+	term      string   // as given; "" for sessionproto.NoTerminal sessions
 	ending    bool     // quit is closed
 	aborted   bool     // conn was closed without a goodbye
 	final     []byte   // last frame, written after the queue drains
@@ -88,7 +89,7 @@ type watched struct {
 func newSession(srv *Server, c net.Conn, auth Authenticator, kind listenerKind) *session {
 	return &session{
 		srv: srv, conn: c, auth: auth, kind: kind,
-		fr:            newPooledFrameReader(c, &clientGrammar, &srv.readers),
+		fr:            sessionproto.NewPooledClientReader(c, &srv.readers),
 		log:           srv.log.With("remote", c.RemoteAddr().String()),
 		space:         make(chan struct{}, 1),
 		quit:          make(chan struct{}),
@@ -120,7 +121,7 @@ func (s *session) serve() {
 		// Read what the client still sends, so that closing does not reset
 		// the connection before it has read our last line.
 		s.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
-		io.Copy(io.Discard, io.LimitReader(s.fr.rest(), MaxServerPayload))
+		io.Copy(io.Discard, io.LimitReader(s.fr.Rest(), sessionproto.MaxServerPayload))
 	}
 	s.conn.Close()
 	s.srv.forget(s)
@@ -130,9 +131,9 @@ func (s *session) serve() {
 // loop reads and runs commands until the session ends.
 func (s *session) loop() {
 	for s.armRead() {
-		f, err := s.fr.read()
+		f, err := s.fr.Read()
 		if err != nil {
-			var pe *protoError
+			var pe *sessionproto.Fault
 			if errors.As(err, &pe) {
 				if !s.refuse(pe) {
 					return
@@ -183,19 +184,19 @@ func (s *session) readFailed(err error) {
 
 // refuse answers a protocol error. It reports whether the session goes on:
 // errors before sign-in and fatal errors close it. Code 0 closes silently.
-func (s *session) refuse(pe *protoError) bool {
-	if pe.code == 0 {
+func (s *session) refuse(pe *sessionproto.Fault) bool {
+	if pe.Code == 0 {
 		s.end(nil)
 		return false
 	}
-	if pe.fatal || !s.signedIn {
-		if !pe.quiet {
-			s.log.Info("session closed on error", "code", pe.code, "err", pe.text)
+	if pe.Fatal || !s.signedIn {
+		if !pe.Quiet {
+			s.log.Info("session closed on error", "code", pe.Code, "err", pe.Text)
 		}
-		s.end(errorLine(pe.code, pe.trid, pe.text))
+		s.end(sessionproto.ErrorLine(pe.Code, pe.TrID, pe.Text))
 		return false
 	}
-	return s.sendFrame(errorLine(pe.code, pe.trid, pe.text)) == nil
+	return s.sendFrame(sessionproto.ErrorLine(pe.Code, pe.TrID, pe.Text)) == nil
 }
 
 func (s *session) isEnding() bool {
@@ -415,7 +416,7 @@ func (s *session) writeLoop() {
 }
 
 // outFrame is the server's "OUT <reason>" line.
-func outFrame(reason string) []byte { return line("OUT", 0, false, reason) }
+func outFrame(reason string) []byte { return sessionproto.Line("OUT", 0, false, reason) }
 
 // Deliver implements switchboard.Terminal: it queues d for the client,
 // waiting at most QueueWait (or until ctx ends) for room.
@@ -511,8 +512,8 @@ func (s *session) blockedLocked(sender string) bool {
 }
 
 // dispatch runs one command. A returned error is answered by refuse.
-func (s *session) dispatch(f *frame) *protoError {
-	switch f.cmd {
+func (s *session) dispatch(f *sessionproto.Frame) *sessionproto.Fault {
+	switch f.Cmd {
 	case "VER":
 		return s.cmdVER(f)
 	case "USR":
@@ -522,18 +523,18 @@ func (s *session) dispatch(f *frame) *protoError {
 			return err
 		}
 		secs := max(int(s.srv.cfg.IdleTimeout/time.Second)/2, 1)
-		return s.replied(s.sendFrame(line("QNG", 0, false, strconv.Itoa(secs))))
+		return s.replied(s.sendFrame(sessionproto.Line("QNG", 0, false, strconv.Itoa(secs))))
 	case "OUT":
 		if err := wantArgs(f, 0, 0); err != nil {
 			return err
 		}
-		s.end(line("OUT", 0, false))
+		s.end(sessionproto.Line("OUT", 0, false))
 		return nil
 	case "QRY":
-		return errf(CodeUnexpected, f.trid, "QRY without a challenge")
+		return sessionproto.Errf(sessionproto.CodeUnexpected, f.TrID, "QRY without a challenge")
 	}
-	var run func(*frame) *protoError
-	switch f.cmd {
+	var run func(*sessionproto.Frame) *sessionproto.Fault
+	switch f.Cmd {
 	case "CHG":
 		run = s.cmdCHG
 	case "ADD":
@@ -551,46 +552,46 @@ func (s *session) dispatch(f *frame) *protoError {
 	case "ACK":
 		run = s.cmdACK
 	default:
-		if run = s.userCommand(f.cmd); run != nil {
+		if run = s.userCommand(f.Cmd); run != nil {
 			break // WAL, STA, BLK (commands_user.go)
 		}
-		if run = s.convCommand(f.cmd); run == nil {
-			return errf(CodeUnknownCommand, f.trid, "unknown command %s", f.cmd)
+		if run = s.convCommand(f.Cmd); run == nil {
+			return sessionproto.Errf(sessionproto.CodeUnknownCommand, f.TrID, "unknown command %s", f.Cmd)
 		}
 	}
 	if !s.signedIn {
-		return errf(CodeNotSignedIn, f.trid, "sign in first (USR)")
+		return sessionproto.Errf(sessionproto.CodeNotSignedIn, f.TrID, "sign in first (USR)")
 	}
 	return run(f)
 }
 
 // replied turns a send error into the silent-close error (the session is
 // already ending) or nil.
-func (s *session) replied(err error) *protoError {
+func (s *session) replied(err error) *sessionproto.Fault {
 	if err != nil {
-		return &protoError{} // code 0: close without a word
+		return &sessionproto.Fault{} // code 0: close without a word
 	}
 	return nil
 }
 
 // wantArgs checks the argument count.
-func wantArgs(f *frame, lo, hi int) *protoError {
-	if n := len(f.args); n < lo || n > hi {
+func wantArgs(f *sessionproto.Frame, lo, hi int) *sessionproto.Fault {
+	if n := len(f.Args); n < lo || n > hi {
 		switch {
 		case lo == hi:
-			return errf(CodeSyntax, f.trid, "%s takes %d arguments, got %d", f.cmd, lo, n)
+			return sessionproto.Errf(sessionproto.CodeSyntax, f.TrID, "%s takes %d arguments, got %d", f.Cmd, lo, n)
 		default:
-			return errf(CodeSyntax, f.trid, "%s takes %d to %d arguments, got %d", f.cmd, lo, hi, n)
+			return sessionproto.Errf(sessionproto.CodeSyntax, f.TrID, "%s takes %d to %d arguments, got %d", f.Cmd, lo, hi, n)
 		}
 	}
 	return nil
 }
 
 // arg decodes argument i.
-func arg(f *frame, i int) (string, *protoError) {
-	v, err := decodeToken(f.args[i])
+func arg(f *sessionproto.Frame, i int) (string, *sessionproto.Fault) {
+	v, err := sessionproto.DecodeToken(f.Args[i])
 	if err != nil {
-		return "", errf(CodeBadParam, f.trid, "argument %d: %v", i+1, err)
+		return "", sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "argument %d: %v", i+1, err)
 	}
 	return v, nil
 }

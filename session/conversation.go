@@ -11,6 +11,7 @@ import (
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Conversation commands (MSN switchboard style, see docs/SESSION.md):
@@ -24,30 +25,11 @@ import (
 // Pushes: JOI name user node term, BYE name user node term left|dropped,
 // RNG name user node term, MSG name user node term len (headers, text).
 
-// Conversation error codes.
-const (
-	CodeNotOnline      = 217 // CAL: the invitee is signed in nowhere (or blocks the caller)
-	CodeBadConvName    = 230 // conversation name too long or outside the token rules
-	CodeNoConversation = 231 // no such conversation
-	CodeNotMember      = 232 // the session is not in that conversation
-	CodeConvBlocked    = 233 // a member of the conversation blocks this user
-	CodeConvFull       = 234 // the conversation has its maximum of members
-	CodeConvTooMany    = 235 // this user has her maximum of open conversations, or of places in this one
-	CodeNotInvited     = 236 // the conversation is private and this user was not invited
-	CodeNotOwner       = 237 // only the owner of a private conversation invites
-	CodeConvFailed     = 281 // the conversation store did not answer; try again
-)
-
 // MaxSessionConversations caps the conversations one session is in.
 const MaxSessionConversations = 16
 
-// Content types of conversation message payloads.
+// Timeouts and bounds of conversation commands.
 const (
-	ContentText    = "text/plain; charset=ISO-8859-1"
-	ContentTyping  = "text/x-msmsgscontrol"
-	hContentType   = "Content-Type"
-	hTypingUser    = "TypingUser"
-	hHistory       = "History"
 	convOpTimeout  = 10 * time.Second
 	convNameMaxArg = 64 // how much of a refused name an error line repeats
 )
@@ -63,7 +45,7 @@ type convState struct {
 type convSink struct{ s *session }
 
 // convCommand returns the handler of a conversation command, or nil.
-func (s *session) convCommand(cmd string) func(*frame) *protoError {
+func (s *session) convCommand(cmd string) func(*sessionproto.Frame) *sessionproto.Fault {
 	if s.srv.cfg.Conversations == nil {
 		return nil
 	}
@@ -126,73 +108,73 @@ func (s *session) convSender() identity.Identity {
 }
 
 // convName decodes and checks argument i as a conversation name.
-func (s *session) convName(f *frame, i int) (string, *protoError) {
+func (s *session) convName(f *sessionproto.Frame, i int) (string, *sessionproto.Fault) {
 	name, pe := arg(f, i)
 	if pe != nil {
 		return "", pe
 	}
 	name = strings.TrimPrefix(name, "#")
 	if err := conversation.ValidName(name); err != nil {
-		return "", errf(CodeBadConvName, f.trid, "%v", err)
+		return "", sessionproto.Errf(sessionproto.CodeBadConvName, f.TrID, "%v", err)
 	}
 	return conversation.CanonicalName(name), nil
 }
 
 // convError maps conversation errors to numeric replies.
-func convError(trid uint32, err error) *protoError {
-	code := CodeConvFailed
+func convError(trid uint32, err error) *sessionproto.Fault {
+	code := sessionproto.CodeConvFailed
 	switch {
 	case errors.Is(err, conversation.ErrBadName):
-		code = CodeBadConvName
+		code = sessionproto.CodeBadConvName
 	case errors.Is(err, conversation.ErrNoConversation):
-		code = CodeNoConversation
+		code = sessionproto.CodeNoConversation
 	case errors.Is(err, conversation.ErrNotMember):
-		code = CodeNotMember
+		code = sessionproto.CodeNotMember
 	case errors.Is(err, conversation.ErrBlocked):
-		code = CodeConvBlocked
+		code = sessionproto.CodeConvBlocked
 	case errors.Is(err, conversation.ErrFull):
-		code = CodeConvFull
+		code = sessionproto.CodeConvFull
 	case errors.Is(err, conversation.ErrTooMany):
-		code = CodeConvTooMany
+		code = sessionproto.CodeConvTooMany
 	case errors.Is(err, conversation.ErrNotInvited):
-		code = CodeNotInvited
+		code = sessionproto.CodeNotInvited
 	case errors.Is(err, conversation.ErrNotOwner):
-		code = CodeNotOwner
+		code = sessionproto.CodeNotOwner
 	case errors.Is(err, conversation.ErrNotOnline):
-		code = CodeNotOnline
+		code = sessionproto.CodeNotOnline
 	case errors.Is(err, conversation.ErrBadText):
-		code = CodeBadText
+		code = sessionproto.CodeBadText
 	}
-	return errf(code, trid, "%v", err)
+	return sessionproto.Errf(code, trid, "%v", err)
 }
 
 // cmdXFR: XFR TrID SB [name [PRIVATE]] -> IRO..., MSG... (history), XFR
 // TrID SB name. PRIVATE creates an invite-only conversation.
-func (s *session) cmdXFR(f *frame) *protoError {
+func (s *session) cmdXFR(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 1, 3); pe != nil {
 		return pe
 	}
-	if f.args[0] != "SB" {
-		return errf(CodeBadParam, f.trid, "XFR %q: only SB", truncate(f.args[0], 16))
+	if f.Args[0] != "SB" {
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "XFR %q: only SB", sessionproto.Truncate(f.Args[0], 16))
 	}
 	name, how := conversation.NewName(), conversation.JoinOrCreate
-	if len(f.args) >= 2 {
-		var pe *protoError
+	if len(f.Args) >= 2 {
+		var pe *sessionproto.Fault
 		if name, pe = s.convName(f, 1); pe != nil {
 			return pe
 		}
 	}
-	if len(f.args) == 3 {
-		if f.args[2] != "PRIVATE" {
-			return errf(CodeBadParam, f.trid, "XFR %q: only PRIVATE", truncate(f.args[2], 16))
+	if len(f.Args) == 3 {
+		if f.Args[2] != "PRIVATE" {
+			return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "XFR %q: only PRIVATE", sessionproto.Truncate(f.Args[2], 16))
 		}
 		how = conversation.CreatePrivate
 	}
-	return s.join(f, name, how, line("XFR", f.trid, true, "SB", name))
+	return s.join(f, name, how, sessionproto.Line("XFR", f.TrID, true, "SB", name))
 }
 
 // cmdANS: ANS TrID name -> IRO..., MSG... (history), ANS TrID OK name.
-func (s *session) cmdANS(f *frame) *protoError {
+func (s *session) cmdANS(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 1, 1); pe != nil {
 		return pe
 	}
@@ -200,17 +182,17 @@ func (s *session) cmdANS(f *frame) *protoError {
 	if pe != nil {
 		return pe
 	}
-	return s.join(f, name, conversation.JoinExisting, line("ANS", f.trid, true, "OK", name))
+	return s.join(f, name, conversation.JoinExisting, sessionproto.Line("ANS", f.TrID, true, "OK", name))
 }
 
 // join joins (or creates) name and answers with the roster, the history and
 // reply, as one frame so nothing pushed meanwhile comes between them.
-func (s *session) join(f *frame, name string, how conversation.How, reply []byte) *protoError {
+func (s *session) join(f *sessionproto.Frame, name string, how conversation.How, reply []byte) *sessionproto.Fault {
 	if _, ok := s.conv.members[name]; ok {
-		return errf(CodeInList, f.trid, "already in %s", name)
+		return sessionproto.Errf(sessionproto.CodeInList, f.TrID, "already in %s", name)
 	}
 	if len(s.conv.members) >= MaxSessionConversations {
-		return errf(CodeListFull, f.trid, "this session is in %d conversations already", len(s.conv.members))
+		return sessionproto.Errf(sessionproto.CodeListFull, f.TrID, "this session is in %d conversations already", len(s.conv.members))
 	}
 	s.mu.Lock()
 	blocks := make([]string, 0, len(s.bl))
@@ -222,7 +204,7 @@ func (s *session) join(f *frame, name string, how conversation.How, reply []byte
 	defer cancel()
 	ms, others, hist, err := s.srv.cfg.Conversations.Join(ctx, name, conversation.Identity{User: s.user, Term: s.term, Blocks: blocks, Sender: s.convSender()}, s.convSinkFor(), how)
 	if err != nil {
-		return convError(f.trid, err)
+		return convError(f.TrID, err)
 	}
 	if s.conv.members == nil {
 		s.conv.members = map[string]*conversation.Membership{}
@@ -233,8 +215,8 @@ func (s *session) join(f *frame, name string, how conversation.How, reply []byte
 	}
 	var b []byte
 	for i, mb := range others {
-		b = append(b, line("IRO", f.trid, true, strconv.Itoa(i+1), strconv.Itoa(len(others)), name,
-			encodeToken(mb.User), encodeToken(mb.Node), encodeToken(mb.Term))...)
+		b = append(b, sessionproto.Line("IRO", f.TrID, true, strconv.Itoa(i+1), strconv.Itoa(len(others)), name,
+			sessionproto.EncodeToken(mb.User), sessionproto.EncodeToken(mb.Node), sessionproto.EncodeToken(mb.Term))...)
 	}
 	s.mu.Lock()
 	for i := range hist {
@@ -250,7 +232,7 @@ func (s *session) join(f *frame, name string, how conversation.How, reply []byte
 }
 
 // cmdCAL: CAL TrID name user -> CAL TrID RINGING name user terminals.
-func (s *session) cmdCAL(f *frame) *protoError {
+func (s *session) cmdCAL(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return pe
 	}
@@ -263,27 +245,27 @@ func (s *session) cmdCAL(f *frame) *protoError {
 		return pe
 	}
 	if err := presence.ValidUser(user); err != nil {
-		return errf(CodeBadUser, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
 	user = presence.CanonicalUser(user)
 	ms, ok := s.conv.members[name]
 	if !ok {
-		return errf(CodeNotMember, f.trid, "not in %s", name)
+		return sessionproto.Errf(sessionproto.CodeNotMember, f.TrID, "not in %s", name)
 	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
 	defer cancel()
 	n, err := ms.Invite(ctx, user)
 	if err != nil {
-		return convError(f.trid, err)
+		return convError(f.TrID, err)
 	}
 	// The count of terminals rung comes last, so that clients that read
 	// three arguments still work (msp chat confirms "rang bob (1 terminal)").
-	return s.replied(s.sendFrame(line("CAL", f.trid, true, "RINGING", name, encodeToken(user), strconv.Itoa(n))))
+	return s.replied(s.sendFrame(sessionproto.Line("CAL", f.TrID, true, "RINGING", name, sessionproto.EncodeToken(user), strconv.Itoa(n))))
 }
 
 // cmdMSGConv: MSG TrID name U|N|A len, payload -> ACK TrID id (A) or NAK
 // TrID reason (N, A).
-func (s *session) cmdMSGConv(f *frame) *protoError {
+func (s *session) cmdMSGConv(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 2, 2); pe != nil {
 		return pe
 	}
@@ -291,21 +273,21 @@ func (s *session) cmdMSGConv(f *frame) *protoError {
 	if pe != nil {
 		return pe
 	}
-	mode := f.args[1]
+	mode := f.Args[1]
 	if mode != "U" && mode != "N" && mode != "A" {
-		return errf(CodeBadParam, f.trid, "ack mode %q: want U, N or A", truncate(mode, 16))
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "ack mode %q: want U, N or A", sessionproto.Truncate(mode, 16))
 	}
 	ms, ok := s.conv.members[name]
 	if !ok {
-		return errf(CodeNotMember, f.trid, "not in %s", name)
+		return sessionproto.Errf(sessionproto.CodeNotMember, f.TrID, "not in %s", name)
 	}
-	kind, text, err := parseConvPayload(f.payload)
+	kind, text, err := parseConvPayload(f.Payload)
 	if err != nil {
-		return errf(CodeBadText, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadText, f.TrID, "%v", err)
 	}
 	if kind == conversation.KindMessage {
 		if err := conversation.ValidText(text, s.srv.cfg.Conversations.MaxText()); err != nil {
-			return errf(CodeBadText, f.trid, "%v", err)
+			return sessionproto.Errf(sessionproto.CodeBadText, f.TrID, "%v", err)
 		}
 		if s.line != nil {
 			s.line.Touch()
@@ -317,15 +299,15 @@ func (s *session) cmdMSGConv(f *frame) *protoError {
 	switch {
 	case err != nil && mode != "U":
 		s.log.Warn("conversation message not stored", "conversation", name, "err", err)
-		return s.replied(s.sendFrame(textLine("NAK", 0, f.trid, "not stored: "+err.Error())))
+		return s.replied(s.sendFrame(sessionproto.TextLine("NAK", 0, f.TrID, "not stored: "+err.Error())))
 	case err == nil && mode == "A":
-		return s.replied(s.sendFrame(textLine("ACK", 0, f.trid, id)))
+		return s.replied(s.sendFrame(sessionproto.TextLine("ACK", 0, f.TrID, id)))
 	}
 	return nil
 }
 
 // cmdBYE: BYE TrID name -> BYE TrID name.
-func (s *session) cmdBYE(f *frame) *protoError {
+func (s *session) cmdBYE(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 1, 1); pe != nil {
 		return pe
 	}
@@ -335,7 +317,7 @@ func (s *session) cmdBYE(f *frame) *protoError {
 	}
 	ms, ok := s.conv.members[name]
 	if !ok {
-		return errf(CodeNotMember, f.trid, "not in %s", name)
+		return sessionproto.Errf(sessionproto.CodeNotMember, f.TrID, "not in %s", name)
 	}
 	delete(s.conv.members, name)
 	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
@@ -343,7 +325,7 @@ func (s *session) cmdBYE(f *frame) *protoError {
 	if err := ms.Leave(ctx); err != nil {
 		s.log.Warn("leaving conversation failed", "conversation", name, "err", err)
 	}
-	return s.replied(s.sendFrame(line("BYE", f.trid, true, name)))
+	return s.replied(s.sendFrame(sessionproto.Line("BYE", f.TrID, true, name)))
 }
 
 // parseConvPayload reads a client MSG payload: plain text, or MSN style
@@ -351,7 +333,7 @@ func (s *session) cmdBYE(f *frame) *protoError {
 // control type is a typing notice.
 func parseConvPayload(p []byte) (conversation.Kind, string, error) {
 	s := string(p)
-	if len(s) < len(hContentType)+1 || !strings.EqualFold(s[:len(hContentType)+1], hContentType+":") {
+	if len(s) < len(sessionproto.HeaderContentType)+1 || !strings.EqualFold(s[:len(sessionproto.HeaderContentType)+1], sessionproto.HeaderContentType+":") {
 		return conversation.KindMessage, msp.NormalizeNewlines(s), nil
 	}
 	head, body, ok := strings.Cut(s, "\r\n\r\n")
@@ -359,19 +341,19 @@ func parseConvPayload(p []byte) (conversation.Kind, string, error) {
 		return 0, "", errors.New("headers without a blank line after them")
 	}
 	ctype := ""
-	for _, l := range splitLines(head) {
+	for _, l := range sessionproto.SplitLines(head) {
 		k, v, _ := strings.Cut(l, ":")
-		if strings.EqualFold(k, hContentType) {
+		if strings.EqualFold(k, sessionproto.HeaderContentType) {
 			ctype = strings.ToLower(strings.TrimSpace(v))
 		}
 	}
 	switch {
-	case ctype == ContentTyping:
+	case ctype == sessionproto.ContentTyping:
 		return conversation.KindTyping, "", nil
 	case strings.HasPrefix(ctype, "text/plain"):
 		return conversation.KindMessage, msp.NormalizeNewlines(body), nil
 	}
-	return 0, "", errors.New("Content-Type must be text/plain or " + ContentTyping)
+	return 0, "", errors.New("Content-Type must be text/plain or " + sessionproto.ContentTyping)
 }
 
 // convMessageFrame is the MSG push for a message or typing notice.
@@ -380,28 +362,28 @@ func convMessageFrame(ev *conversation.Event, history bool) []byte {
 	h := func(name, value string) {
 		p = append(p, name...)
 		p = append(p, ": "...)
-		p = appendEscaped(p, value, headerSpecial)
+		p = sessionproto.AppendEscaped(p, value, sessionproto.HeaderSpecial)
 		p = append(p, "\r\n"...)
 	}
 	if ev.Kind == conversation.KindTyping {
-		h(hContentType, ContentTyping)
-		h(hTypingUser, ev.User)
+		h(sessionproto.HeaderContentType, sessionproto.ContentTyping)
+		h(sessionproto.HeaderTypingUser, ev.User)
 	} else {
-		h(hID, ev.ID)
-		h(hTime, ev.Time.UTC().Format(time.RFC3339Nano))
-		h(hVerified, yesNo(ev.Sender.Verified()))
-		h(hMethod, ev.Sender.Method.String())
+		h(sessionproto.HeaderID, ev.ID)
+		h(sessionproto.HeaderTime, ev.Time.UTC().Format(time.RFC3339Nano))
+		h(sessionproto.HeaderVerified, sessionproto.YesNo(ev.Sender.Verified()))
+		h(sessionproto.HeaderMethod, ev.Sender.Method.String())
 		if ev.Sender.Impersonation() {
-			h(hSenderUser, ev.Sender.User)
+			h(sessionproto.HeaderSenderUser, ev.Sender.User)
 		}
 		if history {
-			h(hHistory, "yes")
+			h(sessionproto.HeaderHistory, "yes")
 		}
-		h(hContentType, ContentText)
+		h(sessionproto.HeaderContentType, sessionproto.ContentText)
 	}
 	p = append(p, "\r\n"...)
 	p = append(p, ev.Text...)
-	return withPayload("MSG", 0, false, p, ev.Conversation, encodeToken(ev.User), encodeToken(ev.Node), encodeToken(ev.Term))
+	return sessionproto.WithPayload("MSG", 0, false, p, ev.Conversation, sessionproto.EncodeToken(ev.User), sessionproto.EncodeToken(ev.Node), sessionproto.EncodeToken(ev.Term))
 }
 
 // Event implements conversation.Sink: it queues the push without waiting.
@@ -412,8 +394,8 @@ func (c *convSink) Event(ev *conversation.Event) bool {
 	s := c.s
 	var b []byte
 	args := func(cmd string, extra ...string) []byte {
-		a := append([]string{ev.Conversation, encodeToken(ev.User), encodeToken(ev.Node), encodeToken(ev.Term)}, extra...)
-		return line(cmd, 0, false, a...)
+		a := append([]string{ev.Conversation, sessionproto.EncodeToken(ev.User), sessionproto.EncodeToken(ev.Node), sessionproto.EncodeToken(ev.Term)}, extra...)
+		return sessionproto.Line(cmd, 0, false, a...)
 	}
 	switch ev.Kind {
 	case conversation.KindMessage, conversation.KindTyping:
@@ -451,23 +433,23 @@ func (c *convSink) Event(ev *conversation.Event) bool {
 // whoConversation: WHO TrID #name -> WHO TrID count len, one member per
 // line in the WHO format (state NLN, since and last-active the time the
 // member joined, no aliases), in order of joining.
-func (s *session) whoConversation(f *frame, name string) *protoError {
+func (s *session) whoConversation(f *sessionproto.Frame, name string) *sessionproto.Fault {
 	name = strings.TrimPrefix(name, "#")
 	if err := conversation.ValidName(name); err != nil {
-		return errf(CodeBadConvName, f.trid, "%v", err)
+		return sessionproto.Errf(sessionproto.CodeBadConvName, f.TrID, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
 	defer cancel()
 	members, err := s.srv.cfg.Conversations.RosterFor(ctx, name, s.user)
 	if err != nil {
-		return convError(f.trid, err)
+		return convError(f.TrID, err)
 	}
 	var p []byte
 	for _, mb := range members {
 		e := presence.Entry{User: mb.User, Node: mb.Node, Term: mb.Term, State: presence.Online, Since: mb.Joined, LastActive: mb.Joined}
-		if l := appendWhoLine(nil, &e); len(p)+len(l) <= MaxServerPayload {
+		if l := sessionproto.AppendWhoLine(nil, &e); len(p)+len(l) <= sessionproto.MaxServerPayload {
 			p = append(p, l...)
 		}
 	}
-	return s.replied(s.sendFrame(withPayload("WHO", f.trid, true, p, strconv.Itoa(len(members)))))
+	return s.replied(s.sendFrame(sessionproto.WithPayload("WHO", f.TrID, true, p, strconv.Itoa(len(members)))))
 }

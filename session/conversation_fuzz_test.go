@@ -1,11 +1,13 @@
 package session
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // FuzzConvPayload feeds arbitrary client MSG payloads to the conversation
@@ -41,21 +43,20 @@ func FuzzConvMessage(f *testing.F) {
 	f.Add([]byte("Content-Type: text/x-msmsgscontrol\r\nTypingUser: bob\r\n\r\n"), "")
 	f.Add([]byte("Id: %zz\r\n\r\n"), "%")
 	f.Fuzz(func(t *testing.T, p []byte, text string) {
-		var ev ConvEvent
-		_ = parseConvMessage(p, &ev)
+		var ev sessionproto.ConvEvent
+		_ = sessionproto.ParseConvMessage(p, &ev)
 
 		in := conversation.Event{Kind: conversation.KindMessage, Conversation: "ops", ID: "0123", User: "bob", Node: "n1", Term: "pts/1", Text: text, Time: time.Unix(1, 5).UTC()}
 		b := convMessageFrame(&in, true)
-		fr, err := (&serverGrammar).parseLine(b[:strings.Index(string(b), "\r\n")])
+		fr, err := sessionproto.NewServerReader(bytes.NewReader(b)).Read()
 		if err != nil {
-			t.Fatalf("server MSG line: %v", err)
+			t.Fatalf("server MSG frame: %v", err)
 		}
-		payload := b[strings.Index(string(b), "\r\n")+2:]
-		if cap(fr.payload) != len(payload) {
-			t.Fatalf("length %d, payload %d octets", cap(fr.payload), len(payload))
+		if want := b[strings.Index(string(b), "\r\n")+2:]; !bytes.Equal(fr.Payload, want) {
+			t.Fatalf("payload %q, want %q", fr.Payload, want)
 		}
-		var out ConvEvent
-		if err := parseConvMessage(payload, &out); err != nil {
+		var out sessionproto.ConvEvent
+		if err := sessionproto.ParseConvMessage(fr.Payload, &out); err != nil {
 			t.Fatalf("decoding what the server wrote: %v", err)
 		}
 		if out.Text != text || out.ID != "0123" || !out.History || !out.Time.Equal(in.Time) || out.Type != "message" {

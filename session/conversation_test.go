@@ -11,6 +11,7 @@ import (
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/conversation"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // newConvEnv is newEnv with conversations: a real nats-server with
@@ -210,7 +211,7 @@ func TestTypingErrorIsNotFatal(t *testing.T) {
 	if err := c.Leave(ctxT(t), "ops"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Leave(ctxT(t), "ops"); !IsCode(err, CodeNotMember) {
+	if err := c.Leave(ctxT(t), "ops"); !sessionproto.IsCode(err, sessionproto.CodeNotMember) {
 		t.Fatalf("second leave: %v, want 232", err)
 	}
 }
@@ -291,12 +292,12 @@ func TestOneUsersSessionsCannotFillTheRooms(t *testing.T) {
 			if err := m.Leave(ctxT(t), fmt.Sprintf("spam%d", i)); err != nil {
 				t.Fatal(err)
 			}
-		} else if !IsCode(err, CodeConvTooMany) {
+		} else if !sessionproto.IsCode(err, sessionproto.CodeConvTooMany) {
 			t.Fatalf("session %d creates a room: %v, want 235", i, err)
 		}
 		if _, _, err := m.Answer(ctxT(t), "ops"); err == nil {
 			held++
-		} else if !IsCode(err, CodeConvTooMany) {
+		} else if !sessionproto.IsCode(err, sessionproto.CodeConvTooMany) {
 			t.Fatalf("session %d joins ops: %v, want 235", i, err)
 		}
 	}

@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -25,6 +28,9 @@ type env struct {
 	srv   *Server
 	addr  string
 	serve chan error // Serve's result
+
+	mu    sync.Mutex                         // guards conns
+	conns map[*sessionclient.Client]net.Conn // each dialled client's connection, for drop
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -75,23 +81,40 @@ func ctxT(t *testing.T) context.Context {
 }
 
 // dial connects a client; it is closed when the test ends.
-func (e *env) dial() *Client {
+func (e *env) dial() *sessionclient.Client {
 	e.t.Helper()
-	c, err := Dial(ctxT(e.t), e.addr)
+	var d net.Dialer
+	conn, err := d.DialContext(ctxT(e.t), "tcp", e.addr)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	c := sessionclient.NewClient(conn)
+	e.mu.Lock()
+	if e.conns == nil {
+		e.conns = map[*sessionclient.Client]net.Conn{}
+	}
+	e.conns[c] = conn
+	e.mu.Unlock()
 	e.t.Cleanup(func() { c.Close() })
 	return c
 }
 
+// drop closes c's connection without a word (no OUT), as a crashed client
+// or a cut cable would.
+func (e *env) drop(c *sessionclient.Client) {
+	e.mu.Lock()
+	conn := e.conns[c]
+	e.mu.Unlock()
+	conn.Close()
+}
+
 // signIn dials and signs in user at term, online.
-func (e *env) signIn(user, term string) *Client {
+func (e *env) signIn(user, term string) *sessionclient.Client {
 	e.t.Helper()
 	return e.signInState(user, term, presence.Online)
 }
 
-func (e *env) signInState(user, term string, st presence.State) *Client {
+func (e *env) signInState(user, term string, st presence.State) *sessionclient.Client {
 	e.t.Helper()
 	c := e.dial()
 	if _, err := c.SignIn(ctxT(e.t), user, term, st); err != nil {
@@ -107,7 +130,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // mustSend sends and requires an ACK.
-func mustSend(t *testing.T, c *Client, recipient, recipTerm, text string) {
+func mustSend(t *testing.T, c *sessionclient.Client, recipient, recipTerm, text string) {
 	t.Helper()
 	if ok, summary, err := c.Send(ctxT(t), recipient, recipTerm, text); err != nil || !ok {
 		t.Fatalf("Send(%q, %q) = %v %q %v, want ACK", recipient, recipTerm, ok, summary, err)
@@ -115,7 +138,7 @@ func mustSend(t *testing.T, c *Client, recipient, recipTerm, text string) {
 }
 
 // waitDone waits up to 5 s for c's connection to end and returns why.
-func waitDone(t *testing.T, c *Client) error {
+func waitDone(t *testing.T, c *sessionclient.Client) error {
 	t.Helper()
 	select {
 	case <-c.Done():
@@ -127,7 +150,7 @@ func waitDone(t *testing.T, c *Client) error {
 }
 
 // nextMessage waits up to 5 s for a pushed message.
-func nextMessage(t *testing.T, c *Client) *Message {
+func nextMessage(t *testing.T, c *sessionclient.Client) *sessionproto.Message {
 	t.Helper()
 	select {
 	case m, ok := <-c.Messages():
@@ -143,7 +166,7 @@ func nextMessage(t *testing.T, c *Client) *Message {
 
 // noMessage checks that no message is pending for c. Deliveries are queued
 // before SND is answered, so a short grace period suffices.
-func noMessage(t *testing.T, c *Client, who string) {
+func noMessage(t *testing.T, c *sessionclient.Client, who string) {
 	t.Helper()
 	select {
 	case m := <-c.Messages():
@@ -153,7 +176,7 @@ func noMessage(t *testing.T, c *Client, who string) {
 }
 
 // nextEvent waits up to 5 s for a presence event.
-func nextEvent(t *testing.T, c *Client) PresenceEvent {
+func nextEvent(t *testing.T, c *sessionclient.Client) sessionclient.PresenceEvent {
 	t.Helper()
 	select {
 	case ev, ok := <-c.Events():
@@ -164,7 +187,7 @@ func nextEvent(t *testing.T, c *Client) PresenceEvent {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no presence event within 5 s")
 	}
-	return PresenceEvent{}
+	return sessionclient.PresenceEvent{}
 }
 
 // raw is a plain connection for speaking the protocol by hand.

@@ -19,6 +19,8 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/secrets"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/sockowner"
 )
 
@@ -72,7 +74,7 @@ func TestUnauthenticatedNetworkConnectionsDoNotLockOutLocalUsers(t *testing.T) {
 	if got := e.srv.Sessions(); got != DefaultMaxPending {
 		t.Fatalf("%d connections not signed in are open, want the cap %d", got, DefaultMaxPending)
 	}
-	c, err := Dial(ctxT(t), sock)
+	c, err := sessionclient.Dial(ctxT(t), sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,15 +121,15 @@ func TestFailedSignInsAreRateLimited(t *testing.T) {
 	})
 	for i := range 5 {
 		c := e.dial()
-		_, err := c.SignIn(ctxT(t), "alice", "t", presence.Online, WithSecret(fmt.Sprint("guess", i)))
-		if !IsCode(err, CodeAuthFailed) || strings.Contains(err.Error(), "too many") {
+		_, err := c.SignIn(ctxT(t), "alice", "t", presence.Online, sessionclient.WithSecret(fmt.Sprint("guess", i)))
+		if !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) || strings.Contains(err.Error(), "too many") {
 			t.Fatalf("guess %d: %v, want a plain 911", i, err)
 		}
 	}
 	// Now even the right secret is refused without being checked.
 	c := e.dial()
-	_, err = c.SignIn(ctxT(t), "alice", "t", presence.Online, WithSecret("s3cret"))
-	if !IsCode(err, CodeAuthFailed) || !strings.Contains(err.Error(), "too many failed sign-ins") {
+	_, err = c.SignIn(ctxT(t), "alice", "t", presence.Online, sessionclient.WithSecret("s3cret"))
+	if !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) || !strings.Contains(err.Error(), "too many failed sign-ins") {
 		t.Fatalf("sign-in past the failure limit: %v", err)
 	}
 	st := e.srv.Stats()
@@ -178,8 +180,8 @@ func TestTrustRefusesNonLoopback(t *testing.T) {
 			if tc.ok != (err == nil) {
 				t.Fatalf("Authenticate = %+v, %v; want ok=%v", id, err, tc.ok)
 			}
-			if !tc.ok && (!errors.Is(err, ErrAuthFailed) || !errors.Is(err, ErrNotLoopback)) {
-				t.Fatalf("error %v does not wrap ErrAuthFailed and ErrNotLoopback", err)
+			if !tc.ok && (!errors.Is(err, sessionproto.ErrAuthFailed) || !errors.Is(err, ErrNotLoopback)) {
+				t.Fatalf("error %v does not wrap sessionproto.ErrAuthFailed and ErrNotLoopback", err)
 			}
 		})
 	}
@@ -230,13 +232,13 @@ func TestFailedSignInsCountPerLocalUser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := NewClient(nc)
+		c := sessionclient.NewClient(nc)
 		defer c.Close()
-		_, err = c.SignIn(ctxT(t), "alice", "t", presence.Online, WithSecret(secret))
+		_, err = c.SignIn(ctxT(t), "alice", "t", presence.Online, sessionclient.WithSecret(secret))
 		return err
 	}
 	for i := range 3 {
-		if err := signInFrom(fmt.Sprintf("127.0.0.%d", 20+i), "guess"); !IsCode(err, CodeAuthFailed) || strings.Contains(err.Error(), "too many") {
+		if err := signInFrom(fmt.Sprintf("127.0.0.%d", 20+i), "guess"); !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) || strings.Contains(err.Error(), "too many") {
 			t.Fatalf("guess %d: %v, want a plain 911", i, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // TestNamesBelongToPeople: issue 12, "an alias may not be a known user's
@@ -25,15 +26,15 @@ func TestNamesBelongToPeople(t *testing.T) {
 		code int
 		text string
 	}{
-		{"a reserved name is 208", "postmaster", CodeNameReserved, "postmaster: name is reserved"},
-		{"root is reserved", "ROOT", CodeNameReserved, "root: name is reserved"},
-		{"a signed-in user's name is 209", "bob", CodeNameTaken, "bob: name in use (a user's name)"},
-		{"a hidden user's name is 209 in the same words", "carol", CodeNameTaken, "carol: name in use (a user's name)"},
+		{"a reserved name is 208", "postmaster", sessionproto.CodeNameReserved, "postmaster: name is reserved"},
+		{"root is reserved", "ROOT", sessionproto.CodeNameReserved, "root: name is reserved"},
+		{"a signed-in user's name is 209", "bob", sessionproto.CodeNameTaken, "bob: name in use (a user's name)"},
+		{"a hidden user's name is 209 in the same words", "carol", sessionproto.CodeNameTaken, "carol: name in use (a user's name)"},
 	}
 	for _, tc := range cases {
 		err := mallory.AddName(ctx, tc.name)
-		var se *Error
-		if !IsCode(err, tc.code) || !errors.As(err, &se) || se.Text != tc.text {
+		var se *sessionproto.Error
+		if !sessionproto.IsCode(err, tc.code) || !errors.As(err, &se) || se.Text != tc.text {
 			t.Errorf("%s: AddName(%s) = %v, want %d %s", tc.rule, tc.name, err, tc.code, tc.text)
 		}
 	}
@@ -50,8 +51,8 @@ func TestConsoleSignInRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Trust{}, nil)
 	c := e.dial()
-	if _, err := c.SignIn(ctxT(t), "mallory", "console", presence.Online); !IsCode(err, CodeTermReserved) {
-		t.Fatalf("mallory at console: %v, want %d", err, CodeTermReserved)
+	if _, err := c.SignIn(ctxT(t), "mallory", "console", presence.Online); !sessionproto.IsCode(err, sessionproto.CodeTermReserved) {
+		t.Fatalf("mallory at console: %v, want %d", err, sessionproto.CodeTermReserved)
 	}
 	if es := e.dir.All(); len(es) != 0 {
 		t.Fatalf("refused sign-in is present: %+v", es)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/msprelay/msprelay/identity"
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -33,7 +34,7 @@ func TestPushCarriesTheSenderIdentity(t *testing.T) {
 			d := &switchboard.Delivery{ID: "k", Recipient: "alice", Sender: tc.sender, Text: "hi",
 				Origin: switchboard.Origin{Node: "n1", Addr: "127.0.0.1:9", Transport: "tcp", Sender: tc.id}}
 			m := messageFromDelivery(d)
-			p := appendMessage(nil, &m)
+			p := sessionproto.AppendMessage(nil, &m)
 			for _, h := range tc.headers {
 				if !strings.Contains(string(p), h) {
 					t.Errorf("payload %q lacks %q", p, h)
@@ -42,7 +43,7 @@ func TestPushCarriesTheSenderIdentity(t *testing.T) {
 			if tc.id.User == "" && strings.Contains(string(p), "Sender-User") {
 				t.Errorf("payload %q names a user nobody proved", p)
 			}
-			back, err := parseMessage(p)
+			back, err := sessionproto.ParseMessage(p)
 			if err != nil {
 				t.Fatal(err)
 			}

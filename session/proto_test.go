@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -56,7 +57,7 @@ func TestTranscript(t *testing.T) {
 	}
 	r.send("SND 5 alice - 11\r\nhello\nworld")
 	p := r.payload("MSG")
-	m, err := parseMessage([]byte(p))
+	m, err := sessionproto.ParseMessage([]byte(p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +112,8 @@ func TestGarbageBeforeSignIn(t *testing.T) {
 		{"unsupported version", "VER 1 MSNP8\r\n", "720 1 this server speaks MSPS1 only"},
 		{"USR missing term", "USR 1 alice\r\n", "200 1 USR takes 2 to 3 arguments, got 1"},
 		{"bad escape", "USR 1 bad%zz pts/1\r\n", "201 1 argument 1: bad %-escape at offset 3"},
-		{"bad user", "USR 1 a*b pts/1\r\n", `205 1 presence: invalid user name "a*b"`},
-		{"bad terminal", "USR 1 alice a%20b\r\n", `206 1 presence: invalid terminal name "a b"`},
+		{"bad user", "USR 1 a*b pts/1\r\n", `205 1 principal: invalid user name "a*b"`},
+		{"bad terminal", "USR 1 alice a%20b\r\n", `206 1 principal: invalid terminal name "a b"`},
 		{"closed inside a line", "USR 1 al", "200 0 connection closed inside a line"},
 	}
 	for _, tc := range tests {
@@ -140,7 +141,7 @@ func TestErrorsAfterSignIn(t *testing.T) {
 	}{
 		{"unknown command", "XYZ 5\r\n", "202 5 unknown command XYZ", false},
 		{"bad TrID", "CHG x busy\r\n", `200 0 bad transaction id "x"`, false},
-		{"bad state", "CHG 6 sleepy\r\n", `201 6 presence: unknown state "sleepy"`, false},
+		{"bad state", "CHG 6 sleepy\r\n", `201 6 principal: unknown state "sleepy"`, false},
 		{"second USR", "USR 7 bob t\r\n", "207 7 already signed in as alice", false},
 		{"SND arguments with payload skipped", "SND 8 alice 5\r\nhello", "200 8 SND takes 2 arguments, got 1", false},
 		{"unknown list", "ADD 9 AL bob\r\n", `201 9 unknown list "AL" (want FL or BL)`, false},
@@ -180,16 +181,16 @@ func TestTokenEscapes(t *testing.T) {
 		{"\xa0", "%A0"},
 	}
 	for _, tc := range tests {
-		if got := encodeToken(tc.in); got != tc.token {
-			t.Errorf("encodeToken(%q) = %q, want %q", tc.in, got, tc.token)
+		if got := sessionproto.EncodeToken(tc.in); got != tc.token {
+			t.Errorf("sessionproto.EncodeToken(%q) = %q, want %q", tc.in, got, tc.token)
 		}
-		if got, err := decodeToken(tc.token); err != nil || got != tc.in {
-			t.Errorf("decodeToken(%q) = %q %v, want %q", tc.token, got, err, tc.in)
+		if got, err := sessionproto.DecodeToken(tc.token); err != nil || got != tc.in {
+			t.Errorf("sessionproto.DecodeToken(%q) = %q %v, want %q", tc.token, got, err, tc.in)
 		}
 	}
 	for _, bad := range []string{"%", "%4", "%zz", "a%g0"} {
-		if _, err := decodeToken(bad); err == nil {
-			t.Errorf("decodeToken(%q) succeeded", bad)
+		if _, err := sessionproto.DecodeToken(bad); err == nil {
+			t.Errorf("sessionproto.DecodeToken(%q) succeeded", bad)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -31,7 +32,7 @@ const (
 	DefaultMaxNames     = 16
 	DefaultOutQueue     = 128
 	DefaultQueueWait    = 250 * time.Millisecond
-	// maxMaxList keeps a full list reply under MaxServerPayload.
+	// maxMaxList keeps a full list reply under sessionproto.MaxServerPayload.
 	maxMaxList = 512
 	// lingerTimeout bounds how long a closing session reads (and discards)
 	// what the client still sends, so that the client sees the last line
@@ -110,7 +111,7 @@ type Config struct {
 	// commands_user.go); nil keeps block lists per session only.
 	Blocks BlockStore
 	// AdminGroup is the group whose members may broadcast (WAL) besides
-	// root; empty means DefaultAdminGroup.
+	// root; empty means sessionproto.DefaultAdminGroup.
 	AdminGroup string
 	// GroupsOf lists the group names of a local uid for the WAL check;
 	// nil means the system's databases (os/user).
@@ -315,7 +316,7 @@ func (srv *Server) admit(c net.Conn, auth Authenticator, kind listenerKind) {
 		srv.limits.Hit("session refused: "+refusal, "listener", kind.String(), "remote", c.RemoteAddr().String(),
 			"max_sessions", srv.cfg.MaxSessions, "max_pending", srv.cfg.MaxPending)
 		c.SetWriteDeadline(time.Now().Add(time.Second))
-		c.Write(errorLine(CodeServerBusy, 0, refusal))
+		c.Write(sessionproto.ErrorLine(sessionproto.CodeServerBusy, 0, refusal))
 		c.Close()
 		return
 	}
@@ -432,7 +433,7 @@ func (srv *Server) msgFrame(d *switchboard.Delivery) []byte {
 		bp = new([]byte)
 	}
 	m := messageFromDelivery(d)
-	p := appendMessage((*bp)[:0], &m)
+	p := sessionproto.AppendMessage((*bp)[:0], &m)
 	f := make([]byte, 0, len("MSG ")+20+2+len(p))
 	f = append(f, "MSG "...)
 	f = strconv.AppendInt(f, int64(len(p)), 10)

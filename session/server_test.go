@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -47,7 +49,7 @@ func TestDeliveryByRecipTerm(t *testing.T) {
 			if err != nil || !ok || summary != tc.summary {
 				t.Fatalf("Send = %v %q %v, want true %q", ok, summary, err, tc.summary)
 			}
-			for i, c := range []*Client{a1, a2} {
+			for i, c := range []*sessionclient.Client{a1, a2} {
 				if want := []bool{tc.want1, tc.want2}[i]; want {
 					if m := nextMessage(t, c); m.Text != "hi "+tc.name {
 						t.Fatalf("pts/%d got %q", i+1, m.Text)
@@ -74,7 +76,7 @@ func TestMessageHeaders(t *testing.T) {
 		t.Fatalf("Send = %v %v", ok, err)
 	}
 	m := nextMessage(t, alice)
-	want := Message{
+	want := sessionproto.Message{
 		ID: m.ID, Sender: "bob", SenderTerm: "tty7", Recipient: "ALICE", RecipTerm: "pts/1",
 		OriginNode: "n1", OriginAddr: "session", Transport: "session", Verified: false, SenderMethod: "trust",
 		Time: m.Time, Cookie: m.Cookie, Text: "line one\r\nline two\r\n",
@@ -127,8 +129,8 @@ func TestBlockList(t *testing.T) {
 	if err := alice.Block(ctx, "BOB"); err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.Block(ctx, "bob"); !IsCode(err, CodeInList) {
-		t.Fatalf("second Block = %v, want %d", err, CodeInList)
+	if err := alice.Block(ctx, "bob"); !sessionproto.IsCode(err, sessionproto.CodeInList) {
+		t.Fatalf("second Block = %v, want %d", err, sessionproto.CodeInList)
 	}
 	if l, err := alice.Blocked(ctx); err != nil || !slices.Equal(l, []string{"bob"}) {
 		t.Fatalf("Blocked = %v %v", l, err)
@@ -144,8 +146,8 @@ func TestBlockList(t *testing.T) {
 	if err := alice.Unblock(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.Unblock(ctx, "bob"); !IsCode(err, CodeNotInList) {
-		t.Fatalf("second Unblock = %v, want %d", err, CodeNotInList)
+	if err := alice.Unblock(ctx, "bob"); !sessionproto.IsCode(err, sessionproto.CodeNotInList) {
+		t.Fatalf("second Unblock = %v, want %d", err, sessionproto.CodeNotInList)
 	}
 	mustSend(t, bob, "alice", "", "thanks")
 	if m := nextMessage(t, alice); m.Sender != "bob" {
@@ -163,7 +165,7 @@ func TestDroppedConnectionEndsPresence(t *testing.T) {
 	if es, err := bob.Who(ctx, "alice"); err != nil || len(es) != 1 || es[0].Term != "pts/1" || es[0].Node != "n1" {
 		t.Fatalf("Who before = %+v %v", es, err)
 	}
-	alice.conn.Close() // no OUT: the connection just drops
+	e.drop(alice) // no OUT: the connection just drops
 	waitFor(t, "alice's presence to end", func() bool {
 		es, err := bob.Who(ctx, "alice")
 		return err == nil && len(es) == 0
@@ -181,8 +183,8 @@ func TestKickedByNewerSignIn(t *testing.T) {
 	e := newEnv(t, Trust{}, nil)
 	old := e.signIn("alice", "pts/1")
 	neu := e.signIn("alice", "pts/1")
-	if err := waitDone(t, old); !errors.Is(err, ErrKicked) {
-		t.Fatalf("old session ended with %v, want ErrKicked", err)
+	if err := waitDone(t, old); !errors.Is(err, sessionclient.ErrKicked) {
+		t.Fatalf("old session ended with %v, want sessionclient.ErrKicked", err)
 	}
 	bob := e.signIn("bob", "pts/2")
 	ctx := ctxT(t)
@@ -204,34 +206,34 @@ func TestWatchEvents(t *testing.T) {
 	carol := e.signIn("carol", "pts/3")
 	ctx := ctxT(t)
 	init, err := carol.Watch(ctx, "Alice")
-	want := PresenceEvent{Initial: true, User: "alice", Node: "n1", Term: "pts/1", State: presence.Online}
+	want := sessionclient.PresenceEvent{Initial: true, User: "alice", Node: "n1", Term: "pts/1", State: presence.Online}
 	if err != nil || len(init) != 1 || init[0] != want {
 		t.Fatalf("Watch = %+v %v, want [%+v]", init, err, want)
 	}
 	if ev := nextEvent(t, carol); ev != want {
 		t.Fatalf("Events got %+v, want the ILN %+v", ev, want)
 	}
-	if _, err := carol.Watch(ctx, "alice"); !IsCode(err, CodeInList) {
-		t.Fatalf("second Watch = %v, want %d", err, CodeInList)
+	if _, err := carol.Watch(ctx, "alice"); !sessionproto.IsCode(err, sessionproto.CodeInList) {
+		t.Fatalf("second Watch = %v, want %d", err, sessionproto.CodeInList)
 	}
 	a2 := e.signIn("alice", "pts/2")
 	steps := []struct {
 		name string
 		do   func()
-		want PresenceEvent
+		want sessionclient.PresenceEvent
 	}{
 		{"sign-in on a new terminal is NLN", func() {},
-			PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Online}},
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Online}},
 		{"state change is NLN", func() { mustNil(t, a1.SetState(ctx, presence.Away)) },
-			PresenceEvent{User: "alice", Node: "n1", Term: "pts/1", State: presence.Away}},
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/1", State: presence.Away}},
 		{"hidden is FLN to others", func() { mustNil(t, a2.SetState(ctx, presence.Hidden)) },
-			PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Offline}},
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Offline}},
 		{"visible again is NLN", func() { mustNil(t, a2.SetState(ctx, presence.Busy)) },
-			PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Busy}},
-		{"dropped connection is FLN", func() { a1.conn.Close() },
-			PresenceEvent{User: "alice", Node: "n1", Term: "pts/1", State: presence.Offline}},
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Busy}},
+		{"dropped connection is FLN", func() { e.drop(a1) },
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/1", State: presence.Offline}},
 		{"sign-out is FLN", func() { mustNil(t, a2.SignOut(ctx)) },
-			PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Offline}},
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Offline}},
 	}
 	for _, st := range steps {
 		st.do()
@@ -242,8 +244,8 @@ func TestWatchEvents(t *testing.T) {
 	if err := carol.Unwatch(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if err := carol.Unwatch(ctx, "alice"); !IsCode(err, CodeNotInList) {
-		t.Fatalf("second Unwatch = %v, want %d", err, CodeNotInList)
+	if err := carol.Unwatch(ctx, "alice"); !sessionproto.IsCode(err, sessionproto.CodeNotInList) {
+		t.Fatalf("second Unwatch = %v, want %d", err, sessionproto.CodeNotInList)
 	}
 	e.signIn("alice", "pts/4")
 	select {
@@ -328,8 +330,8 @@ func TestWhoEntry(t *testing.T) {
 	if es, err := alice.Who(ctx, "nobody-here"); err != nil || len(es) != 0 {
 		t.Fatalf("Who(absent) = %+v %v, want an empty list", es, err)
 	}
-	if _, err := alice.Who(ctx, "bad name"); !IsCode(err, CodeBadUser) {
-		t.Fatalf("Who(bad name) = %v, want %d", err, CodeBadUser)
+	if _, err := alice.Who(ctx, "bad name"); !sessionproto.IsCode(err, sessionproto.CodeBadUser) {
+		t.Fatalf("Who(bad name) = %v, want %d", err, sessionproto.CodeBadUser)
 	}
 }
 
@@ -342,21 +344,21 @@ func TestAliases(t *testing.T) {
 	bob := e.signIn("bob", "pts/2")
 	ctx := ctxT(t)
 	mustNil(t, alice.AddName(ctx, "HelpDesk"))
-	if err := alice.AddName(ctx, "helpdesk"); !IsCode(err, CodeInList) {
-		t.Fatalf("AddName twice = %v, want %d", err, CodeInList)
+	if err := alice.AddName(ctx, "helpdesk"); !sessionproto.IsCode(err, sessionproto.CodeInList) {
+		t.Fatalf("AddName twice = %v, want %d", err, sessionproto.CodeInList)
 	}
-	if err := alice.AddName(ctx, "alice"); !IsCode(err, CodeInList) {
-		t.Fatalf("AddName(own name) = %v, want %d", err, CodeInList)
+	if err := alice.AddName(ctx, "alice"); !sessionproto.IsCode(err, sessionproto.CodeInList) {
+		t.Fatalf("AddName(own name) = %v, want %d", err, sessionproto.CodeInList)
 	}
-	if err := bob.AddName(ctx, "helpdesk"); !IsCode(err, CodeNameTaken) {
-		t.Fatalf("bob AddName(helpdesk) = %v, want %d", err, CodeNameTaken)
+	if err := bob.AddName(ctx, "helpdesk"); !sessionproto.IsCode(err, sessionproto.CodeNameTaken) {
+		t.Fatalf("bob AddName(helpdesk) = %v, want %d", err, sessionproto.CodeNameTaken)
 	}
-	if err := bob.AddName(ctx, "alice"); !IsCode(err, CodeNameTaken) {
-		t.Fatalf("bob AddName(alice) = %v, want %d", err, CodeNameTaken)
+	if err := bob.AddName(ctx, "alice"); !sessionproto.IsCode(err, sessionproto.CodeNameTaken) {
+		t.Fatalf("bob AddName(alice) = %v, want %d", err, sessionproto.CodeNameTaken)
 	}
 	mustNil(t, alice.AddName(ctx, "ops"))
-	if err := alice.AddName(ctx, "third"); !IsCode(err, CodeListFull) {
-		t.Fatalf("third AddName = %v, want %d", err, CodeListFull)
+	if err := alice.AddName(ctx, "third"); !sessionproto.IsCode(err, sessionproto.CodeListFull) {
+		t.Fatalf("third AddName = %v, want %d", err, sessionproto.CodeListFull)
 	}
 	if n, err := alice.Names(ctx); err != nil || !slices.Equal(n, []string{"helpdesk", "ops"}) {
 		t.Fatalf("Names = %v %v", n, err)
@@ -369,8 +371,8 @@ func TestAliases(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 	mustNil(t, alice.DelName(ctx, "helpdesk"))
-	if err := alice.DelName(ctx, "helpdesk"); !IsCode(err, CodeNotInList) {
-		t.Fatalf("DelName twice = %v, want %d", err, CodeNotInList)
+	if err := alice.DelName(ctx, "helpdesk"); !sessionproto.IsCode(err, sessionproto.CodeNotInList) {
+		t.Fatalf("DelName twice = %v, want %d", err, sessionproto.CodeNotInList)
 	}
 	if ok, summary, _ := bob.Send(ctx, "helpdesk", "", "still there?"); ok || summary != "helpdesk: not signed in" {
 		t.Fatalf("Send after DelName = %v %q", ok, summary)
@@ -391,12 +393,12 @@ func TestSendTextRules(t *testing.T) {
 		code int // 0: accepted
 	}{
 		{"latin-1 and tab accepted", "caf\xe9\tna\xefve", 0},
-		{"bell refused", "ding\x07", CodeBadText},
-		{"escape refused", "\x1b[2J", CodeBadText},
-		{"C1 CSI refused", "\x9b2J", CodeBadText},
-		{"DEL refused", "a\x7fb", CodeBadText},
+		{"bell refused", "ding\x07", sessionproto.CodeBadText},
+		{"escape refused", "\x1b[2J", sessionproto.CodeBadText},
+		{"C1 CSI refused", "\x9b2J", sessionproto.CodeBadText},
+		{"DEL refused", "a\x7fb", sessionproto.CodeBadText},
 		{"fits under 512 octets", strings.Repeat("x", 511-1-6-2-1-5-6-17-1), 0},
-		{"512 octets refused", strings.Repeat("x", 511-1-6-2-1-5-6-17-1+1), CodeBadText},
+		{"512 octets refused", strings.Repeat("x", 511-1-6-2-1-5-6-17-1+1), sessionproto.CodeBadText},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -410,7 +412,7 @@ func TestSendTextRules(t *testing.T) {
 				}
 				return
 			}
-			if !IsCode(err, tc.code) {
+			if !sessionproto.IsCode(err, tc.code) {
 				t.Fatalf("Send = %v %v, want error %d", ok, err, tc.code)
 			}
 		})
@@ -434,7 +436,7 @@ func TestConsole(t *testing.T) {
 	}
 }
 
-// TestNoTerminalSession: signing in with NoTerminal gives a session that can
+// TestNoTerminalSession: signing in with sessionproto.NoTerminal gives a session that can
 // look up, watch and send but is not present and cannot change state.
 func TestNoTerminalSession(t *testing.T) {
 	t.Parallel()
@@ -442,8 +444,8 @@ func TestNoTerminalSession(t *testing.T) {
 	alice := e.signIn("alice", "pts/1")
 	c := e.dial()
 	ctx := ctxT(t)
-	si, err := c.SignIn(ctx, "bob", NoTerminal, presence.Offline)
-	want := SignedIn{User: "bob", Term: "*", State: presence.Online, Node: "n1", Method: "trust"}
+	si, err := c.SignIn(ctx, "bob", sessionproto.NoTerminal, presence.Offline)
+	want := sessionclient.SignedIn{User: "bob", Term: "*", State: presence.Online, Node: "n1", Method: "trust"}
 	if err != nil || *si != want {
 		t.Fatalf("SignIn = %+v %v, want %+v", si, err, want)
 	}
@@ -455,8 +457,8 @@ func TestNoTerminalSession(t *testing.T) {
 		"NAM ADD": c.AddName(ctx, "x"),
 		"ADD BL":  c.Block(ctx, "carol"),
 	} {
-		if !IsCode(err, CodeNotAllowed) {
-			t.Errorf("%s = %v, want %d", name, err, CodeNotAllowed)
+		if !sessionproto.IsCode(err, sessionproto.CodeNotAllowed) {
+			t.Errorf("%s = %v, want %d", name, err, sessionproto.CodeNotAllowed)
 		}
 	}
 	mustSend(t, c, "alice", "", "from nowhere")
@@ -477,17 +479,17 @@ func TestListCaps(t *testing.T) {
 		}
 		mustNil(t, c.Block(ctx, u))
 	}
-	if _, err := c.Watch(ctx, "d"); !IsCode(err, CodeListFull) {
-		t.Fatalf("third Watch = %v, want %d", err, CodeListFull)
+	if _, err := c.Watch(ctx, "d"); !sessionproto.IsCode(err, sessionproto.CodeListFull) {
+		t.Fatalf("third Watch = %v, want %d", err, sessionproto.CodeListFull)
 	}
-	if err := c.Block(ctx, "d@n1"); !IsCode(err, CodeListFull) {
-		t.Fatalf("third Block = %v, want %d", err, CodeListFull)
+	if err := c.Block(ctx, "d@n1"); !sessionproto.IsCode(err, sessionproto.CodeListFull) {
+		t.Fatalf("third Block = %v, want %d", err, sessionproto.CodeListFull)
 	}
 	if l, err := c.Watched(ctx); err != nil || !slices.Equal(l, []string{"b", "c"}) {
 		t.Fatalf("Watched = %v %v", l, err)
 	}
-	if err := c.Block(ctx, "x@bad.node"); !IsCode(err, CodeBadUser) {
-		t.Fatalf("Block(x@bad.node) = %v, want %d", err, CodeBadUser)
+	if err := c.Block(ctx, "x@bad.node"); !sessionproto.IsCode(err, sessionproto.CodeBadUser) {
+		t.Fatalf("Block(x@bad.node) = %v, want %d", err, sessionproto.CodeBadUser)
 	}
 }
 
@@ -524,8 +526,8 @@ func TestIdleTimeout(t *testing.T) {
 	if d := time.Since(start); d < idleTimeout {
 		t.Fatalf("silent session closed %v after its sign-in began, before IdleTimeout (%v)", d, idleTimeout)
 	}
-	if err := idle.Err(); !errors.Is(err, ErrIdleTimeout) {
-		t.Fatalf("idle session ended with %v, want ErrIdleTimeout", err)
+	if err := idle.Err(); !errors.Is(err, sessionclient.ErrIdleTimeout) {
+		t.Fatalf("idle session ended with %v, want sessionclient.ErrIdleTimeout", err)
 	}
 	// The client sees its connection end as the server closes it; the
 	// server signs the session out right after, so poll (bounded).
@@ -548,8 +550,8 @@ func TestShutdown(t *testing.T) {
 	if err := e.srv.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitDone(t, alice); !errors.Is(err, ErrServerShutdown) {
-		t.Fatalf("alice ended with %v, want ErrServerShutdown", err)
+	if err := waitDone(t, alice); !errors.Is(err, sessionclient.ErrServerShutdown) {
+		t.Fatalf("alice ended with %v, want sessionclient.ErrServerShutdown", err)
 	}
 	waitDone(t, pending)
 	if len(e.dir.All()) != 0 {
@@ -593,7 +595,7 @@ func TestManySessionsNoLeak(t *testing.T) {
 	base := runtime.NumGoroutine()
 	const n = 40
 	for round := range 3 {
-		cs := make([]*Client, n)
+		cs := make([]*sessionclient.Client, n)
 		for i := range cs {
 			cs[i] = e.signIn(fmt.Sprintf("u%d", i%10), fmt.Sprintf("r%d-%d", round, i))
 		}
@@ -609,7 +611,7 @@ func TestManySessionsNoLeak(t *testing.T) {
 	waitFor(t, fmt.Sprintf("goroutines back to %d", base), func() bool { return runtime.NumGoroutine() <= base })
 }
 
-// TestClientConcurrentUse: one Client used from many goroutines; replies
+// TestClientConcurrentUse: one sessionclient.Client used from many goroutines; replies
 // are matched by TrID and every message arrives once.
 func TestClientConcurrentUse(t *testing.T) {
 	t.Parallel()

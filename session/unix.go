@@ -11,18 +11,15 @@ import (
 	"strconv"
 	"sync"
 	"time"
-)
 
-// ErrUntrustedSocket refuses a Unix socket served by a user who is neither
-// root nor the client's own user: whoever serves the socket decides what
-// the client shows as a verified message.
-var ErrUntrustedSocket = errors.New("session: socket served by another user")
+	"github.com/msprelay/msprelay/sessionsock"
+)
 
 // ListenUnix listens on a Unix socket at path for PeerCred sessions.
 //
 // The directory holding path is created if missing (0700, or 0755 for root,
 // whose system socket every local user must reach) and must pass
-// [CheckDir]: owned by the running user and writable by nobody else, so no
+// [sessionsock.CheckDir]: owned by the running user and writable by nobody else, so no
 // one else can replace the socket. The socket is bound in a fresh private
 // directory next to path, made world-connectable (0666: PeerCred
 // authenticates by uid, not by file permissions) while nobody else can
@@ -37,7 +34,7 @@ func ListenUnix(path string) (net.Listener, error) {
 	if os.Geteuid() == 0 {
 		perm = 0o755
 	}
-	if err := EnsureDir(dir, perm); err != nil {
+	if err := sessionsock.EnsureDir(dir, perm); err != nil {
 		return nil, fmt.Errorf("session: listen %s: %w", path, err)
 	}
 	if err := checkStale(path); err != nil {
@@ -83,7 +80,7 @@ func checkStale(path string) error {
 	if fi.Mode()&fs.ModeSocket == 0 {
 		return fmt.Errorf("session: listen %s: exists and is not a socket", path)
 	}
-	if uid, ok := fileOwner(fi); ok && uid != uint32(os.Geteuid()) {
+	if uid, ok := sessionsock.FileOwner(fi); ok && uid != uint32(os.Geteuid()) {
 		return fmt.Errorf("session: listen %s: the socket there belongs to uid %d", path, uid)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
@@ -114,27 +111,6 @@ func (l *unixListener) Close() error {
 		}
 	})
 	return err
-}
-
-// SystemUser is the system account a packaged node runs as (the systemd
-// unit's User=). Only root creates system accounts, so a socket served by
-// it is the system node's.
-const SystemUser = "msprelay"
-
-// checkServer refuses a Unix socket connection whose server runs as
-// neither root, nor the running user, nor SystemUser.
-func checkServer(c net.Conn) error {
-	uid, err := peerUID(c)
-	if err != nil {
-		return fmt.Errorf("%w: cannot tell who serves it: %v", ErrUntrustedSocket, err)
-	}
-	if uid == 0 || uid == uint32(os.Geteuid()) {
-		return nil
-	}
-	if u, err := user.Lookup(SystemUser); err == nil && u.Uid == strconv.FormatUint(uint64(uid), 10) {
-		return nil
-	}
-	return fmt.Errorf("%w: served by uid %d, not by root, uid %d or the %s account", ErrUntrustedSocket, uid, os.Geteuid(), SystemUser)
 }
 
 // loginName maps a uid to its login name with os/user.

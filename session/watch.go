@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // watchIndex maps a watched user to the sessions watching it.
@@ -152,11 +153,11 @@ func (s *session) diffLocked(user string, entries []presence.Entry, trid *uint32
 		}
 		k := termKey{e.Node, presence.CanonicalUser(e.Term)}
 		now[k] = watched{term: e.Term, state: e.State}
-		args := []string{e.State.Code(), encodeToken(e.User), encodeToken(e.Node), encodeToken(e.Term)}
+		args := []string{e.State.Code(), sessionproto.EncodeToken(e.User), sessionproto.EncodeToken(e.Node), sessionproto.EncodeToken(e.Term)}
 		if trid != nil {
-			b = append(b, line("ILN", *trid, true, args...)...)
+			b = append(b, sessionproto.Line("ILN", *trid, true, args...)...)
 		} else if w, had := old[k]; !had || w.state != e.State {
-			b = append(b, line("NLN", 0, false, args...)...)
+			b = append(b, sessionproto.Line("NLN", 0, false, args...)...)
 		}
 	}
 	gone := make([]termKey, 0, len(old))
@@ -167,7 +168,7 @@ func (s *session) diffLocked(user string, entries []presence.Entry, trid *uint32
 	}
 	slices.SortFunc(gone, func(a, b termKey) int { return cmp.Or(cmp.Compare(a.node, b.node), cmp.Compare(a.term, b.term)) })
 	for _, k := range gone {
-		b = append(b, line("FLN", 0, false, encodeToken(user), encodeToken(k.node), encodeToken(old[k].term))...)
+		b = append(b, sessionproto.Line("FLN", 0, false, sessionproto.EncodeToken(user), sessionproto.EncodeToken(k.node), sessionproto.EncodeToken(old[k].term))...)
 	}
 	s.known[user] = now
 	return b

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Rule (issue 9): `msp who` shows tty terminals, so a WHO line carries the
@@ -12,19 +13,19 @@ import (
 func TestWhoLineCarriesTTYKind(t *testing.T) {
 	t.Parallel()
 	e := presence.Entry{User: "bob", Node: "hosta", Term: "pts/0", State: presence.Idle, Kind: presence.KindTTY}
-	line := string(appendWhoLine(nil, &e))
+	line := string(sessionproto.AppendWhoLine(nil, &e))
 	if line != "bob hosta pts/0 IDL - - - tty\r\n" {
 		t.Fatalf("tty WHO line = %q", line)
 	}
-	es, err := parseWho([]byte(line))
+	es, err := sessionproto.ParseWho([]byte(line))
 	if err != nil || len(es) != 1 || es[0].Kind != presence.KindTTY {
 		t.Fatalf("parseWho = %+v, %v", es, err)
 	}
 	e.Kind = presence.KindSession
-	if line := string(appendWhoLine(nil, &e)); line != "bob hosta pts/0 IDL - - -\r\n" {
+	if line := string(sessionproto.AppendWhoLine(nil, &e)); line != "bob hosta pts/0 IDL - - -\r\n" {
 		t.Fatalf("session WHO line = %q, want the seven fields older clients read", line)
 	}
-	if _, err := parseWho([]byte("bob hosta pts/0 IDL - - - printer\r\n")); !errors.Is(err, ErrBadPayload) {
-		t.Fatalf("unknown kind: %v, want ErrBadPayload", err)
+	if _, err := sessionproto.ParseWho([]byte("bob hosta pts/0 IDL - - - printer\r\n")); !errors.Is(err, sessionproto.ErrBadPayload) {
+		t.Fatalf("unknown kind: %v, want sessionproto.ErrBadPayload", err)
 	}
 }

@@ -12,8 +12,9 @@ import (
 
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // chatJSON is one line of `msp chat --json` (and an invitation in `msp
@@ -65,7 +66,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 		return fail(e, exitUsage, "%v", err)
 	}
 	name := strings.TrimPrefix(fs.Arg(0), "#")
-	k := newKeeper(&sf, termName, presence.Online, e)
+	k := newKeeper(&sf, termName, principal.Online, e)
 	c, si, err := k.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -93,7 +94,7 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 	cs := &chatSession{c: c, room: name, timeout: sf.timeout, json: *asJSON, e: e, out: out}
 	cs.setRoster(roster)
 	k.json, k.jsonln = *asJSON, func(v any) error { return out.encodeAny(v) }
-	k.rejoin = func(ctx context.Context, nc *session.Client) error {
+	k.rejoin = func(ctx context.Context, nc *sessionclient.Client) error {
 		cctx, cancel := context.WithTimeout(ctx, sf.timeout)
 		defer cancel()
 		_, roster, err := nc.Join(cctx, name)
@@ -191,14 +192,14 @@ func cmdChat(ctx context.Context, args []string, e env) int {
 			if err == nil && ed != nil {
 				// The editor erased the typed line; show it as sent.
 				m, _ := identity.ParseMethod(si.Method)
-				_ = out.event(session.ConvEvent{Type: "message", Conversation: name, User: si.User, Node: si.Node, Term: si.Term, Text: text, ID: id, Time: time.Now(),
+				_ = out.event(sessionproto.ConvEvent{Type: "message", Conversation: name, User: si.User, Node: si.Node, Term: si.Term, Text: text, ID: id, Time: time.Now(),
 					Verified: m.Proves(), SenderMethod: si.Method})
 			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return leave()
 				}
-				if session.IsCode(err, session.CodeBadText) {
+				if sessionproto.IsCode(err, sessionproto.CodeBadText) {
 					fmt.Fprintf(e.stderr, "msp: not sent: %s\n", peopleError(err))
 					continue
 				}
@@ -252,7 +253,7 @@ type chatPrinter struct {
 	json bool
 }
 
-func (p *chatPrinter) roster(name string, members []session.ConvMember) {
+func (p *chatPrinter) roster(name string, members []sessionclient.ConvMember) {
 	if p.json {
 		now := time.Now().UTC()
 		for _, m := range members {
@@ -292,7 +293,7 @@ func (p *chatPrinter) encodeAny(v any) error {
 	return err
 }
 
-func (p *chatPrinter) event(ev session.ConvEvent) error {
+func (p *chatPrinter) event(ev sessionproto.ConvEvent) error {
 	if ev.Type == "typing" {
 		return nil
 	}
@@ -338,7 +339,7 @@ func (p *chatPrinter) event(ev session.ConvEvent) error {
 // unverifiedMark is what follows the sender of a message line: nothing
 // when her node proved who sent it, otherwise " (UNVERIFIED: how)" and,
 // when a local user claimed another name, who really sent it.
-func unverifiedMark(ev session.ConvEvent) string {
+func unverifiedMark(ev sessionproto.ConvEvent) string {
 	if ev.Verified {
 		return ""
 	}

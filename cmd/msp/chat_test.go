@@ -11,8 +11,9 @@ import (
 	"github.com/msprelay/msprelay/internal/syncbuf"
 
 	"github.com/msprelay/msprelay/internal/testcluster"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // jsonLines decodes the JSON lines written so far.
@@ -48,7 +49,7 @@ func waitLine(t *testing.T, buf *syncbuf.Buffer, what string, ok func(chatJSON) 
 	return found
 }
 
-func nextConvEvent(t *testing.T, cl *session.Client, typ string) session.ConvEvent {
+func nextConvEvent(t *testing.T, cl *sessionclient.Client, typ string) sessionproto.ConvEvent {
 	t.Helper()
 	return testcluster.NextConv(t, cl, typ, 10*time.Second)
 }
@@ -60,7 +61,7 @@ func nextConvEvent(t *testing.T, cl *session.Client, typ string) session.ConvEve
 func TestChatListenWho(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 2, testcluster.Options{})
-	bob := c.SignIn(1, "bob", "pts/2", presence.Online)
+	bob := c.SignIn(1, "bob", "pts/2", principal.Online)
 	bob.Conversations()
 	c.WaitPresent("bob", "pts/2", c.Name(1), true)
 
@@ -167,20 +168,20 @@ func TestChatMarksUnverifiedLines(t *testing.T) {
 	at := time.Date(2026, 11, 30, 14, 3, 4, 0, time.Local)
 	tests := []struct {
 		name     string
-		ev       session.ConvEvent
+		ev       sessionproto.ConvEvent
 		text     string
 		verified bool
 		method   string
 	}{
-		{"verified member", session.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, Verified: true, SenderMethod: "peercred"},
+		{"verified member", sessionproto.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, Verified: true, SenderMethod: "peercred"},
 			"[14:03:04] alice@n1:\n", true, "peercred"},
-		{"unauthenticated MSP through an open bridge", session.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, SenderMethod: "none"},
+		{"unauthenticated MSP through an open bridge", sessionproto.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, SenderMethod: "none"},
 			"[14:03:04] alice@n1 (UNVERIFIED: none):\n", false, "none"},
-		{"trusted session", session.ConvEvent{Type: "message", Conversation: "ops", User: "bob", Node: "n2", Text: "hi", Time: at, SenderMethod: "trust"},
+		{"trusted session", sessionproto.ConvEvent{Type: "message", Conversation: "ops", User: "bob", Node: "n2", Text: "hi", Time: at, SenderMethod: "trust"},
 			"[14:03:04] bob@n2 (UNVERIFIED: trust):\n", false, "trust"},
-		{"a local user claiming alice", session.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, SenderMethod: "kernel", SenderUser: "mallory"},
+		{"a local user claiming alice", sessionproto.ConvEvent{Type: "message", Conversation: "ops", User: "alice", Node: "n1", Text: "hi", Time: at, SenderMethod: "kernel", SenderUser: "mallory"},
 			"[14:03:04] alice@n1 (UNVERIFIED: kernel, sent by local user mallory):\n", false, "kernel"},
-		{"an old node's message says nothing", session.ConvEvent{Type: "message", Conversation: "ops", User: "carol", Node: "n3", Text: "hi", Time: at},
+		{"an old node's message says nothing", sessionproto.ConvEvent{Type: "message", Conversation: "ops", User: "carol", Node: "n3", Text: "hi", Time: at},
 			"[14:03:04] carol@n3 (UNVERIFIED: none):\n", false, "none"},
 	}
 	for _, tt := range tests {

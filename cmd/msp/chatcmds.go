@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Slash commands inside `msp chat` (issue 20, item 5): a line starting with
@@ -56,23 +57,23 @@ func parseChatLine(l string) chatCommand {
 // chatSession is what the chat commands act on: the current session (it
 // changes on reconnection) and the room.
 type chatSession struct {
-	c       *session.Client
+	c       *sessionclient.Client
 	room    string
 	timeout time.Duration
 	json    bool
 	e       env
 	out     *chatPrinter
-	members map[string]session.ConvMember // key user+node+term; kept by the event loop
+	members map[string]sessionclient.ConvMember // key user+node+term; kept by the event loop
 }
 
-func memberKey(m session.ConvMember) string { return m.User + "\x00" + m.Node + "\x00" + m.Term }
+func memberKey(m sessionclient.ConvMember) string { return m.User + "\x00" + m.Node + "\x00" + m.Term }
 
 // track keeps the roster up to date from the room's events.
-func (cs *chatSession) track(ev session.ConvEvent) {
+func (cs *chatSession) track(ev sessionproto.ConvEvent) {
 	if ev.Conversation != cs.room || cs.members == nil {
 		return
 	}
-	m := session.ConvMember{User: ev.User, Node: ev.Node, Term: ev.Term}
+	m := sessionclient.ConvMember{User: ev.User, Node: ev.Node, Term: ev.Term}
 	switch ev.Type {
 	case "join":
 		cs.members[memberKey(m)] = m
@@ -82,8 +83,8 @@ func (cs *chatSession) track(ev session.ConvEvent) {
 }
 
 // setRoster replaces the roster with the one a join returned.
-func (cs *chatSession) setRoster(ms []session.ConvMember) {
-	cs.members = make(map[string]session.ConvMember, len(ms))
+func (cs *chatSession) setRoster(ms []sessionclient.ConvMember) {
+	cs.members = make(map[string]sessionclient.ConvMember, len(ms))
 	for _, m := range ms {
 		cs.members[memberKey(m)] = m
 	}
@@ -137,7 +138,7 @@ func (cs *chatSession) note(_ context.Context, what, subject string, err error) 
 
 // who prints the room's members as the session knows them.
 func (cs *chatSession) who() {
-	ms := make([]session.ConvMember, 0, len(cs.members))
+	ms := make([]sessionclient.ConvMember, 0, len(cs.members))
 	for _, m := range cs.members {
 		ms = append(ms, m)
 	}

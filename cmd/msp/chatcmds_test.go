@@ -14,7 +14,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // A line starting with "/" is a command; "//" sends one "/"; an unknown
@@ -56,7 +56,7 @@ func TestChatCommandsAndReconnect(t *testing.T) {
 			cfg.SessionSocket = sock
 		}
 	}})
-	bob := c.SignIn(0, "bob", "pts/2", presence.Online)
+	bob := c.SignIn(0, "bob", "pts/2", principal.Online)
 	bob.Conversations()
 	c.WaitPresent("bob", "pts/2", c.Name(0), true)
 

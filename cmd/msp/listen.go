@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
+	"github.com/msprelay/msprelay/sessionsock"
 )
 
 // sessionFlags are the flags every session command shares.
@@ -63,20 +65,20 @@ func (sf *sessionFlags) signInNames(term string) (string, error) {
 	return toLatin1("--term", term)
 }
 
-func (sf *sessionFlags) connect(ctx context.Context, term string, state presence.State, extra ...session.SignInOption) (*session.Client, *session.SignedIn, error) {
-	opts := append([]session.SignInOption(nil), extra...)
+func (sf *sessionFlags) connect(ctx context.Context, term string, state principal.State, extra ...sessionclient.SignInOption) (*sessionclient.Client, *sessionclient.SignedIn, error) {
+	opts := append([]sessionclient.SignInOption(nil), extra...)
 	if sf.secretFile != "" {
 		b, err := os.ReadFile(sf.secretFile)
 		if err != nil {
 			return nil, nil, fmt.Errorf("secret: %w", err)
 		}
-		opts = append(opts, session.WithSecret(strings.TrimSpace(string(b))))
+		opts = append(opts, sessionclient.WithSecret(strings.TrimSpace(string(b))))
 	}
 	cctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
 	var looked []string
 	for _, a := range sessionAddrs(sf.addr) {
-		c, err := session.Dial(cctx, a)
+		c, err := sessionclient.Dial(cctx, a)
 		if err != nil {
 			// One line for people: where, and why in a few words.
 			looked = append(looked, fmt.Sprintf("%s (%s)", a, dialReason(err)))
@@ -101,7 +103,7 @@ func dialReason(err error) string {
 		return "nothing listens"
 	case errors.Is(err, syscall.EACCES):
 		return "permission denied"
-	case errors.Is(err, session.ErrUntrustedSocket):
+	case errors.Is(err, sessionsock.ErrUntrustedSocket):
 		return "served by an untrusted user"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "no answer in time"
@@ -127,7 +129,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	if fs.NArg() > 0 {
 		return fail(e, exitUsage, "listen takes no arguments (got %q)", fs.Arg(0))
 	}
-	state, err := presence.ParseState(*stateName)
+	state, err := principal.ParseState(*stateName)
 	if err != nil {
 		return fail(e, exitUsage, "--state: %v", err)
 	}
@@ -148,14 +150,14 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 	}
 	// Acknowledge every message once it is written out, so that the node
 	// keeps (and later redelivers) what never reached our output.
-	k := newKeeper(&sf, termName, state, e, session.WithAcks())
+	k := newKeeper(&sf, termName, state, e, sessionclient.WithAcks())
 	out := &printer{w: e.stdout, json: *asJSON, loc: time.Local}
 	k.json, k.jsonln = *asJSON, out.writeJSON
 	// The initial terminals of each watched user (ILN) arrive on the
 	// session's event stream as well as in Watch's reply; the listen loop
 	// prints them from the stream, in order with later changes, so they
 	// are not printed here.
-	watchAll := func(ctx context.Context, c *session.Client) error {
+	watchAll := func(ctx context.Context, c *sessionclient.Client) error {
 		for _, u := range watched {
 			cctx, cancel := context.WithTimeout(ctx, sf.timeout)
 			_, err := c.Watch(cctx, u)
@@ -207,7 +209,7 @@ func cmdListen(ctx context.Context, args []string, e env) int {
 // the ids shown so far, across reconnections, so that a message the node
 // hands out again after a reconnection (its ACK was lost with the
 // connection) is shown once.
-func listenLoop(ctx context.Context, c *session.Client, out *printer, seen *recentSet, timeout time.Duration, e env) (code int, cause error) {
+func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, seen *recentSet, timeout time.Duration, e env) (code int, cause error) {
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	msgs, events, convs := c.Messages(), c.Events(), c.Conversations()
@@ -272,12 +274,12 @@ func listenLoop(ctx context.Context, c *session.Client, out *printer, seen *rece
 }
 
 // sessionEnd is why c's session ended, never nil.
-func sessionEnd(c *session.Client) error {
+func sessionEnd(c *sessionclient.Client) error {
 	<-c.Done()
 	if err := c.Err(); err != nil {
 		return err
 	}
-	return session.ErrConnClosed
+	return sessionclient.ErrConnClosed
 }
 
 // printer writes messages and presence events as text or JSON lines, all
@@ -324,7 +326,7 @@ type jsonEvent struct {
 	State string `json:"state"`
 }
 
-func (p *printer) message(m *session.Message) error {
+func (p *printer) message(m *sessionproto.Message) error {
 	if p.json {
 		text := msp.Latin1ToUTF8(strings.ReplaceAll(m.Text, "\r\n", "\n"))
 		return p.writeJSON(jsonMessage{Type: "message", ID: m.ID,
@@ -338,12 +340,12 @@ func (p *printer) message(m *session.Message) error {
 	return err
 }
 
-func (p *printer) event(ev session.PresenceEvent) error {
+func (p *printer) event(ev sessionclient.PresenceEvent) error {
 	kind := "online"
 	switch {
 	case ev.Initial:
 		kind = "initial"
-	case ev.State == presence.Offline:
+	case ev.State == principal.Offline:
 		kind = "offline"
 	}
 	if p.json {
@@ -402,7 +404,7 @@ func (r *recentSet) add(id string) bool {
 // markQueued adds "(queued, sent Dec 06 17:07)" to the header line (the
 // first line) of a rendered message that waited in the mailbox, so that
 // mail up to a week old does not pass for live (issue 20, item 5).
-func markQueued(rendered string, m *session.Message, loc *time.Location) string {
+func markQueued(rendered string, m *sessionproto.Message, loc *time.Location) string {
 	if !m.Queued {
 		return rendered
 	}

@@ -29,7 +29,7 @@ import (
 	"syscall"
 
 	"github.com/msprelay/msprelay/internal/buildinfo"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionsock"
 )
 
 // Exit codes: the contract scripts rely on.
@@ -181,5 +181,5 @@ func sessionAddrs(flagValue string) []string {
 	if flagValue != "" {
 		return []string{flagValue}
 	}
-	return session.SocketCandidates()
+	return sessionsock.SocketCandidates()
 }

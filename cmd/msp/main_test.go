@@ -13,7 +13,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 type result struct {
@@ -36,8 +36,8 @@ func runCLI(t *testing.T, stdin string, args ...string) result {
 func TestSendExitStatus(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
-	c.SignIn(0, "alice", "pts/1", presence.Online)
-	c.SignIn(0, "bob", "pts/2", presence.Busy)
+	c.SignIn(0, "alice", "pts/1", principal.Online)
+	c.SignIn(0, "bob", "pts/2", principal.Busy)
 	srv := c.MSPAddr(0)
 	closed := func() string { // a port nothing listens on
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -109,7 +109,7 @@ func TestListenAndWhoJSON(t *testing.T) {
 		t.Fatalf("who --json = %v", entries)
 	}
 
-	bob := c.SignIn(0, "bob", "tty1", presence.Online)
+	bob := c.SignIn(0, "bob", "tty1", principal.Online)
 	_ = bob
 	send := runCLI(t, "", "send", "--server", c.MSPAddr(0), "--from", "bob", "--from-term", "tty1", "alice", "grüße\nline two")
 	if send.code != 0 {
@@ -162,7 +162,7 @@ func TestListenUsage(t *testing.T) {
 func TestWhoLastSeen(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
-	alice := c.SignIn(0, "alice", "pts/5", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/5", principal.Online)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := alice.SignOut(ctx); err != nil {
@@ -293,8 +293,8 @@ func TestNamesNotLatin1Refused(t *testing.T) {
 func TestWatchInitialOnce(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
-	c.SignIn(0, "bob", "tty1", presence.Online)
-	c.SignIn(0, "bob", "tty2", presence.Busy)
+	c.SignIn(0, "bob", "tty1", principal.Online)
+	c.SignIn(0, "bob", "tty2", principal.Busy)
 	c.WaitPresent("bob", "tty2", "n1", true)
 	sess := c.Node(0).Addrs().Session
 	for i, mode := range []string{"--json", "--json=false"} {

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // peopleError turns an error from the session protocol or the network into
@@ -22,70 +23,70 @@ func peopleError(err error, subject ...string) string {
 	if len(subject) > 0 && subject[0] != "" {
 		who = subject[0]
 	}
-	var se *session.Error
+	var se *sessionproto.Error
 	if errors.As(err, &se) {
 		switch se.Code {
-		case session.CodeNotOnline:
+		case sessionproto.CodeNotOnline:
 			return who + " is not signed in anywhere; they will see the invitation if they sign in while it lasts"
-		case session.CodeNoConversation:
+		case sessionproto.CodeNoConversation:
 			return "no such room; 'msp chat NAME' creates one"
-		case session.CodeNotMember:
+		case sessionproto.CodeNotMember:
 			return "you are not in that room; join it first with 'msp chat NAME'"
-		case session.CodeConvBlocked:
+		case sessionproto.CodeConvBlocked:
 			return "a member of that room blocks you"
-		case session.CodeConvFull:
+		case sessionproto.CodeConvFull:
 			return "that room is full; try again later or use another room"
-		case session.CodeConvFailed, session.CodeNameUnchecked:
+		case sessionproto.CodeConvFailed, sessionproto.CodeNameUnchecked:
 			return "the node's store did not answer; try again in a moment"
-		case session.CodeBadConvName:
+		case sessionproto.CodeBadConvName:
 			return "that room name is not allowed (letters, digits and -_. only, at most 64 characters)"
-		case session.CodeBadText:
+		case sessionproto.CodeBadText:
 			return "the text breaks MSP's rules: " + firstClause(se.Text)
-		case session.CodeBadUser:
+		case sessionproto.CodeBadUser:
 			return "that user name is not valid: " + firstClause(se.Text)
-		case session.CodeBadTerm:
+		case sessionproto.CodeBadTerm:
 			return "that terminal name is not valid: " + firstClause(se.Text)
-		case session.CodeNameReserved:
+		case sessionproto.CodeNameReserved:
 			return "that name is reserved; choose another"
-		case session.CodeNameTaken:
+		case sessionproto.CodeNameTaken:
 			return "that name belongs to another user; choose another"
-		case session.CodeListFull:
+		case sessionproto.CodeListFull:
 			return "your list is full; remove an entry first"
-		case session.CodeInList:
+		case sessionproto.CodeInList:
 			return who + " is already in your list"
-		case session.CodeNotInList:
+		case sessionproto.CodeNotInList:
 			return who + " is not in your list"
-		case session.CodeNotAllowed:
+		case sessionproto.CodeNotAllowed:
 			return "not allowed: " + firstClause(se.Text)
-		case session.CodeServerBusy:
+		case sessionproto.CodeServerBusy:
 			return "the node is busy or shutting down; try again in a moment"
-		case session.CodeAuthFailed:
+		case sessionproto.CodeAuthFailed:
 			return "the node did not accept your sign-in; check --user and --secret-file"
-		case session.CodeTermReserved:
+		case sessionproto.CodeTermReserved:
 			return "you may not sign in at that terminal; use --term"
-		case session.CodeBadVersion:
+		case sessionproto.CodeBadVersion:
 			return "the node speaks another protocol version; upgrade msp or the node"
-		case session.CodeUnknownCommand:
+		case sessionproto.CodeUnknownCommand:
 			return "the node does not know this command; it runs an older msprelay"
-		case session.CodeNotOperator, session.CodeRateLimited:
+		case sessionproto.CodeNotOperator, sessionproto.CodeRateLimited:
 			return firstClause(se.Text)
-		case session.CodeUnverified:
+		case sessionproto.CodeUnverified:
 			return "the node does not know for sure who you are; use the local session socket (run msp on the node's host)"
-		case session.CodeStoreFailed:
+		case sessionproto.CodeStoreFailed:
 			return "the node's store did not answer; try again in a moment"
-		case session.CodeInternal:
+		case sessionproto.CodeInternal:
 			return "the node failed; its log says why"
 		}
 		return firstClause(se.Text)
 	}
 	switch {
-	case errors.Is(err, session.ErrServerShutdown):
+	case errors.Is(err, sessionclient.ErrServerShutdown):
 		return "the node is shutting down"
-	case errors.Is(err, session.ErrKicked):
+	case errors.Is(err, sessionclient.ErrKicked):
 		return "someone signed in again at this terminal"
-	case errors.Is(err, session.ErrIdleTimeout):
+	case errors.Is(err, sessionclient.ErrIdleTimeout):
 		return "the node closed the idle session"
-	case errors.Is(err, session.ErrConnClosed), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case errors.Is(err, sessionclient.ErrConnClosed), errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return "the node closed the connection"
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENOENT):
 		return "no node answers"
@@ -104,7 +105,7 @@ func firstClause(s string) string {
 
 // codeOf returns the session protocol code inside err, or 0.
 func codeOf(err error) int {
-	var se *session.Error
+	var se *sessionproto.Error
 	if errors.As(err, &se) {
 		return se.Code
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Issue 20 item 5: "Mailbox messages show `(queued, sent Dec 06 17:07)` and
@@ -25,7 +25,7 @@ func TestQueuedMailShowsWhenItWasSent(t *testing.T) {
 			user = "qjson"
 		}
 		// Known to the cluster, then gone: her mail is queued.
-		cl := c.SignIn(0, user, "pts/1", presence.Online)
+		cl := c.SignIn(0, user, "pts/1", principal.Online)
 		cl.Close()
 		c.WaitPresent(user, "pts/1", "n1", false)
 		// The known-users record is written as she signs out: until it is,

@@ -7,8 +7,9 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Reconnection bounds (issue 20, "Clients that stay"): the first retry
@@ -50,19 +51,19 @@ func (b *backoff) reset() { b.cur = 0 }
 type keeper struct {
 	sf     *sessionFlags
 	term   string
-	state  presence.State
-	opts   []session.SignInOption
+	state  principal.State
+	opts   []sessionclient.SignInOption
 	e      env
-	json   bool                                                              // say so on stdout as JSON lines too
-	rejoin func(context.Context, *session.Client) error                      // after every sign-in after the first; may be nil
-	jsonln func(v any) error                                                 // writes a JSON line to stdout (when json)
-	dial   func(context.Context) (*session.Client, *session.SignedIn, error) // sf.connect, unless a test sets it
+	json   bool                                                                          // say so on stdout as JSON lines too
+	rejoin func(context.Context, *sessionclient.Client) error                            // after every sign-in after the first; may be nil
+	jsonln func(v any) error                                                             // writes a JSON line to stdout (when json)
+	dial   func(context.Context) (*sessionclient.Client, *sessionclient.SignedIn, error) // sf.connect, unless a test sets it
 	bo     backoff
 }
 
-func newKeeper(sf *sessionFlags, term string, state presence.State, e env, opts ...session.SignInOption) *keeper {
+func newKeeper(sf *sessionFlags, term string, state principal.State, e env, opts ...sessionclient.SignInOption) *keeper {
 	k := &keeper{sf: sf, term: term, state: state, opts: opts, e: e, bo: backoff{min: minBackoff, max: maxBackoff}}
-	k.dial = func(ctx context.Context) (*session.Client, *session.SignedIn, error) {
+	k.dial = func(ctx context.Context) (*sessionclient.Client, *sessionclient.SignedIn, error) {
 		return k.sf.connect(ctx, k.term, k.state, k.opts...)
 	}
 	return k
@@ -84,11 +85,11 @@ type connectionEvent struct {
 // would make two clients take it from each other forever.
 func retryable(err error) bool {
 	switch {
-	case errors.Is(err, session.ErrKicked), errors.Is(err, session.ErrSignedOut), errors.Is(err, session.ErrClientClosed),
-		errors.Is(err, session.ErrAuthFailed),
-		session.IsCode(err, session.CodeAuthFailed), session.IsCode(err, session.CodeTermReserved),
-		session.IsCode(err, session.CodeBadUser), session.IsCode(err, session.CodeBadTerm),
-		session.IsCode(err, session.CodeBadVersion):
+	case errors.Is(err, sessionclient.ErrKicked), errors.Is(err, sessionclient.ErrSignedOut), errors.Is(err, sessionclient.ErrClientClosed),
+		errors.Is(err, sessionproto.ErrAuthFailed),
+		sessionproto.IsCode(err, sessionproto.CodeAuthFailed), sessionproto.IsCode(err, sessionproto.CodeTermReserved),
+		sessionproto.IsCode(err, sessionproto.CodeBadUser), sessionproto.IsCode(err, sessionproto.CodeBadTerm),
+		sessionproto.IsCode(err, sessionproto.CodeBadVersion):
 		return false
 	}
 	return true
@@ -100,7 +101,7 @@ func (k *keeper) lost(cause error) {
 	fmt.Fprintf(k.e.stderr, "msp: lost connection to node (%s); reconnecting…\n", safeUTF8(peopleError(cause)))
 	if k.json && k.jsonln != nil {
 		ev := connectionEvent{Type: "connection", Event: "lost", Error: peopleError(cause)}
-		var se *session.Error
+		var se *sessionproto.Error
 		if errors.As(cause, &se) {
 			ev.Code = se.Code
 		}
@@ -112,7 +113,7 @@ func (k *keeper) lost(cause error) {
 // succeeds (it then says "reconnected"), ctx ends, or the node refuses the
 // user for good. The rejoin hook runs on the new session before it is
 // returned; a failing rejoin counts as a failed attempt.
-func (k *keeper) reconnect(ctx context.Context) (*session.Client, *session.SignedIn, error) {
+func (k *keeper) reconnect(ctx context.Context) (*sessionclient.Client, *sessionclient.SignedIn, error) {
 	for {
 		t := time.NewTimer(k.bo.next())
 		select {

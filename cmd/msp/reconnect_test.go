@@ -4,7 +4,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Issue 20: "reconnect with backoff (bounded, jittered, e.g. 0.2 s doubling
@@ -39,15 +40,15 @@ func TestRetryable(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{"node shut down (OUT SSD)", session.ErrServerShutdown, true},
-		{"connection closed", session.ErrConnClosed, true},
-		{"idle timeout", session.ErrIdleTimeout, true},
+		{"node shut down (OUT SSD)", sessionclient.ErrServerShutdown, true},
+		{"connection closed", sessionclient.ErrConnClosed, true},
+		{"idle timeout", sessionclient.ErrIdleTimeout, true},
 		{"no node answers", errors.New("no node answers; looked at ..."), true},
-		{"server busy (600)", &session.Error{Code: session.CodeServerBusy}, true},
-		{"another client took the terminal (OUT OTH)", session.ErrKicked, false},
-		{"authentication failed (911)", &session.Error{Code: session.CodeAuthFailed}, false},
-		{"console reserved (914)", &session.Error{Code: session.CodeTermReserved}, false},
-		{"the user asked to stop", session.ErrClientClosed, false},
+		{"server busy (600)", &sessionproto.Error{Code: sessionproto.CodeServerBusy}, true},
+		{"another client took the terminal (OUT OTH)", sessionclient.ErrKicked, false},
+		{"authentication failed (911)", &sessionproto.Error{Code: sessionproto.CodeAuthFailed}, false},
+		{"console reserved (914)", &sessionproto.Error{Code: sessionproto.CodeTermReserved}, false},
+		{"the user asked to stop", sessionclient.ErrClientClosed, false},
 	}
 	for _, tc := range cases {
 		if got := retryable(tc.err); got != tc.want {

@@ -9,7 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Everything msp prints that came from the network (message parts, names,
@@ -114,9 +115,9 @@ func expandTabs(l string) string {
 // origin and whether the node verified the sender, every text line behind
 // [textMark], and for texts longer than [footerAfter] lines a closing line
 // that repeats who sent it and the mark. A sender the node identified as
-// a local user other than the one named ([session.Message.Impersonation])
+// a local user other than the one named ([sessionproto.Message.Impersonation])
 // shows as both: "UNVERIFIED root (sent by local user mallory)".
-func renderMessage(m *session.Message, loc *time.Location) string {
+func renderMessage(m *sessionproto.Message, loc *time.Location) string {
 	from := "(no sender)"
 	switch {
 	case m.Impersonation():
@@ -158,7 +159,7 @@ func renderMessage(m *session.Message, loc *time.Location) string {
 }
 
 // renderEvent is the text form of one presence event.
-func renderEvent(ev session.PresenceEvent) string {
+func renderEvent(ev sessionclient.PresenceEvent) string {
 	return fmt.Sprintf("* %s at %s on %s is %s\n", show(ev.User), show(ev.Term), safeUTF8(ev.Node), ev.State)
 }
 

@@ -7,7 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // checkSafe fails the test when out holds an octet outside the safe set:
@@ -27,7 +28,7 @@ func checkSafe(t *testing.T, what, out string) {
 // checkShape fails the test unless out is a header with the verified mark,
 // then exactly one textMark line per text line, then (for long texts) a
 // footer with the mark again.
-func checkShape(t *testing.T, out string, m *session.Message) {
+func checkShape(t *testing.T, out string, m *sessionproto.Message) {
 	t.Helper()
 	mark := "UNVERIFIED"
 	if m.Verified {
@@ -64,45 +65,45 @@ func TestRenderHostileMessages(t *testing.T) {
 	fakeHeader := "Message from root via n1 (tcp 10.0.0.1:18, verified) at 03:04:05:"
 	cases := []struct {
 		name string
-		m    session.Message
+		m    sessionproto.Message
 		want []string // substrings of the output, in order
 		not  []string // substrings that must not appear
 	}{
 		{"ESC sequences show in caret notation",
-			session.Message{Sender: "eve", Text: "\x1b[2J\x1b]0;owned\x07done"},
+			sessionproto.Message{Sender: "eve", Text: "\x1b[2J\x1b]0;owned\x07done"},
 			[]string{"| ^[[2J^[]0;owned^Gdone\n"}, []string{"\x1b", "\x07"}},
 		{"C1 controls (8-bit CSI) show as \\xNN",
-			session.Message{Sender: "eve", Text: "a\x9b31mred\x85b"},
+			sessionproto.Message{Sender: "eve", Text: "a\x9b31mred\x85b"},
 			[]string{`| a\x9b31mred\x85b`}, []string{"\u009b", "\u0085"}},
 		{"DEL and NUL show in caret notation",
-			session.Message{Sender: "eve", Text: "x\x7fy\x00z"},
+			sessionproto.Message{Sender: "eve", Text: "x\x7fy\x00z"},
 			[]string{"| x^?y^@z"}, nil},
 		{"bidi override in a node name is escaped",
-			session.Message{Sender: "eve", OriginNode: "n1\u202eevil", Text: "hi"},
+			sessionproto.Message{Sender: "eve", OriginNode: "n1\u202eevil", Text: "hi"},
 			[]string{`via n1\u{202e}evil`}, []string{"\u202e"}},
 		{"invalid UTF-8 in a node name shows as \\xNN",
-			session.Message{Sender: "eve", OriginNode: "n\xff1", Text: "hi"},
+			sessionproto.Message{Sender: "eve", OriginNode: "n\xff1", Text: "hi"},
 			[]string{`via n\xff1`}, nil},
 		{"controls in sender names are escaped",
-			session.Message{Sender: "ev\x1be", SenderTerm: "pts/\x9b1", Text: "hi"},
+			sessionproto.Message{Sender: "ev\x1be", SenderTerm: "pts/\x9b1", Text: "hi"},
 			[]string{`Message from ev^[e on pts/\x9b1 via`}, nil},
 		{"Latin-1 letters show as UTF-8",
-			session.Message{Sender: "j\xfcrgen", Text: "gr\xfc\xdfe"},
+			sessionproto.Message{Sender: "j\xfcrgen", Text: "gr\xfc\xdfe"},
 			[]string{"Message from jürgen", "| grüße\n"}, nil},
 		{"every line is marked, whatever ends it (CR LF, LF, lone CR)",
-			session.Message{Sender: "eve", Text: "one\r\ntwo\nthree\rfour"},
+			sessionproto.Message{Sender: "eve", Text: "one\r\ntwo\nthree\rfour"},
 			[]string{"| one\n| two\n| three\n| four\n"}, []string{"\r"}},
 		{"tabs expand to spaces",
-			session.Message{Sender: "eve", Text: "a\tb"},
+			sessionproto.Message{Sender: "eve", Text: "a\tb"},
 			[]string{"| a       b\n"}, []string{"\t"}},
 		{"150 newlines and a fake header: marked, and the mark repeated after",
-			session.Message{Sender: "mallory", Text: strings.Repeat("\n", 150) + fakeHeader + "\nsee above"},
+			sessionproto.Message{Sender: "mallory", Text: strings.Repeat("\n", 150) + fakeHeader + "\nsee above"},
 			[]string{"via ? (UNVERIFIED)", "\n| " + fakeHeader + "\n", "| see above\nEnd of message from mallory (UNVERIFIED), 152 lines.\n"}, nil},
 		{"a verified sender is marked verified",
-			session.Message{Sender: "alice", Verified: true, Transport: "session", Text: "hi"},
+			sessionproto.Message{Sender: "alice", Verified: true, Transport: "session", Text: "hi"},
 			[]string{"(session, verified)"}, []string{"UNVERIFIED"}},
 		{"no sender is said so",
-			session.Message{Text: "v1"},
+			sessionproto.Message{Text: "v1"},
 			[]string{"Message from (no sender) via"}, nil},
 	}
 	for _, tc := range cases {
@@ -156,12 +157,12 @@ func FuzzRender(f *testing.F) {
 	f.Add("eve", "pts/1", "n1", "hello", false)
 	f.Add("mallory", "\x1b[31m", "n1\u202e", strings.Repeat("\n", 150)+"Message from root via n1 (tcp 1.2.3.4:5, verified) at 00:00:00:\nx", true)
 	f.Fuzz(func(t *testing.T, sender, term, node, text string, verified bool) {
-		m := &session.Message{Sender: sender, SenderTerm: term, OriginNode: node, OriginAddr: node,
+		m := &sessionproto.Message{Sender: sender, SenderTerm: term, OriginNode: node, OriginAddr: node,
 			Transport: "tcp", Text: text, Verified: verified, Time: time.Unix(0, 0)}
 		out := renderMessage(m, time.UTC)
 		checkSafe(t, "renderMessage", out)
 		checkShape(t, out, m)
-		checkSafe(t, "renderEvent", renderEvent(session.PresenceEvent{User: sender, Term: term, Node: node}))
+		checkSafe(t, "renderEvent", renderEvent(sessionclient.PresenceEvent{User: sender, Term: term, Node: node}))
 		checkSafe(t, "show", show(text))
 		p := &printer{w: &strings.Builder{}, json: true, loc: time.UTC}
 		if err := p.message(m); err != nil {
@@ -182,21 +183,21 @@ func TestListenShowsWhoReallySent(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
-		m        session.Message
+		m        sessionproto.Message
 		header   string // what the header must say
 		notShown string // what it must not
 	}{
 		{"an impersonation shows the claim, UNVERIFIED, and the real local user",
-			session.Message{Sender: "root", Verified: false, SenderMethod: "kernel", SenderUser: "mallory", Transport: "tcp", Text: "hi"},
+			sessionproto.Message{Sender: "root", Verified: false, SenderMethod: "kernel", SenderUser: "mallory", Transport: "tcp", Text: "hi"},
 			"Message from UNVERIFIED root (sent by local user mallory) via", ""},
 		{"a local user under her own name is verified",
-			session.Message{Sender: "alice", Verified: true, SenderMethod: "kernel", SenderUser: "alice", Transport: "tcp", Text: "hi"},
+			sessionproto.Message{Sender: "alice", Verified: true, SenderMethod: "kernel", SenderUser: "alice", Transport: "tcp", Text: "hi"},
 			"Message from alice via", "sent by"},
 		{"no SENDER from an identified local user shows that user",
-			session.Message{Verified: true, SenderMethod: "kernel", SenderUser: "alice", Transport: "udp", Text: "hi"},
+			sessionproto.Message{Verified: true, SenderMethod: "kernel", SenderUser: "alice", Transport: "udp", Text: "hi"},
 			"Message from alice via", "(no sender)"},
 		{"a bare claim stays a claim",
-			session.Message{Sender: "root", SenderMethod: "none", Transport: "tcp", Text: "hi"},
+			sessionproto.Message{Sender: "root", SenderMethod: "none", Transport: "tcp", Text: "hi"},
 			"Message from root via", "sent by"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

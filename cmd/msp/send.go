@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // defaultMSPServer is where `msp send` looks last, after the local session
@@ -146,7 +147,7 @@ func cmdSend(ctx context.Context, args []string, e env) int {
 	// which the session protocol's SND does not reach.
 	plain := set["server"] || *udp || *v1 || set["cookie"] || set["signature"] || set["from-term"] || secret != nil ||
 		strings.HasPrefix(recipient, "#") ||
-		(set["from"] && presence.CanonicalUser(m.Sender) != presence.CanonicalUser(self))
+		(set["from"] && principal.CanonicalUser(m.Sender) != principal.CanonicalUser(self))
 	var targets []sendTarget
 	if !plain {
 		for _, a := range sessionAddrs(*sessAddr) {
@@ -266,12 +267,12 @@ func splitText(text string, max int) ([]string, error) {
 // without a terminal. reached is false when nothing answers there, so that
 // the caller tries the next place.
 func sendSession(ctx context.Context, t sendTarget, user string, m *msp.Message, split, quiet bool, timeout time.Duration, e env) (code int, reached bool) {
-	c, err := session.Dial(ctx, t.session)
+	c, err := sessionclient.Dial(ctx, t.session)
 	if err != nil {
 		return 0, false
 	}
 	defer c.Close()
-	if _, err := c.SignIn(ctx, user, session.NoTerminal, presence.Offline); err != nil {
+	if _, err := c.SignIn(ctx, user, sessionproto.NoTerminal, principal.Offline); err != nil {
 		return fail(e, exitUsage, "signing in at %s to send: %s", t.session, peopleError(err)), true
 	}
 	probe := &msp.Message{Version: msp.Version2, Recipient: m.Recipient, RecipTerm: m.RecipTerm,

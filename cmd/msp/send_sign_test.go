@@ -10,7 +10,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Issue 18, item 6: "`msp send` uses it" (the signature scheme with a
@@ -29,7 +29,7 @@ func TestSendSignsWithTheTimedScheme(t *testing.T) {
 	nodeSecrets := write("secrets", "bob b0bsecret\n")
 	good, bad := write("good", "b0bsecret\n"), write("bad", "guess\n")
 	c := testcluster.Start(t, 1, testcluster.Options{Configure: func(_ int, cfg *node.Config) { cfg.SessionSecrets = nodeSecrets }})
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	srv := c.MSPAddr(0)
 	for _, tc := range []struct {
 		name     string

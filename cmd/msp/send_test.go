@@ -15,8 +15,9 @@ import (
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // runCLIEnv is runCLI with an environment.
@@ -39,7 +40,7 @@ func startWithSocket(t *testing.T) (*testcluster.Cluster, string) {
 }
 
 // recv waits for the next message pushed to cl.
-func recv(t *testing.T, cl *session.Client) *session.Message {
+func recv(t *testing.T, cl *sessionclient.Client) *sessionproto.Message {
 	t.Helper()
 	m := waitfor.Recv(t, cl.Messages(), 10*time.Second, "a message")
 	if m == nil {
@@ -64,7 +65,7 @@ func closedAddr(t *testing.T) string {
 func TestSendLikeWrite(t *testing.T) {
 	t.Parallel()
 	c, sock := startWithSocket(t)
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	me, _ := toLatin1("user", loginName(env{getenv: func(string) string { return "" }}))
 	long := strings.Repeat("word ", 130) // 650 octets
 	// What fits through the session socket: 511 less the other parts the
@@ -77,7 +78,7 @@ func TestSendLikeWrite(t *testing.T) {
 			t.Fatalf("exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
 		}
 		m := recv(t, alice)
-		if m.Text != "hello from the socket" || !m.Verified || m.Transport != "session" || m.Sender != presence.CanonicalUser(me) {
+		if m.Text != "hello from the socket" || !m.Verified || m.Transport != "session" || m.Sender != principal.CanonicalUser(me) {
 			t.Fatalf("message %+v: want verified, transport session, sender %s", m, me)
 		}
 	})

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/msprelay/msprelay/ops"
+	"github.com/msprelay/msprelay/opsapi"
 )
 
 // defaultStatusURL is where `msp status` looks for a node's HTTP endpoint
@@ -79,7 +79,7 @@ func cmdStatus(ctx context.Context, args []string, e env) int {
 		_ = json.Unmarshal(body, &ae)
 		return fail(e, exitUsage, "status: %s: HTTP %d %s", base, resp.StatusCode, ae.Error)
 	}
-	var nodes []ops.NodeStatus
+	var nodes []opsapi.NodeStatus
 	if err := json.Unmarshal(body, &nodes); err != nil {
 		return fail(e, exitUsage, "status: %s did not answer with a node list: %v", base, err)
 	}

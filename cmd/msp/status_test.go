@@ -16,8 +16,8 @@ import (
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/ops"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/opsapi"
+	"github.com/msprelay/msprelay/principal"
 )
 
 func httpCluster(t *testing.T, n int, tokenFile string) *testcluster.Cluster {
@@ -43,7 +43,7 @@ func TestStatusListsEveryNodeFromAnyNode(t *testing.T) {
 		if r.code != exitOK {
 			t.Fatalf("status via %s: exit %d: %s", c.Name(i), r.code, r.stderr)
 		}
-		var nodes []ops.NodeStatus
+		var nodes []opsapi.NodeStatus
 		if err := json.Unmarshal([]byte(r.stdout), &nodes); err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestStatusListsEveryNodeFromAnyNode(t *testing.T) {
 	c.Stop(1)
 	testcluster.WaitFor(t, 20*time.Second, "n2 gone from msp status", func() bool {
 		r := runCLI(t, "", "status", "--url", "http://"+c.Node(0).HTTPAddr(), "--token-file", tok, "--json")
-		var nodes []ops.NodeStatus
+		var nodes []opsapi.NodeStatus
 		return r.code == exitOK && json.Unmarshal([]byte(r.stdout), &nodes) == nil && len(nodes) == 1 && nodes[0].Name == "n1"
 	})
 }
@@ -79,10 +79,10 @@ func TestStatusListsEveryNodeFromAnyNode(t *testing.T) {
 func TestAPIWhoIsMspWhoJSON(t *testing.T) {
 	t.Parallel()
 	c := httpCluster(t, 2, "")
-	c.SignIn(0, "alice", "pts/1", presence.Online)
-	c.SignIn(1, "alice", "pts/2", presence.Busy)
-	c.SignIn(1, "root", "console", presence.Away)
-	c.SignIn(0, "carol", "pts/3", presence.Hidden)
+	c.SignIn(0, "alice", "pts/1", principal.Online)
+	c.SignIn(1, "alice", "pts/2", principal.Busy)
+	c.SignIn(1, "root", "console", principal.Away)
+	c.SignIn(0, "carol", "pts/3", principal.Hidden)
 	for _, p := range [][3]string{{"alice", "pts/1", "n1"}, {"alice", "pts/2", "n2"}, {"root", "console", "n2"}, {"carol", "pts/3", "n1"}} {
 		c.WaitPresent(p[0], p[1], p[2], true)
 	}
@@ -102,7 +102,7 @@ func TestAPIWhoIsMspWhoJSON(t *testing.T) {
 	if strings.Contains(string(api), "carol") {
 		t.Fatalf("hidden carol in the API:\n%s", api)
 	}
-	var who []ops.WhoEntry
+	var who []opsapi.WhoEntry
 	if err := json.Unmarshal(api, &who); err != nil || len(who) != 3 {
 		t.Fatalf("who = %+v (%v), want 3 terminals", who, err)
 	}
@@ -135,7 +135,7 @@ func TestStatusSaysGossipOffAndUtmpMissing(t *testing.T) {
 	}
 	url := "http://" + nd.HTTPAddr()
 	r := runCLI(t, "", "status", "--url", url, "--json")
-	var nodes []ops.NodeStatus
+	var nodes []opsapi.NodeStatus
 	if err := json.Unmarshal([]byte(r.stdout), &nodes); err != nil || len(nodes) != 1 {
 		t.Fatalf("status --json: %v\n%s%s", err, r.stdout, r.stderr)
 	}

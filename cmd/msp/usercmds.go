@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Commands that act for the user on her node through the session protocol
@@ -19,11 +20,11 @@ import (
 // node knows the user by the socket's peer credentials.
 
 // userSession signs in without a terminal and returns the client.
-func userSession(ctx context.Context, sf *sessionFlags, e env) (*session.Client, *session.SignedIn, int, bool) {
+func userSession(ctx context.Context, sf *sessionFlags, e env) (*sessionclient.Client, *sessionclient.SignedIn, int, bool) {
 	if err := sf.toLatin1(); err != nil {
 		return nil, nil, fail(e, exitUsage, "%v", err), false
 	}
-	c, si, err := sf.connect(ctx, session.NoTerminal, presence.Offline)
+	c, si, err := sf.connect(ctx, sessionproto.NoTerminal, principal.Offline)
 	if err != nil {
 		return nil, nil, fail(e, exitUsage, "%v", err), false
 	}
@@ -32,7 +33,7 @@ func userSession(ctx context.Context, sf *sessionFlags, e env) (*session.Client,
 
 // cmdWall: msp wall [--node N] [MESSAGE...]
 func cmdWall(ctx context.Context, args []string, e env) int {
-	fs := newFlags("wall", "[flags] [MESSAGE...]\n\nSends MESSAGE (or stdin) to every signed-in session and every tty that accepts messages\nin the cluster, headed \"Broadcast from USER@NODE\". For root and members of group "+session.DefaultAdminGroup+" only.", e)
+	fs := newFlags("wall", "[flags] [MESSAGE...]\n\nSends MESSAGE (or stdin) to every signed-in session and every tty that accepts messages\nin the cluster, headed \"Broadcast from USER@NODE\". For root and members of group "+sessionproto.DefaultAdminGroup+" only.", e)
 	var sf sessionFlags
 	addSessionFlags(fs, &sf, e)
 	node := fs.String("node", "", "reach only this node's terminals")
@@ -94,14 +95,14 @@ func cmdState(ctx context.Context, args []string, e env) int {
 		fs.Usage()
 		return exitUsage
 	}
-	st, err := presence.ParseState(fs.Arg(0))
-	if err != nil || st == presence.Offline {
+	st, err := principal.ParseState(fs.Arg(0))
+	if err != nil || st == principal.Offline {
 		return fail(e, exitUsage, "state %q: want online, busy, away, idle or hidden", fs.Arg(0))
 	}
 	return setUserState(ctx, &sf, st, "state "+st.String(), e)
 }
 
-func setUserState(ctx context.Context, sf *sessionFlags, st presence.State, what string, e env) int {
+func setUserState(ctx context.Context, sf *sessionFlags, st principal.State, what string, e env) int {
 	c, si, code, ok := userSession(ctx, sf, e)
 	if !ok {
 		return code
@@ -146,12 +147,12 @@ func cmdMesg(ctx context.Context, args []string, e env) int {
 		fs.Usage()
 		return exitUsage
 	}
-	var st presence.State
+	var st principal.State
 	switch strings.ToLower(fs.Arg(0)) {
 	case "y", "yes":
-		st = presence.Online
+		st = principal.Online
 	case "n", "no":
-		st = presence.Busy
+		st = principal.Busy
 	default:
 		return fail(e, exitUsage, "mesg %q: want y or n", fs.Arg(0))
 	}
@@ -159,7 +160,7 @@ func cmdMesg(ctx context.Context, args []string, e env) int {
 		// mesg(1): the terminal's group write bit.
 		if fi, err := tty.Stat(); err == nil {
 			mode := fi.Mode().Perm()
-			if st == presence.Online {
+			if st == principal.Online {
 				mode |= 0o020
 			} else {
 				mode &^= 0o020

@@ -12,7 +12,7 @@ import (
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // startTwoWithSockets starts two nodes, each with a session socket, and
@@ -31,7 +31,7 @@ func me(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return presence.CanonicalUser(u)
+	return principal.CanonicalUser(u)
 }
 
 // Issue 20 item 4: "`msp wall` sends to every signed-in session and every
@@ -44,9 +44,9 @@ func TestWall(t *testing.T) {
 		t.Skip("broadcasting through the socket needs root or the operator group; the group case is TestMayWall")
 	}
 	c, socks := startTwoWithSockets(t)
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
-	bob := c.SignIn(1, "bob", "pts/2", presence.Online)
-	c.SignIn(0, "carol", "pts/3", presence.Busy) // mesg n: not reached
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
+	bob := c.SignIn(1, "bob", "pts/2", principal.Online)
+	c.SignIn(0, "carol", "pts/3", principal.Busy) // mesg n: not reached
 	c.WaitPresent("bob", "pts/2", "n2", true)
 	c.WaitPresent("carol", "pts/3", "n1", true)
 
@@ -99,9 +99,9 @@ func TestMesgAndStateChangeRunningSessions(t *testing.T) {
 	t.Parallel()
 	c, sock := startWithSocket(t)
 	user := me(t)
-	c.SignIn(0, user, "pts/11", presence.Online)
-	c.SignIn(0, user, "pts/12", presence.Away)
-	c.SignIn(0, "other", "pts/13", presence.Online)
+	c.SignIn(0, user, "pts/11", principal.Online)
+	c.SignIn(0, user, "pts/12", principal.Away)
+	c.SignIn(0, "other", "pts/13", principal.Online)
 	c.WaitPresent(user, "pts/12", "n1", true)
 	c.WaitPresent("other", "pts/13", "n1", true)
 	states := func(u string) map[string]string {
@@ -154,8 +154,8 @@ func TestBlockKeptAcrossSignInsAndNodes(t *testing.T) {
 	t.Parallel()
 	c, socks := startTwoWithSockets(t)
 	user := me(t)
-	running := c.SignIn(0, user, "pts/21", presence.Online)
-	c.SignIn(0, "mallory", "pts/22", presence.Online) // known to the cluster
+	running := c.SignIn(0, user, "pts/21", principal.Online)
+	c.SignIn(0, "mallory", "pts/22", principal.Online) // known to the cluster
 	c.WaitPresent(user, "pts/21", "n1", true)
 	send := func(node int, from string) msp.Reply {
 		t.Helper()
@@ -184,7 +184,7 @@ func TestBlockKeptAcrossSignInsAndNodes(t *testing.T) {
 	running.Close()
 	c.WaitPresent(user, "pts/21", "n1", false)
 	// A later sign-in on the other node holds the block as well.
-	later := c.SignIn(1, user, "pts/23", presence.Online)
+	later := c.SignIn(1, user, "pts/23", principal.Online)
 	c.WaitPresent(user, "pts/23", "n2", true)
 	if r := send(1, "mallory"); r.OK {
 		t.Errorf("mallory reached a later sign-in on n2: %+v", r)
@@ -217,7 +217,7 @@ func TestAliasOnRunningSessions(t *testing.T) {
 	if r := runCLI(t, "", "alias", "--session", sock, "add", "nobodyhere"); r.code != 1 || !strings.Contains(r.stderr, "start msp listen first") {
 		t.Errorf("alias without a running session: exit %d, stderr %q", r.code, r.stderr)
 	}
-	running := c.SignIn(0, user, "pts/31", presence.Online)
+	running := c.SignIn(0, user, "pts/31", principal.Online)
 	c.WaitPresent(user, "pts/31", "n1", true)
 	if r := runCLI(t, "", "alias", "--session", sock, "add", "opsdesk"); r.code != 0 || !strings.Contains(r.stdout, "1 session") {
 		t.Fatalf("alias add: exit %d %s %s", r.code, r.stdout, r.stderr)

@@ -9,27 +9,10 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/opsapi"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionproto"
 )
-
-// whoJSON is one line of `msp who --json`. A user who is signed in nowhere
-// but known to the cluster appears once with state "offline", the node and
-// terminal she last signed out of, and last_seen instead of since.
-type whoJSON struct {
-	User       string     `json:"user"`
-	Node       string     `json:"node"`
-	Term       string     `json:"term"`
-	State      string     `json:"state"`
-	Aliases    []string   `json:"aliases"`
-	Since      *time.Time `json:"since,omitempty"`
-	LastActive *time.Time `json:"last_active,omitempty"`
-	LastSeen   *time.Time `json:"last_seen,omitempty"`
-	// Kind is "session" or "tty" (a host login's terminal); Idle is a
-	// tty's seconds since its last input.
-	Kind string `json:"kind,omitempty"`
-	Idle *int64 `json:"idle,omitempty"`
-}
 
 func cmdWho(ctx context.Context, args []string, e env) int {
 	fs := newFlags("who", "[flags] [USER]\n\nLists where USER (or everyone) is signed in: node, terminal, state.", e)
@@ -49,7 +32,7 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
-	c, _, err := sf.connect(ctx, session.NoTerminal, presence.Offline)
+	c, _, err := sf.connect(ctx, sessionproto.NoTerminal, principal.Offline)
 	if err != nil {
 		return fail(e, exitUsage, "%v", err)
 	}
@@ -61,21 +44,21 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 		return fail(e, exitUsage, "who: %v", err)
 	}
 	if *asJSON {
-		out := make([]whoJSON, 0, len(es))
+		out := make([]opsapi.WhoEntry, 0, len(es))
 		for _, w := range es {
 			aliases := make([]string, 0, len(w.Aliases))
 			for _, a := range w.Aliases {
 				aliases = append(aliases, msp.Latin1ToUTF8(a))
 			}
-			j := whoJSON{User: msp.Latin1ToUTF8(w.User), Node: w.Node, Term: msp.Latin1ToUTF8(w.Term),
+			j := opsapi.WhoEntry{User: msp.Latin1ToUTF8(w.User), Node: w.Node, Term: msp.Latin1ToUTF8(w.Term),
 				State: w.State.String(), Aliases: aliases}
-			if w.State == presence.Offline {
+			if w.State == principal.Offline {
 				j.LastSeen = &w.LastActive
 			} else {
 				j.Since, j.LastActive = &w.Since, &w.LastActive
 				j.Kind = w.Kind.String()
 			}
-			if w.Kind == presence.KindTTY {
+			if w.Kind == principal.KindTTY {
 				idle := int64(max(time.Since(w.LastActive), 0) / time.Second)
 				j.Idle = &idle
 			}
@@ -105,7 +88,7 @@ func cmdWho(ctx context.Context, args []string, e env) int {
 		// the offline case below), so no entry at all means a name the
 		// cluster has never seen: what `msp send` calls an unknown user.
 		return fail(e, exitNack, "%s: unknown user", show(name))
-	case len(es) == 1 && es[0].State == presence.Offline:
+	case len(es) == 1 && es[0].State == principal.Offline:
 		w := es[0]
 		fmt.Fprintf(e.stdout, "%s is not signed in; last seen on %s at %s, %s (%s ago)\n", show(w.User), safeUTF8(w.Node),
 			show(w.Term), w.LastActive.Local().Format("Jan 02 15:04"), time.Since(w.LastActive).Truncate(time.Second))

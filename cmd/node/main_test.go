@@ -24,6 +24,7 @@ import (
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
 )
 
 // "Bad input gets a clear message and exit code 2 in the CLI."
@@ -120,7 +121,7 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := session.Dial(ctx, sock)
+	cl, err := sessionclient.Dial(ctx, sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("session not closed after SIGTERM")
 	}
-	if !errors.Is(cl.Err(), session.ErrServerShutdown) {
+	if !errors.Is(cl.Err(), sessionclient.ErrServerShutdown) {
 		t.Fatalf("session ended with %v, want OUT SSD", cl.Err())
 	}
 	waitReader()
@@ -263,7 +264,7 @@ func TestSecondNodeOnOneDataDirIsRefused(t *testing.T) {
 	// The first still works: a sign-in and a delivery through it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := session.Dial(ctx, sock)
+	cl, err := sessionclient.Dial(ctx, sock)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
 )
 
 // Issue 20: "a raw-protocol example that works without nc -q1". The
@@ -54,7 +54,7 @@ func TestREADMERawProtocolExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	cl, err := session.Dial(ctx, n.Addrs().Session)
+	cl, err := sessionclient.Dial(ctx, n.Addrs().Session)
 	if err != nil {
 		t.Fatal(err)
 	}

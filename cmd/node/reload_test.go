@@ -22,7 +22,8 @@ import (
 	"github.com/msprelay/msprelay/internal/syncbuf"
 
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Issue 10: "SIGHUP reloads what can change without a restart (session
@@ -92,12 +93,12 @@ func TestSIGHUPReloadsSecretsLevelAndTokenAndKeepsRunning(t *testing.T) {
 	signIn := func(secret string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		cl, err := session.Dial(ctx, sessAddr)
+		cl, err := sessionclient.Dial(ctx, sessAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer cl.Close()
-		_, err = cl.SignIn(ctx, "alice", session.NoTerminal, presence.Offline, session.WithSecret(secret))
+		_, err = cl.SignIn(ctx, "alice", sessionproto.NoTerminal, presence.Offline, sessionclient.WithSecret(secret))
 		return err
 	}
 	apiStatus := func(tok string) int {
@@ -132,8 +133,8 @@ func TestSIGHUPReloadsSecretsLevelAndTokenAndKeepsRunning(t *testing.T) {
 	if err := signIn("new-secret"); err != nil {
 		t.Fatalf("new secret after reload: %v", err)
 	}
-	if err := signIn("old-secret"); !session.IsCode(err, session.CodeAuthFailed) {
-		t.Fatalf("old secret after reload: %v, want error %d", err, session.CodeAuthFailed)
+	if err := signIn("old-secret"); !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) {
+		t.Fatalf("old secret after reload: %v, want error %d", err, sessionproto.CodeAuthFailed)
 	}
 	if c := apiStatus("token-two"); c != 200 {
 		t.Fatalf("token-two after reload: HTTP %d", c)

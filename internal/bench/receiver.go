@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
 )
 
 // receivers are the signed-in sessions messages are sent to. Each drains its
@@ -25,7 +25,7 @@ type receivers struct {
 }
 
 type receiver struct {
-	cl   *session.Client
+	cl   *sessionclient.Client
 	user string
 	got  atomic.Int64 // messages of the current round
 
@@ -41,7 +41,7 @@ func signInReceivers(ctx context.Context, addr string, n int, prefix, term strin
 	rs := &receivers{clock: clk}
 	for i := range n {
 		user := prefix + strconv.Itoa(i)
-		cl, err := session.Dial(ctx, addr)
+		cl, err := sessionclient.Dial(ctx, addr)
 		if err != nil {
 			rs.close()
 			return nil, fmt.Errorf("bench: receiver %s: %w", user, err)

@@ -17,7 +17,9 @@ import (
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Every host has an address of its own, so nodes and relays listen on the
@@ -188,7 +190,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error
 
 // signIn opens a session to n from inside n's host, over TCP, and signs in
 // as user at term. The test's cleanup closes it.
-func (l *lab) signIn(n *node, user, term string) *session.Client {
+func (l *lab) signIn(n *node, user, term string) *sessionclient.Client {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -196,7 +198,7 @@ func (l *lab) signIn(n *node, user, term string) *session.Client {
 	if err != nil {
 		l.t.Fatalf("session to %s: %v", n.name, err)
 	}
-	c := session.NewClient(conn)
+	c := sessionclient.NewClient(conn)
 	l.t.Cleanup(func() { c.Close() })
 	si, err := c.SignIn(ctx, user, term, presence.Online)
 	if err != nil {
@@ -210,14 +212,14 @@ func (l *lab) signIn(n *node, user, term string) *session.Client {
 
 // nextMessage returns the next message pushed to c, failing the test if
 // none arrives within msgBound or the session ends.
-func nextMessage(t *testing.T, c *session.Client, who string) *session.Message {
+func nextMessage(t *testing.T, c *sessionclient.Client, who string) *sessionproto.Message {
 	t.Helper()
 	return nextMessageWithin(t, c, who, msgBound)
 }
 
 // nextMessageWithin is nextMessage with its own bound, for deliveries that
 // wait on a recovering store.
-func nextMessageWithin(t *testing.T, c *session.Client, who string, bound time.Duration) *session.Message {
+func nextMessageWithin(t *testing.T, c *sessionclient.Client, who string, bound time.Duration) *sessionproto.Message {
 	t.Helper()
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
@@ -235,7 +237,7 @@ func nextMessageWithin(t *testing.T, c *session.Client, who string, bound time.D
 
 // checkMessage fails the test unless m is text from sender (at pts/9, the
 // terminal send uses) that entered the cluster at node origin over transport.
-func checkMessage(t *testing.T, m *session.Message, text, sender, origin, transport string) {
+func checkMessage(t *testing.T, m *sessionproto.Message, text, sender, origin, transport string) {
 	t.Helper()
 	if m.Text != text || m.Sender != sender || m.SenderTerm != "pts/9" || m.OriginNode != origin || m.Transport != transport {
 		t.Fatalf("message: got text %q from %s at %s via %s over %s; want %q from %s at pts/9 via %s over %s",
@@ -318,18 +320,18 @@ func (l *lab) waitWho(n *node, user string, want ...string) time.Duration {
 
 // watcher is a session held open on a node only to ask it WHO quickly
 // while timing presence changes (a process per poll would blur them).
-func (l *lab) watcher(n *node) *session.Client {
+func (l *lab) watcher(n *node) *sessionclient.Client {
 	l.t.Helper()
-	return l.signIn(n, "watcher", session.NoTerminal)
+	return l.signIn(n, "watcher", sessionproto.NoTerminal)
 }
 
 // present reports whether user has any entry in c's node's directory.
-func present(c *session.Client, user string) (bool, error) {
+func present(c *sessionclient.Client, user string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	es, err := c.Who(ctx, user)
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(es, func(e session.WhoEntry) bool { return e.State != presence.Offline }), nil
+	return slices.ContainsFunc(es, func(e principal.Entry) bool { return e.State != presence.Offline }), nil
 }

@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // nextConv returns the next conversation event of type typ pushed to c,
 // skipping others (typing, joins), failing after bound.
-func nextConv(t *testing.T, c *session.Client, who, typ string, bound time.Duration) session.ConvEvent {
+func nextConv(t *testing.T, c *sessionclient.Client, who, typ string, bound time.Duration) sessionproto.ConvEvent {
 	t.Helper()
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
@@ -29,7 +30,7 @@ func nextConv(t *testing.T, c *session.Client, who, typ string, bound time.Durat
 			}
 		case <-timer.C:
 			t.Fatalf("%s: no %s within %v", who, typ, bound)
-			return session.ConvEvent{}
+			return sessionproto.ConvEvent{}
 		}
 	}
 }
@@ -61,7 +62,7 @@ func TestConversationAcrossHosts(t *testing.T) {
 	defer cancel()
 
 	users := []string{"alice", "bob", "carol"}
-	cls := make([]*session.Client, 3)
+	cls := make([]*sessionclient.Client, 3)
 	for i, n := range []*node{h1, h2, h3} {
 		cls[i] = l.signIn(n, users[i], "pts/1")
 		cls[i].Conversations()

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Bounds of the failure tests.
@@ -153,7 +154,7 @@ func TestCrashDetectionAndRejoin(t *testing.T) {
 	t.Logf("alice received the %d queued messages and the live one %v after h2's restart began", len(texts), time.Since(t1).Round(time.Millisecond))
 	// The drained mailbox and the live message race; the mailbox itself
 	// must keep its order.
-	live := slices.IndexFunc(got, func(m *session.Message) bool { return m.Text == "welcome back" })
+	live := slices.IndexFunc(got, func(m *sessionproto.Message) bool { return m.Text == "welcome back" })
 	if live < 0 {
 		t.Fatalf("alice did not get the live message; got %d others", len(got))
 	}
@@ -168,9 +169,9 @@ func TestCrashDetectionAndRejoin(t *testing.T) {
 // collectMessages returns the next n messages pushed to c, failing the
 // test if they do not all arrive within msgBound of each other or if one
 // more follows at once (a duplicate).
-func collectMessages(t *testing.T, c *session.Client, who string, n int) []*session.Message {
+func collectMessages(t *testing.T, c *sessionclient.Client, who string, n int) []*sessionproto.Message {
 	t.Helper()
-	out := make([]*session.Message, 0, n)
+	out := make([]*sessionproto.Message, 0, n)
 	for range n {
 		out = append(out, nextMessage(t, c, who))
 	}

@@ -22,7 +22,8 @@ import (
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/session"
+	"github.com/msprelay/msprelay/sessionclient"
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // Options shape a cluster. The zero value gives nodes named n1..nN with the
@@ -216,11 +217,11 @@ func (c *Cluster) Send(i int, network string, m *msp.Message) (msp.Reply, error)
 
 // SignIn opens a session to node i and signs user in at term (trust mode).
 // The session is closed at cleanup.
-func (c *Cluster) SignIn(i int, user, term string, st presence.State) *session.Client {
+func (c *Cluster) SignIn(i int, user, term string, st presence.State) *sessionclient.Client {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := session.Dial(ctx, c.Node(i).Addrs().Session)
+	cl, err := sessionclient.Dial(ctx, c.Node(i).Addrs().Session)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 
 // NextMessage waits for the next message pushed to cl, failing the test
 // after timeout.
-func NextMessage(t testing.TB, cl *session.Client, timeout time.Duration) *session.Message {
+func NextMessage(t testing.TB, cl *sessionclient.Client, timeout time.Duration) *sessionproto.Message {
 	t.Helper()
 	select {
 	case m, ok := <-cl.Messages():
@@ -348,7 +349,7 @@ func (c *Clock) Step(d time.Duration) {
 // NextConv waits for the next conversation event of type typ ("message",
 // "join", "leave", "invite", "typing") pushed to cl, skipping others, and
 // fails the test after timeout.
-func NextConv(t testing.TB, cl *session.Client, typ string, timeout time.Duration) session.ConvEvent {
+func NextConv(t testing.TB, cl *sessionclient.Client, typ string, timeout time.Duration) sessionproto.ConvEvent {
 	t.Helper()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -363,7 +364,7 @@ func NextConv(t testing.TB, cl *session.Client, typ string, timeout time.Duratio
 			}
 		case <-timer.C:
 			t.Fatalf("no %s within %v", typ, timeout)
-			return session.ConvEvent{}
+			return sessionproto.ConvEvent{}
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package session
+package sessionclient
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/msprelay/msprelay/sessionproto"
 )
 
 // ConvBuffer is the size of the channel conversation events arrive on.
@@ -18,32 +20,6 @@ const (
 	AckAlways   = "A" // ACK or NAK
 )
 
-// ConvEvent is something that happened in a conversation: a message
-// ("message"), a typing notice ("typing"), a member joining ("join") or
-// leaving ("leave", Reason "left" or "dropped"), or an invitation ("invite",
-// User inviting to Conversation).
-type ConvEvent struct {
-	Type         string
-	Conversation string
-	User         string
-	Node         string
-	Term         string
-	Text         string    // messages; CR LF line ends
-	ID           string    // messages
-	Time         time.Time // messages (when sent); others: when received
-	Reason       string    // leave
-	History      bool      // a stored message shown on joining
-	// Verified (messages): the sender's node proved that User sent it.
-	// Anything else is a claim, to be shown as such.
-	Verified bool
-	// SenderMethod (messages) is how the sender was established
-	// ("peercred", "kernel", "signature", "secret", "trust", "none").
-	SenderMethod string
-	// SenderUser (messages) is the local user who really sent a message
-	// that claims User, when the kernel named her.
-	SenderUser string
-}
-
 // ConvMember is a conversation member listed on joining (IRO).
 type ConvMember struct {
 	User, Node, Term string
@@ -54,7 +30,7 @@ type ConvMember struct {
 // that do not fit are dropped rather than stalling the read loop); iro
 // collects roster lines per TrID, guarded by Client.mu.
 type convClient struct {
-	ch     chan ConvEvent
+	ch     chan sessionproto.ConvEvent
 	on     atomic.Bool
 	iro    map[uint32][]ConvMember
 	silent map[uint32]bool // TrIDs of replyless MSG U commands, whose errors are not fatal
@@ -65,13 +41,13 @@ type convClient struct {
 const maxSilent = 256
 
 func newConvClient() convClient {
-	return convClient{ch: make(chan ConvEvent, ConvBuffer), iro: map[uint32][]ConvMember{}, silent: map[uint32]bool{}}
+	return convClient{ch: make(chan sessionproto.ConvEvent, ConvBuffer), iro: map[uint32][]ConvMember{}, silent: map[uint32]bool{}}
 }
 
 // Conversations returns the channel of conversation events (including
 // invitations); it is closed when the connection ends. Once called, the read
 // loop waits for room in it, so the caller must keep draining it.
-func (c *Client) Conversations() <-chan ConvEvent {
+func (c *Client) Conversations() <-chan sessionproto.ConvEvent {
 	c.conv.on.Store(true)
 	return c.conv.ch
 }
@@ -83,7 +59,7 @@ func (c *Client) Conversations() <-chan ConvEvent {
 func (c *Client) Join(ctx context.Context, name string) (string, []ConvMember, error) {
 	args := []string{"SB"}
 	if name != "" {
-		args = append(args, encodeToken(name))
+		args = append(args, sessionproto.EncodeToken(name))
 	}
 	return c.joinCall(ctx, "XFR", args, 1)
 }
@@ -93,13 +69,13 @@ func (c *Client) Join(ctx context.Context, name string) (string, []ConvMember, e
 // (Invite), and only those invited join. One that exists is joined by its
 // own rules.
 func (c *Client) JoinPrivate(ctx context.Context, name string) (string, []ConvMember, error) {
-	return c.joinCall(ctx, "XFR", []string{"SB", encodeToken(name), "PRIVATE"}, 1)
+	return c.joinCall(ctx, "XFR", []string{"SB", sessionproto.EncodeToken(name), "PRIVATE"}, 1)
 }
 
 // Answer joins an existing conversation (ANS), after an invitation or by
 // name.
 func (c *Client) Answer(ctx context.Context, name string) (string, []ConvMember, error) {
-	return c.joinCall(ctx, "ANS", []string{encodeToken(name)}, 1)
+	return c.joinCall(ctx, "ANS", []string{sessionproto.EncodeToken(name)}, 1)
 }
 
 func (c *Client) joinCall(ctx context.Context, cmd string, args []string, nameArg int) (string, []ConvMember, error) {
@@ -111,36 +87,36 @@ func (c *Client) joinCall(ctx context.Context, cmd string, args []string, nameAr
 	if err != nil {
 		return "", nil, err
 	}
-	if len(f.args) != 2 {
-		return "", nil, fmt.Errorf("%w: %s reply %v", ErrBadPayload, cmd, f.args)
+	if len(f.Args) != 2 {
+		return "", nil, fmt.Errorf("%w: %s reply %v", sessionproto.ErrBadPayload, cmd, f.Args)
 	}
-	return f.args[nameArg], roster, nil
+	return f.Args[nameArg], roster, nil
 }
 
-func (c *Client) lastTrID(f *frame) uint32 {
+func (c *Client) lastTrID(f *sessionproto.Frame) uint32 {
 	if f == nil {
 		return 0
 	}
-	return f.trid
+	return f.TrID
 }
 
 // Invite rings user's sessions to join conversation name (CAL).
 func (c *Client) Invite(ctx context.Context, name, user string) error {
-	_, _, err := c.expect(ctx, "CAL", nil, encodeToken(name), encodeToken(user))
+	_, _, err := c.expect(ctx, "CAL", nil, sessionproto.EncodeToken(name), sessionproto.EncodeToken(user))
 	return err
 }
 
 // SendConv sends text into conversation name with ack mode AckAlways and
 // returns the message id once it is stored.
 func (c *Client) SendConv(ctx context.Context, name, text string) (string, error) {
-	f, _, err := c.call(ctx, "MSG", []byte(text), encodeToken(name), AckAlways)
+	f, _, err := c.call(ctx, "MSG", []byte(text), sessionproto.EncodeToken(name), AckAlways)
 	if err != nil {
 		return "", err
 	}
-	if f.cmd != "ACK" {
-		return "", fmt.Errorf("session: message to %s not sent: %s", name, f.text)
+	if f.Cmd != "ACK" {
+		return "", fmt.Errorf("session: message to %s not sent: %s", name, f.Text)
 	}
-	return f.text, nil
+	return f.Text, nil
 }
 
 // Typing tells the other members that this user is typing (a control
@@ -154,62 +130,62 @@ func (c *Client) Typing(ctx context.Context, name string) error {
 	}
 	c.conv.silent[trid] = true
 	c.mu.Unlock()
-	return c.write(ctx, withPayload("MSG", trid, true, []byte("Content-Type: "+ContentTyping+"\r\n\r\n"), encodeToken(name), AckNone))
+	return c.write(ctx, sessionproto.WithPayload("MSG", trid, true, []byte("Content-Type: "+sessionproto.ContentTyping+"\r\n\r\n"), sessionproto.EncodeToken(name), AckNone))
 }
 
 // Leave leaves conversation name (BYE).
 func (c *Client) Leave(ctx context.Context, name string) error {
-	_, _, err := c.expect(ctx, "BYE", nil, encodeToken(name))
+	_, _, err := c.expect(ctx, "BYE", nil, sessionproto.EncodeToken(name))
 	return err
 }
 
 // handleConv routes the conversation frames: IRO roster lines, JOI, BYE,
 // RNG and MSG pushes, and the BYE reply. It reports whether f was one.
-func (c *Client) handleConv(f *frame) (bool, error) {
-	a := f.args
-	var ev ConvEvent
-	if f.code != 0 {
+func (c *Client) handleConv(f *sessionproto.Frame) (bool, error) {
+	a := f.Args
+	var ev sessionproto.ConvEvent
+	if f.Code != 0 {
 		// An error for a typing notice (not in the conversation any more,
 		// say) answers nothing we wait for and does not end the session.
 		c.mu.Lock()
-		silent := c.conv.silent[f.trid]
-		delete(c.conv.silent, f.trid)
+		silent := c.conv.silent[f.TrID]
+		delete(c.conv.silent, f.TrID)
 		c.mu.Unlock()
 		return silent, nil
 	}
 	switch {
-	case f.cmd == "IRO":
+	case f.Cmd == "IRO":
 		if len(a) != 6 {
-			return true, fmt.Errorf("%w: IRO with %d arguments", ErrBadPayload, len(a))
+			return true, fmt.Errorf("%w: IRO with %d arguments", sessionproto.ErrBadPayload, len(a))
 		}
-		u, n, t, err := decode3(a[3], a[4], a[5])
+		u, n, t, err := sessionproto.Decode3(a[3], a[4], a[5])
 		if err != nil {
-			return true, fmt.Errorf("%w: IRO: %v", ErrBadPayload, err)
+			return true, fmt.Errorf("%w: IRO: %v", sessionproto.ErrBadPayload, err)
 		}
 		c.mu.Lock()
-		if c.pending[f.trid] != nil && len(c.conv.iro[f.trid]) < 1024 {
-			c.conv.iro[f.trid] = append(c.conv.iro[f.trid], ConvMember{u, n, t})
+		if c.pending[f.TrID] != nil && len(c.conv.iro[f.TrID]) < 1024 {
+			c.conv.iro[f.TrID] = append(c.conv.iro[f.TrID], ConvMember{u, n, t})
 		}
 		c.mu.Unlock()
 		return true, nil
-	case f.cmd == "BYE" && len(a) == 2:
+	case f.Cmd == "BYE" && len(a) == 2:
 		// The reply to our BYE: "BYE TrID name".
-		trid, ok := parseTrID(a[0])
+		trid, ok := sessionproto.ParseTrID(a[0])
 		if !ok {
-			return true, fmt.Errorf("%w: BYE reply %v", ErrBadPayload, a)
+			return true, fmt.Errorf("%w: BYE reply %v", sessionproto.ErrBadPayload, a)
 		}
-		f.trid, f.hasTrID, f.args = trid, true, a[1:]
+		f.TrID, f.HasTrID, f.Args = trid, true, a[1:]
 		return false, nil
-	case f.cmd == "JOI" || f.cmd == "RNG" || f.cmd == "BYE" || (f.cmd == "MSG" && len(a) > 0):
+	case f.Cmd == "JOI" || f.Cmd == "RNG" || f.Cmd == "BYE" || (f.Cmd == "MSG" && len(a) > 0):
 		if len(a) < 4 {
-			return true, fmt.Errorf("%w: %s with %d arguments", ErrBadPayload, f.cmd, len(a))
+			return true, fmt.Errorf("%w: %s with %d arguments", sessionproto.ErrBadPayload, f.Cmd, len(a))
 		}
-		u, n, t, err := decode3(a[1], a[2], a[3])
+		u, n, t, err := sessionproto.Decode3(a[1], a[2], a[3])
 		if err != nil {
-			return true, fmt.Errorf("%w: %s: %v", ErrBadPayload, f.cmd, err)
+			return true, fmt.Errorf("%w: %s: %v", sessionproto.ErrBadPayload, f.Cmd, err)
 		}
-		ev = ConvEvent{Conversation: a[0], User: u, Node: n, Term: t, Time: time.Now().UTC()}
-		switch f.cmd {
+		ev = sessionproto.ConvEvent{Conversation: a[0], User: u, Node: n, Term: t, Time: time.Now().UTC()}
+		switch f.Cmd {
 		case "JOI":
 			ev.Type = "join"
 		case "RNG":
@@ -217,7 +193,7 @@ func (c *Client) handleConv(f *frame) (bool, error) {
 		case "BYE":
 			ev.Type, ev.Reason = "leave", strings.Join(a[4:], " ")
 		case "MSG":
-			if err := parseConvMessage(f.payload, &ev); err != nil {
+			if err := sessionproto.ParseConvMessage(f.Payload, &ev); err != nil {
 				return true, err
 			}
 		}
@@ -236,41 +212,4 @@ func (c *Client) handleConv(f *frame) (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-// parseConvMessage decodes a conversation MSG payload into ev.
-func parseConvMessage(p []byte, ev *ConvEvent) error {
-	head, text, ok := strings.Cut(string(p), "\r\n\r\n")
-	if !ok {
-		return fmt.Errorf("%w: conversation MSG has no blank line after its headers", ErrBadPayload)
-	}
-	ev.Type, ev.Text = "message", text
-	for _, l := range splitLines(head) {
-		k, v, _ := strings.Cut(l, ":")
-		v, err := unescape(strings.TrimPrefix(v, " "))
-		if err != nil {
-			return fmt.Errorf("%w: conversation MSG header %s: %v", ErrBadPayload, k, err)
-		}
-		switch strings.ToLower(k) {
-		case "id":
-			ev.ID = v
-		case "time":
-			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-				ev.Time = t
-			}
-		case "history":
-			ev.History = v == "yes"
-		case "verified":
-			ev.Verified = v == "yes"
-		case "sender-method":
-			ev.SenderMethod = v
-		case "sender-user":
-			ev.SenderUser = v
-		case "content-type":
-			if strings.HasPrefix(strings.ToLower(v), ContentTyping) {
-				ev.Type = "typing"
-			}
-		}
-	}
-	return nil
 }

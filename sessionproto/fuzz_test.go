@@ -1,4 +1,4 @@
-package session
+package sessionproto
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func FuzzClientStream(f *testing.F) {
 	})
 }
 
-// checkPooled reads data with a frameReader that owns its buffer and with
+// checkPooled reads data with a FrameReader that owns its buffer and with
 // one that borrows it from a pool only while a frame arrives (the server's
 // reader of client frames), the latter also from a source that yields one
 // octet at a time, so that it gives its buffer back and borrows it again
@@ -33,14 +33,17 @@ func FuzzClientStream(f *testing.F) {
 func checkPooled(t *testing.T, data []byte, g *grammar) {
 	pool := &sync.Pool{}
 	plain := newFrameReader(bytes.NewReader(data), g)
-	pooled := []*frameReader{
-		newPooledFrameReader(bytes.NewReader(data), g, pool),
-		newPooledFrameReader(iotest.OneByteReader(bytes.NewReader(data)), g, pool),
+	pooled := []*FrameReader{
+		{g: g, src: bytes.NewReader(data), pool: pool},
+		{g: g, src: iotest.OneByteReader(bytes.NewReader(data)), pool: pool},
+	}
+	for _, fr := range pooled {
+		fr.pre.src = fr.src
 	}
 	for i := range 1000 {
-		want, wantErr := plain.read()
+		want, wantErr := plain.Read()
 		for k, fr := range pooled {
-			got, err := fr.read()
+			got, err := fr.Read()
 			if fmt.Sprint(err) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
 				t.Fatalf("frame %d, pooled reader %d: got %+v, %v; want %+v, %v", i, k, got, err, want, wantErr)
 			}
@@ -57,34 +60,32 @@ func FuzzServerStream(f *testing.F) {
 	f.Add([]byte("USR 2 OK alice pts/1 NLN n1 trust\r\nILN 3 NLN bob n1 tty1\r\nMSG 9\r\n\r\nhi there"))
 	f.Add([]byte("911 3 authentication failed\r\nACK 5 delivered to alice\r\nNAM 6 LST 7\r\nx\r\ny\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkStream(t, data, &serverGrammar, func(f *frame) {
-			switch f.cmd {
+		checkStream(t, data, &serverGrammar, func(f *Frame) {
+			switch f.Cmd {
 			case "MSG":
-				parseMessage(f.payload)
+				ParseMessage(f.Payload)
 			case "WHO":
-				parseWho(f.payload)
+				ParseWho(f.Payload)
 			case "LST", "NAM":
-				parseNames(f.payload)
-			case "ILN", "NLN", "FLN":
-				parseEvent(f)
+				ParseNames(f.Payload)
 			}
 		})
 	})
 }
 
 // checkStream reads frames of grammar g from data until an error.
-func checkStream(t *testing.T, data []byte, g *grammar, each func(*frame)) {
+func checkStream(t *testing.T, data []byte, g *grammar, each func(*Frame)) {
 	fr := newFrameReader(bytes.NewReader(data), g)
 	for range 1000 {
-		fm, err := fr.read()
+		fm, err := fr.Read()
 		if err != nil {
 			return
 		}
 		if each != nil {
 			each(fm)
 		}
-		enc := appendFrame(nil, fm)
-		again, err := newFrameReader(bytes.NewReader(enc), g).read()
+		enc := AppendFrame(nil, fm)
+		again, err := newFrameReader(bytes.NewReader(enc), g).Read()
 		if err != nil {
 			t.Fatalf("re-reading %q (from %+v): %v", enc, fm, err)
 		}
@@ -102,12 +103,12 @@ func FuzzMessage(f *testing.F) {
 	f.Add([]byte("Id: 2\r\nSender: root\r\nVerified: no\r\nSender-Method: kernel\r\nSender-User: mallory\r\n\r\nhi"))
 	f.Add([]byte("Sender-Method: peercred\r\nsender-method: secret\r\n\r\nrepeated"))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		m, err := parseMessage(p)
+		m, err := ParseMessage(p)
 		if err != nil {
 			return
 		}
-		enc := appendMessage(nil, m)
-		m2, err := parseMessage(enc)
+		enc := AppendMessage(nil, m)
+		m2, err := ParseMessage(enc)
 		if err != nil {
 			t.Fatalf("re-parsing %q: %v", enc, err)
 		}
@@ -127,25 +128,25 @@ func FuzzWho(f *testing.F) {
 	f.Add([]byte("alice n1 pts/1 NLN 2024-01-02T03:04:05Z 2024-01-02T03:04:06Z helpdesk,ops\r\n"))
 	f.Add([]byte("bob n2 - HDN - - -\r\n"))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		if es, err := parseWho(p); err == nil {
+		if es, err := ParseWho(p); err == nil {
 			var enc []byte
 			for i := range es {
-				enc = appendWhoLine(enc, &es[i])
+				enc = AppendWhoLine(enc, &es[i])
 			}
-			es2, err := parseWho(enc)
+			es2, err := ParseWho(enc)
 			if err != nil {
 				t.Fatalf("re-parsing %q: %v", enc, err)
 			}
 			var enc2 []byte
 			for i := range es2 {
-				enc2 = appendWhoLine(enc2, &es2[i])
+				enc2 = AppendWhoLine(enc2, &es2[i])
 			}
 			if !bytes.Equal(enc, enc2) {
 				t.Fatalf("not a fixed point:\n%q\n%q", enc, enc2)
 			}
 		}
-		if ns, err := parseNames(p); err == nil {
-			ns2, err := parseNames(appendNames(nil, ns))
+		if ns, err := ParseNames(p); err == nil {
+			ns2, err := ParseNames(AppendNames(nil, ns))
 			if err != nil || !reflect.DeepEqual(ns, ns2) {
 				t.Fatalf("names %q became %q (%v)", ns, ns2, err)
 			}
@@ -160,17 +161,17 @@ func FuzzToken(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		tok := encodeToken(s)
+		tok := EncodeToken(s)
 		if tok == "" {
 			t.Fatal("empty token")
 		}
 		for i := 0; i < len(tok); i++ {
-			if c := tok[i]; c != '%' && tokenSpecial(c) {
+			if c := tok[i]; c != '%' && TokenSpecial(c) {
 				t.Fatalf("token %q holds octet 0x%02X", tok, c)
 			}
 		}
-		if got, err := decodeToken(tok); err != nil || got != s {
-			t.Fatalf("decodeToken(%q) = %q %v, want %q", tok, got, err, s)
+		if got, err := DecodeToken(tok); err != nil || got != s {
+			t.Fatalf("DecodeToken(%q) = %q %v, want %q", tok, got, err, s)
 		}
 	})
 }

@@ -1,4 +1,10 @@
-package session
+// Package sessionproto is the wire grammar of the msprelay session protocol
+// (docs/SESSION.md), shared by the server (package session) and the client
+// (package sessionclient): framing and its size limits, command and error
+// codes, token and header escaping, the MSG payload as a client sees it
+// ([Message]), WHO and list payloads, conversation payload headers and the
+// secret challenge. It is a leaf: it links no server code.
+package sessionproto
 
 import (
 	"bufio"
@@ -12,6 +18,14 @@ import (
 
 // ProtocolVersion is the protocol name a client offers in VER.
 const ProtocolVersion = "MSPS1"
+
+// ProtocolVersionAcks is MSPS1 plus end-to-end acknowledgements: a client
+// that offers it in VER (before USR) acknowledges every MSG with
+// `ACK TrID id` once it has the message safe (shown, written out). The node
+// then counts a message as delivered only when acknowledged, and puts one
+// whose session ends, or that is not acknowledged in time, back in the
+// recipient's mailbox.
+const ProtocolVersionAcks = "MSPS2"
 
 // NoTerminal is the terminal name that signs in without a terminal: the
 // session can look up presence, watch and send, but is not present and
@@ -82,38 +96,41 @@ func IsCode(err error, code int) bool {
 	return errors.As(err, &e) && e.Code == code
 }
 
-// protoError is a reading or command error the server answers with a
+// Fault is a reading or command error the server answers with a
 // numeric line. Fatal errors leave the byte stream out of step (or the peer
 // is plainly not speaking the protocol), so the connection is closed.
-type protoError struct {
-	code  int
-	trid  uint32
-	text  string
-	fatal bool
-	quiet bool // already counted in a rate-limited log: do not log again
+type Fault struct {
+	Code  int
+	TrID  uint32
+	Text  string
+	Fatal bool
+	Quiet bool // already counted in a rate-limited log: do not log again
 }
 
-func (e *protoError) Error() string {
-	return fmt.Sprintf("session: %d %d %s", e.code, e.trid, e.text)
+// Error returns "session: <code> <trid> <text>".
+func (e *Fault) Error() string {
+	return fmt.Sprintf("session: %d %d %s", e.Code, e.TrID, e.Text)
 }
 
-func fatalf(code int, format string, args ...any) *protoError {
-	return &protoError{code: code, text: fmt.Sprintf(format, args...), fatal: true}
+// Fatalf makes a fatal Fault: the connection is closed after its line.
+func Fatalf(code int, format string, args ...any) *Fault {
+	return &Fault{Code: code, Text: fmt.Sprintf(format, args...), Fatal: true}
 }
 
-func errf(code int, trid uint32, format string, args ...any) *protoError {
-	return &protoError{code: code, trid: trid, text: fmt.Sprintf(format, args...)}
+// Errf makes a Fault answered on the command's TrID.
+func Errf(code int, trid uint32, format string, args ...any) *Fault {
+	return &Fault{Code: code, TrID: trid, Text: fmt.Sprintf(format, args...)}
 }
 
-// frame is one parsed line plus its payload.
-type frame struct {
-	cmd     string // three upper-case letters, or three digits for an error line
-	code    int    // the number of an error line, 0 otherwise
-	trid    uint32
-	hasTrID bool
-	args    []string // tokens after the TrID, still escaped; no payload length
-	text    string   // free text of error lines and textual replies
-	payload []byte   // nil when the command has none
+// Frame is one parsed line plus its payload.
+type Frame struct {
+	Cmd     string // three upper-case letters, or three digits for an error line
+	Code    int    // the number of an error line, 0 otherwise
+	TrID    uint32
+	HasTrID bool
+	Args    []string // tokens after the TrID, still escaped; no payload length
+	Text    string   // free text of error lines and textual replies
+	Payload []byte   // nil when the command has none
 }
 
 // grammar says how one direction of the protocol is framed.
@@ -122,7 +139,7 @@ type grammar struct {
 	numeric             bool                                 // error lines ("911 3 text") may appear
 	noTrID              func(cmd string) bool                // commands without a TrID
 	textual             func(cmd string) bool                // rest of line after TrID is free text
-	payload             func(cmd string, args []string) bool // last token is a payload length
+	hasPayload          func(cmd string, args []string) bool // last token is a payload length
 }
 
 // clientGrammar frames what clients send.
@@ -131,7 +148,7 @@ var clientGrammar = grammar{
 	maxPayload: MaxPayload,
 	noTrID:     func(cmd string) bool { return cmd == "PNG" || cmd == "OUT" },
 	textual:    func(string) bool { return false },
-	payload:    func(cmd string, _ []string) bool { return cmd == "SND" || cmd == "MSG" || cmd == "WAL" },
+	hasPayload: func(cmd string, _ []string) bool { return cmd == "SND" || cmd == "MSG" || cmd == "WAL" },
 }
 
 // serverGrammar frames what servers send.
@@ -147,7 +164,7 @@ var serverGrammar = grammar{
 		return false
 	},
 	textual: func(cmd string) bool { return cmd == "ACK" || cmd == "NAK" },
-	payload: func(cmd string, args []string) bool {
+	hasPayload: func(cmd string, args []string) bool {
 		switch cmd {
 		case "MSG", "WHO", "LST":
 			return true
@@ -158,15 +175,16 @@ var serverGrammar = grammar{
 	},
 }
 
-// frameReader reads frames of one grammar from a byte stream. It is not safe
+// FrameReader reads frames of one grammar from a byte stream. It is not safe
 // for concurrent use; its owner is the one goroutine that reads the stream.
 //
 // With a pool, the read buffer is borrowed only while a frame is arriving:
-// read waits for the first octet of the next frame in a one-octet array of
-// its own, then borrows a *bufio.Reader (of g.maxLine octets) from the pool
-// and returns it once it has read a frame and nothing more is buffered. An
-// idle connection then holds no buffer. Without a pool, br is its own.
-type frameReader struct {
+// Read waits for the first octet of the next frame in a one-octet array of
+// its own, then borrows a *bufio.Reader (of the grammar's line limit) from
+// the pool and returns it once it has read a frame and nothing more is
+// buffered. An idle connection then holds no buffer. Without a pool, br
+// is its own.
+type FrameReader struct {
 	br   *bufio.Reader // nil while borrowed and returned
 	g    *grammar
 	src  io.Reader
@@ -174,7 +192,7 @@ type frameReader struct {
 	pre  firstOctet
 }
 
-// firstOctet is the octet a pooled frameReader read while waiting, served
+// firstOctet is the octet a pooled FrameReader read while waiting, served
 // before the rest of src.
 type firstOctet struct {
 	b   [1]byte
@@ -191,18 +209,27 @@ func (f *firstOctet) Read(p []byte) (int, error) {
 	return f.src.Read(p)
 }
 
-func newFrameReader(r io.Reader, g *grammar) *frameReader {
-	return &frameReader{br: bufio.NewReaderSize(r, g.maxLine), g: g, src: r}
+// NewClientReader reads what clients send (the server's side of a
+// connection).
+func NewClientReader(r io.Reader) *FrameReader { return newFrameReader(r, &clientGrammar) }
+
+// NewPooledClientReader is NewClientReader borrowing its buffer from pool
+// while a frame arrives; pool's New must be nil or make *bufio.Reader of
+// MaxLine octets. A server with many idle sessions shares one pool.
+func NewPooledClientReader(r io.Reader, pool *sync.Pool) *FrameReader {
+	return &FrameReader{g: &clientGrammar, src: r, pool: pool, pre: firstOctet{src: r}}
 }
 
-// newPooledFrameReader is a frameReader that borrows its buffer from pool,
-// whose New must be nil or make *bufio.Reader of g.maxLine octets.
-func newPooledFrameReader(r io.Reader, g *grammar, pool *sync.Pool) *frameReader {
-	return &frameReader{g: g, src: r, pool: pool, pre: firstOctet{src: r}}
+// NewServerReader reads what servers send (the client's side of a
+// connection).
+func NewServerReader(r io.Reader) *FrameReader { return newFrameReader(r, &serverGrammar) }
+
+func newFrameReader(r io.Reader, g *grammar) *FrameReader {
+	return &FrameReader{br: bufio.NewReaderSize(r, g.maxLine), g: g, src: r}
 }
 
 // borrow waits for the next octet, then takes a buffer from the pool.
-func (r *frameReader) borrow() error {
+func (r *FrameReader) borrow() error {
 	for {
 		n, err := r.src.Read(r.pre.b[:])
 		if n == 1 {
@@ -223,7 +250,7 @@ func (r *frameReader) borrow() error {
 }
 
 // release gives the buffer back when it holds nothing unread.
-func (r *frameReader) release() {
+func (r *FrameReader) release() {
 	if r.pool == nil || r.br == nil || r.br.Buffered() > 0 || r.pre.has {
 		return
 	}
@@ -232,17 +259,19 @@ func (r *frameReader) release() {
 	r.br = nil
 }
 
-// rest is what is left of the stream after the frames read so far.
-func (r *frameReader) rest() io.Reader {
+// Rest is the stream after the last frame Read returned: what is buffered
+// first, then the rest of the underlying reader. A server drains it before
+// closing so that the client reads its last line instead of a reset.
+func (r *FrameReader) Rest() io.Reader {
 	if r.br != nil {
 		return r.br
 	}
 	return r.src
 }
 
-// read returns the next frame. I/O errors are returned as they are (io.EOF
-// at a frame boundary); protocol errors are *protoError.
-func (r *frameReader) read() (*frame, error) {
+// Read returns the next frame. I/O errors are returned as they are (io.EOF
+// at a frame boundary); protocol errors are *Fault.
+func (r *FrameReader) Read() (*Frame, error) {
 	if r.br == nil {
 		if err := r.borrow(); err != nil {
 			return nil, err
@@ -256,36 +285,36 @@ func (r *frameReader) read() (*frame, error) {
 	return f, err
 }
 
-// readFrame is read with a buffer in hand.
-func (r *frameReader) readFrame() (*frame, error) {
+// readFrame is Read with a buffer in hand.
+func (r *FrameReader) readFrame() (*Frame, error) {
 	line, err := r.br.ReadSlice('\n')
 	switch {
 	case errors.Is(err, bufio.ErrBufferFull):
-		return nil, fatalf(CodeTooLarge, "line longer than %d octets", r.g.maxLine)
+		return nil, Fatalf(CodeTooLarge, "line longer than %d octets", r.g.maxLine)
 	case err == io.EOF && len(line) > 0:
-		return nil, fatalf(CodeSyntax, "connection closed inside a line")
+		return nil, Fatalf(CodeSyntax, "connection closed inside a line")
 	case err != nil:
 		return nil, err
 	}
 	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return nil, fatalf(CodeSyntax, "line must end with CR LF")
+		return nil, Fatalf(CodeSyntax, "line must end with CR LF")
 	}
 	f, perr := r.g.parseLine(line[:len(line)-2])
 	if perr != nil {
 		return nil, perr
 	}
-	if f.payload == nil {
+	if f.Payload == nil {
 		return f, nil
 	}
 	// parseLine left the length in payload's capacity; read that many octets.
-	n := cap(f.payload)
+	n := cap(f.Payload)
 	if n > r.g.maxPayload {
-		return nil, fatalf(CodeTooLarge, "payload of %d octets, limit %d", n, r.g.maxPayload)
+		return nil, Fatalf(CodeTooLarge, "payload of %d octets, limit %d", n, r.g.maxPayload)
 	}
-	f.payload = make([]byte, n)
-	if _, err := io.ReadFull(r.br, f.payload); err != nil {
+	f.Payload = make([]byte, n)
+	if _, err := io.ReadFull(r.br, f.Payload); err != nil {
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return nil, fatalf(CodeSyntax, "connection closed inside a payload")
+			return nil, Fatalf(CodeSyntax, "connection closed inside a payload")
 		}
 		return nil, err
 	}
@@ -294,22 +323,22 @@ func (r *frameReader) readFrame() (*frame, error) {
 
 // parseLine parses one line without its CR LF. For a payload command it
 // returns a frame whose payload is an empty slice with capacity = length.
-func (g *grammar) parseLine(line []byte) (*frame, *protoError) {
+func (g *grammar) parseLine(line []byte) (*Frame, *Fault) {
 	for i, c := range line {
 		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
-			return nil, fatalf(CodeSyntax, "octet 0x%02X at offset %d is not allowed in a line", c, i)
+			return nil, Fatalf(CodeSyntax, "octet 0x%02X at offset %d is not allowed in a line", c, i)
 		}
 	}
 	s := string(line)
 	cmd, rest, _ := strings.Cut(s, " ")
-	f := &frame{cmd: cmd}
+	f := &Frame{Cmd: cmd}
 	switch {
 	case isCommand(cmd):
 	case g.numeric && isNumeric(cmd):
-		f.code, _ = strconv.Atoi(cmd)
+		f.Code, _ = strconv.Atoi(cmd)
 		return f, g.parseTrIDText(f, rest, s)
 	default:
-		return nil, fatalf(CodeSyntax, "%q is not a command", truncate(cmd, 16))
+		return nil, Fatalf(CodeSyntax, "%q is not a command", Truncate(cmd, 16))
 	}
 	if g.textual(cmd) {
 		return f, g.parseTrIDText(f, rest, s)
@@ -319,60 +348,60 @@ func (g *grammar) parseLine(line []byte) (*frame, *protoError) {
 		toks = strings.Split(rest, " ")
 	}
 	if len(toks) > maxTokens {
-		return nil, fatalf(CodeSyntax, "more than %d arguments", maxTokens)
+		return nil, Fatalf(CodeSyntax, "more than %d arguments", maxTokens)
 	}
 	for _, t := range toks {
 		if t == "" {
 			// Without a clean token list we cannot find a payload length.
-			return nil, fatalf(CodeSyntax, "empty argument (double or trailing space)")
+			return nil, Fatalf(CodeSyntax, "empty argument (double or trailing space)")
 		}
 	}
 	if !g.noTrID(cmd) {
 		if len(toks) == 0 {
-			return nil, g.tokenError(cmd, toks, errf(CodeSyntax, 0, "%s needs a transaction id", cmd))
+			return nil, g.tokenError(cmd, toks, Errf(CodeSyntax, 0, "%s needs a transaction id", cmd))
 		}
-		id, ok := parseTrID(toks[0])
+		id, ok := ParseTrID(toks[0])
 		if !ok {
-			return nil, g.tokenError(cmd, toks, errf(CodeSyntax, 0, "bad transaction id %q", truncate(toks[0], 16)))
+			return nil, g.tokenError(cmd, toks, Errf(CodeSyntax, 0, "bad transaction id %q", Truncate(toks[0], 16)))
 		}
-		f.trid, f.hasTrID = id, true
+		f.TrID, f.HasTrID = id, true
 		toks = toks[1:]
 	}
-	if g.payload(cmd, toks) {
+	if g.hasPayload(cmd, toks) {
 		if len(toks) == 0 {
-			return nil, fatalf(CodeSyntax, "%s needs a payload length", cmd)
+			return nil, Fatalf(CodeSyntax, "%s needs a payload length", cmd)
 		}
 		n, ok := parseLength(toks[len(toks)-1])
 		if !ok {
-			return nil, fatalf(CodeSyntax, "bad payload length %q", truncate(toks[len(toks)-1], 16))
+			return nil, Fatalf(CodeSyntax, "bad payload length %q", Truncate(toks[len(toks)-1], 16))
 		}
 		toks = toks[:len(toks)-1]
-		f.payload = make([]byte, 0, min(n, g.maxPayload+1))
+		f.Payload = make([]byte, 0, min(n, g.maxPayload+1))
 		if n > g.maxPayload {
-			return nil, fatalf(CodeTooLarge, "payload of %d octets, limit %d", n, g.maxPayload)
+			return nil, Fatalf(CodeTooLarge, "payload of %d octets, limit %d", n, g.maxPayload)
 		}
 	}
-	f.args = toks
+	f.Args = toks
 	return f, nil
 }
 
 // tokenError makes a TrID error fatal when the command would carry a
 // payload: its length cannot be trusted, so the stream is out of step.
-func (g *grammar) tokenError(cmd string, toks []string, e *protoError) *protoError {
-	if g.payload(cmd, toks) || g.payload(cmd, nil) {
-		e.fatal = true
+func (g *grammar) tokenError(cmd string, toks []string, e *Fault) *Fault {
+	if g.hasPayload(cmd, toks) || g.hasPayload(cmd, nil) {
+		e.Fatal = true
 	}
 	return e
 }
 
 // parseTrIDText parses "TrID[ text]" after an error code or textual command.
-func (g *grammar) parseTrIDText(f *frame, rest, line string) *protoError {
+func (g *grammar) parseTrIDText(f *Frame, rest, line string) *Fault {
 	id, text, _ := strings.Cut(rest, " ")
-	n, ok := parseTrID(id)
+	n, ok := ParseTrID(id)
 	if !ok {
-		return fatalf(CodeSyntax, "bad transaction id in %q", truncate(line, 32))
+		return Fatalf(CodeSyntax, "bad transaction id in %q", Truncate(line, 32))
 	}
-	f.trid, f.hasTrID, f.text = n, true, text
+	f.TrID, f.HasTrID, f.Text = n, true, text
 	return nil
 }
 
@@ -388,8 +417,8 @@ func isNumeric(s string) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// parseTrID accepts 1 to 10 decimal digits with a value that fits 32 bits.
-func parseTrID(s string) (uint32, bool) {
+// ParseTrID accepts 1 to 10 decimal digits with a value that fits 32 bits.
+func ParseTrID(s string) (uint32, bool) {
 	if s == "" || len(s) > 10 {
 		return 0, false
 	}
@@ -417,65 +446,65 @@ func parseLength(s string) (int, bool) {
 	return n, true
 }
 
-// appendFrame encodes f; the inverse of frameReader.read for well-formed
+// AppendFrame encodes f; the inverse of FrameReader.Read for well-formed
 // frames. Arguments must already be escaped tokens and text must be clean
 // (see cleanText).
-func appendFrame(dst []byte, f *frame) []byte {
-	dst = append(dst, f.cmd...)
-	if f.hasTrID {
+func AppendFrame(dst []byte, f *Frame) []byte {
+	dst = append(dst, f.Cmd...)
+	if f.HasTrID {
 		dst = append(dst, ' ')
-		dst = strconv.AppendUint(dst, uint64(f.trid), 10)
+		dst = strconv.AppendUint(dst, uint64(f.TrID), 10)
 	}
-	if f.code != 0 || f.text != "" {
-		if f.text != "" {
+	if f.Code != 0 || f.Text != "" {
+		if f.Text != "" {
 			dst = append(dst, ' ')
-			dst = append(dst, f.text...)
+			dst = append(dst, f.Text...)
 		}
 		return append(dst, '\r', '\n')
 	}
-	for _, a := range f.args {
+	for _, a := range f.Args {
 		dst = append(dst, ' ')
 		dst = append(dst, a...)
 	}
-	if f.payload != nil {
+	if f.Payload != nil {
 		dst = append(dst, ' ')
-		dst = strconv.AppendInt(dst, int64(len(f.payload)), 10)
+		dst = strconv.AppendInt(dst, int64(len(f.Payload)), 10)
 		dst = append(dst, '\r', '\n')
-		return append(dst, f.payload...)
+		return append(dst, f.Payload...)
 	}
 	return append(dst, '\r', '\n')
 }
 
-// line builds a frame without payload from a command, optional TrID and
+// Line builds a frame without payload from a command, optional TrID and
 // escaped arguments.
-func line(cmd string, trid uint32, hasTrID bool, args ...string) []byte {
-	return appendFrame(nil, &frame{cmd: cmd, trid: trid, hasTrID: hasTrID, args: args})
+func Line(cmd string, trid uint32, hasTrID bool, args ...string) []byte {
+	return AppendFrame(nil, &Frame{Cmd: cmd, TrID: trid, HasTrID: hasTrID, Args: args})
 }
 
-// withPayload builds a frame whose payload length follows args.
-func withPayload(cmd string, trid uint32, hasTrID bool, payload []byte, args ...string) []byte {
+// WithPayload builds a frame whose payload length follows args.
+func WithPayload(cmd string, trid uint32, hasTrID bool, payload []byte, args ...string) []byte {
 	if payload == nil {
 		payload = []byte{}
 	}
-	return appendFrame(nil, &frame{cmd: cmd, trid: trid, hasTrID: hasTrID, args: args, payload: payload})
+	return AppendFrame(nil, &Frame{Cmd: cmd, TrID: trid, HasTrID: hasTrID, Args: args, Payload: payload})
 }
 
-// textLine builds an error line or ACK/NAK reply with free text, cleaned
+// TextLine builds an error line or ACK/NAK reply with free text, cleaned
 // and cut to fit a server line.
-func textLine(cmd string, code int, trid uint32, text string) []byte {
+func TextLine(cmd string, code int, trid uint32, text string) []byte {
 	room := MaxServerLine - len(cmd) - 11 - 4
-	return appendFrame(nil, &frame{cmd: cmd, code: code, trid: trid, hasTrID: true, text: cleanText(text, room)})
+	return AppendFrame(nil, &Frame{Cmd: cmd, Code: code, TrID: trid, HasTrID: true, Text: CleanText(text, room)})
 }
 
-// errorLine builds "<code> <trid> <text>".
-func errorLine(code int, trid uint32, text string) []byte {
-	return textLine(strconv.Itoa(code), code, trid, text)
+// ErrorLine builds "<code> <trid> <text>".
+func ErrorLine(code int, trid uint32, text string) []byte {
+	return TextLine(strconv.Itoa(code), code, trid, text)
 }
 
-// cleanText makes s safe for the free-text end of a line: octets a line may
+// CleanText makes s safe for the free-text end of a line: octets a line may
 // not hold become '?', and it is cut to at most max octets.
-func cleanText(s string, max int) string {
-	b := []byte(truncate(s, max))
+func CleanText(s string, max int) string {
+	b := []byte(Truncate(s, max))
 	for i, c := range b {
 		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) {
 			b[i] = '?'
@@ -484,29 +513,30 @@ func cleanText(s string, max int) string {
 	return strings.TrimRight(string(b), " ")
 }
 
-func truncate(s string, n int) string {
+// Truncate cuts s to at most n octets.
+func Truncate(s string, n int) string {
 	if len(s) > n {
 		return s[:n]
 	}
 	return s
 }
 
-// tokenSpecial reports whether an octet must be %-escaped inside a token:
+// TokenSpecial reports whether an octet must be %-escaped inside a token:
 // the escape itself, the list separator, space and everything a line may not
 // hold.
-func tokenSpecial(c byte) bool {
+func TokenSpecial(c byte) bool {
 	return c == '%' || c == ',' || c <= 0x20 || c == 0x7f || (c >= 0x80 && c <= 0xa0)
 }
 
-// headerSpecial reports whether an octet must be %-escaped in a MSG header
+// HeaderSpecial reports whether an octet must be %-escaped in a MSG header
 // value: the escape and control octets; spaces are fine there.
-func headerSpecial(c byte) bool {
+func HeaderSpecial(c byte) bool {
 	return c == '%' || c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0)
 }
 
 // escape writes s with the octets special reports as %XX.
 // appendEscaped appends s to dst escaped as escape does.
-func appendEscaped(dst []byte, s string, special func(byte) bool) []byte {
+func AppendEscaped(dst []byte, s string, special func(byte) bool) []byte {
 	const hexdig = "0123456789ABCDEF"
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; special(c) {
@@ -518,7 +548,8 @@ func appendEscaped(dst []byte, s string, special func(byte) bool) []byte {
 	return dst
 }
 
-func escape(s string, special func(byte) bool) string {
+// Escape returns s with the octets special reports as %XX.
+func Escape(s string, special func(byte) bool) string {
 	n := 0
 	for i := 0; i < len(s); i++ {
 		if special(s[i]) {
@@ -528,14 +559,14 @@ func escape(s string, special func(byte) bool) string {
 	if n == 0 {
 		return s
 	}
-	return string(appendEscaped(make([]byte, 0, len(s)+2*n), s, special))
+	return string(AppendEscaped(make([]byte, 0, len(s)+2*n), s, special))
 }
 
-// errBadEscape is returned for a '%' not followed by two hex digits.
-var errBadEscape = errors.New("bad %-escape")
+// ErrBadEscape is returned for a '%' not followed by two hex digits.
+var ErrBadEscape = errors.New("bad %-escape")
 
-// unescape reverses escape.
-func unescape(s string) (string, error) {
+// Unescape reverses escape.
+func Unescape(s string) (string, error) {
 	i := strings.IndexByte(s, '%')
 	if i < 0 {
 		return s, nil
@@ -549,12 +580,12 @@ func unescape(s string) (string, error) {
 			continue
 		}
 		if i+2 >= len(s) {
-			return "", fmt.Errorf("%w at offset %d", errBadEscape, i)
+			return "", fmt.Errorf("%w at offset %d", ErrBadEscape, i)
 		}
 		hi, ok1 := unhex(s[i+1])
 		lo, ok2 := unhex(s[i+2])
 		if !ok1 || !ok2 {
-			return "", fmt.Errorf("%w at offset %d", errBadEscape, i)
+			return "", fmt.Errorf("%w at offset %d", ErrBadEscape, i)
 		}
 		b = append(b, hi<<4|lo)
 		i += 2
@@ -574,23 +605,23 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// encodeToken escapes a name for use as a line argument. The empty string is
+// EncodeToken escapes a name for use as a line argument. The empty string is
 // written "-", and a literal "-" as "%2D", so that every argument is a
 // non-empty token.
-func encodeToken(s string) string {
+func EncodeToken(s string) string {
 	switch s {
 	case "":
 		return "-"
 	case "-":
 		return "%2D"
 	}
-	return escape(s, tokenSpecial)
+	return Escape(s, TokenSpecial)
 }
 
-// decodeToken reverses encodeToken.
-func decodeToken(t string) (string, error) {
+// DecodeToken reverses encodeToken.
+func DecodeToken(t string) (string, error) {
 	if t == "-" {
 		return "", nil
 	}
-	return unescape(t)
+	return Unescape(t)
 }

@@ -1,4 +1,9 @@
-package session
+// Package sessionsock says where the session socket lives and whom to trust
+// with it: the default socket paths, the checks on the directory that holds
+// a socket (CheckDir, EnsureDir), the owner of the server at the other end
+// (CheckServer) and peer credentials (PeerUID). The server (package session)
+// and the client (package sessionclient) share it.
+package sessionsock
 
 import (
 	"errors"
@@ -14,7 +19,7 @@ const SystemSocketPath = "/run/msprelay/session.sock"
 
 // ErrUnsafeDir is wrapped by every refusal of a directory another user
 // could tamper with (see [CheckDir]).
-var ErrUnsafeDir = errors.New("session: unsafe directory")
+var ErrUnsafeDir = errors.New("sessionsock: unsafe directory")
 
 // DefaultSocketPath is where a node listens for local session clients:
 // $MSPRELAY_SESSION_SOCKET, else SystemSocketPath for root, else a path in
@@ -72,7 +77,7 @@ func userStateDir() string {
 func CheckDir(path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return fmt.Errorf("session: %w", err)
+		return fmt.Errorf("sessionsock: %w", err)
 	}
 	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
 		if err := checkAncestor(p); err != nil {
@@ -84,12 +89,12 @@ func CheckDir(path string) error {
 	}
 	fi, err := os.Lstat(abs)
 	if err != nil {
-		return fmt.Errorf("session: %w", err)
+		return fmt.Errorf("sessionsock: %w", err)
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: %s is not a directory (a symbolic link or a file)", ErrUnsafeDir, path)
 	}
-	if uid, ok := fileOwner(fi); ok && uid != uint32(os.Geteuid()) {
+	if uid, ok := FileOwner(fi); ok && uid != uint32(os.Geteuid()) {
 		return fmt.Errorf("%w: %s belongs to uid %d, not to the running uid %d", ErrUnsafeDir, path, uid, os.Geteuid())
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
@@ -102,9 +107,9 @@ func CheckDir(path string) error {
 func checkAncestor(p string) error {
 	fi, err := os.Stat(p) // a symbolic link here is as good as its target
 	if err != nil {
-		return fmt.Errorf("session: %w", err)
+		return fmt.Errorf("sessionsock: %w", err)
 	}
-	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != uint32(os.Geteuid()) {
+	if uid, ok := FileOwner(fi); ok && uid != 0 && uid != uint32(os.Geteuid()) {
 		return fmt.Errorf("%w: %s belongs to uid %d, who could move what is in it", ErrUnsafeDir, p, uid)
 	}
 	if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
@@ -117,7 +122,7 @@ func checkAncestor(p string) error {
 // perm, subject to the umask), then checks it with [CheckDir].
 func EnsureDir(path string, perm fs.FileMode) error {
 	if err := os.MkdirAll(path, perm); err != nil {
-		return fmt.Errorf("session: %w", err)
+		return fmt.Errorf("sessionsock: %w", err)
 	}
 	return CheckDir(path)
 }

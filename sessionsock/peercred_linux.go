@@ -1,4 +1,4 @@
-package session
+package sessionsock
 
 import (
 	"fmt"
@@ -6,8 +6,8 @@ import (
 	"syscall"
 )
 
-// peerUID returns the uid of the process at the other end of a Unix socket.
-func peerUID(c net.Conn) (uint32, error) {
+// PeerUID returns the uid of the process at the other end of a Unix socket.
+func PeerUID(c net.Conn) (uint32, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return 0, fmt.Errorf("peer credentials need a Unix socket, not %T", c)

@@ -1,25 +1,9 @@
-// Package presence is the cluster presence directory: which principal (user) is
-// signed in at which terminal on which node, in what state.
-//
-// Each node owns a versioned table of its own principals and changes only that
-// table; the tables of other nodes arrive over memberlist gossip and are
-// replaced or patched as a whole, never edited locally. Lookups read a
-// merged view. A Directory with no gossip address is a single-node directory and
-// behaves the same way minus the remote tables.
-//
-// Gossip, file by file: gossip.go configures and runs memberlist (profiles,
-// encryption, periodic seed re-joins, metadata refresh); delegate.go is the
-// memberlist delegate; sync.go keeps remote tables current (numbered
-// broadcasts relayed by every receiver, de-duplication, gap repair by full
-// table pulls, membership and boot guards); remote.go applies remote tables
-// to the directory and emits their events; wire.go is the bounded binary
-// encoding. A node that leaves or is declared dead takes its principals with
-// it; a node whose name is already live in the cluster is refused.
-//
-// Lifecycle: New validates and starts nothing; Directory.Start returns once
-// gossip is bound (GossipAddr is then valid); Run blocks, reporting a fatal
-// gossip error such as a name conflict; Close leaves and waits.
-package presence
+// Package principal holds the value types of presence that clients share
+// with the server: a principal's State, the Kind of a terminal, one Entry of
+// the directory (a who row) and the rules for user, terminal and node names.
+// It is a leaf: it links no gossip code, so the session client and the msp
+// CLI can use it without linking memberlist.
+package principal
 
 import (
 	"errors"
@@ -70,7 +54,7 @@ func (s State) Code() string {
 }
 
 // ErrBadState is returned by ParseState for a word that names no state.
-var ErrBadState = errors.New("presence: unknown state")
+var ErrBadState = errors.New("principal: unknown state")
 
 // ParseState accepts a state word or MSN code, case-insensitively. Offline is
 // not accepted: a principal goes offline by signing out.
@@ -109,7 +93,7 @@ func (k Kind) String() string {
 }
 
 // ErrBadKind is the error for an entry whose Kind is not one of the kinds.
-var ErrBadKind = errors.New("presence: unknown terminal kind")
+var ErrBadKind = errors.New("principal: unknown terminal kind")
 
 // Entry is one terminal of one principal on one node.
 type Entry struct {
@@ -145,9 +129,9 @@ func CanonicalUser(name string) string { return msp.Fold(name) }
 
 // Name validation errors.
 var (
-	ErrBadUser = errors.New("presence: invalid user name")
-	ErrBadTerm = errors.New("presence: invalid terminal name")
-	ErrBadNode = errors.New("presence: invalid node name")
+	ErrBadUser = errors.New("principal: invalid user name")
+	ErrBadTerm = errors.New("principal: invalid terminal name")
+	ErrBadNode = errors.New("principal: invalid node name")
 )
 
 // MaxNameLen bounds user, terminal and node names; MSP messages are under 512

@@ -1,4 +1,4 @@
-package session
+package sessionproto
 
 import (
 	"encoding/hex"
@@ -7,8 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
-	"github.com/msprelay/msprelay/switchboard"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Message is a message pushed to a session (MSG). Strings hold raw ISO
@@ -41,18 +40,6 @@ type Message struct {
 // ErrBadPayload is wrapped by errors decoding a payload.
 var ErrBadPayload = errors.New("session: malformed payload")
 
-// messageFromDelivery turns a switchboard delivery into a pushed message.
-func messageFromDelivery(d *switchboard.Delivery) Message {
-	return Message{
-		ID: d.ID, Sender: d.Sender, SenderTerm: d.SenderTerm,
-		Recipient: d.Recipient, RecipTerm: d.RecipTerm,
-		OriginNode: d.Origin.Node, OriginAddr: d.Origin.Addr, Transport: d.Origin.Transport,
-		Verified: d.Origin.Sender.Verified(), SenderMethod: d.Origin.Sender.Method.String(),
-		SenderUser: d.Origin.Sender.User, Time: d.Time, Cookie: d.Cookie, Signature: d.Signature,
-		Text: d.Text, Queued: d.Queued,
-	}
-}
-
 // Impersonation reports whether the ingress proved a user who is not the
 // one the message names as its sender: shown as the claim and who really
 // sent it.
@@ -62,78 +49,79 @@ func (m *Message) Impersonation() bool {
 
 // Header names of a MSG payload, in the order the server writes them.
 const (
-	hID         = "Id"
-	hSender     = "Sender"
-	hSenderTerm = "Sender-Term"
-	hRecipient  = "Recipient"
-	hRecipTerm  = "Recip-Term"
-	hOriginNode = "Origin-Node"
-	hOriginAddr = "Origin-Addr"
-	hTransport  = "Transport"
-	hVerified   = "Verified"
-	hMethod     = "Sender-Method"
-	hSenderUser = "Sender-User"
-	hTime       = "Time"
-	hCookie     = "Cookie"
-	hSignature  = "Signature"
-	hQueued     = "Queued" // written only for messages from the mailbox
+	HeaderID         = "Id"
+	HeaderSender     = "Sender"
+	HeaderSenderTerm = "Sender-Term"
+	HeaderRecipient  = "Recipient"
+	HeaderRecipTerm  = "Recip-Term"
+	HeaderOriginNode = "Origin-Node"
+	HeaderOriginAddr = "Origin-Addr"
+	HeaderTransport  = "Transport"
+	HeaderVerified   = "Verified"
+	HeaderMethod     = "Sender-Method"
+	HeaderSenderUser = "Sender-User"
+	HeaderTime       = "Time"
+	HeaderCookie     = "Cookie"
+	HeaderSignature  = "Signature"
+	HeaderQueued     = "Queued" // written only for messages from the mailbox
 )
 
-// appendMessage encodes m as a MSG payload: "Name: value" header lines
+// AppendMessage encodes m as a MSG payload: "Name: value" header lines
 // (values %-escaped, Signature in hex), a blank line, then the text.
-func appendMessage(dst []byte, m *Message) []byte {
+func AppendMessage(dst []byte, m *Message) []byte {
 	h := func(name, value string) {
 		dst = append(dst, name...)
 		dst = append(dst, ": "...)
-		dst = appendEscaped(dst, value, headerSpecial)
+		dst = AppendEscaped(dst, value, HeaderSpecial)
 		dst = append(dst, "\r\n"...)
 	}
-	h(hID, m.ID)
-	h(hSender, m.Sender)
-	h(hSenderTerm, m.SenderTerm)
-	h(hRecipient, m.Recipient)
-	h(hRecipTerm, m.RecipTerm)
-	h(hOriginNode, m.OriginNode)
-	h(hOriginAddr, m.OriginAddr)
-	h(hTransport, m.Transport)
-	h(hVerified, yesNo(m.Verified))
+	h(HeaderID, m.ID)
+	h(HeaderSender, m.Sender)
+	h(HeaderSenderTerm, m.SenderTerm)
+	h(HeaderRecipient, m.Recipient)
+	h(HeaderRecipTerm, m.RecipTerm)
+	h(HeaderOriginNode, m.OriginNode)
+	h(HeaderOriginAddr, m.OriginAddr)
+	h(HeaderTransport, m.Transport)
+	h(HeaderVerified, YesNo(m.Verified))
 	if m.SenderMethod != "" {
-		h(hMethod, m.SenderMethod)
+		h(HeaderMethod, m.SenderMethod)
 	}
 	if m.SenderUser != "" {
-		h(hSenderUser, m.SenderUser)
+		h(HeaderSenderUser, m.SenderUser)
 	}
 	// Time and Signature are appended in place: every pushed message has
 	// them, and a formatted string each would be garbage.
-	dst = append(dst, hTime+": "...)
+	dst = append(dst, HeaderTime+": "...)
 	if !m.Time.IsZero() {
 		dst = m.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
 	}
 	dst = append(dst, "\r\n"...)
-	h(hCookie, m.Cookie)
-	dst = append(dst, hSignature+": "...)
+	h(HeaderCookie, m.Cookie)
+	dst = append(dst, HeaderSignature+": "...)
 	const hexdig = "0123456789abcdef"
 	for i := 0; i < len(m.Signature); i++ {
 		dst = append(dst, hexdig[m.Signature[i]>>4], hexdig[m.Signature[i]&15])
 	}
 	dst = append(dst, "\r\n"...)
 	if m.Queued {
-		dst = append(dst, hQueued+": yes\r\n"...)
+		dst = append(dst, HeaderQueued+": yes\r\n"...)
 	}
 	dst = append(dst, "\r\n"...)
 	return append(dst, m.Text...)
 }
 
-func yesNo(b bool) string {
+// YesNo is the header value of a flag: "yes" or "no".
+func YesNo(b bool) string {
 	if b {
 		return "yes"
 	}
 	return "no"
 }
 
-// parseMessage decodes a MSG payload. Unknown headers are ignored so that
+// ParseMessage decodes a MSG payload. Unknown headers are ignored so that
 // servers can add some; a repeated header is an error.
-func parseMessage(p []byte) (*Message, error) {
+func ParseMessage(p []byte) (*Message, error) {
 	s := string(p)
 	var head, text string
 	if rest, ok := strings.CutPrefix(s, "\r\n"); ok {
@@ -156,10 +144,10 @@ func parseMessage(p []byte) (*Message, error) {
 		}
 		name, value, ok := strings.Cut(l, ":")
 		if !ok || name == "" {
-			return nil, fmt.Errorf("%w: MSG header line %q has no name", ErrBadPayload, truncate(l, 40))
+			return nil, fmt.Errorf("%w: MSG header line %q has no name", ErrBadPayload, Truncate(l, 40))
 		}
 		value = strings.TrimPrefix(value, " ")
-		v, err := unescape(value)
+		v, err := Unescape(value)
 		if err != nil {
 			return nil, fmt.Errorf("%w: MSG header %s: %v", ErrBadPayload, name, err)
 		}
@@ -230,7 +218,7 @@ func (m *Message) setHeader(key, v string) error {
 		case "no":
 			m.Verified = false
 		default:
-			return fmt.Errorf("want yes or no, got %q", truncate(v, 16))
+			return fmt.Errorf("want yes or no, got %q", Truncate(v, 16))
 		}
 	case "time":
 		if v == "" {
@@ -258,37 +246,33 @@ func (m *Message) setHeader(key, v string) error {
 	return nil
 }
 
-// splitLines splits CR LF separated lines; "" gives no lines.
-func splitLines(s string) []string {
+// SplitLines splits CR LF separated lines; "" gives no lines.
+func SplitLines(s string) []string {
 	if s == "" {
 		return nil
 	}
 	return strings.Split(strings.TrimSuffix(s, "\r\n"), "\r\n")
 }
 
-// WhoEntry is one terminal in a WHO reply: a presence entry as the server
-// reported it (times have one-second precision).
-type WhoEntry = presence.Entry
-
-// appendWhoLine encodes one WHO payload line:
+// AppendWhoLine encodes one WHO payload line:
 // user node term state since last-active aliases [kind].
-func appendWhoLine(dst []byte, e *presence.Entry) []byte {
+func AppendWhoLine(dst []byte, e *principal.Entry) []byte {
 	al := "-"
 	if len(e.Aliases) > 0 {
 		enc := make([]string, len(e.Aliases))
 		for i, a := range e.Aliases {
-			enc[i] = encodeToken(a)
+			enc[i] = EncodeToken(a)
 		}
 		al = strings.Join(enc, ",")
 	}
-	for i, f := range [...]string{encodeToken(e.User), encodeToken(e.Node), encodeToken(e.Term),
-		e.State.Code(), formatTime(e.Since), formatTime(e.LastActive), al} {
+	for i, f := range [...]string{EncodeToken(e.User), EncodeToken(e.Node), EncodeToken(e.Term),
+		e.State.Code(), FormatTime(e.Since), FormatTime(e.LastActive), al} {
 		if i > 0 {
 			dst = append(dst, ' ')
 		}
 		dst = append(dst, f...)
 	}
-	if e.Kind != presence.KindSession {
+	if e.Kind != principal.KindSession {
 		// An eighth field only for a host login's tty, so that lines of
 		// session terminals stay what older clients parse.
 		dst = append(dst, ' ')
@@ -297,14 +281,16 @@ func appendWhoLine(dst []byte, e *presence.Entry) []byte {
 	return append(dst, "\r\n"...)
 }
 
-func formatTime(t time.Time) string {
+// FormatTime is the wire form of a time in WHO lines (ParseTime reads it).
+func FormatTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
 }
 
-func parseTime(s string) (time.Time, error) {
+// ParseTime reads a time written by FormatTime.
+func ParseTime(s string) (time.Time, error) {
 	if s == "-" {
 		return time.Time{}, nil
 	}
@@ -324,39 +310,40 @@ func parseStamp(layout, s string) (time.Time, error) {
 	return t, nil
 }
 
-// parseWho decodes a WHO payload.
-func parseWho(p []byte) ([]WhoEntry, error) {
-	var out []WhoEntry
-	for _, l := range splitLines(string(p)) {
+// ParseWho decodes a WHO payload: one principal.Entry per terminal, as the
+// server reported it (times have one-second precision).
+func ParseWho(p []byte) ([]principal.Entry, error) {
+	var out []principal.Entry
+	for _, l := range SplitLines(string(p)) {
 		f := strings.Split(l, " ")
 		if len(f) != 7 && len(f) != 8 {
-			return nil, fmt.Errorf("%w: WHO line %q has %d fields, want 7 or 8", ErrBadPayload, truncate(l, 40), len(f))
+			return nil, fmt.Errorf("%w: WHO line %q has %d fields, want 7 or 8", ErrBadPayload, Truncate(l, 40), len(f))
 		}
-		var e WhoEntry
+		var e principal.Entry
 		var err error
 		if len(f) == 8 {
-			if f[7] != presence.KindTTY.String() {
-				return nil, fmt.Errorf("%w: WHO line: terminal kind %q", ErrBadPayload, truncate(f[7], 20))
+			if f[7] != principal.KindTTY.String() {
+				return nil, fmt.Errorf("%w: WHO line: terminal kind %q", ErrBadPayload, Truncate(f[7], 20))
 			}
-			e.Kind = presence.KindTTY
+			e.Kind = principal.KindTTY
 		}
-		if e.User, e.Node, e.Term, err = decode3(f[0], f[1], f[2]); err != nil {
+		if e.User, e.Node, e.Term, err = Decode3(f[0], f[1], f[2]); err != nil {
 			return nil, fmt.Errorf("%w: WHO line: %v", ErrBadPayload, err)
 		}
-		if f[3] == presence.Offline.Code() { // an absent known user's last sighting
-			e.State = presence.Offline
-		} else if e.State, err = presence.ParseState(f[3]); err != nil {
+		if f[3] == principal.Offline.Code() { // an absent known user's last sighting
+			e.State = principal.Offline
+		} else if e.State, err = principal.ParseState(f[3]); err != nil {
 			return nil, fmt.Errorf("%w: WHO line: %v", ErrBadPayload, err)
 		}
-		if e.Since, err = parseTime(f[4]); err != nil {
+		if e.Since, err = ParseTime(f[4]); err != nil {
 			return nil, fmt.Errorf("%w: WHO since: %v", ErrBadPayload, err)
 		}
-		if e.LastActive, err = parseTime(f[5]); err != nil {
+		if e.LastActive, err = ParseTime(f[5]); err != nil {
 			return nil, fmt.Errorf("%w: WHO last-active: %v", ErrBadPayload, err)
 		}
 		if f[6] != "-" {
 			for _, a := range strings.Split(f[6], ",") {
-				d, err := decodeToken(a)
+				d, err := DecodeToken(a)
 				if err != nil {
 					return nil, fmt.Errorf("%w: WHO alias: %v", ErrBadPayload, err)
 				}
@@ -368,35 +355,35 @@ func parseWho(p []byte) ([]WhoEntry, error) {
 	return out, nil
 }
 
-// decode3 decodes three tokens (user, node, term).
-func decode3(a, b, c string) (x, y, z string, err error) {
-	if x, err = decodeToken(a); err != nil {
+// Decode3 decodes three tokens (user, node, term).
+func Decode3(a, b, c string) (x, y, z string, err error) {
+	if x, err = DecodeToken(a); err != nil {
 		return
 	}
-	if y, err = decodeToken(b); err != nil {
+	if y, err = DecodeToken(b); err != nil {
 		return
 	}
-	z, err = decodeToken(c)
+	z, err = DecodeToken(c)
 	return
 }
 
-// appendNames encodes a list payload: one escaped name per line.
-func appendNames(dst []byte, names []string) []byte {
+// AppendNames encodes a list payload: one escaped name per line.
+func AppendNames(dst []byte, names []string) []byte {
 	for _, n := range names {
-		dst = append(dst, encodeToken(n)...)
+		dst = append(dst, EncodeToken(n)...)
 		dst = append(dst, "\r\n"...)
 	}
 	return dst
 }
 
-// parseNames decodes a list payload.
-func parseNames(p []byte) ([]string, error) {
+// ParseNames decodes a list payload.
+func ParseNames(p []byte) ([]string, error) {
 	var out []string
-	for _, l := range splitLines(string(p)) {
+	for _, l := range SplitLines(string(p)) {
 		if strings.ContainsRune(l, ' ') {
-			return nil, fmt.Errorf("%w: list line %q holds a space", ErrBadPayload, truncate(l, 40))
+			return nil, fmt.Errorf("%w: list line %q holds a space", ErrBadPayload, Truncate(l, 40))
 		}
-		n, err := decodeToken(l)
+		n, err := DecodeToken(l)
 		if err != nil {
 			return nil, fmt.Errorf("%w: list line: %v", ErrBadPayload, err)
 		}

@@ -1,4 +1,8 @@
-package session
+// Package sessionclient is the Go client of the msprelay session protocol
+// (docs/SESSION.md), used by the msp CLI, bots and the tests. It imports only
+// leaf packages (sessionproto, sessionsock, principal), so a program that
+// uses it links none of the server: no NATS, memberlist or Prometheus.
+package sessionclient
 
 import (
 	"context"
@@ -11,7 +15,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/sessionproto"
+	"github.com/msprelay/msprelay/sessionsock"
 )
 
 // Reasons a client connection ended, as reported by Client.Err.
@@ -35,23 +41,23 @@ const (
 
 // PresenceEvent is a presence report for a watched user: the initial state
 // of each terminal (ILN, Initial set) or a change (NLN; FLN with State
-// presence.Offline).
+// principal.Offline).
 type PresenceEvent struct {
 	Initial bool
 	User    string
 	Node    string
 	Term    string
-	State   presence.State
+	State   principal.State
 }
 
 // SignedIn describes the session the server accepted.
 type SignedIn struct {
-	User   string         // canonical user name
-	Term   string         // terminal, or NoTerminal
-	State  presence.State //
-	Node   string         // the node holding the session
-	Method string         // "peercred", "secret" or "trust"
-	Acks   bool           // the session acknowledges messages (WithAcks, MSPS2)
+	User   string          // canonical user name
+	Term   string          // terminal, or sessionproto.NoTerminal
+	State  principal.State //
+	Node   string          // the node holding the session
+	Method string          // "peercred", "secret" or "trust"
+	Acks   bool            // the session acknowledges messages (WithAcks, MSPS2)
 }
 
 // Client is a session-protocol client. It is safe for concurrent use:
@@ -66,11 +72,11 @@ type SignedIn struct {
 // them.
 type Client struct {
 	conn      net.Conn
-	fr        *frameReader
+	fr        *sessionproto.FrameReader
 	closing   chan struct{} // closed by Close
 	done      chan struct{} // closed when the read loop returns
 	closeOnce sync.Once
-	msgs      chan *Message
+	msgs      chan *sessionproto.Message
 	events    chan PresenceEvent
 	conv      convClient // conversations (convclient.go)
 
@@ -87,13 +93,13 @@ type Client struct {
 
 // call is one command awaiting its reply.
 type call struct {
-	reply chan *frame     // cap 1
-	iln   []PresenceEvent // ILN lines that arrived before the reply
+	reply chan *sessionproto.Frame // cap 1
+	iln   []PresenceEvent          // ILN lines that arrived before the reply
 }
 
 // Dial connects to a session server. addr is "host:port", "unix:/path" or a
 // path starting with "/". A Unix socket must be served by root or by the
-// running user ([ErrUntrustedSocket] otherwise): its server decides which
+// running user ([sessionsock.ErrUntrustedSocket] otherwise): its server decides which
 // messages the client shows as verified.
 func Dial(ctx context.Context, addr string) (*Client, error) {
 	network, a := "tcp", addr
@@ -108,7 +114,7 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 		return nil, fmt.Errorf("session: dial %s: %w", addr, err)
 	}
 	if network == "unix" {
-		if err := checkServer(conn); err != nil {
+		if err := sessionsock.CheckServer(conn); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("session: dial %s: %w", addr, err)
 		}
@@ -121,10 +127,10 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 func NewClient(conn net.Conn) *Client {
 	c := &Client{
 		conn:    conn,
-		fr:      newFrameReader(conn, &serverGrammar),
+		fr:      sessionproto.NewServerReader(conn),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
-		msgs:    make(chan *Message, MessageBuffer),
+		msgs:    make(chan *sessionproto.Message, MessageBuffer),
 		events:  make(chan PresenceEvent, EventBuffer),
 		conv:    newConvClient(),
 		pending: map[uint32]*call{},
@@ -135,7 +141,7 @@ func NewClient(conn net.Conn) *Client {
 
 // Messages returns the channel of pushed messages; it is closed when the
 // connection ends.
-func (c *Client) Messages() <-chan *Message { return c.msgs }
+func (c *Client) Messages() <-chan *sessionproto.Message { return c.msgs }
 
 // Events returns the channel of presence reports (ILN, NLN, FLN) in arrival
 // order; it is closed when the connection ends. ILN lines also come back
@@ -146,7 +152,7 @@ func (c *Client) Events() <-chan PresenceEvent { return c.events }
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err reports why the connection ended (ErrKicked, ErrServerShutdown,
-// ErrIdleTimeout, ErrSignedOut, ErrClientClosed, ErrConnClosed, an *Error
+// ErrIdleTimeout, ErrSignedOut, ErrClientClosed, ErrConnClosed, an *sessionproto.Error
 // or an I/O error), or nil while it is up.
 func (c *Client) Err() error {
 	c.mu.Lock()
@@ -186,53 +192,53 @@ func WithSecret(secret string) SignInOption {
 	return func(o *signInOptions) { o.secret = secret }
 }
 
-// SignIn negotiates the version and signs in as user at term (NoTerminal for
-// a session without presence) in state (presence.Offline means online).
-func (c *Client) SignIn(ctx context.Context, user, term string, state presence.State, opts ...SignInOption) (*SignedIn, error) {
+// SignIn negotiates the version and signs in as user at term (sessionproto.NoTerminal for
+// a session without presence) in state (principal.Offline means online).
+func (c *Client) SignIn(ctx context.Context, user, term string, state principal.State, opts ...SignInOption) (*SignedIn, error) {
 	var o signInOptions
 	for _, f := range opts {
 		f(&o)
 	}
-	versions := []string{ProtocolVersion}
+	versions := []string{sessionproto.ProtocolVersion}
 	if o.acks {
-		versions = []string{ProtocolVersionAcks, ProtocolVersion}
+		versions = []string{sessionproto.ProtocolVersionAcks, sessionproto.ProtocolVersion}
 	}
 	vf, _, err := c.expect(ctx, "VER", nil, versions...)
 	if err != nil {
 		return nil, err
 	}
-	acks := len(vf.args) == 1 && vf.args[0] == ProtocolVersionAcks
-	args := []string{encodeToken(user), encodeToken(term)}
-	if state != presence.Offline {
+	acks := len(vf.Args) == 1 && vf.Args[0] == sessionproto.ProtocolVersionAcks
+	args := []string{sessionproto.EncodeToken(user), sessionproto.EncodeToken(term)}
+	if state != principal.Offline {
 		args = append(args, state.Code())
 	}
 	f, _, err := c.call(ctx, "USR", nil, args...)
 	if err != nil {
 		return nil, err
 	}
-	if f.cmd == "CHL" {
-		if o.secret == "" || len(f.args) != 1 {
-			return nil, fmt.Errorf("%w: the server asks for a secret (use WithSecret)", ErrAuthFailed)
+	if f.Cmd == "CHL" {
+		if o.secret == "" || len(f.Args) != 1 {
+			return nil, fmt.Errorf("%w: the server asks for a secret (use WithSecret)", sessionproto.ErrAuthFailed)
 		}
-		if f, _, err = c.call(ctx, "QRY", nil, ChallengeResponse(o.secret, f.args[0], user, term)); err != nil {
+		if f, _, err = c.call(ctx, "QRY", nil, sessionproto.ChallengeResponse(o.secret, f.Args[0], user, term)); err != nil {
 			return nil, err
 		}
 	}
-	if f.cmd != "USR" || len(f.args) != 6 || f.args[0] != "OK" {
-		return nil, fmt.Errorf("%w: unexpected sign-in reply %s %v", ErrBadPayload, f.cmd, f.args)
+	if f.Cmd != "USR" || len(f.Args) != 6 || f.Args[0] != "OK" {
+		return nil, fmt.Errorf("%w: unexpected sign-in reply %s %v", sessionproto.ErrBadPayload, f.Cmd, f.Args)
 	}
-	si := &SignedIn{Node: f.args[4], Method: f.args[5], Acks: acks}
-	if si.User, si.Term, _, err = decode3(f.args[1], f.args[2], "-"); err != nil {
-		return nil, fmt.Errorf("%w: sign-in reply: %v", ErrBadPayload, err)
+	si := &SignedIn{Node: f.Args[4], Method: f.Args[5], Acks: acks}
+	if si.User, si.Term, _, err = sessionproto.Decode3(f.Args[1], f.Args[2], "-"); err != nil {
+		return nil, fmt.Errorf("%w: sign-in reply: %v", sessionproto.ErrBadPayload, err)
 	}
-	if si.State, err = presence.ParseState(f.args[3]); err != nil {
-		return nil, fmt.Errorf("%w: sign-in reply: %v", ErrBadPayload, err)
+	if si.State, err = principal.ParseState(f.Args[3]); err != nil {
+		return nil, fmt.Errorf("%w: sign-in reply: %v", sessionproto.ErrBadPayload, err)
 	}
 	return si, nil
 }
 
 // SetState changes the session's presence state (CHG).
-func (c *Client) SetState(ctx context.Context, st presence.State) error {
+func (c *Client) SetState(ctx context.Context, st principal.State) error {
 	_, _, err := c.expect(ctx, "CHG", nil, st.Code())
 	return err
 }
@@ -240,7 +246,7 @@ func (c *Client) SetState(ctx context.Context, st presence.State) error {
 // Watch adds user to the watch list (ADD FL) and returns its terminals at
 // that moment; later changes arrive on Events.
 func (c *Client) Watch(ctx context.Context, user string) ([]PresenceEvent, error) {
-	_, cl, err := c.expect(ctx, "ADD", nil, "FL", encodeToken(user))
+	_, cl, err := c.expect(ctx, "ADD", nil, "FL", sessionproto.EncodeToken(user))
 	if err != nil {
 		return nil, err
 	}
@@ -249,19 +255,19 @@ func (c *Client) Watch(ctx context.Context, user string) ([]PresenceEvent, error
 
 // Unwatch removes user from the watch list (REM FL).
 func (c *Client) Unwatch(ctx context.Context, user string) error {
-	_, _, err := c.expect(ctx, "REM", nil, "FL", encodeToken(user))
+	_, _, err := c.expect(ctx, "REM", nil, "FL", sessionproto.EncodeToken(user))
 	return err
 }
 
 // Block refuses messages from sender ("user" or "user@node") (ADD BL).
 func (c *Client) Block(ctx context.Context, sender string) error {
-	_, _, err := c.expect(ctx, "ADD", nil, "BL", encodeToken(sender))
+	_, _, err := c.expect(ctx, "ADD", nil, "BL", sessionproto.EncodeToken(sender))
 	return err
 }
 
 // Unblock lifts a block (REM BL).
 func (c *Client) Unblock(ctx context.Context, sender string) error {
-	_, _, err := c.expect(ctx, "REM", nil, "BL", encodeToken(sender))
+	_, _, err := c.expect(ctx, "REM", nil, "BL", sessionproto.EncodeToken(sender))
 	return err
 }
 
@@ -279,41 +285,41 @@ func (c *Client) names(ctx context.Context, cmd, arg string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseNames(f.payload)
+	return sessionproto.ParseNames(f.Payload)
 }
 
 // AddName claims an alias name for this session (NAM ADD).
 func (c *Client) AddName(ctx context.Context, name string) error {
-	_, _, err := c.expect(ctx, "NAM", nil, "ADD", encodeToken(name))
+	_, _, err := c.expect(ctx, "NAM", nil, "ADD", sessionproto.EncodeToken(name))
 	return err
 }
 
 // DelName gives an alias name up (NAM DEL).
 func (c *Client) DelName(ctx context.Context, name string) error {
-	_, _, err := c.expect(ctx, "NAM", nil, "DEL", encodeToken(name))
+	_, _, err := c.expect(ctx, "NAM", nil, "DEL", sessionproto.EncodeToken(name))
 	return err
 }
 
 // Who looks up the terminals answering to name ("user", "alias" or
 // "user@node"); an empty name lists everyone. An absent user gives an empty
 // list and no error.
-func (c *Client) Who(ctx context.Context, name string) ([]WhoEntry, error) {
+func (c *Client) Who(ctx context.Context, name string) ([]principal.Entry, error) {
 	var args []string
 	if name != "" {
-		args = []string{encodeToken(name)}
+		args = []string{sessionproto.EncodeToken(name)}
 	}
 	f, _, err := c.expect(ctx, "WHO", nil, args...)
 	if err != nil {
 		return nil, err
 	}
-	es, err := parseWho(f.payload)
+	es, err := sessionproto.ParseWho(f.Payload)
 	if err != nil {
 		return nil, err
 	}
-	if len(f.args) != 1 {
-		return es, fmt.Errorf("%w: WHO reply without a count", ErrBadPayload)
+	if len(f.Args) != 1 {
+		return es, fmt.Errorf("%w: WHO reply without a count", sessionproto.ErrBadPayload)
 	}
-	if n, _ := strconv.Atoi(f.args[0]); n > len(es) {
+	if n, _ := strconv.Atoi(f.Args[0]); n > len(es) {
 		return es, fmt.Errorf("%w: %d of %d shown", ErrWhoTruncated, len(es), n)
 	}
 	return es, nil
@@ -322,19 +328,19 @@ func (c *Client) Who(ctx context.Context, name string) ([]WhoEntry, error) {
 // Send sends text to recipient at recipTerm (SND). ok tells whether the
 // message reached at least one terminal (ACK) or not (NAK); summary is the
 // server's explanation either way. err is set only when the command itself
-// failed (e.g. *Error with CodeBadText).
+// failed (e.g. *sessionproto.Error with sessionproto.CodeBadText).
 func (c *Client) Send(ctx context.Context, recipient, recipTerm, text string) (ok bool, summary string, err error) {
-	f, _, err := c.call(ctx, "SND", []byte(text), encodeToken(recipient), encodeToken(recipTerm))
+	f, _, err := c.call(ctx, "SND", []byte(text), sessionproto.EncodeToken(recipient), sessionproto.EncodeToken(recipTerm))
 	if err != nil {
 		return false, "", err
 	}
-	switch f.cmd {
+	switch f.Cmd {
 	case "ACK":
-		return true, f.text, nil
+		return true, f.Text, nil
 	case "NAK":
-		return false, f.text, nil
+		return false, f.Text, nil
 	}
-	return false, "", fmt.Errorf("%w: unexpected SND reply %s", ErrBadPayload, f.cmd)
+	return false, "", fmt.Errorf("%w: unexpected SND reply %s", sessionproto.ErrBadPayload, f.Cmd)
 }
 
 // Ping sends PNG and returns the interval the server asks pings to come
@@ -348,7 +354,7 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 	}
 	c.pings = append(c.pings, ch)
 	c.mu.Unlock()
-	if err := c.write(ctx, line("PNG", 0, false)); err != nil {
+	if err := c.write(ctx, sessionproto.Line("PNG", 0, false)); err != nil {
 		return 0, err
 	}
 	select {
@@ -370,7 +376,7 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 // the client.
 func (c *Client) SignOut(ctx context.Context) error {
 	defer c.Close()
-	if err := c.write(ctx, line("OUT", 0, false)); err != nil {
+	if err := c.write(ctx, sessionproto.Line("OUT", 0, false)); err != nil {
 		return err
 	}
 	select {
@@ -385,18 +391,18 @@ func (c *Client) SignOut(ctx context.Context) error {
 }
 
 // expect is call that also accepts only a reply of the command's own name.
-func (c *Client) expect(ctx context.Context, cmd string, payload []byte, args ...string) (*frame, *call, error) {
+func (c *Client) expect(ctx context.Context, cmd string, payload []byte, args ...string) (*sessionproto.Frame, *call, error) {
 	f, cl, err := c.call(ctx, cmd, payload, args...)
-	if err == nil && f.cmd != cmd {
-		err = fmt.Errorf("%w: %s answered with %s", ErrBadPayload, cmd, f.cmd)
+	if err == nil && f.Cmd != cmd {
+		err = fmt.Errorf("%w: %s answered with %s", sessionproto.ErrBadPayload, cmd, f.Cmd)
 	}
 	return f, cl, err
 }
 
 // call sends a command with a fresh TrID and waits for the reply carrying
-// it. A numeric reply becomes an *Error.
-func (c *Client) call(ctx context.Context, cmd string, payload []byte, args ...string) (*frame, *call, error) {
-	cl := &call{reply: make(chan *frame, 1)}
+// it. A numeric reply becomes an *sessionproto.Error.
+func (c *Client) call(ctx context.Context, cmd string, payload []byte, args ...string) (*sessionproto.Frame, *call, error) {
+	cl := &call{reply: make(chan *sessionproto.Frame, 1)}
 	c.mu.Lock()
 	if err := c.errLocked(); err != nil {
 		c.mu.Unlock()
@@ -416,15 +422,15 @@ func (c *Client) call(ctx context.Context, cmd string, payload []byte, args ...s
 	}
 	var b []byte
 	if payload != nil {
-		b = withPayload(cmd, trid, true, payload, args...)
+		b = sessionproto.WithPayload(cmd, trid, true, payload, args...)
 	} else {
-		b = line(cmd, trid, true, args...)
+		b = sessionproto.Line(cmd, trid, true, args...)
 	}
 	if err := c.write(ctx, b); err != nil {
 		forget()
 		return nil, nil, err
 	}
-	var f *frame
+	var f *sessionproto.Frame
 	select {
 	case f = <-cl.reply:
 	case <-ctx.Done():
@@ -438,8 +444,8 @@ func (c *Client) call(ctx context.Context, cmd string, payload []byte, args ...s
 			return nil, nil, c.Err()
 		}
 	}
-	if f.code != 0 {
-		return nil, nil, &Error{Code: f.code, Text: f.text}
+	if f.Code != 0 {
+		return nil, nil, &sessionproto.Error{Code: f.Code, Text: f.Text}
 	}
 	return f, cl, nil
 }
@@ -462,8 +468,8 @@ func (c *Client) write(ctx context.Context, b []byte) error {
 func (c *Client) readLoop() {
 	var err error
 	for err == nil {
-		var f *frame
-		if f, err = c.fr.read(); err == nil {
+		var f *sessionproto.Frame
+		if f, err = c.fr.Read(); err == nil {
 			err = c.handle(f)
 		}
 	}
@@ -488,19 +494,19 @@ func (c *Client) readLoop() {
 }
 
 // handle routes one server frame. An error ends the connection.
-func (c *Client) handle(f *frame) error {
+func (c *Client) handle(f *sessionproto.Frame) error {
 	if done, err := c.handleConv(f); done || err != nil {
 		return err
 	}
-	switch f.cmd {
+	switch f.Cmd {
 	case "ILN", "NLN", "FLN":
 		ev, err := parseEvent(f)
 		if err != nil {
 			return err
 		}
-		if f.cmd == "ILN" {
+		if f.Cmd == "ILN" {
 			c.mu.Lock()
-			if cl := c.pending[f.trid]; cl != nil {
+			if cl := c.pending[f.TrID]; cl != nil {
 				cl.iln = append(cl.iln, ev)
 			}
 			c.mu.Unlock()
@@ -510,7 +516,7 @@ func (c *Client) handle(f *frame) error {
 		case <-c.closing:
 		}
 	case "MSG":
-		m, err := parseMessage(f.payload)
+		m, err := sessionproto.ParseMessage(f.Payload)
 		if err != nil {
 			return err
 		}
@@ -520,8 +526,8 @@ func (c *Client) handle(f *frame) error {
 		}
 	case "QNG":
 		secs := 0
-		if len(f.args) == 1 {
-			secs, _ = strconv.Atoi(f.args[0])
+		if len(f.Args) == 1 {
+			secs, _ = strconv.Atoi(f.Args[0])
 		}
 		c.mu.Lock()
 		if len(c.pings) > 0 {
@@ -530,19 +536,19 @@ func (c *Client) handle(f *frame) error {
 		}
 		c.mu.Unlock()
 	case "OUT":
-		c.setReason(outReason(f.args))
+		c.setReason(outReason(f.Args))
 	default:
 		c.mu.Lock()
-		cl := c.pending[f.trid]
-		delete(c.pending, f.trid)
+		cl := c.pending[f.TrID]
+		delete(c.pending, f.TrID)
 		c.mu.Unlock()
 		switch {
 		case cl != nil:
 			cl.reply <- f
-		case f.code != 0:
+		case f.Code != 0:
 			// An error for no command of ours (TrID 0): the server is about
 			// to close the connection.
-			c.setReason(&Error{Code: f.code, Text: f.text})
+			c.setReason(&sessionproto.Error{Code: f.Code, Text: f.Text})
 		}
 	}
 	return nil
@@ -573,25 +579,25 @@ func outReason(args []string) error {
 
 // parseEvent decodes ILN (state user node term), NLN (same) and FLN (user
 // node term).
-func parseEvent(f *frame) (PresenceEvent, error) {
-	ev := PresenceEvent{Initial: f.cmd == "ILN"}
-	a := f.args
-	if f.cmd != "FLN" {
+func parseEvent(f *sessionproto.Frame) (PresenceEvent, error) {
+	ev := PresenceEvent{Initial: f.Cmd == "ILN"}
+	a := f.Args
+	if f.Cmd != "FLN" {
 		if len(a) != 4 {
-			return ev, fmt.Errorf("%w: %s with %d arguments", ErrBadPayload, f.cmd, len(a))
+			return ev, fmt.Errorf("%w: %s with %d arguments", sessionproto.ErrBadPayload, f.Cmd, len(a))
 		}
-		st, err := presence.ParseState(a[0])
+		st, err := principal.ParseState(a[0])
 		if err != nil {
-			return ev, fmt.Errorf("%w: %s: %v", ErrBadPayload, f.cmd, err)
+			return ev, fmt.Errorf("%w: %s: %v", sessionproto.ErrBadPayload, f.Cmd, err)
 		}
 		ev.State, a = st, a[1:]
 	}
 	if len(a) != 3 {
-		return ev, fmt.Errorf("%w: %s with %d arguments", ErrBadPayload, f.cmd, len(f.args))
+		return ev, fmt.Errorf("%w: %s with %d arguments", sessionproto.ErrBadPayload, f.Cmd, len(f.Args))
 	}
 	var err error
-	if ev.User, ev.Node, ev.Term, err = decode3(a[0], a[1], a[2]); err != nil {
-		return ev, fmt.Errorf("%w: %s: %v", ErrBadPayload, f.cmd, err)
+	if ev.User, ev.Node, ev.Term, err = sessionproto.Decode3(a[0], a[1], a[2]); err != nil {
+		return ev, fmt.Errorf("%w: %s: %v", sessionproto.ErrBadPayload, f.Cmd, err)
 	}
 	return ev, nil
 }
