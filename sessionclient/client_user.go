@@ -64,18 +64,7 @@ func (c *Client) BlockList(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(f.Args) < 1 || f.Args[0] != "LST" {
-		return nil, fmt.Errorf("%w: BLK LST reply %v", sessionproto.ErrBadPayload, f.Args)
-	}
-	out := make([]string, 0, len(f.Args)-1)
-	for _, a := range f.Args[1:] {
-		n, err := sessionproto.DecodeToken(a)
-		if err != nil {
-			return nil, fmt.Errorf("%w: BLK LST: %v", sessionproto.ErrBadPayload, err)
-		}
-		out = append(out, n)
-	}
-	return out, nil
+	return lstNames("BLK", f.Args)
 }
 
 // BlockUser adds (block true) or removes name from the user's lasting block
@@ -114,14 +103,19 @@ func (c *Client) Aliases(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(f.Args) < 1 || f.Args[0] != "LST" {
-		return nil, fmt.Errorf("%w: ALS LST reply %v", sessionproto.ErrBadPayload, f.Args)
+	return lstNames("ALS", f.Args)
+}
+
+// lstNames decodes the names of a "CMD TrID LST name..." reply.
+func lstNames(cmd string, args []string) ([]string, error) {
+	if len(args) < 1 || args[0] != "LST" {
+		return nil, fmt.Errorf("%w: %s LST reply %v", sessionproto.ErrBadPayload, cmd, args)
 	}
-	out := make([]string, 0, len(f.Args)-1)
-	for _, a := range f.Args[1:] {
+	out := make([]string, 0, len(args)-1)
+	for _, a := range args[1:] {
 		n, err := sessionproto.DecodeToken(a)
 		if err != nil {
-			return nil, fmt.Errorf("%w: ALS LST: %v", sessionproto.ErrBadPayload, err)
+			return nil, fmt.Errorf("%w: %s LST: %v", sessionproto.ErrBadPayload, cmd, err)
 		}
 		out = append(out, n)
 	}
