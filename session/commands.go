@@ -494,17 +494,10 @@ func (s *session) cmdNAM(f *sessionproto.Frame) *sessionproto.Fault {
 	if op != "ADD" && op != "DEL" {
 		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "unknown NAM operation %q (want ADD, DEL or LST)", sessionproto.Truncate(op, 16))
 	}
-	if pe := wantArgs(f, 2, 2); pe != nil {
-		return pe
-	}
-	name, pe := arg(f, 1)
+	name, pe := aliasArg(f)
 	if pe != nil {
 		return pe
 	}
-	if err := presence.ValidUser(name); err != nil {
-		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
-	}
-	name = presence.CanonicalUser(name)
 	i := slices.Index(s.aliases, name)
 	next := slices.Clone(s.aliases)
 	switch {
@@ -520,22 +513,44 @@ func (s *session) cmdNAM(f *sessionproto.Frame) *sessionproto.Fault {
 		next = slices.Delete(next, i, i+1)
 	}
 	if err := s.line.SetAliases(next); err != nil {
-		switch {
-		case errors.Is(err, switchboard.ErrNameTaken):
-			return sessionproto.Errf(sessionproto.CodeNameTaken, f.TrID, "%v", err)
-		case errors.Is(err, switchboard.ErrNameReserved):
-			return sessionproto.Errf(sessionproto.CodeNameReserved, f.TrID, "%v", err)
-		case errors.Is(err, switchboard.ErrNameUnchecked):
-			s.log.Warn("alias not checked", "user", s.user, "name", name, "err", err)
-			return sessionproto.Errf(sessionproto.CodeNameUnchecked, f.TrID, "%s: cannot check the name now; try again", name)
-		}
 		if errors.Is(err, switchboard.ErrSignedOut) {
 			return &sessionproto.Fault{}
 		}
-		return sessionproto.Errf(sessionproto.CodeInternal, f.TrID, "%v", err)
+		return s.aliasFault(f, name, err)
 	}
 	s.aliases = next
 	return s.replied(s.sendFrame(sessionproto.Line("NAM", f.TrID, true, op, sessionproto.EncodeToken(name))))
+}
+
+// aliasArg is the name argument of NAM or ALS ADD|DEL, checked and
+// canonical.
+func aliasArg(f *sessionproto.Frame) (string, *sessionproto.Fault) {
+	if pe := wantArgs(f, 2, 2); pe != nil {
+		return "", pe
+	}
+	name, pe := arg(f, 1)
+	if pe != nil {
+		return "", pe
+	}
+	if err := presence.ValidUser(name); err != nil {
+		return "", sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
+	}
+	return presence.CanonicalUser(name), nil
+}
+
+// aliasFault answers a refused Line.SetAliases (other than ErrSignedOut,
+// which NAM and ALS treat differently) with its numeric error.
+func (s *session) aliasFault(f *sessionproto.Frame, name string, err error) *sessionproto.Fault {
+	switch {
+	case errors.Is(err, switchboard.ErrNameTaken):
+		return sessionproto.Errf(sessionproto.CodeNameTaken, f.TrID, "%v", err)
+	case errors.Is(err, switchboard.ErrNameReserved):
+		return sessionproto.Errf(sessionproto.CodeNameReserved, f.TrID, "%v", err)
+	case errors.Is(err, switchboard.ErrNameUnchecked):
+		s.log.Warn("alias not checked", "user", s.user, "name", name, "err", err)
+		return sessionproto.Errf(sessionproto.CodeNameUnchecked, f.TrID, "%s: cannot check the name now; try again", name)
+	}
+	return sessionproto.Errf(sessionproto.CodeInternal, f.TrID, "%v", err)
 }
 
 // senderIdentity is the identity of a message this session sends, made

@@ -430,17 +430,10 @@ func (s *session) cmdALS(f *sessionproto.Frame) *sessionproto.Fault {
 	if op != "ADD" && op != "DEL" {
 		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "ALS %q: want ADD, DEL or LST", sessionproto.Truncate(op, 8))
 	}
-	if pe := wantArgs(f, 2, 2); pe != nil {
-		return pe
-	}
-	name, pe := arg(f, 1)
+	name, pe := aliasArg(f)
 	if pe != nil {
 		return pe
 	}
-	if err := presence.ValidUser(name); err != nil {
-		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
-	}
-	name = presence.CanonicalUser(name)
 	if name == s.user {
 		return sessionproto.Errf(sessionproto.CodeInList, f.TrID, "%s is your own name", name)
 	}
@@ -460,17 +453,10 @@ func (s *session) cmdALS(f *sessionproto.Frame) *sessionproto.Fault {
 			next = slices.Delete(next, i, i+1)
 		}
 		if err := l.SetAliases(next); err != nil {
-			switch {
-			case errors.Is(err, switchboard.ErrNameTaken):
-				return sessionproto.Errf(sessionproto.CodeNameTaken, f.TrID, "%v", err)
-			case errors.Is(err, switchboard.ErrNameReserved):
-				return sessionproto.Errf(sessionproto.CodeNameReserved, f.TrID, "%v", err)
-			case errors.Is(err, switchboard.ErrNameUnchecked):
-				return sessionproto.Errf(sessionproto.CodeNameUnchecked, f.TrID, "%s: cannot check the name now; try again", name)
-			case errors.Is(err, switchboard.ErrSignedOut):
+			if errors.Is(err, switchboard.ErrSignedOut) {
 				continue
 			}
-			return sessionproto.Errf(sessionproto.CodeInternal, f.TrID, "%v", err)
+			return s.aliasFault(f, name, err)
 		}
 		n++
 	}

@@ -75,37 +75,13 @@ func (h *harness) sessions(ctx context.Context) (*SessionsResult, error) {
 	}
 	res := &SessionsResult{Sessions: n, RSSBeforeKiB: before.RSSKiB, Method: sessionsMethod}
 	conns := make([]net.Conn, n)
-	defer func() {
-		for _, nc := range conns {
-			if nc != nil {
-				nc.Close()
-			}
-		}
-	}()
+	defer closeAll(conns)
 	start := time.Now()
-	var next atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
-				nc, err := signInRaw(c.ready.Session, "idle"+strconv.Itoa(i))
-				if err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				conns[i] = nc
-			}
-		})
-	}
-	wg.Wait()
+	firstErr := openAll(ctx, conns, func(i int) (net.Conn, error) {
+		return signInRaw(c.ready.Session, "idle"+strconv.Itoa(i))
+	})
 	res.OpenSecs = round1(time.Since(start).Seconds())
-	for _, nc := range conns {
-		if nc != nil {
-			res.Opened++
-		}
-	}
+	res.Opened = opened(conns)
 	if firstErr != nil {
 		return res, fmt.Errorf("bench: %d of %d sessions opened: %w", res.Opened, n, firstErr)
 	}
@@ -171,41 +147,17 @@ func (h *harness) nodeSessions(ctx context.Context, n int, distinct bool) (*Node
 		res.Users = n
 	}
 	conns := make([]net.Conn, n)
-	defer func() {
-		for _, nc := range conns {
-			if nc != nil {
-				nc.Close()
-			}
-		}
-	}()
+	defer closeAll(conns)
 	start := time.Now()
-	var next atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
-				user, term := "user"+strconv.Itoa(i), "t1"
-				if !distinct {
-					user, term = "oneuser", "t"+strconv.Itoa(i)
-				}
-				nc, err := signInAt(c.ready.Session, user, term)
-				if err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				conns[i] = nc
-			}
-		})
-	}
-	wg.Wait()
-	res.OpenSecs = round1(time.Since(start).Seconds())
-	for _, nc := range conns {
-		if nc != nil {
-			res.Opened++
+	firstErr := openAll(ctx, conns, func(i int) (net.Conn, error) {
+		user, term := "user"+strconv.Itoa(i), "t1"
+		if !distinct {
+			user, term = "oneuser", "t"+strconv.Itoa(i)
 		}
-	}
+		return signInAt(c.ready.Session, user, term)
+	})
+	res.OpenSecs = round1(time.Since(start).Seconds())
+	res.Opened = opened(conns)
 	if firstErr != nil {
 		return res, fmt.Errorf("bench: %d of %d sessions opened on a node: %w", res.Opened, n, firstErr)
 	}
@@ -280,4 +232,48 @@ func signInAt(addr, user, term string) (net.Conn, error) {
 	}
 	nc.SetDeadline(time.Time{})
 	return nc, nil
+}
+
+// openAll fills conns with open(i) for every index, 32 at a time, until
+// ctx ends or an open fails; it returns the first failure. The caller
+// closes what was opened (closeAll).
+func openAll(ctx context.Context, conns []net.Conn, open func(i int) (net.Conn, error)) error {
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(conns) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				nc, err := open(i)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				conns[i] = nc
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// opened counts the connections openAll made.
+func opened(conns []net.Conn) int {
+	n := 0
+	for _, nc := range conns {
+		if nc != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// closeAll closes every connection openAll made.
+func closeAll(conns []net.Conn) {
+	for _, nc := range conns {
+		if nc != nil {
+			nc.Close()
+		}
+	}
 }
