@@ -261,12 +261,9 @@ func (s *session) cmdBLK(f *sessionproto.Frame) *sessionproto.Fault {
 		return sessionproto.Errf(sessionproto.CodeUnverified, f.TrID, "a lasting block list needs a verified sign-in")
 	}
 	if st := s.srv.cfg.Blocks; st != nil {
-		ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
-		defer cancel()
-		cur, err := st.Blocks(ctx, s.user)
-		if err != nil {
-			s.log.Warn("block store", "user", s.user, "err", err)
-			return sessionproto.Errf(sessionproto.CodeStoreFailed, f.TrID, "the block store did not answer; try again")
+		cur, pe := s.storedBlocks(st, f)
+		if pe != nil {
+			return pe
 		}
 		has := slices.Contains(cur, name)
 		switch {
@@ -281,6 +278,8 @@ func (s *session) cmdBLK(f *sessionproto.Frame) *sessionproto.Fault {
 		default:
 			cur = slices.DeleteFunc(cur, func(x string) bool { return x == name })
 		}
+		ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+		defer cancel()
 		if err := st.SetBlocks(ctx, s.user, cur); err != nil {
 			s.log.Warn("block store", "user", s.user, "err", err)
 			return sessionproto.Errf(sessionproto.CodeStoreFailed, f.TrID, "the block store did not answer; try again")
@@ -303,17 +302,27 @@ func (s *session) cmdBLK(f *sessionproto.Frame) *sessionproto.Fault {
 	return s.replied(s.sendFrame(sessionproto.Line("BLK", f.TrID, true, op, sessionproto.EncodeToken(name))))
 }
 
+// storedBlocks reads the user's lasting block list from st, answering a
+// store that does not reply with 293.
+func (s *session) storedBlocks(st BlockStore, f *sessionproto.Frame) ([]string, *sessionproto.Fault) {
+	ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
+	defer cancel()
+	cur, err := st.Blocks(ctx, s.user)
+	if err != nil {
+		s.log.Warn("block store", "user", s.user, "err", err)
+		return nil, sessionproto.Errf(sessionproto.CodeStoreFailed, f.TrID, "the block store did not answer; try again")
+	}
+	return cur, nil
+}
+
 // blockList answers BLK LST: BLK TrID LST name... , the stored list (or,
 // without a store, this session's).
 func (s *session) blockList(f *sessionproto.Frame) *sessionproto.Fault {
 	var names []string
 	if st := s.srv.cfg.Blocks; st != nil {
-		ctx, cancel := context.WithTimeout(s.srv.ctx, convOpTimeout)
-		defer cancel()
-		cur, err := st.Blocks(ctx, s.user)
-		if err != nil {
-			s.log.Warn("block store", "user", s.user, "err", err)
-			return sessionproto.Errf(sessionproto.CodeStoreFailed, f.TrID, "the block store did not answer; try again")
+		cur, pe := s.storedBlocks(st, f)
+		if pe != nil {
+			return pe
 		}
 		names = cur
 	} else {
