@@ -87,7 +87,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{
 		cfg:        cfg,
-		log:        cfg.Logger.With("component", "nats", "server", cfg.Name),
+		log:        cfg.Logger.With("server", cfg.Name),
 		srv:        srv,
 		tls:        opts.TLSConfig != nil,
 		listenHost: opts.Host,

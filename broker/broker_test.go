@@ -358,7 +358,8 @@ func TestConfigFileUnderFlags(t *testing.T) {
 }
 
 // nats-server's lines reach the slog logger at mapped levels, with the
-// component and server attributes, and debug lines only when enabled.
+// server attribute (the component is the owner's to name, see
+// docs/ARCHITECTURE.md, Logging), and debug lines only when enabled.
 func TestLogsBridgedToSlog(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -372,7 +373,7 @@ func TestLogsBridgedToSlog(t *testing.T) {
 		b := started(t, Config{Name: "logs", Listen: "127.0.0.1:0", Logger: slog.New(rec)})
 		b.Close()
 		for _, want := range [][]string{
-			{"INFO Server is ready", "component=nats", "server=logs"},
+			{"INFO Server is ready", "server=logs"},
 			{"INFO nats-server ready", "client=nats://127.0.0.1:"},
 			{"INFO Server Exiting.."},
 		} {

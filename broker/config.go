@@ -60,9 +60,10 @@ type Config struct {
 	// Name is the server name, unique within a cluster: letters, digits,
 	// '-' and '_' (see ValidName). Required unless ConfigFile sets server_name.
 	Name string
-	// Logger receives nats-server's log lines; nil discards them. Debug lines
-	// are produced when it is enabled at slog.LevelDebug, protocol traces
-	// when it is enabled at LevelTrace.
+	// Logger receives nats-server's log lines, with server=Name added; nil
+	// discards them. The caller names the component (component=nats).
+	// Debug lines are produced when it is enabled at slog.LevelDebug,
+	// protocol traces when it is enabled at LevelTrace.
 	Logger *slog.Logger
 	// ReadyTimeout bounds Start; zero means DefaultReadyTimeout.
 	ReadyTimeout time.Duration

@@ -32,9 +32,10 @@ var ErrNoURLs = errors.New("broker: dial: no URLs")
 // relay that is not reachable yet (or goes away) is retried forever with
 // backoff (see DialBackoffMin), publishes made meanwhile are buffered (see
 // DialReconnectBuffer), and the returned connection may therefore still be
-// connecting. log gets one line per state change (connected, disconnected,
-// the first failed attempt of an outage, reconnected, closed) and per async
-// error; further failed attempts go to debug level. opts are applied after
+// connecting. log (name=name added; the caller names the component) gets
+// one line per state change (connected, disconnected, the first failed
+// attempt of an outage, reconnected, closed) and per async error; further
+// failed attempts go to debug level. opts are applied after
 // ours, e.g. nats.UserInfo or nats.RootCAs, or nats.RetryOnFailedConnect(false)
 // to fail at once when no relay answers. The caller owns and closes the
 // connection.
@@ -45,7 +46,7 @@ func Dial(urls []string, name string, log *slog.Logger, opts ...nats.Option) (*n
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "nats-client", "name", name)
+	log = log.With("name", name)
 	// failing is set once an outage's first failed attempt has been logged.
 	var failing atomic.Bool
 	base := []nats.Option{

@@ -654,14 +654,14 @@ func (m *Manager) drop(ctx context.Context, conv string, mb Member, reason strin
 	b, _ := json.Marshal(mb)
 	key := memberKey(conv, mb.Node, mb.ID)
 	if _, err := m.kv.Put(ctx, key, b); err != nil {
-		m.log.Warn("dropping conversation member failed", "conversation", conv, "user", mb.User, "node", mb.Node, "err", err)
+		m.log.Warn("dropping conversation member failed", "conversation", conv, "user", mb.User, "member_node", mb.Node, "err", err)
 		return
 	}
 	if err := m.kv.Delete(ctx, key); err != nil {
-		m.log.Warn("dropping conversation member failed", "conversation", conv, "user", mb.User, "node", mb.Node, "err", err)
+		m.log.Warn("dropping conversation member failed", "conversation", conv, "user", mb.User, "member_node", mb.Node, "err", err)
 		return
 	}
-	m.log.Info("dropped conversation member", "conversation", conv, "user", mb.User, "node", mb.Node, "reason", reason)
+	m.log.Info("dropped conversation member", "conversation", conv, "user", mb.User, "member_node", mb.Node, "reason", reason)
 }
 
 // sweep drops members of dead nodes and expires idle conversations.

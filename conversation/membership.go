@@ -456,7 +456,7 @@ func (ms *Membership) Invite(ctx context.Context, user string) (int, error) {
 		}
 		reply, err := m.nc.RequestWithContext(ctx, ringPrefix+node, b)
 		if err != nil {
-			m.log.Debug("ring failed", "node", node, "err", err)
+			m.log.Debug("ring failed", "peer", node, "err", err)
 			continue
 		}
 		n, _ := strconv.Atoi(string(reply.Data))

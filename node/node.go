@@ -37,6 +37,9 @@ import (
 // started. Close is idempotent.
 type Node struct {
 	cfg Config
+	// log names the node (node=Name) once; each component gets it with
+	// its own component=... added here, never by the component itself
+	// (docs/ARCHITECTURE.md, Logging).
 	log *slog.Logger
 
 	// Set by Start, read-only after it returns.
@@ -185,7 +188,7 @@ func (n *Node) startNATS() error {
 		return fmt.Errorf("node: nats credentials: %w", err)
 	}
 	if len(n.cfg.NATSURLs) > 0 {
-		nc, err := broker.Dial(n.cfg.NATSURLs, "msprelay-node-"+n.cfg.Name, n.log, auth...)
+		nc, err := broker.Dial(n.cfg.NATSURLs, "msprelay-node-"+n.cfg.Name, n.log.With("component", "nats-client"), auth...)
 		if err != nil {
 			return fmt.Errorf("node: connect to relays: %w", err)
 		}
@@ -208,7 +211,7 @@ func (n *Node) startNATS() error {
 	}
 	b, err := broker.New(broker.Config{
 		Name:      n.cfg.Name,
-		Logger:    embeddedNATSLogger(n.log),
+		Logger:    embeddedNATSLogger(n.log.With("component", "nats")),
 		JetStream: true,
 		DataDir:   store,
 		Listen:    n.cfg.NATSListen,

@@ -121,14 +121,14 @@ func (g *gossip) NotifyLeave(n *memberlist.Node) {
 		g.numAlive.Add(-1)
 	}
 	delete(g.replyTo, n.Name)
-	g.log.Info("node gone, dropping its principals", "node", n.Name, "addr", n.Address())
+	g.log.Info("node gone, dropping its principals", "peer", n.Name, "addr", n.Address())
 	g.d.dropRemoteTable(n.Name)
 }
 
 // NotifyConflict reports that memberlist ignored a node claiming a name
 // that a live member at another address already holds.
 func (g *gossip) NotifyConflict(existing, other *memberlist.Node) {
-	g.log.Error("node name conflict: ignoring the second node", "node", existing.Name,
+	g.log.Error("node name conflict: ignoring the second node", "peer", existing.Name,
 		"holder", existing.Address(), "claimant", other.Address())
 }
 
@@ -156,7 +156,7 @@ func (g *gossip) NotifyMerge(peers []*memberlist.Node) error {
 			g.selfConflict = n.Address()
 			return fmt.Errorf("%w: %q is held by %s", ErrNameConflict, n.Name, n.Address())
 		}
-		g.log.Warn("refusing join: node name already in use", "node", n.Name,
+		g.log.Warn("refusing join: node name already in use", "peer", n.Name,
 			"holder", p.node.Address(), "claimant", n.Address())
 		return errors.New("presence: refusing join: node " + n.Name + " is already a member at " + p.node.Address())
 	}

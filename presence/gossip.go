@@ -164,7 +164,7 @@ func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 	g := &gossip{
 		key:          key,
 		d:            d,
-		log:          d.log.With("component", "gossip"),
+		log:          d.log.With("part", "gossip"),
 		self:         d.cfg.Name,
 		mlc:          mlc,
 		seeds:        slices.Clone(cfg.Join),

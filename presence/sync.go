@@ -60,7 +60,7 @@ func (g *gossip) memberUp(n *memberlist.Node) {
 	p.node.Addr = slices.Clone(n.Addr)
 	p.node.Meta = slices.Clone(n.Meta)
 	if err != nil {
-		g.log.Warn("ignoring member metadata", "node", n.Name, "err", err)
+		g.log.Warn("ignoring member metadata", "peer", n.Name, "err", err)
 		return
 	}
 	p.digest, p.key = dg, key
@@ -262,9 +262,9 @@ func (g *gossip) workLoop(ml *memberlist.Memberlist) {
 			req := encodePull(g.self)
 			for i := range pulls {
 				g.pullsSent.Add(1)
-				g.log.Debug("pulling table", "node", pulls[i].Name)
+				g.log.Debug("pulling table", "peer", pulls[i].Name)
 				if err := ml.SendReliable(&pulls[i], req); err != nil {
-					g.log.Debug("pull request failed", "node", pulls[i].Name, "err", err)
+					g.log.Debug("pull request failed", "peer", pulls[i].Name, "err", err)
 				}
 			}
 		}
@@ -272,7 +272,7 @@ func (g *gossip) workLoop(ml *memberlist.Memberlist) {
 			msg := seal(g.key, encodeTable(g.d.snapshot(false)[0]))
 			for i := range replies {
 				if err := ml.SendReliable(&replies[i], msg); err != nil {
-					g.log.Debug("table reply failed", "node", replies[i].Name, "err", err)
+					g.log.Debug("table reply failed", "peer", replies[i].Name, "err", err)
 				}
 			}
 		}

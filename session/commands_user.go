@@ -190,7 +190,7 @@ func (s *session) cmdWAL(f *sessionproto.Frame) *sessionproto.Fault {
 	r := s.srv.sb.Broadcast(ctx, d, node)
 	s.setSending(false)
 	cancel()
-	s.log.Info("broadcast", "user", s.user, "node", node, "terminals", r.Terminals, "nodes", r.Nodes, "refused", r.Refused)
+	s.log.Info("broadcast", "user", s.user, "to_node", node, "terminals", r.Terminals, "nodes", r.Nodes, "refused", r.Refused)
 	return s.replied(s.sendFrame(sessionproto.Line("WAL", f.TrID, true, strconv.Itoa(r.Terminals), strconv.Itoa(r.Nodes))))
 }
 

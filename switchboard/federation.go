@@ -152,7 +152,7 @@ func (f *federation) vet(src string, d *Delivery) error {
 		// A node speaking for another's users: forged, or a bug; worth
 		// an operator's look either way (rate-limited).
 		f.refusals.Hit("identity vouched for by another node; shown unverified",
-			"from", src, "vouching_node", id.Node, "method", id.Method.String(), "user", id.User, "claimed", id.Claimed)
+			"peer", src, "vouching_node", id.Node, "method", id.Method.String(), "user", id.User, "claimed", id.Claimed)
 		id.Method, id.User = identity.None, ""
 	case !f.sb.cfg.PeersAuthenticated:
 		// Anyone may publish under any node's name: nothing to believe.
@@ -354,7 +354,7 @@ func (f *federation) refuseVersion(m *nats.Msg) {
 		body = appendReply(nil, f.sb.cfg.Node, ErrWireFormat.Error()+": not a deliver frame", nil)
 	}
 	f.refusals.Hit(kind,
-		"node", src, "peer_version", peerVersion, "version", wireVersion, "subject", m.Subject, "bytes", len(m.Data))
+		"peer", src, "peer_version", peerVersion, "version", wireVersion, "subject", m.Subject, "bytes", len(m.Data))
 	if m.Reply == "" {
 		return
 	}

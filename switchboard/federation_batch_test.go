@@ -180,7 +180,7 @@ func TestFederationVersionGate(t *testing.T) {
 				t.Fatalf("%d deliveries arrived from a refused request", n)
 			}
 			line := logB.find("refusing deliver request", "peer_version="+tc.peerVersion)
-			if !strings.Contains(line, "node=a") || !strings.Contains(line, "level=WARN") {
+			if !strings.Contains(line, "peer=a") || !strings.Contains(line, "level=WARN") {
 				t.Errorf("log line %q does not name the peer node", line)
 			}
 		})
@@ -216,7 +216,7 @@ func TestForwardToAnOlderNodeFailsWithTheReason(t *testing.T) {
 			if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, ErrWireVersion) {
 				t.Fatalf("results %+v, want failed with %v", res, ErrWireVersion)
 			}
-			if line := logA.find("node=b", "peer_version="+tc.peerVersion); !strings.Contains(line, "level=WARN") {
+			if line := logA.find("peer=b", "peer_version="+tc.peerVersion); !strings.Contains(line, "level=WARN") {
 				t.Errorf("log line %q", line)
 			}
 		})

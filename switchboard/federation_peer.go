@@ -264,7 +264,7 @@ func (f *federation) request(p *peer, batch []*call) {
 		// A node from before the binary format: it could not read the
 		// request and delivered nothing.
 		f.refusals.Hit("node answers in the JSON federation format; it must be upgraded",
-			"node", p.node, "peer_version", "json", "version", wireVersion)
+			"peer", p.node, "peer_version", "json", "version", wireVersion)
 		fail(fmt.Errorf("%w: node %s speaks the JSON format, this node version %d", ErrWireVersion, p.node, wireVersion))
 		return
 	}
@@ -273,7 +273,7 @@ func (f *federation) request(p *peer, batch []*call) {
 	switch {
 	case errors.Is(r.err, ErrWireVersion):
 		f.refusals.Hit("node answers in another federation version; every node must run the same",
-			"node", p.node, "peer_version", int(msg.Data[1]), "version", wireVersion)
+			"peer", p.node, "peer_version", int(msg.Data[1]), "version", wireVersion)
 		fail(fmt.Errorf("bad reply from %s: %w", p.node, r.err))
 		return
 	case r.err != nil:

@@ -72,7 +72,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		return 2
 	}
 	logger := logging.Logger
-	s.Config.Logger = logger
+	s.Config.Logger = logger.With("component", "nats")
 	b, err := broker.New(s.Config)
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)

@@ -82,7 +82,9 @@ type Logging struct {
 
 // NewLogging builds the logger for --log-level, --log-format and
 // --log-level-file; a level file, when given, wins over --log-level.
-// Records go through a handler that keeps every key once (see dedup.go).
+// Records go straight to slog's text or JSON handler: every logger names
+// its node, component and part once, under keys of their own, so no line
+// repeats a key (docs/ARCHITECTURE.md, Logging).
 func NewLogging(w io.Writer, level, format, levelFile string) (*Logging, error) {
 	lv, err := ParseLevel(level)
 	if err != nil {
@@ -105,7 +107,7 @@ func NewLogging(w io.Writer, level, format, levelFile string) (*Logging, error) 
 	default:
 		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
-	l.Logger = slog.New(NewDedupHandler(h))
+	l.Logger = slog.New(h)
 	return l, nil
 }
 

