@@ -90,8 +90,23 @@ func (l *lab) startNode(h *host, relays, join []string, extra ...string) *node {
 		"--gossip-insecure",
 		"--log-level", "info",
 		"--terminals=off", // every namespace shares the host's utmp; tests opt in
-		// The lab's streams send from one host faster than a person
-		// would; the rate limit has tests of its own (msp, node).
+		// The rate limit stays off because the lab is one sender by the
+		// limit's own rule, not through a bug. Every process of a test
+		// runs as root, and the fault streams (mailbox_fault_test.go)
+		// dial the ingress node's MSP port from inside its own host, so
+		// the node's kernel lookup names all four connections "local uid
+		// 0": one source. A stream of 600 at about 30 a second is past 20
+		// a second after a burst of 100, so with the limit on over a
+		// fifth of it gets "-too many messages" and never meets the
+		// faults it is there for (TestFaultRecipientNodeKilledMidStream
+		// passes all the same, as '-' is not a loss: measured 136 of 600
+		// refused). Keying by msp.SourceOf did not cause it: with the
+		// limit keyed by address, before, the stream was the host's one
+		// address, one source as well (141 of 600 refused at the commit
+		// before the kernel lookup). Only the test's own sockets are
+		// counted (the limit's log line names them: remote=<h1>:<port>,
+		// source="local uid 0"); no reply or node-to-node traffic goes
+		// through MSP. The limit has tests of its own (msp, node).
 		"--msp-rate", "-1",
 	}
 	if len(join) > 0 {
