@@ -112,6 +112,7 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 	for _, want := range []string{"| local/tcp1 | minimal |", "| local/tcp1 | minimal-relay |", "| local/udp | node |",
 		"| local-hot/tcppipe | node |", "| local-client/tcpseq | node |", "| local-client/udp | minimal-relay |",
 		"| UDP, rate (hot) | >= 0.7x minimal-relay |", "| TCP one connection per sender, one at a time, rate (client) | >= 0.7x minimal-relay |",
+		"| client | TCP, one connection per sender, one at a time | ", "| hot | UDP | ",
 		"per session", "| idle session memory | <= 8 KiB |",
 		"per distinct user", "per terminal of one user", "| idle signed-in user on a node, distinct users | <= 8 KiB |"} {
 		if !strings.Contains(table.String(), want) {

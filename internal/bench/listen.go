@@ -101,19 +101,29 @@ func (lp *listenProc) readInto(r *receiver, clk clock) {
 	defer close(lp.read)
 	for {
 		line, err := lp.stdout.ReadSlice('\n')
-		if len(line) > 0 {
-			now := clk.now()
-			if i := bytes.Index(line, textField); i >= 0 {
-				text := line[i+len(textField):]
-				if j := bytes.IndexByte(text, '"'); j >= 0 {
-					r.record(string(text[:j]), now)
-				}
-			}
+		if text, ok := listenText(line); ok {
+			r.record(text, clk.now())
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
 		}
 	}
+}
+
+// listenText returns the text of a message line of `msp listen --json`
+// as far as the first quote: all of a load generator's text, which holds
+// no character JSON escapes. ok is false for a line without a text.
+func listenText(line []byte) (text string, ok bool) {
+	i := bytes.Index(line, textField)
+	if i < 0 {
+		return "", false
+	}
+	rest := line[i+len(textField):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return "", false
+	}
+	return string(rest[:j]), true
 }
 
 // exited reports whether the process's stdout has ended.

@@ -379,25 +379,36 @@ func (r *minimalRelay) Close() {
 	r.wg.Wait()
 }
 
-// runRelayClient is the ChildRelayClient child's client: it connects to the
-// relay at addr, then reads pushes, decodes each message (as a client must
-// to show it) and acknowledges by id, all the acknowledgements of what one
-// read brought in one write. It returns when the connection ends.
-func runRelayClient(c net.Conn) error {
-	br := bufio.NewReaderSize(c, 64<<10)
+// ErrRelayFrame: the relay's client read a push it cannot take.
+var ErrRelayFrame = errors.New("bench relay client: bad push")
+
+// runRelayClient is the ChildRelayClient child's client: it reads pushes
+// from the relay on in, decodes each message (as a client must to show it)
+// and acknowledges it by id on ack, all the acknowledgements of what one
+// read brought in one write. It returns nil when in ends between frames.
+func runRelayClient(in io.Reader, ack io.Writer) error {
+	br := bufio.NewReaderSize(in, 64<<10)
 	var acks []byte
+	defer func() { // what was taken before a bad push is acknowledged still
+		if len(acks) > 0 {
+			ack.Write(acks)
+		}
+	}()
 	for {
 		hdr, err := br.Peek(relayFrameHeader)
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			switch {
+			case len(hdr) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)):
 				return nil
+			case errors.Is(err, io.EOF):
+				err = io.ErrUnexpectedEOF
 			}
 			return fmt.Errorf("bench relay client: %w", err)
 		}
 		id := binary.BigEndian.Uint32(hdr)
 		size := int(binary.BigEndian.Uint16(hdr[4:]))
 		if size > msp.MaxLen+1 {
-			return fmt.Errorf("bench relay client: push of %d octets", size)
+			return fmt.Errorf("%w: %d octets", ErrRelayFrame, size)
 		}
 		if _, err := br.Discard(relayFrameHeader); err != nil {
 			return fmt.Errorf("bench relay client: %w", err)
@@ -407,14 +418,14 @@ func runRelayClient(c net.Conn) error {
 			return fmt.Errorf("bench relay client: %w", err)
 		}
 		if _, err := msp.Parse(msg); err != nil {
-			return fmt.Errorf("bench relay client: push %d: %w", id, err)
+			return fmt.Errorf("%w: push %d: %w", ErrRelayFrame, id, err)
 		}
 		br.Discard(size)
 		acks = binary.BigEndian.AppendUint32(acks, id)
 		// Acknowledge before a read could block: when nothing more is
 		// buffered, or only part of the next frame.
 		if next := br.Buffered(); next < relayFrameHeader || next < relayFrameHeader+peekSize(br) {
-			if _, err := c.Write(acks); err != nil {
+			if _, err := ack.Write(acks); err != nil {
 				return fmt.Errorf("bench relay client: %w", err)
 			}
 			acks = acks[:0]
@@ -443,7 +454,7 @@ func relayClientChild() (stop func(), err error) {
 	done := make(chan struct{})
 	go func() { // ends when c is closed, by stop or by the relay
 		defer close(done)
-		if err := runRelayClient(c); err != nil {
+		if err := runRelayClient(c, c); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
