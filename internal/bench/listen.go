@@ -53,7 +53,8 @@ func (h *harness) mspBinary(ctx context.Context) (string, error) {
 	h.prog.printf("   building %s for the client workload", mspPackage)
 	out, err := exec.CommandContext(bctx, goTool, "build", "-o", bin, mspPackage).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("bench: building msp (give --msp-binary to skip): %w: %s", err, bytes.TrimSpace(out))
+		return "", fmt.Errorf("bench: building msp for the client workload (run mspbench inside the msprelay module, or give --msp-binary): %w: %s",
+			err, bytes.TrimSpace(out))
 	}
 	h.mspBin = bin
 	return bin, nil

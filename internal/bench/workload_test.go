@@ -316,7 +316,14 @@ func TestAllocsBothWorkloadsWithProfiles(t *testing.T) {
 	var got []string
 	for _, a := range rep.Allocs {
 		got = append(got, a.Workload+"/"+a.Mode)
-		if a.Failed != 0 || len(a.AllocsPerMsg) != allocBatches || a.Before < int64(a.Warmup) {
+		// A UDP reply later than the load's 500 ms counts as failed, which
+		// a loaded machine (and -race) can cause now and then; TCP has no
+		// such excuse.
+		lost := a.Failed != 0
+		if a.Mode == ModeUDP {
+			lost = a.Failed*20 > int64(a.Messages*allocBatches)
+		}
+		if lost || len(a.AllocsPerMsg) != allocBatches || a.Before < int64(a.Warmup) {
 			t.Errorf("%s %s: %d failed, allocs %v, %d sent before with warm-up %d", a.Workload, a.Mode, a.Failed, a.AllocsPerMsg, a.Before, a.Warmup)
 		}
 		if a.WindowsFull {
