@@ -44,7 +44,8 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 	cfg.Concurrency, cfg.Conns, cfg.Receivers = 4, 2, 2
 	cfg.Sessions = 40
 	cfg.Command = "test"
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	// A bound, not a speed: it includes building cmd/msp.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg)
 	if err != nil {
