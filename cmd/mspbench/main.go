@@ -9,6 +9,7 @@
 //	mspbench --out docs/bench       # also write results.json and chart.svg
 //	mspbench --replot docs/bench    # redraw chart.svg from results.json; no run
 //	mspbench --scenarios allocs --cpuprofile cpu.out --memprofile mem.out --profile-top 15
+//	mspbench --scenarios local --workloads client --msp-binary /tmp/msp  # msp listen as the receiver
 //
 // Scenarios: local (one node; TCP per message, TCP one message at a time
 // per connection, TCP pipelined, UDP, each against the minimal relay, which
