@@ -9,16 +9,20 @@
 //	mspbench --out docs/bench       # also write results.json and chart.svg
 //	mspbench --replot docs/bench    # redraw chart.svg from results.json; no run
 //	mspbench --scenarios allocs --cpuprofile cpu.out --memprofile mem.out --profile-top 15
+//	mspbench --scenarios local --workloads client --msp-binary /tmp/msp  # msp listen as the receiver
 //
-// Scenarios: local (one node; TCP per message, TCP pipelined, UDP, each
-// against a minimal RFC 1312 server or a bare UDP reply loop), cross (two
+// Scenarios: local (one node; TCP per message, TCP one message at a time
+// per connection, TCP pipelined, UDP, each against the minimal relay, which
+// does the node's job and nothing else, and a minimal RFC 1312 server or a
+// bare UDP reply loop), cross (two
 // nodes and a NATS relay; cross-node delivery against local delivery and
 // raw NATS request-reply), presence (gossip convergence and failure
 // detection), sessions (memory per idle session), directory (100k
 // principals with churn) and allocs (allocations per message). The local,
 // cross and allocs scenarios run once per workload: spread (recipients
-// spread over several sessions) and hot (every message to one session,
-// addressed to its terminal). Every figure is reported with its ratio to
+// spread over several sessions), hot (every message to one session,
+// addressed to its terminal) and client (as hot, the session being an
+// `msp listen` process). Every figure is reported with its ratio to
 // its baseline; arms alternate round by round.
 //
 // Progress goes to stderr (one redrawn line on a terminal); the final table
@@ -79,7 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		presenceNodes           = joinInts(cfg.PresenceNodes)
 		crossModes              = strings.Join(cfg.CrossModes, ",")
 		workloads               = strings.Join(bench.Workloads(), ",")
-		allocModes              = "tcppipe,tcp1,udp"
+		allocModes              = "tcppipe,tcpseq,tcp1,udp"
 		memProfile              string
 		blockProfile            string
 		mutexProfile            string
@@ -98,8 +102,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "messages in flight (workers; pipelined: total window)")
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "connections the pipelined window is spread over")
 	fs.IntVar(&cfg.Receivers, "receivers", cfg.Receivers, "receiving sessions (recipients)")
-	fs.StringVar(&workloads, "workloads", workloads, "comma-separated workloads of the local, cross and allocs scenarios: spread (recipients spread over the receiving sessions), hot (every message to one session, at its terminal)")
-	fs.StringVar(&crossModes, "cross-modes", crossModes, "comma-separated load modes of the cross-node comparison: tcp1, tcppipe, udp")
+	fs.StringVar(&workloads, "workloads", workloads, "comma-separated workloads of the local, cross and allocs scenarios: spread (recipients spread over the receiving sessions), hot (every message to one session, at its terminal), client (as hot, the session an msp listen process acknowledging each message)")
+	fs.StringVar(&cfg.MSPBinary, "msp-binary", "", "path of the msp command the client workload runs as its receiver, msp listen (default: build ./cmd/msp into a temporary directory)")
+	fs.StringVar(&crossModes, "cross-modes", crossModes, "comma-separated load modes of the cross-node comparison: tcp1, tcpseq, tcppipe, udp")
 	fs.StringVar(&presenceNodes, "presence-nodes", presenceNodes, "comma-separated gossip cluster sizes")
 	fs.IntVar(&cfg.SignIns, "signins", cfg.SignIns, "sign-ins timed per cluster size")
 	fs.IntVar(&cfg.Sessions, "sessions", cfg.Sessions, "idle sessions for the memory figures")

@@ -47,6 +47,9 @@ const childProfileEnv = "MSPBENCH_CHILD_CPUPROFILE"
 const (
 	ChildNode     = "node"     // a full node (embedded NATS, no gossip); childMaxEnv, if set, raises its session caps
 	ChildSessions = "sessions" // session server + switchboard + presence, MaxSessions raised
+	// ChildRelayClient is the minimal relay's receiving client
+	// (minimalRelay): it connects to the relay named by relayClientEnv.
+	ChildRelayClient = "relay-client"
 )
 
 const childLifetime = 15 * time.Minute
@@ -140,6 +143,12 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 		}
 		ready.Session = addr
 		sessions, stop = srv.Sessions, closeAll
+	case ChildRelayClient:
+		var err error
+		if stop, err = relayClientChild(); err != nil {
+			return err
+		}
+		sessions = func() int { return 1 }
 	default:
 		return fmt.Errorf("bench child: unknown mode %q", mode)
 	}

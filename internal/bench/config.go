@@ -62,6 +62,7 @@ func Scenarios() []string {
 const (
 	ModeTCP1    = "tcp1"    // one message per TCP connection
 	ModeTCPPipe = "tcppipe" // many messages per TCP connection, pipelined
+	ModeTCPSeq  = "tcpseq"  // one TCP connection per sender, one message outstanding
 	ModeUDP     = "udp"     // one datagram, wait for the reply
 	modeNATS    = "nats"    // raw NATS request-reply (baseline only)
 )
@@ -76,10 +77,18 @@ const (
 	// RECIP-TERM set to that session's terminal: one busy user reading
 	// with `msp listen`.
 	WorkloadHot = "hot"
+	// WorkloadClient is the hot workload with a real client on the other
+	// end: the one recipient is an `msp listen` process, as users run it,
+	// which acknowledges every message end to end (MSPS2), so the node
+	// answers '+' only once that separate process has the message.
+	WorkloadClient = "client"
 )
 
 // Workloads lists every workload in run order.
-func Workloads() []string { return []string{WorkloadSpread, WorkloadHot} }
+func Workloads() []string { return []string{WorkloadSpread, WorkloadHot, WorkloadClient} }
+
+// localModes are the load modes of the local comparisons, in run order.
+func localModes() []string { return []string{ModeTCP1, ModeTCPSeq, ModeTCPPipe, ModeUDP} }
 
 // ErrConfig marks a Config that Run refuses.
 var ErrConfig = errors.New("bench: bad config")
@@ -110,6 +119,10 @@ type Config struct {
 	// Workloads are the workloads of the local, cross and allocs
 	// scenarios; empty means all of Workloads.
 	Workloads []string
+	// MSPBinary is the msp command the client workload runs as its
+	// receiver (`msp listen`); empty means build ./cmd/msp into a
+	// temporary directory once per run (needs the go command).
+	MSPBinary string
 	// CrossModes are the load modes of the cross-node comparison, each a
 	// comparison of its own on the same cluster.
 	CrossModes []string
@@ -133,7 +146,7 @@ type Config struct {
 	ChurnRate int
 
 	// AllocModes are the load modes of the allocs scenario, in run order;
-	// empty means tcppipe, tcp1, udp. One mode alone gives profiles of
+	// empty means tcppipe, tcpseq, tcp1, udp. One mode alone gives profiles of
 	// one path.
 	AllocModes []string
 	// AllocMessages is the size of each of the allocs scenario's measured
@@ -257,20 +270,20 @@ func (c *Config) validate() error {
 		return bad("profile top %d: want 0..1000", c.ProfileTop)
 	}
 	if len(c.AllocModes) == 0 {
-		c.AllocModes = []string{ModeTCPPipe, ModeTCP1, ModeUDP}
+		c.AllocModes = []string{ModeTCPPipe, ModeTCPSeq, ModeTCP1, ModeUDP}
 	}
 	for _, m := range c.AllocModes {
 		switch m {
-		case ModeTCP1, ModeTCPPipe, ModeUDP:
+		case ModeTCP1, ModeTCPSeq, ModeTCPPipe, ModeUDP:
 		default:
-			return bad("alloc mode %q: want %s, %s or %s", m, ModeTCP1, ModeTCPPipe, ModeUDP)
+			return bad("alloc mode %q: want %s, %s, %s or %s", m, ModeTCP1, ModeTCPSeq, ModeTCPPipe, ModeUDP)
 		}
 	}
 	for _, m := range c.CrossModes {
 		switch m {
-		case ModeTCP1, ModeTCPPipe, ModeUDP:
+		case ModeTCP1, ModeTCPSeq, ModeTCPPipe, ModeUDP:
 		default:
-			return bad("cross mode %q: want %s, %s or %s", m, ModeTCP1, ModeTCPPipe, ModeUDP)
+			return bad("cross mode %q: want %s, %s, %s or %s", m, ModeTCP1, ModeTCPSeq, ModeTCPPipe, ModeUDP)
 		}
 	}
 	for _, n := range c.PresenceNodes {

@@ -87,10 +87,15 @@ func (h *harness) local(ctx context.Context) ([]*Comparison, error) {
 		return nil, err
 	}
 	defer floor.Close()
+	relay, err := startMinimalRelay()
+	if err != nil {
+		return nil, err
+	}
+	defer relay.Close()
 
 	var out []*Comparison
 	for _, wl := range h.cfg.Workloads {
-		cs, err := h.localWorkload(ctx, nd, floor, wl)
+		cs, err := h.localWorkload(ctx, nd, floor, relay, wl)
 		out = append(out, cs...)
 		if err != nil {
 			return out, err
@@ -99,7 +104,14 @@ func (h *harness) local(ctx context.Context) ([]*Comparison, error) {
 	return out, nil
 }
 
-func (h *harness) localWorkload(ctx context.Context, nd *node.Node, floor *minimalServer, wl string) ([]*Comparison, error) {
+// Arm names of the local comparisons' baselines.
+const (
+	armMinimal = "minimal"       // minimalServer over TCP: parse and reply
+	armUDPLoop = "udp-loop"      // minimalServer over UDP
+	armRelay   = "minimal-relay" // minimalRelay: the floor of the job
+)
+
+func (h *harness) localWorkload(ctx context.Context, nd *node.Node, floor *minimalServer, relay *minimalRelay, wl string) ([]*Comparison, error) {
 	rcv, rterm, err := h.signInWorkload(ctx, nd.Addrs().Session, wl)
 	if err != nil {
 		return nil, err
@@ -107,24 +119,32 @@ func (h *harness) localWorkload(ctx context.Context, nd *node.Node, floor *minim
 	defer rcv.close()
 	users := rcv.users()
 	to := fmt.Sprintf("%d recipients spread", len(users))
-	if wl == WorkloadHot {
+	switch wl {
+	case WorkloadHot:
 		to = "one hot recipient at terminal " + rterm
+	case WorkloadClient:
+		to = "one recipient at terminal " + rterm + ", an msp listen process"
 	}
 
 	var out []*Comparison
-	for _, mode := range []string{ModeTCP1, ModeTCPPipe, ModeUDP} {
-		base := armSpec{name: "minimal", role: "baseline", load: h.newLoad(mode, floor.tcpAddr(), users, rterm)}
+	for _, mode := range localModes() {
 		title := map[string]string{
 			ModeTCP1:    "TCP, one message per connection",
+			ModeTCPSeq:  fmt.Sprintf("TCP, one connection per sender, one message at a time (%d conns)", h.cfg.Concurrency),
 			ModeTCPPipe: fmt.Sprintf("TCP pipelined (%d conns x %d in flight)", h.cfg.Conns, h.newLoad(mode, "", nil, "").depth),
 			ModeUDP:     "UDP, one datagram in flight per worker",
 		}[mode]
+		server := armSpec{name: armMinimal, role: "baseline", load: h.newLoad(mode, floor.tcpAddr(), users, rterm)}
+		floorRelay := armSpec{name: armRelay, role: "baseline", load: h.newLoad(mode, relay.tcpAddr(), users, rterm)}
 		if mode == ModeUDP {
-			base = armSpec{name: "udp-loop", role: "baseline", load: h.newLoad(mode, floor.udpAddr(), users, rterm)}
+			server = armSpec{name: armUDPLoop, role: "baseline", load: h.newLoad(mode, floor.udpAddr(), users, rterm)}
+			floorRelay.load = h.newLoad(mode, relay.udpAddr(), users, rterm)
 		}
 		subj := armSpec{name: "node", role: "subject", load: h.newLoad(mode, nd.Addrs().MSP, users, rterm), rcv: rcv}
-		c := h.compare(ctx, scenarioName("local", wl, mode), wl, "local delivery, "+title+", "+to, []armSpec{base, subj})
-		c.Ratios = []Ratio{ratio(c.Arms[1], c.Arms[0])}
+		c := h.compare(ctx, scenarioName("local", wl, mode), wl, "local delivery, "+title+", "+to, []armSpec{floorRelay, server, subj})
+		// The first ratio is the one the targets judge: the node against
+		// the floor of its job; the second keeps the reply-only baseline.
+		c.Ratios = []Ratio{ratio(c.Arms[2], c.Arms[0]), ratio(c.Arms[2], c.Arms[1])}
 		out = append(out, c)
 		if err := ctx.Err(); err != nil {
 			return out, err
@@ -216,8 +236,11 @@ func (h *harness) crossWorkload(ctx context.Context, n1, n2 *node.Node, req *nat
 		return nil, fmt.Errorf("bench: receivers on n2 not visible on n1: %w", err)
 	}
 	to := ""
-	if wl == WorkloadHot {
+	switch wl {
+	case WorkloadHot:
 		to = ", one hot recipient"
+	case WorkloadClient:
+		to = ", one recipient, an msp listen process"
 	}
 	var out []*Comparison
 	for _, mode := range h.cfg.CrossModes {

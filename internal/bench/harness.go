@@ -65,6 +65,9 @@ type harness struct {
 	clock  clock
 	prog   *progress
 	rounds int // round ids handed out so far; only the Run goroutine uses it
+
+	mspBin  string   // the msp command built for the client workload, once
+	cleanup []func() // run by Run when it returns (the build's directory)
 }
 
 // Run runs the configured scenarios one after another and returns the
@@ -75,6 +78,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	h := &harness{cfg: cfg, clock: clock{base: time.Now()}, prog: &progress{w: cfg.Progress, live: cfg.Live}}
+	defer func() {
+		for _, f := range h.cleanup {
+			f()
+		}
+	}()
 	rep := &Report{
 		Command: cfg.Command,
 		Quick:   cfg.Quick,
@@ -221,5 +229,8 @@ func (h *harness) newLoad(mode, addr string, recips []string, rterm string) *loa
 		l.workers = h.cfg.Conns
 		l.depth = (h.cfg.Concurrency + h.cfg.Conns - 1) / h.cfg.Conns
 	}
+	// ModeTCPSeq is the pipelined loop with one connection per worker and
+	// a window of one: each sender waits for its reply before it writes
+	// the next message on the same connection.
 	return l
 }

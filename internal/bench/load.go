@@ -153,7 +153,7 @@ func (l *load) exec(ctx context.Context, r *run) (Round, []time.Duration) {
 		switch l.mode {
 		case ModeTCP1:
 			wg.Go(func() { l.tcp1(ctx, r, rcpt, term, t) })
-		case ModeTCPPipe:
+		case ModeTCPPipe, ModeTCPSeq:
 			wg.Go(func() { l.pipe(ctx, r, rcpt, term, t) })
 		case ModeUDP:
 			wg.Go(func() { l.udp(ctx, r, rcpt, term, t) })

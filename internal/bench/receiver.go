@@ -25,7 +25,8 @@ type receivers struct {
 }
 
 type receiver struct {
-	cl   *sessionclient.Client
+	cl   *sessionclient.Client // nil for a listen process
+	lp   *listenProc           // nil for an in-process session
 	user string
 	got  atomic.Int64 // messages of the current round
 
@@ -60,18 +61,23 @@ func signInReceivers(ctx context.Context, addr string, n int, prefix, term strin
 
 func (r *receiver) drain(clk clock) {
 	for m := range r.cl.Messages() {
-		now := clk.now()
-		round, sent, ok := parseStamp(m.Text)
-		if !ok {
-			continue
-		}
-		r.mu.Lock()
-		if round == r.round {
-			r.lat = append(r.lat, now-sent)
-			r.got.Add(1)
-		}
-		r.mu.Unlock()
+		r.record(m.Text, clk.now())
 	}
+}
+
+// record counts the message whose text is text, arrived at now, if it
+// belongs to the current round.
+func (r *receiver) record(text string, now time.Duration) {
+	round, sent, ok := parseStamp(text)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	if round == r.round {
+		r.lat = append(r.lat, now-sent)
+		r.got.Add(1)
+	}
+	r.mu.Unlock()
 }
 
 func (rs *receivers) users() []string {
@@ -117,10 +123,16 @@ func (rs *receivers) count() int64 {
 	return n
 }
 
-// close signs every session out and waits for the drain goroutines.
+// close signs every session out (stops every listen process) and waits
+// for the drain goroutines.
 func (rs *receivers) close() {
 	for _, r := range rs.rs {
-		r.cl.Close()
+		if r.cl != nil {
+			r.cl.Close()
+		}
+		if r.lp != nil {
+			r.lp.stop()
+		}
 	}
 	rs.wg.Wait()
 }

@@ -38,7 +38,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		s.Concurrency, s.Conns, s.Receivers, s.Rounds, s.RoundSecs, s.MaxMessages)
 	if len(s.Workloads) > 0 {
 		p("* workloads: %s (spread: to the receiving sessions in turn, empty RECIP-TERM; hot: every message to one session, "+
-			"RECIP-TERM its terminal; hot scenarios are named kind-hot/mode)", strings.Join(s.Workloads, ", "))
+			"RECIP-TERM its terminal; client: as hot, the session an `msp listen` process acknowledging each message; "+
+			"scenarios are named kind-workload/mode, spread's kind/mode)", strings.Join(s.Workloads, ", "))
 	}
 
 	if len(r.Comparisons) > 0 {
@@ -73,6 +74,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 				row(c.Scenario, q.Of+" / "+q.To, fmt.Sprintf("%.2fx (%.2f-%.2f)", q.Rate, q.RateMin, q.RateMax),
 					fmt.Sprintf("%.2fx", q.P50), fmt.Sprintf("%.2fx", q.P99))
 			}
+		}
+	}
+	if rows := r.floorRows(); len(rows) > 0 {
+		p("")
+		p("The floor of the job: the node against the minimal relay (push to one client process, '+' on its acknowledgement) " +
+			"and the reply-only minimal server, in the same run (median msg/s over rounds; node reply p99).")
+		p("")
+		header("workload", "path", "node", "minimal relay (same job)", "node / relay", "minimal server (reply only)", "node / server")
+		for _, cells := range rows {
+			row(cells...)
 		}
 	}
 	if len(r.Presence) > 0 {

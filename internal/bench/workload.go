@@ -5,8 +5,9 @@ import (
 	"strings"
 )
 
-// hotTerm is the terminal the hot workload's one receiver signs in at and
-// every hot message names in RECIP-TERM (right-terminal addressing).
+// hotTerm is the terminal the hot and client workloads' one receiver signs
+// in at and every message of theirs names in RECIP-TERM (right-terminal
+// addressing).
 const hotTerm = "t1"
 
 // scenarioName names a comparison: the spread workload keeps the plain
@@ -44,8 +45,16 @@ func (c *Comparison) workloadOf() string {
 // listener addr and returns them with the terminal messages name in
 // RECIP-TERM ("" for the node's choice). The caller closes them.
 func (h *harness) signInWorkload(ctx context.Context, addr, workload string) (*receivers, string, error) {
-	if workload == WorkloadHot {
+	switch workload {
+	case WorkloadHot:
 		rcv, err := signInReceivers(ctx, addr, 1, "hot", hotTerm, h.clock)
+		return rcv, hotTerm, err
+	case WorkloadClient:
+		bin, err := h.mspBinary(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		rcv, err := signInListeners(ctx, bin, addr, 1, "client", hotTerm, h.clock)
 		return rcv, hotTerm, err
 	}
 	rcv, err := signInReceivers(ctx, addr, h.cfg.Receivers, "bench", hotTerm, h.clock)

@@ -60,8 +60,8 @@ func TestScenarioNames(t *testing.T) {
 	}
 }
 
-// Rule: --workloads selects spread, hot or both (the default); anything
-// else is refused before anything runs.
+// Rule: --workloads selects spread, hot, client or several (all three by
+// default); anything else is refused before anything runs.
 func TestWorkloadSelection(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -70,7 +70,8 @@ func TestWorkloadSelection(t *testing.T) {
 		want []string
 		ok   bool
 	}{
-		{"default is both", nil, []string{WorkloadSpread, WorkloadHot}, true},
+		{"default is all three", nil, []string{WorkloadSpread, WorkloadHot, WorkloadClient}, true},
+		{"client alone", []string{WorkloadClient}, []string{WorkloadClient}, true},
 		{"hot alone", []string{WorkloadHot}, []string{WorkloadHot}, true},
 		{"spread alone", []string{WorkloadSpread}, []string{WorkloadSpread}, true},
 		{"unknown", []string{WorkloadHot, "cold"}, nil, false},
@@ -90,29 +91,34 @@ func TestWorkloadSelection(t *testing.T) {
 	}
 }
 
-// Rule (issue 13): "Targets (ratios, same run, ... BOTH workloads)": every
-// message-path target is evaluated once per workload, the cross-node rate
-// also against raw NATS (>= 0.3x), allocations per message <= 10, and the
+// Rule (issues 13 and 21): "Targets (ratios in one run ...; every
+// workload)": every message-path target is evaluated once per workload,
+// local delivery against the minimal relay (one per connection >= 0.8x,
+// one at a time and pipelined and UDP >= 0.7x), the cross-node rate also
+// against raw NATS (>= 0.3x), allocations per message <= 10, and the
 // no-growth target only once the duplicate windows are full, which the
 // table says.
-func TestTargetsForBothWorkloads(t *testing.T) {
+func TestTargetsForEveryWorkload(t *testing.T) {
 	t.Parallel()
 	cmpOf := func(scenario, wl string, qs ...Ratio) *Comparison {
 		return &Comparison{Scenario: scenario, Workload: wl, Ratios: qs}
 	}
-	rep := &Report{Settings: Settings{Workloads: []string{WorkloadSpread, WorkloadHot}}}
+	rep := &Report{Settings: Settings{Workloads: Workloads()}}
 	for _, wl := range Workloads() {
 		hot := wl == WorkloadHot
-		pick := func(spread, hot_ float64) float64 {
+		pick := func(other, hot_ float64) float64 {
 			if hot {
 				return hot_
 			}
-			return spread
+			return other
 		}
+		server := Ratio{Of: "node", To: armMinimal, Rate: 0.3}
 		rep.Comparisons = append(rep.Comparisons,
-			cmpOf(scenarioName("local", wl, ModeTCP1), wl, Ratio{Of: "node", To: "minimal", Rate: pick(0.9, 0.7)}),
-			cmpOf(scenarioName("local", wl, ModeTCPPipe), wl, Ratio{Of: "node", To: "minimal", Rate: 0.6}),
-			cmpOf(scenarioName("local", wl, ModeUDP), wl, Ratio{Of: "node", To: "udp-loop", Rate: 0.2}),
+			cmpOf(scenarioName("local", wl, ModeTCP1), wl, Ratio{Of: "node", To: armRelay, Rate: pick(0.9, 0.7)}, server),
+			cmpOf(scenarioName("local", wl, ModeTCPSeq), wl, Ratio{Of: "node", To: armRelay, Rate: pick(0.75, 0.65)}, server),
+			cmpOf(scenarioName("local", wl, ModeTCPPipe), wl, Ratio{Of: "node", To: armRelay, Rate: 0.7}, server),
+			cmpOf(scenarioName("local", wl, ModeUDP), wl, Ratio{Of: "node", To: armRelay, Rate: 0.2},
+				Ratio{Of: "node", To: armUDPLoop, Rate: 0.1}),
 			cmpOf(scenarioName("cross", wl, ModeTCPPipe), wl,
 				Ratio{Of: "cross", To: "local", Rate: 0.55, P99: pick(1.5, 2.5)},
 				Ratio{Of: "cross", To: "nats", Rate: pick(0.31, 0.29)}))
@@ -127,25 +133,25 @@ func TestTargetsForBothWorkloads(t *testing.T) {
 		got[tg.Name] = tg
 	}
 	want := map[string]string{
-		"TCP one message per connection, rate (spread)":                StatusMet,
-		"TCP one message per connection, rate (hot)":                   StatusNotMet,
-		"TCP pipelined, rate (spread)":                                 StatusMet,
-		"TCP pipelined, rate (hot)":                                    StatusMet,
-		"UDP, rate (spread)":                                           StatusNotMet,
-		"UDP, rate (hot)":                                              StatusNotMet,
-		"cross-node rate (tcppipe, spread)":                            StatusMet,
-		"cross-node rate (tcppipe, hot)":                               StatusMet,
-		"cross-node reply p99 (tcppipe, spread)":                       StatusMet,
-		"cross-node reply p99 (tcppipe, hot)":                          StatusNotMet,
-		"cross-node rate vs raw NATS request-reply (tcppipe, spread)":  StatusMet,
-		"cross-node rate vs raw NATS request-reply (tcppipe, hot)":     StatusNotMet,
-		"allocations per locally delivered message (spread)":           StatusMet,
-		"allocations per locally delivered message (hot)":              StatusNotMet,
-		"no live-heap growth once the dedup windows are full (spread)": StatusMet,
-		"no live-heap growth once the dedup windows are full (hot)":    StatusNotMeasured,
-		"sign-in visible on all 10 nodes, p99":                         StatusNotMeasured,
-		"idle session memory":                                          StatusNotMeasured,
-		"idle signed-in user on a node, distinct users":                StatusNotMeasured,
+		"sign-in visible on all 10 nodes, p99":          StatusNotMeasured,
+		"idle session memory":                           StatusNotMeasured,
+		"idle signed-in user on a node, distinct users": StatusNotMeasured,
+	}
+	for _, wl := range Workloads() {
+		hot := wl == WorkloadHot
+		st := func(ok bool) string { return status(ok) }
+		want["TCP one message per connection, rate ("+wl+")"] = st(!hot)
+		want["TCP one connection per sender, one at a time, rate ("+wl+")"] = st(!hot)
+		want["TCP pipelined, rate ("+wl+")"] = StatusMet
+		want["UDP, rate ("+wl+")"] = StatusNotMet
+		want["cross-node rate (tcppipe, "+wl+")"] = StatusMet
+		want["cross-node reply p99 (tcppipe, "+wl+")"] = st(!hot)
+		want["cross-node rate vs raw NATS request-reply (tcppipe, "+wl+")"] = st(!hot)
+		want["allocations per locally delivered message ("+wl+")"] = st(!hot)
+		want["no live-heap growth once the dedup windows are full ("+wl+")"] = StatusMet
+		if hot {
+			want["no live-heap growth once the dedup windows are full ("+wl+")"] = StatusNotMeasured
+		}
 	}
 	for name, st := range want {
 		tg, ok := got[name]
@@ -156,6 +162,9 @@ func TestTargetsForBothWorkloads(t *testing.T) {
 		if tg.Status != st {
 			t.Errorf("target %q: status %q (got %q), want %q", name, tg.Status, tg.Got, st)
 		}
+	}
+	if tg := got["UDP, rate (client)"]; tg.Want != ">= 0.7x minimal-relay" || !strings.Contains(tg.Got, "0.10x udp-loop") {
+		t.Errorf("UDP target %+v: want >= 0.7x minimal-relay, the udp-loop ratio shown", tg)
 	}
 	if len(got) != len(want) {
 		t.Errorf("%d targets, want %d: %v", len(got), len(want), got)
@@ -283,7 +292,8 @@ func TestProfileTop(t *testing.T) {
 	}
 }
 
-// Rule: the allocs scenario measures both workloads in the node child,
+// Rule: the allocs scenario measures every workload and path in the node
+// child (the client workload's receiver an msp listen process),
 // says whether the duplicate windows were full, and with --profile-top
 // reports the child's CPU and allocation profiles (made in temporary
 // files) and the block and mutex profiles asked for.
@@ -306,14 +316,26 @@ func TestAllocsBothWorkloadsWithProfiles(t *testing.T) {
 	var got []string
 	for _, a := range rep.Allocs {
 		got = append(got, a.Workload+"/"+a.Mode)
-		if a.Failed != 0 || len(a.AllocsPerMsg) != allocBatches || a.Before < int64(a.Warmup) {
+		// A UDP reply later than the load's 500 ms counts as failed, which
+		// a loaded machine (and -race) can cause now and then; TCP has no
+		// such excuse.
+		lost := a.Failed != 0
+		if a.Mode == ModeUDP {
+			lost = a.Failed*20 > int64(a.Messages*allocBatches)
+		}
+		if lost || len(a.AllocsPerMsg) != allocBatches || a.Before < int64(a.Warmup) {
 			t.Errorf("%s %s: %d failed, allocs %v, %d sent before with warm-up %d", a.Workload, a.Mode, a.Failed, a.AllocsPerMsg, a.Before, a.Warmup)
 		}
 		if a.WindowsFull {
 			t.Errorf("%s %s: windows full after %d messages, but they hold %d", a.Workload, a.Mode, a.Before, recentIDWindow)
 		}
 	}
-	want := []string{"spread/tcppipe", "spread/tcp1", "spread/udp", "hot/tcppipe", "hot/tcp1", "hot/udp"}
+	var want []string
+	for _, wl := range Workloads() {
+		for _, mode := range []string{ModeTCPPipe, ModeTCPSeq, ModeTCP1, ModeUDP} {
+			want = append(want, wl+"/"+mode)
+		}
+	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("allocs results %v, want %v", got, want)
 	}
