@@ -80,6 +80,16 @@ type Config struct {
 	// Domain is the JetStream domain. Set it when a leafnode and its hub
 	// both run JetStream, so that their APIs stay apart.
 	Domain string
+	// Site names the site (data centre) this relay runs in, for a cluster
+	// stretched over several sites: the relay gets the server tag
+	// "site:<Site>" (SiteTagPrefix) and JetStream places the replicas of
+	// every replicated stream and bucket on relays of distinct sites, so
+	// that a three-replica mailbox survives the loss of any one site
+	// (docs/FEDERATION.md, Several sites). Empty (the default) adds no tag
+	// and leaves placement to nats-server, as before. Give it to every
+	// relay of the cluster or to none: with it, relays without a site tag
+	// hold no replicas.
+	Site string
 
 	// Listen is the client address; "" means no TCP listener (in-process
 	// connections only, see Connect).
@@ -125,6 +135,10 @@ type Config struct {
 	// ignored: nats-server logs through Logger.
 	ConfigFile string
 }
+
+// SiteTagPrefix starts the server tag Config.Site sets; it is also the
+// JetStream unique tag, so that no two replicas share a site.
+const SiteTagPrefix = "site:"
 
 // ValidName reports whether s may be used as a server, cluster or gateway
 // name: 1..MaxNameLen letters, digits, '-' or '_'. Dots, spaces and
@@ -315,6 +329,23 @@ func (cfg *Config) jetStream(o *server.Options) error {
 		}
 		o.JetStreamDomain = cfg.Domain
 	}
+	return cfg.site(o)
+}
+
+// site tags the server with its site and makes the site JetStream's unique
+// tag. A site tag from the config file is replaced, as every flag wins over
+// the file. nats-server compares tags in lower case (it lowers those of a
+// config file), so the flag's value is lowered too.
+func (cfg *Config) site(o *server.Options) error {
+	if cfg.Site == "" {
+		return nil
+	}
+	if err := checkName("site", cfg.Site); err != nil {
+		return err
+	}
+	o.Tags = slices.DeleteFunc(o.Tags, func(t string) bool { return strings.HasPrefix(t, SiteTagPrefix) })
+	o.Tags = append(o.Tags, SiteTagPrefix+strings.ToLower(cfg.Site))
+	o.JetStreamUniqueTag = SiteTagPrefix
 	return nil
 }
 

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -26,6 +28,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"JetStream needs a store", Config{Name: "n", JetStream: true}, "JetStream needs DataDir"},
 		{"DataDir needs JetStream", Config{Name: "n", DataDir: dir}, "JetStream is off"},
 		{"JetStream limits not negative", Config{Name: "n", JetStream: true, DataDir: dir, JetStreamMaxMem: -1}, "must not be negative"},
+		{"site is a name (it becomes a server tag)", Config{Name: "n", Site: "east:1"}, `site "east:1"`},
 		{"domain is a name", Config{Name: "n", JetStream: true, DataDir: dir, Domain: "a.b"}, "JetStream domain"},
 		{"cluster name is a name", Config{Name: "n", Listen: ":0", Cluster: ":0", ClusterName: "a b"}, `cluster name "a b"`},
 		{"cluster needs a client listener (nats-server would hang)", Config{Name: "n", Cluster: ":0"}, "Cluster needs a client Listen address"},
@@ -87,6 +90,9 @@ func TestOptionsMapping(t *testing.T) {
 	}
 	if !o.NoSigs {
 		t.Error("NoSigs off: nats-server would take over SIGTERM/SIGHUP from our process")
+	}
+	if len(o.Tags) != 0 || o.JetStreamUniqueTag != "" {
+		t.Errorf("no Site: tags %v, unique tag %q; want none (placement as nats-server chooses)", o.Tags, o.JetStreamUniqueTag)
 	}
 	noListen, err := (&Config{Name: "n"}).options()
 	if err != nil {
@@ -171,5 +177,25 @@ func TestSanitizeName(t *testing.T) {
 		if err := ValidName(got); err != nil {
 			t.Errorf("SanitizeName(%q) = %q is not valid: %v", tc.in, got, err)
 		}
+	}
+}
+
+// Flags win over the config file: Site replaces the file's site tag and
+// keeps its other tags; the site is JetStream's unique tag.
+func TestSiteReplacesFileSiteTag(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "relay.conf")
+	if err := os.WriteFile(file, []byte("server_name: r1\nlisten: \"127.0.0.1:4222\"\nserver_tags: [\"site:old\", \"rack:1\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := (&Config{ConfigFile: file, Site: "New"}).options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"rack:1", "site:new"}; !reflect.DeepEqual([]string(o.Tags), want) {
+		t.Errorf("tags %q, want %q", o.Tags, want)
+	}
+	if o.JetStreamUniqueTag != SiteTagPrefix {
+		t.Errorf("unique tag %q, want %q", o.JetStreamUniqueTag, SiteTagPrefix)
 	}
 }

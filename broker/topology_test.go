@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,6 +207,69 @@ func TestClusterJetStreamSurvivesOneServer(t *testing.T) {
 		m, err := stream.GetMsg(ctx, seq)
 		if err != nil || string(m.Data) != want {
 			t.Errorf("message %d via js2: %v, %v; want %q", seq, m, err, want)
+		}
+	}
+}
+
+// Relays given a Site hold the replicas of a replicated stream in distinct
+// sites (issue 22: "place or replicate the mailbox and room streams so no
+// one site holds them all"): four relays of one cluster, two of them in
+// site east, and every R3 stream lands on one relay of each site, whichever
+// relay placed it. (Without the site rule half of all placements would put
+// two replicas in east.)
+//
+// Not parallel: four JetStream servers electing leaders next to the other
+// cluster tests slowed their elections past their bounds on a loaded
+// machine; alone it is safe to run in parallel.
+func TestSiteTagsPlaceReplicasInDistinctSites(t *testing.T) {
+	sites := []string{"East", "east", "west", "south"}
+	var routes []string
+	for range sites {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes = append(routes, "nats-route://"+l.Addr().String())
+		l.Close()
+	}
+	site := map[string]string{}
+	var peers []*Broker
+	for i, s := range sites {
+		name := fmt.Sprintf("s%d", i+1)
+		site[name] = strings.ToLower(s) // "East" and "east" are one site
+		peers = append(peers, started(t, Config{
+			Name: name, Listen: "127.0.0.1:0", Cluster: routes[i][len("nats-route://"):],
+			ClusterName: "js", Routes: routes, JetStream: true, DataDir: t.TempDir(), Site: s,
+		}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := range 4 {
+		js, err := jetstream.New(connect(t, peers[i%len(peers)]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("S%d", i)
+		var info *jetstream.StreamInfo
+		waitFor(t, 30*time.Second, "an R3 stream "+name, func() bool {
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			st, err := js.CreateStream(actx, jetstream.StreamConfig{Name: name, Subjects: []string{"s" + name + ".>"}, Replicas: 3})
+			if err != nil {
+				return false
+			}
+			info, err = st.Info(actx)
+			return err == nil && info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) == 2
+		})
+		held := map[string]string{site[info.Cluster.Leader]: info.Cluster.Leader}
+		for _, r := range info.Cluster.Replicas {
+			if other, dup := held[site[r.Name]]; dup {
+				t.Errorf("stream %s: replicas on %s and %s, both in site %s", name, other, r.Name, site[r.Name])
+			}
+			held[site[r.Name]] = r.Name
+		}
+		if len(held) != 3 {
+			t.Errorf("stream %s: replicas in sites %v, want one in each of east, west, south", name, held)
 		}
 	}
 }

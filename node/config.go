@@ -95,8 +95,9 @@ type Config struct {
 	MailboxMax int
 	// MailboxAge is how long a queued message waits before it expires.
 	MailboxAge time.Duration
-	// MailboxReplicas is the replication factor of the mailbox stream and
-	// the known-users bucket: 1, or 3 with a three-relay cluster.
+	// MailboxReplicas is the replication factor of the mailbox stream, its
+	// buckets (known users, blocks) and the conversation stream
+	// and bucket: 1, or 3 with a three-relay cluster or three sites.
 	MailboxReplicas int
 	// MailboxAckWait is how long a message handed to a node draining a
 	// mailbox may stay unsettled before another node gets it (that node

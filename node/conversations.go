@@ -32,8 +32,12 @@ func (n *Node) startConversations(ctx context.Context) error {
 		MaxOpenPerUser:  n.cfg.ConversationsPerUser,
 		MaxSlotsPerUser: n.cfg.ConversationSlotsPerUser,
 		OpenBridge:      n.cfg.RoomOpenBridge,
-		LiveNodes:       n.liveNodes,
-		Locate:          n.locate,
+		// One replication factor for all of the node's JetStream state:
+		// with relays in three sites (relay --site) rooms survive the
+		// loss of one site as the mailbox does.
+		Replicas:  n.cfg.MailboxReplicas,
+		LiveNodes: n.liveNodes,
+		Locate:    n.locate,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
