@@ -2,7 +2,6 @@ package msp
 
 import (
 	"hash/maphash"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -22,15 +21,6 @@ type dedupKey struct {
 	other  string         // the source's String(), for any other net.Addr
 	cookie string         // COOKIE folded to small letters ('B')
 	sum    uint64         // 'A': hash of the whole datagram; 'B': messageSum
-}
-
-// sourceKeyOf names a datagram's source in a dedupKey; for the
-// *net.UDPAddr a UDP socket reports it costs no allocation.
-func sourceKeyOf(addr net.Addr) (netip.AddrPort, string) {
-	if ua, ok := addr.(*net.UDPAddr); ok {
-		return ua.AddrPort(), ""
-	}
-	return netip.AddrPort{}, addr.String()
 }
 
 // messageSum hashes the parts of a revision 'B' message other than the

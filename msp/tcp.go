@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -325,7 +326,8 @@ func (c *conn) write(b []byte) error {
 // pipelined, and reports whether the connection goes on.
 func (c *conn) serveMessage(raw []byte) bool {
 	s := c.s
-	if !s.allowFrom(c.src, c.hasSrc, c.nc.RemoteAddr(), "tcp") {
+	if !s.allowFrom(c.src, c.hasSrc, "tcp") {
+		s.limitHit("tcp", c.src, netip.AddrPort{}, c.nc.RemoteAddr())
 		if raw[0] == Version1 {
 			// Revision 'A' owes no reply and ends the connection anyway.
 			c.drain()

@@ -132,7 +132,7 @@ func TestLookupAllocatesNothing(t *testing.T) {
 		})
 		d.close()
 		done()
-		if allocs != 0 {
+		if allocs != 0 && !raceEnabled { // the race detector allocates
 			t.Errorf("%s lookup: %.1f allocations, want 0", network, allocs)
 		}
 	}
