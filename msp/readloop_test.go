@@ -3,6 +3,7 @@ package msp
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -112,4 +113,41 @@ func (c *countingBatchConn) readBatch([]inDatagram) (int, error) { select {} }
 func (c *countingBatchConn) writeBatch(ds []outDatagram) (int, error) {
 	c.n += len(ds)
 	return len(ds), nil
+}
+
+// TestDedupSharesEqualReplies: the duplicate filter keeps one copy of each
+// distinct reply (a relay answers most messages with one of a few texts),
+// so remembering a reply allocates only when it is new, and each message
+// still gets its own reply back, after the table of copies was cleared
+// too.
+func TestDedupSharesEqualReplies(t *testing.T) {
+	t.Parallel()
+	c := newDedupCache(time.Minute, 1000)
+	now := time.Now()
+	key := func(i int) dedupKey { return dedupKey{cookie: "c", sum: uint64(i)} }
+	var first []byte
+	for i := range maxSharedReplies + 10 {
+		text := []byte("+delivered\x00")
+		if i%2 == 1 {
+			text = []byte("+delivered to " + strconv.Itoa(i) + "\x00")
+		}
+		c.begin(key(i), now)
+		got := c.answered(key(i), text)
+		text[1] = 'X' // the caller's buffer is not kept
+		if i == 0 {
+			first = got
+		} else if i%2 == 0 && i < maxSharedReplies && &got[0] != &first[0] {
+			t.Fatalf("message %d: equal reply not shared", i)
+		}
+		c.finish(key(i), now)
+	}
+	for i := range maxSharedReplies + 10 {
+		want := "+delivered\x00"
+		if i%2 == 1 {
+			want = "+delivered to " + strconv.Itoa(i) + "\x00"
+		}
+		if fresh, replay := c.begin(key(i), now); fresh || string(replay) != want {
+			t.Fatalf("message %d: fresh %v, replay %q; want %q", i, fresh, replay, want)
+		}
+	}
 }

@@ -181,6 +181,7 @@ type Server struct {
 	limits   *limitlog.Log      // rate-limited logging of limits; has its own lock
 	stats    counters           // what the limits did
 	bufs     sync.Pool          // of *replyBuf, lent to format one TCP reply; has its own lock
+	connPool sync.Pool          // of *conn whose reader has ended, zeroed; has its own lock
 
 	wg      sync.WaitGroup // every goroutine the server started, and the serve loops
 	running atomic.Int64   // how many of those are running, for Shutdown to poll

@@ -2,9 +2,11 @@ package msp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -102,7 +104,8 @@ func (s *Server) accept(nc net.Conn) {
 // returns nil.
 func (s *Server) admitConn(nc net.Conn) *conn {
 	s.init()
-	c := &conn{s: s, nc: nc}
+	c := s.newConn()
+	c.s, c.nc = s, nc
 	// A connection's socket keeps its owner for life, so the owner is
 	// asked once, here, and the answer serves every message.
 	c.peer, c.src, c.hasSrc = s.identify("tcp", nc.LocalAddr(), nc.RemoteAddr())
@@ -110,6 +113,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 		s.stats.refusedPerIP.Add(1)
 		s.limits.Hit("msp: limit reached: connections per source", "remote", nc.RemoteAddr().String(), "source", c.src.String())
 		refuseConn(nc, perIPReply)
+		s.freeConn(c)
 		return nil
 	}
 	s.mu.Lock()
@@ -117,6 +121,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 		s.mu.Unlock()
 		c.dropSource()
 		nc.Close()
+		s.freeConn(c)
 		return nil
 	}
 	if len(s.conns) >= intOr(s.MaxConns, DefaultMaxConns) {
@@ -127,6 +132,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 			s.stats.refusedBusy.Add(1)
 			s.limits.Hit("msp: limit reached: connections (all busy)", "remote", nc.RemoteAddr().String())
 			refuseConn(nc, busyReply)
+			s.freeConn(c)
 			return nil
 		}
 		delete(s.conns, victim)
@@ -139,6 +145,26 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 	s.mu.Unlock()
 	c.remote = AddrString(nc.RemoteAddr())
 	return c
+}
+
+// newConn takes a conn from the server's pool: a conn carries its
+// 512-octet read buffer, and a client sending one message per connection
+// would otherwise cost one per message.
+func (s *Server) newConn() *conn {
+	if c, ok := s.connPool.Get().(*conn); ok {
+		return c
+	}
+	return new(conn)
+}
+
+// freeConn zeroes c and gives it back to the pool. The caller is c's
+// reader, last: c is off every list of the server, its pipeline's workers
+// have ended, and nothing else holds it (a handler that kept a message
+// holds its slot or request, whose writer has copied what it needs from c
+// and, being finished, never calls back into it).
+func (s *Server) freeConn(c *conn) {
+	*c = conn{}
+	s.connPool.Put(c)
 }
 
 // evictableLocked picks the connection to close to admit a new one at
@@ -274,6 +300,7 @@ func (c *conn) serve() {
 		s.mu.Unlock()
 		c.nc.Close()
 		c.dropSource()
+		s.freeConn(c)
 	}()
 	log := s.logger()
 	for {
@@ -281,7 +308,9 @@ func (c *conn) serve() {
 		if err != nil {
 			c.drain()
 			c.refuse(err)
-			log.Debug("msp: tcp connection ends", "remote", c.nc.RemoteAddr().String(), "err", err)
+			if log.Enabled(context.Background(), slog.LevelDebug) { // the arguments cost allocations, per connection
+				log.Debug("msp: tcp connection ends", "remote", c.remote, "err", err)
+			}
 			return
 		}
 		if c.halt.Load() || !c.serveMessage(c.buf[:size]) {
@@ -363,7 +392,9 @@ func (c *conn) serveMessage(raw []byte) bool {
 		err = s.admit(m)
 	}
 	if err != nil {
-		s.logger().Debug("msp: refused message", "network", "tcp", "remote", c.nc.RemoteAddr().String(), "err", err)
+		if log := s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("msp: refused message", "network", "tcp", "remote", c.remote, "err", err)
+		}
 		// A policy refusal leaves the stream intact; anything else means
 		// the client does not speak the protocol as we do.
 		if errors.Is(err, ErrNoSender) {

@@ -307,19 +307,19 @@ func (j *packetJob) run() {
 }
 
 // sendReply answers a revision 'B' datagram: RFC 1312 sends only '+', and
-// only for a message to a particular user. A reply the duplicate filter
-// keeps (to answer retransmissions) is a slice of its own; any other is
-// formatted into a buffer of the writer's.
+// only for a message to a particular user. It is formatted into a buffer
+// of the writer's; a reply the duplicate filter keeps (to answer
+// retransmissions) is sent from the filter's copy.
 func (j *packetJob) sendReply(ack bool, text string, limit int) error {
 	if !ack || j.m.Recipient == "" {
 		return nil
 	}
 	out := j.ps.out
+	buf := out.buffer()
 	if j.dedupe {
-		b := formatReply(true, text, limit)
-		j.ps.s.dedup.answered(j.key, b)
+		b := j.ps.s.dedup.answered(j.key, appendReply(buf[:0], true, text, limit))
+		out.release(buf)
 		return out.send(j.dest(b, nil))
 	}
-	buf := out.buffer()
 	return out.send(j.dest(appendReply(buf[:0], true, text, limit), buf))
 }

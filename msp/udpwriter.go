@@ -107,8 +107,12 @@ func newPacketWriter(pc net.PacketConn, bc batchConn, size int, log *slog.Logger
 	return w
 }
 
-// buffer lends a buffer for one datagram; send gives it back.
+// buffer lends a buffer for one datagram; send gives it back, or release
+// when it was not sent.
 func (w *packetWriter) buffer() *replyBuf { return w.bufs.Get().(*replyBuf) }
+
+// release gives back a buffer from buffer that was not sent.
+func (w *packetWriter) release(b *replyBuf) { w.bufs.Put(b) }
 
 // send writes d, or queues it for the sender that is writing. With a
 // batchConn it returns nil: write errors are logged, as nothing can be
