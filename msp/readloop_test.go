@@ -151,3 +151,31 @@ func TestDedupSharesEqualReplies(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPHandledDatagramAllocations: a datagram handed to the handler
+// costs the server two allocations, the job (message and writer, which the
+// handler may keep) and the message's one string; its sender's address,
+// as a string too, is made once per sender socket, not per datagram, and
+// its answer goes out of a lent buffer.
+func TestUDPHandledDatagramAllocations(t *testing.T) {
+	// Not parallel: AllocsPerRun counts the whole process.
+	from := netip.MustParseAddrPort("192.0.2.7:1018")
+	var name string
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, m *Message) {
+		name = w.RemoteAddrString()
+		w.Ack("delivered")
+	}), RatePerIP: -1, DedupWindow: -1, MaxInflight: 1}
+	s.init()
+	pc := &countingBatchConn{}
+	ps := s.newPacketServer(discardPacketConn{}, pc, 4)
+	msg := []byte("Bbob\x00\x00hi\x00alice\x00\x00c-1\x00\x00")
+	ps.serveFrom(from, nil, msg)
+	allocs := testing.AllocsPerRun(100, func() { ps.serveFrom(from, nil, msg) })
+	ps.handlers.stop()
+	if allocs > 2 && !raceEnabled {
+		t.Errorf("%.1f allocations per handled datagram, want at most 2", allocs)
+	}
+	if name != "192.0.2.7:1018" || pc.n != 102 {
+		t.Errorf("handler saw %q and %d answers went out; want 192.0.2.7:1018 and 102", name, pc.n)
+	}
+}

@@ -62,12 +62,32 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 type packetServer struct {
 	s        *Server
 	pc       net.PacketConn
-	local    net.Addr       // pc's address, for ResponseWriter.LocalAddr
-	localAP  netip.AddrPort // the same, for Identify
-	sem      chan struct{}  // a token per handler call in flight, at most MaxInflight
-	handlers *workerPool    // runs the handler calls
-	out      *packetWriter  // sends every datagram the server answers with
-	next     *packetJob     // the read loop's: decoded into, replaced once handed to a worker
+	local    net.Addr                  // pc's address, for ResponseWriter.LocalAddr
+	localAP  netip.AddrPort            // the same, for Identify
+	sem      chan struct{}             // a token per handler call in flight, at most MaxInflight
+	handlers *workerPool               // runs the handler calls
+	out      *packetWriter             // sends every datagram the server answers with
+	next     *packetJob                // the read loop's: decoded into, replaced once handed to a worker
+	names    map[netip.AddrPort]string // the read loop's: recent senders' addresses as strings, at most maxNames
+}
+
+// maxNames bounds packetServer.names.
+const maxNames = 1024
+
+// name is from as a string (addrPortString), made once per sender socket
+// seen recently: the node names every message's source, and a client that
+// keeps its socket (as a long-running one does) would otherwise cost an
+// allocation per datagram. The table is cleared when full.
+func (ps *packetServer) name(from netip.AddrPort) string {
+	if n, ok := ps.names[from]; ok {
+		return n
+	}
+	if len(ps.names) >= maxNames {
+		clear(ps.names)
+	}
+	n := addrPortString(from)
+	ps.names[from] = n
+	return n
 }
 
 func (s *Server) newPacketServer(pc net.PacketConn, bc batchConn, size int) *packetServer {
@@ -82,6 +102,7 @@ func (s *Server) newPacketServer(pc net.PacketConn, bc batchConn, size int) *pac
 		sem:      make(chan struct{}, n),
 		handlers: newWorkerPool(n),
 		out:      newPacketWriter(pc, bc, size, s.logger()),
+		names:    make(map[netip.AddrPort]string),
 	}
 }
 
@@ -168,15 +189,16 @@ func (ps *packetServer) readBatches(bc batchConn, size int) error {
 // worker it is never reused, so a handler may keep the message; a job whose
 // datagram the read loop answered or dropped is decoded into again.
 type packetJob struct {
-	ps     *packetServer
-	from   netip.AddrPort // the sender
-	addr   net.Addr       // the sender, when the conn is of another kind than UDP; else nil
-	peer   Peer           // who owns the sending socket
-	limit  int            // the datagram's size: no reply may be larger (no amplification)
-	key    dedupKey
-	dedupe bool // the duplicate filter has k pending
-	m      Message
-	w      responseWriter
+	ps        *packetServer
+	from      netip.AddrPort // the sender
+	addr      net.Addr       // the sender, when the conn is of another kind than UDP; else nil
+	remoteStr string         // from as a string, set when handed to a worker
+	peer      Peer           // who owns the sending socket
+	limit     int            // the datagram's size: no reply may be larger (no amplification)
+	key       dedupKey
+	dedupe    bool // the duplicate filter has k pending
+	m         Message
+	w         responseWriter
 }
 
 // dest is where an answer to j's datagram goes.
@@ -276,6 +298,9 @@ func (ps *packetServer) serveFrom(from netip.AddrPort, addr net.Addr, data []byt
 		}
 		return
 	}
+	if from.IsValid() {
+		j.remoteStr = ps.name(from)
+	}
 	ps.next = nil // the worker's now, and the handler's
 	ps.handlers.run(j)
 }
@@ -296,6 +321,7 @@ func (j *packetJob) run() {
 	defer func() { <-ps.sem }()
 	w := &j.w
 	w.ctx, w.network, w.local, w.remote, w.remoteAP, w.limit, w.peer = s.ctx, "udp", ps.local, j.addr, j.from, j.limit, j.peer
+	w.remoteStr = j.remoteStr
 	if j.m.Version == Version2 {
 		w.sink = j
 	}
