@@ -73,6 +73,8 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 
+	readers := s.newReaderPool()
+	defer readers.stop()
 	var delay time.Duration
 	for {
 		nc, err := l.Accept()
@@ -87,16 +89,71 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("msp: accept: %w", err)
 		}
 		delay = 0
-		s.accept(nc)
+		if c := s.admitConn(nc); c != nil {
+			readers.run(c)
+		}
 	}
 }
 
-// accept admits nc and starts its goroutine.
-func (s *Server) accept(nc net.Conn) {
-	if c := s.admitConn(nc); c != nil {
+// maxReaders is how many connection goroutines one Serve call keeps for
+// later connections.
+const maxReaders = 128
+
+// readerPool runs connections' readers (conn.serve) on goroutines that
+// go on to the next connection when theirs ends, at most max of them; past
+// that a connection gets a goroutine of its own. A client sending one
+// message per connection has its message handled inline, on the reader:
+// a fresh goroutine grew its stack for the deep delivery path every time
+// (stack copying was a few percent of the tcp1 path's CPU), and starting
+// one cost an allocation.
+//
+// The Serve loop that owns the pool is the only caller of run and stop;
+// idle counts readers waiting for a connection, as in workerPool (only
+// readers add to it, only run takes from it). The goroutines count in
+// s.wg, so Close waits for them; stop, when Serve returns, ends the idle
+// ones, and the busy ones when their connection ends.
+type readerPool struct {
+	s     *Server
+	conns chan *conn
+	max   int
+	n     int // readers started; owner only
+	idle  atomic.Int32
+}
+
+func (s *Server) newReaderPool() *readerPool {
+	return &readerPool{s: s, conns: make(chan *conn), max: maxReaders}
+}
+
+// run serves c on an idle reader, a new pooled one, or a goroutine of its
+// own.
+func (p *readerPool) run(c *conn) {
+	switch {
+	case p.idle.Load() > 0:
+		p.idle.Add(-1)
+		p.conns <- c
+	case p.n < p.max:
+		p.n++
+		p.s.wg.Add(1)
+		go p.loop(c)
+	default:
 		go c.serve()
 	}
 }
+
+func (p *readerPool) loop(c *conn) {
+	defer p.s.wg.Done()
+	for {
+		c.serve()
+		p.idle.Add(1)
+		var ok bool
+		if c, ok = <-p.conns; !ok {
+			return
+		}
+	}
+}
+
+// stop ends the readers once they are idle.
+func (p *readerPool) stop() { close(p.conns) }
 
 // admitConn registers nc as a connection to serve (the caller must run
 // c.serve), evicting the longest-idle connection at MaxConns. When every
