@@ -13,6 +13,12 @@ func AddrString(a net.Addr) string {
 	if !ok || !ap.Addr().IsValid() {
 		return a.String()
 	}
+	return addrPortString(ap)
+}
+
+// addrPortString is AddrString for an address and port: IPv4-mapped
+// addresses as plain IPv4, one allocation.
+func addrPortString(ap netip.AddrPort) string {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }
 

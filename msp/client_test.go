@@ -269,7 +269,9 @@ func TestConnPipelines(t *testing.T) {
 
 func TestConnAfterServerClosesIt(t *testing.T) {
 	t.Parallel()
-	addr, _ := serve(t, &Server{Handler: &recorder{}, IdleTimeout: 100 * time.Millisecond})
+	// Long enough that a loaded machine (the race detector, other tests)
+	// still delivers the first message before the idle close.
+	addr, _ := serve(t, &Server{Handler: &recorder{}, IdleTimeout: time.Second})
 	conn, err := (&Client{Timeout: 5 * time.Second}).Dial(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)

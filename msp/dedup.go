@@ -1,8 +1,8 @@
 package msp
 
 import (
+	"bytes"
 	"hash/maphash"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -22,15 +22,6 @@ type dedupKey struct {
 	other  string         // the source's String(), for any other net.Addr
 	cookie string         // COOKIE folded to small letters ('B')
 	sum    uint64         // 'A': hash of the whole datagram; 'B': messageSum
-}
-
-// sourceKeyOf names a datagram's source in a dedupKey; for the
-// *net.UDPAddr a UDP socket reports it costs no allocation.
-func sourceKeyOf(addr net.Addr) (netip.AddrPort, string) {
-	if ua, ok := addr.(*net.UDPAddr); ok {
-		return ua.AddrPort(), ""
-	}
-	return netip.AddrPort{}, addr.String()
 }
 
 // messageSum hashes the parts of a revision 'B' message other than the
@@ -90,12 +81,13 @@ type dedupCache struct {
 
 	mu      sync.Mutex // guards entries and the ring
 	entries map[dedupKey]dedupEntry
-	ring    []dedupExpiry // finished entries, soonest expiry at head
-	head, n int           // the ring's first element and its length
+	replies map[string][]byte // distinct stored replies, at most maxSharedReplies; never modified
+	ring    []dedupExpiry     // finished entries, soonest expiry at head
+	head, n int               // the ring's first element and its length
 }
 
 func newDedupCache(window time.Duration, max int) *dedupCache {
-	return &dedupCache{window: window, max: max, entries: make(map[dedupKey]dedupEntry)}
+	return &dedupCache{window: window, max: max, entries: make(map[dedupKey]dedupEntry), replies: make(map[string][]byte)}
 }
 
 // begin records k as pending and returns fresh=true, or, if k is known,
@@ -112,17 +104,32 @@ func (c *dedupCache) begin(k dedupKey, now time.Time) (fresh bool, replay []byte
 	return true, nil
 }
 
-// answered records the reply sent for k; the cache keeps reply, which the
-// caller must not modify after. It is called before the reply is written,
-// so a retransmission prompted by a lost reply always finds it.
-func (c *dedupCache) answered(k dedupKey, reply []byte) {
+// answered records the reply sent for k and returns the cache's copy of
+// it, to send: reply itself (formatted in a lent buffer) is not kept. It
+// is called before the reply is written, so a retransmission prompted by
+// a lost reply always finds it. Equal replies share one copy (a relay
+// answers most messages with one of a few texts), so a reply costs an
+// allocation only when it is new.
+func (c *dedupCache) answered(k dedupKey, reply []byte) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	kept, ok := c.replies[string(reply)]
+	if !ok {
+		if len(c.replies) >= maxSharedReplies {
+			clear(c.replies) // entries keep their copies
+		}
+		kept = bytes.Clone(reply)
+		c.replies[string(kept)] = kept
+	}
 	if e, ok := c.entries[k]; ok {
-		e.reply = reply
+		e.reply = kept
 		c.entries[k] = e
 	}
+	return kept
 }
+
+// maxSharedReplies bounds the table of distinct replies answered shares.
+const maxSharedReplies = 256
 
 // finish marks k as handled and starts its window.
 func (c *dedupCache) finish(k dedupKey, now time.Time) {

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/net/ipv4"
 )
 
 // fuzzSeeds are inputs every fuzz target starts from (the files under
@@ -188,14 +186,14 @@ func (c *fakePacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 }
 func (c *fakePacketConn) Close() error { return nil }
 
-// ReadBatch and WriteBatch make fakePacketConn a batchConn, so that the
+// readBatch and writeBatch make fakePacketConn a batchConn, so that the
 // batched writer can be driven without a socket.
-func (c *fakePacketConn) ReadBatch([]ipv4.Message, int) (int, error) { return 0, io.EOF }
-func (c *fakePacketConn) WriteBatch(ms []ipv4.Message, _ int) (int, error) {
-	for _, m := range ms {
-		c.WriteTo(m.Buffers[0], m.Addr)
+func (c *fakePacketConn) readBatch([]inDatagram) (int, error) { return 0, io.EOF }
+func (c *fakePacketConn) writeBatch(ds []outDatagram) (int, error) {
+	for i := range ds {
+		c.WriteTo(ds[i].b, ds[i].netAddr())
 	}
-	return len(ms), nil
+	return len(ds), nil
 }
 func (c *fakePacketConn) LocalAddr() net.Addr {
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 18}

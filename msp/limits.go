@@ -128,15 +128,24 @@ func (s *Server) identify(network string, local, remote net.Addr) (p Peer, k Sou
 // applies to. Without identify, loopback senders are the one unidentified
 // local source.
 func SourceOf(identify func(network string, local, remote netip.AddrPort) Peer, network string, local, remote net.Addr) (p Peer, k Source, ok bool) {
-	k, ok = sourceOf(remote)
+	ra, ok := addrPort(remote)
+	if !ok {
+		return Peer{}, Source{}, false
+	}
+	la, _ := addrPort(local)
+	return sourceOfAddrPort(identify, network, la, ra)
+}
+
+// sourceOfAddrPort is SourceOf for addresses already known as address and
+// port, as a UDP read loop has them; it allocates nothing.
+func sourceOfAddrPort(identify func(network string, local, remote netip.AddrPort) Peer, network string, local, remote netip.AddrPort) (p Peer, k Source, ok bool) {
+	k, ok = sourceOfAP(remote)
 	if !ok {
 		return Peer{}, k, false
 	}
-	ra, _ := addrPort(remote)
 	if identify != nil {
-		la, _ := addrPort(local)
-		p = identify(network, la, ra)
-	} else if ra.Addr().Unmap().IsLoopback() {
+		p = identify(network, local, remote)
+	} else if remote.Addr().Unmap().IsLoopback() {
 		p = Peer{Local: true}
 	}
 	if p.Local {
@@ -153,6 +162,11 @@ func sourceOf(a net.Addr) (Source, bool) {
 	if !ok {
 		return Source{}, false
 	}
+	return sourceOfAP(ap)
+}
+
+// sourceOfAP is sourceOf for an address and port.
+func sourceOfAP(ap netip.AddrPort) (Source, bool) {
 	ip := ap.Addr().Unmap()
 	if !ip.IsValid() {
 		return Source{}, false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 )
 
@@ -90,7 +91,10 @@ type responseWriter struct {
 	ctx     context.Context
 	network string
 	local   net.Addr
-	remote  net.Addr
+	// remote is the sender; nil for a UDP datagram read with its address
+	// as remoteAP, for which RemoteAddr makes it on demand.
+	remote   net.Addr
+	remoteAP netip.AddrPort
 	// remoteStr is remote as a string when the transport made it already
 	// (once per TCP connection); "" means make it on demand.
 	remoteStr string
@@ -106,10 +110,20 @@ type responseWriter struct {
 func (w *responseWriter) Ack(text string) error  { return w.reply(true, text) }
 func (w *responseWriter) Nack(text string) error { return w.reply(false, text) }
 
-func (w *responseWriter) RemoteAddr() net.Addr { return w.remote }
+// RemoteAddr makes the *net.UDPAddr of a datagram's sender only when asked:
+// most handlers never ask, and the read loop does not allocate it.
+func (w *responseWriter) RemoteAddr() net.Addr {
+	if w.remote == nil {
+		return net.UDPAddrFromAddrPort(w.remoteAP)
+	}
+	return w.remote
+}
 func (w *responseWriter) RemoteAddrString() string {
-	if w.remoteStr != "" {
+	switch {
+	case w.remoteStr != "":
 		return w.remoteStr
+	case w.remote == nil:
+		return addrPortString(w.remoteAP)
 	}
 	return AddrString(w.remote)
 }

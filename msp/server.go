@@ -181,6 +181,7 @@ type Server struct {
 	limits   *limitlog.Log      // rate-limited logging of limits; has its own lock
 	stats    counters           // what the limits did
 	bufs     sync.Pool          // of *replyBuf, lent to format one TCP reply; has its own lock
+	connPool sync.Pool          // of *conn whose reader has ended, zeroed; has its own lock
 
 	wg      sync.WaitGroup // every goroutine the server started, and the serve loops
 	running atomic.Int64   // how many of those are running, for Shutdown to poll
@@ -458,7 +459,7 @@ func (s *Server) backoff(d *time.Duration) bool {
 func (s *Server) handle(w *responseWriter, m *Message) (panicked bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.logger().Error("msp: handler panicked", "network", w.network, "remote", w.remote.String(), "panic", r)
+			s.logger().Error("msp: handler panicked", "network", w.network, "remote", w.RemoteAddrString(), "panic", r)
 			panicked = true
 		}
 	}()
@@ -467,9 +468,10 @@ func (s *Server) handle(w *responseWriter, m *Message) (panicked bool) {
 }
 
 // allowFrom applies the per-source message rate to one message from
-// source k (ok false: no source, no limit) at remote, counting and logging
-// what it refuses.
-func (s *Server) allowFrom(k Source, ok bool, remote net.Addr, network string) bool {
+// source k (ok false: no source, no limit), counting what it refuses; the
+// caller logs a refusal with limitHit (not here, so that the sender's
+// address is only formatted for a refusal).
+func (s *Server) allowFrom(k Source, ok bool, network string) bool {
 	if !ok || s.src.allow(k) {
 		return true
 	}
@@ -478,8 +480,26 @@ func (s *Server) allowFrom(k Source, ok bool, remote net.Addr, network string) b
 	} else {
 		s.stats.rateTCP.Add(1)
 	}
-	s.limits.Hit("msp: limit reached: rate per source ("+network+")", "remote", remote.String(), "source", k.String())
 	return false
+}
+
+// limitHit logs a message refused by allowFrom, from from or, when that
+// is not valid, addr.
+func (s *Server) limitHit(network string, k Source, from netip.AddrPort, addr net.Addr) {
+	kind := "msp: limit reached: rate per source (tcp)"
+	if network == "udp" {
+		kind = "msp: limit reached: rate per source (udp)"
+	}
+	if s.limits.Suppress(kind) {
+		return // a flood of refusals costs no allocation
+	}
+	remote := ""
+	if from.IsValid() {
+		remote = addrPortString(from)
+	} else if addr != nil {
+		remote = AddrString(addr)
+	}
+	s.limits.Hit(kind, "remote", remote, "source", k.String())
 }
 
 // admit checks the framing-independent rules the server adds to

@@ -2,10 +2,13 @@ package msp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -70,6 +73,8 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 	}()
 
+	readers := s.newReaderPool()
+	defer readers.stop()
 	var delay time.Duration
 	for {
 		nc, err := l.Accept()
@@ -84,16 +89,71 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("msp: accept: %w", err)
 		}
 		delay = 0
-		s.accept(nc)
+		if c := s.admitConn(nc); c != nil {
+			readers.run(c)
+		}
 	}
 }
 
-// accept admits nc and starts its goroutine.
-func (s *Server) accept(nc net.Conn) {
-	if c := s.admitConn(nc); c != nil {
+// maxReaders is how many connection goroutines one Serve call keeps for
+// later connections.
+const maxReaders = 128
+
+// readerPool runs connections' readers (conn.serve) on goroutines that
+// go on to the next connection when theirs ends, at most max of them; past
+// that a connection gets a goroutine of its own. A client sending one
+// message per connection has its message handled inline, on the reader:
+// a fresh goroutine grew its stack for the deep delivery path every time
+// (stack copying was a few percent of the tcp1 path's CPU), and starting
+// one cost an allocation.
+//
+// The Serve loop that owns the pool is the only caller of run and stop;
+// idle counts readers waiting for a connection, as in workerPool (only
+// readers add to it, only run takes from it). The goroutines count in
+// s.wg, so Close waits for them; stop, when Serve returns, ends the idle
+// ones, and the busy ones when their connection ends.
+type readerPool struct {
+	s     *Server
+	conns chan *conn
+	max   int
+	n     int // readers started; owner only
+	idle  atomic.Int32
+}
+
+func (s *Server) newReaderPool() *readerPool {
+	return &readerPool{s: s, conns: make(chan *conn), max: maxReaders}
+}
+
+// run serves c on an idle reader, a new pooled one, or a goroutine of its
+// own.
+func (p *readerPool) run(c *conn) {
+	switch {
+	case p.idle.Load() > 0:
+		p.idle.Add(-1)
+		p.conns <- c
+	case p.n < p.max:
+		p.n++
+		p.s.wg.Add(1)
+		go p.loop(c)
+	default:
 		go c.serve()
 	}
 }
+
+func (p *readerPool) loop(c *conn) {
+	defer p.s.wg.Done()
+	for {
+		c.serve()
+		p.idle.Add(1)
+		var ok bool
+		if c, ok = <-p.conns; !ok {
+			return
+		}
+	}
+}
+
+// stop ends the readers once they are idle.
+func (p *readerPool) stop() { close(p.conns) }
 
 // admitConn registers nc as a connection to serve (the caller must run
 // c.serve), evicting the longest-idle connection at MaxConns. When every
@@ -101,7 +161,8 @@ func (s *Server) accept(nc net.Conn) {
 // returns nil.
 func (s *Server) admitConn(nc net.Conn) *conn {
 	s.init()
-	c := &conn{s: s, nc: nc}
+	c := s.newConn()
+	c.s, c.nc = s, nc
 	// A connection's socket keeps its owner for life, so the owner is
 	// asked once, here, and the answer serves every message.
 	c.peer, c.src, c.hasSrc = s.identify("tcp", nc.LocalAddr(), nc.RemoteAddr())
@@ -109,6 +170,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 		s.stats.refusedPerIP.Add(1)
 		s.limits.Hit("msp: limit reached: connections per source", "remote", nc.RemoteAddr().String(), "source", c.src.String())
 		refuseConn(nc, perIPReply)
+		s.freeConn(c)
 		return nil
 	}
 	s.mu.Lock()
@@ -116,6 +178,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 		s.mu.Unlock()
 		c.dropSource()
 		nc.Close()
+		s.freeConn(c)
 		return nil
 	}
 	if len(s.conns) >= intOr(s.MaxConns, DefaultMaxConns) {
@@ -126,6 +189,7 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 			s.stats.refusedBusy.Add(1)
 			s.limits.Hit("msp: limit reached: connections (all busy)", "remote", nc.RemoteAddr().String())
 			refuseConn(nc, busyReply)
+			s.freeConn(c)
 			return nil
 		}
 		delete(s.conns, victim)
@@ -138,6 +202,26 @@ func (s *Server) admitConn(nc net.Conn) *conn {
 	s.mu.Unlock()
 	c.remote = AddrString(nc.RemoteAddr())
 	return c
+}
+
+// newConn takes a conn from the server's pool: a conn carries its
+// 512-octet read buffer, and a client sending one message per connection
+// would otherwise cost one per message.
+func (s *Server) newConn() *conn {
+	if c, ok := s.connPool.Get().(*conn); ok {
+		return c
+	}
+	return new(conn)
+}
+
+// freeConn zeroes c and gives it back to the pool. The caller is c's
+// reader, last: c is off every list of the server, its pipeline's workers
+// have ended, and nothing else holds it (a handler that kept a message
+// holds its slot or request, whose writer has copied what it needs from c
+// and, being finished, never calls back into it).
+func (s *Server) freeConn(c *conn) {
+	*c = conn{}
+	s.connPool.Put(c)
 }
 
 // evictableLocked picks the connection to close to admit a new one at
@@ -273,6 +357,7 @@ func (c *conn) serve() {
 		s.mu.Unlock()
 		c.nc.Close()
 		c.dropSource()
+		s.freeConn(c)
 	}()
 	log := s.logger()
 	for {
@@ -280,7 +365,9 @@ func (c *conn) serve() {
 		if err != nil {
 			c.drain()
 			c.refuse(err)
-			log.Debug("msp: tcp connection ends", "remote", c.nc.RemoteAddr().String(), "err", err)
+			if log.Enabled(context.Background(), slog.LevelDebug) { // the arguments cost allocations, per connection
+				log.Debug("msp: tcp connection ends", "remote", c.remote, "err", err)
+			}
 			return
 		}
 		if c.halt.Load() || !c.serveMessage(c.buf[:size]) {
@@ -325,7 +412,8 @@ func (c *conn) write(b []byte) error {
 // pipelined, and reports whether the connection goes on.
 func (c *conn) serveMessage(raw []byte) bool {
 	s := c.s
-	if !s.allowFrom(c.src, c.hasSrc, c.nc.RemoteAddr(), "tcp") {
+	if !s.allowFrom(c.src, c.hasSrc, "tcp") {
+		s.limitHit("tcp", c.src, netip.AddrPort{}, c.nc.RemoteAddr())
 		if raw[0] == Version1 {
 			// Revision 'A' owes no reply and ends the connection anyway.
 			c.drain()
@@ -361,7 +449,9 @@ func (c *conn) serveMessage(raw []byte) bool {
 		err = s.admit(m)
 	}
 	if err != nil {
-		s.logger().Debug("msp: refused message", "network", "tcp", "remote", c.nc.RemoteAddr().String(), "err", err)
+		if log := s.logger(); log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("msp: refused message", "network", "tcp", "remote", c.remote, "err", err)
+		}
 		// A policy refusal leaves the stream intact; anything else means
 		// the client does not speak the protocol as we do.
 		if errors.Is(err, ErrNoSender) {

@@ -6,9 +6,8 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
-
-	"golang.org/x/net/ipv4"
 )
 
 // DefaultPacketBatch is how many datagrams [Server.ServePacket] reads, and
@@ -20,11 +19,13 @@ const DefaultPacketBatch = 32
 // MaxInflight at once. It closes pc when it returns, after its handlers have
 // replied and the replies are written.
 //
-// On a *net.UDPConn it reads up to PacketBatch datagrams per system call
-// (recvmmsg on Linux) and a writer goroutine it owns sends the replies,
-// echoes and repeated replies in batches (sendmmsg); any other
-// net.PacketConn is read with ReadFrom and answered with WriteTo, one
-// datagram at a time.
+// On a *net.UDPConn on Linux it reads up to PacketBatch datagrams per
+// system call (recvmmsg) and sends the replies, echoes and repeated
+// replies in batches (sendmmsg, see packetWriter), with the addresses in
+// buffers it keeps; elsewhere, or with PacketBatch 1, a *net.UDPConn is
+// read with ReadMsgUDPAddrPort and answered with WriteToUDPAddrPort. Any
+// other net.PacketConn is read with ReadFrom and answered with WriteTo,
+// one datagram at a time.
 func (s *Server) ServePacket(pc net.PacketConn) error {
 	s.init()
 	if s.Handler == nil {
@@ -61,21 +62,47 @@ func (s *Server) ServePacket(pc net.PacketConn) error {
 type packetServer struct {
 	s        *Server
 	pc       net.PacketConn
-	local    net.Addr      // pc's address, for ResponseWriter.LocalAddr
-	sem      chan struct{} // a token per handler call in flight, at most MaxInflight
-	handlers *workerPool   // runs the handler calls
-	out      *packetWriter // sends every datagram the server answers with
+	local    net.Addr                  // pc's address, for ResponseWriter.LocalAddr
+	localAP  netip.AddrPort            // the same, for Identify
+	sem      chan struct{}             // a token per handler call in flight, at most MaxInflight
+	handlers *workerPool               // runs the handler calls
+	out      *packetWriter             // sends every datagram the server answers with
+	next     *packetJob                // the read loop's: decoded into, replaced once handed to a worker
+	names    map[netip.AddrPort]string // the read loop's: recent senders' addresses as strings, at most maxNames
+}
+
+// maxNames bounds packetServer.names.
+const maxNames = 1024
+
+// name is from as a string (addrPortString), made once per sender socket
+// seen recently: the node names every message's source, and a client that
+// keeps its socket (as a long-running one does) would otherwise cost an
+// allocation per datagram. The table is cleared when full.
+func (ps *packetServer) name(from netip.AddrPort) string {
+	if n, ok := ps.names[from]; ok {
+		return n
+	}
+	if len(ps.names) >= maxNames {
+		clear(ps.names)
+	}
+	n := addrPortString(from)
+	ps.names[from] = n
+	return n
 }
 
 func (s *Server) newPacketServer(pc net.PacketConn, bc batchConn, size int) *packetServer {
 	n := intOr(s.MaxInflight, DefaultMaxInflight)
+	local := pc.LocalAddr()
+	localAP, _ := addrPort(local)
 	return &packetServer{
 		s:        s,
 		pc:       pc,
-		local:    pc.LocalAddr(),
+		local:    local,
+		localAP:  localAP,
 		sem:      make(chan struct{}, n),
 		handlers: newWorkerPool(n),
 		out:      newPacketWriter(pc, bc, size, s.logger()),
+		names:    make(map[netip.AddrPort]string),
 	}
 }
 
@@ -92,13 +119,26 @@ func (ps *packetServer) readErr(rerr error, delay *time.Duration) error {
 	return fmt.Errorf("msp: read udp: %w", rerr)
 }
 
-// readEach reads one datagram at a time with ReadFrom into one buffer,
-// which serve is done with when it returns.
+// readEach reads one datagram at a time into one buffer, which serve is
+// done with when it returns: with ReadMsgUDPAddrPort on a *net.UDPConn
+// (no allocation for the address), with ReadFrom on any other
+// net.PacketConn.
 func (ps *packetServer) readEach() error {
 	buf := make([]byte, MaxLen+1) // one spare octet tells an oversized datagram
+	uc, _ := ps.pc.(*net.UDPConn)
 	var delay time.Duration
 	for {
-		n, addr, rerr := ps.pc.ReadFrom(buf)
+		var (
+			n    int
+			from netip.AddrPort
+			addr net.Addr
+			rerr error
+		)
+		if uc != nil {
+			n, _, _, from, rerr = uc.ReadMsgUDPAddrPort(buf, nil)
+		} else {
+			n, addr, rerr = ps.pc.ReadFrom(buf)
+		}
 		if rerr != nil {
 			if err := ps.readErr(rerr, &delay); err != nil {
 				return err
@@ -106,7 +146,11 @@ func (ps *packetServer) readEach() error {
 			continue
 		}
 		delay = 0
-		ps.serve(addr, buf[:n])
+		if addr != nil {
+			ps.serve(addr, buf[:n])
+		} else {
+			ps.serveFrom(from, nil, buf[:n])
+		}
 	}
 }
 
@@ -117,15 +161,14 @@ func (ps *packetServer) readEach() error {
 // the parts into the Message's own string, the dedup key holds a hash, and
 // a revision 'A' echo is copied into a buffer of the writer's.
 func (ps *packetServer) readBatches(bc batchConn, size int) error {
-	ms := make([]ipv4.Message, size)
+	ms := make([]inDatagram, size)
 	mem := make([]byte, size*(MaxLen+1))
 	for i := range ms {
-		b := mem[i*(MaxLen+1) : (i+1)*(MaxLen+1) : (i+1)*(MaxLen+1)]
-		ms[i].Buffers = [][]byte{b}
+		ms[i].buf = mem[i*(MaxLen+1) : (i+1)*(MaxLen+1) : (i+1)*(MaxLen+1)]
 	}
 	var delay time.Duration
 	for {
-		n, rerr := bc.ReadBatch(ms, 0)
+		n, rerr := bc.readBatch(ms)
 		if rerr != nil {
 			if err := ps.readErr(rerr, &delay); err != nil {
 				return err
@@ -134,45 +177,78 @@ func (ps *packetServer) readBatches(bc batchConn, size int) error {
 		}
 		delay = 0
 		for i := range ms[:n] {
-			if addr := ms[i].Addr; addr != nil {
-				ps.serve(addr, ms[i].Buffers[0][:ms[i].N])
+			if ms[i].from.IsValid() {
+				ps.serveFrom(ms[i].from, nil, ms[i].buf[:ms[i].n])
 			}
-			ms[i].Addr = nil
 		}
 	}
 }
 
 // packetJob is one datagram's message while it is handled: the message, its
-// writer and what the reply needs, in one allocation. It is never reused,
-// so a handler may keep the message.
+// writer and what the reply needs, in one allocation. Once handed to a
+// worker it is never reused, so a handler may keep the message; a job whose
+// datagram the read loop answered or dropped is decoded into again.
 type packetJob struct {
-	ps     *packetServer
-	addr   net.Addr // the sender
-	peer   Peer     // who owns the sending socket
-	limit  int      // the datagram's size: no reply may be larger (no amplification)
-	key    dedupKey
-	dedupe bool // the duplicate filter has k pending
-	m      Message
-	w      responseWriter
+	ps        *packetServer
+	from      netip.AddrPort // the sender
+	addr      net.Addr       // the sender, when the conn is of another kind than UDP; else nil
+	remoteStr string         // from as a string, set when handed to a worker
+	peer      Peer           // who owns the sending socket
+	limit     int            // the datagram's size: no reply may be larger (no amplification)
+	key       dedupKey
+	dedupe    bool // the duplicate filter has k pending
+	m         Message
+	w         responseWriter
 }
 
-// serve handles one datagram: validation, the revision 'A' echo and the
-// duplicate filter run on the read loop (they are cheap and must work even
-// when handlers are slow); the handler runs on one of the workers.
-// Invalid datagrams get no answer: RFC 1312 never sends '-' over UDP. data
-// is not used after serve returns.
+// dest is where an answer to j's datagram goes.
+func (j *packetJob) dest(b []byte, buf *replyBuf) outDatagram {
+	return outDatagram{b: b, to: j.from, addr: j.addr, buf: buf}
+}
+
+// serve handles one datagram from addr, as ReadFrom reports it.
 func (ps *packetServer) serve(addr net.Addr, data []byte) {
+	from, _ := addrPort(addr)
+	ps.serveFrom(from, addr, data)
+}
+
+// serveFrom handles one datagram from from (or, when from is not a UDP
+// address, from addr): the sender's identity, the rate limit, validation,
+// the revision 'A' echo and the duplicate filter run on the read loop, and
+// what they settle is answered (or dropped) there, without a worker hop
+// and without an allocation of its own: they are cheap and must work even
+// when handlers are slow. The handler runs on one of the workers. Invalid
+// datagrams get no answer: RFC 1312 never sends '-' over UDP. data is not
+// used after serveFrom returns.
+func (ps *packetServer) serveFrom(from netip.AddrPort, addr net.Addr, data []byte) {
 	s := ps.s
 	log := s.logger()
 	// Before any parsing, so that a flood costs as little as possible. The
 	// owner is asked per datagram, never remembered: UDP has no TIME_WAIT,
 	// so another user may bind the same address and port the moment a
 	// sender closes its socket.
-	peer, k, ok := s.identify("udp", ps.local, addr)
-	if !s.allowFrom(k, ok, addr, "udp") {
+	var (
+		peer Peer
+		k    Source
+		ok   bool
+	)
+	if from.IsValid() {
+		peer, k, ok = sourceOfAddrPort(s.Identify, "udp", ps.localAP, from)
+	} else {
+		peer, k, ok = s.identify("udp", ps.local, addr)
+	}
+	if !s.allowFrom(k, ok, "udp") {
+		s.limitHit("udp", k, from, addr)
 		return
 	}
-	j := &packetJob{ps: ps, addr: addr, limit: len(data), peer: peer}
+	j := ps.next
+	if j == nil {
+		j = new(packetJob)
+		ps.next = j
+	} else {
+		*j = packetJob{}
+	}
+	j.ps, j.from, j.addr, j.limit, j.peer = ps, from, addr, len(data), peer
 	m := &j.m
 	err := m.decode(data)
 	if err == nil {
@@ -180,18 +256,22 @@ func (ps *packetServer) serve(addr net.Addr, data []byte) {
 	}
 	if err != nil {
 		if log.Enabled(context.Background(), slog.LevelDebug) {
-			log.Debug("msp: dropped datagram", "remote", addr.String(), "err", err)
+			log.Debug("msp: dropped datagram", "remote", j.remoteString(), "err", err)
 		}
 		return
 	}
-	j.key.src, j.key.other = sourceKeyOf(addr)
+	if from.IsValid() {
+		j.key.src = from
+	} else {
+		j.key.other = addr.String()
+	}
 	j.dedupe = s.dedup != nil
 	if m.Version == Version1 {
 		// RFC 1159: "an answering datagram is sent back to the client
 		// containing exactly the same data." Echo every copy, so a lost
 		// echo is made good by the client's retransmission.
 		buf := ps.out.buffer()
-		ps.out.send(append(buf[:0], data...), addr, buf)
+		ps.out.send(j.dest(append(buf[:0], data...), buf))
 		j.key.sum = maphash.Bytes(s.seed, data)
 	} else {
 		j.key.cookie = Fold(m.Cookie)
@@ -202,10 +282,10 @@ func (ps *packetServer) serve(addr net.Addr, data []byte) {
 		fresh, replay := s.dedup.begin(j.key, time.Now())
 		if !fresh {
 			if replay != nil {
-				ps.out.send(fitReply(replay, len(data)), addr, nil)
+				ps.out.send(j.dest(fitReply(replay, len(data)), nil))
 			}
 			if log.Enabled(context.Background(), slog.LevelDebug) {
-				log.Debug("msp: duplicate datagram", "remote", addr.String(), "cookie", m.Cookie, "answered", replay != nil)
+				log.Debug("msp: duplicate datagram", "remote", j.remoteString(), "cookie", m.Cookie, "answered", replay != nil)
 			}
 			return
 		}
@@ -218,7 +298,19 @@ func (ps *packetServer) serve(addr net.Addr, data []byte) {
 		}
 		return
 	}
+	if from.IsValid() {
+		j.remoteStr = ps.name(from)
+	}
+	ps.next = nil // the worker's now, and the handler's
 	ps.handlers.run(j)
+}
+
+// remoteString names j's sender in logs.
+func (j *packetJob) remoteString() string {
+	if j.addr != nil {
+		return AddrString(j.addr)
+	}
+	return addrPortString(j.from)
 }
 
 // run calls the handler on a worker.
@@ -228,7 +320,8 @@ func (j *packetJob) run() {
 	defer s.done()
 	defer func() { <-ps.sem }()
 	w := &j.w
-	w.ctx, w.network, w.local, w.remote, w.limit, w.peer = s.ctx, "udp", ps.local, j.addr, j.limit, j.peer
+	w.ctx, w.network, w.local, w.remote, w.remoteAP, w.limit, w.peer = s.ctx, "udp", ps.local, j.addr, j.from, j.limit, j.peer
+	w.remoteStr = j.remoteStr
 	if j.m.Version == Version2 {
 		w.sink = j
 	}
@@ -240,19 +333,19 @@ func (j *packetJob) run() {
 }
 
 // sendReply answers a revision 'B' datagram: RFC 1312 sends only '+', and
-// only for a message to a particular user. A reply the duplicate filter
-// keeps (to answer retransmissions) is a slice of its own; any other is
-// formatted into a buffer of the writer's.
+// only for a message to a particular user. It is formatted into a buffer
+// of the writer's; a reply the duplicate filter keeps (to answer
+// retransmissions) is sent from the filter's copy.
 func (j *packetJob) sendReply(ack bool, text string, limit int) error {
 	if !ack || j.m.Recipient == "" {
 		return nil
 	}
 	out := j.ps.out
-	if j.dedupe {
-		b := formatReply(true, text, limit)
-		j.ps.s.dedup.answered(j.key, b)
-		return out.send(b, j.addr, nil)
-	}
 	buf := out.buffer()
-	return out.send(appendReply(buf[:0], true, text, limit), j.addr, buf)
+	if j.dedupe {
+		b := j.ps.s.dedup.answered(j.key, appendReply(buf[:0], true, text, limit))
+		out.release(buf)
+		return out.send(j.dest(b, nil))
+	}
+	return out.send(j.dest(appendReply(buf[:0], true, text, limit), buf))
 }

@@ -4,46 +4,66 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
-
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // batchConn reads and writes several datagrams per system call: recvmmsg
-// and sendmmsg on Linux, one datagram per call elsewhere. ipv4.Message and
-// ipv6.Message are the same type, so both packages' PacketConn fit.
+// and sendmmsg on Linux (see mmsgConn), where the datagrams' addresses
+// are netip.AddrPort values decoded from and encoded into buffers the conn
+// keeps, so that no datagram costs an allocation.
 type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+	// readBatch reads up to len(ms) datagrams into ms[i].buf, setting
+	// ms[i].n and ms[i].from, and returns how many it read.
+	readBatch(ms []inDatagram) (int, error)
+	// writeBatch sends ds in order and returns how many went out; an
+	// error is about ds[n] (the first not sent).
+	writeBatch(ds []outDatagram) (int, error)
 }
 
-// batchConnOf wraps pc for batched I/O when it is a *net.UDPConn and
-// batches are bigger than one datagram; otherwise it returns nil and pc is
-// served one datagram at a time. The wrapper shares pc's socket: closing
-// pc (or setting its deadlines) applies to it.
+// inDatagram is one datagram read by a batchConn.
+type inDatagram struct {
+	buf  []byte         // where it is read into, MaxLen+1 octets
+	n    int            // its size
+	from netip.AddrPort // its source; invalid for an address of another kind
+}
+
+// batchConnOf wraps pc for batched I/O when it is a *net.UDPConn, batches
+// are bigger than one datagram and the platform has recvmmsg; otherwise it
+// returns nil and pc is served one datagram at a time. The wrapper shares
+// pc's socket: closing pc (or setting its deadlines) applies to it.
 func batchConnOf(pc net.PacketConn, size int) batchConn {
 	uc, ok := pc.(*net.UDPConn)
 	if !ok || size <= 1 {
 		return nil
 	}
-	if la, ok := uc.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() != nil {
-		return ipv4.NewPacketConn(uc)
+	if bc := newMmsgConn(uc, size); bc != nil {
+		return bc
 	}
-	return ipv6.NewPacketConn(uc)
+	return nil
 }
 
 // replyBuf holds one outgoing datagram; no reply, echo or refusal is larger.
 type replyBuf = [MaxLen + 1]byte
 
-// outDatagram is one datagram to send. buf, when not nil, is the pooled
-// buffer b lies in, returned to the pool once b is sent; a nil buf means b
-// is kept elsewhere (the duplicate filter's stored reply) and never
+// outDatagram is one datagram to send, to to (or, from a net.PacketConn of
+// another kind, to addr, which is then not nil). buf, when not nil, is the
+// pooled buffer b lies in, returned to the pool once b is sent; a nil buf
+// means b is kept elsewhere (the duplicate filter's stored reply) and never
 // modified.
 type outDatagram struct {
 	b    []byte
+	to   netip.AddrPort
 	addr net.Addr
 	buf  *replyBuf
+}
+
+// netAddr is d's destination as a net.Addr, for WriteTo.
+func (d *outDatagram) netAddr() net.Addr {
+	if d.addr != nil {
+		return d.addr
+	}
+	return net.UDPAddrFromAddrPort(d.to)
 }
 
 // packetWriter sends the datagrams a ServePacket call answers with.
@@ -64,7 +84,7 @@ type outDatagram struct {
 type packetWriter struct {
 	pc    net.PacketConn
 	batch batchConn // nil: write each datagram at once
-	size  int       // datagrams per WriteBatch
+	size  int       // datagrams per writeBatch
 	log   *slog.Logger
 	bufs  sync.Pool // of *replyBuf; has its own lock
 
@@ -72,10 +92,8 @@ type packetWriter struct {
 	room    sync.Cond     // the writing sender took the queue; L is &mu
 	queue   []outDatagram // waiting for the writing sender; at most writeQueue*size
 	spare   []outDatagram // the writing sender's, to swap for queue
-	writing bool          // a sender is writing; it alone uses ms and iov
+	writing bool          // a sender is writing; it alone calls batch.writeBatch
 
-	ms  []ipv4.Message
-	iov [][]byte // ms[i].Buffers is iov[i:i+1]
 }
 
 // writeQueue is how many datagrams may wait for the writing sender, per
@@ -86,25 +104,30 @@ func newPacketWriter(pc net.PacketConn, bc batchConn, size int, log *slog.Logger
 	w := &packetWriter{pc: pc, batch: bc, size: size, log: log}
 	w.bufs.New = func() any { return new(replyBuf) }
 	w.room.L = &w.mu
-	if bc != nil {
-		w.ms = make([]ipv4.Message, size)
-		w.iov = make([][]byte, size)
-	}
 	return w
 }
 
-// buffer lends a buffer for one datagram; send gives it back.
+// buffer lends a buffer for one datagram; send gives it back, or release
+// when it was not sent.
 func (w *packetWriter) buffer() *replyBuf { return w.bufs.Get().(*replyBuf) }
 
-// send writes b to addr, or queues it for the sender that is writing.
-// With a batchConn it returns nil: write errors are logged, as nothing can
-// be done about them. buf, if not nil, is the buffer from
-// [packetWriter.buffer] that b lies in.
-func (w *packetWriter) send(b []byte, addr net.Addr, buf *replyBuf) error {
+// release gives back a buffer from buffer that was not sent.
+func (w *packetWriter) release(b *replyBuf) { w.bufs.Put(b) }
+
+// send writes d, or queues it for the sender that is writing. With a
+// batchConn it returns nil: write errors are logged, as nothing can be
+// done about them. d.buf, if not nil, is the buffer from
+// [packetWriter.buffer] that d.b lies in.
+func (w *packetWriter) send(d outDatagram) error {
 	if w.batch == nil {
-		_, err := w.pc.WriteTo(b, addr)
-		if buf != nil {
-			w.bufs.Put(buf)
+		var err error
+		if uc, ok := w.pc.(*net.UDPConn); ok && d.addr == nil {
+			_, err = uc.WriteToUDPAddrPort(d.b, d.to)
+		} else {
+			_, err = w.pc.WriteTo(d.b, d.netAddr())
+		}
+		if d.buf != nil {
+			w.bufs.Put(d.buf)
 		}
 		return err
 	}
@@ -112,7 +135,7 @@ func (w *packetWriter) send(b []byte, addr net.Addr, buf *replyBuf) error {
 	for w.writing && len(w.queue) >= writeQueue*w.size {
 		w.room.Wait()
 	}
-	w.queue = append(w.queue, outDatagram{b: b, addr: addr, buf: buf})
+	w.queue = append(w.queue, d)
 	if w.writing {
 		w.mu.Unlock()
 		return nil
@@ -141,35 +164,30 @@ func (w *packetWriter) stop() {}
 func (w *packetWriter) write(q []outDatagram) {
 	for len(q) > 0 {
 		n := min(len(q), w.size)
-		for i, d := range q[:n] {
-			w.iov[i] = d.b
-			w.ms[i].Buffers, w.ms[i].Addr = w.iov[i:i+1], d.addr
-		}
-		w.flush(w.ms[:n])
+		w.flush(q[:n])
 		for i := range q[:n] {
 			if q[i].buf != nil {
 				w.bufs.Put(q[i].buf)
 			}
 			q[i] = outDatagram{}
-			w.iov[i], w.ms[i].Buffers, w.ms[i].Addr = nil, nil, nil
 		}
 		q = q[n:]
 	}
 }
 
-// flush writes ms, skipping a datagram the system refuses (an unreachable
+// flush writes ds, skipping a datagram the system refuses (an unreachable
 // address, say) and going on with the rest.
-func (w *packetWriter) flush(ms []ipv4.Message) {
-	for len(ms) > 0 {
-		n, err := w.batch.WriteBatch(ms, 0)
+func (w *packetWriter) flush(ds []outDatagram) {
+	for len(ds) > 0 {
+		n, err := w.batch.writeBatch(ds)
 		if err == nil && n > 0 {
-			ms = ms[n:]
+			ds = ds[n:]
 			continue
 		}
 		n = max(n, 0)
-		if n < len(ms) && w.log.Enabled(context.Background(), slog.LevelDebug) {
-			w.log.Debug("msp: udp reply not sent", "remote", ms[n].Addr.String(), "err", err)
+		if n < len(ds) && w.log.Enabled(context.Background(), slog.LevelDebug) {
+			w.log.Debug("msp: udp reply not sent", "remote", ds[n].netAddr().String(), "err", err)
 		}
-		ms = ms[min(n+1, len(ms)):]
+		ds = ds[min(n+1, len(ds)):]
 	}
 }

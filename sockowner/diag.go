@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 )
 
 // Layout of the kernel's inet_diag structures (include/uapi/linux/inet_diag.h):
@@ -35,6 +36,7 @@ const (
 	tcpEstablished = 1
 	tcpFinWait1    = 4
 	tcpFinWait2    = 5
+	tcpClose       = 7
 	tcpCloseWait   = 8
 	tcpLastAck     = 9
 	tcpClosing     = 11
@@ -62,45 +64,80 @@ func SocketUID(network string, server, sender netip.AddrPort) (uint32, error) {
 	return d.socketUID(network, server, sender)
 }
 
+// diagClient asks the kernel: the platform's netlink socket (nl) and the
+// decoded replies of the question under way (msgs, reused so that a
+// lookup allocates nothing). mu guards every field and serializes the
+// questions.
+type diagClient struct {
+	mu     sync.Mutex
+	closed bool
+	nl     diagSock
+	msgs   []diagMsg
+}
+
+// close closes the netlink socket; later questions fail.
+func (d *diagClient) close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	return d.nl.close()
+}
+
 // socketUID is SocketUID on d's netlink socket.
 //
 // TCP uses the kernel's exact lookup of the connected 4-tuple. UDP dumps
-// the sockets bound to the sender's port and requires that every socket
-// that could have sent the datagram belongs to one user (see udpOwner);
-// an exact UDP lookup would need the datagram's destination address, which
+// the sockets bound to the sender's port and address (or the unspecified
+// address), and requires that every socket that could have sent the
+// datagram belongs to one user (see udpOwner). The kernel filters the
+// dump: by port itself, by address with the bytecode of udpFilter, so it
+// returns the candidates only, however many other sockets share the port.
+// An exact UDP lookup would need the datagram's destination address, which
 // a server bound to the unspecified address does not know, and would
 // silently pick one of several sockets sharing the port.
 func (d *diagClient) socketUID(network string, server, sender netip.AddrPort) (uint32, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0, errClosed
+	}
+	msgs := d.msgs[:0]
+	defer func() {
+		clear(msgs) // keep the capacity, not the answers
+		d.msgs = msgs[:0]
+	}()
+	var err error
 	switch network {
 	case "tcp", "tcp4", "tcp6":
-		msgs, err := d.query(diagReq{
-			family: familyOf(sender.Addr()), protocol: protoTCP,
+		msgs, err = d.nl.query(diagReq{
+			family: familyOf(sender.Addr()), protocol: protoTCP, states: ^uint32(0),
 			src: unmapPort(sender), dst: unmapPort(server),
-		}, false)
+		}, false, msgs)
 		if err != nil {
 			return 0, err
 		}
 		return tcpOwner(msgs, sender, server)
 	case "udp", "udp4", "udp6":
-		// Only the port filters in the kernel's dump; addresses are
-		// compared here. An IPv4 sender may use an IPv6 socket (bound to
-		// "::" or to a mapped address), so both families are asked.
-		families := []uint8{afINET6}
-		if sender.Addr().Unmap().Is4() {
-			families = []uint8{afINET, afINET6}
+		// An IPv4 sender may use an IPv6 socket (bound to "::" or to a
+		// mapped address), so both families are asked.
+		sender := unmapPort(sender)
+		families := [2]uint8{afINET6, 0}
+		if sender.Addr().Is4() {
+			families = [2]uint8{afINET, afINET6}
 		}
-		var all []diagMsg
 		for _, f := range families {
-			msgs, err := d.query(diagReq{
-				family: f, protocol: protoUDP,
-				src: netip.AddrPortFrom(netip.Addr{}, sender.Port()),
-			}, true)
+			if f == 0 {
+				break
+			}
+			msgs, err = d.nl.query(diagReq{
+				family: f, protocol: protoUDP, states: udpStates,
+				src:    netip.AddrPortFrom(netip.Addr{}, sender.Port()),
+				filter: sender,
+			}, true, msgs)
 			if err != nil {
 				return 0, err
 			}
-			all = append(all, msgs...)
 		}
-		return udpOwner(all, sender, server)
+		return udpOwner(msgs, sender, server)
 	}
 	return 0, fmt.Errorf("sockowner: network %q: %w", network, ErrUnsupported)
 }
@@ -108,16 +145,119 @@ func (d *diagClient) socketUID(network string, server, sender netip.AddrPort) (u
 // diagReq is the part of an inet_diag_req_v2 this package sets.
 type diagReq struct {
 	family, protocol uint8
+	states           uint32         // bit 1<<st for every socket state st to report
 	src, dst         netip.AddrPort // the socket's local and remote ends, as the kernel sees them
+	// filter, when valid, is a UDP sender: a bytecode filter
+	// (udpFilter) makes the kernel report only the sockets bound to its
+	// port and to its address or the unspecified one.
+	filter netip.AddrPort
 }
 
-// marshal encodes r as an inet_diag_req_v2 asking for sockets in any state.
+// udpStates are the states a UDP socket reports: TCP_ESTABLISHED when
+// connected, TCP_CLOSE when not.
+const udpStates = 1<<tcpEstablished | 1<<tcpClose
+
+// Sizes of the bytecode filter (include/uapi/linux/inet_diag.h): an
+// attribute header, then per condition a struct inet_diag_bc_op (code,
+// yes, no) and a struct inet_diag_hostcond (family, prefix_len, port)
+// followed by the address.
+const (
+	inetDiagReqBytecode = 1 // INET_DIAG_REQ_BYTECODE
+	inetDiagBCJmp       = 1 // INET_DIAG_BC_JMP
+	inetDiagBCSCond     = 7 // INET_DIAG_BC_S_COND
+	sizeofNlattr        = 4
+	sizeofBCOp          = 4
+	sizeofHostcond      = 8
+	// maxFilter is the largest filter udpFilter writes: three conditions
+	// of which two carry an IPv6 address, and two jumps.
+	maxFilter = sizeofNlattr + 3*(sizeofBCOp+sizeofHostcond) + 2*16 + 4 + 2*sizeofBCOp
+	// maxReq is the largest request: the header-less inet_diag_req_v2
+	// and a filter.
+	maxReq = sizeofReq + maxFilter
+)
+
+// marshal encodes r as an inet_diag_req_v2, with its filter attribute.
 func (r diagReq) marshal() []byte {
-	b := make([]byte, sizeofReq)
+	var b [maxReq]byte
+	n := r.put(b[:])
+	return append([]byte(nil), b[:n]...)
+}
+
+// put writes r into b, which has room for maxReq octets, and returns its
+// length; it allocates nothing.
+func (r diagReq) put(b []byte) int {
+	clear(b[:sizeofReq])
 	b[0], b[1] = r.family, r.protocol
-	binary.NativeEndian.PutUint32(b[4:], ^uint32(0)) // every state
+	binary.NativeEndian.PutUint32(b[4:], r.states)
 	putSockID(b[8:], r.src, r.dst)
-	return b
+	if !r.filter.IsValid() {
+		return sizeofReq
+	}
+	return sizeofReq + udpFilter(b[sizeofReq:], r.family, r.filter)
+}
+
+// udpFilter writes an INET_DIAG_REQ_BYTECODE attribute into b that passes
+// the sockets of a dump of family that udpOwner counts as candidates for
+// sender: bound to sender's port and to sender's address or the
+// unspecified one. The kernel matches an IPv4 condition against an IPv6
+// socket bound to the mapped address too, so an IPv4 sender needs three
+// conditions in an IPv6 dump (its address, 0.0.0.0 and ::) and two in an
+// IPv4 dump; an IPv6 sender needs two (its address and ::).
+//
+// The conditions are or-ed the way ss(8) compiles "a or b": a condition
+// goes on to the next op when it holds and skips one op further when not;
+// between two conditions a JMP, reached only when the one before held,
+// jumps to the end (accept); the last condition, failing, jumps past the
+// end (reject). The kernel's audit requires every jump target to lie on
+// the chain of "holds" jumps from the start, which this layout keeps.
+func udpFilter(b []byte, family uint8, sender netip.AddrPort) int {
+	a := sender.Addr().Unmap()
+	var conds [3]netip.Addr
+	n := 0
+	if a.Is4() {
+		conds[n], conds[n+1] = a, netip.IPv4Unspecified()
+		n += 2
+		if family == afINET6 {
+			conds[n] = netip.IPv6Unspecified()
+			n++
+		}
+	} else {
+		conds[n], conds[n+1] = a, netip.IPv6Unspecified()
+		n += 2
+	}
+	condSize := func(c netip.Addr) int { return sizeofBCOp + sizeofHostcond + c.BitLen()/8 }
+	total := (n - 1) * sizeofBCOp // the JMPs
+	for _, c := range conds[:n] {
+		total += condSize(c)
+	}
+	binary.NativeEndian.PutUint16(b[0:], uint16(sizeofNlattr+total))
+	binary.NativeEndian.PutUint16(b[2:], inetDiagReqBytecode)
+	off, left := sizeofNlattr, total
+	for i, c := range conds[:n] {
+		size := condSize(c)
+		op := b[off:]
+		op[0] = inetDiagBCSCond
+		op[1] = byte(size)                                    // holds: the next op
+		binary.NativeEndian.PutUint16(op[2:], uint16(size+4)) // fails: one op further
+		hc := op[sizeofBCOp:]
+		hc[0], hc[1] = afINET, 32
+		if c.Is6() {
+			hc[0], hc[1] = afINET6, 128
+		}
+		hc[2], hc[3] = 0, 0
+		binary.NativeEndian.PutUint32(hc[4:], uint32(sender.Port()))
+		putAddr(hc[sizeofHostcond:sizeofHostcond+c.BitLen()/8], c)
+		off += size
+		left -= size
+		if i < n-1 {
+			jmp := b[off:]
+			jmp[0], jmp[1] = inetDiagBCJmp, sizeofBCOp
+			binary.NativeEndian.PutUint16(jmp[2:], uint16(left)) // to the end: accept
+			off += sizeofBCOp
+			left -= sizeofBCOp
+		}
+	}
+	return off
 }
 
 func putSockID(b []byte, src, dst netip.AddrPort) {

@@ -4,12 +4,12 @@ package sockowner
 
 import "fmt"
 
-// diagClient stands for the netlink client only Linux has: elsewhere every
+// diagSock stands for the netlink socket only Linux has: elsewhere every
 // question is [ErrUnsupported] and every local sender is unidentified.
-type diagClient struct{}
+type diagSock struct{}
 
-func (d *diagClient) close() error { return nil }
+func (s *diagSock) close() error { return nil }
 
-func (d *diagClient) query(r diagReq, dump bool) ([]diagMsg, error) {
-	return nil, fmt.Errorf("sockowner: sock_diag: %w", ErrUnsupported)
+func (s *diagSock) query(r diagReq, dump bool, msgs []diagMsg) ([]diagMsg, error) {
+	return msgs, fmt.Errorf("sockowner: sock_diag: %w", ErrUnsupported)
 }

@@ -4,16 +4,17 @@
 // (one local user is one source, however many loopback addresses she binds)
 // and may verify the message's sender.
 //
-// The kernel is asked with NETLINK_SOCK_DIAG (inet_diag), as identd does.
-// The netlink socket is github.com/mdlayher/netlink: a maintained, small
-// library that only frames and validates netlink messages, so the
-// inet_diag request and reply are encoded here with the kernel's exact
-// lookup for TCP. github.com/vishvananda/netlink was considered: its
-// SocketGet sends the 4-tuple as a dump, which the kernel filters by port
-// only (so it walks every socket and matches on ports), cannot find an
-// unconnected UDP sender (its destination port is 0, and a dump filtered on
-// the server's port skips it), and it pulls in a network-namespace package
-// this relay has no use for.
+// The kernel is asked with NETLINK_SOCK_DIAG (inet_diag), as identd does,
+// with the kernel's exact lookup for TCP and a dump filtered in the kernel
+// for UDP (see socketUID). The netlink socket is driven with plain system
+// calls on buffers the Resolver keeps, and the inet_diag request, filter
+// and replies are encoded here, so that a lookup allocates nothing: the
+// server asks once per local datagram. (github.com/mdlayher/netlink, used
+// before, cost over a hundred allocations and a trip through the runtime
+// poller per UDP lookup; github.com/vishvananda/netlink sends the 4-tuple
+// as a dump the kernel filters by port only, cannot find an unconnected
+// UDP sender, and pulls in a network-namespace package this relay has no
+// use for.)
 //
 // "Local" is 127.0.0.0/8, ::1 and this host's interface addresses, which a
 // [Resolver] re-reads at most every Config.AddrRefresh. Where the lookup is
@@ -32,9 +33,11 @@
 // only for datagrams from this host. Account names (uid → login name) are
 // cached, bounded by Config.MaxNames and refreshed after Config.NameTTL.
 //
-// Cost: a lookup is one or two netlink round trips on a socket the
-// Resolver keeps open (tens of microseconds; a UDP lookup walks the
-// kernel's UDP table). The MSP server asks on its accept and UDP read
+// Cost: a lookup is one netlink round trip for TCP (a write and a read,
+// microseconds) and two for UDP (a write and two reads each, once per
+// address family; tens of microseconds, as each dump walks the kernel's
+// whole UDP hash table however narrow its filter), on a socket the
+// Resolver keeps open, with no allocation. The MSP server asks on its accept and UDP read
 // loops, so a local flood of fresh sockets could otherwise make those
 // loops slow for every sender, remote ones included: past
 // Config.LookupRate lookups a second the Resolver stops asking and calls
@@ -46,6 +49,7 @@
 package sockowner
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -186,12 +190,16 @@ func (r *Resolver) Lookup(network string, server, sender netip.AddrPort) Owner {
 		return Owner{}
 	}
 	if r.lookups != nil && !r.lookups.Allow() {
-		r.log.Debug("sockowner: over the lookup rate, local sender not identified", "network", network, "sender", sender.String())
+		if r.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments cost allocations
+			r.log.Debug("sockowner: over the lookup rate, local sender not identified", "network", network, "sender", sender.String())
+		}
 		return Owner{Local: true}
 	}
 	uid, err := r.ask.socketUID(network, server, sender)
 	if err != nil {
-		r.log.Debug("sockowner: local sender not identified", "network", network, "sender", sender.String(), "err", err)
+		if r.log.Enabled(context.Background(), slog.LevelDebug) {
+			r.log.Debug("sockowner: local sender not identified", "network", network, "sender", sender.String(), "err", err)
+		}
 		return Owner{Local: true}
 	}
 	return Owner{Local: true, Known: true, UID: uid, User: r.name(uid)}

@@ -375,3 +375,24 @@ func TestSocketUIDSharedPortIsAmbiguous(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkSocketUID: the cost of one lookup on a kept netlink socket, as
+// the MSP server pays it per local datagram (udp) and per accepted
+// connection (tcp).
+func BenchmarkSocketUID(b *testing.B) {
+	for _, network := range []string{"udp", "tcp"} {
+		b.Run(network, func(b *testing.B) {
+			t := &testing.T{}
+			server, sender, done := pair(t, network, "127.0.0.1:0", "127.0.0.24:0", "", false)
+			defer done()
+			var d diagClient
+			defer d.close()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.socketUID(network, server, sender); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -51,6 +51,21 @@ func (l *Log) Hit(kind string, args ...any) {
 	l.log.Warn(kind, append(args, "suppressed", n)...)
 }
 
+// Suppress records one occurrence of kind and reports true if it is not
+// to be logged now; on false the caller logs it with Hit. It spares a
+// caller on a flood path building the arguments of a line that is not
+// written.
+func (l *Log) Suppress(kind string) bool {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.last[kind]) < l.every {
+		l.suppressed[kind]++
+		return true
+	}
+	return false
+}
+
 // Suppressed is the number of occurrences of kind not logged since it was
 // last logged.
 func (l *Log) Suppressed(kind string) uint64 {
