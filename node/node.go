@@ -529,6 +529,12 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 			Sender: n.senderIdentity(w, m, src, verified)},
 		Time: time.Now(),
 	}
+	if ord, ok := w.(switchboard.Orderer); ok {
+		// A pipelined TCP message: once it is queued for its terminal, the
+		// connection's next message for the same recipient may go ahead
+		// while this one waits for the client's acknowledgement.
+		d.Ordered = ord
+	}
 	o := n.sb.Send(ctx, d)
 	if o.Delivered() {
 		_ = w.Ack(o.Summary())

@@ -347,7 +347,8 @@ func (g *grammar) parseLine(line []byte) (*Frame, *Fault) {
 	if rest != "" || len(s) > len(cmd) {
 		toks = strings.Split(rest, " ")
 	}
-	if len(toks) > maxTokens {
+	// ACK alone may carry more: a TrID and MaxAckIDs ids (MSPS3).
+	if len(toks) > maxTokens && !(cmd == "ACK" && len(toks) <= MaxAckIDs+1) {
 		return nil, Fatalf(CodeSyntax, "more than %d arguments", maxTokens)
 	}
 	for _, t := range toks {
