@@ -399,6 +399,7 @@ func (n *Node) startSessions() error {
 		IdleTimeout: n.cfg.SessionIdleTimeout,
 		MaxSessions: n.cfg.MaxSessions,
 		MaxPending:  n.cfg.MaxPendingSessions,
+		AckWindow:   n.cfg.SessionAckWindow,
 
 		FailedSignInRate:  n.cfg.FailedSignInsPerMinute / 60,
 		FailedSignInBurst: n.cfg.FailedSignInBurst,
