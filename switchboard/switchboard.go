@@ -607,7 +607,7 @@ func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery,
 			}
 			return out
 		}
-		return s.fed.forward(ctx, node, d, targets)
+		return s.fed.forward(ctx, node, d, targets, ord)
 	}
 	var one [1]target
 	ts := one[:]
