@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,8 +65,11 @@ func (r *replyMux) open(nc *nats.Conn) (string, string, chan *nats.Msg, error) {
 // answered twice) is dropped. It runs on the subscription's goroutine.
 func (r *replyMux) deliver(m *nats.Msg) {
 	r.mu.Lock()
-	token := m.Subject[len(r.prefix):]
+	token, ok := strings.CutPrefix(m.Subject, r.prefix)
 	ch := r.waiting[token]
+	if !ok {
+		ch = nil
+	}
 	delete(r.waiting, token)
 	r.mu.Unlock()
 	if ch != nil {
