@@ -2,6 +2,7 @@ package msp
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,6 +60,15 @@ type slot struct {
 	prev     *slot          // the slot whose reply comes before this one's; nil once written, or if none
 	written  sync.WaitGroup // done when this reply is in order in p.out (an embedded signal costs no allocation)
 	panicked bool           // its handler panicked
+	ordered  atomic.Bool    // handled is closed (by InOrder or on return)
+}
+
+// inOrder lets the next handler call for the same recipient start: the
+// handler said its message holds its place (InOrder), or it returned.
+func (sl *slot) inOrder() {
+	if sl.ordered.CompareAndSwap(false, true) {
+		close(sl.handled)
+	}
 }
 
 // refusal makes a slot that only writes "-text\0" in its turn.
@@ -133,9 +143,10 @@ func (sl *slot) run() {
 		}
 		// The reply waits for its turn; Ack and Nack only keep it.
 		c.initWriter(&sl.w, &sl.m, sl)
+		sl.w.order = sl
 		sl.panicked = c.s.handle(&sl.w, &sl.m)
 		sl.w.finish(notHandledText)
-		close(sl.handled)
+		sl.inOrder()
 	}
 	if sl.prev != nil {
 		sl.prev.written.Wait()

@@ -101,6 +101,7 @@ type responseWriter struct {
 	limit     int       // most octets a reply may have
 	peer      Peer      // the sending socket's owner, when the transport learned it
 	sink      replySink // nil when the revision and transport owe no reply
+	order     *slot     // the pipelined slot whose same-recipient successor waits; nil otherwise
 
 	mu       sync.Mutex // guards the fields below; the handler may reply from any goroutine
 	replied  bool
@@ -131,6 +132,19 @@ func (w *responseWriter) LocalAddr() net.Addr      { return w.local }
 func (w *responseWriter) Network() string          { return w.network }
 func (w *responseWriter) Context() context.Context { return w.ctx }
 func (w *responseWriter) Peer() Peer               { return w.peer }
+
+// InOrder tells the server that the message holds its place in its
+// recipient's order (it is queued for her, behind the ones before it), so
+// that the connection's next message for the same recipient may be
+// handled before this one is answered. A handler that waits for an
+// end-to-end acknowledgement calls it once the message is queued; without
+// it the next one starts when ServeMSP returns. Calling it again, or on a
+// message that is not pipelined, does nothing.
+func (w *responseWriter) InOrder() {
+	if w.order != nil {
+		w.order.inOrder()
+	}
+}
 
 func (w *responseWriter) reply(ack bool, text string) error {
 	w.mu.Lock()

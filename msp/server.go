@@ -67,7 +67,9 @@ var errNoHandler = errors.New("msp: Server.Handler is nil")
 // and silence on UDP. UDP messages are handled concurrently; so are up to
 // [Server.MaxPipeline] messages of one TCP connection, except that messages
 // of one connection for the same recipient (compared with [EqualFold]) are
-// handled one after another in the order they arrived.
+// handled one after another in the order they arrived: the next starts when
+// the one before returned, or earlier when it called InOrder on its writer
+// (the server's writers implement interface{ InOrder() }).
 type Handler interface {
 	ServeMSP(w ResponseWriter, m *Message)
 }

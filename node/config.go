@@ -253,6 +253,11 @@ type Config struct {
 	// A negative rate: no limit (off).
 	SessionInboundRate  float64
 	SessionInboundBurst int
+	// SessionAckWindow is how many messages one acknowledging session
+	// (msp listen) may have pushed and not yet acknowledged: they go out
+	// in order without waiting for each other's ACK; past it a message is
+	// refused as "terminal not reading" and goes to the mailbox (issue 21).
+	SessionAckWindow int
 }
 
 // DefaultConfig returns the defaults for a node named after this host,
@@ -297,6 +302,7 @@ func DefaultConfig() Config {
 		FailedSignInBurst:        ss.FailedSignInBurst,
 		SessionInboundRate:       sb.InboundRate,
 		SessionInboundBurst:      sb.InboundBurst,
+		SessionAckWindow:         ss.AckWindow,
 		ConversationHistory:      cv.History,
 		ConversationIdle:         cv.Idle,
 		ConversationsPerUser:     cv.MaxOpenPerUser,
@@ -440,6 +446,7 @@ func (c *Config) numbers() []number {
 		{field: "TTYPoll", p: &c.TTYPoll, min: 0},
 		{field: "SessionInboundRate", p: &c.SessionInboundRate, min: 0, off: true},
 		{field: "SessionInboundBurst", p: &c.SessionInboundBurst, min: 1},
+		{field: "SessionAckWindow", p: &c.SessionAckWindow, min: 1},
 	}
 }
 

@@ -41,6 +41,7 @@ var numericFields = []struct {
 	{"TTYPoll", false},
 	{"SessionInboundRate", true},
 	{"SessionInboundBurst", false},
+	{"SessionAckWindow", false},
 	{"ConversationsPerUser", false},
 	{"ConversationSlotsPerUser", false},
 }

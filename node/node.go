@@ -402,6 +402,7 @@ func (n *Node) startSessions() error {
 		IdleTimeout: n.cfg.SessionIdleTimeout,
 		MaxSessions: n.cfg.MaxSessions,
 		MaxPending:  n.cfg.MaxPendingSessions,
+		AckWindow:   n.cfg.SessionAckWindow,
 
 		FailedSignInRate:  n.cfg.FailedSignInsPerMinute / 60,
 		FailedSignInBurst: n.cfg.FailedSignInBurst,
@@ -531,6 +532,12 @@ func (n *Node) serveMSP(w msp.ResponseWriter, m *msp.Message) {
 		Origin: switchboard.Origin{Node: n.cfg.Name, Addr: src, Transport: w.Network(), Revision: revision(m.Version),
 			Sender: n.senderIdentity(w, m, src, verified)},
 		Time: time.Now(),
+	}
+	if ord, ok := w.(switchboard.Orderer); ok {
+		// A pipelined TCP message: once it is queued for its terminal, the
+		// connection's next message for the same recipient may go ahead
+		// while this one waits for the client's acknowledgement.
+		d.Ordered = ord
 	}
 	o := n.sb.Send(ctx, d)
 	if o.Delivered() {

@@ -10,9 +10,10 @@ import (
 
 // DeliverAcked implements switchboard.AckTerminal. Sessions that did not
 // negotiate MSPS2, and messages without an id, are delivered as by
-// Deliver (acks false). At most OutQueue messages await an ACK at once;
-// past that the client is behind and further messages are refused with
-// switchboard.ErrTerminalSlow.
+// Deliver (acks false). Messages are pushed in order without waiting for
+// each other's ACK; at most AckWindow of them await an ACK at once (the
+// window), past that the client is behind and further messages are
+// refused with switchboard.ErrTerminalSlow.
 func (s *session) DeliverAcked(ctx context.Context, d *switchboard.Delivery, done chan<- error) (bool, error) {
 	s.mu.Lock()
 	acks := s.acks
@@ -94,23 +95,31 @@ func (s *session) failAcks() {
 	}
 }
 
-// cmdACK: ACK TrID id -> (no reply). The client has message id safe. An id
-// that nothing waits for (acknowledged already, or too late: the node gave
-// up and queued the message again) is ignored, so clients may acknowledge
-// every MSG they receive, repeats included.
+// cmdACK: ACK TrID id [id ...] -> (no reply). The client has the messages
+// safe: one id (MSPS2) or up to sessionproto.MaxAckIDs (MSPS3, though any
+// session may send several), in any order. An id that nothing waits for
+// (acknowledged already, or too late: the node gave up and queued the
+// message again) is ignored, so clients may acknowledge every MSG they
+// receive, repeats included. A line with a bad id settles none of them.
 func (s *session) cmdACK(f *sessionproto.Frame) *sessionproto.Fault {
-	if pe := wantArgs(f, 1, 1); pe != nil {
+	if pe := wantArgs(f, 1, sessionproto.MaxAckIDs); pe != nil {
 		return pe
 	}
-	id, pe := arg(f, 0)
-	if pe != nil {
-		return pe
+	ids, err := sessionproto.ParseAckIDs(f.Args, sessionproto.MaxAckIDs)
+	if err != nil {
+		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "%v", err)
 	}
+	var one [1]ackWaiters
+	settled := one[:0]
 	s.mu.Lock()
-	w, ok := s.unacked[id]
-	delete(s.unacked, id)
+	for _, id := range ids {
+		if w, ok := s.unacked[id]; ok {
+			delete(s.unacked, id)
+			settled = append(settled, w)
+		}
+	}
 	s.mu.Unlock()
-	if ok {
+	for _, w := range settled {
 		w.settle(nil)
 	}
 	return nil

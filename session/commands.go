@@ -25,14 +25,18 @@ func (s *session) cmdVER(f *sessionproto.Frame) *sessionproto.Fault {
 	if len(f.Args) == 0 {
 		return sessionproto.Errf(sessionproto.CodeSyntax, f.TrID, "VER needs at least one version")
 	}
-	if !s.signedIn && slices.Contains(f.Args, sessionproto.ProtocolVersionAcks) {
-		s.mu.Lock()
-		s.acks = true
-		s.mu.Unlock()
-		return s.replied(s.sendFrame(sessionproto.Line("VER", f.TrID, true, sessionproto.ProtocolVersionAcks)))
+	// The newest version offered wins: MSPS3 (acknowledgements in
+	// batches), then MSPS2 (one id per ACK). Both acknowledge.
+	for _, v := range []string{sessionproto.ProtocolVersionBatch, sessionproto.ProtocolVersionAcks} {
+		if !s.signedIn && slices.Contains(f.Args, v) {
+			s.mu.Lock()
+			s.acks = true
+			s.mu.Unlock()
+			return s.replied(s.sendFrame(sessionproto.Line("VER", f.TrID, true, v)))
+		}
 	}
 	if !slices.Contains(f.Args, sessionproto.ProtocolVersion) {
-		return sessionproto.Errf(sessionproto.CodeBadVersion, f.TrID, "this server speaks %s only (and %s, %s with acknowledgements)", sessionproto.ProtocolVersion, sessionproto.ProtocolVersionAcks, sessionproto.ProtocolVersion)
+		return sessionproto.Errf(sessionproto.CodeBadVersion, f.TrID, "this server speaks %s only (and %s, %s with acknowledgements, and %s, with acknowledgements in batches)", sessionproto.ProtocolVersion, sessionproto.ProtocolVersionAcks, sessionproto.ProtocolVersion, sessionproto.ProtocolVersionBatch)
 	}
 	return s.replied(s.sendFrame(sessionproto.Line("VER", f.TrID, true, sessionproto.ProtocolVersion)))
 }

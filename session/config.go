@@ -18,6 +18,7 @@ func DefaultConfig() Config {
 		MaxList:           DefaultMaxList,
 		MaxNames:          DefaultMaxNames,
 		OutQueue:          DefaultOutQueue,
+		AckWindow:         DefaultAckWindow,
 		QueueWait:         DefaultQueueWait,
 	}
 }
@@ -35,6 +36,7 @@ func (c Config) checkNumbers() error {
 		{"MaxSessions", c.MaxSessions < 0}, {"MaxPending", c.MaxPending < 0},
 		{"FailedSignInBurst", c.FailedSignInBurst < 0}, {"MaxList", c.MaxList < 0},
 		{"MaxNames", c.MaxNames < 0}, {"OutQueue", c.OutQueue < 0},
+		{"AckWindow", c.AckWindow < 0},
 	} {
 		if f.neg {
 			return fmt.Errorf("session: Config.%s is negative: want above 0, or 0 for the default", f.name)

@@ -440,7 +440,7 @@ func (s *session) deliver(ctx context.Context, d *switchboard.Delivery, done cha
 		case s.blockedLocked(d.Sender):
 			s.mu.Unlock()
 			return switchboard.ErrBlocked
-		case done != nil && s.unackedLocked() >= s.srv.cfg.OutQueue:
+		case done != nil && s.unackedLocked() >= s.srv.cfg.AckWindow:
 			s.mu.Unlock()
 			return switchboard.ErrTerminalSlow
 		case s.signingIn:

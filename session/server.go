@@ -31,6 +31,7 @@ const (
 	DefaultMaxList      = 256
 	DefaultMaxNames     = 16
 	DefaultOutQueue     = 128
+	DefaultAckWindow    = 128
 	DefaultQueueWait    = 250 * time.Millisecond
 	// maxMaxList keeps a full list reply under sessionproto.MaxServerPayload.
 	maxMaxList = 512
@@ -98,6 +99,13 @@ type Config struct {
 	// queue's slots are allocated when the session starts, so this is also
 	// most of an idle session's memory.
 	OutQueue int
+	// AckWindow caps the messages pushed to one acknowledging (MSPS2)
+	// client and not yet acknowledged: the window of messages in flight
+	// to one terminal (issue 21). They are pushed in order without
+	// waiting for each other's ACK; past the window a delivery is refused
+	// with switchboard.ErrTerminalSlow (and goes to the mailbox). Zero
+	// means DefaultAckWindow.
+	AckWindow int
 	// QueueWait bounds how long a delivery to a client whose queue is full
 	// waits for room: flow control, so that a burst to one busy client
 	// slows its senders (their replies wait) instead of sending what it
@@ -202,6 +210,7 @@ func New(cfg Config) (*Server, error) {
 	defInt(&cfg.MaxList, DefaultMaxList)
 	defInt(&cfg.MaxNames, DefaultMaxNames)
 	defInt(&cfg.OutQueue, DefaultOutQueue)
+	defInt(&cfg.AckWindow, DefaultAckWindow)
 	if cfg.QueueWait == 0 {
 		cfg.QueueWait = DefaultQueueWait
 	}

@@ -57,7 +57,10 @@ type SignedIn struct {
 	State  principal.State //
 	Node   string          // the node holding the session
 	Method string          // "peercred", "secret" or "trust"
-	Acks   bool            // the session acknowledges messages (WithAcks, MSPS2)
+	Acks   bool            // the session acknowledges messages (WithAcks, MSPS2 or MSPS3)
+	// BatchAcks: the server takes several ids per ACK line (MSPS3); without
+	// it AckAll sends one line per id, still in one write.
+	BatchAcks bool
 }
 
 // Client is a session-protocol client. It is safe for concurrent use:
@@ -85,6 +88,7 @@ type Client struct {
 	// mu guards the fields below.
 	mu      sync.Mutex
 	next    uint32
+	perAck  int // ids per ACK line: 1, or sessionproto.MaxAckIDs under MSPS3
 	pending map[uint32]*call
 	pings   []chan time.Duration // FIFO of PNGs awaiting QNG
 	reason  error                // why the server ended the session (OUT, fatal error)
@@ -201,13 +205,21 @@ func (c *Client) SignIn(ctx context.Context, user, term string, state principal.
 	}
 	versions := []string{sessionproto.ProtocolVersion}
 	if o.acks {
-		versions = []string{sessionproto.ProtocolVersionAcks, sessionproto.ProtocolVersion}
+		versions = []string{sessionproto.ProtocolVersionBatch, sessionproto.ProtocolVersionAcks, sessionproto.ProtocolVersion}
 	}
 	vf, _, err := c.expect(ctx, "VER", nil, versions...)
 	if err != nil {
 		return nil, err
 	}
-	acks := len(vf.Args) == 1 && vf.Args[0] == sessionproto.ProtocolVersionAcks
+	// An older server answers MSPS2 (one id per ACK) or MSPS1 (no ACK).
+	batch := o.acks && len(vf.Args) == 1 && vf.Args[0] == sessionproto.ProtocolVersionBatch
+	acks := batch || (o.acks && len(vf.Args) == 1 && vf.Args[0] == sessionproto.ProtocolVersionAcks)
+	c.mu.Lock()
+	c.perAck = 1
+	if batch {
+		c.perAck = sessionproto.MaxAckIDs
+	}
+	c.mu.Unlock()
 	args := []string{sessionproto.EncodeToken(user), sessionproto.EncodeToken(term)}
 	if state != principal.Offline {
 		args = append(args, state.Code())
@@ -227,7 +239,7 @@ func (c *Client) SignIn(ctx context.Context, user, term string, state principal.
 	if f.Cmd != "USR" || len(f.Args) != 6 || f.Args[0] != "OK" {
 		return nil, fmt.Errorf("%w: unexpected sign-in reply %s %v", sessionproto.ErrBadPayload, f.Cmd, f.Args)
 	}
-	si := &SignedIn{Node: f.Args[4], Method: f.Args[5], Acks: acks}
+	si := &SignedIn{Node: f.Args[4], Method: f.Args[5], Acks: acks, BatchAcks: batch}
 	if si.User, si.Term, _, err = sessionproto.Decode3(f.Args[1], f.Args[2], "-"); err != nil {
 		return nil, fmt.Errorf("%w: sign-in reply: %v", sessionproto.ErrBadPayload, err)
 	}

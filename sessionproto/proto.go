@@ -347,8 +347,12 @@ func (g *grammar) parseLine(line []byte) (*Frame, *Fault) {
 	if rest != "" || len(s) > len(cmd) {
 		toks = strings.Split(rest, " ")
 	}
-	if len(toks) > maxTokens {
-		return nil, Fatalf(CodeSyntax, "more than %d arguments", maxTokens)
+	limit := maxTokens
+	if cmd == "ACK" {
+		limit = MaxAckIDs + 1 // a TrID and MaxAckIDs ids (MSPS3)
+	}
+	if len(toks) > limit {
+		return nil, Fatalf(CodeSyntax, "more than %d arguments", limit)
 	}
 	for _, t := range toks {
 		if t == "" {

@@ -60,7 +60,20 @@ type Delivery struct {
 	Origin     Origin    //
 	Time       time.Time // when the ingress node accepted it
 	Queued     bool      // handed out by the mailbox (not stored with it): sinks show "queued, sent <Time>"
+	// Ordered, when set, is told once the message holds its place in its
+	// recipient's order: queued for the one terminal it goes to, behind
+	// the messages before it, while Send still waits for that terminal's
+	// acknowledgement. The caller may then start its next message for the
+	// same recipient (issue 21: the order is kept by the queue, not by
+	// waiting). It is told at most once, and not at all when the delivery
+	// goes to several terminals, to another node, or no terminal queued
+	// it; Send returning means the same. Not carried across nodes or stored.
+	Ordered Orderer
 }
+
+// Orderer is told that a delivery holds its place in its recipient's order
+// (see Delivery.Ordered). msp's pipelined ResponseWriter implements it.
+type Orderer interface{ InOrder() }
 
 // Origin says where a message entered the cluster. Senders are not trusted by
 // name alone; Origin is what the recipient can rely on.

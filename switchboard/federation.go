@@ -216,6 +216,13 @@ type federation struct {
 	// (federation_peer.go).
 	peersMu sync.Mutex
 	peers   map[string]*peer
+
+	// order keeps each node's deliveries for one recipient in arrival
+	// order on this node (federation_order.go).
+	order arrivals
+	// replies is the one reply subscription of the requests this node
+	// sends (federation_replies.go).
+	replies replyMux
 }
 
 func newFederation(s *Switchboard, nc *nats.Conn) *federation {
@@ -272,6 +279,7 @@ func (f *federation) unsubscribe() {
 	f.stopped = true
 	f.mu.Unlock()
 	f.wg.Wait()
+	f.replies.close()
 }
 
 // dispatch runs in the subscription's goroutine: it takes a slot (waiting
@@ -288,10 +296,11 @@ func (f *federation) dispatch(m *nats.Msg) {
 	}
 	f.wg.Add(1)
 	f.mu.Unlock()
+	t := f.order.arrive(f, m.Subject) // here, in arrival order
 	go func() {
 		defer f.wg.Done()
 		defer func() { <-f.slots }()
-		f.serve(m)
+		f.serve(m, t)
 	}()
 }
 
@@ -307,11 +316,12 @@ const maxDeliveryBytes = 256 << 10
 // refused as a whole with a log line naming the peer and its version, and
 // answered in a form that peer can read, so that it fails the delivery
 // with the reason instead of waiting out its timeout.
-func (f *federation) serve(m *nats.Msg) {
+func (f *federation) serve(m *nats.Msg, t ticket) {
 	if len(m.Data) >= 2 && m.Data[0] == wireMagic && m.Data[1] == wireVersion {
-		f.serveBatch(m)
+		f.serveBatch(m, t)
 		return
 	}
+	f.order.register(t, nil)
 	f.refuseVersion(m)
 }
 
@@ -364,24 +374,37 @@ func (f *federation) refuseVersion(m *nats.Msg) {
 }
 
 // serveBatch serves a binary request frame. Its deliveries are served
-// as separate requests would be: started in the frame's order, at the same
-// time (each may wait for a client's acknowledgement), and answered
-// together once the last is done.
-func (f *federation) serveBatch(m *nats.Msg) {
+// as separate requests would be, at the same time (each may wait for a
+// client's acknowledgement), and answered together once the last is done.
+// A delivery for one terminal is queued for it only after the one before
+// it for the same recipient from the same node, in this frame or an
+// earlier one, holds its place (federation_order.go).
+func (f *federation) serveBatch(m *nats.Msg, t ticket) {
 	items, err := f.receiveBatch(m)
 	buf := f.bufs.get()
 	defer f.bufs.put(buf)
 	if err != nil {
+		f.order.register(t, nil)
 		f.sb.log.Warn("refusing deliver request", "subject", m.Subject, "err", err, "bytes", len(m.Data))
 		*buf = appendReply(*buf, f.sb.cfg.Node, err.Error(), nil)
 	} else {
+		wait, own := f.order.register(t, items)
 		results := make([][]Result, len(items))
+		serve := func(i int) {
+			if p := wait[i]; p != nil {
+				<-p.placed
+			}
+			results[i] = f.serveItem(m.Subject, &items[i], own[i])
+			if p := own[i]; p != nil {
+				f.order.placed(t, items[i].targets[0].user, p)
+			}
+		}
 		if len(items) == 1 {
-			results[0] = f.serveItem(m.Subject, &items[0])
+			serve(0)
 		} else {
 			var wg sync.WaitGroup
 			for i := range items {
-				wg.Go(func() { results[i] = f.serveItem(m.Subject, &items[i]) })
+				wg.Go(func() { serve(i) })
 			}
 			wg.Wait()
 		}
@@ -397,8 +420,9 @@ func (f *federation) serveBatch(m *nats.Msg) {
 
 // serveItem delivers one vetted delivery of a frame, or refuses each of
 // its targets when it broke the MSP rules, so that the ingress answers
-// '-' instead of queueing it.
-func (f *federation) serveItem(subject string, it *wireItem) []Result {
+// '-' instead of queueing it. ord (nil for none) is told once the
+// delivery holds its place in its terminal's queue.
+func (f *federation) serveItem(subject string, it *wireItem, ord *placement) []Result {
 	if it.err != nil {
 		f.sb.log.Warn("refusing delivery", "subject", subject, "err", it.err)
 		out := make([]Result, len(it.targets))
@@ -415,5 +439,12 @@ func (f *federation) serveItem(subject string, it *wireItem) []Result {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
+	if ord != nil {
+		// The placement is announced as soon as the session queued the
+		// delivery; after the acknowledgement the caller marks it again.
+		out := make([]Result, len(it.targets))
+		f.sb.deliverLocalInto(ctx, &it.d, it.targets, out, ord)
+		return out
+	}
 	return f.sb.deliverLocal(ctx, &it.d, it.targets)
 }

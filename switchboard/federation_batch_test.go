@@ -121,7 +121,7 @@ func TestFederationVersionGate(t *testing.T) {
 
 	t.Run("nodes of this version deliver every octet", func(t *testing.T) {
 		d := validSample("m0")
-		res := a.fed.forward(context.Background(), "b", d, target)
+		res := a.fed.forward(context.Background(), "b", d, target, nil)
 		if len(res) != 1 || res[0].Status != Delivered || res[0].User != "j\xf6rg" || res[0].Node != "b" {
 			t.Fatalf("results %+v", res)
 		}
@@ -212,7 +212,7 @@ func TestForwardToAnOlderNodeFailsWithTheReason(t *testing.T) {
 			if err := nc.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			res := a.fed.forward(context.Background(), "b", validSample("m"), []presence.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}})
+			res := a.fed.forward(context.Background(), "b", validSample("m"), []presence.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}}, nil)
 			if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, ErrWireVersion) {
 				t.Fatalf("results %+v, want failed with %v", res, ErrWireVersion)
 			}
@@ -351,7 +351,7 @@ type forwarded struct {
 func startForward(f *federation, id, text string, out chan<- forwarded) {
 	go func() {
 		d := &Delivery{ID: id, Recipient: "alice", Text: text, Time: time.Now()}
-		out <- forwarded{id, f.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})}
+		out <- forwarded{id, f.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)}
 	}()
 }
 
@@ -499,7 +499,7 @@ func TestBatchTimeoutFailsEveryDelivery(t *testing.T) {
 	}
 	// No node at all: unreachable at once.
 	d := &Delivery{ID: "z", Recipient: "alice", Text: "hi", Time: time.Now()}
-	res := a.fed.forward(context.Background(), "z", d, []presence.Entry{{User: "alice", Node: "z", Term: "pts/1"}})
+	res := a.fed.forward(context.Background(), "z", d, []presence.Entry{{User: "alice", Node: "z", Term: "pts/1"}}, nil)
 	if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, ErrNodeDown) {
 		t.Errorf("no responders: %+v", res)
 	}
@@ -524,7 +524,7 @@ func TestCancelledCallerLeavesTheQueue(t *testing.T) {
 	gone := make(chan []Result, 1)
 	go func() {
 		d := &Delivery{ID: "gone", Recipient: "alice", Text: "hi", Time: time.Now()}
-		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})
+		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
 	}()
 	waitQueued(t, p, 1)
 	startForward(a.fed, "kept", "hi", out)
@@ -559,7 +559,7 @@ func TestCancelledCallerStopsWaitingForItsRequest(t *testing.T) {
 	gone := make(chan []Result, 1)
 	go func() {
 		d := &Delivery{ID: "gone", Recipient: "alice", Text: "hi", Time: time.Now()}
-		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})
+		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
 	}()
 	h := ans.next(t)
 	cancel()
@@ -602,7 +602,7 @@ func BenchmarkForward(b *testing.B) {
 				for pb.Next() {
 					c := *d
 					c.ID = fmt.Sprint(n.next()) // a new message each time, not a repeat
-					if r := sa.fed.forward(context.Background(), "b", &c, ts); r[0].Status != Delivered {
+					if r := sa.fed.forward(context.Background(), "b", &c, ts, nil); r[0].Status != Delivered {
 						b.Errorf("%+v", r[0])
 						return
 					}

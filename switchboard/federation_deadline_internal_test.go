@@ -52,7 +52,7 @@ func TestRemoteServesWithinTheIngressDeadline(t *testing.T) {
 			res := make(chan []Result, 1)
 			go func() {
 				d := &Delivery{ID: "k1", Recipient: "alice", Sender: "bob", Text: "hi", Time: time.Now(), Origin: Origin{Node: "a"}}
-				res <- a.fed.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})
+				res <- a.fed.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
 			}()
 			ctx := waitfor.Recv(t, term.ctxs, 10*time.Second, "the delivery at node b")
 			if _, ok := ctx.Deadline(); !ok {

@@ -47,6 +47,7 @@ const (
 type call struct {
 	ctx      context.Context // the caller's; a request of this call alone ends with it
 	d        *Delivery
+	ord      Orderer // told once the request carrying d is published; nil for none
 	targets  []presence.Entry
 	deadline time.Time
 	res      []Result
@@ -103,7 +104,11 @@ func failAll(node string, targets []presence.Entry, err error) []Result {
 // target. Faults (no responders, timeout, a bad reply) become Failed
 // results; the wait is bounded by the forward timeout (or ctx's deadline
 // when sooner).
-func (f *federation) forward(ctx context.Context, node string, d *Delivery, targets []presence.Entry) []Result {
+//
+// ord, when not nil, is told once the request carrying d is published:
+// from then on d holds its place in its recipient's order (the receiving
+// node serves one node's deliveries for a recipient in arrival order).
+func (f *federation) forward(ctx context.Context, node string, d *Delivery, targets []presence.Entry, ord Orderer) []Result {
 	if err := presence.ValidNode(node); err != nil {
 		return failAll(node, targets, ErrBadAddress)
 	}
@@ -120,7 +125,7 @@ func (f *federation) forward(ctx context.Context, node string, d *Delivery, targ
 		return failAll(node, targets, fmt.Errorf("%w: %d targets", ErrBadAddress, len(targets)))
 	}
 	p.mu.Lock()
-	c := &call{ctx: ctx, d: d, targets: targets, deadline: deadline}
+	c := &call{ctx: ctx, d: d, targets: targets, deadline: deadline, ord: ord}
 	now := time.Now()
 	switch {
 	case p.inflight < maxInflight && len(p.queue) == 0:
@@ -247,7 +252,7 @@ func (f *federation) request(p *peer, batch []*call) {
 	}
 	buf := f.bufs.get()
 	*buf = appendRequest(*buf, batch, time.Now())
-	msg, err := f.roundTrip(p.subject, *buf, batch, deadline, wait)
+	msg, err := f.roundTrip(p.subject, *buf, batch, wait)
 	f.bufs.put(buf)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
@@ -305,17 +310,18 @@ func (f *federation) request(p *peer, batch []*call) {
 // roundTrip sends one request and waits for its reply until deadline
 // (wait from now). A request carrying one caller's delivery also ends
 // when that caller's context does, as a plain request would; a batch
-// serves several callers and lasts until its deadline. Only a cancellable
-// context whose deadline is not the request's costs a context of its own.
-func (f *federation) roundTrip(subject string, body []byte, batch []*call, deadline time.Time, wait time.Duration) (*nats.Msg, error) {
-	ctx := batch[0].ctx
-	if len(batch) > 1 || ctx == nil || ctx.Done() == nil {
-		return f.nc.Request(subject, body, wait)
+// serves several callers and lasts until its deadline. Once the request
+// is published, every call in it with an Orderer is told (replyMux).
+func (f *federation) roundTrip(subject string, body []byte, batch []*call, wait time.Duration) (*nats.Msg, error) {
+	var ctx context.Context
+	if len(batch) == 1 && batch[0].ctx != nil && batch[0].ctx.Done() != nil {
+		ctx = batch[0].ctx
 	}
-	if dl, ok := ctx.Deadline(); !ok || !dl.Equal(deadline) {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
-	}
-	return f.nc.RequestWithContext(ctx, subject, body)
+	return f.replies.request(f.nc, ctx, subject, body, wait, func() {
+		for _, c := range batch {
+			if c.ord != nil {
+				c.ord.InOrder()
+			}
+		}
+	})
 }

@@ -41,7 +41,7 @@ func TestForwardIgnoresReplyNamingAnotherNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := &Delivery{ID: "x", Recipient: "alice", Text: "hi", Origin: Origin{Node: "a"}, Time: time.Now()}
-		res := f.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}})
+		res := f.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
 		if len(res) != 1 || res[0].Status != tc.want {
 			t.Errorf("%s: results %+v, want %v", tc.name, res, tc.want)
 		}

@@ -18,7 +18,7 @@ type target struct{ user, term string }
 // Result per target, in order (see deliverLocalInto).
 func (s *Switchboard) deliverLocal(ctx context.Context, d *Delivery, ts []target) []Result {
 	out := make([]Result, len(ts))
-	s.deliverLocalInto(ctx, d, ts, out)
+	s.deliverLocalInto(ctx, d, ts, out, nil)
 	return out
 }
 
@@ -28,12 +28,14 @@ func (s *Switchboard) deliverLocal(ctx context.Context, d *Delivery, ts []target
 // repeat of d for her (a retransmission, the same message through another
 // ingress node) is answered with the first attempt's result instead of
 // being pushed again. Neither ts nor out is kept or handed to another
-// goroutine, so callers may pass stack storage.
-func (s *Switchboard) deliverLocalInto(ctx context.Context, d *Delivery, ts []target, out []Result) {
+// goroutine, so callers may pass stack storage. ord (nil for none) is
+// told once the one target's terminal queued d; with several targets it
+// is never told.
+func (s *Switchboard) deliverLocalInto(ctx context.Context, d *Delivery, ts []target, out []Result, ord Orderer) {
 	if len(ts) == 1 {
 		// One terminal, the usual case: no grouping.
 		idx := [1]int{0}
-		s.deliverUser(ctx, d, presence.CanonicalUser(ts[0].user), ts, idx[:], out)
+		s.deliverUser(ctx, d, presence.CanonicalUser(ts[0].user), ts, idx[:], out, ord)
 		return
 	}
 	s.deliverUsers(ctx, d, slices.Clone(ts), out)
@@ -54,7 +56,7 @@ func (s *Switchboard) deliverUsers(ctx context.Context, d *Delivery, ts []target
 	rs := make([]Result, len(ts))
 	var wg sync.WaitGroup
 	for _, u := range users {
-		wg.Go(func() { s.deliverUser(ctx, d, u, ts, groups[u], rs) })
+		wg.Go(func() { s.deliverUser(ctx, d, u, ts, groups[u], rs, nil) })
 	}
 	wg.Wait()
 	copy(out, rs)
@@ -65,8 +67,9 @@ func (s *Switchboard) deliverUsers(ctx context.Context, d *Delivery, ts []target
 const maxClaims = 3
 
 // deliverUser delivers d to the targets ts[idx] (all user's) and fills
-// out[idx].
-func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string, ts []target, idx []int, out []Result) {
+// out[idx]. ord (nil for none) is told once d is queued for the one
+// target.
+func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string, ts []target, idx []int, out []Result, ord Orderer) {
 	fill := func(st Status, err error) {
 		for _, i := range idx {
 			out[i] = Result{User: user, Node: s.cfg.Node, Term: ts[i].term, Status: st, Err: err}
@@ -95,7 +98,7 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 			// One terminal, the usual case: waiting for its ack on this
 			// goroutine spares a goroutine (and its stack growth) per
 			// message.
-			rs[0] = s.deliverLine(ctx, d, user, ts[idx[0]].term)
+			rs[0] = s.deliverLine(ctx, d, user, ts[idx[0]].term, ord)
 		} else {
 			rs = s.deliverLines(ctx, d, user, ts, idx)
 		}
@@ -108,13 +111,14 @@ func (s *Switchboard) deliverUser(ctx context.Context, d *Delivery, user string,
 	fill(Failed, ErrTimeout)
 }
 
-// deliverLine delivers d to user's line at term on this node.
-func (s *Switchboard) deliverLine(ctx context.Context, d *Delivery, user, term string) Result {
+// deliverLine delivers d to user's line at term on this node; ord (nil for
+// none) is told once the line's terminal queued d.
+func (s *Switchboard) deliverLine(ctx context.Context, d *Delivery, user, term string, ord Orderer) Result {
 	l := s.localLine(user, term)
 	if l == nil {
 		return Result{User: user, Node: s.cfg.Node, Term: term, Status: Failed, Err: ErrTerminalGone}
 	}
-	return l.deliver(ctx, d, true)
+	return l.deliver(ctx, d, true, ord)
 }
 
 // deliverLines delivers d to user's lines ts[idx] at once, so the wait is
@@ -127,7 +131,7 @@ func (s *Switchboard) deliverLines(ctx context.Context, d *Delivery, user string
 	}
 	var wg sync.WaitGroup
 	for j := range terms {
-		wg.Go(func() { rs[j] = s.deliverLine(ctx, d, user, terms[j]) })
+		wg.Go(func() { rs[j] = s.deliverLine(ctx, d, user, terms[j], nil) })
 	}
 	wg.Wait()
 	return rs
@@ -158,8 +162,11 @@ func bestStatus(rs []Result) Status {
 // set and the policy queues (Queued), else the result is Failed. The wait
 // also ends with ctx: a delivery served for another node lasts no longer
 // than the deadline its ingress node gave it. Live deliveries (requeue
-// set) are held to the line's inbound rate.
-func (l *Line) deliver(ctx context.Context, d *Delivery, requeue bool) Result {
+// set) are held to the line's inbound rate. ord (nil for none) is told as
+// soon as the terminal has queued d, before the wait for its
+// acknowledgement: d then holds its place in the terminal's order, so the
+// caller's next message for the same recipient need not wait (issue 21).
+func (l *Line) deliver(ctx context.Context, d *Delivery, requeue bool, ord Orderer) Result {
 	l.mu.Lock()
 	st, out := l.entry.State, l.out
 	l.mu.Unlock()
@@ -196,6 +203,9 @@ func (l *Line) deliver(ctx context.Context, d *Delivery, requeue bool) Result {
 		l.sb.ackChans.Put(done)
 		r.Status = Delivered
 		return r
+	}
+	if ord != nil {
+		ord.InOrder()
 	}
 	t := time.NewTimer(l.sb.cfg.AckTimeout)
 	defer t.Stop()
@@ -315,7 +325,7 @@ func (u userLines) Deliver(ctx context.Context, d *Delivery) Result {
 		s.recent.finish(a, Failed)
 		return Result{User: u.user, Node: s.cfg.Node, Term: l.term, Status: Failed, Err: ErrInboundRate}
 	}
-	r := l.deliver(ctx, d, false)
+	r := l.deliver(ctx, d, false, nil)
 	s.recent.finish(a, r.Status)
 	return r
 }

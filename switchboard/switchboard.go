@@ -527,7 +527,7 @@ func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 				continue
 			}
 			var one [1]Result
-			r := s.deliverInto(ctx, e.Node, d, targets[i:i+1], one[:])[0]
+			r := s.deliverInto(ctx, e.Node, d, targets[i:i+1], one[:], d.Ordered)[0]
 			switch {
 			case r.Status != Failed && len(o.Results) == 0:
 				// The first choice took it, the usual case: no slice.
@@ -547,10 +547,13 @@ func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 		// One node (the usual case, and every named terminal): no
 		// grouping, no goroutines.
 		out := o.one[:]
+		var ord Orderer
 		if len(targets) != 1 {
 			out = make([]Result, len(targets))
+		} else {
+			ord = d.Ordered // one terminal: its queue is the whole order
 		}
-		o.Results = s.deliverInto(ctx, targets[0].Node, d, targets, out)
+		o.Results = s.deliverInto(ctx, targets[0].Node, d, targets, out, ord)
 		return o
 	}
 	byNode := map[string][]presence.Entry{}
@@ -590,12 +593,13 @@ func allOn(es []presence.Entry, node string) bool {
 // deliverTo delivers d to targets, all on node: directly when node is this
 // one, over NATS otherwise.
 func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, targets []presence.Entry) []Result {
-	return s.deliverInto(ctx, node, d, targets, make([]Result, len(targets)))
+	return s.deliverInto(ctx, node, d, targets, make([]Result, len(targets)), nil)
 }
 
 // deliverInto is deliverTo with the results' storage given (len(targets));
-// it returns out filled, or the remote node's results.
-func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery, targets []presence.Entry, out []Result) []Result {
+// it returns out filled, or the remote node's results. ord, when not nil,
+// is told once a single local target queued d (see Delivery.Ordered).
+func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery, targets []presence.Entry, out []Result, ord Orderer) []Result {
 	if node != s.cfg.Node {
 		if s.fed == nil {
 			for i, e := range targets {
@@ -603,7 +607,7 @@ func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery,
 			}
 			return out
 		}
-		return s.fed.forward(ctx, node, d, targets)
+		return s.fed.forward(ctx, node, d, targets, ord)
 	}
 	var one [1]target
 	ts := one[:]
@@ -613,7 +617,7 @@ func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery,
 	for i, e := range targets {
 		ts[i] = target{user: e.User, term: e.Term}
 	}
-	s.deliverLocalInto(ctx, d, ts, out)
+	s.deliverLocalInto(ctx, d, ts, out, ord)
 	return out
 }
 

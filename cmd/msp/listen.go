@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -213,6 +214,8 @@ func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, seen
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	msgs, events, convs := c.Messages(), c.Events(), c.Conversations()
+	batch := make([]*sessionproto.Message, 0, maxListenBatch)
+	ids := make([]string, 0, maxListenBatch)
 	for {
 		select {
 		case <-ctx.Done():
@@ -226,20 +229,32 @@ func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, seen
 			if !ok {
 				return 0, sessionEnd(c)
 			}
+			// The messages that arrived together (the node pushes them
+			// in one write, the client reads them in one read) are
+			// written out in one write and acknowledged in one.
+			batch, ended := takeBatch(append(batch[:0], m), msgs)
 			// A message comes again, with the same id, when our ACK did
 			// not reach the node in time: show it once, acknowledge always.
-			if !seen.add(m.ID) {
-				if err := out.message(m); err != nil {
-					return fail(e, exitUsage, "writing output: %v", err), nil
-				}
+			if err := out.messages(batch, seen); err != nil {
+				return fail(e, exitUsage, "writing output: %v", err), nil
 			}
+			if ended {
+				// Nothing can be acknowledged any more; the node hands
+				// these out again after the reconnection.
+				return 0, sessionEnd(c)
+			}
+			ids = ids[:0]
+			for _, m := range batch {
+				ids = append(ids, m.ID)
+			}
+			clear(batch) // the messages are written; keep none alive
 			actx, cancel := context.WithTimeout(ctx, timeout)
-			err := c.Ack(actx, m.ID)
+			err := c.AckAll(actx, ids)
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				// The node keeps what was not acknowledged and hands it
 				// out again after the reconnection.
-				return 0, fmt.Errorf("acknowledging message %s: %w", m.ID, err)
+				return 0, fmt.Errorf("acknowledging %d messages: %w", len(ids), err)
 			}
 		case ev, ok := <-events:
 			if !ok {
@@ -273,6 +288,28 @@ func listenLoop(ctx context.Context, c *sessionclient.Client, out *printer, seen
 	}
 }
 
+// maxListenBatch bounds the messages listen writes out and acknowledges
+// together.
+const maxListenBatch = 64
+
+// takeBatch adds to batch the messages already waiting in msgs, without
+// waiting for more, up to maxListenBatch; ended reports that msgs was
+// closed meanwhile.
+func takeBatch(batch []*sessionproto.Message, msgs <-chan *sessionproto.Message) (_ []*sessionproto.Message, ended bool) {
+	for len(batch) < maxListenBatch {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, m)
+		default:
+			return batch, false
+		}
+	}
+	return batch, false
+}
+
 // sessionEnd is why c's session ended, never nil.
 func sessionEnd(c *sessionclient.Client) error {
 	<-c.Done()
@@ -289,6 +326,33 @@ type printer struct {
 	w    io.Writer
 	json bool
 	loc  *time.Location // time zone of the times shown
+	buf  bytes.Buffer   // a batch of messages, written out at once (messages)
+}
+
+// messages writes out the messages of ms not in seen (adding them), in one
+// write.
+func (p *printer) messages(ms []*sessionproto.Message, seen *recentSet) error {
+	w := p.w
+	p.buf.Reset()
+	p.w = &p.buf
+	for _, m := range ms {
+		if seen.add(m.ID) {
+			continue
+		}
+		if err := p.message(m); err != nil {
+			p.w = w
+			return err
+		}
+	}
+	p.w = w
+	if p.buf.Len() == 0 {
+		return nil
+	}
+	_, err := w.Write(p.buf.Bytes())
+	if p.buf.Cap() > 64<<10 {
+		p.buf = bytes.Buffer{} // a rare huge batch does not stay
+	}
+	return err
 }
 
 type jsonMessage struct {

@@ -32,6 +32,7 @@ func TestNegativeFlagRefusedNamingFlagAndRange(t *testing.T) {
 		{"msp-rate-burst", "-1"},
 		{"session-fail-burst", "-1"},
 		{"session-inbound-burst", "-1"},
+		{"session-ack-window", "-1"},
 		{"conversation-history", "-1"},
 		{"conversation-idle", "-1m"},
 		{"tty-idle", "-1m"},

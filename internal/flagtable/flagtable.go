@@ -57,6 +57,7 @@ var Node = cliflags.Table{
 		{Name: "session-fail-burst", Field: "FailedSignInBurst", Help: "failed session sign-ins one network source may make at once"},
 		{Name: "session-inbound-rate", Field: "SessionInboundRate", Help: "messages a second one signed-in terminal (session or tty) takes live, sustained; the excess goes to the user's mailbox, or is refused without one"},
 		{Name: "session-inbound-burst", Field: "SessionInboundBurst", Help: "messages one signed-in terminal takes at once before --session-inbound-rate applies"},
+		{Name: "session-ack-window", Field: "SessionAckWindow", Help: "messages pushed to one acknowledging session (msp listen) and not yet acknowledged; they go out in order without waiting for each other, and past the window a message goes to the mailbox"},
 		{Name: "console-group", Arg: "GROUP", Field: "ConsoleGroup", Help: "host group whose members may sign in at terminal console besides root (empty: root only)"},
 		{Name: "data", Arg: "DIR", Field: "DataDir", Default: "/var/lib/msprelay (root), else ~/.local/state/msprelay", Help: "data directory (embedded NATS/JetStream store), created 0700; one others may write to is refused, and so is one another running node holds (the node keeps an exclusive lock on msprelay.lock in it, naming its pid)"},
 		{Name: "gossip", Arg: "ADDR", Field: "GossipAddr", Default: "off (:7946 when --join is given)", Help: "memberlist gossip bind address, e.g. :7946"},
