@@ -58,7 +58,8 @@ const maxQueuedBroadcasts = 4096
 const maxPending = 256
 
 // gossip runs memberlist for a Directory: it owns the memberlist instance
-// and three goroutines (seed re-joins, metadata refresh, pulls and replies),
+// and four goroutines (seed re-joins, metadata refresh, pulls and replies,
+// sending deltas),
 // started by start and ended and waited for by stop. It is also the
 // memberlist delegate (delegate.go); the table logic is in sync.go.
 type gossip struct {
@@ -99,9 +100,22 @@ type gossip struct {
 	joining      int                 // joins in progress
 	selfConflict string              // address of another node with our name, seen during a join
 
+	// outMu guards out, outEpoch, outBase and outTo: this node's changes
+	// not yet sent as deltas (delta.go). Lock order: Directory.mu, then
+	// outMu; nothing is taken while holding it.
+	outMu      sync.Mutex
+	out        map[entryKey]outItem // latest queued change per (user, term)
+	outEpoch   uint64               // our boot
+	outBase    uint64               // the version out's changes apply to
+	outTo      uint64               // the version after them
+	kickFlush  chan struct{}        // out has changes (buffered 1)
+	flushDelay time.Duration        // how long a window collects changes
+
 	// Test hooks and counters.
-	dropChanges atomic.Bool  // ignore incoming change broadcasts
+	dropChanges atomic.Bool  // ignore incoming change broadcasts and deltas
 	pullsSent   atomic.Int64 // full-table pull requests sent
+	deltasSent  atomic.Int64 // deltas sent (each to every peer)
+	outDropped  atomic.Int64 // windows dropped for size (peers pull instead)
 }
 
 func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
@@ -177,6 +191,9 @@ func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 		fatal:        make(chan error, 1),
 		kickMeta:     make(chan struct{}, 1),
 		kickWork:     make(chan struct{}, 1),
+		kickFlush:    make(chan struct{}, 1),
+		flushDelay:   mlc.GossipInterval / 5,
+		out:          map[entryKey]outItem{},
 		peers:        map[string]*peer{},
 		replyTo:      map[string]struct{}{},
 	}
@@ -252,10 +269,11 @@ func (g *gossip) startLocked() error {
 	}
 	g.ml = ml
 	g.log.Info("gossip started", "addr", g.localAddr(), "seeds", g.seeds)
-	g.wg.Add(3)
+	g.wg.Add(4)
 	go g.rejoinLoop(ml)
 	go g.metaLoop(ml)
 	go g.workLoop(ml)
+	go g.flushLoop(ml)
 	return nil
 }
 
@@ -402,13 +420,11 @@ func (g *gossip) metaLoop(ml *memberlist.Memberlist) {
 	}
 }
 
-// localChanged queues a broadcast of a change to this node's table. It runs
-// under Directory.mu, so it must not block or take g.mu.
+// localChanged queues a change to this node's table for the next delta
+// (delta.go) and a digest refresh. It runs under Directory.mu, so it must
+// not block or take g.mu.
 func (g *gossip) localChanged(epoch, seq uint64, c change) {
-	msg := seal(g.key, encodeChange(g.self, version{epoch, seq}, c))
-	if len(msg) <= g.maxBroadcast {
-		g.queue(msg)
-	}
+	g.queueLocal(epoch, seq, c)
 	select {
 	case g.kickMeta <- struct{}{}:
 	default:
