@@ -279,3 +279,47 @@ func TestChurnAndBurstsReachEveryNode(t *testing.T) {
 		t.Fatal("no deltas sent")
 	}
 }
+
+// Rule: each window goes out widened by the window before it, so a
+// receiver that lost the earlier delta still reaches the latest state from
+// the later one; a window that does not continue the previous one (after a
+// dropped window) is sent alone, so nobody skips the gap.
+func TestWidenedDeltaRepairsALostOne(t *testing.T) {
+	t.Parallel()
+	x := newSender(t)
+	take := func() window {
+		var w window
+		w.epoch, w.base, w.to, w.items = x.g.takeOut()
+		return w
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(x.Upsert(entry("alice", "", "tty", Online)))
+	must(x.Upsert(entry("bob", "", "tty", Online)))
+	first := take()
+	must(x.Upsert(entry("alice", "", "tty", Busy)))
+	must(x.Upsert(entry("carol", "", "tty", Idle)))
+	second := take()
+
+	wide := withPrevious(first, second)
+	if wide.base != first.base || wide.to != second.to || len(wide.items) != 3 {
+		t.Fatalf("widened window (%d, %d] with %d items, want (%d, %d] with 3 (alice once)", wide.base, wide.to, len(wide.items), first.base, second.to)
+	}
+	d, _ := newUnstarted(t)
+	// The first window's delta is lost; only the widened second arrives.
+	for _, b := range x.g.encodeDeltas(wide.epoch, wide.base, wide.to, wide.items, 1400) {
+		d.g.NotifyMsg(b)
+	}
+	if got, want := formatEntries(sortedByUser(d.ByNode("x"))), formatEntries(sortedByUser(x.ByNode("x"))); got != want {
+		t.Fatalf("receiver holds %s, want %s", got, want)
+	}
+
+	gap := window{epoch: second.epoch, base: second.to + 1, to: second.to + 2, items: second.items[:1]}
+	if got := withPrevious(second, gap); got.base != gap.base || len(got.items) != 1 {
+		t.Fatalf("a window after a gap was widened to (%d, %d]", got.base, got.to)
+	}
+}

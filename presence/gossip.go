@@ -103,13 +103,14 @@ type gossip struct {
 	// outMu guards out, outEpoch, outBase and outTo: this node's changes
 	// not yet sent as deltas (delta.go). Lock order: Directory.mu, then
 	// outMu; nothing is taken while holding it.
-	outMu      sync.Mutex
-	out        map[entryKey]outItem // latest queued change per (user, term)
-	outEpoch   uint64               // our boot
-	outBase    uint64               // the version out's changes apply to
-	outTo      uint64               // the version after them
-	kickFlush  chan struct{}        // out has changes (buffered 1)
-	flushDelay time.Duration        // how long a window collects changes
+	outMu       sync.Mutex
+	out         map[entryKey]outItem // latest queued change per (user, term)
+	outEpoch    uint64               // our boot
+	outBase     uint64               // the version out's changes apply to
+	outTo       uint64               // the version after them
+	kickFlush   chan struct{}        // out has changes (buffered 1)
+	flushDelay  time.Duration        // how long a window collects changes
+	resendDelay time.Duration        // when the last window of a burst is sent again
 
 	// Test hooks and counters.
 	dropChanges atomic.Bool  // ignore incoming change broadcasts and deltas
@@ -195,6 +196,7 @@ func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 		kickWork:     make(chan struct{}, 1),
 		kickFlush:    make(chan struct{}, 1),
 		flushDelay:   mlc.GossipInterval / 5,
+		resendDelay:  mlc.GossipInterval,
 		out:          map[entryKey]outItem{},
 		peers:        map[string]*peer{},
 		replyTo:      map[string]struct{}{},
