@@ -159,12 +159,23 @@ func TestMeasureCrashUnderLoad(t *testing.T) {
 	if v := os.Getenv("PRESENCE_MEASURE_RATE"); v != "" {
 		fmt.Sscan(v, &rate)
 	}
+	// PRESENCE_MEASURE_PRESET=memberlist restores memberlist's own LAN
+	// failure detection, the baseline of the same run.
+	var tune func(*memberlist.Config)
+	preset := "lan"
+	if os.Getenv("PRESENCE_MEASURE_PRESET") == "memberlist" {
+		preset = "memberlist's LAN preset"
+		tune = func(c *memberlist.Config) {
+			lan := memberlist.DefaultLANConfig()
+			c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = lan.ProbeInterval, lan.ProbeTimeout, lan.SuspicionMult
+		}
+	}
 	const n, crashes = 30, 3
 	logs := &recordLog{}
 	nodes := startCluster(t, n, func(c *Config) {
 		c.Logger = slog.New(logs)
 		c.Gossip.Profile = "lan"
-		c.Gossip.Tune = nil
+		c.Gossip.Tune = tune
 	})
 	clock := &eventClock{seen: map[string]map[string]time.Time{}}
 	for i, nd := range nodes {
@@ -207,14 +218,14 @@ func TestMeasureCrashUnderLoad(t *testing.T) {
 		start := time.Now()
 		victim.crash(t)
 		d := clock.wait(t, fmt.Sprintf("-sentinel%d", n-1-i), live, start)
-		t.Logf("lan, %d nodes under churn: crash of %s seen on all %d live nodes after %v", n, victim.Name(), len(live), d.Round(time.Millisecond))
+		t.Logf("%s, %d nodes under churn: crash of %s seen on all %d live nodes after %v", preset, n, victim.Name(), len(live), d.Round(time.Millisecond))
 	}
 	crashed := map[string]bool{}
 	for i := range crashes {
 		crashed[nodes[n-1-i].Name()] = true
 	}
-	t.Logf("lan, %d nodes: %d churn changes over %v (%d/s); false deaths during the load: %d; after the crashes, deaths of live nodes: %d; suspicions of live nodes: %d",
-		n, opsDone.Load(), loadFor, rate, falseBefore, logs.gone(crashed), logs.suspects(crashed))
+	t.Logf("%s, %d nodes: %d churn changes over %v (%d/s); false deaths during the load: %d; after the crashes, deaths of live nodes: %d; suspicions of live nodes: %d",
+		preset, n, opsDone.Load(), loadFor, rate, falseBefore, logs.gone(crashed), logs.suspects(crashed))
 }
 
 // recordLog is a slog handler that keeps the records memberlist's failure

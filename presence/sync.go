@@ -51,6 +51,14 @@ func (g *gossip) memberUp(n *memberlist.Node) {
 		p = &peer{}
 		g.peers[n.Name] = p
 		g.numAlive.Add(1)
+		// A new member gets our table now rather than when our digest
+		// reaches it: our deltas from here on include it, and the changes
+		// before were sent to the members of then. (It would pull the
+		// table anyway once it saw our digest.)
+		if _, count, _ := g.d.tableInfo(g.self); n.Name != g.self && count > 0 {
+			g.replyTo[n.Name] = struct{}{}
+			g.kick()
+		}
 	}
 	if n.Name != g.self {
 		g.joined = true // in a cluster now, whoever joined whom
