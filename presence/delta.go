@@ -23,9 +23,10 @@ import (
 // live member over memberlist's packet (UDP) channel, and nobody relays
 // them:
 //
-//   - Changes are collected for a short window (flushDelay) in a map keyed
-//     by (user, term), so a later change of a terminal replaces the queued
-//     earlier one (a sign-out followed by a sign-in sends only the sign-in).
+//   - Changes are collected for a short window (flushDelay; windows at
+//     least flushSpacing apart) in a map keyed by (user, term), so a later
+//     change of a terminal replaces the queued earlier one (a sign-out
+//     followed by a sign-in sends only the sign-in).
 //   - The window's changes go out as deltas: (base, to] with the latest
 //     change of each key, in change order, as many per packet as fit, each
 //     delta signed once (sign.go). A delta applies to a table held at any
@@ -44,6 +45,8 @@ import (
 //     the origin's digest (its memberlist metadata) shows the receiver is
 //     behind, and it pulls the whole table after the grace period.
 //     Memberlist's periodic push-pull does the same for anything else.
+//   - A member that joins gets the owner's table at once (memberUp), as
+//     the deltas before it joined did not reach it.
 //   - Everything is bounded per node: the outgoing map (maxOutDelta keys;
 //     past that the window is dropped and peers pull), the items in one
 //     delta (maxDeltaItems), and the deltas buffered per origin
@@ -184,7 +187,8 @@ func withPrevious(prev, cur window) window {
 }
 
 // flushLoop sends the outgoing window to every live member, flushDelay
-// after its first change, so that a burst of changes goes out together.
+// after its first change (and at least flushSpacing after the previous
+// window), so that a burst of changes goes out together.
 // Each window goes out widened by the one before it (withPrevious), and
 // the last window of a burst is sent once more resendDelay later, so one
 // lost packet costs a peer a few tens of milliseconds, not a pull.
@@ -194,7 +198,8 @@ func (g *gossip) flushLoop(ml *memberlist.Memberlist) {
 	defer t.Stop()
 	tail := time.NewTimer(time.Hour)
 	defer tail.Stop()
-	var prev window // the window sent last, until it was sent twice
+	var prev window      // the window sent last, until it was sent twice
+	var sentAt time.Time // when a window was last sent
 	for {
 		select {
 		case <-g.quit:
@@ -205,12 +210,17 @@ func (g *gossip) flushLoop(ml *memberlist.Memberlist) {
 			continue
 		case <-g.kickFlush:
 		}
-		t.Reset(g.flushDelay)
+		// Under sustained churn windows are spaced flushSpacing apart, so
+		// each carries more changes and a receiver checks fewer
+		// signatures: the packets a node sends per second are bounded by
+		// its peers, not by its churn.
+		t.Reset(max(g.flushDelay, time.Until(sentAt.Add(g.flushSpacing))))
 		select {
 		case <-g.quit:
 			return
 		case <-t.C:
 		}
+		sentAt = time.Now()
 		var cur window
 		cur.epoch, cur.base, cur.to, cur.items = g.takeOut()
 		if len(cur.items) == 0 {

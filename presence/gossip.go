@@ -103,14 +103,15 @@ type gossip struct {
 	// outMu guards out, outEpoch, outBase and outTo: this node's changes
 	// not yet sent as deltas (delta.go). Lock order: Directory.mu, then
 	// outMu; nothing is taken while holding it.
-	outMu       sync.Mutex
-	out         map[entryKey]outItem // latest queued change per (user, term)
-	outEpoch    uint64               // our boot
-	outBase     uint64               // the version out's changes apply to
-	outTo       uint64               // the version after them
-	kickFlush   chan struct{}        // out has changes (buffered 1)
-	flushDelay  time.Duration        // how long a window collects changes
-	resendDelay time.Duration        // when the last window of a burst is sent again
+	outMu        sync.Mutex
+	out          map[entryKey]outItem // latest queued change per (user, term)
+	outEpoch     uint64               // our boot
+	outBase      uint64               // the version out's changes apply to
+	outTo        uint64               // the version after them
+	kickFlush    chan struct{}        // out has changes (buffered 1)
+	flushDelay   time.Duration        // how long a window collects changes
+	resendDelay  time.Duration        // when the last window of a burst is sent again
+	flushSpacing time.Duration        // least time between two windows
 
 	// Test hooks and counters.
 	dropChanges atomic.Bool  // ignore incoming change broadcasts and deltas
@@ -196,6 +197,7 @@ func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 		kickWork:     make(chan struct{}, 1),
 		kickFlush:    make(chan struct{}, 1),
 		flushDelay:   mlc.GossipInterval / 5,
+		flushSpacing: mlc.GossipInterval / 2,
 		resendDelay:  mlc.GossipInterval,
 		out:          map[entryKey]outItem{},
 		peers:        map[string]*peer{},
