@@ -35,8 +35,9 @@ import (
 //     that state already. When one window needs several packets, packet k
 //     ends at its last item's number: a key whose later change is in a
 //     later packet shows its earlier state until that packet arrives.
-//   - Each window is sent widened to the previous window's changes too, and
-//     the last window of a burst is sent once more a little later, so a
+//   - Each window is sent widened to the recent windows' changes too (up
+//     to historyWindows windows or historyItems changes), and the last
+//     window of a burst is sent once more a little later, so a
 //     lost packet is usually repaired by the next one (measured: on a
 //     loaded machine, loopback UDP between in-process nodes does lose
 //     packets, and a repair by pull took a second or more).
@@ -62,6 +63,13 @@ const maxOutDelta = maxDeltaItems
 
 // maxPendingDeltas bounds the out-of-order deltas buffered per origin.
 const maxPendingDeltas = 64
+
+// historyWindows and historyItems bound how far back each delta repeats
+// the recent windows (see flushLoop).
+const (
+	historyWindows = 8
+	historyItems   = 64
+)
 
 // deltaOverhead is room left in a packet for memberlist's framing, a
 // label and encryption (version, nonce, tag), so that a delta fits in
@@ -198,7 +206,8 @@ func (g *gossip) flushLoop(ml *memberlist.Memberlist) {
 	defer t.Stop()
 	tail := time.NewTimer(time.Hour)
 	defer tail.Stop()
-	var prev window      // the window sent last, until it was sent twice
+	var prev window      // the recent windows, as one, until sent twice
+	var spans int        // windows in prev
 	var sentAt time.Time // when a window was last sent
 	for {
 		select {
@@ -226,8 +235,15 @@ func (g *gossip) flushLoop(ml *memberlist.Memberlist) {
 		if len(cur.items) == 0 {
 			continue
 		}
-		g.send(ml, withPrevious(prev, cur))
-		prev = cur
+		wide := withPrevious(prev, cur)
+		g.send(ml, wide)
+		// Keep widening by the recent windows while that stays small: a
+		// receiver that lost several packets in a row (a stall) is then
+		// still repaired by the next one.
+		if spans++; wide.base == cur.base || spans >= historyWindows || len(wide.items) > historyItems {
+			wide, spans = cur, 1
+		}
+		prev = wide
 		tail.Reset(g.resendDelay)
 	}
 }
@@ -287,7 +303,7 @@ func (g *gossip) handleDelta(m wireMsg) {
 		return
 	}
 	if follows(held, ok, epoch, base, to) {
-		g.d.applyRemoteDelta(m.origin, m.ver, m.items)
+		g.d.applyRemoteDelta(m.origin, m.ver, p.unshadowed(m.items, m.ver))
 		g.drainDeltas(m.origin, p)
 		g.drainPending(m.origin, p, m.ver)
 		return
@@ -297,9 +313,77 @@ func (g *gossip) handleDelta(m wireMsg) {
 	}
 	if p.deltaEpoch == epoch && len(p.deltas) < maxPendingDeltas {
 		p.deltas = append(p.deltas, pendingDelta{base, to, m.items})
+		// Its items are each a key's state at a version later than any
+		// we hold, so they are shown now; the table's version waits for
+		// the gap, and a pulled table is overlaid with the buffered deltas
+		// (handleTable), so nothing shown goes back.
+		if ok && held.epoch == epoch {
+			g.d.applyRemoteItems(m.origin, epoch, m.items)
+		}
 	}
 	p.want = maxVersion(p.want, m.ver)
 	g.schedule(p, g.grace)
+}
+
+// unshadowed returns items (of a delta ending at v) less the keys that a
+// buffered delta ending later changes: those were shown already, at a
+// later state, and applying the earlier one would take them back.
+// g.mu must be held.
+func (p *peer) unshadowed(items []change, v version) []change {
+	var later map[entryKey]struct{}
+	for _, pd := range p.deltas {
+		if p.deltaEpoch != v.epoch || pd.to <= v.seq {
+			continue
+		}
+		if later == nil {
+			later = map[entryKey]struct{}{}
+		}
+		for _, c := range pd.items {
+			later[keyOf(c.Entry.User, c.Entry.Term)] = struct{}{}
+		}
+	}
+	if later == nil {
+		return items
+	}
+	return slices.DeleteFunc(slices.Clone(items), func(c change) bool {
+		_, ok := later[keyOf(c.Entry.User, c.Entry.Term)]
+		return ok
+	})
+}
+
+// overlay returns entries (a table at version v of epoch) with the items of
+// the buffered deltas that end after v applied on top, in the order of
+// their ends. g.mu must be held.
+func (p *peer) overlay(entries []Entry, v version) []Entry {
+	var later []pendingDelta
+	for _, pd := range p.deltas {
+		if p.deltaEpoch == v.epoch && pd.to > v.seq {
+			later = append(later, pd)
+		}
+	}
+	if len(later) == 0 {
+		return entries
+	}
+	slices.SortFunc(later, func(a, b pendingDelta) int { return cmp.Compare(a.to, b.to) })
+	byKey := make(map[entryKey]Entry, len(entries))
+	for _, e := range entries {
+		byKey[keyOf(e.User, e.Term)] = e
+	}
+	for _, pd := range later {
+		for _, c := range pd.items {
+			k := keyOf(c.Entry.User, c.Entry.Term)
+			if c.Op == opRemove {
+				delete(byKey, k)
+			} else {
+				byKey[k] = c.Entry
+			}
+		}
+	}
+	out := make([]Entry, 0, len(byKey))
+	for _, e := range byKey {
+		out = append(out, e)
+	}
+	return out
 }
 
 // drainDeltas applies buffered deltas that now follow what we hold and
@@ -322,7 +406,7 @@ func (g *gossip) drainDeltas(origin string, p *peer) {
 			case applied || pd.base > held.seq:
 				return false
 			}
-			g.d.applyRemoteDelta(origin, version{held.epoch, pd.to}, pd.items)
+			g.d.applyRemoteDelta(origin, version{held.epoch, pd.to}, p.unshadowed(pd.items, version{held.epoch, pd.to}))
 			applied = true
 			return true
 		})

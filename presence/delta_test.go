@@ -70,7 +70,8 @@ func TestDeltasApplyInOrderOnce(t *testing.T) {
 		{"covered delta is dropped", deltaMsg(7, 0, 2, up("a", Online), up("b", Online)), "", version{7, 5}, false},
 		{"earlier boot is dropped", deltaMsg(6, 0, 9, up("old", Online)), "", version{7, 5}, false},
 		{"new boot starts empty", deltaMsg(8, 0, 1, up("new", Online)), "-a -c -d +new", version{8, 1}, false},
-		{"gap in the new boot waits", deltaMsg(8, 3, 4, up("z", Online)), "", version{8, 1}, true},
+		{"after a gap, the items show at once and the version waits", deltaMsg(8, 3, 4, up("z", Online)), "+z", version{8, 1}, true},
+		{"the gap filled: the version moves on, z keeps its later state", deltaMsg(8, 1, 3, up("y", Online), up("z", Busy)), "+y", version{8, 4}, false},
 	}
 	d, sub := newUnstarted(t)
 	for _, s := range steps {

@@ -100,6 +100,20 @@ func (d *Directory) applyRemoteDelta(origin string, v version, items []change) {
 	}
 }
 
+// applyRemoteItems applies changes of origin's table of boot epoch that
+// arrived ahead of a gap, leaving its version alone (delta.go).
+func (d *Directory) applyRemoteItems(origin string, epoch uint64, items []change) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.tables[origin]
+	if d.closed || origin == d.cfg.Name || t == nil || t.epoch != epoch {
+		return
+	}
+	for _, c := range items {
+		d.applyLocked(origin, t, c)
+	}
+}
+
 // applyLocked applies one change to origin's table t and emits its event,
 // if it changes anything. d.mu must be held.
 func (d *Directory) applyLocked(origin string, t *table, c change) {

@@ -158,7 +158,7 @@ func (g *gossip) handleTable(t wireTable) {
 	if held, _, ok := g.d.tableInfo(t.origin); ok && t.ver.less(held) {
 		return
 	}
-	g.d.replaceRemoteTable(t.origin, t.ver, t.entries)
+	g.d.replaceRemoteTable(t.origin, t.ver, p.overlay(t.entries, t.ver))
 	g.drainPending(t.origin, p, t.ver)
 	g.drainDeltas(t.origin, p)
 }
