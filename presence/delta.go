@@ -197,9 +197,10 @@ func withPrevious(prev, cur window) window {
 // flushLoop sends the outgoing window to every live member, flushDelay
 // after its first change (and at least flushSpacing after the previous
 // window), so that a burst of changes goes out together.
-// Each window goes out widened by the one before it (withPrevious), and
-// the last window of a burst is sent once more resendDelay later, so one
-// lost packet costs a peer a few tens of milliseconds, not a pull.
+// Each window goes out widened by the recent ones (withPrevious, up to
+// historyWindows windows or historyItems changes), and the last window of
+// a burst is sent once more resendDelay later, so a lost packet costs a
+// peer a few tens of milliseconds, not a pull.
 func (g *gossip) flushLoop(ml *memberlist.Memberlist) {
 	defer g.wg.Done()
 	t := time.NewTimer(time.Hour)
