@@ -24,7 +24,7 @@ func (g *gossip) NodeMeta(limit int) []byte {
 	return b
 }
 
-// NotifyMsg handles a user message: a broadcast change (UDP), or a pull
+// NotifyMsg handles a user message: a delta or a broadcast change (UDP), or a pull
 // request or table (TCP, from SendReliable). It must not block: for UDP it
 // runs on memberlist's packet loop.
 //
@@ -36,12 +36,12 @@ func (g *gossip) NotifyMsg(buf []byte) {
 		g.log.Warn("dropping gossip message", "err", err, "len", len(buf))
 		return
 	}
-	if m.typ == msgChange && g.dropChanges.Load() {
+	if (m.typ == msgChange || m.typ == msgDelta) && g.dropChanges.Load() {
 		return
 	}
 	if m.sig != nil {
 		g.mu.Lock()
-		stale := m.typ == msgChange && g.staleChange(m.wireMsg)
+		stale := m.typ == msgChange && g.staleChange(m.wireMsg) || m.typ == msgDelta && g.staleDelta(m.wireMsg)
 		key := g.originKey(&m)
 		g.mu.Unlock()
 		if stale {
@@ -59,6 +59,8 @@ func (g *gossip) NotifyMsg(buf []byte) {
 	switch m.typ {
 	case msgChange:
 		g.handleChange(buf, m.wireMsg)
+	case msgDelta:
+		g.handleDelta(m.wireMsg)
 	case msgPull:
 		g.handlePull(m.from)
 	case msgTable, msgState:

@@ -1,11 +1,14 @@
 package presence
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,3 +131,174 @@ func measureProfile(t *testing.T, label, profile string, tune func(*memberlist.C
 	t.Logf("%s: crash, principals removed on all 8 others after %v", label,
 		clock.wait(t, "-m8", nodes[:8], start).Round(time.Millisecond))
 }
+
+// TestMeasureCrashUnderLoad reports crash detection on a 30-node lan
+// cluster under churn, and counts false suspicions and false deaths. A
+// measurement, not a timed assertion; it runs only when PRESENCE_MEASURE
+// is set, for PRESENCE_MEASURE_LOAD (default 60s) of churn at
+// PRESENCE_MEASURE_RATE changes per second (default 200):
+//
+//	PRESENCE_MEASURE=1 go test -run MeasureCrashUnderLoad -v ./presence/
+//
+// The churn runs on every node the whole time; after the load period three
+// nodes crash one after another (gossip stopped without a leave) and each
+// is timed until every other node dropped its principal. Any other node
+// reported gone is a false positive.
+func TestMeasureCrashUnderLoad(t *testing.T) {
+	if os.Getenv("PRESENCE_MEASURE") == "" {
+		t.Skip("set PRESENCE_MEASURE=1 to measure crash detection under load")
+	}
+	loadFor, rate := 60*time.Second, 200
+	if v := os.Getenv("PRESENCE_MEASURE_LOAD"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loadFor = d
+	}
+	if v := os.Getenv("PRESENCE_MEASURE_RATE"); v != "" {
+		fmt.Sscan(v, &rate)
+	}
+	// PRESENCE_MEASURE_PRESET=memberlist restores memberlist's own LAN
+	// failure detection, the baseline of the same run.
+	var tune func(*memberlist.Config)
+	preset := "lan"
+	if os.Getenv("PRESENCE_MEASURE_PRESET") == "memberlist" {
+		preset = "memberlist's LAN preset"
+		tune = func(c *memberlist.Config) {
+			lan := memberlist.DefaultLANConfig()
+			c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = lan.ProbeInterval, lan.ProbeTimeout, lan.SuspicionMult
+		}
+	}
+	const n, crashes = 30, 3
+	logs := &recordLog{}
+	mod := func(c *Config) {
+		c.Logger = slog.New(logs)
+		c.Gossip.Profile = "lan"
+		c.Gossip.Tune = tune
+	}
+	// Formed here rather than by startCluster: 30 lan nodes on a loaded
+	// machine may take longer than its bound.
+	nodes := []testNode{startNode(t, "n0", mod)}
+	for i := 1; i < n; i++ {
+		nodes = append(nodes, startNode(t, fmt.Sprintf("n%d", i), func(c *Config) {
+			mod(c)
+			c.Gossip.Join = []string{nodes[0].GossipAddr()}
+		}))
+	}
+	waitfor.True(t, 2*time.Minute, "every node lists every member", func() bool {
+		for _, nd := range nodes {
+			if len(nd.Members()) != n {
+				return false
+			}
+		}
+		return true
+	})
+	clock := &eventClock{seen: map[string]map[string]time.Time{}}
+	for i, nd := range nodes {
+		clock.watch(t, nd)
+		if err := nd.Upsert(Entry{User: fmt.Sprintf("sentinel%d", i), Term: "tty", State: Online}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Churn: bounded by count and time, stopped before the test returns.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var opsDone atomic.Int64
+	target := int64(loadFor.Seconds() * float64(rate))
+	wg.Go(func() {
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for ops := 0; ops < int(2*target); ops++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			nd := nodes[ops%(n-crashes)] // the nodes that will crash stay quiet
+			user := fmt.Sprintf("c%d", ops%1000)
+			if ops%3 == 2 {
+				nd.Remove(user, "tty")
+			} else {
+				_ = nd.Upsert(Entry{User: user, Term: "tty", State: []State{Online, Busy}[ops%2]})
+			}
+			opsDone.Add(1)
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+	// The loaded period: target changes or loadFor, whichever comes first
+	// (a starved machine runs fewer); the churn goes on during the crashes.
+	loadStart := time.Now()
+	waitfor.True(t, 2*loadFor, "the churn's first period", func() bool {
+		return opsDone.Load() >= target || time.Since(loadStart) >= loadFor
+	})
+	loaded := time.Since(loadStart)
+	loadOps := opsDone.Load()
+	falseBefore := logs.gone(nil)
+	live := nodes[:n-crashes]
+	for i := range crashes {
+		victim := nodes[n-1-i]
+		start := time.Now()
+		victim.crash(t)
+		d := clock.wait(t, fmt.Sprintf("-sentinel%d", n-1-i), live, start)
+		t.Logf("%s, %d nodes under churn: crash of %s seen on all %d live nodes after %v", preset, n, victim.Name(), len(live), d.Round(time.Millisecond))
+	}
+	crashed := map[string]bool{}
+	for i := range crashes {
+		crashed[nodes[n-1-i].Name()] = true
+	}
+	t.Logf("%s, %d nodes: %d churn changes in the %v before the crashes (%.0f/s, asked %d/s), %d in all; false deaths during the load: %d; after the crashes, deaths of live nodes: %d; suspicions of live nodes in all: %d",
+		preset, n, loadOps, loaded.Round(time.Second), float64(loadOps)/loaded.Seconds(), rate, opsDone.Load(), falseBefore, logs.gone(crashed), logs.suspects(crashed))
+}
+
+// recordLog is a slog handler that keeps the records memberlist's failure
+// detector leaves: suspicions (memberlist's text names the node) and
+// deaths (our "node gone" record, attribute node).
+type recordLog struct {
+	mu    sync.Mutex
+	recs  []string // "suspect NAME" or "gone NAME"
+	attrs []slog.Attr
+}
+
+func (h *recordLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordLog) WithGroup(string) slog.Handler            { return h }
+func (h *recordLog) Handle(_ context.Context, r slog.Record) error {
+	var rec string
+	switch {
+	case strings.HasPrefix(r.Message, "Suspect "):
+		name, _, _ := strings.Cut(strings.TrimPrefix(r.Message, "Suspect "), " ")
+		rec = "suspect " + name
+	case r.Message == "node gone, dropping its principals":
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "node" {
+				rec = "gone " + a.Value.String()
+			}
+			return true
+		})
+	}
+	if rec != "" {
+		h.mu.Lock()
+		if len(h.recs) < 100000 {
+			h.recs = append(h.recs, rec)
+		}
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+func (h *recordLog) count(kind string, except map[string]bool) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.recs {
+		k, name, _ := strings.Cut(r, " ")
+		if k == kind && !except[name] {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *recordLog) gone(except map[string]bool) int     { return h.count("gone", except) }
+func (h *recordLog) suspects(except map[string]bool) int { return h.count("suspect", except) }

@@ -76,6 +76,47 @@ func (d *Directory) applyRemoteChange(origin string, v version, c change) {
 		t = d.tables[origin]
 	}
 	t.seq = v.seq
+	d.applyLocked(origin, t, c)
+}
+
+// applyRemoteDelta applies the coalesced changes that bring origin's table
+// to version v. The caller has checked that the delta follows the held
+// version (delta.go), or starts a new epoch (base 0), in which case the old
+// table is discarded.
+func (d *Directory) applyRemoteDelta(origin string, v version, items []change) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || origin == d.cfg.Name {
+		return
+	}
+	t := d.tables[origin]
+	if t == nil || t.epoch != v.epoch {
+		d.replaceLocked(origin, version{v.epoch, 0}, nil)
+		t = d.tables[origin]
+	}
+	t.seq = v.seq
+	for _, c := range items {
+		d.applyLocked(origin, t, c)
+	}
+}
+
+// applyRemoteItems applies changes of origin's table of boot epoch that
+// arrived ahead of a gap, leaving its version alone (delta.go).
+func (d *Directory) applyRemoteItems(origin string, epoch uint64, items []change) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.tables[origin]
+	if d.closed || origin == d.cfg.Name || t == nil || t.epoch != epoch {
+		return
+	}
+	for _, c := range items {
+		d.applyLocked(origin, t, c)
+	}
+}
+
+// applyLocked applies one change to origin's table t and emits its event,
+// if it changes anything. d.mu must be held.
+func (d *Directory) applyLocked(origin string, t *table, c change) {
 	c.Entry.Node = origin
 	k := keyOf(c.Entry.User, c.Entry.Term)
 	old, had := t.entries[k]

@@ -18,7 +18,7 @@ import (
 //   - At boot a node makes an ed25519 key pair. The public key rides in its
 //     memberlist metadata next to its digest (21 + 32 bytes of the 512
 //     allowed), so every member learns it with the membership itself.
-//   - Every change and every table is signed by its origin: the message is
+//   - Every change, delta and table is signed by its origin: the message is
 //     followed by a 64-byte ed25519 signature over all of it. A receiver
 //     applies a change or table only if the signature verifies with the
 //     key the origin announced; relays pass the origin's bytes on unchanged,
@@ -74,7 +74,7 @@ func seal(key ed25519.PrivateKey, msg []byte) []byte {
 
 // signedType reports whether messages of type typ end with a signature.
 func signedType(typ byte) bool {
-	return typ == msgChange || typ == msgTable || typ == msgState
+	return typ == msgChange || typ == msgDelta || typ == msgTable || typ == msgState
 }
 
 // signed is a decoded gossip message with what its signature covers.
@@ -111,7 +111,7 @@ func openMessage(buf []byte) (signed, error) {
 
 // origin names the node that must have signed s.
 func (s *signed) origin() string {
-	if s.typ == msgChange {
+	if s.typ == msgChange || s.typ == msgDelta {
 		return s.wireMsg.origin
 	}
 	if len(s.tables) == 1 {

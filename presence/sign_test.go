@@ -30,6 +30,8 @@ func TestNoSpeakingForAnotherNode(t *testing.T) {
 		{"a table in n0's name signed by n1", seal(rogue.g.key, encodeTable(wireTable{origin: "n0", ver: ahead, entries: []Entry{mallory}}))},
 		{"a change in n0's name signed by n1", seal(rogue.g.key, encodeChange("n0", version{v.epoch, v.seq + 1}, change{Op: opUpsert, Entry: mallory}))},
 		{"a change removing alice, signed by n1", seal(rogue.g.key, encodeChange("n0", version{v.epoch, v.seq + 1}, change{Op: opRemove, Entry: Entry{User: "alice", Term: "tty"}}))},
+		{"a delta in n0's name signed by n1", seal(rogue.g.key, encodeDelta("n0", v.epoch, v.seq, v.seq+1, 1, appendChange(nil, &change{Op: opUpsert, Entry: mallory})))},
+		{"a delta removing alice, signed by n1", seal(rogue.g.key, encodeDelta("n0", v.epoch, v.seq, v.seq+1, 1, appendChange(nil, &change{Op: opRemove, Entry: Entry{User: "alice", Term: "tty"}})))},
 		{"an unsigned table (the old format)", encodeTable(wireTable{origin: "n0", ver: ahead, entries: []Entry{mallory}})},
 		{"n0's signature moved onto another table", append(encodeTable(wireTable{origin: "n0", ver: ahead, entries: []Entry{mallory}}),
 			ed25519.Sign(victim.g.key, encodeTable(wireTable{origin: "n0", ver: v, entries: []Entry{entry("alice", "n0", "tty", Online)}}))...)},

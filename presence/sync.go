@@ -13,7 +13,9 @@ import (
 // This file keeps remote tables in step with their owners.
 //
 // Every node numbers the changes to its own table (epoch = boot, seq =
-// counter) and broadcasts each one. Memberlist does not relay user
+// counter) and sends them to every member as deltas (delta.go). Nodes of
+// earlier versions broadcast each change instead; those are still applied
+// and relayed as follows. Memberlist does not relay user
 // broadcasts, so a receiver re-queues every change the first time it sees
 // it; (origin, epoch, seq) de-duplicates. Changes are applied in seq order:
 // early arrivals wait in a small per-origin buffer. Anything missed — a gap
@@ -35,6 +37,9 @@ type peer struct {
 	pendEpoch uint64            // epoch of the changes in pending
 	pending   map[uint64]change // changes that arrived before their predecessors, by seq
 	pullAt    time.Time         // when to check whether to pull; zero if not scheduled
+
+	deltaEpoch uint64         // epoch of the deltas in deltas
+	deltas     []pendingDelta // deltas that arrived before the one they follow (delta.go)
 }
 
 // memberUp records a joined or updated member. g.mu must not be held.
@@ -46,6 +51,14 @@ func (g *gossip) memberUp(n *memberlist.Node) {
 		p = &peer{}
 		g.peers[n.Name] = p
 		g.numAlive.Add(1)
+		// A new member gets our table now rather than when our digest
+		// reaches it: our deltas from here on include it, and the changes
+		// before were sent to the members of then. (It would pull the
+		// table anyway once it saw our digest.)
+		if _, count, _ := g.d.tableInfo(g.self); n.Name != g.self && count > 0 {
+			g.replyTo[n.Name] = struct{}{}
+			g.kick()
+		}
 	}
 	if n.Name != g.self {
 		g.joined = true // in a cluster now, whoever joined whom
@@ -121,6 +134,7 @@ func (g *gossip) handleChange(raw []byte, m wireMsg) {
 	if next {
 		g.d.applyRemoteChange(m.origin, v, m.change)
 		g.drainPending(m.origin, p, v)
+		g.drainDeltas(m.origin, p)
 		return
 	}
 	switch {
@@ -144,8 +158,9 @@ func (g *gossip) handleTable(t wireTable) {
 	if held, _, ok := g.d.tableInfo(t.origin); ok && t.ver.less(held) {
 		return
 	}
-	g.d.replaceRemoteTable(t.origin, t.ver, t.entries)
+	g.d.replaceRemoteTable(t.origin, t.ver, p.overlay(t.entries, t.ver))
 	g.drainPending(t.origin, p, t.ver)
+	g.drainDeltas(t.origin, p)
 }
 
 // drainPending applies buffered changes that now follow held version v and
@@ -180,7 +195,7 @@ func (g *gossip) drainPending(origin string, p *peer, v version) {
 // behind reports whether our copy of origin's table is missing changes.
 // g.mu must be held.
 func (g *gossip) behind(origin string, p *peer) bool {
-	if len(p.pending) > 0 {
+	if len(p.pending) > 0 || len(p.deltas) > 0 {
 		return true
 	}
 	held, count, ok := g.d.tableInfo(origin)

@@ -13,6 +13,7 @@ import (
 // (0 for the zero time).
 //
 //	change: origin epoch seq op entry         (op 2 carries only user, term)
+//	delta:  origin epoch base to count item*  (item: op entry, as in change)
 //	pull:   from                              ("send me your table")
 //	table:  origin epoch seq count entry*     (one node's whole table)
 //	state:  ntables table*                    (push-pull: every table held)
@@ -27,6 +28,15 @@ import (
 // --terminals=off until every node is upgraded. Octets after kind inside
 // the block are ignored, so later fields can be appended there.
 //
+// A delta is a batch of an origin's changes with superseded ones coalesced:
+// each item is the latest change of one (user, term) among the changes
+// numbered base+1..to, items in the order of those numbers. Applied to the
+// origin's table held at any version from base to to-1, it brings every
+// item's key to its state at version to (delta.go says why that is enough).
+// Deltas were added without a new wire version: a node that predates them
+// drops them (unknown type) and catches up by pulls, as after a lost
+// broadcast.
+//
 // Decoding is strict: names must be valid and canonical, counts are bounded
 // by hard caps and by the bytes actually left, duplicate keys and trailing
 // bytes are errors. A peer can therefore make a receiver allocate at most a
@@ -38,6 +48,7 @@ const (
 	msgPull   byte = 2
 	msgTable  byte = 3
 	msgState  byte = 4
+	msgDelta  byte = 5
 )
 
 // Caps on decoded counts; the byte budget usually binds first.
@@ -47,7 +58,9 @@ const (
 	minEntryBytes  = 8       // user, term, state, naliases, since, lastActive
 	minTableBytes  = 5       // origin, epoch, seq, count
 	minAliasBytes  = 2
-	maxExtBytes    = 32 // an entry's ext block
+	maxExtBytes    = 32  // an entry's ext block
+	maxDeltaItems  = 512 // changes in one delta
+	minItemBytes   = 3   // op, user, term
 )
 
 // stateExt in an entry's state byte says that an ext block follows.
@@ -88,6 +101,8 @@ type wireMsg struct {
 	origin string      // change
 	ver    version     // change
 	change change      // change
+	base   uint64      // delta: the version it applies to (ver.seq is its to)
+	items  []change    // delta
 	from   string      // pull
 	tables []wireTable // table (exactly one) and state
 }
@@ -142,12 +157,32 @@ func encodeChange(origin string, v version, c change) []byte {
 	b = appendString(b, origin)
 	b = binary.AppendUvarint(b, v.epoch)
 	b = binary.AppendUvarint(b, v.seq)
+	return appendChange(b, &c)
+}
+
+// appendChange appends a change's op and its entry (only user and term for
+// a remove).
+func appendChange(b []byte, c *change) []byte {
 	b = append(b, byte(c.Op))
 	if c.Op == opRemove {
 		b = appendString(b, c.Entry.User)
 		return appendString(b, c.Entry.Term)
 	}
 	return appendEntry(b, &c.Entry)
+}
+
+// encodeDelta encodes the coalesced changes of origin's table from version
+// (epoch, base) to (epoch, to); items is the appended items (appendChange),
+// count of them.
+func encodeDelta(origin string, epoch, base, to uint64, count int, items []byte) []byte {
+	b := make([]byte, 0, 2+len(origin)+4*binary.MaxVarintLen64+len(items)+sigLen)
+	b = append(b, wireVersion, msgDelta)
+	b = appendString(b, origin)
+	b = binary.AppendUvarint(b, epoch)
+	b = binary.AppendUvarint(b, base)
+	b = binary.AppendUvarint(b, to)
+	b = binary.AppendUvarint(b, uint64(count))
+	return append(b, items...)
 }
 
 // encodePull asks the receiver for its own table, to be sent to node from.
@@ -178,6 +213,12 @@ func encodeMessage(m wireMsg) []byte {
 		return encodePull(m.from)
 	case msgTable:
 		return encodeTable(m.tables[0])
+	case msgDelta:
+		var items []byte
+		for i := range m.items {
+			items = appendChange(items, &m.items[i])
+		}
+		return encodeDelta(m.origin, m.ver.epoch, m.base, m.ver.seq, len(m.items), items)
 	default:
 		return encodeState(m.tables)
 	}
@@ -350,6 +391,21 @@ func (r *reader) ext() Kind {
 	return k
 }
 
+// change decodes a change's op and entry, of a table held by node.
+func (r *reader) change(node string) change {
+	c := change{Op: op(r.byte())}
+	switch {
+	case r.err != nil:
+	case c.Op == opUpsert:
+		c.Entry = r.entry(node)
+	case c.Op == opRemove:
+		c.Entry = Entry{User: r.user("user"), Node: node, Term: r.term()}
+	default:
+		r.failf("op %d", c.Op)
+	}
+	return c
+}
+
 func (r *reader) table() wireTable {
 	t := wireTable{origin: r.node("origin"), ver: r.version()}
 	n := r.count("entry", maxWireEntries, minEntryBytes)
@@ -392,15 +448,28 @@ func decodeMessage(b []byte) (wireMsg, error) {
 		if r.err == nil && m.ver.seq == 0 {
 			r.failf("change number 0") // a boot's first change is 1
 		}
-		m.change.Op = op(r.byte())
-		switch {
-		case r.err != nil:
-		case m.change.Op == opUpsert:
-			m.change.Entry = r.entry(m.origin)
-		case m.change.Op == opRemove:
-			m.change.Entry = Entry{User: r.user("user"), Node: m.origin, Term: r.term()}
-		default:
-			r.failf("op %d", m.change.Op)
+		m.change = r.change(m.origin)
+	case msgDelta:
+		m.origin = r.node("origin")
+		epoch, base, to := r.uvarint(), r.uvarint(), r.uvarint()
+		m.ver, m.base = version{epoch, to}, base
+		if r.err == nil && to <= base {
+			r.failf("delta from %d to %d", base, to)
+		}
+		n := r.count("item", maxDeltaItems, minItemBytes)
+		if r.err == nil && n == 0 {
+			r.failf("empty delta")
+		}
+		m.items = make([]change, 0, n)
+		seen := make(map[entryKey]struct{}, n)
+		for i := 0; i < n && r.err == nil; i++ {
+			c := r.change(m.origin)
+			k := keyOf(c.Entry.User, c.Entry.Term)
+			if _, dup := seen[k]; dup && r.err == nil {
+				r.failf("delta changes %s/%s twice", c.Entry.User, c.Entry.Term) // coalesced: one item per key
+			}
+			seen[k] = struct{}{}
+			m.items = append(m.items, c)
 		}
 	case msgPull:
 		m.from = r.node("from")

@@ -14,6 +14,8 @@ func sampleMessages() []wireMsg {
 	e2 := entry("bob", "n1", "tty1", Online)
 	tty := entry("carol", "n2", "pts/0", Idle)
 	tty.Kind = KindTTY
+	tty1 := tty
+	tty1.Node = "n1"
 	return []wireMsg{
 		{typ: msgChange, origin: "n1", ver: version{1 << 60, 7}, change: change{Op: opUpsert, Entry: e}},
 		{typ: msgChange, origin: "n1", ver: version{3, 8}, change: change{Op: opRemove, Entry: Entry{User: "bob", Node: "n1", Term: "tty1"}}},
@@ -24,6 +26,10 @@ func sampleMessages() []wireMsg {
 		{typ: msgState, tables: []wireTable{}},
 		{typ: msgChange, origin: "n2", ver: version{4, 2}, change: change{Op: opUpsert, Entry: tty}},
 		{typ: msgTable, tables: []wireTable{{origin: "n2", ver: version{4, 3}, entries: []Entry{tty, entry("dave", "n2", "tty2", Online)}}}},
+		{typ: msgDelta, origin: "n1", ver: version{5, 12}, base: 9, items: []change{
+			{Op: opUpsert, Entry: e}, {Op: opRemove, Entry: Entry{User: "bob", Node: "n1", Term: "tty1"}}, {Op: opUpsert, Entry: tty1},
+		}},
+		{typ: msgDelta, origin: "n2", ver: version{1, 1}, base: 0, items: []change{{Op: opRemove, Entry: Entry{User: "carol", Node: "n2", Term: "pts/0"}}}},
 	}
 }
 
@@ -78,6 +84,14 @@ func TestWireRoundTrip(t *testing.T) {
 				}
 			}
 		}
+		if m.typ == msgDelta {
+			for i := range m.items {
+				if got.items[i].Op != m.items[i].Op || formatEntries([]Entry{got.items[i].Entry}) != formatEntries([]Entry{m.items[i].Entry}) {
+					t.Fatalf("delta item %d = %d %s, want %d %s", i, got.items[i].Op, formatEntries([]Entry{got.items[i].Entry}),
+						m.items[i].Op, formatEntries([]Entry{m.items[i].Entry}))
+				}
+			}
+		}
 		if m.typ == msgChange && formatEntries([]Entry{got.change.Entry}) != formatEntries([]Entry{m.change.Entry}) {
 			t.Fatalf("change entry = %s, want %s", formatEntries([]Entry{got.change.Entry}), formatEntries([]Entry{m.change.Entry}))
 		}
@@ -124,6 +138,15 @@ func TestWireRejectsMalformed(t *testing.T) {
 		{"ext kind unknown", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{byte(Online) | stateExt, 0, 0, 0, 1, 9})},
 		{"ext beyond input", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{byte(Online) | stateExt, 0, 0, 0, 5, byte(KindTTY)})},
 		{"ext too long", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{byte(Online) | stateExt, 0, 0, 0, maxExtBytes + 1}, bytes.Repeat([]byte{1}, maxExtBytes+1))},
+		{"delta that ends where it starts", cat(hdr(msgDelta), str("n1"), []byte{1, 5, 5, 1, byte(opRemove)}, str("alice"), str("tty"))},
+		{"delta that ends before it starts", cat(hdr(msgDelta), str("n1"), []byte{1, 5, 4, 1, byte(opRemove)}, str("alice"), str("tty"))},
+		{"empty delta", cat(hdr(msgDelta), str("n1"), []byte{1, 0, 1, 0})},
+		{"delta changing one terminal twice", cat(hdr(msgDelta), str("n1"), []byte{1, 0, 2, 2, byte(opRemove)}, str("alice"), str("tty"),
+			[]byte{byte(opRemove)}, str("alice"), str("TTY"))},
+		{"delta item count beyond input", cat(hdr(msgDelta), str("n1"), []byte{1, 0, 2, 100, byte(opRemove)}, str("alice"), str("tty"))},
+		{"delta item count beyond the cap", cat(hdr(msgDelta), str("n1"), []byte{1, 0, 2}, binary.AppendUvarint(nil, maxDeltaItems+1),
+			bytes.Repeat(cat([]byte{byte(opRemove)}, str("a"), str("t")), maxDeltaItems+1))},
+		{"delta item with unknown op", cat(hdr(msgDelta), str("n1"), []byte{1, 0, 1, 1, 9})},
 		{"ext flag on offline state", cat(hdr(msgChange), str("n1"), []byte{1, 1, byte(opUpsert)}, str("alice"), str("tty"), []byte{stateExt, 0, 0, 0, 1, byte(KindTTY)})},
 	}
 	for _, tt := range tests {
