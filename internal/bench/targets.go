@@ -198,6 +198,8 @@ func targets(r *Report) []Target {
 			fmt.Sprintf("%.0f ms (n=%d)", p10.SignInP99ms, p10.SignIns), true, p10.SignInP99ms <= 1000)
 	}
 
+	scaleTargets(r, add)
+
 	if s := r.Sessions; s == nil || s.Opened != s.Sessions {
 		add("idle session memory", "<= 16 KiB", "", false, false)
 	} else {

@@ -1,0 +1,233 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The scale scenario's principals are real signed-in sessions: one TCP
+// connection each, signed in with USR and left idle. A process may hold
+// fewer descriptors than 100,000 connections need (RLIMIT_NOFILE), so the
+// connections are held by "holder" children (this binary again, ChildEnv
+// set to ChildHolder), each with at most holderMax of them. A holder
+// signs its share in, reports, and on command churns it: closes a random
+// signed-in connection of its share (the session drops, as a closed
+// terminal does) or signs a signed-out one in again.
+
+// ChildHolder is the child mode that holds scale-scenario sessions.
+const ChildHolder = "holder"
+
+// holderEnv carries a holder's holderSpec (JSON).
+const holderEnv = "MSPBENCH_HOLDER"
+
+// holderMax is the most sessions one holder holds, below the usual
+// descriptor limit of 20,000 with room for the rest.
+const holderMax = 15_000
+
+// holderWorkers is the number of connections one holder signs in (or
+// churns) at once; a node accepts 64 pending sign-ins per listener.
+const holderWorkers = 8
+
+// holderSpec is one holder's share: principals First..First+Count-1,
+// principal k being user "p<k>" at terminal "t" on node Addrs[k%len(Addrs)].
+type holderSpec struct {
+	Addrs []string `json:"addrs"`
+	First int      `json:"first"`
+	Count int      `json:"count"`
+}
+
+func holderUser(k int) string { return "p" + strconv.Itoa(k) }
+
+// holderReport is a holder's answer to its start and to each churn.
+type holderReport struct {
+	Opened int     `json:"opened,omitempty"`
+	Ops    int     `json:"ops,omitempty"`
+	Failed int     `json:"failed,omitempty"`
+	Secs   float64 `json:"secs,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// runHolder is the holder child: it signs its share in, prints one
+// holderReport, then answers "churn RATE MILLIS" lines with one
+// holderReport each, until "quit" or the end of stdin; then it closes
+// every connection. It stops by itself after childLifetime.
+func runHolder(stdin io.Reader, stdout io.Writer) error {
+	var spec holderSpec
+	if err := json.Unmarshal([]byte(os.Getenv(holderEnv)), &spec); err != nil {
+		return fmt.Errorf("bench holder: %s: %w", holderEnv, err)
+	}
+	if len(spec.Addrs) == 0 || spec.Count < 1 || spec.Count > holderMax {
+		return fmt.Errorf("bench holder: spec %+v: want nodes and 1..%d principals", spec, holderMax)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), childLifetime)
+	defer cancel()
+	conns := make([]net.Conn, spec.Count)
+	defer closeAll(conns)
+	open := func(i int) (net.Conn, error) {
+		k := spec.First + i
+		return signInAt(spec.Addrs[k%len(spec.Addrs)], holderUser(k), "t")
+	}
+	enc := json.NewEncoder(stdout)
+	err := openAllN(ctx, conns, holderWorkers, open)
+	rep := holderReport{Opened: opened(conns)}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	if err := enc.Encode(rep); err != nil {
+		return fmt.Errorf("bench holder: %w", err)
+	}
+	lines := make(chan string)
+	go func() { // ends at EOF on stdin, which the parent closes
+		defer close(lines)
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return errors.New("bench holder: lifetime exceeded")
+		case l, ok := <-lines:
+			if !ok || l == "quit" {
+				return nil
+			}
+			var rate, millis int
+			if _, err := fmt.Sscanf(l, "churn %d %d", &rate, &millis); err != nil || rate < 1 || millis < 1 {
+				rep = holderReport{Error: fmt.Sprintf("bench holder: unknown command %q", l)}
+			} else {
+				rep = holderChurn(ctx, conns, open, rate, time.Duration(millis)*time.Millisecond)
+			}
+			if err := enc.Encode(rep); err != nil {
+				return fmt.Errorf("bench holder: %w", err)
+			}
+		}
+	}
+}
+
+// holderChurn closes or reopens random connections of conns at rate per
+// second for d (and at most rate×d operations). Worker w owns the indices
+// i with i%holderWorkers == w, so no two touch one connection.
+func holderChurn(ctx context.Context, conns []net.Conn, open func(int) (net.Conn, error), rate int, d time.Duration) holderReport {
+	maxOps := int(d.Seconds()*float64(rate)) + 1
+	interval := time.Second / time.Duration(rate)
+	var work [holderWorkers]chan int
+	var ops, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := range work {
+		work[w] = make(chan int, 64)
+		wg.Go(func() {
+			for i := range work[w] {
+				if conns[i] != nil {
+					conns[i].Close()
+					conns[i] = nil
+				} else if nc, err := open(i); err == nil {
+					conns[i] = nc
+				} else {
+					failed.Add(1)
+					continue
+				}
+				ops.Add(1)
+			}
+		})
+	}
+	rng := rand.New(rand.NewPCG(uint64(len(conns)), uint64(time.Now().UnixNano())))
+	start := time.Now()
+	for n := 0; n < maxOps && time.Since(start) < d && ctx.Err() == nil; n++ {
+		if wait := time.Until(start.Add(time.Duration(n) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		i := rng.IntN(len(conns))
+		select {
+		case work[i%holderWorkers] <- i:
+		default: // that worker is behind: the op is not made, and not counted
+		}
+	}
+	for w := range work {
+		close(work[w])
+	}
+	wg.Wait()
+	return holderReport{Ops: int(ops.Load()), Failed: int(failed.Load()), Secs: round1(time.Since(start).Seconds())}
+}
+
+// openAllN is openAll with workers connections opened at once.
+func openAllN(ctx context.Context, conns []net.Conn, workers int, open func(i int) (net.Conn, error)) error {
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(conns) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				nc, err := open(i)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				conns[i] = nc
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// holder is the parent's handle on a holder child.
+//
+// Ownership: as child (the process, its pipes, one stdout reader).
+type holder struct {
+	c    *child
+	spec holderSpec
+}
+
+// startHolder starts a holder for spec and waits (up to wait) until it
+// has signed its share in.
+func startHolder(spec holderSpec, wait time.Duration) (*holder, holderReport, error) {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, holderReport{}, fmt.Errorf("bench: holder: %w", err)
+	}
+	c, err := startChildWait(ChildHolder, wait, holderEnv+"="+string(b))
+	if err != nil {
+		return nil, holderReport{}, err
+	}
+	h := &holder{c: c, spec: spec}
+	// startChildWait decoded the first line into c.ready; it is the
+	// holder's report.
+	var rep holderReport
+	if err := json.Unmarshal(c.readyLine, &rep); err != nil {
+		c.close()
+		return nil, rep, fmt.Errorf("bench: holder said %q: %w", c.readyLine, err)
+	}
+	if rep.Error != "" {
+		return h, rep, fmt.Errorf("bench: holder of p%d..p%d: %s", spec.First, spec.First+spec.Count-1, rep.Error)
+	}
+	return h, rep, nil
+}
+
+// churn asks the holder to churn at rate for d and waits for its report.
+func (h *holder) churn(rate int, d time.Duration) (holderReport, error) {
+	var rep holderReport
+	if _, err := io.WriteString(h.c.stdin, fmt.Sprintf("churn %d %d\n", rate, d.Milliseconds())); err != nil {
+		return rep, fmt.Errorf("bench: holder: %w", err)
+	}
+	if err := h.c.read(&rep, d+2*time.Minute); err != nil {
+		return rep, err
+	}
+	if rep.Error != "" {
+		return rep, errors.New(strings.TrimSpace(rep.Error))
+	}
+	return rep, nil
+}
