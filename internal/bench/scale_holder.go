@@ -37,8 +37,10 @@ const holderEnv = "MSPBENCH_HOLDER"
 const holderMax = 15_000
 
 // holderWorkers is the number of connections one holder signs in (or
-// churns) at once; a node accepts 64 pending sign-ins per listener.
-const holderWorkers = 8
+// churns) at once. A sign-in is a round trip to a busy node, so the rates
+// asked for (1,000/s) need many in flight; a node accepts 64 pending
+// sign-ins per listener, and the connections go to the nodes in turn.
+const holderWorkers = 32
 
 // holderSpec is one holder's share: principals First..First+Count-1,
 // principal k being user "p<k>" at terminal "t" on node Addrs[k%len(Addrs)].
