@@ -322,11 +322,12 @@ type child struct {
 // startChild starts this executable as a child in mode and waits for it
 // to be ready.
 func startChild(mode string, env ...string) (*child, error) {
-	return startChildWait(mode, 60*time.Second, env...)
+	return startChildWait(context.Background(), mode, 60*time.Second, env...)
 }
 
-// startChildWait is startChild waiting at most wait for the first line.
-func startChildWait(mode string, wait time.Duration, env ...string) (*child, error) {
+// startChildWait is startChild waiting at most wait for the first line,
+// and stopping the child if ctx ends first.
+func startChildWait(ctx context.Context, mode string, wait time.Duration, env ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("bench: child: %w", err)
@@ -353,7 +354,7 @@ func startChildWait(mode string, wait time.Duration, env ...string) (*child, err
 		}
 	}()
 	var first json.RawMessage
-	if err := c.read(&first, wait); err != nil {
+	if err := c.readCtx(ctx, &first, wait); err != nil {
 		c.close() // after this, stderr is no longer written
 		return nil, fmt.Errorf("%w: %s", err, bytes.TrimSpace(c.stderr.Bytes()))
 	}
@@ -367,7 +368,14 @@ func startChildWait(mode string, wait time.Duration, env ...string) (*child, err
 
 // read decodes the child's next line into v.
 func (c *child) read(v any, timeout time.Duration) error {
+	return c.readCtx(context.Background(), v, timeout)
+}
+
+// readCtx is read, giving up when ctx ends.
+func (c *child) readCtx(ctx context.Context, v any, timeout time.Duration) error {
 	select {
+	case <-ctx.Done():
+		return ctx.Err()
 	case l, ok := <-c.lines:
 		if !ok {
 			return errors.New("bench: child exited")

@@ -31,7 +31,10 @@ type ScaleResult struct {
 	RSSIdleMiB float64 `json:"rss_idle_mib"`
 	// Sign-in visibility: a session signs in on one node (origins in
 	// turn); the time until every node's watcher session got the NLN push.
+	// Sign-ins that never reached every node within 30 s count as 30 s in
+	// the percentiles (which are then lower bounds; the table marks them).
 	SignIns        int     `json:"signins"`
+	SignInSamples  int     `json:"signin_samples"` // sign-ins timed (0: none was)
 	SignInP50ms    float64 `json:"signin_p50_ms"`
 	SignInP99ms    float64 `json:"signin_p99_ms"`
 	SignInMaxms    float64 `json:"signin_max_ms"`
@@ -39,6 +42,7 @@ type ScaleResult struct {
 	// Principals signed in as sessions spread over the nodes (0: none).
 	Principals int     `json:"principals,omitempty"`
 	Loaded     int     `json:"loaded,omitempty"`       // of them, signed in
+	LoadFailed int     `json:"load_failed,omitempty"`  // sign-ins refused or not answered within 10 s
 	LoadSecs   float64 `json:"load_seconds,omitempty"` // until every node showed all, synced
 	Converged  bool    `json:"converged,omitempty"`
 	// RSSLoadedMiB is the nodes' summed RSS with the principals loaded;
@@ -50,6 +54,8 @@ type ScaleResult struct {
 	Churn             []ScaleChurn `json:"churn,omitempty"`
 	// Killed counts processes that did not stop within 15 s of SIGTERM.
 	Killed int `json:"killed"`
+	// Error is why this cluster's measurement stopped early, if it did.
+	Error string `json:"error,omitempty"`
 
 	pids []int // of every process started for this cluster, for tests
 }
@@ -63,7 +69,7 @@ type ScaleChurn struct {
 	Failed       int     `json:"failed"`
 	Secs         float64 `json:"seconds"`
 	AchievedRate float64 `json:"achieved_rate"`
-	Samples      int     `json:"samples"`
+	Samples      int     `json:"samples"` // TimedOut included, counted as the 30 s they were waited for
 	P50ms        float64 `json:"p50_ms"`
 	P99ms        float64 `json:"p99_ms"`
 	Maxms        float64 `json:"max_ms"`
@@ -94,19 +100,27 @@ func (h *harness) scale(ctx context.Context) ([]ScaleResult, error) {
 			return nil, err
 		}
 	}
+	// A cluster that fails (one that does not form, say) is recorded with
+	// its error and the next one still runs: the sizes a machine does not
+	// hold are a result too.
 	var out []ScaleResult
+	var errs []error
 	for _, profile := range h.cfg.ScaleProfiles {
 		for _, n := range h.cfg.ScaleNodes {
+			if ctx.Err() != nil {
+				return out, errors.Join(append(errs, ctx.Err())...)
+			}
 			r, err := h.scaleOne(ctx, bin, profile, n)
-			if r != nil {
-				out = append(out, *r)
-			}
 			if err != nil {
-				return out, fmt.Errorf("%d nodes, %s: %w", n, profile, err)
+				err = fmt.Errorf("%d nodes, %s: %w", n, profile, err)
+				errs = append(errs, err)
+				r.Error = err.Error()
+				h.prog.printf("   %v", err)
 			}
+			out = append(out, *r)
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // scaleOne measures one cluster; every process it starts is stopped
@@ -388,6 +402,7 @@ func (h *harness) scaleSignIns(ctx context.Context, c *scaleCluster, w *watchers
 				return ctx.Err()
 			}
 			res.SignInTimedOut++
+			lat = append(lat, scaleSampleWait) // a lower bound
 		} else {
 			lat = append(lat, last.Sub(t0))
 		}
@@ -396,10 +411,11 @@ func (h *harness) scaleSignIns(ctx context.Context, c *scaleCluster, w *watchers
 		}
 	}
 	l := summarize(lat)
+	res.SignInSamples = l.N
 	res.SignInP50ms, res.SignInP99ms, res.SignInMaxms = round1(l.P50us/1000), round1(l.P99us/1000), round1(l.MaxUs/1000)
 	h.prog.printf("   sign-in visible on all %d nodes: p50 %.0f ms, p99 %.0f ms, max %.0f ms (n=%d, %d timed out)",
 		len(c.nodes), res.SignInP50ms, res.SignInP99ms, res.SignInMaxms, l.N, res.SignInTimedOut)
-	if l.N == 0 {
+	if res.SignInTimedOut == l.N {
 		return fmt.Errorf("bench: no sign-in became visible on all %d nodes", len(c.nodes))
 	}
 	return nil
@@ -428,20 +444,28 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 	for j := range nh {
 		lo, hi := j*total/nh, (j+1)*total/nh
 		wg.Go(func() {
-			holders[j], reps[j], errs[j] = startHolder(holderSpec{Addrs: addrs, First: lo, Count: hi - lo}, 30*time.Minute)
+			holders[j], reps[j], errs[j] = startHolder(ctx, holderSpec{Addrs: addrs, First: lo, Count: hi - lo}, 30*time.Minute)
 		})
 	}
 	wg.Wait()
 	holders = slices.DeleteFunc(holders, func(hd *holder) bool { return hd == nil })
+	var firstFail string
 	for _, r := range reps {
 		res.Loaded += r.Opened
+		res.LoadFailed += r.Failed
+		if firstFail == "" {
+			firstFail = r.Error
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return holders, fmt.Errorf("bench: %d of %d principals signed in: %w", res.Loaded, total, err)
 	}
-	h.prog.printf("   %d principals signed in over %d nodes by %d holders in %.1fs; waiting for every node to show them",
-		res.Loaded, len(c.nodes), nh, time.Since(start).Seconds())
-	if err := c.awaitFormed(ctx, total, 10*time.Minute); err != nil {
+	h.prog.printf("   %d principals signed in over %d nodes by %d holders in %.1fs (%d sign-ins failed%s); waiting for every node to show them",
+		res.Loaded, len(c.nodes), nh, time.Since(start).Seconds(), res.LoadFailed, strings.TrimSuffix(", first: "+firstFail, ", first: "))
+	if res.Loaded == 0 {
+		return holders, fmt.Errorf("bench: no principal signed in: %s", firstFail)
+	}
+	if err := c.awaitFormed(ctx, res.Loaded, 10*time.Minute); err != nil {
 		return holders, err
 	}
 	res.LoadSecs = round1(time.Since(start).Seconds())
@@ -458,9 +482,9 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 		delta += p.rssKiB() - before[i]
 	}
 	res.RSSLoadedMiB = round1(float64(c.rssKiB()) / 1024)
-	res.BytesPerPrincipal = round1(float64(delta) * 1024 / float64(len(c.nodes)) / float64(total))
+	res.BytesPerPrincipal = round1(float64(delta) * 1024 / float64(len(c.nodes)) / float64(res.Loaded))
 	h.prog.printf("   every node shows %d principals after %.1fs; RSS %.0f MiB, +%.0f B per principal per node",
-		total, res.LoadSecs, res.RSSLoadedMiB, res.BytesPerPrincipal)
+		res.Loaded, res.LoadSecs, res.RSSLoadedMiB, res.BytesPerPrincipal)
 	return holders, nil
 }
 
@@ -516,7 +540,7 @@ func (h *harness) scaleChurn(ctx context.Context, c *scaleCluster, w *watchers, 
 		var wg sync.WaitGroup
 		for j, hd := range holders {
 			r := max(1, rate*hd.spec.Count/h.cfg.ScalePrincipals)
-			wg.Go(func() { reps[j], errs[j] = hd.churn(r, d) })
+			wg.Go(func() { reps[j], errs[j] = hd.churn(ctx, r, d) })
 		}
 		wg.Wait()
 	}()
@@ -577,6 +601,7 @@ loop:
 					s.at = time.Time{}
 				} else if time.Since(s.at) > scaleSampleWait {
 					res.TimedOut++
+					lat = append(lat, scaleSampleWait) // a lower bound
 					s.at, s.retired = time.Time{}, true
 				}
 			}
@@ -588,7 +613,12 @@ loop:
 	if done != nil {
 		<-done // the holders' churn is bounded by d
 	}
-	res.TimedOut += pending()
+	for _, s := range samplers {
+		if !s.at.IsZero() {
+			res.TimedOut++
+			lat = append(lat, max(scaleSampleWait, time.Since(s.at))) // a lower bound
+		}
+	}
 	for _, r := range reps {
 		res.Ops += r.Ops
 		res.Failed += r.Failed
@@ -598,7 +628,7 @@ loop:
 		res.AchievedRate = round1(float64(res.Ops) / res.Secs)
 	}
 	l := summarize(lat)
-	res.Samples = l.N
+	res.Samples = l.N // timed-out ones included, as lower bounds
 	res.P50ms, res.P99ms, res.Maxms = round1(l.P50us/1000), round1(l.P99us/1000), round1(l.MaxUs/1000)
 	h.prog.printf("   churn at %d/s: %d ops in %.1fs (%.0f/s, %d failed); state change visible everywhere p50 %.0f ms, p99 %.0f ms, max %.0f ms (n=%d, %d timed out)",
 		rate, res.Ops, res.Secs, res.AchievedRate, res.Failed, res.P50ms, res.P99ms, res.Maxms, l.N, res.TimedOut)

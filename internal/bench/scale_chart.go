@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 )
 
@@ -30,26 +31,37 @@ func (r *Report) WriteScaleChart(w io.Writer) error {
 	c.printf("<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n")
 	m := r.Machine
 	c.text(chartPad, chartPad, fmt.Sprintf("mspbench %s  %s, %d cores, load %s", r.Started.Format("2006-01-02"), shortCPU(m.CPU), m.Cores, m.LoadBefore), "start")
-	c.text(chartPad, chartPad+20, "Sign-in visible on every node process, ms (solid p50, dashed p99; red: target)", "start")
+	c.text(chartPad, chartPad+20, "Sign-in visible on every node process (log scale; solid p50, dashed p99; red: target)", "start")
 
-	maxN, maxMs := 100.0, 1000.0 // the targets are always on the chart
+	// x linear in nodes; y logarithmic in ms, so that 200 ms and a 30 s
+	// timeout both read.
+	maxN, loMs, hiMs := 100.0, 100.0, 1000.0 // the targets are always on the chart
 	var profiles []string
 	for _, s := range r.Scale {
+		if s.SignInSamples == 0 {
+			continue
+		}
 		maxN = max(maxN, float64(s.Nodes))
-		maxMs = max(maxMs, s.SignInP99ms)
+		loMs, hiMs = min(loMs, s.SignInP50ms), max(hiMs, s.SignInP99ms)
 		if !slices.Contains(profiles, s.Profile) {
 			profiles = append(profiles, s.Profile)
 		}
 	}
-	maxN, maxMs = scaleAxisMax(maxN), scaleAxisMax(maxMs)
+	maxN = scaleAxisMax(maxN)
+	loMs = math.Pow(10, math.Floor(math.Log10(max(loMs, 1))))
+	hiMs = math.Pow(10, math.Ceil(math.Log10(hiMs)))
 	x0, x1, y0, y1 := scaleLeft, scaleW-scaleRight, scaleH-scaleBot, scaleTop
 	xOf := func(n float64) int { return x0 + int(n/maxN*float64(x1-x0)) }
-	yOf := func(ms float64) int { return y0 - int(ms/maxMs*float64(y0-y1)) }
-	for i := 0; i <= 5; i++ {
-		v := maxMs * float64(i) / 5
+	yOf := func(ms float64) int {
+		ms = min(max(ms, loMs), hiMs)
+		return y0 - int((math.Log10(ms)-math.Log10(loMs))/(math.Log10(hiMs)-math.Log10(loMs))*float64(y0-y1))
+	}
+	for v := loMs; v <= hiMs*1.001; v *= 10 {
 		y := yOf(v)
 		c.fill(x0, y, x1, y+1, colGrid)
-		c.text(x0-8, y-fontSize/2, fmt.Sprintf("%.0f", v), "end")
+		c.text(x0-8, y-fontSize/2, fmtMicros(v*1000), "end")
+	}
+	for i := 0; i <= 5; i++ {
 		n := maxN * float64(i) / 5
 		x := xOf(n)
 		c.fill(x, y1, x+1, y0, colGrid)
@@ -68,7 +80,7 @@ func (r *Report) WriteScaleChart(w io.Writer) error {
 		}
 		var pts []ScaleResult
 		for _, s := range r.Scale {
-			if s.Profile == prof && s.SignIns > 0 {
+			if s.Profile == prof && s.SignInSamples > 0 {
 				pts = append(pts, s)
 			}
 		}
