@@ -144,10 +144,14 @@ func holderChurn(ctx context.Context, conns []net.Conn, open func(int) (net.Conn
 	var work [holderWorkers]chan int
 	var ops, failed atomic.Int64
 	var wg sync.WaitGroup
+	start := time.Now()
 	for w := range work {
 		work[w] = make(chan int, 64)
 		wg.Go(func() {
 			for i := range work[w] {
+				if time.Since(start) > d || ctx.Err() != nil {
+					continue // past the phase: queued operations are dropped, not made late
+				}
 				if conns[i] != nil {
 					conns[i].Close()
 					conns[i] = nil
@@ -162,7 +166,6 @@ func holderChurn(ctx context.Context, conns []net.Conn, open func(int) (net.Conn
 		})
 	}
 	rng := rand.New(rand.NewPCG(uint64(len(conns)), uint64(time.Now().UnixNano())))
-	start := time.Now()
 	for n := 0; n < maxOps && time.Since(start) < d && ctx.Err() == nil; n++ {
 		if wait := time.Until(start.Add(time.Duration(n) * interval)); wait > 0 {
 			time.Sleep(wait)
@@ -177,7 +180,7 @@ func holderChurn(ctx context.Context, conns []net.Conn, open func(int) (net.Conn
 		close(work[w])
 	}
 	wg.Wait()
-	return holderReport{Ops: int(ops.Load()), Failed: int(failed.Load()), Secs: round1(time.Since(start).Seconds())}
+	return holderReport{Ops: int(ops.Load()), Failed: int(failed.Load()), Secs: round1(min(time.Since(start), d).Seconds())}
 }
 
 // openAllN fills conns with open(i) for every index, workers at once,
