@@ -127,3 +127,66 @@ func (f lineFunc) Write(p []byte) (int, error) {
 	f(string(p))
 	return len(p), nil
 }
+
+// Rule (issue 22, Targets): "Sign-in visible on every node p99 <= 300 ms
+// at 30 nodes and <= 1 s at 100 nodes"; "Churn 200/s with 100k principals
+// on 30 nodes: visible everywhere p99 <= 1 s; 1,000/s p99 <= 2 s". A
+// figure with timed-out samples is a lower bound and never meets a
+// target; a churn rate not reached is not the rate asked; a cluster that
+// did not form is a miss, not "not measured".
+func TestScaleTargets(t *testing.T) {
+	t.Parallel()
+	full := func(p99 float64, achieved float64, timedOut int) ScaleResult {
+		return ScaleResult{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 250, Principals: 100_000, Loaded: 100_000,
+			Churn: []ScaleChurn{{Rate: 200, AchievedRate: achieved, Samples: 40, P99ms: p99, TimedOut: timedOut}}}
+	}
+	tests := []struct {
+		name   string
+		scale  []ScaleResult
+		target string
+		want   string
+	}{
+		{"30 nodes within 300 ms", []ScaleResult{{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 299}},
+			"sign-in visible on all 30 node processes, p99", StatusMet},
+		{"30 nodes over 300 ms", []ScaleResult{{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 301}},
+			"sign-in visible on all 30 node processes, p99", StatusNotMet},
+		{"one profile meets it", []ScaleResult{{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 600},
+			{Profile: "local", Nodes: 30, SignInSamples: 20, SignInP99ms: 280}}, "sign-in visible on all 30 node processes, p99", StatusMet},
+		{"timed out is a lower bound", []ScaleResult{{Profile: "lan", Nodes: 100, SignInSamples: 20, SignInP99ms: 900, SignInTimedOut: 1}},
+			"sign-in visible on all 100 node processes, p99", StatusNotMet},
+		{"100 nodes did not form", []ScaleResult{{Profile: "local", Nodes: 100, Error: "not formed"}},
+			"sign-in visible on all 100 node processes, p99", StatusNotMet},
+		{"100 nodes not run", []ScaleResult{{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 200}},
+			"sign-in visible on all 100 node processes, p99", StatusNotMeasured},
+		{"churn 200/s within 1 s", []ScaleResult{full(900, 200, 0)},
+			"churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusMet},
+		{"churn rate not reached", []ScaleResult{full(900, 35, 0)},
+			"churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMet},
+		{"churn sample timed out", []ScaleResult{full(900, 200, 1)},
+			"churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMet},
+		{"churn on 10k principals is not the target's", []ScaleResult{func() ScaleResult {
+			r := full(900, 200, 0)
+			r.Principals, r.Loaded = 10_000, 10_000
+			return r
+		}()}, "churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMeasured},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := ""
+			for _, tg := range targets(&Report{Scale: tc.scale}) {
+				if tg.Name == tc.target {
+					got = tg.Status
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("%s: status %q, want %q", tc.target, got, tc.want)
+			}
+		})
+	}
+	for _, tg := range targets(&Report{}) {
+		if strings.Contains(tg.Name, "node processes") {
+			t.Errorf("a report without the scale scenario lists %q", tg.Name)
+		}
+	}
+}
