@@ -18,7 +18,9 @@
 // nodes and a NATS relay; cross-node delivery against local delivery and
 // raw NATS request-reply), presence (gossip convergence and failure
 // detection), sessions (memory per idle session), directory (100k
-// principals with churn) and allocs (allocations per message). The local,
+// principals with churn), allocs (allocations per message) and scale
+// (clusters of real node processes: sign-in visibility, churn of real
+// sessions, memory per principal; --out also draws scale.svg). The local,
 // cross and allocs scenarios run once per workload: spread (recipients
 // spread over several sessions), hot (every message to one session,
 // addressed to its terminal) and client (as hot, the session being an
@@ -92,6 +94,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		timeout                 = 15 * time.Minute
 		allocMsgs, allocWarmup  = cfg.AllocMessages, cfg.AllocWarmup
 		dirNodes, dirPrincipals = cfg.DirectoryNodes, cfg.DirectoryPrincipals
+		scaleNodes              = joinInts(cfg.ScaleNodes)
+		scaleProfiles           = strings.Join(cfg.ScaleProfiles, ",")
+		scaleRates              = joinInts(cfg.ScaleChurnRates)
 	)
 	fs.BoolVar(&quick, "quick", false, "smoke test: short rounds, small clusters, under a minute")
 	fs.StringVar(&scenarios, "scenarios", scenarios, "comma-separated scenarios to run")
@@ -113,11 +118,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&dirPrincipals, "dir-principals", dirPrincipals, "principals of the directory scenario")
 	fs.DurationVar(&cfg.ChurnFor, "churn", cfg.ChurnFor, "length of the directory churn phase (0: none)")
 	fs.IntVar(&cfg.ChurnRate, "churn-rate", cfg.ChurnRate, "sign-outs and sign-ins per second during churn")
+	fs.StringVar(&scaleNodes, "scale-nodes", scaleNodes, "comma-separated cluster sizes of the scale scenario (node processes)")
+	fs.StringVar(&scaleProfiles, "scale-profiles", scaleProfiles, "comma-separated gossip profiles of the scale scenario: lan, wan, local")
+	fs.IntVar(&cfg.ScaleSignIns, "scale-signins", cfg.ScaleSignIns, "sign-ins timed per scale cluster")
+	fs.IntVar(&cfg.ScaleLoadNodes, "scale-load-nodes", cfg.ScaleLoadNodes, "the scale cluster size that also gets --scale-principals and the churn phases (0: none)")
+	fs.IntVar(&cfg.ScalePrincipals, "scale-principals", cfg.ScalePrincipals, "principals (real signed-in sessions) of the scale scenario's loaded cluster")
+	fs.StringVar(&scaleRates, "scale-churn-rates", scaleRates, "comma-separated churn rates (sign-outs and sign-ins per second) of the scale scenario")
+	fs.DurationVar(&cfg.ScaleChurnFor, "scale-churn", cfg.ScaleChurnFor, "length of each scale churn phase (0: none)")
+	fs.StringVar(&cfg.ScaleNodeBinary, "scale-node-binary", "", "a built cmd/node for the scale scenario (default: go build one into a temporary directory)")
 	fs.StringVar(&allocModes, "alloc-modes", allocModes, "comma-separated load modes of the allocs scenario (one alone profiles one path)")
 	fs.IntVar(&allocMsgs, "alloc-messages", allocMsgs, "messages per measured batch of the allocs scenario")
 	fs.IntVar(&allocWarmup, "alloc-warmup", allocWarmup, "warm-up messages of the allocs scenario")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of the table")
-	fs.StringVar(&outDir, "out", "", "also write results.json and chart.svg into this directory")
+	fs.StringVar(&outDir, "out", "", "also write results.json and chart.svg (and scale.svg when the scale scenario ran) into this directory")
 	var replotDir string
 	fs.StringVar(&replotDir, "replot", "", "run nothing: redraw DIR/chart.svg from DIR/results.json")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, and one of the allocs scenario's node process to FILE.node")
@@ -176,6 +189,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mspbench: --presence-nodes: %v\n", err)
 		return 2
 	}
+	if cfg.ScaleNodes, err = parseInts(scaleNodes); err != nil {
+		fmt.Fprintf(stderr, "mspbench: --scale-nodes: %v\n", err)
+		return 2
+	}
+	if cfg.ScaleChurnRates, err = parseInts(scaleRates); err != nil {
+		fmt.Fprintf(stderr, "mspbench: --scale-churn-rates: %v\n", err)
+		return 2
+	}
+	cfg.ScaleProfiles = cliflags.SplitList(scaleProfiles)
 	cfg.DirectoryNodes, cfg.DirectoryPrincipals = dirNodes, dirPrincipals
 	cfg.AllocMessages, cfg.AllocWarmup = allocMsgs, allocWarmup
 	cfg.Progress = stderr
@@ -260,6 +282,19 @@ func replot(dir string) error {
 }
 
 func writeChart(dir string, rep *bench.Report) error {
+	if len(rep.Scale) > 0 {
+		f, err := os.Create(filepath.Join(dir, "scale.svg"))
+		if err != nil {
+			return err
+		}
+		if err := rep.WriteScaleChart(f); err != nil {
+			f.Close()
+			return fmt.Errorf("scale chart: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
 	f, err := os.Create(filepath.Join(dir, "chart.svg"))
 	if err != nil {
 		return err

@@ -30,6 +30,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"no workload", []string{"--workloads", ","}, "--workloads: want at least one"},
 		{"bad alloc mode", []string{"--alloc-modes", "udp,nats"}, `alloc mode "nats"`},
 		{"negative profile top", []string{"--profile-top", "-1"}, "profile top -1"},
+		{"bad scale sizes", []string{"--scale-nodes", "30,x"}, "--scale-nodes"},
+		{"scale cluster of one", []string{"--scale-nodes", "1"}, "scale cluster size 1"},
+		{"bad scale profile", []string{"--scale-profiles", "lan,moon"}, `scale gossip profile "moon"`},
+		{"bad churn rates", []string{"--scale-churn-rates", "200,0"}, "scale churn rate 0"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

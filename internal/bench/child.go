@@ -75,6 +75,9 @@ type childMem struct {
 // the end of stdin, or its lifetime; cmd/mspbench calls it when ChildEnv is
 // set.
 func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
+	if mode == ChildHolder {
+		return runHolder(stdin, stdout)
+	}
 	if p := os.Getenv(childProfileEnv); p != "" {
 		f, err := os.Create(p)
 		if err != nil {
@@ -318,6 +321,8 @@ type child struct {
 	lines  chan []byte
 	stderr *bytes.Buffer
 	ready  childReady
+	// readyLine is the child's first line as it came (a holder's report).
+	readyLine []byte
 
 	closeOnce sync.Once
 	closeErr  error // of the first close
@@ -326,6 +331,12 @@ type child struct {
 // startChild starts this executable as a child in mode and waits for it
 // to be ready.
 func startChild(mode string, env ...string) (*child, error) {
+	return startChildWait(context.Background(), mode, 60*time.Second, env...)
+}
+
+// startChildWait is startChild waiting at most wait for the first line,
+// and stopping the child if ctx ends first.
+func startChildWait(ctx context.Context, mode string, wait time.Duration, env ...string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("bench: child: %w", err)
@@ -351,16 +362,29 @@ func startChild(mode string, env ...string) (*child, error) {
 			c.lines <- bytes.Clone(sc.Bytes())
 		}
 	}()
-	if err := c.read(&c.ready, 60*time.Second); err != nil {
+	var first json.RawMessage
+	if err := c.readCtx(ctx, &first, wait); err != nil {
 		c.close() // after this, stderr is no longer written
 		return nil, fmt.Errorf("%w: %s", err, bytes.TrimSpace(c.stderr.Bytes()))
+	}
+	c.readyLine = first
+	if err := json.Unmarshal(first, &c.ready); err != nil {
+		c.close()
+		return nil, fmt.Errorf("bench: child said %q: %w", first, err)
 	}
 	return c, nil
 }
 
 // read decodes the child's next line into v.
 func (c *child) read(v any, timeout time.Duration) error {
+	return c.readCtx(context.Background(), v, timeout)
+}
+
+// readCtx is read, giving up when ctx ends.
+func (c *child) readCtx(ctx context.Context, v any, timeout time.Duration) error {
 	select {
+	case <-ctx.Done():
+		return ctx.Err()
 	case l, ok := <-c.lines:
 		if !ok {
 			return errors.New("bench: child exited")

@@ -23,7 +23,10 @@
 //   - directory: 100k principals over 30 nodes with churn;
 //   - allocs: allocations per message on the node's MSP hot path, in a
 //     child process, with optional CPU, allocation, block and mutex
-//     profiles of that child and their top functions (ProfileTop).
+//     profiles of that child and their top functions (ProfileTop);
+//   - scale: clusters of real node processes (cmd/node) on one NATS
+//     server: sign-in visibility per cluster size and gossip profile, and
+//     churn of real signed-in sessions (scale*.go).
 //
 // The local, cross and allocs scenarios run once per workload (see
 // Workloads): recipients spread over several sessions, and one hot
@@ -51,11 +54,12 @@ const (
 	ScenarioSessions  = "sessions"
 	ScenarioDirectory = "directory"
 	ScenarioAllocs    = "allocs"
+	ScenarioScale     = "scale"
 )
 
 // Scenarios lists every scenario in run order.
 func Scenarios() []string {
-	return []string{ScenarioLocal, ScenarioCross, ScenarioPresence, ScenarioSessions, ScenarioDirectory, ScenarioAllocs}
+	return []string{ScenarioLocal, ScenarioCross, ScenarioPresence, ScenarioSessions, ScenarioDirectory, ScenarioAllocs, ScenarioScale}
 }
 
 // Load modes: how messages travel from the load generator.
@@ -166,6 +170,23 @@ type Config struct {
 	// by cumulative share.
 	ProfileTop int
 
+	// ScaleNodes are the cluster sizes of the scale scenario, each run
+	// with every one of ScaleProfiles (gossip profiles).
+	ScaleNodes    []int
+	ScaleProfiles []string
+	// ScaleSignIns is the number of sign-ins timed per cluster.
+	ScaleSignIns int
+	// ScaleLoadNodes is the cluster size that also gets ScalePrincipals
+	// signed-in sessions and the churn phases (0: none does).
+	ScaleLoadNodes  int
+	ScalePrincipals int
+	// ScaleChurnRates are the churn phases' sign-outs/ins per second, each
+	// for ScaleChurnFor.
+	ScaleChurnRates []int
+	ScaleChurnFor   time.Duration
+	// ScaleNodeBinary is a built cmd/node; empty builds one with go build.
+	ScaleNodeBinary string
+
 	// Progress receives progress lines (normally stderr); nil discards them.
 	Progress io.Writer
 	// Live redraws one progress line in place (Progress is a terminal).
@@ -195,7 +216,14 @@ func DefaultConfig() Config {
 		AllocMessages:       30_000,
 		// Steady state needs the node's bounded caches full and their
 		// maps settled; see warmupFactor for the per-mode multiples.
-		AllocWarmup: 80_000,
+		AllocWarmup:     80_000,
+		ScaleNodes:      []int{30},
+		ScaleProfiles:   []string{"lan", "local"},
+		ScaleSignIns:    20,
+		ScaleLoadNodes:  30,
+		ScalePrincipals: 100_000,
+		ScaleChurnRates: []int{200, 1000},
+		ScaleChurnFor:   10 * time.Second,
 	}
 }
 
@@ -216,6 +244,13 @@ func QuickConfig() Config {
 	c.ChurnFor = 2 * time.Second
 	c.AllocMessages = 2000
 	c.AllocWarmup = 2000
+	c.ScaleNodes = []int{3}
+	c.ScaleProfiles = []string{"local"}
+	c.ScaleSignIns = 3
+	c.ScaleLoadNodes = 3
+	c.ScalePrincipals = 300
+	c.ScaleChurnRates = []int{50}
+	c.ScaleChurnFor = time.Second
 	return c
 }
 
@@ -290,6 +325,9 @@ func (c *Config) validate() error {
 		if n < 3 || n > 200 {
 			return bad("presence cluster size %d: want 3..200", n)
 		}
+	}
+	if err := c.validateScale(); err != nil {
+		return err
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard

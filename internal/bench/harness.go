@@ -23,6 +23,7 @@ type Report struct {
 	Directory   *DirectoryResult `json:"directory,omitempty"`
 	Allocs      []AllocResult    `json:"allocs,omitempty"`
 	Profiles    []ProfileTop     `json:"profiles,omitempty"`
+	Scale       []ScaleResult    `json:"scale,omitempty"`
 	Targets     []Target         `json:"targets"`
 	Errors      []string         `json:"errors,omitempty"`
 }
@@ -147,6 +148,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err == nil && cfg.ProfileTop > 0 {
 			rep.Profiles, err = profs.tops(cfg.ProfileTop)
 		}
+		return err
+	})
+	step(ScenarioScale, func() (err error) {
+		rep.Scale, err = h.scale(ctx)
 		return err
 	})
 	if err := ctx.Err(); err != nil {

@@ -168,6 +168,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row(i+1, fp, ff, cp, cf)
 		}
 	}
+	r.writeScaleTable(bw)
 	p("")
 	header("target", "want", "got", "status")
 	for _, t := range r.Targets {

@@ -227,6 +227,8 @@ func targets(r *Report) []Target {
 			fmt.Sprintf("%.0f ms (n=%d)", p10.SignInP99ms, p10.SignIns), true, p10.SignInP99ms <= 1000)
 	}
 
+	scaleTargets(r, add)
+
 	// Issue 21: "an idle session <= 8 KiB" (issue 13 allowed 16).
 	if s := r.Sessions; s == nil || s.Opened != s.Sessions {
 		add("idle session memory", "<= 8 KiB", "", false, false)

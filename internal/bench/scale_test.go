@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Rule (issue 22): "a scale scenario in mspbench with real node processes
+// ... sign-in visibility p50/p99; churn ... state change visible
+// everywhere p50/p99; directory memory per principal", and every process
+// started is stopped. Quick size: 3 nodes, a few hundred principals; no
+// speed is asserted, only that each figure was measured and that no
+// process the scenario started is left running.
+func TestScaleQuickMeasuresAndStopsEveryProcess(t *testing.T) {
+	t.Parallel()
+	cfg := QuickConfig()
+	cfg.Scenarios = []string{ScenarioScale}
+	cfg.Command = "test"
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(rep.Scale) != 1 {
+		t.Fatalf("scale results = %d, want 1", len(rep.Scale))
+	}
+	r := rep.Scale[0]
+	if r.Nodes != 3 || r.FormSecs <= 0 || r.RSSIdleMiB <= 0 {
+		t.Errorf("cluster = %+v, want 3 nodes formed with an RSS reading", r)
+	}
+	if r.SignInTimedOut != 0 || r.SignInP50ms <= 0 || r.SignInP99ms < r.SignInP50ms {
+		t.Errorf("sign-in visibility p50 %v p99 %v, %d timed out: want every sign-in timed", r.SignInP50ms, r.SignInP99ms, r.SignInTimedOut)
+	}
+	if r.Loaded != cfg.ScalePrincipals || !r.Converged || r.RSSLoadedMiB <= 0 {
+		t.Errorf("load = %d of %d principals, converged %v, RSS %v MiB: want all, shown on every node", r.Loaded, cfg.ScalePrincipals, r.Converged, r.RSSLoadedMiB)
+	}
+	if len(r.Churn) != 1 || r.Churn[0].Ops == 0 || r.Churn[0].Samples == 0 || r.Churn[0].TimedOut != 0 {
+		t.Errorf("churn = %+v, want one phase with operations and every sampled change timed", r.Churn)
+	}
+	if r.Killed != 0 {
+		t.Errorf("%d node processes had to be killed, want a clean stop", r.Killed)
+	}
+	// 3 nodes and one holder.
+	if len(r.pids) != 4 {
+		t.Errorf("pids = %v, want 3 nodes and 1 holder", r.pids)
+	}
+	for _, pid := range r.pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("process %d still exists after the scenario", pid)
+		}
+	}
+	var table, svg bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "Scale (real node processes") {
+		t.Errorf("table has no scale section:\n%s", table.String())
+	}
+	if err := rep.WriteScaleChart(&svg); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(svg.String(), "<svg") || !strings.Contains(svg.String(), "3") {
+		t.Errorf("scale chart = %q", svg.String())
+	}
+}
+
+// Rule: a cancelled run stops every process it started ("Every process
+// started is stopped on every path (also on ctx cancel/timeout)").
+func TestScaleCancelStopsEveryProcess(t *testing.T) {
+	t.Parallel()
+	cfg := QuickConfig()
+	cfg.Scenarios = []string{ScenarioScale}
+	// Cancelled while the holders sign their principals in: enough of
+	// them that the sign-in is still under way.
+	cfg.ScalePrincipals = 5000
+	ctx, cancel := context.WithCancel(context.Background())
+	var cancelled atomic.Bool
+	lines := lineFunc(func(l string) {
+		if strings.Contains(l, "sign-in visible on all") {
+			cancelled.Store(true)
+			cancel()
+		}
+	})
+	cfg.Progress = lines
+	done := make(chan struct{})
+	var rep *Report
+	go func() {
+		defer close(done)
+		rep, _ = Run(ctx, cfg)
+	}()
+	select {
+	case <-done:
+	case <-time.After(4 * time.Minute):
+		cancel()
+		t.Fatal("Run did not return")
+	}
+	cancel()
+	if rep == nil {
+		t.Fatal("no report")
+	}
+	if !cancelled.Load() {
+		t.Fatal("the run ended before the cancel point")
+	}
+	if r := rep.Scale; len(r) != 1 || len(r[0].pids) < 3 || r[0].Loaded != 0 {
+		t.Fatalf("scale = %+v: want the partial result with its processes, cut before the principals were in", rep.Scale)
+	}
+	for _, pid := range rep.Scale[0].pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("process %d still exists after the cancelled scenario", pid)
+		}
+	}
+}
+
+// lineFunc is an io.Writer calling itself with each write (the harness's
+// progress writes whole lines, one at a time under its lock).
+type lineFunc func(string)
+
+func (f lineFunc) Write(p []byte) (int, error) {
+	f(string(p))
+	return len(p), nil
+}
+
+// Rule (issue 22, Targets): "Sign-in visible on every node p99 <= 300 ms
+// at 30 nodes and <= 1 s at 100 nodes"; "Churn 200/s with 100k principals
+// on 30 nodes: visible everywhere p99 <= 1 s; 1,000/s p99 <= 2 s". A
+// figure with timed-out samples is a lower bound and never meets a
+// target; a churn rate not reached is not the rate asked; a cluster that
+// did not form is a miss, not "not measured".
+func TestScaleTargets(t *testing.T) {
+	t.Parallel()
+	full := func(p99 float64, achieved float64, timedOut int) ScaleResult {
+		return ScaleResult{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 250, Principals: 100_000, Loaded: 100_000,
+			Churn: []ScaleChurn{{Rate: 200, AchievedRate: achieved, Samples: 40, P99ms: p99, TimedOut: timedOut}}}
+	}
+	tests := []struct {
+		name   string
+		scale  []ScaleResult
+		target string
+		want   string
+	}{
+		{"30 nodes within 300 ms", []ScaleResult{{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 299}},
+			"sign-in visible on all 30 node processes, p99", StatusMet},
+		{"30 nodes over 300 ms", []ScaleResult{{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 301}},
+			"sign-in visible on all 30 node processes, p99", StatusNotMet},
+		{"one profile meets it", []ScaleResult{{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 600},
+			{Profile: "local", Nodes: 30, SignInSamples: 20, SignInP99ms: 280}}, "sign-in visible on all 30 node processes, p99", StatusMet},
+		{"timed out is a lower bound", []ScaleResult{{Profile: "lan", Nodes: 100, SignInSamples: 20, SignInP99ms: 900, SignInTimedOut: 1}},
+			"sign-in visible on all 100 node processes, p99", StatusNotMet},
+		{"100 nodes did not form", []ScaleResult{{Profile: "local", Nodes: 100, Error: "not formed"}},
+			"sign-in visible on all 100 node processes, p99", StatusNotMet},
+		{"100 nodes not run", []ScaleResult{{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 200}},
+			"sign-in visible on all 100 node processes, p99", StatusNotMeasured},
+		{"churn 200/s within 1 s", []ScaleResult{full(900, 200, 0)},
+			"churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusMet},
+		{"churn rate not reached", []ScaleResult{full(900, 35, 0)},
+			"churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMet},
+		{"churn sample timed out", []ScaleResult{full(900, 200, 1)},
+			"churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMet},
+		{"churn on 10k principals is not the target's", []ScaleResult{func() ScaleResult {
+			r := full(900, 200, 0)
+			r.Principals, r.Loaded = 10_000, 10_000
+			return r
+		}()}, "churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMeasured},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := ""
+			for _, tg := range targets(&Report{Scale: tc.scale}) {
+				if tg.Name == tc.target {
+					got = tg.Status
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("%s: status %q, want %q", tc.target, got, tc.want)
+			}
+		})
+	}
+	for _, tg := range targets(&Report{}) {
+		if strings.Contains(tg.Name, "node processes") {
+			t.Errorf("a report without the scale scenario lists %q", tg.Name)
+		}
+	}
+}
