@@ -19,6 +19,7 @@ func DefaultConfig() Config {
 		MaxNames:          DefaultMaxNames,
 		OutQueue:          DefaultOutQueue,
 		QueueWait:         DefaultQueueWait,
+		ParkAfter:         DefaultParkAfter,
 	}
 }
 
