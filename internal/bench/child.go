@@ -39,6 +39,9 @@ const ChildEnv = "MSPBENCH_CHILD"
 // childMaxEnv carries the session cap to a ChildSessions child.
 const childMaxEnv = "MSPBENCH_CHILD_MAX_SESSIONS"
 
+// childSocketEnv, if set, is the Unix session socket of a ChildNode child.
+const childSocketEnv = "MSPBENCH_CHILD_SESSION_SOCKET"
+
 // childProfileEnv names a file the child writes a CPU profile of its whole
 // life to: a profile of the node alone, without the load generator.
 const childProfileEnv = "MSPBENCH_CHILD_CPUPROFILE"
@@ -123,6 +126,7 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 				return fmt.Errorf("bench child: %s=%q: want a positive count", childMaxEnv, v)
 			}
 		}
+		o.sessionSocket = os.Getenv(childSocketEnv)
 		nd, err := startNode(context.Background(), o)
 		if err != nil {
 			return err

@@ -31,6 +31,8 @@ type SessionsResult struct {
 	// of each further terminal of one user on such a node.
 	Users     *NodeSessionsResult `json:"users,omitempty"`
 	Terminals *NodeSessionsResult `json:"terminals,omitempty"`
+	// Many is the node with Config.ManySessions signed in at once.
+	Many *ManySessionsResult `json:"many,omitempty"`
 }
 
 // NodeSessionsResult is the memory of idle sessions on a whole node, in a
@@ -120,7 +122,10 @@ func (h *harness) sessions(ctx context.Context) (*SessionsResult, error) {
 			return res, err
 		}
 	}
-	return res, nil
+	if h.cfg.ManySessions > 0 {
+		res.Many, err = h.manySessions(ctx)
+	}
+	return res, err
 }
 
 // nodeSettle is how long nodeSessions waits, at most, for the node to
@@ -211,6 +216,12 @@ func signInAt(addr, user, term string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: session dial: %w", err)
 	}
+	return signInOn(nc, user, term)
+}
+
+// signInOn signs user in at terminal term on nc (see signInAt); it closes
+// nc if that fails.
+func signInOn(nc net.Conn, user, term string) (net.Conn, error) {
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := nc.Write([]byte("VER 1 MSPS1\r\nUSR 2 " + user + " " + term + "\r\n")); err != nil {
 		nc.Close()
