@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -316,6 +317,9 @@ type child struct {
 
 	closeOnce sync.Once
 	closeErr  error // of the first close
+	// stopWait is how long close waits for the child to quit before it
+	// kills it; zero means 20 s.
+	stopWait time.Duration
 }
 
 // startChild starts this executable as a child in mode and waits for it
@@ -413,7 +417,7 @@ func (c *child) stop() error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(20 * time.Second):
+	case <-time.After(cmp.Or(c.stopWait, 20*time.Second)):
 		c.cmd.Process.Kill()
 		return <-done
 	}

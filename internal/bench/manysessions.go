@@ -61,6 +61,9 @@ const manySessionsMethod = "child process running a whole node (node.New: embedd
 	"signed in over the Unix socket (root, so any user name), half over TCP from several loopback source " +
 	"addresses; every session a distinct user, left idle; RSS from the child's VmRSS after a full GC"
 
+// manyStopWait bounds the node's shutdown with all sessions signed in.
+const manyStopWait = 3 * time.Minute
+
 // manyDelivered is how many messages the delivery measurement sends.
 const manyDelivered = 200
 
@@ -100,6 +103,7 @@ func (h *harness) manySessions(ctx context.Context) (*ManySessionsResult, error)
 	if err != nil {
 		return res, err
 	}
+	c.stopWait = manyStopWait
 	defer c.close()
 	before, err := c.mem()
 	if err != nil {
@@ -152,10 +156,11 @@ func (h *harness) manySessions(ctx context.Context) (*ManySessionsResult, error)
 	h.prog.printf("   node, %d sessions: delivery to one more p50 %.0f µs, p99 %.0f µs (%d undelivered)",
 		n, res.Delivery.P50us, res.Delivery.P99us, lost)
 	start = time.Now()
-	if err := c.close(); err != nil {
-		return res, fmt.Errorf("bench: many sessions: node child: %w", err)
-	}
+	err = c.close()
 	res.ShutdownSecs = round1(time.Since(start).Seconds())
+	if err != nil {
+		return res, fmt.Errorf("bench: many sessions: node child (stopped after %.1f s): %w", res.ShutdownSecs, err)
+	}
 	h.prog.printf("   node, %d sessions: shut down in %.1f s", n, res.ShutdownSecs)
 	return res, nil
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/msprelay/msprelay/session"
 )
 
 // SessionsResult is the memory an idle signed-in session costs its node.
@@ -87,7 +89,10 @@ func (h *harness) sessions(ctx context.Context) (*SessionsResult, error) {
 	if firstErr != nil {
 		return res, fmt.Errorf("bench: %d of %d sessions opened: %w", res.Opened, n, firstErr)
 	}
-	time.Sleep(time.Second) // let the sign-ins' transient garbage become collectable
+	// Let the sign-ins' transient garbage become collectable, and the last
+	// session signed in go idle long enough to park its reader (session's
+	// ParkAfter), as all of them would on a node left idle.
+	time.Sleep(session.DefaultParkAfter + time.Second)
 	after, err := c.mem()
 	if err != nil {
 		return nil, err
