@@ -20,6 +20,7 @@ func DefaultConfig() Config {
 		OutQueue:          DefaultOutQueue,
 		AckWindow:         DefaultAckWindow,
 		QueueWait:         DefaultQueueWait,
+		ParkAfter:         DefaultParkAfter,
 	}
 }
 

@@ -20,8 +20,11 @@ import (
 // session is one client connection.
 //
 // Goroutines and ownership: serve (the reader) is started by the server; it
-// reads and runs commands one at a time, and on the way out signs the line
-// out, waits for the writer and closes conn. The writer (writeLoop) runs
+// reads and runs commands one at a time, and on the way out (finish) signs
+// the line out, waits for the writer and closes conn. An idle signed-in
+// reader may park the connection and return; a new reader (resume) then
+// takes over, so there is at most one reader at a time (park.go).
+// The writer (writeLoop) runs
 // only while there is something to write: queueing a frame into an empty,
 // writer-less queue starts it (kickWriterLocked, under mu, counted in
 // writers), and it returns once the queue is empty, so that an idle session
@@ -75,6 +78,9 @@ type session struct {
 	room      chan struct{}                  // made by deliveries waiting for room in out; closed (and cleared) by the writer when it takes a frame
 	bl        map[string]struct{}            // blocked senders, canonical
 	known     map[string]map[termKey]watched // watched user -> terminals the client was told about
+	parked    uint64                         // the current park's token (park.go); 0: a reader runs
+	parkUntil int64                          // while parked: the idle deadline, Unix ns
+	idle      *time.Timer                    // made at the first park; fires idleExpired
 }
 
 // termKey identifies one terminal of a watched user.
@@ -99,11 +105,17 @@ func newSession(srv *Server, c net.Conn, auth Authenticator, kind listenerKind) 
 	}
 }
 
-// serve runs the session to its end.
+// serve is the session's first reader; see resume for the others.
 func (s *session) serve() {
-	defer s.srv.wg.Done()
-	s.loop()
+	if s.loop() {
+		return // parked: a later reader finishes
+	}
+	s.finish()
+}
 
+// finish runs the session's end, in its last reader.
+func (s *session) finish() {
+	defer s.srv.wg.Done()
 	s.end(nil)
 	s.failAcks()
 	s.leaveConversations()
@@ -128,28 +140,37 @@ func (s *session) serve() {
 	s.log.Debug("session ended", "user", s.user, "term", s.term)
 }
 
-// loop reads and runs commands until the session ends.
-func (s *session) loop() {
+// loop reads and runs commands until the session ends, or until it parks
+// (parked: the caller returns without finishing).
+func (s *session) loop() (parked bool) {
 	for s.armRead() {
-		f, err := s.fr.Read()
+		parked, err := s.await()
+		if parked {
+			return true
+		}
+		var f *sessionproto.Frame
+		if err == nil {
+			f, err = s.fr.Read()
+		}
 		if err != nil {
 			var pe *sessionproto.Fault
 			if errors.As(err, &pe) {
 				if !s.refuse(pe) {
-					return
+					return false
 				}
 				continue
 			}
 			s.readFailed(err)
-			return
+			return false
 		}
 		if pe := s.dispatch(f); pe != nil && !s.refuse(pe) {
-			return
+			return false
 		}
 		if s.isEnding() {
-			return
+			return false
 		}
 	}
+	return false
 }
 
 // armRead sets the read deadline for the next frame, unless the session is
@@ -218,6 +239,8 @@ func (s *session) end(final []byte) {
 	s.final = final
 	close(s.quit)
 	s.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	// A parked session needs a reader to finish.
+	s.unparkLocked(false)
 	s.kickWriterLocked() // to write what is queued and final, and half-close
 }
 
@@ -234,6 +257,7 @@ func (s *session) abortLocked() {
 		close(s.quit)
 	}
 	s.aborted = true
+	s.unparkLocked(false) // before Close: the parker drops the fd first
 	s.conn.Close()
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -33,6 +34,7 @@ const (
 	DefaultOutQueue     = 128
 	DefaultAckWindow    = 128
 	DefaultQueueWait    = 250 * time.Millisecond
+	DefaultParkAfter    = 2 * time.Second
 	// maxMaxList keeps a full list reply under sessionproto.MaxServerPayload.
 	maxMaxList = 512
 	// lingerTimeout bounds how long a closing session reads (and discards)
@@ -112,6 +114,12 @@ type Config struct {
 	// cannot take yet to the mailbox. Zero means DefaultQueueWait; a
 	// negative value refuses at once.
 	QueueWait time.Duration
+	// ParkAfter is how long a signed-in session's reader waits for the
+	// next frame before it parks the idle connection (park.go): the
+	// session then has no goroutine until the client sends something.
+	// Zero means DefaultParkAfter; a negative value never parks, and so
+	// does a value not below IdleTimeout (and any platform but Linux).
+	ParkAfter time.Duration
 	// Conversations runs multi-party conversations (XFR, ANS, CAL, MSG,
 	// BYE, WHO #name); nil turns those commands off.
 	Conversations *conversation.Manager
@@ -148,12 +156,18 @@ type Server struct {
 	stop   sync.Once          // closes quit
 	wg     sync.WaitGroup     // sessions and the dispatcher
 
-	// mu guards listeners, sessions, counts and closed.
+	// park watches idle sessions' sockets (park.go); made on the first
+	// park, under mu, and stopped by closeListeners.
+	park atomic.Pointer[parker]
+
+	// mu guards listeners, sessions, counts, closed and parkFailed.
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	counts    [numKinds]kindCount
 	closed    bool
+	// parkFailed: the parker could not start (no epoll); never retried.
+	parkFailed bool
 
 	fails  *failures     // failed sign-ins per source; has its own lock
 	limits *limitlog.Log // rate-limited logging; has its own lock
@@ -213,6 +227,9 @@ func New(cfg Config) (*Server, error) {
 	defInt(&cfg.AckWindow, DefaultAckWindow)
 	if cfg.QueueWait == 0 {
 		cfg.QueueWait = DefaultQueueWait
+	}
+	if cfg.ParkAfter == 0 {
+		cfg.ParkAfter = DefaultParkAfter
 	}
 	if cfg.MaxList > maxMaxList {
 		return nil, fmt.Errorf("session: MaxList %d over the limit of %d", cfg.MaxList, maxMaxList)
@@ -384,6 +401,9 @@ func (srv *Server) closeListeners() []*session {
 		out = append(out, s)
 	}
 	srv.stop.Do(func() { close(srv.quit) })
+	if p := srv.park.Load(); p != nil {
+		p.stop() // it wakes every parked session, and parks no more
+	}
 	return out
 }
 

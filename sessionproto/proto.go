@@ -228,18 +228,37 @@ func newFrameReader(r io.Reader, g *grammar) *FrameReader {
 	return &FrameReader{br: bufio.NewReaderSize(r, g.maxLine), g: g, src: r}
 }
 
-// borrow waits for the next octet, then takes a buffer from the pool.
-func (r *FrameReader) borrow() error {
+// Idle reports whether a pooled reader holds nothing unread: no buffer and
+// no octet read ahead. Only then may its owner stop reading (and park the
+// connection) without losing input.
+func (r *FrameReader) Idle() bool { return r.pool != nil && r.br == nil && !r.pre.has }
+
+// Await waits for the first octet of the next frame without taking a
+// buffer, so that a caller can wait with a short deadline and, on a
+// timeout, hand the idle connection to a poller (session's parking).
+// The octet is kept for the next Read. It is a no-op unless Idle.
+func (r *FrameReader) Await() error {
+	if !r.Idle() {
+		return nil
+	}
 	for {
 		n, err := r.src.Read(r.pre.b[:])
 		if n == 1 {
-			break
+			r.pre.has = true
+			return nil
 		}
 		if err != nil {
 			return err
 		}
 	}
-	r.pre.has = true
+}
+
+// borrow waits for the next octet, unless Await has it already, then
+// takes a buffer from the pool.
+func (r *FrameReader) borrow() error {
+	if err := r.Await(); err != nil {
+		return err
+	}
 	br, ok := r.pool.Get().(*bufio.Reader)
 	if !ok {
 		br = bufio.NewReaderSize(&r.pre, r.g.maxLine)

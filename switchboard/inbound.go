@@ -56,11 +56,24 @@ func (s *Switchboard) newInbound() *inbound {
 	return &inbound{lim: rate.NewLimiter(rate.Limit(s.cfg.InboundRate), s.cfg.InboundBurst), keep: float64(s.cfg.InboundBurst / 5)}
 }
 
+// inbound returns the line's limiter, making it on first use; nil when the
+// limit is off.
+func (l *Line) inbound() *inbound {
+	if in := l.in.Load(); in != nil {
+		return in
+	}
+	in := l.sb.newInbound()
+	if in == nil || l.in.CompareAndSwap(nil, in) {
+		return in
+	}
+	return l.in.Load()
+}
+
 // admit takes one message live if the line's rate allows it now. Over the
 // rate it counts the refusal and logs the count at most once per
 // inboundLogEvery.
 func (l *Line) admit() bool {
-	in := l.in
+	in := l.inbound()
 	if in == nil || in.lim.Allow() {
 		return true
 	}
@@ -86,7 +99,7 @@ func (l *Line) admit() bool {
 // not turn the next live message into "+queued"). It reports false when
 // the wait would be longer.
 func (l *Line) pace(ctx context.Context) bool {
-	in := l.in
+	in := l.inbound()
 	if in == nil {
 		return true
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -260,7 +261,10 @@ type Line struct {
 	user string // canonical
 	term string // as given
 	t    Terminal
-	in   *inbound // nil: no inbound rate
+	// in is the line's inbound rate, made by the first message (see
+	// Line.inbound): most lines of idle users never get one. A limiter
+	// starts full, so making it late changes nothing.
+	in atomic.Pointer[inbound]
 
 	// mu guards entry and out.
 	mu      sync.Mutex
@@ -287,7 +291,7 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 	}
 	k := keyFor(user, term)
 	now := s.now()
-	l := &Line{sb: s, key: k, user: k.user, term: term, t: t, touched: now, in: s.newInbound(),
+	l := &Line{sb: s, key: k, user: k.user, term: term, t: t, touched: now,
 		entry: presence.Entry{User: k.user, Term: term, State: state, Since: now, LastActive: now, Kind: kindOf(t)}}
 	s.mu.Lock()
 	if s.closed {

@@ -113,6 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&presenceNodes, "presence-nodes", presenceNodes, "comma-separated gossip cluster sizes")
 	fs.IntVar(&cfg.SignIns, "signins", cfg.SignIns, "sign-ins timed per cluster size")
 	fs.IntVar(&cfg.Sessions, "sessions", cfg.Sessions, "idle sessions for the memory figures")
+	fs.IntVar(&cfg.ManySessions, "many-sessions", cfg.ManySessions, "sessions signed in to one node at once for sign-in rate, memory, delivery latency and shutdown time (sessions scenario; capped by the open-file limit; negative: skip)")
 	fs.StringVar(&cfg.UsersHeapProfile, "users-heap-profile", "", "write the heap profile of the node child with --sessions distinct users signed in to this file (sessions scenario)")
 	fs.IntVar(&dirNodes, "dir-nodes", dirNodes, "nodes of the directory scenario")
 	fs.IntVar(&dirPrincipals, "dir-principals", dirPrincipals, "principals of the directory scenario")

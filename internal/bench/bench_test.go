@@ -43,8 +43,10 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 	cfg.Warmup = 0
 	cfg.Concurrency, cfg.Conns, cfg.Receivers = 4, 2, 2
 	cfg.Sessions = 40
+	cfg.ManySessions = 40
 	cfg.Command = "test"
-	// A bound, not a speed: it includes building cmd/msp.
+	// A bound, not a speed: it includes building cmd/msp, and the
+	// many-sessions node waits for its heap to settle (8 s at least).
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg)
@@ -94,6 +96,12 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 			t.Fatalf("node sessions = %+v, want 40 opened by %d users and an RSS reading", q.r, q.users)
 		}
 	}
+	// Many sessions at once: half over the Unix socket, half over TCP,
+	// then delivery to one more and the node's shutdown.
+	if m := s.Many; m == nil || m.Opened != 40 || m.Unix != 20 || m.TCP != 20 || m.RSSAfterKiB <= 0 ||
+		m.Delivery.N == 0 || m.Delivery.N+m.Undelivered != manyDelivered {
+		t.Fatalf("many sessions = %+v, want 40 opened (20 Unix, 20 TCP), an RSS reading and timed deliveries", m)
+	}
 	// Per workload: 4 local, 3 cross, 2 allocation targets; then sign-in,
 	// idle session and idle signed-in user.
 	if want := 9*len(Workloads()) + 3; len(rep.Targets) != want {
@@ -115,7 +123,7 @@ func TestQuickRunLocalAndSessions(t *testing.T) {
 		"| UDP, rate (hot) | >= 0.7x minimal-relay |", "| TCP one connection per sender, one at a time, rate (client) | >= 0.7x minimal-relay |",
 		"| client | TCP, one connection per sender, one at a time | ", "| hot | UDP | ",
 		"per session", "| idle session memory | <= 8 KiB |",
-		"per distinct user", "per terminal of one user", "| idle signed-in user on a node, distinct users | <= 8 KiB |"} {
+		"per distinct user", "Many sessions on one node", "per terminal of one user", "| idle signed-in user on a node, distinct users | <= 8 KiB |"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -325,6 +333,8 @@ func TestConfigValidation(t *testing.T) {
 		{"one alloc mode", func(c *Config) { c.AllocModes = []string{ModeUDP} }, true},
 		{"tiny presence cluster", func(c *Config) { c.PresenceNodes = []int{2} }, false},
 		{"too many sessions", func(c *Config) { c.Sessions = 50_001 }, false},
+		{"many sessions skipped", func(c *Config) { c.ManySessions = -1 }, true},
+		{"too many many sessions", func(c *Config) { c.ManySessions = 1_000_001 }, false},
 		{"fewer principals than nodes", func(c *Config) { c.DirectoryPrincipals = c.DirectoryNodes - 1 }, false},
 	}
 	for _, tc := range tests {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,6 +39,9 @@ const ChildEnv = "MSPBENCH_CHILD"
 
 // childMaxEnv carries the session cap to a ChildSessions child.
 const childMaxEnv = "MSPBENCH_CHILD_MAX_SESSIONS"
+
+// childSocketEnv, if set, is the Unix session socket of a ChildNode child.
+const childSocketEnv = "MSPBENCH_CHILD_SESSION_SOCKET"
 
 // childProfileEnv names a file the child writes a CPU profile of its whole
 // life to: a profile of the node alone, without the load generator.
@@ -129,6 +133,7 @@ func RunChild(mode string, stdin io.Reader, stdout io.Writer) error {
 				return fmt.Errorf("bench child: %s=%q: want a positive count", childMaxEnv, v)
 			}
 		}
+		o.sessionSocket = os.Getenv(childSocketEnv)
 		nd, err := startNode(context.Background(), o)
 		if err != nil {
 			return err
@@ -326,6 +331,9 @@ type child struct {
 
 	closeOnce sync.Once
 	closeErr  error // of the first close
+	// stopWait is how long close waits for the child to quit before it
+	// kills it; zero means 20 s.
+	stopWait time.Duration
 }
 
 // startChild starts this executable as a child in mode and waits for it
@@ -442,7 +450,7 @@ func (c *child) stop() error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(20 * time.Second):
+	case <-time.After(cmp.Or(c.stopWait, 20*time.Second)):
 		c.cmd.Process.Kill()
 		return <-done
 	}

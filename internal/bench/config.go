@@ -142,6 +142,11 @@ type Config struct {
 	// heap profile (inuse_space) of the whole-node child with Sessions
 	// distinct users signed in: what each of them costs, by allocation site.
 	UsersHeapProfile string
+	// ManySessions is how many sessions the sessions scenario signs in to
+	// one node at once, for its sign-in rate, memory, delivery latency and
+	// shutdown time (capped by the open-file limit); zero means 100,000,
+	// negative skips it.
+	ManySessions int
 
 	// DirectoryNodes and DirectoryPrincipals size the directory scenario.
 	DirectoryNodes, DirectoryPrincipals int
@@ -209,6 +214,7 @@ func DefaultConfig() Config {
 		PresenceNodes:       []int{10, 30},
 		SignIns:             20,
 		Sessions:            10_000,
+		ManySessions:        100_000,
 		DirectoryNodes:      30,
 		DirectoryPrincipals: 100_000,
 		ChurnFor:            10 * time.Second,
@@ -239,6 +245,7 @@ func QuickConfig() Config {
 	c.PresenceNodes = []int{10}
 	c.SignIns = 5
 	c.Sessions = 1000
+	c.ManySessions = 300
 	c.DirectoryNodes = 10
 	c.DirectoryPrincipals = 10_000
 	c.ChurnFor = 2 * time.Second
@@ -266,6 +273,9 @@ func (c *Config) validate() error {
 			return bad("unknown scenario %q (want %s)", s, strings.Join(Scenarios(), ", "))
 		}
 	}
+	if c.ManySessions == 0 {
+		c.ManySessions = DefaultConfig().ManySessions
+	}
 	switch {
 	case c.Rounds < 1:
 		return bad("rounds %d: want at least 1", c.Rounds)
@@ -284,6 +294,8 @@ func (c *Config) validate() error {
 		return bad("receivers %d: want 1..256", c.Receivers)
 	case c.SignIns < 1:
 		return bad("sign-ins %d: want at least 1", c.SignIns)
+	case c.ManySessions > 1_000_000:
+		return bad("many sessions %d: want at most 1000000 (negative: skip)", c.ManySessions)
 	case c.Sessions < 1 || c.Sessions > 50_000:
 		return bad("sessions %d: want 1..50000", c.Sessions)
 	case c.DirectoryNodes < 2 || c.DirectoryPrincipals < c.DirectoryNodes:

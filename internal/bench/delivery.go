@@ -26,6 +26,8 @@ type nodeOpts struct {
 	// maxSessions, when above zero, raises the session caps (per kind of
 	// listener, signed in and pending) for the memory figures.
 	maxSessions int
+	// sessionSocket, when set, is the node's Unix session socket.
+	sessionSocket string
 }
 
 // startNode starts a node on 127.0.0.1 with random ports, a trust-mode TCP
@@ -51,6 +53,9 @@ func startNode(ctx context.Context, o nodeOpts) (*node.Node, error) {
 	if o.maxSessions > 0 {
 		cfg.MaxSessions = o.maxSessions
 		cfg.MaxPendingSessions = min(o.maxSessions, 4096)
+	}
+	if o.sessionSocket != "" {
+		cfg.SessionSocket = o.sessionSocket
 	}
 	if o.gossip {
 		cfg.GossipAddr = "127.0.0.1:0"

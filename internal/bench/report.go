@@ -114,6 +114,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 				u.r.Users, u.r.Opened, u.r.Sessions, u.r.OpenSecs, u.r.RSSBeforeKiB, u.r.RSSAfterKiB, u.r.RSSPerKiB, u.what,
 				u.r.HeapStackPerKiB, u.r.StackPerKiB, u.r.GoroutinesPerSession)
 		}
+		if m := q.Many; m != nil && m.Opened == m.Sessions {
+			p("")
+			p("Many sessions on one node: %d tried, %d allowed by the open-file limit (%d), %d opened (%d Unix socket, %d TCP from %d source addresses), "+
+				"every one a distinct user, in %.1f s (**%.0f sign-ins/s**); node RSS %d -> %d KiB: **%.1f KiB per session** "+
+				"(Go heap+stacks %.1f KiB, %.2f goroutines per session); delivery to one more session while all are signed in "+
+				"p50 %.0f µs, p99 %.0f µs (%d messages, %d undelivered); **shutdown %.1f s**.",
+				m.Tried, m.Sessions, m.FileLimit, m.Opened, m.Unix, m.TCP, m.Sources, m.SignInSecs, m.SignInRate,
+				m.RSSBeforeKiB, m.RSSAfterKiB, m.RSSPerKiB, m.HeapStackPerKiB, m.GoroutinesPerSession,
+				m.Delivery.P50us, m.Delivery.P99us, m.Delivery.N, m.Undelivered, m.ShutdownSecs)
+		}
 	}
 	if q := r.Directory; q != nil {
 		p("")

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/msprelay/msprelay/session"
 )
 
 // SessionsResult is the memory an idle signed-in session costs its node.
@@ -31,6 +33,8 @@ type SessionsResult struct {
 	// of each further terminal of one user on such a node.
 	Users     *NodeSessionsResult `json:"users,omitempty"`
 	Terminals *NodeSessionsResult `json:"terminals,omitempty"`
+	// Many is the node with Config.ManySessions signed in at once.
+	Many *ManySessionsResult `json:"many,omitempty"`
 }
 
 // NodeSessionsResult is the memory of idle sessions on a whole node, in a
@@ -85,7 +89,10 @@ func (h *harness) sessions(ctx context.Context) (*SessionsResult, error) {
 	if firstErr != nil {
 		return res, fmt.Errorf("bench: %d of %d sessions opened: %w", res.Opened, n, firstErr)
 	}
-	time.Sleep(time.Second) // let the sign-ins' transient garbage become collectable
+	// Let the sign-ins' transient garbage become collectable, and the last
+	// session signed in go idle long enough to park its reader (session's
+	// ParkAfter), as all of them would on a node left idle.
+	time.Sleep(session.DefaultParkAfter + time.Second)
 	after, err := c.mem()
 	if err != nil {
 		return nil, err
@@ -120,7 +127,10 @@ func (h *harness) sessions(ctx context.Context) (*SessionsResult, error) {
 			return res, err
 		}
 	}
-	return res, nil
+	if h.cfg.ManySessions > 0 {
+		res.Many, err = h.manySessions(ctx)
+	}
+	return res, err
 }
 
 // nodeSettle is how long nodeSessions waits, at most, for the node to
@@ -211,6 +221,12 @@ func signInAt(addr, user, term string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: session dial: %w", err)
 	}
+	return signInOn(nc, user, term)
+}
+
+// signInOn signs user in at terminal term on nc (see signInAt); it closes
+// nc if that fails.
+func signInOn(nc net.Conn, user, term string) (net.Conn, error) {
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := nc.Write([]byte("VER 1 MSPS1\r\nUSR 2 " + user + " " + term + "\r\n")); err != nil {
 		nc.Close()
