@@ -379,7 +379,7 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 	if err := sb.Start(ctx); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	n.wg.Go(func() { watchMembers(n.runCtx, n.dir, mb, memberWatchEvery) })
+	n.wg.Go(func() { watchMembers(n.runCtx, n.dir, mb.Sweep, memberWatchEvery) })
 	return nil
 }
 
