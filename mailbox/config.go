@@ -19,6 +19,7 @@ func DefaultConfig() Config {
 		DuplicateWindow: DefaultDuplicateWindow,
 		AckWait:         DefaultAckWait,
 		PollEvery:       DefaultPollEvery,
+		SweepEvery:      DefaultSweepEvery,
 		StoreTimeout:    switchboard.DefaultStoreTimeout,
 	}
 }

@@ -24,6 +24,7 @@ func TestConfigNegativeRefusedUnlessOff(t *testing.T) {
 		{"DuplicateWindow", func(c *Config) { c.DuplicateWindow = -time.Second }, false},
 		{"MaxPerSender", func(c *Config) { c.MaxPerSender = -1 }, true},
 		{"MaxBytes", func(c *Config) { c.MaxBytes = -1 }, true},
+		{"SweepEvery", func(c *Config) { c.SweepEvery = -1 }, true},
 		{"defaults", func(*Config) {}, true},
 	} {
 		c := DefaultConfig()

@@ -145,6 +145,7 @@ func (d *drainer) run(ctx context.Context, wake chan struct{}) {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			report("mailbox not readable; retrying", err)
+			m.storeFailed() // the others signed in here may miss notices too
 		case err == nil && !has && !recheck:
 			if d.stopIfIdle(ctx) {
 				return

@@ -127,6 +127,13 @@ type Config struct {
 	// mailbox without being woken (messages given back after AckWait wake
 	// nobody). Zero means DefaultPollEvery.
 	PollEvery time.Duration
+	// SweepEvery is how often a node looks for mail stored for its
+	// signed-in users without it hearing the notice (a cut between sites;
+	// see sweep.go): one stream-info request listing the mailbox subjects
+	// that hold mail, then a look by each of its users among them. Sweeps
+	// also follow store errors and Sweep calls. Zero means
+	// DefaultSweepEvery, negative no periodic sweep.
+	SweepEvery time.Duration
 	// StoreTimeout bounds one store operation (queueing a message,
 	// looking up a user). Zero means switchboard.DefaultStoreTimeout.
 	StoreTimeout time.Duration
@@ -174,6 +181,9 @@ func (c *Config) setDefaults() {
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = switchboard.DefaultStoreTimeout
 	}
+	if c.SweepEvery == 0 {
+		c.SweepEvery = DefaultSweepEvery
+	}
 }
 
 // Mailbox is the JetStream side of a node: the mailbox stream, the
@@ -208,6 +218,9 @@ type Mailbox struct {
 	started bool
 	closed  bool
 	wake    chan struct{} // cap 1: pending has records
+	// sweepReq (cap 1) holds the reason of the one pending sweep request;
+	// sweepLoop, started by Start, takes it.
+	sweepReq chan string
 
 	recordsDone chan struct{} // closed when recordLoop returns (or by Close if it never ran)
 
@@ -249,7 +262,7 @@ func New(cfg Config) (*Mailbox, error) {
 	return &Mailbox{cfg: cfg, nc: cfg.NATS, js: js, log: cfg.Logger,
 		ctx: ctx, cancel: cancel, pending: map[string]switchboard.Seen{}, drains: map[string]*drainer{},
 		byToken: map[string]*drainer{},
-		wake:    make(chan struct{}, 1), recordsDone: make(chan struct{}),
+		wake:    make(chan struct{}, 1), sweepReq: make(chan string, 1), recordsDone: make(chan struct{}),
 		gates: map[string]*gate{}, stored: newStoredIDs(cfg.DuplicateWindow, maxStoredIDs),
 		limits: limitlog.New(cfg.Logger, 0)}, nil
 }
@@ -287,6 +300,7 @@ func (m *Mailbox) Start(ctx context.Context) error {
 	m.wakeSub = sub
 	m.mu.Unlock()
 	m.wg.Go(m.reconnectLoop)
+	m.wg.Go(m.sweepLoop)
 	return nil
 }
 
@@ -528,6 +542,7 @@ func (m *Mailbox) Put(d *switchboard.Delivery, user string) (dup bool, err error
 			m.limits.Hit("mailbox stream at its byte cap; message refused", "max_bytes", m.cfg.MaxBytes)
 			return false, fmt.Errorf("%w (store at its cap of %d bytes)", switchboard.ErrMailboxFull, m.cfg.MaxBytes)
 		}
+		m.storeFailed()
 		return false, fmt.Errorf("%w: %w", switchboard.ErrMailboxDown, err)
 	}
 	if id != "" {

@@ -48,6 +48,13 @@ func newStore(t *testing.T) *store {
 // heard of a sign-in yet). tweak may adjust either config.
 func (st *store) board(node string, tweak func(*switchboard.Config, *mailbox.Config)) *switchboard.Switchboard {
 	st.t.Helper()
+	sb, _ := st.boardBox(node, tweak)
+	return sb
+}
+
+// boardBox is board that also returns the node's mailbox.
+func (st *store) boardBox(node string, tweak func(*switchboard.Config, *mailbox.Config)) (*switchboard.Switchboard, *mailbox.Mailbox) {
+	st.t.Helper()
 	dir, err := presence.New(presence.Config{Name: node, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		st.t.Fatal(err)
@@ -83,7 +90,7 @@ func (st *store) board(node string, tweak func(*switchboard.Config, *mailbox.Con
 	// The switchboard first (its Close signs lines out, which the mailbox
 	// records), then the mailbox, then what both use.
 	st.t.Cleanup(func() { sb.Close(); mb.Close(); dir.Close(); nc.Close() })
-	return sb
+	return sb, mb
 }
 
 // ackBox is an AckTerminal: a session whose client acknowledges messages

@@ -103,6 +103,12 @@ type Config struct {
 	// mailbox may stay unsettled before another node gets it (that node
 	// died).
 	MailboxAckWait time.Duration
+	// MailboxSweep is how often the node looks for mail stored for its
+	// signed-in users whose notice it did not hear (its site was cut off
+	// from the storing one): one stream-info request per sweep, then a
+	// look by each local user with mail. Sweeps also follow store errors
+	// and gossip members coming back. Negative: no periodic sweep (off).
+	MailboxSweep time.Duration
 	// MailboxSenderMax is each sender's share of a user's mailbox (one
 	// sender must not fill it and lock others out); capped at MailboxMax.
 	// Negative: no share (off).
@@ -284,6 +290,7 @@ func DefaultConfig() Config {
 		MailboxAge:         mb.MaxAge,
 		MailboxReplicas:    mb.Replicas,
 		MailboxAckWait:     mb.AckWait,
+		MailboxSweep:       mb.SweepEvery,
 		MailboxSenderMax:   mb.MaxPerSender,
 		MailboxMaxBytes:    mb.MaxBytes,
 		SessionSocket:      sessionsock.DefaultSocketPath(),
@@ -427,6 +434,7 @@ func (c *Config) numbers() []number {
 		{field: "MailboxAge", p: &c.MailboxAge, min: 0},
 		{field: "MailboxReplicas", p: &c.MailboxReplicas, min: 1, max: mailbox.MaxReplicas},
 		{field: "MailboxAckWait", p: &c.MailboxAckWait, min: 0},
+		{field: "MailboxSweep", p: &c.MailboxSweep, min: 0, off: true},
 		{field: "MailboxSenderMax", p: &c.MailboxSenderMax, min: 1, off: true},
 		{field: "MailboxMaxBytes", p: &c.MailboxMaxBytes, min: 1, off: true},
 		{field: "SessionIdleTimeout", p: &c.SessionIdleTimeout, min: 0},

@@ -24,6 +24,7 @@ var numericFields = []struct {
 	{"MailboxAge", false},
 	{"MailboxReplicas", false},
 	{"MailboxAckWait", false},
+	{"MailboxSweep", true},
 	{"MailboxSenderMax", true},
 	{"MailboxMaxBytes", true},
 	{"SessionIdleTimeout", false},

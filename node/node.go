@@ -334,6 +334,7 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 		Replicas:        n.cfg.MailboxReplicas,
 		DuplicateWindow: n.cfg.DedupWindow,
 		AckWait:         n.cfg.MailboxAckWait,
+		SweepEvery:      n.cfg.MailboxSweep,
 		MaxPerSender:    n.cfg.MailboxSenderMax,
 		MaxBytes:        n.cfg.MailboxMaxBytes,
 		Node:            n.dir.Name(),
@@ -378,6 +379,7 @@ func (n *Node) startSwitchboard(ctx context.Context) error {
 	if err := sb.Start(ctx); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	n.wg.Go(func() { watchMembers(n.runCtx, n.dir, mb.Sweep, memberWatchEvery) })
 	return nil
 }
 

@@ -93,6 +93,7 @@ var Node = cliflags.Table{
 		{Name: "mailbox-age", Field: "MailboxAge", Help: "how long a queued message waits before it expires"},
 		{Name: "mailbox-replicas", Field: "MailboxReplicas", Help: "replicas of the mailbox stream, its buckets and the conversation stream and bucket (3 with a three-relay cluster, or three sites with relay --site)"},
 		{Name: "mailbox-ack-wait", Field: "MailboxAckWait", Help: "a queued message handed to a node that then dies goes to another after this"},
+		{Name: "mailbox-sweep", Field: "MailboxSweep", Help: "how often to look for mail queued for signed-in users whose notice this node missed (a cut between sites); one store request per sweep; negative: off"},
 		{Name: "mailbox-sender-max", Field: "MailboxSenderMax", Help: "queued messages one sender may hold in one user's mailbox (capped at --mailbox-max); past it that sender is refused while others still queue"},
 		{Name: "mailbox-max-bytes", Field: "MailboxMaxBytes", Help: "bytes the whole mailbox stream may hold; at the cap new messages are refused, none dropped"},
 		{Name: "conversation-history", Field: "ConversationHistory", Help: "messages a conversation keeps for members who join late"},
