@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // BlocksBucket is the JetStream key-value bucket of users' lasting block
@@ -87,7 +87,7 @@ func (b *Blocks) Blocks(ctx context.Context, user string) ([]string, error) {
 			break
 		}
 		l, err := msp.UTF8ToLatin1(n)
-		if err != nil || len(l) > 2*presence.MaxNameLen+1 {
+		if err != nil || len(l) > 2*principal.MaxNameLen+1 {
 			continue // not a name a node wrote
 		}
 		out = append(out, l)

@@ -16,7 +16,7 @@ import (
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -37,7 +37,7 @@ func ackingSignIn(t *testing.T, c *testcluster.Cluster, i int, user, term string
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	si, err := cl.SignIn(ctx, user, term, presence.Online, sessionclient.WithAcks())
+	si, err := cl.SignIn(ctx, user, term, principal.Online, sessionclient.WithAcks())
 	if err != nil || !si.Acks {
 		t.Fatalf("sign in %s/%s on %s with acks: %+v %v", user, term, c.Name(i), si, err)
 	}
@@ -105,7 +105,7 @@ func TestClusterOfflineMessagesArriveAtNextSignInOnAnyNode(t *testing.T) {
 	if r := mspSend(t, c, 0, "tcp", &msp.Message{Recipient: "alice", Text: "x", Sender: "bob", Cookie: "u0"}); r.OK || r.Text != "alice: unknown user" {
 		t.Fatalf("before alice was ever seen: %+v, want -alice: unknown user", r)
 	}
-	a := c.SignIn(1, "alice", "pts/1", presence.Online)
+	a := c.SignIn(1, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", "n2", true)
 	a.Close()
 	c.WaitPresent("alice", "pts/1", "n2", false)
@@ -139,7 +139,7 @@ func TestClusterQueuesWhenHerNodeIsUnreachable(t *testing.T) {
 			cfg.NATSURLs = []string{island.ClientURL()}
 		}
 	}})
-	c.SignIn(2, "alice", "pts/2", presence.Online)
+	c.SignIn(2, "alice", "pts/2", principal.Online)
 	c.WaitPresent("alice", "pts/2", "n3", true)
 	r := mspSend(t, c, 0, "tcp", &msp.Message{Recipient: "alice", Text: "while n3 is cut off", Sender: "bob", Cookie: "d1"})
 	if !r.OK || r.Text != "queued for alice (pts/2@n3 node unreachable)" {
@@ -245,7 +245,7 @@ func TestClusterSameDatagramToTwoIngressNodesDeliveredOnce(t *testing.T) {
 func TestClusterStoreOutageGivesMinus(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 2, testcluster.Options{})
-	a := c.SignIn(1, "alice", "pts/1", presence.Online)
+	a := c.SignIn(1, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", "n2", true)
 	testcluster.WaitFor(t, 10*time.Second, "alice known", func() bool {
 		_, err := c.Node(0).Switchboard().LastSeen(context.Background(), "alice")

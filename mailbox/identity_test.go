@@ -7,7 +7,7 @@ import (
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/mailbox"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -35,7 +35,7 @@ func TestMailboxKeepsTheSenderIdentity(t *testing.T) {
 		}
 	}
 	box := &ackBox{ack: true}
-	if _, err := n2.SignIn("alice", "pts/3", presence.Online, box); err != nil {
+	if _, err := n2.SignIn("alice", "pts/3", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
 	waitfor.True(t, 10*time.Second, "3 queued messages", func() bool { return len(box.texts()) >= 3 })

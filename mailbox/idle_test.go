@@ -12,7 +12,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/mailbox"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -61,7 +61,7 @@ func TestNoConsumerUntilThereIsMail(t *testing.T) {
 	for i := range users {
 		known(t, n2, fmt.Sprintf("user%d", i))
 		boxes[i] = &ackBox{ack: true}
-		if _, err := n2.SignIn(fmt.Sprintf("user%d", i), "pts/1", presence.Online, boxes[i]); err != nil {
+		if _, err := n2.SignIn(fmt.Sprintf("user%d", i), "pts/1", principal.Online, boxes[i]); err != nil {
 			t.Fatal(err)
 		}
 	}

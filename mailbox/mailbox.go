@@ -34,7 +34,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -244,7 +244,7 @@ func New(cfg Config) (*Mailbox, error) {
 	if cfg.NATS == nil {
 		return nil, fmt.Errorf("%w: NATS connection required", ErrConfig)
 	}
-	if err := presence.ValidNode(cfg.Node); err != nil {
+	if err := principal.ValidNode(cfg.Node); err != nil {
 		return nil, fmt.Errorf("%w: node name: %w", ErrConfig, err)
 	}
 	if cfg.Replicas > MaxReplicas || cfg.Replicas < 0 {
@@ -509,7 +509,7 @@ func (m *Mailbox) Put(d *switchboard.Delivery, user string) (dup bool, err error
 	if err != nil {
 		return false, err
 	}
-	user = presence.CanonicalUser(user)
+	user = principal.CanonicalUser(user)
 	body, err := switchboard.EncodeQueued(m.vouch(d), user)
 	if err != nil {
 		return false, fmt.Errorf("mailbox: queue for %s: %w", user, err)
@@ -622,7 +622,7 @@ func (m *Mailbox) Depth(ctx context.Context, user string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	subjects, err := m.count(ctx, st, presence.CanonicalUser(user), true)
+	subjects, err := m.count(ctx, st, principal.CanonicalUser(user), true)
 	if err != nil {
 		return 0, fmt.Errorf("mailbox: depth of %s: %w", user, err)
 	}
@@ -750,7 +750,7 @@ func (m *Mailbox) LineDown(s switchboard.Seen, last bool) {
 func (m *Mailbox) Wake(user string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if d := m.drains[presence.CanonicalUser(user)]; d != nil {
+	if d := m.drains[principal.CanonicalUser(user)]; d != nil {
 		d.pokeLocked()
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -176,7 +177,7 @@ func send(t *testing.T, sb *switchboard.Switchboard, d *switchboard.Delivery) (b
 // known signs user in and out on sb and waits until the cluster knows her.
 func known(t *testing.T, sb *switchboard.Switchboard, user string) {
 	t.Helper()
-	l, err := sb.SignIn(user, "pts/0", presence.Online, &ackBox{ack: true})
+	l, err := sb.SignIn(user, "pts/0", principal.Online, &ackBox{ack: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestOfflineMessagesQueuedAndDeliveredInOrderAtNextSignIn(t *testing.T) {
 		}
 	}
 	box := &ackBox{ack: true}
-	if _, err := n1.SignIn("alice", "pts/3", presence.Online, box); err != nil {
+	if _, err := n1.SignIn("alice", "pts/3", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
 	waitfor.True(t, 10*time.Second, "5 queued messages at alice's next sign-in", func() bool { return len(box.texts()) >= 5 })
@@ -240,7 +241,7 @@ func TestMessageQueuedJustAsSheSignsInElsewhereArrives(t *testing.T) {
 	n1, n2 := st.board("n1", nil), st.board("n2", func(_ *switchboard.Config, m *mailbox.Config) { m.PollEvery = time.Hour })
 	known(t, n2, "alice")
 	box := &ackBox{ack: true}
-	if _, err := n2.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+	if _, err := n2.SignIn("alice", "pts/1", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
 	// n1's directory does not list her (no gossip here): to n1 she is offline.
@@ -297,7 +298,7 @@ func TestMailboxPolicies(t *testing.T) {
 		t.Fatalf("refuse policy, unknown user: %v %q", ok, sum)
 	}
 	// Refusals are the recipient's decision: never queued.
-	if _, err := full.SignIn("dave", "tty1", presence.Busy, &ackBox{ack: true}); err != nil {
+	if _, err := full.SignIn("dave", "tty1", principal.Busy, &ackBox{ack: true}); err != nil {
 		t.Fatal(err)
 	}
 	if ok, sum := send(t, full, msg("dave", "x")); ok || sum != "dave at tty1 on n1: busy, not accepting messages" {
@@ -313,7 +314,7 @@ func TestUnacknowledgedMessagesGoBackToTheMailbox(t *testing.T) {
 	st := newStore(t)
 	n1 := st.board("n1", nil)
 	good := &ackBox{ack: true}
-	if _, err := n1.SignIn("alice", "pts/1", presence.Online, good); err != nil {
+	if _, err := n1.SignIn("alice", "pts/1", principal.Online, good); err != nil {
 		t.Fatal(err)
 	}
 	if ok, sum := send(t, n1, msg("alice", "acked")); !ok || sum != "delivered to alice at pts/1 on n1 (acknowledged)" {
@@ -321,7 +322,7 @@ func TestUnacknowledgedMessagesGoBackToTheMailbox(t *testing.T) {
 	}
 
 	silent := &ackBox{}
-	lb, err := n1.SignIn("bob", "pts/2", presence.Online, silent)
+	lb, err := n1.SignIn("bob", "pts/2", principal.Online, silent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +336,7 @@ func TestUnacknowledgedMessagesGoBackToTheMailbox(t *testing.T) {
 	silent.die()
 	lb.SignOut()
 	again := &ackBox{ack: true}
-	if _, err := n1.SignIn("bob", "pts/3", presence.Online, again); err != nil {
+	if _, err := n1.SignIn("bob", "pts/3", principal.Online, again); err != nil {
 		t.Fatal(err)
 	}
 	waitfor.True(t, 10*time.Second, "the message at bob's new session", func() bool { return len(again.texts()) == 1 })
@@ -345,7 +346,7 @@ func TestUnacknowledgedMessagesGoBackToTheMailbox(t *testing.T) {
 
 	// A session that dies with the message in hand: the node queues it.
 	dying := &ackBox{}
-	if _, err := n1.SignIn("carol", "pts/4", presence.Online, dying); err != nil {
+	if _, err := n1.SignIn("carol", "pts/4", principal.Online, dying); err != nil {
 		t.Fatal(err)
 	}
 	pushed := make(chan bool, 1)
@@ -372,14 +373,14 @@ func TestDrainGivesEachMessageOnceAcrossSessionsAndNodes(t *testing.T) {
 	n2, n3 := st.board("n2", nil), st.board("n3", nil)
 	known(t, n1, "alice")
 	older, newer, other := &ackBox{ack: true}, &ackBox{ack: true}, &ackBox{ack: true}
-	if _, err := n1.SignIn("alice", "pts/1", presence.Online, older); err != nil {
+	if _, err := n1.SignIn("alice", "pts/1", principal.Online, older); err != nil {
 		t.Fatal(err)
 	}
 	clock.Step(time.Second) // pts/2 signs in later: it is the most recently active
-	if _, err := n1.SignIn("alice", "pts/2", presence.Online, newer); err != nil {
+	if _, err := n1.SignIn("alice", "pts/2", principal.Online, newer); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n2.SignIn("alice", "tty1", presence.Online, other); err != nil {
+	if _, err := n2.SignIn("alice", "tty1", principal.Online, other); err != nil {
 		t.Fatal(err)
 	}
 	// n3 has not heard of her sessions (no gossip here): it queues, and

@@ -15,7 +15,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -83,7 +83,7 @@ func TestNodeCredentialsCannotForgeOrBlockAnotherNodesMailbox(t *testing.T) {
 
 	// alice is n1's user; her drainer there makes her consumer once she
 	// has mail (none is made for an empty mailbox), so n1 stores one.
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 	if _, err := js1.Publish(ctx(), mailbox.SubjectPrefix+mailbox.UserToken("alice")+".root.n1", forged("first", "first")); err != nil {
 		t.Fatalf("n1 storing on its own subject: %v", err)

@@ -15,7 +15,7 @@ import (
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/mailbox"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -63,7 +63,7 @@ func TestMailboxShareForEachSender(t *testing.T) {
 		}
 	}
 	box := &ackBox{ack: true}
-	if _, err := sb.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+	if _, err := sb.SignIn("alice", "pts/1", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"f0", "f1", "b0", "v0", "v1", "c0"}
@@ -152,7 +152,7 @@ func TestMailboxStreamByteCap(t *testing.T) {
 		t.Fatalf("after %d stored: refusal %q, want the byte cap", stored, refused)
 	}
 	box := &ackBox{ack: true}
-	if _, err := sb.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+	if _, err := sb.SignIn("alice", "pts/1", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
 	waitfor.True(t, 10*time.Second, "every stored message", func() bool { return len(box.texts()) == stored })
@@ -226,7 +226,7 @@ func TestMailboxReadsMessagesOfTheOneSubjectLayout(t *testing.T) {
 	}
 	sb := st.board("n1", nil)
 	box := &ackBox{ack: true}
-	l, err := sb.SignIn("alice", "pts/1", presence.Online, box)
+	l, err := sb.SignIn("alice", "pts/1", principal.Online, box)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestMailboxReadsMessagesOfTheOneSubjectLayout(t *testing.T) {
 	if ok, sum := send(t, sb, from("bob", "192.0.2.1:9", false, "alice", "after")); !ok || sum != "queued for alice" {
 		t.Fatalf("after the upgrade: %v %q", ok, sum)
 	}
-	if _, err := sb.SignIn("alice", "pts/2", presence.Online, box); err != nil {
+	if _, err := sb.SignIn("alice", "pts/2", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
 	waitfor.True(t, 10*time.Second, "the message after", func() bool { return len(box.texts()) >= 2 })

@@ -8,7 +8,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/mailbox"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -35,7 +35,7 @@ func TestMailStoredUnheardReachesSignedInUser(t *testing.T) {
 			n2, mb2 := st.boardBox("n2", func(_ *switchboard.Config, c *mailbox.Config) { c.SweepEvery = tc.every })
 			known(t, n2, "alice")
 			box := &ackBox{ack: true}
-			if _, err := n2.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+			if _, err := n2.SignIn("alice", "pts/1", principal.Online, box); err != nil {
 				t.Fatal(err)
 			}
 			// Her sign-in's own look finds her mailbox empty; after it

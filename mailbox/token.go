@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // UserToken encodes a user name as one NATS subject token and key-value
@@ -15,7 +15,7 @@ import (
 // a subject token; "j.doe" becomes "j=2Edoe" and "jörg" "j=F6rg". The
 // encoding is one-to-one (ParseUserToken inverts it).
 func UserToken(user string) string {
-	user = presence.CanonicalUser(user)
+	user = principal.CanonicalUser(user)
 	var b strings.Builder
 	b.Grow(len(user))
 	for i := 0; i < len(user); i++ {
@@ -43,7 +43,7 @@ var ErrBadToken = errors.New("mailbox: bad user token")
 // accepts exactly what UserToken produces: no escaped safe octets, no
 // lower-case hex, no upper-case letters.
 func ParseUserToken(tok string) (string, error) {
-	if tok == "" || len(tok) > 3*presence.MaxNameLen {
+	if tok == "" || len(tok) > 3*principal.MaxNameLen {
 		return "", fmt.Errorf("%w: length %d", ErrBadToken, len(tok))
 	}
 	out := make([]byte, 0, len(tok))
@@ -64,7 +64,7 @@ func ParseUserToken(tok string) (string, error) {
 		}
 	}
 	user := string(out)
-	if presence.CanonicalUser(user) != user {
+	if principal.CanonicalUser(user) != user {
 		return "", fmt.Errorf("%w: %q is not a canonical name", ErrBadToken, tok)
 	}
 	return user, nil

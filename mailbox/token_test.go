@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/msprelay/msprelay/mailbox"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // A JetStream key-value key, and with it one subject token: the stricter of
@@ -14,7 +14,7 @@ import (
 // token).
 var tokenAlphabet = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+$`)
 
-// User names may hold '.', '>', '*' and Latin-1 octets (presence.ValidUser
+// User names may hold '.', '>', '*' and Latin-1 octets (principal.ValidUser
 // forbids only spaces, controls, '@', '*' and '/'); none of them may reach a
 // subject token or a key. The encoding keeps plain names readable.
 func TestUserTokenIsSubjectSafeAndOneToOne(t *testing.T) {
@@ -40,8 +40,8 @@ func TestUserTokenIsSubjectSafeAndOneToOne(t *testing.T) {
 			t.Errorf("UserToken(%q) = %q: not a valid key", tc.user, got)
 		}
 		back, err := mailbox.ParseUserToken(got)
-		if err != nil || back != presence.CanonicalUser(tc.user) {
-			t.Errorf("ParseUserToken(%q) = %q, %v; want %q", got, back, err, presence.CanonicalUser(tc.user))
+		if err != nil || back != principal.CanonicalUser(tc.user) {
+			t.Errorf("ParseUserToken(%q) = %q, %v; want %q", got, back, err, principal.CanonicalUser(tc.user))
 		}
 		if s := mailbox.Subject(tc.user); s != mailbox.SubjectPrefix+tc.token {
 			t.Errorf("MailboxSubject(%q) = %q", tc.user, s)
@@ -65,12 +65,12 @@ func FuzzUserToken(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if presence.ValidUser(s) == nil {
+		if principal.ValidUser(s) == nil {
 			tok := mailbox.UserToken(s)
 			if !tokenAlphabet.MatchString(tok) {
 				t.Fatalf("UserToken(%q) = %q: not a valid key", s, tok)
 			}
-			if back, err := mailbox.ParseUserToken(tok); err != nil || back != presence.CanonicalUser(s) {
+			if back, err := mailbox.ParseUserToken(tok); err != nil || back != principal.CanonicalUser(s) {
 				t.Fatalf("round trip of %q: %q, %v", s, back, err)
 			}
 		}

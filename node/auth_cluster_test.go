@@ -13,7 +13,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -48,7 +48,7 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 			cfg.SessionSocket = sock // a verified session, for the block list
 		}
 	}})
-	alice := c.SignIn(1, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(1, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(1), true)
 	r, err := c.Send(0, "tcp", &msp.Message{Version: msp.Version2, Recipient: "alice", Text: "over the authenticated relay", Sender: "bob", SenderTerm: "tty1"})
 	if err != nil || !r.OK || !strings.Contains(r.Text, "delivered to alice at pts/1 on n2") {
@@ -65,7 +65,7 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 	if err != nil || !r.OK || !strings.Contains(r.Text, "queued") {
 		t.Fatalf("send to away alice: %+v %v, want +queued", r, err)
 	}
-	again := c.SignIn(0, "alice", "pts/2", presence.Online)
+	again := c.SignIn(0, "alice", "pts/2", principal.Online)
 	if m := testcluster.NextMessage(t, again, 10*time.Second); m.Text != "while away" {
 		t.Fatalf("drained %+v", m)
 	}
@@ -74,7 +74,7 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 	// the bucket, messages on their subjects, the MSP bridge to #NAME.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	bob := c.SignIn(1, "bob", "pts/3", presence.Online)
+	bob := c.SignIn(1, "bob", "pts/3", principal.Online)
 	again.Conversations()
 	bob.Conversations()
 	if _, _, err := again.Join(ctx, "ops"); err != nil {
@@ -104,7 +104,7 @@ func TestClusterOnAuthenticatedRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
-	if _, err := sc.SignIn(ctx, "dave", sessionproto.NoTerminal, presence.Offline); err != nil {
+	if _, err := sc.SignIn(ctx, "dave", sessionproto.NoTerminal, principal.Offline); err != nil {
 		t.Fatal(err)
 	}
 	if err := sc.BlockUser(ctx, "mallory", true); err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // BenchmarkHotPath measures one node's MSP-in to session-out path with a
@@ -23,7 +23,7 @@ func BenchmarkHotPath(b *testing.B) {
 	c := testcluster.Start(b, 1, testcluster.Options{Configure: func(_ int, cfg *node.Config) {
 		cfg.SessionInboundRate = -1
 	}})
-	rcv := c.SignIn(0, "bob", "pts/1", presence.Online)
+	rcv := c.SignIn(0, "bob", "pts/1", principal.Online)
 	go func() {
 		for range rcv.Messages() {
 		}

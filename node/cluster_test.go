@@ -10,7 +10,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // A message sent to any node reaches the user's terminal on another node,
@@ -18,7 +18,7 @@ import (
 func TestCrossNodeDelivery(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 3, testcluster.Options{})
-	alice := c.SignIn(1, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(1, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(1), true)
 
 	for _, network := range []string{"tcp", "udp"} {
@@ -40,22 +40,22 @@ func TestCrossNodeDelivery(t *testing.T) {
 func TestWhoFromAnyNode(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 3, testcluster.Options{})
-	c.SignIn(1, "alice", "pts/1", presence.Online)
-	c.SignIn(2, "alice", "pts/7", presence.Away)
+	c.SignIn(1, "alice", "pts/1", principal.Online)
+	c.SignIn(2, "alice", "pts/7", principal.Away)
 	c.WaitPresent("alice", "pts/1", "n2", true)
 	c.WaitPresent("alice", "pts/7", "n3", true)
-	who := c.SignIn(0, "carol", "tty1", presence.Online)
+	who := c.SignIn(0, "carol", "tty1", principal.Online)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	es, err := who.Who(ctx, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]presence.State{}
+	got := map[string]principal.State{}
 	for _, e := range es {
 		got[e.Node+"/"+e.Term] = e.State
 	}
-	if len(got) != 2 || got["n2/pts/1"] != presence.Online || got["n3/pts/7"] != presence.Away {
+	if len(got) != 2 || got["n2/pts/1"] != principal.Online || got["n3/pts/7"] != principal.Away {
 		t.Fatalf("who alice from n1 = %+v", es)
 	}
 }
@@ -64,8 +64,8 @@ func TestWhoFromAnyNode(t *testing.T) {
 func TestPinnedAndStarAcrossNodes(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 3, testcluster.Options{})
-	a2 := c.SignIn(1, "alice", "pts/1", presence.Online)
-	a3 := c.SignIn(2, "alice", "pts/2", presence.Online)
+	a2 := c.SignIn(1, "alice", "pts/1", principal.Online)
+	a3 := c.SignIn(2, "alice", "pts/2", principal.Online)
 	c.WaitPresent("alice", "pts/1", "n2", true)
 	c.WaitPresent("alice", "pts/2", "n3", true)
 
@@ -99,7 +99,7 @@ func TestPinnedAndStarAcrossNodes(t *testing.T) {
 func TestGracefulLeave(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 3, testcluster.Options{})
-	c.SignIn(2, "bob", "tty1", presence.Online)
+	c.SignIn(2, "bob", "tty1", principal.Online)
 	c.WaitPresent("bob", "tty1", "n3", true)
 	start := time.Now()
 	c.Stop(2)
@@ -127,10 +127,10 @@ func TestRightTerminalFallsBackWhenNodeUnreachable(t *testing.T) {
 			cfg.NATSURLs = []string{island.ClientURL()} // gossips with the others, cannot reach them over NATS
 		}
 	}})
-	a2 := c.SignIn(1, "alice", "pts/1", presence.Online)
+	a2 := c.SignIn(1, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", "n2", true)
 	clock.Step(time.Second) // pts/2 signs in later: it is the most recently active
-	c.SignIn(2, "alice", "pts/2", presence.Online)
+	c.SignIn(2, "alice", "pts/2", principal.Online)
 	c.WaitPresent("alice", "pts/2", "n3", true)
 	r, err := c.Send(0, "tcp", &msp.Message{Recipient: "alice", Text: "fallback", Sender: "bob"})
 	if err != nil || !r.OK || r.Text != "delivered to alice at pts/1 on n2 (after pts/2@n3 node unreachable)" {

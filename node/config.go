@@ -34,6 +34,7 @@ import (
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/sessionsock"
 	"github.com/msprelay/msprelay/switchboard"
@@ -341,8 +342,8 @@ func DefaultName() string {
 			b[i] = '-'
 		}
 	}
-	if len(b) > presence.MaxNameLen {
-		b = b[:presence.MaxNameLen]
+	if len(b) > principal.MaxNameLen {
+		b = b[:principal.MaxNameLen]
 	}
 	return string(b)
 }
@@ -557,7 +558,7 @@ func (c *Config) validate() error {
 	badFix := func(field string, fix []string, format string, a ...any) error {
 		return &FieldError{Field: field, Err: fmt.Errorf(format, a...), Fix: fix, refused: true}
 	}
-	if err := presence.ValidNode(c.Name); err != nil {
+	if err := principal.ValidNode(c.Name); err != nil {
 		return bad("Name", "%v", err)
 	}
 	for _, f := range []struct{ field, addr string }{{"MSPAddr", c.MSPAddr}, {"SessionAddr", c.SessionAddr}, {"GossipAddr", c.GossipAddr}, {"NATSListen", c.NATSListen}} {

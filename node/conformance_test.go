@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/testcluster"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -88,7 +88,7 @@ func expectNothing(t *testing.T, cl *sessionclient.Client) {
 func TestRawTCPConformance(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	addr := c.MSPAddr(0)
 
 	t.Run("several messages may follow on one connection, one reply each", func(t *testing.T) {
@@ -170,7 +170,7 @@ func TestRawTCPConformance(t *testing.T) {
 func TestRawUDPConformance(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	addr := c.MSPAddr(0)
 	const silence = 400 * time.Millisecond
 
@@ -232,7 +232,7 @@ func TestRawUDPConformance(t *testing.T) {
 func TestTCPRetryOnNewConnectionDeliveredOnce(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 1, testcluster.Options{})
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	msg := v2("alice", "", "retry me", "bob", "tty1", "261122010203", "")
 	for i := range 2 {
 		conn := dialTCP(t, c.MSPAddr(0))

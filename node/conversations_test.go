@@ -8,7 +8,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -32,7 +32,7 @@ func TestMSPToConversationReachesEveryMember(t *testing.T) {
 	users := []string{"alice", "bob", "carol"}
 	var cls []*sessionclient.Client
 	for i, u := range users {
-		cl := c.SignIn(i, u, "pts/1", presence.Online)
+		cl := c.SignIn(i, u, "pts/1", principal.Online)
 		cl.Conversations()
 		var err error
 		if i == 0 {
@@ -78,7 +78,7 @@ func TestMSPToConversationReachesEveryMember(t *testing.T) {
 
 	// A late joiner on the fourth node gets the history, then the
 	// conversation goes on when a member's node stops.
-	dave := c.SignIn(3, "dave", "pts/9", presence.Online)
+	dave := c.SignIn(3, "dave", "pts/9", principal.Online)
 	dave.Conversations()
 	if _, roster, err := dave.Answer(ctx, "ops"); err != nil || len(roster) != 3 {
 		t.Fatalf("dave answers: %v %v", roster, err)
@@ -112,8 +112,8 @@ func TestMSPToRoomOnlyFromVerifiedMembers(t *testing.T) {
 	c := testcluster.Start(t, 2, testcluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
-	bob := c.SignIn(1, "bob", "pts/2", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
+	bob := c.SignIn(1, "bob", "pts/2", principal.Online)
 	alice.Conversations()
 	bob.Conversations()
 	if _, _, err := alice.Join(ctx, "ops"); err != nil {

@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/testcluster"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // signedOut makes user known to the cluster and offline: she signs in at
 // term on node 0 and out again, and the known-users store has recorded it.
 func signedOut(t *testing.T, c *testcluster.Cluster, user, term string) {
 	t.Helper()
-	cl := c.SignIn(0, user, term, presence.Online)
+	cl := c.SignIn(0, user, term, principal.Online)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := cl.SignOut(ctx); err != nil {
@@ -55,8 +55,8 @@ func TestMessageIdentity(t *testing.T) {
 	c := testcluster.Start(t, 1, testcluster.Options{})
 	signedOut(t, c, "carol", "pts/7")
 	signedOut(t, c, "dave", "pts/8")
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
-	bob := c.SignIn(0, "bob", "pts/2", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
+	bob := c.SignIn(0, "bob", "pts/2", principal.Online)
 	addr := c.MSPAddr(0)
 
 	t.Run("TCP: one sender, terminal and cookie to two people online: both delivered", func(t *testing.T) {
@@ -152,7 +152,7 @@ func TestMessageIdentity(t *testing.T) {
 	})
 	// Both offline users got their one copy each, the repeat none.
 	for _, u := range []struct{ user, term string }{{"carol", "pts/7"}, {"dave", "pts/8"}} {
-		cl := c.SignIn(0, u.user, u.term, presence.Online)
+		cl := c.SignIn(0, u.user, u.term, principal.Online)
 		expectText(t, cl, "backup done")
 		if u.user == "carol" {
 			expectText(t, cl, "once")

@@ -10,7 +10,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Issue 18, "Any local user is 16 million sources": "Ten loopback addresses
@@ -56,7 +56,7 @@ func TestLocalFloodFromManyLoopbackAddressesTakesOneShare(t *testing.T) {
 	if queued != share || full != 30-share {
 		t.Fatalf("ten loopback addresses queued %d and were refused %d times, want one share: %d queued", queued, full, share)
 	}
-	bob := c.SignIn(0, "bob", "pts/2", presence.Online)
+	bob := c.SignIn(0, "bob", "pts/2", principal.Online)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ok, summary, err := bob.Send(ctx, "alice", "", "are you there?")

@@ -15,7 +15,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // repeatedKeys walks one JSON log line token by token and returns every
@@ -169,7 +169,7 @@ func TestLogLinesNameEachKeyOnce(t *testing.T) {
 // logged tells whether a line with message msg has been written.
 func driveLogs(t *testing.T, c *testcluster.Cluster, nodes int, logged func(msg string) bool) {
 	last := nodes - 1
-	alice := c.SignIn(last, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(last, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(last), true)
 	send := func(to, text string) msp.Reply {
 		t.Helper()
@@ -189,11 +189,11 @@ func driveLogs(t *testing.T, c *testcluster.Cluster, nodes int, logged func(msg 
 	}
 	// Bob is known, then away: his message waits in the mailbox and is
 	// drained when he signs in again.
-	waitSignedOut(t, c, c.SignIn(0, "bob", "pts/2", presence.Online), "bob")
+	waitSignedOut(t, c, c.SignIn(0, "bob", "pts/2", principal.Online), "bob")
 	if r := send("bob", "while you were out"); !r.OK {
 		t.Fatalf("send to absent bob: %+v", r)
 	}
-	nextIs(t, c.SignIn(0, "bob", "pts/3", presence.Online), "while you were out")
+	nextIs(t, c.SignIn(0, "bob", "pts/3", principal.Online), "while you were out")
 	waitSignedOut(t, c, alice, "alice")
 	if nodes > 1 {
 		c.Stop(last)

@@ -12,7 +12,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -28,7 +28,7 @@ func waitSignedOut(t *testing.T, c *testcluster.Cluster, cl *sessionclient.Clien
 	}
 	testcluster.WaitFor(t, 10*time.Second, user+"'s sign-out recorded", func() bool {
 		s, err := c.Node(0).Switchboard().LastSeen(context.Background(), user)
-		return err == nil && s.State == presence.Offline.String()
+		return err == nil && s.State == principal.Offline.String()
 	})
 }
 
@@ -60,8 +60,8 @@ func TestNamesBelongToPeople(t *testing.T) {
 	c := testcluster.Start(t, 2, testcluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	waitSignedOut(t, c, c.SignIn(1, "alice", "pts/1", presence.Online), "alice")
-	mallory := c.SignIn(0, "mallory", "pts/6", presence.Online)
+	waitSignedOut(t, c, c.SignIn(1, "alice", "pts/1", principal.Online), "alice")
+	mallory := c.SignIn(0, "mallory", "pts/6", principal.Online)
 
 	if err := mallory.AddName(ctx, "alice"); !sessionproto.IsCode(err, sessionproto.CodeNameTaken) || sessionErr(err) != "209 alice: name in use (a user's name)" {
 		t.Fatalf("alias of offline known alice: %v", sessionErr(err))
@@ -76,7 +76,7 @@ func TestNamesBelongToPeople(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.WaitPresent("mallory", "pts/6", "n1", true)
-	erin := c.SignIn(1, "erin", "pts/2", presence.Online)
+	erin := c.SignIn(1, "erin", "pts/2", principal.Online)
 	c.WaitPresent("erin", "pts/2", "n2", true)
 	for i, term := range []string{"", "*"} {
 		r, err := c.Send(0, "tcp", &msp.Message{Version: msp.Version2, Recipient: "erin", RecipTerm: term, Sender: "bob", Cookie: fmt.Sprint("live", i), Text: "for erin " + term})
@@ -97,7 +97,7 @@ func TestNamesBelongToPeople(t *testing.T) {
 		t.Fatalf("marker: %+v %v", r, err)
 	}
 	nextIs(t, mallory, "marker") // none of erin's mail came first
-	if es, err := mallory.Who(ctx, "erin"); err != nil || len(es) != 1 || es[0].User != "erin" || es[0].State != presence.Offline {
+	if es, err := mallory.Who(ctx, "erin"); err != nil || len(es) != 1 || es[0].User != "erin" || es[0].State != principal.Offline {
 		t.Fatalf("who erin = %+v %v: want erin offline, not mallory's alias", es, err)
 	}
 
@@ -106,7 +106,7 @@ func TestNamesBelongToPeople(t *testing.T) {
 		t.Fatal(err)
 	}
 	testcluster.WaitFor(t, 20*time.Second, "helpdesk known on n2", func() bool { return len(c.Node(1).Directory().Lookup("helpdesk")) == 1 })
-	bob := c.SignIn(1, "bob", "tty1", presence.Online)
+	bob := c.SignIn(1, "bob", "tty1", principal.Online)
 	if err := bob.AddName(ctx, "helpdesk"); !sessionproto.IsCode(err, sessionproto.CodeNameTaken) || strings.Contains(sessionErr(err), "mallory") {
 		t.Fatalf("bob takes mallory's alias: %v", sessionErr(err))
 	}
@@ -130,11 +130,11 @@ func TestHiddenLooksOffline(t *testing.T) {
 	c := testcluster.Start(t, 2, testcluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	waitSignedOut(t, c, c.SignIn(1, "dave", "pts/3", presence.Online), "dave")
+	waitSignedOut(t, c, c.SignIn(1, "dave", "pts/3", principal.Online), "dave")
 	// carol was seen once (a hidden sign-in alone records no time:
 	// issue 18, "Hidden looks offline in every field").
-	waitSignedOut(t, c, c.SignIn(1, "carol", "pts/9", presence.Online), "carol")
-	carol := c.SignIn(1, "carol", "pts/9", presence.Hidden)
+	waitSignedOut(t, c, c.SignIn(1, "carol", "pts/9", principal.Online), "carol")
+	carol := c.SignIn(1, "carol", "pts/9", principal.Hidden)
 	c.WaitPresent("carol", "pts/9", "n2", true)
 	same := func(what, hidden, offline string) {
 		t.Helper()
@@ -159,7 +159,7 @@ func TestHiddenLooksOffline(t *testing.T) {
 		nextIs(t, carol, fmt.Sprint("probe", i)) // from her mailbox, to her hidden terminal
 	}
 
-	mallory := c.SignIn(0, "mallory", "pts/6", presence.Online)
+	mallory := c.SignIn(0, "mallory", "pts/6", principal.Online)
 	same("NAM ADD", sessionErr(mallory.AddName(ctx, "carol")), sessionErr(mallory.AddName(ctx, "dave")))
 
 	hw, err := mallory.Who(ctx, "carol")
@@ -167,7 +167,7 @@ func TestHiddenLooksOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	ow, err := mallory.Who(ctx, "dave")
-	if err != nil || len(hw) != 1 || len(ow) != 1 || hw[0].State != presence.Offline || ow[0].State != presence.Offline {
+	if err != nil || len(hw) != 1 || len(ow) != 1 || hw[0].State != principal.Offline || ow[0].State != principal.Offline {
 		t.Fatalf("who: carol %+v, dave %+v %v: want one offline line each", hw, ow, err)
 	}
 	if all, err := mallory.Who(ctx, ""); err != nil || len(all) != 1 {
@@ -175,8 +175,8 @@ func TestHiddenLooksOffline(t *testing.T) {
 	}
 
 	// A * summary names only the terminals one may see.
-	a1 := c.SignIn(0, "alice", "pts/1", presence.Online)
-	c.SignIn(1, "alice", "pts/2", presence.Hidden)
+	a1 := c.SignIn(0, "alice", "pts/1", principal.Online)
+	c.SignIn(1, "alice", "pts/2", principal.Hidden)
 	c.WaitPresent("alice", "pts/2", "n2", true)
 	if r := send("alice", "*", "all"); !r.OK || r.Text != "delivered to alice at pts/1 on n1" {
 		t.Fatalf("* to alice with a hidden terminal: %+v", r)
@@ -196,7 +196,7 @@ func TestInboundRateQueuesExcess(t *testing.T) {
 	c := testcluster.Start(t, 2, testcluster.Options{Configure: func(_ int, cfg *node.Config) {
 		cfg.SessionInboundRate, cfg.SessionInboundBurst = rate, burst
 	}})
-	alice := c.SignIn(1, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(1, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", "n2", true)
 	var (
 		mu      sync.Mutex
@@ -282,9 +282,9 @@ func TestHiddenNotRung(t *testing.T) {
 	c := testcluster.Start(t, 2, testcluster.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c.SignIn(1, "carol", "pts/9", presence.Hidden)
+	c.SignIn(1, "carol", "pts/9", principal.Hidden)
 	c.WaitPresent("carol", "pts/9", "n2", true)
-	mallory := c.SignIn(0, "mallory", "pts/6", presence.Online)
+	mallory := c.SignIn(0, "mallory", "pts/6", principal.Online)
 	name, _, err := mallory.Join(ctx, "")
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/msprelay/msprelay/internal/testcluster"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // chromiumInstall is what CI runs to get a browser for the status page
@@ -55,7 +55,7 @@ func TestStatusPageShowsSignInsLiveInARealBrowser(t *testing.T) {
 	t.Parallel()
 	bin := chromium(t)
 	c := testcluster.Start(t, 2, testcluster.Options{Configure: withHTTP})
-	c.SignIn(0, "alice", "pts/1", presence.Online)
+	c.SignIn(0, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 	pageURL := "http://" + c.Node(0).HTTPAddr() + "/"
 
@@ -101,9 +101,9 @@ func TestStatusPageShowsSignInsLiveInARealBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c.SignIn(1, "carol", "pts/9", presence.Hidden)
+	c.SignIn(1, "carol", "pts/9", principal.Hidden)
 	start := time.Now()
-	c.SignIn(1, "dora", "pts/4", presence.Away)
+	c.SignIn(1, "dora", "pts/4", principal.Away)
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
 	err := chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS(`#who tr[data-user="dora"]`)))
 	wcancel()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/msprelay/msprelay/mailbox"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -248,8 +248,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		perNode := map[string]int{}
 		users := map[string]struct{}{}
 		for _, e := range n.dir.All() {
-			if e.State == presence.Hidden {
-				if e.Node == n.cfg.Name && e.Kind == presence.KindSession {
+			if e.State == principal.Hidden {
+				if e.Node == n.cfg.Name && e.Kind == principal.KindSession {
 					hiddenSessions++
 				}
 				continue

@@ -15,7 +15,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/opsapi"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // sseEvent is one server-sent event of /api/v1/events.
@@ -131,7 +131,7 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 
 	// dave is offline with mail waiting; carol is hidden and got the same
 	// mail, which went to her.
-	dave := c.SignIn(1, "dave", "pts/3", presence.Online)
+	dave := c.SignIn(1, "dave", "pts/3", principal.Online)
 	c.WaitPresent("dave", "pts/3", c.Name(1), true)
 	if err := dave.Close(); err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 	testcluster.WaitFor(t, 10*time.Second, "dave's record", func() bool { _, ok := userDoc("dave"); return ok })
 	// carol was seen once, visibly; then she signs in hidden, which must
 	// not move her "last seen".
-	once := c.SignIn(1, "carol", "pts/2", presence.Online)
+	once := c.SignIn(1, "carol", "pts/2", principal.Online)
 	c.WaitPresent("carol", "pts/2", c.Name(1), true)
 	// The API shows whole seconds: sign out in a later second than the
 	// sign-in, so that the record of the sign-out can be told apart.
@@ -158,7 +158,7 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 		}
 		return ok && seenBefore.After(signedIn)
 	})
-	carol := c.SignIn(1, "carol", "pts/2", presence.Hidden)
+	carol := c.SignIn(1, "carol", "pts/2", principal.Hidden)
 	c.WaitPresent("carol", "pts/2", c.Name(1), true)
 	for i := range 2 {
 		if got := send("dave", "for dave", fmt.Sprint("d", i)); !strings.Contains(got, "queued") {
@@ -206,7 +206,7 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 		return b.String()
 	}
 	gaugesBefore, principalsBefore := presenceGauges(t, regs, nodes), principals()
-	erin := c.SignIn(1, "erin", "pts/4", presence.Hidden)
+	erin := c.SignIn(1, "erin", "pts/4", principal.Hidden)
 	c.WaitPresent("erin", "pts/4", c.Name(1), true)
 
 	t.Run("metrics and nodes count a hidden sign-in as absent", func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestAPIHiddenLooksOfflineInEveryFieldCounterAndEvent(t *testing.T) {
 		}
 		c.WaitPresent("erin", "pts/4", c.Name(1), false)
 		noWho("sign-out")
-		c.SignIn(1, "frank", "pts/5", presence.Online)
+		c.SignIn(1, "frank", "pts/5", principal.Online)
 		for {
 			ev := nextEvent(t, events, 10*time.Second)
 			if ev.name != "who" {

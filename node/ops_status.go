@@ -13,6 +13,7 @@ import (
 	"github.com/msprelay/msprelay/ops"
 	"github.com/msprelay/msprelay/opsapi"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // statusTimeout bounds each node's answer to a cluster status request.
@@ -38,7 +39,7 @@ func (s *opsSource) Self() string        { return s.n.cfg.Name }
 func (s *opsSource) Rates() opsapi.Rates { return s.rates.Rates() }
 
 // whoEntry is e as `msp who --json` prints it.
-func whoEntry(e *presence.Entry) opsapi.WhoEntry {
+func whoEntry(e *principal.Entry) opsapi.WhoEntry {
 	aliases := make([]string, 0, len(e.Aliases))
 	for _, a := range e.Aliases {
 		aliases = append(aliases, msp.Latin1ToUTF8(a))
@@ -48,7 +49,7 @@ func whoEntry(e *presence.Entry) opsapi.WhoEntry {
 	since, active := e.Since.UTC().Truncate(time.Second), e.LastActive.UTC().Truncate(time.Second)
 	w := opsapi.WhoEntry{User: msp.Latin1ToUTF8(e.User), Node: e.Node, Term: msp.Latin1ToUTF8(e.Term),
 		State: e.State.String(), Aliases: aliases, Since: &since, LastActive: &active, Kind: e.Kind.String()}
-	if e.Kind == presence.KindTTY {
+	if e.Kind == principal.KindTTY {
 		idle := int64(max(time.Since(e.LastActive), 0) / time.Second)
 		w.Idle = &idle
 	}
@@ -58,7 +59,7 @@ func whoEntry(e *presence.Entry) opsapi.WhoEntry {
 func (s *opsSource) Who() []opsapi.WhoEntry {
 	var out []opsapi.WhoEntry
 	for _, e := range s.n.dir.All() {
-		if e.State == presence.Hidden {
+		if e.State == principal.Hidden {
 			continue
 		}
 		out = append(out, whoEntry(&e))
@@ -112,10 +113,10 @@ func (s *opsSource) Nodes(ctx context.Context) []opsapi.NodeStatus {
 // visible counts the entries that are not hidden: a hidden terminal
 // counts as absent, so that no count moves when a hidden user signs in or
 // out.
-func visible(es []presence.Entry) int {
+func visible(es []principal.Entry) int {
 	c := 0
 	for i := range es {
-		if es[i].State != presence.Hidden {
+		if es[i].State != principal.Hidden {
 			c++
 		}
 	}
@@ -157,20 +158,20 @@ func (s *opsSource) User(ctx context.Context, name string) (opsapi.UserInfo, err
 	if err != nil {
 		return opsapi.UserInfo{}, fmt.Errorf("bad user name: %w", err)
 	}
-	if err := presence.ValidUser(name); err != nil {
+	if err := principal.ValidUser(name); err != nil {
 		return opsapi.UserInfo{}, fmt.Errorf("bad user name: %w", err)
 	}
-	u := opsapi.UserInfo{User: msp.Latin1ToUTF8(presence.CanonicalUser(name)), Terminals: []opsapi.WhoEntry{}}
+	u := opsapi.UserInfo{User: msp.Latin1ToUTF8(principal.CanonicalUser(name)), Terminals: []opsapi.WhoEntry{}}
 	for _, e := range n.dir.Lookup(name) {
-		if e.State != presence.Hidden && e.User == presence.CanonicalUser(name) {
+		if e.State != principal.Hidden && e.User == principal.CanonicalUser(name) {
 			u.Terminals = append(u.Terminals, whoEntry(&e))
 		}
 	}
 	// With no visible terminal, a sign-in record is a hidden terminal's:
 	// shown as offline, like a sign-out, so that she looks offline (issue
 	// 12: hidden users are indistinguishable from offline ones).
-	if seen, err := n.sb.LastSeen(ctx, name); err == nil && !seen.Time.IsZero() && (seen.State == presence.Offline.String() || len(u.Terminals) == 0) {
-		u.LastSeen = &opsapi.LastSeen{Time: seen.Time.UTC().Truncate(time.Second), Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: presence.Offline.String()}
+	if seen, err := n.sb.LastSeen(ctx, name); err == nil && !seen.Time.IsZero() && (seen.State == principal.Offline.String() || len(u.Terminals) == 0) {
+		u.LastSeen = &opsapi.LastSeen{Time: seen.Time.UTC().Truncate(time.Second), Node: seen.Node, Term: msp.Latin1ToUTF8(seen.Term), State: principal.Offline.String()}
 	}
 	if len(u.Terminals) == 0 && u.LastSeen == nil {
 		return opsapi.UserInfo{}, ops.ErrNotFound

@@ -24,7 +24,7 @@ import (
 	"github.com/msprelay/msprelay/node"
 	"github.com/msprelay/msprelay/ops"
 	"github.com/msprelay/msprelay/opsapi"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // withHTTP gives every node of a test cluster an HTTP endpoint on loopback.
@@ -84,7 +84,7 @@ func TestMetricsFollowRealSends(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 2, testcluster.Options{Configure: withHTTP})
 	reg0, reg1 := c.Node(0).Registry(), c.Node(1).Registry()
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 
 	send := func(i int, network string, m *msp.Message) msp.Reply {
@@ -201,10 +201,10 @@ func get(t *testing.T, url string, wantCode int) string {
 func TestAPIHidesHiddenUsersAndListsNodes(t *testing.T) {
 	t.Parallel()
 	c := testcluster.Start(t, 2, testcluster.Options{Configure: withHTTP})
-	c.SignIn(0, "alice", "pts/1", presence.Online)
+	c.SignIn(0, "alice", "pts/1", principal.Online)
 	// carol was seen once: a hidden sign-in alone records no time.
-	waitSignedOut(t, c, c.SignIn(1, "carol", "pts/2", presence.Online), "carol")
-	c.SignIn(1, "carol", "pts/2", presence.Hidden)
+	waitSignedOut(t, c, c.SignIn(1, "carol", "pts/2", principal.Online), "carol")
+	c.SignIn(1, "carol", "pts/2", principal.Hidden)
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 	c.WaitPresent("carol", "pts/2", c.Name(1), true)
 	base := "http://" + c.Node(0).HTTPAddr()

@@ -13,7 +13,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 )
 
@@ -30,7 +30,7 @@ func TestSignedMSPMessageIsVerified(t *testing.T) {
 	c := testcluster.Start(t, 1, testcluster.Options{Configure: func(_ int, cfg *node.Config) {
 		cfg.SessionSecrets = secrets
 	}})
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 	for i, tc := range []struct {
 		name     string
@@ -88,7 +88,7 @@ func TestSignedReplayFromAnotherAddressIsARepeat(t *testing.T) {
 	c := testcluster.Start(t, 2, testcluster.Options{Configure: func(_ int, cfg *node.Config) {
 		cfg.SessionSecrets = secrets
 	}})
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 	for _, scheme := range []struct {
 		name string
@@ -149,7 +149,7 @@ func TestStaleTimedSignatureIsRefused(t *testing.T) {
 		cfg.SessionSecrets = secrets
 		cfg.DedupWindow = window
 	}})
-	alice := c.SignIn(0, "alice", "pts/1", presence.Online)
+	alice := c.SignIn(0, "alice", "pts/1", principal.Online)
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 	for i, tc := range []struct {
 		name     string
@@ -221,7 +221,7 @@ func TestReloadMakesANewSecretValidForSignInAndSignature(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cl.Close() })
-		_, err = cl.SignIn(ctx, user, "pts/"+secret, presence.Online, sessionclient.WithSecret(secret))
+		_, err = cl.SignIn(ctx, user, "pts/"+secret, principal.Online, sessionclient.WithSecret(secret))
 		return cl, err
 	}
 	carol, err := signIn("carol", "c-one")

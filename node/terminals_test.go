@@ -17,7 +17,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 	"github.com/msprelay/msprelay/terminal"
 )
@@ -59,13 +59,13 @@ func sendMSP(t *testing.T, c *testcluster.Cluster, i int, m *msp.Message) msp.Re
 	return r
 }
 
-func lookup(c *testcluster.Cluster, i int, user, term string) (presence.Entry, bool) {
+func lookup(c *testcluster.Cluster, i int, user, term string) (principal.Entry, bool) {
 	for _, e := range c.Node(i).Directory().Lookup(user) {
 		if e.Term == term {
 			return e, true
 		}
 	}
-	return presence.Entry{}, false
+	return principal.Entry{}, false
 }
 
 // Rule (issue 9): "when the chosen terminal is a tty ... the node opens the
@@ -80,7 +80,7 @@ func TestTTYLoginDeliveryThroughMSP(t *testing.T) {
 	login(t, utmp, "root", pt)
 	c.WaitPresent("root", pt.Line, c.Name(0), true)
 	e, _ := lookup(c, 1, "root", pt.Line)
-	if e.Kind != presence.KindTTY || e.State != presence.Online {
+	if e.Kind != principal.KindTTY || e.State != principal.Online {
 		t.Fatalf("entry seen on n2 = %+v, want a tty, online", e)
 	}
 
@@ -102,7 +102,7 @@ func TestTTYLoginDeliveryThroughMSP(t *testing.T) {
 	pt.Chmod(t, 0o600)
 	testcluster.WaitFor(t, 10*time.Second, "busy on n2", func() bool {
 		e, ok := lookup(c, 1, "root", pt.Line)
-		return ok && e.State == presence.Busy
+		return ok && e.State == principal.Busy
 	})
 	r = sendMSP(t, c, 1, &msp.Message{Version: msp.Version2, Recipient: "root", Text: "hello?", Sender: "alice", SenderTerm: "pts/9"})
 	want = fmt.Sprintf("root at %s on n1: not accepting messages (mesg n)", pt.Line)
@@ -202,7 +202,7 @@ func TestTTYRightTerminalIsLeastIdle(t *testing.T) {
 	c.WaitPresent("root", stale.Line, c.Name(0), true)
 	c.WaitPresent("root", fresh.Line, c.Name(0), true)
 	e, _ := lookup(c, 0, "root", stale.Line)
-	if e.State != presence.Idle {
+	if e.State != principal.Idle {
 		t.Fatalf("a tty idle for 2h is %v, want idle (--tty-idle 10m)", e.State)
 	}
 	r := sendMSP(t, c, 0, &msp.Message{Version: msp.Version2, Recipient: "root", Text: "to the fresh one", Sender: "alice"})
@@ -215,7 +215,7 @@ func TestTTYRightTerminalIsLeastIdle(t *testing.T) {
 	fresh.Chmod(t, 0o600)
 	testcluster.WaitFor(t, 10*time.Second, "fresh tty busy", func() bool {
 		e, ok := lookup(c, 0, "root", fresh.Line)
-		return ok && e.State == presence.Busy
+		return ok && e.State == principal.Busy
 	})
 	r = sendMSP(t, c, 0, &msp.Message{Version: msp.Version2, Recipient: "root", Text: "to the stale one", Sender: "alice"})
 	if want := "delivered to root at " + stale.Line + " on n1 (terminal)"; !r.OK || r.Text != want {

@@ -12,7 +12,7 @@ import (
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 )
 
@@ -37,7 +37,7 @@ func TestAckWindowFullGoesToMailbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer alice.Close()
-	if si, err := alice.SignIn(ctx, "alice", "pts/1", presence.Online, sessionclient.WithAcks()); err != nil || !si.BatchAcks {
+	if si, err := alice.SignIn(ctx, "alice", "pts/1", principal.Online, sessionclient.WithAcks()); err != nil || !si.BatchAcks {
 		t.Fatalf("sign in: %+v %v", si, err)
 	}
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
@@ -110,7 +110,7 @@ func TestCrossNodeWindowInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer alice.Close()
-	if _, err := alice.SignIn(ctx, "alice", "pts/1", presence.Online, sessionclient.WithAcks()); err != nil {
+	if _, err := alice.SignIn(ctx, "alice", "pts/1", principal.Online, sessionclient.WithAcks()); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitPresent("alice", "pts/1", c.Name(1), true)

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Helpers shared by the gossip tests: real memberlist instances on
@@ -142,7 +143,7 @@ func memberNames(ms []Member) []string {
 
 // formatEntries renders entries for comparison and failure messages; times
 // compare by instant, not by monotonic reading or location.
-func formatEntries(es []Entry) string {
+func formatEntries(es []principal.Entry) string {
 	var b strings.Builder
 	for _, e := range es {
 		fmt.Fprintf(&b, "{%s@%s %s %s %v since=%d active=%d %s}", e.User, e.Node, e.Term, e.State,
@@ -152,7 +153,7 @@ func formatEntries(es []Entry) string {
 }
 
 // waitLookup waits until n's Lookup(name) renders exactly as want.
-func waitLookup(t testing.TB, n testNode, name string, want ...Entry) {
+func waitLookup(t testing.TB, n testNode, name string, want ...principal.Entry) {
 	t.Helper()
 	w := formatEntries(want)
 	waitfor.NoError(t, 10*time.Second, fmt.Sprintf("%s: Lookup(%q) = %s", n.Name(), name, w), func() error {
@@ -177,6 +178,6 @@ var (
 )
 
 // entry builds a stored-form entry for user at term on node.
-func entry(user, node, term string, st State, aliases ...string) Entry {
-	return Entry{User: user, Node: node, Term: term, State: st, Aliases: aliases, Since: t0, LastActive: t1}
+func entry(user, node, term string, st principal.State, aliases ...string) principal.Entry {
+	return principal.Entry{User: user, Node: node, Term: term, State: st, Aliases: aliases, Since: t0, LastActive: t1}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // This file sends this node's changes to its peers as deltas and applies
@@ -355,7 +356,7 @@ func (p *peer) unshadowed(items []change, v version) []change {
 // overlay returns entries (a table at version v of epoch) with the items of
 // the buffered deltas that end after v applied on top, in the order of
 // their ends. g.mu must be held.
-func (p *peer) overlay(entries []Entry, v version) []Entry {
+func (p *peer) overlay(entries []principal.Entry, v version) []principal.Entry {
 	var later []pendingDelta
 	for _, pd := range p.deltas {
 		if p.deltaEpoch == v.epoch && pd.to > v.seq {
@@ -366,7 +367,7 @@ func (p *peer) overlay(entries []Entry, v version) []Entry {
 		return entries
 	}
 	slices.SortFunc(later, func(a, b pendingDelta) int { return cmp.Compare(a.to, b.to) })
-	byKey := make(map[entryKey]Entry, len(entries))
+	byKey := make(map[entryKey]principal.Entry, len(entries))
 	for _, e := range entries {
 		byKey[keyOf(e.User, e.Term)] = e
 	}
@@ -380,7 +381,7 @@ func (p *peer) overlay(entries []Entry, v version) []Entry {
 			}
 		}
 	}
-	out := make([]Entry, 0, len(byKey))
+	out := make([]principal.Entry, 0, len(byKey))
 	for _, e := range byKey {
 		out = append(out, e)
 	}

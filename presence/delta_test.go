@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // deltaMsg is a delta of x's table (epoch, base, to] as x sends it.
@@ -18,12 +19,12 @@ func deltaMsg(epoch, base, to uint64, items ...change) []byte {
 	return xSigned(encodeDelta("x", epoch, base, to, len(items), b))
 }
 
-func up(user string, st State) change {
+func up(user string, st principal.State) change {
 	return change{Op: opUpsert, Entry: entry(user, "x", "tty", st)}
 }
 
 func rm(user string) change {
-	return change{Op: opRemove, Entry: Entry{User: user, Term: "tty"}}
+	return change{Op: opRemove, Entry: principal.Entry{User: user, Term: "tty"}}
 }
 
 // newSender builds an unstarted gossiping Directory that speaks as node x
@@ -64,14 +65,14 @@ func TestDeltasApplyInOrderOnce(t *testing.T) {
 		wantVer    version
 		wantBehind bool
 	}{
-		{"delta after a gap waits", deltaMsg(7, 2, 3, up("c", Online)), "", version{}, true},
-		{"first delta applies, then the waiting one", deltaMsg(7, 0, 2, up("a", Online), up("b", Online)), "+a +b +c", version{7, 3}, false},
-		{"overlapping delta applies", deltaMsg(7, 2, 5, rm("b"), up("d", Online)), "-b +d", version{7, 5}, false},
-		{"covered delta is dropped", deltaMsg(7, 0, 2, up("a", Online), up("b", Online)), "", version{7, 5}, false},
-		{"earlier boot is dropped", deltaMsg(6, 0, 9, up("old", Online)), "", version{7, 5}, false},
-		{"new boot starts empty", deltaMsg(8, 0, 1, up("new", Online)), "-a -c -d +new", version{8, 1}, false},
-		{"after a gap, the items show at once and the version waits", deltaMsg(8, 3, 4, up("z", Online)), "+z", version{8, 1}, true},
-		{"the gap filled: the version moves on, z keeps its later state", deltaMsg(8, 1, 3, up("y", Online), up("z", Busy)), "+y", version{8, 4}, false},
+		{"delta after a gap waits", deltaMsg(7, 2, 3, up("c", principal.Online)), "", version{}, true},
+		{"first delta applies, then the waiting one", deltaMsg(7, 0, 2, up("a", principal.Online), up("b", principal.Online)), "+a +b +c", version{7, 3}, false},
+		{"overlapping delta applies", deltaMsg(7, 2, 5, rm("b"), up("d", principal.Online)), "-b +d", version{7, 5}, false},
+		{"covered delta is dropped", deltaMsg(7, 0, 2, up("a", principal.Online), up("b", principal.Online)), "", version{7, 5}, false},
+		{"earlier boot is dropped", deltaMsg(6, 0, 9, up("old", principal.Online)), "", version{7, 5}, false},
+		{"new boot starts empty", deltaMsg(8, 0, 1, up("new", principal.Online)), "-a -c -d +new", version{8, 1}, false},
+		{"after a gap, the items show at once and the version waits", deltaMsg(8, 3, 4, up("z", principal.Online)), "+z", version{8, 1}, true},
+		{"the gap filled: the version moves on, z keeps its later state", deltaMsg(8, 1, 3, up("y", principal.Online), up("z", principal.Busy)), "+y", version{8, 4}, false},
 	}
 	d, sub := newUnstarted(t)
 	for _, s := range steps {
@@ -105,12 +106,12 @@ func TestCoalescingKeepsLatestState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(x.Upsert(entry("alice", "", "tty", Online)))
+	must(x.Upsert(entry("alice", "", "tty", principal.Online)))
 	x.Remove("alice", "tty")
-	must(x.Upsert(entry("alice", "", "tty", Busy)))
-	must(x.Upsert(entry("bob", "", "tty", Online)))
+	must(x.Upsert(entry("alice", "", "tty", principal.Busy)))
+	must(x.Upsert(entry("bob", "", "tty", principal.Online)))
 	x.Remove("bob", "tty")
-	must(x.Upsert(entry("carol", "", "tty", Idle)))
+	must(x.Upsert(entry("carol", "", "tty", principal.Idle)))
 
 	epoch, base, to, items := x.g.takeOut()
 	var got []string
@@ -118,9 +119,9 @@ func TestCoalescingKeepsLatestState(t *testing.T) {
 		got = append(got, fmt.Sprintf("%d:%d:%s:%v", it.seq, it.c.Op, it.c.Entry.User, it.c.Entry.State))
 	}
 	want := []string{
-		fmt.Sprintf("3:%d:alice:%v", opUpsert, Busy),
-		fmt.Sprintf("5:%d:bob:%v", opRemove, Offline),
-		fmt.Sprintf("6:%d:carol:%v", opUpsert, Idle),
+		fmt.Sprintf("3:%d:alice:%v", opUpsert, principal.Busy),
+		fmt.Sprintf("5:%d:bob:%v", opRemove, principal.Offline),
+		fmt.Sprintf("6:%d:carol:%v", opUpsert, principal.Idle),
 	}
 	if base != 0 || to != 6 || !slices.Equal(got, want) {
 		t.Fatalf("window (%d, %d] = %v, want (0, 6] %v", base, to, got, want)
@@ -134,7 +135,7 @@ func TestCoalescingKeepsLatestState(t *testing.T) {
 	if ev := drain(sub); ev != "+alice +carol" {
 		t.Fatalf("receiver events %q, want %q", ev, "+alice +carol")
 	}
-	wantAll := []Entry{entry("alice", "x", "tty", Busy), entry("carol", "x", "tty", Idle)}
+	wantAll := []principal.Entry{entry("alice", "x", "tty", principal.Busy), entry("carol", "x", "tty", principal.Idle)}
 	if all := d.ByNode("x"); formatEntries(sortedByUser(all)) != formatEntries(sortedByUser(wantAll)) {
 		t.Fatalf("receiver holds %s, want %s", formatEntries(all), formatEntries(wantAll))
 	}
@@ -143,7 +144,7 @@ func TestCoalescingKeepsLatestState(t *testing.T) {
 	}
 }
 
-func sortedByUser(es []Entry) []Entry {
+func sortedByUser(es []principal.Entry) []principal.Entry {
 	es = slices.Clone(es)
 	slices.SortFunc(es, compareKeys)
 	return es
@@ -157,12 +158,12 @@ func TestDeltaChainArrivesInAnyOrder(t *testing.T) {
 	t.Parallel()
 	x := newSender(t)
 	for i := range 40 {
-		if err := x.Upsert(entry(fmt.Sprintf("user%d", i), "", "tty", Online)); err != nil {
+		if err := x.Upsert(entry(fmt.Sprintf("user%d", i), "", "tty", principal.Online)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	x.Remove("user7", "tty")
-	if err := x.Upsert(entry("user3", "", "tty", Away)); err != nil {
+	if err := x.Upsert(entry("user3", "", "tty", principal.Away)); err != nil {
 		t.Fatal(err)
 	}
 	msgs := sendAll(x, 300)
@@ -207,14 +208,14 @@ func TestDeltaQueuesAreBounded(t *testing.T) {
 	t.Parallel()
 	x := newSender(t)
 	for i := range maxOutDelta + 1 {
-		if err := x.Upsert(entry(fmt.Sprintf("u%d", i), "", "tty", Online)); err != nil {
+		if err := x.Upsert(entry(fmt.Sprintf("u%d", i), "", "tty", principal.Online)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if msgs := sendAll(x, 1400); len(msgs) != 0 || x.g.outDropped.Load() != 1 {
 		t.Fatalf("overfull window: %d deltas sent, %d windows dropped; want 0 and 1", len(msgs), x.g.outDropped.Load())
 	}
-	if err := x.Upsert(entry("late", "", "tty", Online)); err != nil {
+	if err := x.Upsert(entry("late", "", "tty", principal.Online)); err != nil {
 		t.Fatal(err)
 	}
 	msgs := sendAll(x, 1400)
@@ -231,7 +232,7 @@ func TestDeltaQueuesAreBounded(t *testing.T) {
 
 	d, _ := newUnstarted(t)
 	for i := range uint64(3 * maxPendingDeltas) {
-		d.g.NotifyMsg(deltaMsg(7, 10+i, 11+i, up(fmt.Sprintf("u%d", i), Online)))
+		d.g.NotifyMsg(deltaMsg(7, 10+i, 11+i, up(fmt.Sprintf("u%d", i), principal.Online)))
 	}
 	d.g.mu.Lock()
 	n := len(d.g.peers["x"].deltas)
@@ -249,7 +250,7 @@ func TestChurnAndBurstsReachEveryNode(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 3, nil)
 	src := nodes[0]
-	states := []State{Online, Idle, Busy, Away}
+	states := []principal.State{principal.Online, principal.Idle, principal.Busy, principal.Away}
 	for i := range 41 {
 		if i%5 == 4 {
 			src.Remove("flip", "tty")
@@ -259,15 +260,15 @@ func TestChurnAndBurstsReachEveryNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := src.Upsert(entry("flip", "", "tty", Busy)); err != nil {
+	if err := src.Upsert(entry("flip", "", "tty", principal.Busy)); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes[1:] {
-		waitLookup(t, n, "flip", entry("flip", "n0", "tty", Busy))
+		waitLookup(t, n, "flip", entry("flip", "n0", "tty", principal.Busy))
 	}
 	const burst = maxOutDelta + 100
 	for i := range burst {
-		if err := src.Upsert(entry(fmt.Sprintf("b%d", i), "", "tty", Online)); err != nil {
+		if err := src.Upsert(entry(fmt.Sprintf("b%d", i), "", "tty", principal.Online)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -299,11 +300,11 @@ func TestWidenedDeltaRepairsALostOne(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(x.Upsert(entry("alice", "", "tty", Online)))
-	must(x.Upsert(entry("bob", "", "tty", Online)))
+	must(x.Upsert(entry("alice", "", "tty", principal.Online)))
+	must(x.Upsert(entry("bob", "", "tty", principal.Online)))
 	first := take()
-	must(x.Upsert(entry("alice", "", "tty", Busy)))
-	must(x.Upsert(entry("carol", "", "tty", Idle)))
+	must(x.Upsert(entry("alice", "", "tty", principal.Busy)))
+	must(x.Upsert(entry("carol", "", "tty", principal.Idle)))
 	second := take()
 
 	wide := withPrevious(first, second)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Config configures a Directory. The zero value plus Name is a valid
@@ -70,18 +72,18 @@ type Directory struct {
 type table struct {
 	epoch   uint64
 	seq     uint64
-	entries map[entryKey]Entry
+	entries map[entryKey]principal.Entry
 }
 
 type entryKey struct{ user, term string } // canonical user, folded term
 
 func keyOf(user, term string) entryKey {
-	return entryKey{CanonicalUser(user), CanonicalUser(term)}
+	return entryKey{principal.CanonicalUser(user), principal.CanonicalUser(term)}
 }
 
 // New validates cfg and builds a Directory. It starts nothing.
 func New(cfg Config) (*Directory, error) {
-	if err := ValidNode(cfg.Name); err != nil {
+	if err := principal.ValidNode(cfg.Name); err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}
 	if cfg.Logger == nil {
@@ -105,7 +107,7 @@ func New(cfg Config) (*Directory, error) {
 		subs:   map[*Subscription]struct{}{},
 		done:   make(chan struct{}),
 	}
-	d.tables[cfg.Name] = &table{epoch: uint64(cfg.Now().UnixNano()), entries: map[entryKey]Entry{}}
+	d.tables[cfg.Name] = &table{epoch: uint64(cfg.Now().UnixNano()), entries: map[entryKey]principal.Entry{}}
 	if cfg.Gossip.BindAddr != "" {
 		g, err := newGossip(d, cfg.Gossip)
 		if err != nil {
@@ -194,31 +196,31 @@ func (d *Directory) Close() error {
 
 // Upsert adds or replaces a local principal's terminal. Node is forced to this
 // node's name; User and Aliases are canonicalised.
-func (d *Directory) Upsert(e Entry) error {
-	if err := ValidUser(e.User); err != nil {
+func (d *Directory) Upsert(e principal.Entry) error {
+	if err := principal.ValidUser(e.User); err != nil {
 		return err
 	}
-	if err := ValidTerm(e.Term); err != nil {
+	if err := principal.ValidTerm(e.Term); err != nil {
 		return err
 	}
-	if e.Kind > KindTTY {
-		return fmt.Errorf("%w %d for %s/%s", ErrBadKind, e.Kind, e.User, e.Term)
+	if e.Kind > principal.KindTTY {
+		return fmt.Errorf("%w %d for %s/%s", principal.ErrBadKind, e.Kind, e.User, e.Term)
 	}
-	if e.State == Offline {
+	if e.State == principal.Offline {
 		return fmt.Errorf("presence: upsert %s/%s: state offline is not storable, use Remove", e.User, e.Term)
 	}
 	e.Node = d.cfg.Name
-	e.User = CanonicalUser(e.User)
+	e.User = principal.CanonicalUser(e.User)
 	if len(e.Aliases) > MaxAliases {
-		return fmt.Errorf("%w: %s has %d aliases, at most %d are allowed", ErrBadUser, e.User, len(e.Aliases), MaxAliases)
+		return fmt.Errorf("%w: %s has %d aliases, at most %d are allowed", principal.ErrBadUser, e.User, len(e.Aliases), MaxAliases)
 	}
 	if len(e.Aliases) > 0 {
 		al := make([]string, 0, len(e.Aliases))
 		for _, a := range e.Aliases {
-			if err := ValidUser(a); err != nil {
+			if err := principal.ValidUser(a); err != nil {
 				return err
 			}
-			al = append(al, CanonicalUser(a))
+			al = append(al, principal.CanonicalUser(a))
 		}
 		slices.Sort(al)
 		e.Aliases = slices.Compact(al)
@@ -261,7 +263,7 @@ func (d *Directory) Remove(user, term string) bool {
 	delete(t.entries, k)
 	d.index.remove(d.cfg.Name, k, &e)
 	t.seq++
-	e.State = Offline
+	e.State = principal.Offline
 	d.emitLocked(Event{Type: EventRemove, Entry: e})
 	if d.g != nil {
 		d.g.localChanged(t.epoch, t.seq, change{Op: opRemove, Entry: e})
@@ -270,7 +272,7 @@ func (d *Directory) Remove(user, term string) bool {
 }
 
 // Get returns the local entry for (user, term).
-func (d *Directory) Get(user, term string) (Entry, bool) {
+func (d *Directory) Get(user, term string) (principal.Entry, bool) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	e, ok := d.tables[d.cfg.Name].entries[keyOf(user, term)]
@@ -279,13 +281,13 @@ func (d *Directory) Get(user, term string) (Entry, bool) {
 
 // Lookup returns every entry, on any node, that answers to name (its user name
 // or an alias), most recently active first.
-func (d *Directory) Lookup(name string) []Entry { return d.AppendLookup(nil, name) }
+func (d *Directory) Lookup(name string) []principal.Entry { return d.AppendLookup(nil, name) }
 
 // AppendLookup appends what Lookup returns to dst (sorted among
 // themselves) and returns the extended slice; a caller with room in dst
 // (the switchboard, once per message) spares an allocation.
-func (d *Directory) AppendLookup(dst []Entry, name string) []Entry {
-	name = CanonicalUser(name)
+func (d *Directory) AppendLookup(dst []principal.Entry, name string) []principal.Entry {
+	name = principal.CanonicalUser(name)
 	n := len(dst)
 	d.mu.RLock()
 	if refs := d.index[name]; len(refs) > 0 {
@@ -300,8 +302,8 @@ func (d *Directory) AppendLookup(dst []Entry, name string) []Entry {
 }
 
 // ByNode returns the entries held by node, most recently active first.
-func (d *Directory) ByNode(node string) []Entry {
-	var out []Entry
+func (d *Directory) ByNode(node string) []principal.Entry {
+	var out []principal.Entry
 	d.mu.RLock()
 	if t := d.tables[node]; t != nil {
 		for _, e := range t.entries {
@@ -314,8 +316,8 @@ func (d *Directory) ByNode(node string) []Entry {
 }
 
 // All returns every entry in the directory, ordered by user, node, terminal.
-func (d *Directory) All() []Entry {
-	var out []Entry
+func (d *Directory) All() []principal.Entry {
+	var out []principal.Entry
 	d.mu.RLock()
 	for _, t := range d.tables {
 		for _, e := range t.entries {
@@ -323,7 +325,7 @@ func (d *Directory) All() []Entry {
 		}
 	}
 	d.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Entry) int {
+	slices.SortFunc(out, func(a, b principal.Entry) int {
 		return cmp.Or(cmp.Compare(a.User, b.User), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Term, b.Term))
 	})
 	return out
@@ -342,13 +344,13 @@ func (d *Directory) Nodes() []string {
 	return out
 }
 
-func sortEntries(es []Entry) {
-	slices.SortFunc(es, func(a, b Entry) int {
+func sortEntries(es []principal.Entry) {
+	slices.SortFunc(es, func(a, b principal.Entry) int {
 		return cmp.Or(b.LastActive.Compare(a.LastActive), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Term, b.Term))
 	})
 }
 
-func cloneEntry(e Entry) Entry {
+func cloneEntry(e principal.Entry) principal.Entry {
 	e.Aliases = slices.Clone(e.Aliases)
 	return e
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Rule: a sign-in on one node is visible on every node; so are a state
@@ -19,18 +20,18 @@ func TestSignInStateChangeAndSignOutReachEveryNode(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 5, nil)
 	origin := nodes[2]
-	if err := origin.Upsert(Entry{User: "Alice", Term: "pts/3", State: Online, Aliases: []string{"Al", "ally"}, Since: t0, LastActive: t1}); err != nil {
+	if err := origin.Upsert(principal.Entry{User: "Alice", Term: "pts/3", State: principal.Online, Aliases: []string{"Al", "ally"}, Since: t0, LastActive: t1}); err != nil {
 		t.Fatal(err)
 	}
-	want := entry("alice", "n2", "pts/3", Online, "al", "ally")
+	want := entry("alice", "n2", "pts/3", principal.Online, "al", "ally")
 	for _, n := range nodes {
 		waitLookup(t, n, "alice", want)
 		waitLookup(t, n, "AL", want) // by alias, case-insensitively
 	}
-	if err := origin.Upsert(Entry{User: "alice", Term: "pts/3", State: Busy, Aliases: []string{"al", "ally"}, Since: t0, LastActive: t1}); err != nil {
+	if err := origin.Upsert(principal.Entry{User: "alice", Term: "pts/3", State: principal.Busy, Aliases: []string{"al", "ally"}, Since: t0, LastActive: t1}); err != nil {
 		t.Fatal(err)
 	}
-	want.State = Busy
+	want.State = principal.Busy
 	for _, n := range nodes {
 		waitLookup(t, n, "alice", want)
 	}
@@ -51,10 +52,10 @@ func TestSubscribeDeliversRemoteEventsInOrder(t *testing.T) {
 	sub := b.Subscribe()
 	defer sub.Cancel()
 
-	on := entry("bob", "n0", "tty1", Online)
-	busy := entry("bob", "n0", "tty1", Busy)
+	on := entry("bob", "n0", "tty1", principal.Online)
+	busy := entry("bob", "n0", "tty1", principal.Busy)
 	off := busy
-	off.State = Offline
+	off.State = principal.Offline
 	steps := []struct {
 		do   func() error
 		want Event
@@ -77,9 +78,9 @@ func TestSubscribeDeliversRemoteEventsInOrder(t *testing.T) {
 			if !ok {
 				t.Fatalf("step %d: subscription ended: %v", i, sub.Err())
 			}
-			if ev.Type != s.want.Type || formatEntries([]Entry{ev.Entry}) != formatEntries([]Entry{s.want.Entry}) {
-				t.Fatalf("step %d: event %v %s, want %v %s", i, ev.Type, formatEntries([]Entry{ev.Entry}),
-					s.want.Type, formatEntries([]Entry{s.want.Entry}))
+			if ev.Type != s.want.Type || formatEntries([]principal.Entry{ev.Entry}) != formatEntries([]principal.Entry{s.want.Entry}) {
+				t.Fatalf("step %d: event %v %s, want %v %s", i, ev.Type, formatEntries([]principal.Entry{ev.Entry}),
+					s.want.Type, formatEntries([]principal.Entry{s.want.Entry}))
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("step %d: no event", i)
@@ -87,7 +88,7 @@ func TestSubscribeDeliversRemoteEventsInOrder(t *testing.T) {
 	}
 	select {
 	case ev := <-sub.C:
-		t.Fatalf("unexpected extra event %v %s", ev.Type, formatEntries([]Entry{ev.Entry}))
+		t.Fatalf("unexpected extra event %v %s", ev.Type, formatEntries([]principal.Entry{ev.Entry}))
 	default:
 	}
 }
@@ -99,11 +100,11 @@ func TestGracefulLeaveRemovesPrincipalsEverywhere(t *testing.T) {
 	nodes := startCluster(t, 4, nil)
 	leaver := nodes[3]
 	for _, term := range []string{"tty1", "tty2"} {
-		if err := leaver.Upsert(entry("carol", "", term, Online)); err != nil {
+		if err := leaver.Upsert(entry("carol", "", term, principal.Online)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want := []Entry{entry("carol", "n3", "tty1", Online), entry("carol", "n3", "tty2", Online)}
+	want := []principal.Entry{entry("carol", "n3", "tty1", principal.Online), entry("carol", "n3", "tty2", principal.Online)}
 	for _, n := range nodes {
 		waitLookup(t, n, "carol", want...)
 	}
@@ -122,9 +123,9 @@ func TestGracefulLeaveRemovesPrincipalsEverywhere(t *testing.T) {
 	for i, w := range want {
 		select {
 		case ev := <-sub.C:
-			w.State = Offline
-			if ev.Type != EventRemove || formatEntries([]Entry{ev.Entry}) != formatEntries([]Entry{w}) {
-				t.Fatalf("event %d: %v %s, want Remove %s", i, ev.Type, formatEntries([]Entry{ev.Entry}), formatEntries([]Entry{w}))
+			w.State = principal.Offline
+			if ev.Type != EventRemove || formatEntries([]principal.Entry{ev.Entry}) != formatEntries([]principal.Entry{w}) {
+				t.Fatalf("event %d: %v %s, want Remove %s", i, ev.Type, formatEntries([]principal.Entry{ev.Entry}), formatEntries([]principal.Entry{w}))
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("event %d: no Remove", i)
@@ -141,11 +142,11 @@ func TestCrashedNodeIsRemoved(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 4, nil)
 	victim := nodes[1]
-	if err := victim.Upsert(entry("dave", "", "console", Away)); err != nil {
+	if err := victim.Upsert(entry("dave", "", "console", principal.Away)); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		waitLookup(t, n, "dave", entry("dave", "n1", "console", Away))
+		waitLookup(t, n, "dave", entry("dave", "n1", "console", principal.Away))
 	}
 	start := time.Now()
 	victim.crash(t)
@@ -164,20 +165,20 @@ func TestLateJoinerSeesEverything(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 3, nil)
 	for i, n := range nodes {
-		if err := n.Upsert(entry("user"+strconv.Itoa(i), "", "tty", Online)); err != nil {
+		if err := n.Upsert(entry("user"+strconv.Itoa(i), "", "tty", principal.Online)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	late := newNode(t, "late", func(c *Config) { c.Gossip.Join = []string{nodes[1].GossipAddr()} })
-	if err := late.Upsert(entry("zoe", "", "tty", Idle)); err != nil {
+	if err := late.Upsert(entry("zoe", "", "tty", principal.Idle)); err != nil {
 		t.Fatal(err)
 	}
 	late.run(t)
 	for i := range nodes {
-		waitLookup(t, late, "user"+strconv.Itoa(i), entry("user"+strconv.Itoa(i), "n"+strconv.Itoa(i), "tty", Online))
+		waitLookup(t, late, "user"+strconv.Itoa(i), entry("user"+strconv.Itoa(i), "n"+strconv.Itoa(i), "tty", principal.Online))
 	}
 	for _, n := range nodes {
-		waitLookup(t, n, "zoe", entry("zoe", "late", "tty", Idle))
+		waitLookup(t, n, "zoe", entry("zoe", "late", "tty", principal.Idle))
 	}
 	waitConverged(t, append(nodes, late))
 }
@@ -197,12 +198,12 @@ func TestMissedBroadcastsArePulled(t *testing.T) {
 	deaf.g.dropChanges.Store(true)
 	before := deaf.g.pullsSent.Load()
 	for _, term := range []string{"a", "b", "c"} {
-		if err := nodes[0].Upsert(entry("erin", "", term, Online)); err != nil {
+		if err := nodes[0].Upsert(entry("erin", "", term, principal.Online)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	nodes[0].Remove("erin", "b")
-	want := []Entry{entry("erin", "n0", "a", Online), entry("erin", "n0", "c", Online)}
+	want := []principal.Entry{entry("erin", "n0", "a", principal.Online), entry("erin", "n0", "c", principal.Online)}
 	waitLookup(t, nodes[1], "erin", want...)
 	waitLookup(t, deaf, "erin", want...)
 	if got := deaf.g.pullsSent.Load() - before; got < 1 {
@@ -224,13 +225,13 @@ func TestSameNameIsRefused(t *testing.T) {
 			if via == "the holder" {
 				seed = first
 			}
-			if err := first.Upsert(entry("frank", "", "tty1", Online)); err != nil {
+			if err := first.Upsert(entry("frank", "", "tty1", principal.Online)); err != nil {
 				t.Fatal(err)
 			}
-			waitLookup(t, nodes[0], "frank", entry("frank", "n1", "tty1", Online))
+			waitLookup(t, nodes[0], "frank", entry("frank", "n1", "tty1", principal.Online))
 
 			dup := newNode(t, "n1", func(c *Config) { c.Gossip.Join = []string{seed.GossipAddr()} })
-			if err := dup.Upsert(entry("mallory", "", "tty9", Online)); err != nil {
+			if err := dup.Upsert(entry("mallory", "", "tty9", principal.Online)); err != nil {
 				t.Fatal(err)
 			}
 			go func() { dup.runErr <- dup.Run(context.Background()) }()
@@ -247,7 +248,7 @@ func TestSameNameIsRefused(t *testing.T) {
 				if got := n.Lookup("mallory"); len(got) != 0 {
 					t.Errorf("%s: Lookup(mallory) = %s, want none", n.Name(), formatEntries(got))
 				}
-				waitLookup(t, n, "frank", entry("frank", "n1", "tty1", Online))
+				waitLookup(t, n, "frank", entry("frank", "n1", "tty1", principal.Online))
 				for _, m := range n.Members() {
 					if m.Name == "n1" && m.Addr != first.GossipAddr() {
 						t.Fatalf("%s lists n1 at %s, want the first node's %s", n.Name(), m.Addr, first.GossipAddr())
@@ -270,10 +271,10 @@ func TestEncryptedCluster(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	withKey := func(k []byte) func(*Config) { return func(c *Config) { c.Gossip.SecretKey = k } }
 	nodes := startCluster(t, 2, withKey(key))
-	if err := nodes[0].Upsert(entry("gina", "", "tty", Online)); err != nil {
+	if err := nodes[0].Upsert(entry("gina", "", "tty", principal.Online)); err != nil {
 		t.Fatal(err)
 	}
-	waitLookup(t, nodes[1], "gina", entry("gina", "n0", "tty", Online))
+	waitLookup(t, nodes[1], "gina", entry("gina", "n0", "tty", principal.Online))
 
 	stranger := startNode(t, "stranger", withKey([]byte("fedcba9876543210")))
 	if n, err := stranger.Join(nodes[0].GossipAddr()); err == nil {
@@ -304,10 +305,10 @@ func TestSeedRestartHealsByRejoin(t *testing.T) {
 		c.Gossip.RejoinEvery = 300 * time.Millisecond
 	})
 	waitConverged(t, []testNode{seed, other})
-	if err := other.Upsert(entry("hank", "", "tty", Online)); err != nil {
+	if err := other.Upsert(entry("hank", "", "tty", principal.Online)); err != nil {
 		t.Fatal(err)
 	}
-	waitLookup(t, seed, "hank", entry("hank", "other", "tty", Online))
+	waitLookup(t, seed, "hank", entry("hank", "other", "tty", principal.Online))
 
 	seed.crash(t)
 	waitfor.True(t, 10*time.Second, "other declares the seed dead", func() bool {
@@ -318,12 +319,12 @@ func TestSeedRestartHealsByRejoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	reborn := newNode(t, "seed", func(c *Config) { c.Gossip.BindAddr = net.JoinHostPort("127.0.0.1", port) })
-	if err := reborn.Upsert(entry("ivy", "", "tty", Online)); err != nil {
+	if err := reborn.Upsert(entry("ivy", "", "tty", principal.Online)); err != nil {
 		t.Fatal(err)
 	}
 	reborn.run(t)
-	waitLookup(t, other, "ivy", entry("ivy", "seed", "tty", Online))
-	waitLookup(t, reborn, "hank", entry("hank", "other", "tty", Online))
+	waitLookup(t, other, "ivy", entry("ivy", "seed", "tty", principal.Online))
+	waitLookup(t, reborn, "hank", entry("hank", "other", "tty", principal.Online))
 }
 
 // Rule: a table from a node that is no longer a live member is not brought
@@ -333,14 +334,14 @@ func TestNoResurrection(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 3, nil)
 	gone, witness := nodes[0], nodes[1]
-	if err := gone.Upsert(entry("jack", "", "tty", Online)); err != nil {
+	if err := gone.Upsert(entry("jack", "", "tty", principal.Online)); err != nil {
 		t.Fatal(err)
 	}
-	waitLookup(t, witness, "jack", entry("jack", "n0", "tty", Online))
+	waitLookup(t, witness, "jack", entry("jack", "n0", "tty", principal.Online))
 	v, _, _ := gone.tableInfo("n0")
 	vLive, _, _ := nodes[2].tableInfo("n2")
 
-	ghost := entry("ghost", "n0", "tty", Online)
+	ghost := entry("ghost", "n0", "tty", principal.Online)
 	late := []struct {
 		name string
 		msg  []byte
@@ -348,10 +349,10 @@ func TestNoResurrection(t *testing.T) {
 		// Signed with the origins' own keys: only the version rules may
 		// refuse these (see TestNoSpeakingForAnotherNode for forgeries).
 		{"late change", seal(gone.g.key, encodeChange("n0", version{v.epoch, v.seq + 1}, change{Op: opUpsert, Entry: ghost}))},
-		{"late table", seal(gone.g.key, encodeTable(wireTable{origin: "n0", ver: version{v.epoch, v.seq + 5}, entries: []Entry{ghost}}))},
+		{"late table", seal(gone.g.key, encodeTable(wireTable{origin: "n0", ver: version{v.epoch, v.seq + 5}, entries: []principal.Entry{ghost}}))},
 		{"new-epoch change", seal(gone.g.key, encodeChange("n0", version{v.epoch + 1, 1}, change{Op: opUpsert, Entry: ghost}))},
-		{"earlier boot of a live node", seal(nodes[2].g.key, encodeChange("n2", version{vLive.epoch - 1, 1}, change{Op: opUpsert, Entry: entry("ghost", "n2", "tty", Online)}))},
-		{"earlier boot table", seal(nodes[2].g.key, encodeTable(wireTable{origin: "n2", ver: version{vLive.epoch - 1, 9}, entries: []Entry{entry("ghost", "n2", "tty", Online)}}))},
+		{"earlier boot of a live node", seal(nodes[2].g.key, encodeChange("n2", version{vLive.epoch - 1, 1}, change{Op: opUpsert, Entry: entry("ghost", "n2", "tty", principal.Online)}))},
+		{"earlier boot table", seal(nodes[2].g.key, encodeTable(wireTable{origin: "n2", ver: version{vLive.epoch - 1, 9}, entries: []principal.Entry{entry("ghost", "n2", "tty", principal.Online)}}))},
 	}
 	if err := gone.Close(); err != nil {
 		t.Fatal(err)

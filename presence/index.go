@@ -3,6 +3,8 @@ package presence
 import (
 	"iter"
 	"slices"
+
+	"github.com/msprelay/msprelay/principal"
 )
 
 // This file holds the name index behind Lookup. The switchboard looks a
@@ -27,7 +29,7 @@ type nameIndex map[string][]entryRef
 
 // entryNames yields the distinct names e answers to. Local entries have
 // sorted, distinct aliases, but remote ones are taken as sent.
-func entryNames(e *Entry) iter.Seq[string] {
+func entryNames(e *principal.Entry) iter.Seq[string] {
 	return func(yield func(string) bool) {
 		if !yield(e.User) {
 			return
@@ -45,13 +47,13 @@ func entryNames(e *Entry) iter.Seq[string] {
 
 // sameNames reports whether a and b answer to the same names in the same
 // stored form, in which case the index needs no change when b replaces a.
-func sameNames(a, b *Entry) bool {
+func sameNames(a, b *principal.Entry) bool {
 	return a.User == b.User && slices.Equal(a.Aliases, b.Aliases)
 }
 
 // add indexes the entry e stored at (node, k). The caller has removed any
 // previous entry at that key whose names differ.
-func (ix nameIndex) add(node string, k entryKey, e *Entry) {
+func (ix nameIndex) add(node string, k entryKey, e *principal.Entry) {
 	r := entryRef{node, k}
 	for n := range entryNames(e) {
 		ix[n] = append(ix[n], r)
@@ -59,7 +61,7 @@ func (ix nameIndex) add(node string, k entryKey, e *Entry) {
 }
 
 // remove unindexes the entry e stored at (node, k).
-func (ix nameIndex) remove(node string, k entryKey, e *Entry) {
+func (ix nameIndex) remove(node string, k entryKey, e *principal.Entry) {
 	r := entryRef{node, k}
 	for n := range entryNames(e) {
 		refs := ix[n]
@@ -76,7 +78,7 @@ func (ix nameIndex) remove(node string, k entryKey, e *Entry) {
 
 // replace moves the index from old to e at (node, k); had says whether old
 // was there at all.
-func (ix nameIndex) replace(node string, k entryKey, old *Entry, had bool, e *Entry) {
+func (ix nameIndex) replace(node string, k entryKey, old *principal.Entry, had bool, e *principal.Entry) {
 	if had && sameNames(old, e) {
 		return
 	}

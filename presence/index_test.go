@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // benchDirectory builds a directory holding n principals: a quarter local,
@@ -23,9 +24,9 @@ func benchDirectory(b *testing.B, n int) *Directory {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { d.Close() })
-	remote := map[string][]Entry{}
+	remote := map[string][]principal.Entry{}
 	for i := range n {
-		e := Entry{User: fmt.Sprintf("u%d", i), Term: "tty", State: Online, LastActive: base.Add(time.Duration(i) * time.Second)}
+		e := principal.Entry{User: fmt.Sprintf("u%d", i), Term: "tty", State: principal.Online, LastActive: base.Add(time.Duration(i) * time.Second)}
 		if i%10 == 0 {
 			e.Aliases = []string{fmt.Sprintf("a%d", i), "team"}
 		}
@@ -81,7 +82,7 @@ func BenchmarkReplaceRemoteTable(b *testing.B) {
 	b.ReportAllocs()
 	seq := uint64(1)
 	for b.Loop() {
-		next := make([]Entry, len(cur))
+		next := make([]principal.Entry, len(cur))
 		copy(next, cur)
 		for i := int(seq % 100); i < len(next); i += 100 {
 			next[i].LastActive = next[i].LastActive.Add(time.Second)
@@ -116,8 +117,8 @@ func TestIndexMatchesScan(t *testing.T) {
 	nodes := []string{"n1", "n2", "n3"}
 	vers := map[string]version{}
 	pick := func(s []string) string { return s[rng.IntN(len(s))] }
-	randEntry := func(node string) Entry {
-		e := Entry{User: pick(users), Node: node, Term: pick([]string{"tty", "pts1", "pts2"}), State: Online,
+	randEntry := func(node string) principal.Entry {
+		e := principal.Entry{User: pick(users), Node: node, Term: pick([]string{"tty", "pts1", "pts2"}), State: principal.Online,
 			Since: base, LastActive: base.Add(time.Duration(rng.IntN(5)) * time.Second)}
 		for range rng.IntN(4) { // duplicates and the user's own name included: remote entries are taken as sent
 			e.Aliases = append(e.Aliases, pick(pool))
@@ -162,7 +163,7 @@ func TestIndexMatchesScan(t *testing.T) {
 			v := vers[node]
 			v.epoch, v.seq = max(v.epoch, 1), v.seq+1
 			vers[node] = v
-			var next []Entry
+			var next []principal.Entry
 			for range rng.IntN(8) {
 				next = append(next, randEntry(node))
 			}
@@ -193,19 +194,19 @@ func checkIndex(t *testing.T, d *Directory, names []string, when string) {
 	t.Helper()
 	all := d.All()
 	for _, name := range names {
-		var want []Entry
+		var want []principal.Entry
 		for _, e := range all {
 			if e.Answers(name) {
 				want = append(want, e)
 			}
 		}
 		got := d.Lookup(name)
-		if !slices.IsSortedFunc(got, func(a, b Entry) int {
+		if !slices.IsSortedFunc(got, func(a, b principal.Entry) int {
 			return cmp.Or(b.LastActive.Compare(a.LastActive), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Term, b.Term))
 		}) {
 			t.Fatalf("%s: Lookup(%q) not most recent first: %s", when, name, formatEntries(got))
 		}
-		total := func(a, b Entry) int {
+		total := func(a, b principal.Entry) int {
 			return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Term, b.Term), cmp.Compare(a.User, b.User))
 		}
 		slices.SortFunc(want, total)
@@ -251,9 +252,9 @@ func checkIndex(t *testing.T, d *Directory, names []string, when string) {
 
 // replaceEventsByScan is the event sequence a table replacement must emit,
 // computed the plain way: every held key in order, then every new key.
-func replaceEventsByScan(held []Entry, node string, next []Entry) []Event {
-	byKey := func(es []Entry) map[entryKey]Entry {
-		m := map[entryKey]Entry{}
+func replaceEventsByScan(held []principal.Entry, node string, next []principal.Entry) []Event {
+	byKey := func(es []principal.Entry) map[entryKey]principal.Entry {
+		m := map[entryKey]principal.Entry{}
 		for _, e := range es {
 			e.Node = node
 			m[keyOf(e.User, e.Term)] = e
@@ -265,7 +266,7 @@ func replaceEventsByScan(held []Entry, node string, next []Entry) []Event {
 	for _, k := range slices.SortedFunc(maps.Keys(prev), compareEntryKeys) {
 		if _, ok := nxt[k]; !ok {
 			e := prev[k]
-			e.State = Offline
+			e.State = principal.Offline
 			out = append(out, Event{Type: EventRemove, Entry: e})
 		}
 	}
@@ -303,7 +304,7 @@ func renderEvents(evs []Event) string {
 		if ev.Type == EventRemove {
 			sign = "-"
 		}
-		b.WriteString(sign + formatEntries([]Entry{ev.Entry}) + "\n")
+		b.WriteString(sign + formatEntries([]principal.Entry{ev.Entry}) + "\n")
 	}
 	return b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // TestMeasureConvergence reports how fast a 10-node cluster converges. It
@@ -109,7 +110,7 @@ func measureProfile(t *testing.T, label, profile string, tune func(*memberlist.C
 	for i := range 20 {
 		user := fmt.Sprintf("m%d", i)
 		start := time.Now()
-		if err := nodes[i%10].Upsert(Entry{User: user, Term: "tty", State: Online}); err != nil {
+		if err := nodes[i%10].Upsert(principal.Entry{User: user, Term: "tty", State: principal.Online}); err != nil {
 			t.Fatal(err)
 		}
 		lat = append(lat, clock.wait(t, "+"+user, nodes, start))
@@ -197,7 +198,7 @@ func TestMeasureCrashUnderLoad(t *testing.T) {
 	clock := &eventClock{seen: map[string]map[string]time.Time{}}
 	for i, nd := range nodes {
 		clock.watch(t, nd)
-		if err := nd.Upsert(Entry{User: fmt.Sprintf("sentinel%d", i), Term: "tty", State: Online}); err != nil {
+		if err := nd.Upsert(principal.Entry{User: fmt.Sprintf("sentinel%d", i), Term: "tty", State: principal.Online}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -220,7 +221,7 @@ func TestMeasureCrashUnderLoad(t *testing.T) {
 			if ops%3 == 2 {
 				nd.Remove(user, "tty")
 			} else {
-				_ = nd.Upsert(Entry{User: user, Term: "tty", State: []State{Online, Busy}[ops%2]})
+				_ = nd.Upsert(principal.Entry{User: user, Term: "tty", State: []principal.State{principal.Online, principal.Busy}[ops%2]})
 			}
 			opsDone.Add(1)
 		}

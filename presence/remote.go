@@ -3,6 +3,8 @@ package presence
 import (
 	"cmp"
 	"slices"
+
+	"github.com/msprelay/msprelay/principal"
 )
 
 // This file holds the Directory side of gossip: reading this node's table for
@@ -20,7 +22,7 @@ const (
 // change is one edit of a node's table, as broadcast by its owner.
 type change struct {
 	Op    op
-	Entry Entry
+	Entry principal.Entry
 }
 
 // tableInfo reports the version and size of node's table, if held.
@@ -50,7 +52,7 @@ func (d *Directory) snapshot(all bool) []wireTable {
 		if !all && name != d.cfg.Name {
 			continue
 		}
-		wt := wireTable{origin: name, ver: version{t.epoch, t.seq}, entries: make([]Entry, 0, len(t.entries))}
+		wt := wireTable{origin: name, ver: version{t.epoch, t.seq}, entries: make([]principal.Entry, 0, len(t.entries))}
 		for _, e := range t.entries {
 			wt.entries = append(wt.entries, e) // aliases are never mutated in place, sharing is safe
 		}
@@ -134,14 +136,14 @@ func (d *Directory) applyLocked(origin string, t *table, c change) {
 		}
 		delete(t.entries, k)
 		d.index.remove(origin, k, &old)
-		old.State = Offline
+		old.State = principal.Offline
 		d.emitLocked(Event{Type: EventRemove, Entry: old})
 	}
 }
 
 // replaceRemoteTable installs origin's whole table at version v and emits
 // the difference from what was held: Removes first, then Upserts.
-func (d *Directory) replaceRemoteTable(origin string, v version, entries []Entry) {
+func (d *Directory) replaceRemoteTable(origin string, v version, entries []principal.Entry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed || origin == d.cfg.Name {
@@ -170,13 +172,13 @@ func (d *Directory) dropRemoteTable(origin string) {
 // diffs with the two maps (one pass when no key is new), sorts only the keys
 // that changed (and nothing when nobody subscribes), and leaves the index
 // alone for entries whose names did not change.
-func (d *Directory) replaceLocked(origin string, v version, entries []Entry) {
-	next := &table{epoch: v.epoch, seq: v.seq, entries: make(map[entryKey]Entry, len(entries))}
+func (d *Directory) replaceLocked(origin string, v version, entries []principal.Entry) {
+	next := &table{epoch: v.epoch, seq: v.seq, entries: make(map[entryKey]principal.Entry, len(entries))}
 	for _, e := range entries {
 		e.Node = origin
 		next.entries[keyOf(e.User, e.Term)] = e
 	}
-	var prev map[entryKey]Entry
+	var prev map[entryKey]principal.Entry
 	if t := d.tables[origin]; t != nil {
 		prev = t.entries
 	}
@@ -233,7 +235,7 @@ func (d *Directory) replaceLocked(origin string, v version, entries []Entry) {
 	slices.SortFunc(removed, compareEntryKeys)
 	for _, k := range removed {
 		e := prev[k]
-		e.State = Offline
+		e.State = principal.Offline
 		d.emitLocked(Event{Type: EventRemove, Entry: e})
 	}
 	slices.SortFunc(upserted, compareEntryKeys)
@@ -246,11 +248,11 @@ func compareEntryKeys(a, b entryKey) int {
 	return cmp.Or(cmp.Compare(a.user, b.user), cmp.Compare(a.term, b.term))
 }
 
-func compareKeys(a, b Entry) int {
+func compareKeys(a, b principal.Entry) int {
 	return compareEntryKeys(keyOf(a.User, a.Term), keyOf(b.User, b.Term))
 }
 
-func entriesEqual(a, b *Entry) bool {
+func entriesEqual(a, b *principal.Entry) bool {
 	return a.User == b.User && a.Node == b.Node && a.Term == b.Term && a.State == b.State && a.Kind == b.Kind &&
 		slices.Equal(a.Aliases, b.Aliases) && a.Since.Equal(b.Since) && a.LastActive.Equal(b.LastActive)
 }

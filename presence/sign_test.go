@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"testing"
+
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Issue 12: "Even with the key, a member can send a presence table in
@@ -15,26 +17,26 @@ func TestNoSpeakingForAnotherNode(t *testing.T) {
 	t.Parallel()
 	nodes := startCluster(t, 3, nil)
 	victim, rogue, witness := nodes[0], nodes[1], nodes[2]
-	if err := victim.Upsert(entry("alice", "", "tty", Online)); err != nil {
+	if err := victim.Upsert(entry("alice", "", "tty", principal.Online)); err != nil {
 		t.Fatal(err)
 	}
-	waitLookup(t, witness, "alice", entry("alice", "n0", "tty", Online))
+	waitLookup(t, witness, "alice", entry("alice", "n0", "tty", principal.Online))
 	v, _, _ := victim.tableInfo("n0")
-	mallory := entry("mallory", "n0", "tty", Online)
+	mallory := entry("mallory", "n0", "tty", principal.Online)
 	ahead := version{v.epoch, v.seq + 100}
 
 	forged := []struct {
 		name string
 		msg  []byte
 	}{
-		{"a table in n0's name signed by n1", seal(rogue.g.key, encodeTable(wireTable{origin: "n0", ver: ahead, entries: []Entry{mallory}}))},
+		{"a table in n0's name signed by n1", seal(rogue.g.key, encodeTable(wireTable{origin: "n0", ver: ahead, entries: []principal.Entry{mallory}}))},
 		{"a change in n0's name signed by n1", seal(rogue.g.key, encodeChange("n0", version{v.epoch, v.seq + 1}, change{Op: opUpsert, Entry: mallory}))},
-		{"a change removing alice, signed by n1", seal(rogue.g.key, encodeChange("n0", version{v.epoch, v.seq + 1}, change{Op: opRemove, Entry: Entry{User: "alice", Term: "tty"}}))},
+		{"a change removing alice, signed by n1", seal(rogue.g.key, encodeChange("n0", version{v.epoch, v.seq + 1}, change{Op: opRemove, Entry: principal.Entry{User: "alice", Term: "tty"}}))},
 		{"a delta in n0's name signed by n1", seal(rogue.g.key, encodeDelta("n0", v.epoch, v.seq, v.seq+1, 1, appendChange(nil, &change{Op: opUpsert, Entry: mallory})))},
-		{"a delta removing alice, signed by n1", seal(rogue.g.key, encodeDelta("n0", v.epoch, v.seq, v.seq+1, 1, appendChange(nil, &change{Op: opRemove, Entry: Entry{User: "alice", Term: "tty"}})))},
-		{"an unsigned table (the old format)", encodeTable(wireTable{origin: "n0", ver: ahead, entries: []Entry{mallory}})},
-		{"n0's signature moved onto another table", append(encodeTable(wireTable{origin: "n0", ver: ahead, entries: []Entry{mallory}}),
-			ed25519.Sign(victim.g.key, encodeTable(wireTable{origin: "n0", ver: v, entries: []Entry{entry("alice", "n0", "tty", Online)}}))...)},
+		{"a delta removing alice, signed by n1", seal(rogue.g.key, encodeDelta("n0", v.epoch, v.seq, v.seq+1, 1, appendChange(nil, &change{Op: opRemove, Entry: principal.Entry{User: "alice", Term: "tty"}})))},
+		{"an unsigned table (the old format)", encodeTable(wireTable{origin: "n0", ver: ahead, entries: []principal.Entry{mallory}})},
+		{"n0's signature moved onto another table", append(encodeTable(wireTable{origin: "n0", ver: ahead, entries: []principal.Entry{mallory}}),
+			ed25519.Sign(victim.g.key, encodeTable(wireTable{origin: "n0", ver: v, entries: []principal.Entry{entry("alice", "n0", "tty", principal.Online)}}))...)},
 	}
 	ml := rogue.g.memberlist()
 	// Copies made under g.mu: memberlist's own Node values change under it.
@@ -49,7 +51,7 @@ func TestNoSpeakingForAnotherNode(t *testing.T) {
 		}
 		rogue.g.queue(bytes.Clone(f.msg))
 		// And as push-pull state, which memberlist hands to MergeRemoteState.
-		state := seal(rogue.g.key, encodeState([]wireTable{{origin: "n0", ver: ahead, entries: []Entry{mallory}}}))
+		state := seal(rogue.g.key, encodeState([]wireTable{{origin: "n0", ver: ahead, entries: []principal.Entry{mallory}}}))
 		witness.g.MergeRemoteState(state, false)
 	}
 	// A member announcing its own key for n0's current boot is ignored, so
@@ -62,11 +64,11 @@ func TestNoSpeakingForAnotherNode(t *testing.T) {
 	witness.g.NotifyMsg(forged[0].msg)
 
 	// n0 changes again; once that reached every node, so had the forgeries.
-	if err := victim.Upsert(entry("bob", "", "tty", Busy)); err != nil {
+	if err := victim.Upsert(entry("bob", "", "tty", principal.Busy)); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		waitLookup(t, n, "bob", entry("bob", "n0", "tty", Busy))
+		waitLookup(t, n, "bob", entry("bob", "n0", "tty", principal.Busy))
 		if got := n.Lookup("mallory"); len(got) != 0 {
 			t.Errorf("%s: Lookup(mallory) = %s, want none", n.Name(), formatEntries(got))
 		}
@@ -85,7 +87,7 @@ func TestNoSpeakingForAnotherNode(t *testing.T) {
 func TestOpenMessageRules(t *testing.T) {
 	t.Parallel()
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize))
-	tbl := wireTable{origin: "n0", ver: version{1, 1}, entries: []Entry{entry("a", "n0", "tty", Online)}}
+	tbl := wireTable{origin: "n0", ver: version{1, 1}, entries: []principal.Entry{entry("a", "n0", "tty", principal.Online)}}
 	for _, tc := range []struct {
 		name string
 		in   []byte

@@ -1,6 +1,10 @@
 package presence
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/msprelay/msprelay/principal"
+)
 
 // EventType says what happened to an entry.
 type EventType uint8
@@ -16,7 +20,7 @@ const (
 // known entry with State set to Offline.
 type Event struct {
 	Type  EventType
-	Entry Entry
+	Entry principal.Entry
 }
 
 // Subscription receives every directory change in order on C.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // newUnstarted builds a gossiping Directory without starting memberlist, and
@@ -35,11 +36,11 @@ func xKey() ed25519.PrivateKey {
 func xSigned(msg []byte) []byte { return seal(xKey(), msg) }
 
 func upsertMsg(epoch, seq uint64, user string) []byte {
-	return xSigned(encodeChange("x", version{epoch, seq}, change{Op: opUpsert, Entry: entry(user, "x", "tty", Online)}))
+	return xSigned(encodeChange("x", version{epoch, seq}, change{Op: opUpsert, Entry: entry(user, "x", "tty", principal.Online)}))
 }
 
 func removeMsg(epoch, seq uint64, user string) []byte {
-	return xSigned(encodeChange("x", version{epoch, seq}, change{Op: opRemove, Entry: Entry{User: user, Term: "tty"}}))
+	return xSigned(encodeChange("x", version{epoch, seq}, change{Op: opRemove, Entry: principal.Entry{User: user, Term: "tty"}}))
 }
 
 // drain renders the events delivered so far, e.g. "+a -b".
@@ -111,11 +112,11 @@ func TestTableReplacementEmitsDifference(t *testing.T) {
 	table := func(seq uint64, users ...string) []byte {
 		wt := wireTable{origin: "x", ver: version{7, seq}}
 		for _, u := range users {
-			wt.entries = append(wt.entries, entry(u, "x", "tty", Online))
+			wt.entries = append(wt.entries, entry(u, "x", "tty", principal.Online))
 		}
 		return xSigned(encodeTable(wt))
 	}
-	busyB := wireTable{origin: "x", ver: version{7, 6}, entries: []Entry{entry("a", "x", "tty", Online), entry("b", "x", "tty", Busy)}}
+	busyB := wireTable{origin: "x", ver: version{7, 6}, entries: []principal.Entry{entry("a", "x", "tty", principal.Online), entry("b", "x", "tty", principal.Busy)}}
 	steps := []struct {
 		name string
 		msg  []byte
@@ -133,7 +134,7 @@ func TestTableReplacementEmitsDifference(t *testing.T) {
 			t.Fatalf("%s: events %q, want %q", s.name, got, s.want)
 		}
 	}
-	if got := formatEntries(d.ByNode("x")); got != formatEntries([]Entry{busyB.entries[1], busyB.entries[0]}) &&
+	if got := formatEntries(d.ByNode("x")); got != formatEntries([]principal.Entry{busyB.entries[1], busyB.entries[0]}) &&
 		got != formatEntries(busyB.entries) {
 		t.Fatalf("ByNode(x) = %s", got)
 	}
@@ -143,7 +144,7 @@ func TestTableReplacementEmitsDifference(t *testing.T) {
 func TestDigestDrivesPulls(t *testing.T) {
 	t.Parallel()
 	d, _ := newUnstarted(t)
-	d.g.NotifyMsg(xSigned(encodeTable(wireTable{origin: "x", ver: version{7, 2}, entries: []Entry{entry("a", "x", "tty", Online)}})))
+	d.g.NotifyMsg(xSigned(encodeTable(wireTable{origin: "x", ver: version{7, 2}, entries: []principal.Entry{entry("a", "x", "tty", principal.Online)}})))
 	tests := []struct {
 		name string
 		dg   digest
@@ -224,10 +225,10 @@ func TestUpsertLimitsAliases(t *testing.T) {
 		}
 		return out
 	}
-	if err := d.Upsert(Entry{User: "u", Term: "t", State: Online, Aliases: aliases(MaxAliases)}); err != nil {
+	if err := d.Upsert(principal.Entry{User: "u", Term: "t", State: principal.Online, Aliases: aliases(MaxAliases)}); err != nil {
 		t.Fatalf("Upsert with %d aliases: %v", MaxAliases, err)
 	}
-	if err := d.Upsert(Entry{User: "u", Term: "t", State: Online, Aliases: aliases(MaxAliases + 1)}); !errors.Is(err, ErrBadUser) {
+	if err := d.Upsert(principal.Entry{User: "u", Term: "t", State: principal.Online, Aliases: aliases(MaxAliases + 1)}); !errors.Is(err, principal.ErrBadUser) {
 		t.Fatalf("Upsert with %d aliases = %v, want ErrBadUser", MaxAliases+1, err)
 	}
 }

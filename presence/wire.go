@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Gossip wire format. Every message starts with a version byte and a type
@@ -92,7 +94,7 @@ func maxVersion(a, b version) version {
 type wireTable struct {
 	origin  string
 	ver     version
-	entries []Entry
+	entries []principal.Entry
 }
 
 // wireMsg is any decoded gossip message; typ says which fields are set.
@@ -119,11 +121,11 @@ func appendTime(b []byte, t time.Time) []byte {
 	return binary.AppendVarint(b, t.UnixNano())
 }
 
-func appendEntry(b []byte, e *Entry) []byte {
+func appendEntry(b []byte, e *principal.Entry) []byte {
 	b = appendString(b, e.User)
 	b = appendString(b, e.Term)
 	st := byte(e.State)
-	if e.Kind != KindSession {
+	if e.Kind != principal.KindSession {
 		st |= stateExt
 	}
 	b = append(b, st)
@@ -133,7 +135,7 @@ func appendEntry(b []byte, e *Entry) []byte {
 	}
 	b = appendTime(b, e.Since)
 	b = appendTime(b, e.LastActive)
-	if e.Kind != KindSession {
+	if e.Kind != principal.KindSession {
 		b = binary.AppendUvarint(b, 1)
 		b = append(b, byte(e.Kind))
 	}
@@ -281,7 +283,7 @@ func (r *reader) str(what string) string {
 	if r.err != nil {
 		return ""
 	}
-	if n > MaxNameLen || n > uint64(len(r.b)) {
+	if n > principal.MaxNameLen || n > uint64(len(r.b)) {
 		r.failf("%s length %d", what, n)
 		return ""
 	}
@@ -317,9 +319,9 @@ func (r *reader) user(what string) string {
 	if r.err != nil {
 		return ""
 	}
-	if err := ValidUser(u); err != nil {
+	if err := principal.ValidUser(u); err != nil {
 		r.failf("%s: %v", what, err)
-	} else if CanonicalUser(u) != u {
+	} else if principal.CanonicalUser(u) != u {
 		r.failf("%s %q not canonical", what, u)
 	}
 	return u
@@ -328,7 +330,7 @@ func (r *reader) user(what string) string {
 func (r *reader) term() string {
 	t := r.str("term")
 	if r.err == nil {
-		if err := ValidTerm(t); err != nil {
+		if err := principal.ValidTerm(t); err != nil {
 			r.failf("%v", err)
 		}
 	}
@@ -338,7 +340,7 @@ func (r *reader) term() string {
 func (r *reader) node(what string) string {
 	n := r.str(what)
 	if r.err == nil {
-		if err := ValidNode(n); err != nil {
+		if err := principal.ValidNode(n); err != nil {
 			r.failf("%s: %v", what, err)
 		}
 	}
@@ -350,12 +352,12 @@ func (r *reader) version() version {
 }
 
 // entry decodes an entry held by node.
-func (r *reader) entry(node string) Entry {
-	e := Entry{User: r.user("user"), Node: node, Term: r.term()}
+func (r *reader) entry(node string) principal.Entry {
+	e := principal.Entry{User: r.user("user"), Node: node, Term: r.term()}
 	st := r.byte()
 	ext := st&stateExt != 0
-	e.State = State(st &^ stateExt)
-	if r.err == nil && (e.State == Offline || e.State > Hidden) {
+	e.State = principal.State(st &^ stateExt)
+	if r.err == nil && (e.State == principal.Offline || e.State > principal.Hidden) {
 		r.failf("state %d", e.State)
 	}
 	if n := r.count("alias", MaxAliases, minAliasBytes); n > 0 {
@@ -374,18 +376,18 @@ func (r *reader) entry(node string) Entry {
 
 // ext reads an entry's ext block and returns its kind. Only a kind other
 // than session may be sent in one, so that each entry has one encoding.
-func (r *reader) ext() Kind {
+func (r *reader) ext() principal.Kind {
 	n := r.uvarint()
 	if r.err != nil {
-		return KindSession
+		return principal.KindSession
 	}
 	if n < 1 || n > maxExtBytes || n > uint64(len(r.b)) {
 		r.failf("ext length %d", n)
-		return KindSession
+		return principal.KindSession
 	}
-	k := Kind(r.b[0])
+	k := principal.Kind(r.b[0])
 	r.b = r.b[n:]
-	if k == KindSession || k > KindTTY {
+	if k == principal.KindSession || k > principal.KindTTY {
 		r.failf("ext kind %d", k)
 	}
 	return k
@@ -399,7 +401,7 @@ func (r *reader) change(node string) change {
 	case c.Op == opUpsert:
 		c.Entry = r.entry(node)
 	case c.Op == opRemove:
-		c.Entry = Entry{User: r.user("user"), Node: node, Term: r.term()}
+		c.Entry = principal.Entry{User: r.user("user"), Node: node, Term: r.term()}
 	default:
 		r.failf("op %d", c.Op)
 	}
@@ -412,7 +414,7 @@ func (r *reader) table() wireTable {
 	if n == 0 {
 		return t
 	}
-	t.entries = make([]Entry, 0, n)
+	t.entries = make([]principal.Entry, 0, n)
 	seen := make(map[entryKey]struct{}, n)
 	for range n {
 		e := r.entry(t.origin)

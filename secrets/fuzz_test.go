@@ -5,12 +5,12 @@ import (
 	"testing"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/secrets"
 )
 
 // FuzzParse: the secrets parser never panics, admits only users valid in
-// the cluster (presence.ValidUser) with non-empty, trimmed secrets, and
+// the cluster (principal.ValidUser) with non-empty, trimmed secrets, and
 // finds each user it admitted under any spelling of the name's case.
 func FuzzParse(f *testing.F) {
 	f.Add("alice s3cret\n# comment\n\nbob\tcorrect horse\n")
@@ -28,7 +28,7 @@ func FuzzParse(f *testing.F) {
 			}
 			n++
 			user, _, _ := strings.Cut(strings.ReplaceAll(l, "\t", " "), " ")
-			if err := presence.ValidUser(user); err != nil {
+			if err := principal.ValidUser(user); err != nil {
 				t.Fatalf("admitted user %q: %v", user, err)
 			}
 			secret, ok := s.Secret(msp.Fold(user))

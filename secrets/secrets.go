@@ -25,10 +25,10 @@ import (
 var ErrBadUser = errors.New("secrets: invalid user name")
 
 // MaxUserLen bounds a user name; it is the cluster's limit on names
-// (presence.MaxNameLen), repeated here so that this package stays a leaf.
+// (principal.MaxNameLen), repeated here so that this package stays a leaf.
 const MaxUserLen = 64
 
-// validUser applies the cluster's rule for user names (presence.ValidUser):
+// validUser applies the cluster's rule for user names (principal.ValidUser):
 // 1..MaxUserLen octets, no space, control octet, NBSP, '@', '*' or '/'. A
 // test keeps the two in step.
 func validUser(name string) error {

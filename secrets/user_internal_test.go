@@ -4,11 +4,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // The parser admits exactly the user names the rest of the cluster does
-// (presence.ValidUser): the rule is repeated here to keep the package a
+// (principal.ValidUser): the rule is repeated here to keep the package a
 // leaf, and this test keeps the two copies in step, octet by octet.
 func TestUserRuleIsPresences(t *testing.T) {
 	t.Parallel()
@@ -17,9 +17,9 @@ func TestUserRuleIsPresences(t *testing.T) {
 		names = append(names, "u"+string([]byte{byte(c)})+"v")
 	}
 	for _, u := range names {
-		got, want := validUser(u) == nil, presence.ValidUser(u) == nil
+		got, want := validUser(u) == nil, principal.ValidUser(u) == nil
 		if got != want {
-			t.Errorf("user %q: secrets accepts %v, presence.ValidUser %v", u, got, want)
+			t.Errorf("user %q: secrets accepts %v, principal.ValidUser %v", u, got, want)
 		}
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -78,7 +78,7 @@ func TestAckedDelivery(t *testing.T) {
 			if tc.acks {
 				opts = append(opts, sessionclient.WithAcks())
 			}
-			si, err := alice.SignIn(ctxT(t), "alice", "pts/1", presence.Online, opts...)
+			si, err := alice.SignIn(ctxT(t), "alice", "pts/1", principal.Online, opts...)
 			if err != nil || si.Acks != tc.acks {
 				t.Fatalf("sign in: %+v %v; want Acks %v", si, err, tc.acks)
 			}
@@ -104,7 +104,7 @@ func TestAckSessionInsideSNDRefusesAsSlow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Trust{}, nil)
 	alice := e.dial()
-	if _, err := alice.SignIn(ctxT(t), "alice", "pts/1", presence.Online, sessionclient.WithAcks()); err != nil {
+	if _, err := alice.SignIn(ctxT(t), "alice", "pts/1", principal.Online, sessionclient.WithAcks()); err != nil {
 		t.Fatal(err)
 	}
 	ok, summary, err := alice.Send(ctxT(t), "alice", "", "to myself")

@@ -10,7 +10,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/sessionsock"
 )
@@ -150,7 +150,7 @@ func (p PeerCred) Authenticate(_ context.Context, req *AuthRequest) (Identity, e
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: uid %d: %v", sessionproto.ErrAuthFailed, uid, err)
 	}
-	if presence.CanonicalUser(name) != presence.CanonicalUser(req.User) {
+	if principal.CanonicalUser(name) != principal.CanonicalUser(req.User) {
 		return Identity{}, fmt.Errorf("%w: uid %d (%s) may not sign in as %s", sessionproto.ErrAuthFailed, uid, name, req.User)
 	}
 	return Identity{Method: "peercred", Verified: true}, nil

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/secrets"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
@@ -33,12 +33,12 @@ func TestSecretAuth(t *testing.T) {
 	e := newEnv(t, NewSecretAuth(sec), nil)
 	ctx := ctxT(t)
 	alice := e.dial()
-	si, err := alice.SignIn(ctx, "Alice", "pts/1", presence.Online, sessionclient.WithSecret("s3cret"))
+	si, err := alice.SignIn(ctx, "Alice", "pts/1", principal.Online, sessionclient.WithSecret("s3cret"))
 	if err != nil || si.Method != "secret" || si.User != "alice" {
 		t.Fatalf("SignIn = %+v %v", si, err)
 	}
 	bob := e.dial()
-	if _, err := bob.SignIn(ctx, "bob", "pts/2", presence.Online, sessionclient.WithSecret("hunter2")); err != nil {
+	if _, err := bob.SignIn(ctx, "bob", "pts/2", principal.Online, sessionclient.WithSecret("hunter2")); err != nil {
 		t.Fatal(err)
 	}
 	mustSend(t, bob, "alice", "", "signed, bob")
@@ -60,14 +60,14 @@ func TestSecretAuth(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if _, err := c.SignIn(ctx, tc.user, "t", presence.Online, sessionclient.WithSecret(tc.secret)); !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) {
+			if _, err := c.SignIn(ctx, tc.user, "t", principal.Online, sessionclient.WithSecret(tc.secret)); !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) {
 				t.Fatalf("SignIn = %v, want %d", err, sessionproto.CodeAuthFailed)
 			}
 			waitDone(t, c)
 		})
 	}
 	noSecret := e.dial()
-	if _, err := noSecret.SignIn(ctx, "alice", "t", presence.Online); !errors.Is(err, sessionproto.ErrAuthFailed) {
+	if _, err := noSecret.SignIn(ctx, "alice", "t", principal.Online); !errors.Is(err, sessionproto.ErrAuthFailed) {
 		t.Fatalf("SignIn without secret = %v, want sessionproto.ErrAuthFailed", err)
 	}
 }
@@ -159,7 +159,7 @@ func TestPeerCred(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	si, err := root.SignIn(ctx, "alice", "pts/1", presence.Online)
+	si, err := root.SignIn(ctx, "alice", "pts/1", principal.Online)
 	if err != nil || si.Method != "peercred" {
 		t.Fatalf("root SignIn(alice) = %+v %v", si, err)
 	}
@@ -204,7 +204,7 @@ func TestPeerCredHelper(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		si, err := c.SignIn(ctx, name, "helper", presence.Online)
+		si, err := c.SignIn(ctx, name, "helper", principal.Online)
 		if err != nil {
 			fmt.Printf("claim %s: %v\n", name, err)
 		} else {

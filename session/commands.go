@@ -14,7 +14,7 @@ import (
 
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -58,17 +58,17 @@ func (s *session) cmdUSR(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe != nil {
 		return pe
 	}
-	if err := presence.ValidUser(user); err != nil {
+	if err := principal.ValidUser(user); err != nil {
 		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
 	if term != sessionproto.NoTerminal {
-		if err := presence.ValidTerm(term); err != nil {
+		if err := principal.ValidTerm(term); err != nil {
 			return sessionproto.Errf(sessionproto.CodeBadTerm, f.TrID, "%v", err)
 		}
 	}
-	state := presence.Online
+	state := principal.Online
 	if len(f.Args) == 3 {
-		st, err := presence.ParseState(f.Args[2])
+		st, err := principal.ParseState(f.Args[2])
 		if err != nil {
 			return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "%v", err)
 		}
@@ -109,7 +109,7 @@ func (s *session) cmdUSR(f *sessionproto.Frame) *sessionproto.Fault {
 		return &sessionproto.Fault{Code: sessionproto.CodeAuthFailed, TrID: trid, Text: "authentication failed", Fatal: true, Quiet: true}
 	}
 
-	canon := presence.CanonicalUser(user)
+	canon := principal.CanonicalUser(user)
 	s.mu.Lock()
 	s.user = canon
 	if term != sessionproto.NoTerminal {
@@ -191,7 +191,7 @@ func (s *session) cmdCHG(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := firstOf(wantArgs(f, 1, 1), s.noTerminal(f)); pe != nil {
 		return pe
 	}
-	st, err := presence.ParseState(f.Args[0])
+	st, err := principal.ParseState(f.Args[0])
 	if err != nil {
 		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "%v", err)
 	}
@@ -228,18 +228,18 @@ func (s *session) listArgs(f *sessionproto.Frame) (list, name string, pe *sessio
 			return "", "", pe
 		}
 		user, node := switchboard.SplitAddress(name)
-		if err := presence.ValidUser(user); err != nil {
+		if err := principal.ValidUser(user); err != nil {
 			return "", "", sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 		}
 		if node != "" {
-			if err := presence.ValidNode(node); err != nil {
+			if err := principal.ValidNode(node); err != nil {
 				return "", "", sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 			}
 		}
-	} else if err := presence.ValidUser(name); err != nil {
+	} else if err := principal.ValidUser(name); err != nil {
 		return "", "", sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
-	return list, presence.CanonicalUser(name), nil
+	return list, principal.CanonicalUser(name), nil
 }
 
 // cmdADD: ADD TrID FL user -> ILN lines, ADD TrID FL user; ADD TrID BL name.
@@ -350,8 +350,8 @@ func (s *session) cmdLST(f *sessionproto.Frame) *sessionproto.Fault {
 
 // visibleTo reports whether viewer may see e: hidden terminals appear
 // offline to everyone but their own user.
-func visibleTo(e *presence.Entry, viewer string) bool {
-	return e.State != presence.Hidden || e.User == viewer
+func visibleTo(e *principal.Entry, viewer string) bool {
+	return e.State != principal.Hidden || e.User == viewer
 }
 
 // cmdWHO: WHO TrID [name[@node]] -> WHO TrID count len, one terminal per
@@ -361,7 +361,7 @@ func (s *session) cmdWHO(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe := wantArgs(f, 0, 1); pe != nil {
 		return pe
 	}
-	var entries []presence.Entry
+	var entries []principal.Entry
 	if len(f.Args) == 1 {
 		name, pe := arg(f, 0)
 		if pe != nil {
@@ -371,14 +371,14 @@ func (s *session) cmdWHO(f *sessionproto.Frame) *sessionproto.Fault {
 			return s.whoConversation(f, name)
 		}
 		user, node := switchboard.SplitAddress(name)
-		if err := presence.ValidUser(user); err != nil {
+		if err := principal.ValidUser(user); err != nil {
 			return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 		}
 		// As routing resolves it: her own terminals win over others'
 		// aliases of her name, and others' hidden ones are left out.
 		entries = s.srv.sb.Lookup(s.srv.ctx, user, s.user)
 		if node != "" {
-			entries = slices.DeleteFunc(entries, func(e presence.Entry) bool { return e.Node != node })
+			entries = slices.DeleteFunc(entries, func(e principal.Entry) bool { return e.Node != node })
 		}
 	} else {
 		entries = s.srv.dir.All()
@@ -415,10 +415,10 @@ const lastSeenTimeout = 2 * time.Second
 // whose presence has not reached this node yet), and answering anything
 // but what an offline user's record gets would expose her (issue 12:
 // "hidden users are indistinguishable from offline ones in every reply").
-func (s *session) lastSeen(arg string) (presence.Entry, bool) {
+func (s *session) lastSeen(arg string) (principal.Entry, bool) {
 	name, err := sessionproto.DecodeToken(arg)
 	if err != nil {
-		return presence.Entry{}, false
+		return principal.Entry{}, false
 	}
 	user, node := switchboard.SplitAddress(name)
 	ctx, cancel := context.WithTimeout(context.Background(), lastSeenTimeout)
@@ -427,9 +427,9 @@ func (s *session) lastSeen(arg string) (presence.Entry, bool) {
 	// A record without a time is of a user only ever seen hidden: she
 	// has never been seen, as far as anyone may tell.
 	if err != nil || seen.Time.IsZero() || (node != "" && seen.Node != node) {
-		return presence.Entry{}, false
+		return principal.Entry{}, false
 	}
-	return presence.Entry{User: seen.User, Node: seen.Node, Term: seen.Term, State: presence.Offline, LastActive: seen.Time}, true
+	return principal.Entry{User: seen.User, Node: seen.Node, Term: seen.Term, State: principal.Offline, LastActive: seen.Time}, true
 }
 
 // cmdSND: SND TrID recipient recip-term len, text -> ACK|NAK TrID summary.
@@ -536,10 +536,10 @@ func aliasArg(f *sessionproto.Frame) (string, *sessionproto.Fault) {
 	if pe != nil {
 		return "", pe
 	}
-	if err := presence.ValidUser(name); err != nil {
+	if err := principal.ValidUser(name); err != nil {
 		return "", sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
-	return presence.CanonicalUser(name), nil
+	return principal.CanonicalUser(name), nil
 }
 
 // aliasFault answers a refused Line.SetAliases (other than ErrSignedOut,

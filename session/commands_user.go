@@ -15,7 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/sessionsock"
 	"github.com/msprelay/msprelay/switchboard"
@@ -160,7 +160,7 @@ func (s *session) cmdWAL(f *sessionproto.Frame) *sessionproto.Fault {
 		if pe != nil {
 			return pe
 		}
-		if err := presence.ValidNode(n); err != nil {
+		if err := principal.ValidNode(n); err != nil {
 			return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "%v", err)
 		}
 		node = n
@@ -204,13 +204,13 @@ func (s *session) cmdSTA(f *sessionproto.Frame) *sessionproto.Fault {
 	if !s.ident.Verified {
 		return sessionproto.Errf(sessionproto.CodeUnverified, f.TrID, "changing all your terminals needs a verified sign-in")
 	}
-	st, err := presence.ParseState(f.Args[0])
-	if err != nil || st == presence.Offline {
+	st, err := principal.ParseState(f.Args[0])
+	if err != nil || st == principal.Offline {
 		return sessionproto.Errf(sessionproto.CodeBadParam, f.TrID, "state %q: want NLN, BSY, AWY, IDL or HDN", sessionproto.Truncate(f.Args[0], 16))
 	}
 	n := 0
 	for _, l := range s.srv.sb.UserLines(s.user) {
-		if l.Kind() != presence.KindSession {
+		if l.Kind() != principal.KindSession {
 			continue
 		}
 		if l.SetState(st) == nil {
@@ -248,15 +248,15 @@ func (s *session) cmdBLK(f *sessionproto.Frame) *sessionproto.Fault {
 		return pe
 	}
 	u, node := switchboard.SplitAddress(name)
-	if err := presence.ValidUser(u); err != nil {
+	if err := principal.ValidUser(u); err != nil {
 		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
 	if node != "" {
-		if err := presence.ValidNode(node); err != nil {
+		if err := principal.ValidNode(node); err != nil {
 			return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 		}
 	}
-	name = presence.CanonicalUser(name)
+	name = principal.CanonicalUser(name)
 	if !s.ident.Verified {
 		return sessionproto.Errf(sessionproto.CodeUnverified, f.TrID, "a lasting block list needs a verified sign-in")
 	}
@@ -387,11 +387,11 @@ func (s *session) loadBlocks() {
 		if len(s.bl) >= s.srv.cfg.MaxList {
 			break
 		}
-		if presence.ValidUser(strings.SplitN(n, "@", 2)[0]) == nil {
+		if principal.ValidUser(strings.SplitN(n, "@", 2)[0]) == nil {
 			if s.bl == nil {
 				s.bl = map[string]struct{}{} // made on first use (idle sessions cost little)
 			}
-			s.bl[presence.CanonicalUser(n)] = struct{}{}
+			s.bl[principal.CanonicalUser(n)] = struct{}{}
 		}
 	}
 }
@@ -410,7 +410,7 @@ func (s *session) cmdALS(f *sessionproto.Frame) *sessionproto.Fault {
 	}
 	var lines []*switchboard.Line
 	for _, l := range s.srv.sb.UserLines(s.user) {
-		if l.Kind() == presence.KindSession {
+		if l.Kind() == principal.KindSession {
 			lines = append(lines, l)
 		}
 	}

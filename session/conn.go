@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
 )
@@ -89,7 +89,7 @@ type termKey struct{ node, term string } // term folded
 // watched is what the client was last told about one terminal.
 type watched struct {
 	term  string
-	state presence.State
+	state principal.State
 }
 
 func newSession(srv *Server, c net.Conn, auth Authenticator, kind listenerKind) *session {
@@ -526,7 +526,7 @@ func (s *session) blockedLocked(sender string) bool {
 	if len(s.bl) == 0 || sender == "" {
 		return false
 	}
-	c := presence.CanonicalUser(sender)
+	c := principal.CanonicalUser(sender)
 	if _, ok := s.bl[c]; ok {
 		return true
 	}

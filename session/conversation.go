@@ -10,7 +10,7 @@ import (
 	"github.com/msprelay/msprelay/conversation"
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionproto"
 )
 
@@ -244,10 +244,10 @@ func (s *session) cmdCAL(f *sessionproto.Frame) *sessionproto.Fault {
 	if pe != nil {
 		return pe
 	}
-	if err := presence.ValidUser(user); err != nil {
+	if err := principal.ValidUser(user); err != nil {
 		return sessionproto.Errf(sessionproto.CodeBadUser, f.TrID, "%v", err)
 	}
-	user = presence.CanonicalUser(user)
+	user = principal.CanonicalUser(user)
 	ms, ok := s.conv.members[name]
 	if !ok {
 		return sessionproto.Errf(sessionproto.CodeNotMember, f.TrID, "not in %s", name)
@@ -409,8 +409,8 @@ func (c *convSink) Event(ev *conversation.Event) bool {
 	default:
 		return false
 	}
-	if ev.Kind == conversation.KindInvite && s.line != nil && s.line.Entry().State == presence.Hidden &&
-		presence.CanonicalUser(ev.User) != s.user {
+	if ev.Kind == conversation.KindInvite && s.line != nil && s.line.Entry().State == principal.Hidden &&
+		principal.CanonicalUser(ev.User) != s.user {
 		// A hidden terminal is offline to others (issue 12): it is not
 		// rung, so the inviter hears "not online" as for an absent user.
 		return false
@@ -446,7 +446,7 @@ func (s *session) whoConversation(f *sessionproto.Frame, name string) *sessionpr
 	}
 	var p []byte
 	for _, mb := range members {
-		e := presence.Entry{User: mb.User, Node: mb.Node, Term: mb.Term, State: presence.Online, Since: mb.Joined, LastActive: mb.Joined}
+		e := principal.Entry{User: mb.User, Node: mb.Node, Term: mb.Term, State: principal.Online, Since: mb.Joined, LastActive: mb.Joined}
 		if l := sessionproto.AppendWhoLine(nil, &e); len(p)+len(l) <= sessionproto.MaxServerPayload {
 			p = append(p, l...)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
@@ -111,10 +112,10 @@ func (e *env) drop(c *sessionclient.Client) {
 // signIn dials and signs in user at term, online.
 func (e *env) signIn(user, term string) *sessionclient.Client {
 	e.t.Helper()
-	return e.signInState(user, term, presence.Online)
+	return e.signInState(user, term, principal.Online)
 }
 
-func (e *env) signInState(user, term string, st presence.State) *sessionclient.Client {
+func (e *env) signInState(user, term string, st principal.State) *sessionclient.Client {
 	e.t.Helper()
 	c := e.dial()
 	if _, err := c.SignIn(ctxT(e.t), user, term, st); err != nil {

@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/syncbuf"
+	"github.com/msprelay/msprelay/principal"
 
 	"github.com/msprelay/msprelay/internal/asuser"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/secrets"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
@@ -79,7 +79,7 @@ func TestUnauthenticatedNetworkConnectionsDoNotLockOutLocalUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.SignIn(ctxT(t), "root", "pts/9", presence.Online); err != nil {
+	if _, err := c.SignIn(ctxT(t), "root", "pts/9", principal.Online); err != nil {
 		t.Fatalf("local sign-in with the network side full: %v", err)
 	}
 	// The network side's next stranger is told why.
@@ -121,14 +121,14 @@ func TestFailedSignInsAreRateLimited(t *testing.T) {
 	})
 	for i := range 5 {
 		c := e.dial()
-		_, err := c.SignIn(ctxT(t), "alice", "t", presence.Online, sessionclient.WithSecret(fmt.Sprint("guess", i)))
+		_, err := c.SignIn(ctxT(t), "alice", "t", principal.Online, sessionclient.WithSecret(fmt.Sprint("guess", i)))
 		if !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) || strings.Contains(err.Error(), "too many") {
 			t.Fatalf("guess %d: %v, want a plain 911", i, err)
 		}
 	}
 	// Now even the right secret is refused without being checked.
 	c := e.dial()
-	_, err = c.SignIn(ctxT(t), "alice", "t", presence.Online, sessionclient.WithSecret("s3cret"))
+	_, err = c.SignIn(ctxT(t), "alice", "t", principal.Online, sessionclient.WithSecret("s3cret"))
 	if !sessionproto.IsCode(err, sessionproto.CodeAuthFailed) || !strings.Contains(err.Error(), "too many failed sign-ins") {
 		t.Fatalf("sign-in past the failure limit: %v", err)
 	}
@@ -234,7 +234,7 @@ func TestFailedSignInsCountPerLocalUser(t *testing.T) {
 		}
 		c := sessionclient.NewClient(nc)
 		defer c.Close()
-		_, err = c.SignIn(ctxT(t), "alice", "t", presence.Online, sessionclient.WithSecret(secret))
+		_, err = c.SignIn(ctxT(t), "alice", "t", principal.Online, sessionclient.WithSecret(secret))
 		return err
 	}
 	for i := range 3 {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionproto"
 )
 
@@ -17,7 +17,7 @@ func TestNamesBelongToPeople(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Trust{}, nil)
 	e.signIn("bob", "pts/2")
-	e.signInState("carol", "pts/3", presence.Hidden)
+	e.signInState("carol", "pts/3", principal.Hidden)
 	mallory := e.signIn("mallory", "pts/6")
 	ctx := ctxT(t)
 	cases := []struct {
@@ -51,7 +51,7 @@ func TestConsoleSignInRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Trust{}, nil)
 	c := e.dial()
-	if _, err := c.SignIn(ctxT(t), "mallory", "console", presence.Online); !sessionproto.IsCode(err, sessionproto.CodeTermReserved) {
+	if _, err := c.SignIn(ctxT(t), "mallory", "console", principal.Online); !sessionproto.IsCode(err, sessionproto.CodeTermReserved) {
 		t.Fatalf("mallory at console: %v, want %d", err, sessionproto.CodeTermReserved)
 	}
 	if es := e.dir.All(); len(es) != 0 {

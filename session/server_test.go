@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 	"github.com/msprelay/msprelay/switchboard"
@@ -27,7 +28,7 @@ func TestDeliveryByRecipTerm(t *testing.T) {
 	bob := e.signIn("bob", "pts/9")
 	ctx := ctxT(t)
 	// pts/1 becomes the most recently active terminal.
-	if err := a1.SetState(ctx, presence.Online); err != nil {
+	if err := a1.SetState(ctx, principal.Online); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,7 +100,7 @@ func TestBusyRefuses(t *testing.T) {
 	alice := e.signIn("alice", "pts/1")
 	bob := e.signIn("bob", "pts/2")
 	ctx := ctxT(t)
-	if err := alice.SetState(ctx, presence.Busy); err != nil {
+	if err := alice.SetState(ctx, principal.Busy); err != nil {
 		t.Fatal(err)
 	}
 	ok, summary, err := bob.Send(ctx, "alice", "", "knock knock")
@@ -107,7 +108,7 @@ func TestBusyRefuses(t *testing.T) {
 		t.Fatalf("Send = %v %q %v, want NAK busy", ok, summary, err)
 	}
 	noMessage(t, alice, "busy alice")
-	if err := alice.SetState(ctx, presence.Online); err != nil {
+	if err := alice.SetState(ctx, principal.Online); err != nil {
 		t.Fatal(err)
 	}
 	if ok, summary, err := bob.Send(ctx, "alice", "", "again"); err != nil || !ok {
@@ -206,7 +207,7 @@ func TestWatchEvents(t *testing.T) {
 	carol := e.signIn("carol", "pts/3")
 	ctx := ctxT(t)
 	init, err := carol.Watch(ctx, "Alice")
-	want := sessionclient.PresenceEvent{Initial: true, User: "alice", Node: "n1", Term: "pts/1", State: presence.Online}
+	want := sessionclient.PresenceEvent{Initial: true, User: "alice", Node: "n1", Term: "pts/1", State: principal.Online}
 	if err != nil || len(init) != 1 || init[0] != want {
 		t.Fatalf("Watch = %+v %v, want [%+v]", init, err, want)
 	}
@@ -223,17 +224,17 @@ func TestWatchEvents(t *testing.T) {
 		want sessionclient.PresenceEvent
 	}{
 		{"sign-in on a new terminal is NLN", func() {},
-			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Online}},
-		{"state change is NLN", func() { mustNil(t, a1.SetState(ctx, presence.Away)) },
-			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/1", State: presence.Away}},
-		{"hidden is FLN to others", func() { mustNil(t, a2.SetState(ctx, presence.Hidden)) },
-			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Offline}},
-		{"visible again is NLN", func() { mustNil(t, a2.SetState(ctx, presence.Busy)) },
-			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Busy}},
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: principal.Online}},
+		{"state change is NLN", func() { mustNil(t, a1.SetState(ctx, principal.Away)) },
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/1", State: principal.Away}},
+		{"hidden is FLN to others", func() { mustNil(t, a2.SetState(ctx, principal.Hidden)) },
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: principal.Offline}},
+		{"visible again is NLN", func() { mustNil(t, a2.SetState(ctx, principal.Busy)) },
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: principal.Busy}},
 		{"dropped connection is FLN", func() { e.drop(a1) },
-			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/1", State: presence.Offline}},
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/1", State: principal.Offline}},
 		{"sign-out is FLN", func() { mustNil(t, a2.SignOut(ctx)) },
-			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: presence.Offline}},
+			sessionclient.PresenceEvent{User: "alice", Node: "n1", Term: "pts/2", State: principal.Offline}},
 	}
 	for _, st := range steps {
 		st.do()
@@ -267,7 +268,7 @@ func mustNil(t *testing.T, err error) {
 func TestHiddenVisibleToOwnUser(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Trust{}, nil)
-	e.signInState("alice", "pts/1", presence.Hidden)
+	e.signInState("alice", "pts/1", principal.Hidden)
 	self := e.signIn("alice", "pts/2")
 	bob := e.signIn("bob", "pts/3")
 	ctx := ctxT(t)
@@ -282,8 +283,8 @@ func TestHiddenVisibleToOwnUser(t *testing.T) {
 	if err != nil || len(es) != 2 {
 		t.Fatalf("alice's Who = %+v %v, want both terminals", es, err)
 	}
-	states := map[string]presence.State{es[0].Term: es[0].State, es[1].Term: es[1].State}
-	if states["pts/1"] != presence.Hidden || states["pts/2"] != presence.Online {
+	states := map[string]principal.State{es[0].Term: es[0].State, es[1].Term: es[1].State}
+	if states["pts/1"] != principal.Hidden || states["pts/2"] != principal.Online {
 		t.Fatalf("alice's Who states = %v", states)
 	}
 	if init, err := bob.Watch(ctx, "alice"); err != nil || len(init) != 1 || init[0].Term != "pts/2" {
@@ -306,7 +307,7 @@ func TestWhoEntry(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Trust{}, nil)
 	before := time.Now().Add(-time.Second)
-	alice := e.signInState("alice", "pts/1", presence.Away)
+	alice := e.signInState("alice", "pts/1", principal.Away)
 	ctx := ctxT(t)
 	mustNil(t, alice.AddName(ctx, "helpdesk"))
 	es, err := alice.Who(ctx, "helpdesk")
@@ -314,7 +315,7 @@ func TestWhoEntry(t *testing.T) {
 		t.Fatalf("Who(helpdesk) = %+v %v", es, err)
 	}
 	w := es[0]
-	if w.User != "alice" || w.Node != "n1" || w.Term != "pts/1" || w.State != presence.Away ||
+	if w.User != "alice" || w.Node != "n1" || w.Term != "pts/1" || w.State != principal.Away ||
 		!slices.Equal(w.Aliases, []string{"helpdesk"}) {
 		t.Fatalf("entry = %+v", w)
 	}
@@ -444,8 +445,8 @@ func TestNoTerminalSession(t *testing.T) {
 	alice := e.signIn("alice", "pts/1")
 	c := e.dial()
 	ctx := ctxT(t)
-	si, err := c.SignIn(ctx, "bob", sessionproto.NoTerminal, presence.Offline)
-	want := sessionclient.SignedIn{User: "bob", Term: "*", State: presence.Online, Node: "n1", Method: "trust"}
+	si, err := c.SignIn(ctx, "bob", sessionproto.NoTerminal, principal.Offline)
+	want := sessionclient.SignedIn{User: "bob", Term: "*", State: principal.Online, Node: "n1", Method: "trust"}
 	if err != nil || *si != want {
 		t.Fatalf("SignIn = %+v %v, want %+v", si, err, want)
 	}
@@ -453,7 +454,7 @@ func TestNoTerminalSession(t *testing.T) {
 		t.Fatalf("Who = %+v %v, want alice only", es, err)
 	}
 	for name, err := range map[string]error{
-		"CHG":     c.SetState(ctx, presence.Away),
+		"CHG":     c.SetState(ctx, principal.Away),
 		"NAM ADD": c.AddName(ctx, "x"),
 		"ADD BL":  c.Block(ctx, "carol"),
 	} {

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionproto"
 )
 
@@ -115,14 +116,14 @@ func (srv *Server) refresh(user string) {
 
 // terminalsOf returns user's terminals in the directory (not the entries
 // that merely hold user as an alias).
-func (srv *Server) terminalsOf(user string) []presence.Entry {
+func (srv *Server) terminalsOf(user string) []principal.Entry {
 	es := srv.dir.Lookup(user)
-	return slices.DeleteFunc(es, func(e presence.Entry) bool { return e.User != user })
+	return slices.DeleteFunc(es, func(e principal.Entry) bool { return e.User != user })
 }
 
 // pushWatch tells the client what changed in user's terminals since it was
 // last told; a client too far behind to take it is disconnected.
-func (s *session) pushWatch(user string, entries []presence.Entry) {
+func (s *session) pushWatch(user string, entries []principal.Entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ending {
@@ -142,7 +143,7 @@ func (s *session) pushWatch(user string, entries []presence.Entry) {
 // the lines telling it: NLN for a new or changed terminal, FLN for one gone
 // (or hidden), or, when trid is set, ILN for every visible terminal (the
 // initial report of ADD FL). mu must be held.
-func (s *session) diffLocked(user string, entries []presence.Entry, trid *uint32) []byte {
+func (s *session) diffLocked(user string, entries []principal.Entry, trid *uint32) []byte {
 	old := s.known[user]
 	now := make(map[termKey]watched, len(entries))
 	var b []byte
@@ -151,7 +152,7 @@ func (s *session) diffLocked(user string, entries []presence.Entry, trid *uint32
 		if !visibleTo(e, s.user) {
 			continue
 		}
-		k := termKey{e.Node, presence.CanonicalUser(e.Term)}
+		k := termKey{e.Node, principal.CanonicalUser(e.Term)}
 		now[k] = watched{term: e.Term, state: e.State}
 		args := []string{e.State.Code(), sessionproto.EncodeToken(e.User), sessionproto.EncodeToken(e.Node), sessionproto.EncodeToken(e.Term)}
 		if trid != nil {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // BroadcastResult counts what a broadcast (wall) reached.
@@ -25,15 +25,15 @@ type BroadcastResult struct {
 // Refused. d.Recipient should be "" (any user), d.ID unique per broadcast.
 // Who may broadcast, and how often, is the caller's decision.
 func (s *Switchboard) Broadcast(ctx context.Context, d *Delivery, node string) BroadcastResult {
-	var entries []presence.Entry
+	var entries []principal.Entry
 	if node != "" {
 		entries = s.dir.ByNode(node)
 	} else {
 		entries = s.dir.All()
 	}
-	byNode := map[string][]presence.Entry{}
+	byNode := map[string][]principal.Entry{}
 	for _, e := range entries {
-		if e.State == presence.Offline {
+		if e.State == principal.Offline {
 			continue
 		}
 		byNode[e.Node] = append(byNode[e.Node], e)
@@ -77,7 +77,7 @@ func (s *Switchboard) Broadcast(ctx context.Context, d *Delivery, node string) B
 // UserLines returns this node's lines of user (sessions and ttys), for
 // commands that change all of a user's terminals at once.
 func (s *Switchboard) UserLines(user string) []*Line {
-	u := presence.CanonicalUser(user)
+	u := principal.CanonicalUser(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*Line
@@ -90,4 +90,4 @@ func (s *Switchboard) UserLines(user string) []*Line {
 }
 
 // Kind tells a session's line from a tty's.
-func (l *Line) Kind() presence.Kind { return kindOf(l.t) }
+func (l *Line) Kind() principal.Kind { return kindOf(l.t) }

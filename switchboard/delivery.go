@@ -43,7 +43,7 @@ import (
 
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Delivery is one message on its way to terminals. It is immutable once handed
@@ -280,7 +280,7 @@ type Outcome struct {
 	// spares an allocation per message.
 	one [1]Result
 	// entry is the storage of the selected terminal when there is one.
-	entry [1]presence.Entry
+	entry [1]principal.Entry
 }
 
 // Delivered reports whether the message reached a delivery service: at

@@ -9,6 +9,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // gossipDir is a presence directory gossiping on 127.0.0.1, joined to join.
@@ -49,7 +50,7 @@ func TestRightTerminalFallbackKeepsToForwardTimeout(t *testing.T) {
 		term string
 		last time.Time
 	}{{dirB, "pts/1", now}, {dirC, "pts/2", now.Add(-time.Minute)}} {
-		if err := e.dir.Upsert(presence.Entry{User: "alice", Term: e.term, State: presence.Online, Since: now.Add(-time.Hour), LastActive: e.last}); err != nil {
+		if err := e.dir.Upsert(principal.Entry{User: "alice", Term: e.term, State: principal.Online, Since: now.Add(-time.Hour), LastActive: e.last}); err != nil {
 			t.Fatal(err)
 		}
 	}

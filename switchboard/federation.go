@@ -15,7 +15,7 @@ import (
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // DeliverSubject is the NATS subject of a delivery from node src to the
@@ -24,7 +24,7 @@ import (
 // user may publish only subjects ending in its name, see
 // broker.NodePermissions) and the receiver learns the sender from the
 // subject rather than from the payload. Node names are validated by
-// presence.ValidNode before use, so they never contain '.', '*', '>' or
+// principal.ValidNode before use, so they never contain '.', '*', '>' or
 // spaces.
 func DeliverSubject(dst, src string) string { return "msp.node." + dst + ".deliver." + src }
 
@@ -123,7 +123,7 @@ const maxTargetsPerRequest = 1024
 // credentials), never from the payload.
 func (f *federation) sourceNode(subject string) (string, error) {
 	src, ok := strings.CutPrefix(subject, "msp.node."+f.sb.cfg.Node+".deliver.")
-	if !ok || presence.ValidNode(src) != nil {
+	if !ok || principal.ValidNode(src) != nil {
 		return "", fmt.Errorf("%w: subject %q names no sending node", ErrInvalidDelivery, subject)
 	}
 	return src, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/principal"
 
 	"github.com/nats-io/nats.go"
 
@@ -149,7 +150,7 @@ type rawReply struct {
 }
 
 // rawTargets is where every hand-made delivery goes.
-var rawTargets = []presence.Entry{{User: "alice", Term: "pts/1"}}
+var rawTargets = []principal.Entry{{User: "alice", Term: "pts/1"}}
 
 // rawDeliver publishes a hand-made deliver request from nc on subject.
 func rawDeliver(t *testing.T, nc *nats.Conn, subject string, d *switchboard.Delivery) (rawReply, error) {
@@ -188,7 +189,7 @@ func TestDeliveriesBetweenAuthenticatedNodes(t *testing.T) {
 	r := newAuthRelay(t)
 	sbB, vB := r.board("b", true)
 	box := &recorder{}
-	if _, err := sbB.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+	if _, err := sbB.SignIn("alice", "pts/1", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
 	ncA, _ := r.conn("a")
@@ -301,7 +302,7 @@ func TestDeliveriesBetweenAuthenticatedNodes(t *testing.T) {
 	t.Run("the mailbox works within the per-node permissions", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		l, err := sbB.SignIn("carol", "pts/2", presence.Online, &recorder{})
+		l, err := sbB.SignIn("carol", "pts/2", principal.Online, &recorder{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,7 +317,7 @@ func TestDeliveriesBetweenAuthenticatedNodes(t *testing.T) {
 			t.Fatalf("send to offline carol: %s, want +queued", o.Summary())
 		}
 		box2 := &recorder{}
-		if _, err := sbB.SignIn("carol", "pts/2", presence.Online, box2); err != nil {
+		if _, err := sbB.SignIn("carol", "pts/2", principal.Online, box2); err != nil {
 			t.Fatal(err)
 		}
 		waitUntil(t, "carol's queued message", func() bool { return len(box2.all()) == 1 })
@@ -335,7 +336,7 @@ func TestVerifiedNeedsAuthenticatedPeers(t *testing.T) {
 	r := newAuthRelay(t)
 	sbB, _ := r.board("b", false)
 	box := &recorder{}
-	if _, err := sbB.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+	if _, err := sbB.SignIn("alice", "pts/1", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
 	ncA, _ := r.conn("a")

@@ -17,6 +17,7 @@ import (
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // fedRelay is an embedded nats-server for federation tests.
@@ -114,10 +115,10 @@ func TestFederationVersionGate(t *testing.T) {
 	a := fedBoard(t, url, "a", 3*time.Second)
 	b := fedBoardOn(t, url, fedDir(t, "b"), Config{ForwardTimeout: 3 * time.Second, Logger: logB.logger()})
 	box := &tape{}
-	if _, err := b.SignIn("j\xf6rg", "pts/1", presence.Online, box); err != nil {
+	if _, err := b.SignIn("j\xf6rg", "pts/1", principal.Online, box); err != nil {
 		t.Fatal(err)
 	}
-	target := []presence.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}}
+	target := []principal.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}}
 
 	t.Run("nodes of this version deliver every octet", func(t *testing.T) {
 		d := validSample("m0")
@@ -212,7 +213,7 @@ func TestForwardToAnOlderNodeFailsWithTheReason(t *testing.T) {
 			if err := nc.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			res := a.fed.forward(context.Background(), "b", validSample("m"), []presence.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}}, nil)
+			res := a.fed.forward(context.Background(), "b", validSample("m"), []principal.Entry{{User: "j\xf6rg", Node: "b", Term: "pts/1"}}, nil)
 			if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, ErrWireVersion) {
 				t.Fatalf("results %+v, want failed with %v", res, ErrWireVersion)
 			}
@@ -351,7 +352,7 @@ type forwarded struct {
 func startForward(f *federation, id, text string, out chan<- forwarded) {
 	go func() {
 		d := &Delivery{ID: id, Recipient: "alice", Text: text, Time: time.Now()}
-		out <- forwarded{id, f.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)}
+		out <- forwarded{id, f.forward(context.Background(), "b", d, []principal.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)}
 	}()
 }
 
@@ -499,7 +500,7 @@ func TestBatchTimeoutFailsEveryDelivery(t *testing.T) {
 	}
 	// No node at all: unreachable at once.
 	d := &Delivery{ID: "z", Recipient: "alice", Text: "hi", Time: time.Now()}
-	res := a.fed.forward(context.Background(), "z", d, []presence.Entry{{User: "alice", Node: "z", Term: "pts/1"}}, nil)
+	res := a.fed.forward(context.Background(), "z", d, []principal.Entry{{User: "alice", Node: "z", Term: "pts/1"}}, nil)
 	if len(res) != 1 || res[0].Status != Failed || !errors.Is(res[0].Err, ErrNodeDown) {
 		t.Errorf("no responders: %+v", res)
 	}
@@ -524,7 +525,7 @@ func TestCancelledCallerLeavesTheQueue(t *testing.T) {
 	gone := make(chan []Result, 1)
 	go func() {
 		d := &Delivery{ID: "gone", Recipient: "alice", Text: "hi", Time: time.Now()}
-		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
+		gone <- a.fed.forward(ctx, "b", d, []principal.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
 	}()
 	waitQueued(t, p, 1)
 	startForward(a.fed, "kept", "hi", out)
@@ -559,7 +560,7 @@ func TestCancelledCallerStopsWaitingForItsRequest(t *testing.T) {
 	gone := make(chan []Result, 1)
 	go func() {
 		d := &Delivery{ID: "gone", Recipient: "alice", Text: "hi", Time: time.Now()}
-		gone <- a.fed.forward(ctx, "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
+		gone <- a.fed.forward(ctx, "b", d, []principal.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
 	}()
 	h := ans.next(t)
 	cancel()
@@ -589,11 +590,11 @@ func BenchmarkForward(b *testing.B) {
 			cfg := Config{ForwardTimeout: 5 * time.Second, InboundRate: -1}
 			sa := fedBoardOn(b, url, fedDir(b, "a"), cfg)
 			sb := fedBoardOn(b, url, fedDir(b, "b"), cfg)
-			if _, err := sb.SignIn("alice", "pts/1", presence.Online, discard{}); err != nil {
+			if _, err := sb.SignIn("alice", "pts/1", principal.Online, discard{}); err != nil {
 				b.Fatal(err)
 			}
 			d := validSample("m")
-			ts := []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}
+			ts := []principal.Entry{{User: "alice", Node: "b", Term: "pts/1"}}
 			var n atomicCounter
 			b.ReportAllocs()
 			b.ResetTimer()

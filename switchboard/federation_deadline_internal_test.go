@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // stalled is an AckTerminal whose client promises acknowledgements and
@@ -46,13 +46,13 @@ func TestRemoteServesWithinTheIngressDeadline(t *testing.T) {
 			a := fedBoard(t, url, "a", tc.ingressBound)
 			b := fedBoardOn(t, url, fedDir(t, "b"), Config{ForwardTimeout: tc.ownBound, AckTimeout: 30 * time.Second})
 			term := &stalled{ctxs: make(chan context.Context, 1)}
-			if _, err := b.SignIn("alice", "pts/1", presence.Online, term); err != nil {
+			if _, err := b.SignIn("alice", "pts/1", principal.Online, term); err != nil {
 				t.Fatal(err)
 			}
 			res := make(chan []Result, 1)
 			go func() {
 				d := &Delivery{ID: "k1", Recipient: "alice", Sender: "bob", Text: "hi", Time: time.Now(), Origin: Origin{Node: "a"}}
-				res <- a.fed.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
+				res <- a.fed.forward(context.Background(), "b", d, []principal.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
 			}()
 			ctx := waitfor.Recv(t, term.ctxs, 10*time.Second, "the delivery at node b")
 			if _, ok := ctx.Deadline(); !ok {

@@ -12,7 +12,7 @@ import (
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/limitlog"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // FuzzDecodeQueued feeds the mailbox entry decoder (DecodeQueued), which
@@ -75,7 +75,7 @@ func FuzzReceiveBatch(f *testing.F) {
 	bad.Text = "\x1b]0;x\x07"
 	imp := *d
 	imp.Sender, imp.Origin.Sender = "root", identity.Identity{User: "mallory", Claimed: "root", Method: identity.Kernel, Node: "a", Source: "127.0.0.1:9"}
-	ts := []presence.Entry{{User: "alice", Term: "pts/1"}}
+	ts := []principal.Entry{{User: "alice", Term: "pts/1"}}
 	now := time.Unix(1700000000, 0)
 	one := appendRequest(nil, []*call{{d: d, targets: ts}}, now)
 	f.Add("a", one, true)
@@ -110,9 +110,9 @@ func FuzzReceiveBatch(f *testing.F) {
 			if len(it.targets) == 0 {
 				t.Fatal("a delivery without targets")
 			}
-			es := make([]presence.Entry, len(it.targets))
+			es := make([]principal.Entry, len(it.targets))
 			for j, tg := range it.targets {
-				es[j] = presence.Entry{User: tg.user, Term: tg.term}
+				es[j] = principal.Entry{User: tg.user, Term: tg.term}
 			}
 			calls[i] = &call{d: &it.d, targets: es}
 			if it.err != nil {
@@ -122,7 +122,7 @@ func FuzzReceiveBatch(f *testing.F) {
 				continue
 			}
 			got := &it.d
-			if got.Origin.Node != src || presence.ValidNode(src) != nil {
+			if got.Origin.Node != src || principal.ValidNode(src) != nil {
 				t.Fatalf("origin %q from subject token %q", got.Origin.Node, src)
 			}
 			c := claimed[i].d.Origin.Sender
@@ -163,7 +163,7 @@ func FuzzDecodeReply(f *testing.F) {
 	f.Add(appendReplyVersion(nil, wireVersionV1, "b", "node b speaks federation version 2 only", nil), uint8(1))
 	f.Fuzz(func(t *testing.T, data []byte, n uint8) {
 		_, _ = FrameJSON(data) // must not panic
-		targets := []presence.Entry{{User: "alice", Term: "pts/1"}}
+		targets := []principal.Entry{{User: "alice", Term: "pts/1"}}
 		r := wireReader{b: data}
 		node, _, got := replyHeader(&r)
 		if r.err != nil {

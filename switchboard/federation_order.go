@@ -4,7 +4,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // This file keeps, on the receiving node of cross-node deliveries, the
@@ -90,7 +90,7 @@ func (a *arrivals) register(t ticket, items []wireItem) (wait, own []*placement)
 		if it.err != nil || len(it.targets) != 1 {
 			continue
 		}
-		k := orderKey{src: t.src, user: presence.CanonicalUser(it.targets[0].user)}
+		k := orderKey{src: t.src, user: principal.CanonicalUser(it.targets[0].user)}
 		p := &placement{placed: make(chan struct{})}
 		if a.latest == nil {
 			a.latest = map[orderKey]*placement{}
@@ -110,7 +110,7 @@ func (a *arrivals) register(t ticket, items []wireItem) (wait, own []*placement)
 // recipient, so the table keeps only deliveries in flight.
 func (a *arrivals) placed(t ticket, user string, p *placement) {
 	p.InOrder()
-	k := orderKey{src: t.src, user: presence.CanonicalUser(user)}
+	k := orderKey{src: t.src, user: principal.CanonicalUser(user)}
 	a.mu.Lock()
 	if a.latest[k] == p {
 		delete(a.latest, k)

@@ -7,9 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/msprelay/msprelay/principal"
 	"github.com/nats-io/nats.go"
-
-	"github.com/msprelay/msprelay/presence"
 )
 
 // Batching of deliver requests to one node (docs/FEDERATION.md, "Batching").
@@ -48,7 +47,7 @@ type call struct {
 	ctx      context.Context // the caller's; a request of this call alone ends with it
 	d        *Delivery
 	ord      Orderer // told once the request carrying d is published; nil for none
-	targets  []presence.Entry
+	targets  []principal.Entry
 	deadline time.Time
 	res      []Result
 	// batch is set (before done) when the caller must send it: the peer's
@@ -92,7 +91,7 @@ func (f *federation) peer(node string) *peer {
 }
 
 // failAll gives every target of targets a Failed result with err.
-func failAll(node string, targets []presence.Entry, err error) []Result {
+func failAll(node string, targets []principal.Entry, err error) []Result {
 	out := make([]Result, len(targets))
 	for i, e := range targets {
 		out[i] = Result{User: e.User, Node: node, Term: e.Term, Status: Failed, Err: err}
@@ -108,8 +107,8 @@ func failAll(node string, targets []presence.Entry, err error) []Result {
 // ord, when not nil, is told once the request carrying d is published:
 // from then on d holds its place in its recipient's order (the receiving
 // node serves one node's deliveries for a recipient in arrival order).
-func (f *federation) forward(ctx context.Context, node string, d *Delivery, targets []presence.Entry, ord Orderer) []Result {
-	if err := presence.ValidNode(node); err != nil {
+func (f *federation) forward(ctx context.Context, node string, d *Delivery, targets []principal.Entry, ord Orderer) []Result {
+	if err := principal.ValidNode(node); err != nil {
 		return failAll(node, targets, ErrBadAddress)
 	}
 	if !f.nc.IsConnected() {

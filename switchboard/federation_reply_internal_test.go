@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/principal"
 	"github.com/nats-io/nats.go"
-
-	"github.com/msprelay/msprelay/presence"
 )
 
 // forward believes only a reply that names the node it asked: a reply from
@@ -41,7 +40,7 @@ func TestForwardIgnoresReplyNamingAnotherNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := &Delivery{ID: "x", Recipient: "alice", Text: "hi", Origin: Origin{Node: "a"}, Time: time.Now()}
-		res := f.forward(context.Background(), "b", d, []presence.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
+		res := f.forward(context.Background(), "b", d, []principal.Entry{{User: "alice", Node: "b", Term: "pts/1"}}, nil)
 		if len(res) != 1 || res[0].Status != tc.want {
 			t.Errorf("%s: results %+v, want %v", tc.name, res, tc.want)
 		}

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/identity"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // wireSample is a delivery using every octet a message may carry.
-func wireSample(id string) (*Delivery, []presence.Entry) {
+func wireSample(id string) (*Delivery, []principal.Entry) {
 	var all []byte
 	for c := 0x20; c <= 0xff; c++ {
 		all = append(all, byte(c))
@@ -24,7 +24,7 @@ func wireSample(id string) (*Delivery, []presence.Entry) {
 		Text: string(all), Cookie: "c\xe91", Signature: "\x00\x01\xff\xfe", Time: time.Unix(1700000000, 5).UTC(),
 		Origin: Origin{Node: "a", Addr: "127.0.0.1:9", Transport: "udp", Revision: "B",
 			Sender: identity.Identity{User: "mallory", Claimed: "Ren\xe9", Method: identity.Kernel, Node: "a", Source: "SRC!"}}}
-	return d, []presence.Entry{{User: "j\xf6rg", Term: "pts/1"}, {User: "j\xf6rg", Term: "pts/2"}}
+	return d, []principal.Entry{{User: "j\xf6rg", Term: "pts/1"}, {User: "j\xf6rg", Term: "pts/2"}}
 }
 
 // "Eight-bit ISO 8859-1 text; do not strip the eighth bit": a batch of
@@ -78,7 +78,7 @@ func TestWireFrameKeepsEveryOctetAndTheOrder(t *testing.T) {
 // status or code this node does not know can only make a plain failure.
 func TestWireReplyKeepsResults(t *testing.T) {
 	t.Parallel()
-	targets := []presence.Entry{{User: "alice", Term: "pts/1"}, {User: "alice", Term: "pts/2"}, {User: "alice", Term: "pts/3"}}
+	targets := []principal.Entry{{User: "alice", Term: "pts/1"}, {User: "alice", Term: "pts/2"}, {User: "alice", Term: "pts/3"}}
 	var sent []Result
 	for _, c := range wireCodes() {
 		sent = append(sent, Result{Status: Refused, Err: c.err})
@@ -211,7 +211,7 @@ func TestFrameJSONShowsFramesReadably(t *testing.T) {
 	d := &Delivery{ID: "id1", Recipient: "J\xf6rg", Sender: "bob", Text: "hi\r\n", Time: time.Unix(1700000000, 0).UTC(),
 		Origin: Origin{Node: "a", Transport: "udp"}}
 	d.Origin.Sender = identity.Identity{User: "bob", Method: identity.Signature, Node: "a", Source: "192.0.2.1:9"}
-	req := appendRequest(nil, []*call{{d: d, targets: []presence.Entry{{User: "j\xf6rg", Term: "pts/1"}},
+	req := appendRequest(nil, []*call{{d: d, targets: []principal.Entry{{User: "j\xf6rg", Term: "pts/1"}},
 		deadline: time.Unix(0, 0).Add(time.Second)}}, time.Unix(0, 0))
 	rep := appendReply(nil, "b", "", [][]Result{{{Status: Refused, Err: fmt.Errorf("%w: bob", ErrBlocked)}}})
 	for _, tc := range []struct {

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // target is one terminal a delivery is addressed to on this node.
@@ -35,7 +35,7 @@ func (s *Switchboard) deliverLocalInto(ctx context.Context, d *Delivery, ts []ta
 	if len(ts) == 1 {
 		// One terminal, the usual case: no grouping.
 		idx := [1]int{0}
-		s.deliverUser(ctx, d, presence.CanonicalUser(ts[0].user), ts, idx[:], out, ord)
+		s.deliverUser(ctx, d, principal.CanonicalUser(ts[0].user), ts, idx[:], out, ord)
 		return
 	}
 	s.deliverUsers(ctx, d, slices.Clone(ts), out)
@@ -47,7 +47,7 @@ func (s *Switchboard) deliverUsers(ctx context.Context, d *Delivery, ts []target
 	groups := map[string][]int{}
 	var users []string
 	for i, t := range ts {
-		u := presence.CanonicalUser(t.user)
+		u := principal.CanonicalUser(t.user)
 		if _, ok := groups[u]; !ok {
 			users = append(users, u)
 		}
@@ -175,7 +175,7 @@ func (l *Line) deliver(ctx context.Context, d *Delivery, requeue bool, ord Order
 	case out:
 		r.Status, r.Err = Failed, ErrTerminalGone
 		return r
-	case st == presence.Busy:
+	case st == principal.Busy:
 		r.Status, r.Err = Refused, busyErr(l.t)
 		return r
 	case requeue && !l.admit():
@@ -263,7 +263,7 @@ func (s *Switchboard) pickLine(user, term string) *Line {
 			return l
 		}
 	}
-	user = presence.CanonicalUser(user)
+	user = principal.CanonicalUser(user)
 	s.mu.Lock()
 	var cands []*Line
 	for k, l := range s.lines {
@@ -276,7 +276,7 @@ func (s *Switchboard) pickLine(user, term string) *Line {
 	var bestAt time.Time
 	for _, l := range cands {
 		l.mu.Lock()
-		ok, at := !l.out && l.entry.State != presence.Busy, l.entry.LastActive
+		ok, at := !l.out && l.entry.State != principal.Busy, l.entry.LastActive
 		l.mu.Unlock()
 		if ok && (best == nil || at.After(bestAt)) {
 			best, bestAt = l, at
@@ -289,7 +289,7 @@ func (s *Switchboard) pickLine(user, term string) *Line {
 func (l *Line) accepting() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return !l.out && l.entry.State != presence.Busy
+	return !l.out && l.entry.State != principal.Busy
 }
 
 // userLines is the Lines callback for one user's lines on this node.

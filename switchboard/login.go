@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // LoginTerminal is a Terminal that is a host login's terminal device
@@ -15,19 +15,19 @@ import (
 // refusal names the reason the tty gives ("mesg n").
 type LoginTerminal interface {
 	Terminal
-	// Kind is the presence kind of the terminal's entry (presence.KindTTY).
-	Kind() presence.Kind
+	// Kind is the presence kind of the terminal's entry (principal.KindTTY).
+	Kind() principal.Kind
 	// DeliveredNote is the note a Delivered result carries ("terminal").
 	DeliveredNote() string
 	// BusyReason is the refusal reason while the line's state is Busy.
 	BusyReason() string
 }
 
-func kindOf(t Terminal) presence.Kind {
+func kindOf(t Terminal) principal.Kind {
 	if lt, ok := t.(LoginTerminal); ok {
 		return lt.Kind()
 	}
-	return presence.KindSession
+	return principal.KindSession
 }
 
 // deliveredNote is the note a Delivered result carries for t, as its Err
@@ -65,16 +65,16 @@ func (e *reasonError) Unwrap() error { return e.err }
 // outside the switchboard: a login's tty reports its idle time from the
 // device's access time. Unlike SetState it does not count the change itself
 // as activity, so a terminal turning idle does not become the most recent.
-func (l *Line) SetActivity(st presence.State, lastActive time.Time) error {
-	if st == presence.Offline {
-		return fmt.Errorf("switchboard: set activity: %w", presence.ErrBadState)
+func (l *Line) SetActivity(st principal.State, lastActive time.Time) error {
+	if st == principal.Offline {
+		return fmt.Errorf("switchboard: set activity: %w", principal.ErrBadState)
 	}
-	err := l.update(func(e *presence.Entry) error {
+	err := l.update(func(e *principal.Entry) error {
 		e.State = st
 		e.LastActive = lastActive
 		return nil
 	})
-	if err == nil && st != presence.Busy {
+	if err == nil && st != principal.Busy {
 		l.sb.mbox.Wake(l.user) // she may take her queued messages now
 	}
 	return err

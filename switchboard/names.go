@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // This file holds the rules that make names belong to people (issue 12,
@@ -29,7 +29,7 @@ func ReservedNames() []string { return slices.Clone(reservedNames[:]) }
 
 // Reserved reports whether name (in any case) is a reserved alias name.
 func Reserved(name string) bool {
-	return slices.Contains(reservedNames[:], presence.CanonicalUser(name))
+	return slices.Contains(reservedNames[:], principal.CanonicalUser(name))
 }
 
 // ConsoleTerm is the terminal an empty RECIPIENT and RECIP-TERM reach (RFC
@@ -50,14 +50,14 @@ var (
 )
 
 // isConsole reports whether term is the console terminal.
-func isConsole(term string) bool { return presence.CanonicalUser(term) == ConsoleTerm }
+func isConsole(term string) bool { return principal.CanonicalUser(term) == ConsoleTerm }
 
 // consoleAllowed applies Config.ConsoleAllowed (nil: root only).
 func (s *Switchboard) consoleAllowed(user string) bool {
 	if s.cfg.ConsoleAllowed != nil {
-		return s.cfg.ConsoleAllowed(presence.CanonicalUser(user))
+		return s.cfg.ConsoleAllowed(principal.CanonicalUser(user))
 	}
-	return presence.CanonicalUser(user) == "root"
+	return principal.CanonicalUser(user) == "root"
 }
 
 // hasMailbox reports whether a real known-users store backs this switchboard.
@@ -88,10 +88,10 @@ func (s *Switchboard) knownUser(ctx context.Context, user string) (bool, error) 
 // say the same thing whether the other person is online, hidden or
 // offline, and never name her: "alice: name in use (a user's name)".
 func (s *Switchboard) checkAlias(ctx context.Context, user, name string) error {
-	if err := presence.ValidUser(name); err != nil {
+	if err := principal.ValidUser(name); err != nil {
 		return err
 	}
-	name = presence.CanonicalUser(name)
+	name = principal.CanonicalUser(name)
 	if name == user {
 		return nil // her own name: it adds nothing, but takes nothing either
 	}
@@ -125,13 +125,13 @@ func (s *Switchboard) checkAlias(ctx context.Context, user, name string) error {
 // authenticated her. A message for a hidden terminal is then routed as if
 // she were offline (queued in her mailbox, which hands it to her hidden
 // terminal), so that no reply tells a hidden user from an offline one.
-func visibleTargets(entries []presence.Entry, d *Delivery) []presence.Entry {
+func visibleTargets(entries []principal.Entry, d *Delivery) []principal.Entry {
 	self := ""
 	if d.Origin.Sender.Verified() {
-		self = presence.CanonicalUser(d.Origin.Sender.User)
+		self = principal.CanonicalUser(d.Origin.Sender.User)
 	}
-	return slices.DeleteFunc(entries, func(e presence.Entry) bool {
-		return e.State == presence.Hidden && (self == "" || e.User != self)
+	return slices.DeleteFunc(entries, func(e principal.Entry) bool {
+		return e.State == principal.Hidden && (self == "" || e.User != self)
 	})
 }
 
@@ -145,8 +145,8 @@ func visibleTargets(entries []presence.Entry, d *Delivery) []presence.Entry {
 // alias holders do not get the message either. It may reuse entries'
 // storage: callers pass a slice they own (a fresh Lookup) and use only
 // what resolve returns.
-func (s *Switchboard) resolve(ctx context.Context, name string, entries []presence.Entry) ([]presence.Entry, error) {
-	name = presence.CanonicalUser(name)
+func (s *Switchboard) resolve(ctx context.Context, name string, entries []principal.Entry) ([]principal.Entry, error) {
+	name = principal.CanonicalUser(name)
 	nOwn := 0
 	for i := range entries {
 		if entries[i].User == name {
@@ -157,7 +157,7 @@ func (s *Switchboard) resolve(ctx context.Context, name string, entries []presen
 	case nOwn == len(entries):
 		return entries, nil // all hers (the usual case), or none at all
 	case nOwn > 0:
-		return slices.DeleteFunc(entries, func(e presence.Entry) bool { return e.User != name }), nil
+		return slices.DeleteFunc(entries, func(e principal.Entry) bool { return e.User != name }), nil
 	}
 	known, err := s.knownUser(ctx, name)
 	if err != nil || known {
@@ -171,13 +171,13 @@ func (s *Switchboard) resolve(ctx context.Context, name string, entries []presen
 // wins over an alias (see resolve), and viewer (canonical; "" for nobody)
 // sees her own hidden terminals but no one else's. WHO uses it so that it
 // shows what routing does.
-func (s *Switchboard) Lookup(ctx context.Context, name, viewer string) []presence.Entry {
+func (s *Switchboard) Lookup(ctx context.Context, name, viewer string) []principal.Entry {
 	entries, err := s.resolve(ctx, name, s.dir.Lookup(name))
 	if err != nil {
 		return nil
 	}
-	return slices.DeleteFunc(entries, func(e presence.Entry) bool {
-		return e.State == presence.Hidden && e.User != viewer
+	return slices.DeleteFunc(entries, func(e principal.Entry) bool {
+		return e.State == principal.Hidden && e.User != viewer
 	})
 }
 
@@ -186,7 +186,7 @@ func (s *Switchboard) Lookup(ctx context.Context, name, viewer string) []presenc
 // is then refused rather than queued. A hidden terminal does not count, so
 // that the reply is the one an offline user's message gets.
 func (s *Switchboard) presentElsewhere(user string, d *Delivery) bool {
-	user = presence.CanonicalUser(user)
+	user = principal.CanonicalUser(user)
 	for _, e := range visibleTargets(s.dir.Lookup(user), d) {
 		if e.User == user {
 			return true

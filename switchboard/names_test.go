@@ -10,6 +10,7 @@ import (
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -40,11 +41,11 @@ func TestAliasRules(t *testing.T) {
 	sb := newBoard(t, "n1")
 	setup(t, sb, []signin{
 		{user: "bob", term: "tty1"},
-		{user: "carol", term: "pts/9", state: presence.Hidden},
+		{user: "carol", term: "pts/9", state: principal.Hidden},
 		{user: "dave", term: "pts/4", aliases: []string{"helpdesk"}},
-		{user: "erin", term: "pts/5", state: presence.Hidden, aliases: []string{"printers"}},
+		{user: "erin", term: "pts/5", state: principal.Hidden, aliases: []string{"printers"}},
 	})
-	l, err := sb.SignIn("alice", "pts/1", presence.Online, &inbox{})
+	l, err := sb.SignIn("alice", "pts/1", principal.Online, &inbox{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestUserNameWinsOverAlias(t *testing.T) {
 		t.Fatalf("alias before erin exists: %s", o.Summary())
 	}
 	erin := &inbox{}
-	if _, err := sb.SignIn("erin", "pts/5", presence.Online, erin); err != nil {
+	if _, err := sb.SignIn("erin", "pts/5", principal.Online, erin); err != nil {
 		t.Fatal(err)
 	}
 	for _, term := range []string{"", "*"} {
@@ -114,7 +115,7 @@ func TestUserNameWinsOverAlias(t *testing.T) {
 func TestAliasesReleasedAtSignOut(t *testing.T) {
 	t.Parallel()
 	sb := newBoard(t, "n1")
-	l, err := sb.SignIn("dave", "pts/4", presence.Online, &inbox{})
+	l, err := sb.SignIn("dave", "pts/4", principal.Online, &inbox{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestAliasesReleasedAtSignOut(t *testing.T) {
 	if es := sb.dir.Lookup("helpdesk"); len(es) != 0 {
 		t.Fatalf("helpdesk after sign-out: %+v", es)
 	}
-	a, err := sb.SignIn("alice", "pts/1", presence.Online, &inbox{})
+	a, err := sb.SignIn("alice", "pts/1", principal.Online, &inbox{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,14 +157,14 @@ func TestConsoleIsRoots(t *testing.T) {
 		t.Run(tc.rule, func(t *testing.T) {
 			t.Parallel()
 			sb := newBoardWith(t, "n1", func(c *switchboard.Config) { c.ConsoleAllowed = tc.allowed })
-			if _, err := sb.SignIn(tc.user, tc.term, presence.Online, &ttyBox{}); err != nil {
+			if _, err := sb.SignIn(tc.user, tc.term, principal.Online, &ttyBox{}); err != nil {
 				t.Fatalf("host login %s at %s: %v (the host says where its logins are)", tc.user, tc.term, err)
 			}
-			_, err := sb.SignIn(tc.user, tc.term+"-session", presence.Online, &inbox{})
+			_, err := sb.SignIn(tc.user, tc.term+"-session", principal.Online, &inbox{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = sb.SignIn(tc.user, tc.term, presence.Online, &inbox{})
+			_, err = sb.SignIn(tc.user, tc.term, principal.Online, &inbox{})
 			if tc.wantErr != errors.Is(err, switchboard.ErrConsoleOnly) || (!tc.wantErr && err != nil) {
 				t.Fatalf("SignIn(%s, %s) = %v, want refused: %v", tc.user, tc.term, err, tc.wantErr)
 			}
@@ -179,7 +180,7 @@ func TestConsoleIsRoots(t *testing.T) {
 func TestHiddenSelfSeesOwnTerminals(t *testing.T) {
 	t.Parallel()
 	sb := newBoard(t, "n1")
-	boxes := setup(t, sb, []signin{{user: "alice", term: "pts/1", state: presence.Hidden}})
+	boxes := setup(t, sb, []signin{{user: "alice", term: "pts/1", state: principal.Hidden}})
 	forged := sb.Send(context.Background(), &switchboard.Delivery{Recipient: "alice", RecipTerm: "pts/1", Sender: "alice", Text: "forged"})
 	if forged.Delivered() {
 		t.Fatalf("unverified sender named alice reached her hidden terminal: %s", forged.Summary())
@@ -223,6 +224,6 @@ func TestInboundRateNoMailbox(t *testing.T) {
 // ttyBox is a host login's terminal (switchboard.LoginTerminal).
 type ttyBox struct{ inbox }
 
-func (*ttyBox) Kind() presence.Kind   { return presence.KindTTY }
+func (*ttyBox) Kind() principal.Kind  { return principal.KindTTY }
 func (*ttyBox) DeliveredNote() string { return "terminal" }
 func (*ttyBox) BusyReason() string    { return "mesg n" }

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Mailbox keeps messages for users who are not at a terminal and knows who
@@ -143,11 +143,11 @@ func (s *Switchboard) settle(ctx context.Context, d *Delivery, o *Outcome) {
 			return
 		case err != nil:
 			if s.queues() {
-				o.Mailbox = &MailboxResult{User: presence.CanonicalUser(user), Err: err}
+				o.Mailbox = &MailboxResult{User: principal.CanonicalUser(user), Err: err}
 			}
 			return
 		}
-		user = presence.CanonicalUser(user)
+		user = principal.CanonicalUser(user)
 	default:
 		for _, r := range o.Results {
 			if r.Status != Failed {

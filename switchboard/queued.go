@@ -7,7 +7,7 @@ import (
 
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/msp"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // entryJSON is a delivery as JSON: the mailbox's stored form (EncodeQueued)
@@ -60,7 +60,7 @@ type targetJSON struct {
 // maxQueuedTargets bounds the targets of a decoded entry (one is written).
 const maxQueuedTargets = maxTargetsPerRequest
 
-func encodeEntry(d *Delivery, targets []presence.Entry, budget time.Duration) ([]byte, error) {
+func encodeEntry(d *Delivery, targets []principal.Entry, budget time.Duration) ([]byte, error) {
 	id := d.Origin.Sender
 	w := entryJSON{
 		ID: d.ID, Recipient: msp.Latin1ToUTF8(d.Recipient), RecipTerm: msp.Latin1ToUTF8(d.RecipTerm),
@@ -121,7 +121,7 @@ func decodeEntry(data []byte) (*Delivery, []targetJSON, error) {
 // (the vouching node included, which the mailbox may hold against the
 // node that published the entry).
 func EncodeQueued(d *Delivery, user string) ([]byte, error) {
-	return encodeEntry(d, []presence.Entry{{User: presence.CanonicalUser(user), Term: d.RecipTerm}}, 0)
+	return encodeEntry(d, []principal.Entry{{User: principal.CanonicalUser(user), Term: d.RecipTerm}}, 0)
 }
 
 // DecodeQueued decodes what EncodeQueued wrote. Names and text must be ISO

@@ -8,6 +8,7 @@ import (
 
 	"github.com/msprelay/msprelay/identity"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -58,7 +59,7 @@ func TestSendRoutesRoomAddressesToRooms(t *testing.T) {
 			}
 			t.Cleanup(func() { sb.Close() })
 			alice := &inbox{name: "alice"}
-			if _, err := sb.SignIn("alice", "pts/1", presence.Online, alice); err != nil {
+			if _, err := sb.SignIn("alice", "pts/1", principal.Online, alice); err != nil {
 				t.Fatal(err)
 			}
 			who := identity.Identity{Claimed: "alice", Node: "n1", Source: "192.0.2.7:4000"}

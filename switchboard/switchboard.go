@@ -16,6 +16,7 @@ import (
 
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // Defaults for the zero fields of Config.
@@ -140,7 +141,7 @@ type Switchboard struct {
 type lineKey struct{ user, term string } // canonical user, folded term
 
 func keyFor(user, term string) lineKey {
-	return lineKey{presence.CanonicalUser(user), presence.CanonicalUser(term)}
+	return lineKey{principal.CanonicalUser(user), principal.CanonicalUser(term)}
 }
 
 // New validates cfg and builds a Switchboard. It starts nothing.
@@ -268,7 +269,7 @@ type Line struct {
 
 	// mu guards entry and out.
 	mu      sync.Mutex
-	entry   presence.Entry
+	entry   principal.Entry
 	out     bool
 	touched time.Time // last LastActive published
 }
@@ -276,23 +277,23 @@ type Line struct {
 // SignIn attaches terminal t as user at term in the given state and publishes
 // the presence entry. A previous line with the same (user, term) is kicked and
 // replaced: the newest sign-in wins, as a reconnecting client expects.
-func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal) (*Line, error) {
-	if err := presence.ValidUser(user); err != nil {
+func (s *Switchboard) SignIn(user, term string, state principal.State, t Terminal) (*Line, error) {
+	if err := principal.ValidUser(user); err != nil {
 		return nil, fmt.Errorf("switchboard: sign in: %w", err)
 	}
-	if err := presence.ValidTerm(term); err != nil {
+	if err := principal.ValidTerm(term); err != nil {
 		return nil, fmt.Errorf("switchboard: sign in: %w", err)
 	}
-	if state == presence.Offline {
-		state = presence.Online
+	if state == principal.Offline {
+		state = principal.Online
 	}
-	if isConsole(term) && kindOf(t) != presence.KindTTY && !s.consoleAllowed(user) {
+	if isConsole(term) && kindOf(t) != principal.KindTTY && !s.consoleAllowed(user) {
 		return nil, fmt.Errorf("switchboard: sign in %s/%s: %w", user, term, ErrConsoleOnly)
 	}
 	k := keyFor(user, term)
 	now := s.now()
 	l := &Line{sb: s, key: k, user: k.user, term: term, t: t, touched: now,
-		entry: presence.Entry{User: k.user, Term: term, State: state, Since: now, LastActive: now, Kind: kindOf(t)}}
+		entry: principal.Entry{User: k.user, Term: term, State: state, Since: now, LastActive: now, Kind: kindOf(t)}}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -313,20 +314,20 @@ func (s *Switchboard) SignIn(user, term string, state presence.State, t Terminal
 	if err := s.dir.Upsert(l.entry); err != nil {
 		if _, last := s.drop(l); last {
 			// Her replaced line's drainer must stop; she is signed out here.
-			s.mbox.LineDown(l.seen(presence.Offline), true)
+			s.mbox.LineDown(l.seen(principal.Offline), true)
 		}
 		return nil, fmt.Errorf("switchboard: sign in %s/%s: %w", user, term, err)
 	}
 	s.log.Info("signed in", "user", k.user, "term", term, "state", state.String())
-	s.mbox.LineUp(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String(), Hidden: state == presence.Hidden},
+	s.mbox.LineUp(Seen{User: k.user, Time: now, Node: s.cfg.Node, Term: term, State: state.String(), Hidden: state == principal.Hidden},
 		userLines{s: s, user: k.user})
 	return l, nil
 }
 
 // seen is the known-users record of l entering state st now.
-func (l *Line) seen(st presence.State) Seen {
+func (l *Line) seen(st principal.State) Seen {
 	l.mu.Lock()
-	hidden := l.entry.State == presence.Hidden
+	hidden := l.entry.State == principal.Hidden
 	l.mu.Unlock()
 	return Seen{User: l.user, Time: l.sb.now(), Node: l.sb.cfg.Node, Term: l.term, State: st.String(), Hidden: hidden}
 }
@@ -355,7 +356,7 @@ func (l *Line) User() string { return l.user }
 func (l *Line) Term() string { return l.term }
 
 // Entry returns the line's current presence entry.
-func (l *Line) Entry() presence.Entry {
+func (l *Line) Entry() principal.Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entry
@@ -365,16 +366,16 @@ func (l *Line) Entry() presence.Entry {
 }
 
 // SetState changes the line's presence state (Busy makes it refuse messages).
-func (l *Line) SetState(st presence.State) error {
-	if st == presence.Offline {
-		return fmt.Errorf("switchboard: set state: %w", presence.ErrBadState)
+func (l *Line) SetState(st principal.State) error {
+	if st == principal.Offline {
+		return fmt.Errorf("switchboard: set state: %w", principal.ErrBadState)
 	}
-	err := l.update(func(e *presence.Entry) error {
+	err := l.update(func(e *principal.Entry) error {
 		e.State = st
 		e.LastActive = l.sb.now()
 		return nil
 	})
-	if err == nil && st != presence.Busy {
+	if err == nil && st != principal.Busy {
 		l.sb.mbox.Wake(l.user) // she may take her queued messages now
 	}
 	return err
@@ -393,17 +394,17 @@ func (l *Line) SetAliases(names []string) error {
 	held := slices.Clone(l.entry.Aliases)
 	l.mu.Unlock()
 	for _, n := range names {
-		if err := presence.ValidUser(n); err != nil {
+		if err := principal.ValidUser(n); err != nil {
 			return err
 		}
-		if slices.Contains(held, presence.CanonicalUser(n)) {
+		if slices.Contains(held, principal.CanonicalUser(n)) {
 			continue
 		}
 		if err := l.sb.checkAlias(context.Background(), l.user, n); err != nil {
 			return err
 		}
 	}
-	return l.update(func(e *presence.Entry) error {
+	return l.update(func(e *principal.Entry) error {
 		e.Aliases = append([]string(nil), names...)
 		return nil
 	})
@@ -419,13 +420,13 @@ func (l *Line) Touch() {
 	if !due {
 		return
 	}
-	_ = l.update(func(e *presence.Entry) error {
+	_ = l.update(func(e *principal.Entry) error {
 		e.LastActive = now
 		return nil
 	})
 }
 
-func (l *Line) update(f func(*presence.Entry) error) error {
+func (l *Line) update(f func(*principal.Entry) error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.out {
@@ -455,7 +456,7 @@ func (l *Line) SignOut() {
 	if dropped, last := l.sb.drop(l); dropped {
 		l.sb.dir.Remove(l.user, l.term)
 		l.sb.log.Info("signed out", "user", l.user, "term", l.term)
-		l.sb.mbox.LineDown(l.seen(presence.Offline), last)
+		l.sb.mbox.LineDown(l.seen(principal.Offline), last)
 	} else if !wasOut {
 		l.sb.log.Debug("stale line signed out", "user", l.user, "term", l.term)
 	}
@@ -560,7 +561,7 @@ func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 		o.Results = s.deliverInto(ctx, targets[0].Node, d, targets, out, ord)
 		return o
 	}
-	byNode := map[string][]presence.Entry{}
+	byNode := map[string][]principal.Entry{}
 	var order []string
 	for _, e := range targets {
 		if _, seen := byNode[e.Node]; !seen {
@@ -585,7 +586,7 @@ func (s *Switchboard) route(ctx context.Context, d *Delivery) *Outcome {
 }
 
 // allOn reports whether every entry of es is on node.
-func allOn(es []presence.Entry, node string) bool {
+func allOn(es []principal.Entry, node string) bool {
 	for i := range es {
 		if es[i].Node != node {
 			return false
@@ -596,14 +597,14 @@ func allOn(es []presence.Entry, node string) bool {
 
 // deliverTo delivers d to targets, all on node: directly when node is this
 // one, over NATS otherwise.
-func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, targets []presence.Entry) []Result {
+func (s *Switchboard) deliverTo(ctx context.Context, node string, d *Delivery, targets []principal.Entry) []Result {
 	return s.deliverInto(ctx, node, d, targets, make([]Result, len(targets)), nil)
 }
 
 // deliverInto is deliverTo with the results' storage given (len(targets));
 // it returns out filled, or the remote node's results. ord, when not nil,
 // is told once a single local target queued d (see Delivery.Ordered).
-func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery, targets []presence.Entry, out []Result, ord Orderer) []Result {
+func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery, targets []principal.Entry, out []Result, ord Orderer) []Result {
 	if node != s.cfg.Node {
 		if s.fed == nil {
 			for i, e := range targets {
@@ -630,10 +631,10 @@ func (s *Switchboard) deliverInto(ctx context.Context, node string, d *Delivery,
 // alias (resolve), and hidden terminals look offline (visibleTargets).
 // buf is storage for the entries (the caller's, so one terminal costs no
 // allocation).
-func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery, buf []presence.Entry) ([]presence.Entry, error) {
+func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery, buf []principal.Entry) ([]principal.Entry, error) {
 	user, node := SplitAddress(d.Recipient)
 	if node != "" {
-		if err := presence.ValidNode(node); err != nil {
+		if err := principal.ValidNode(node); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
 		}
 	}
@@ -648,14 +649,14 @@ func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery, buf []pres
 		switch term {
 		case "":
 			// Both empty: the console.
-			return pick(all, func(e *presence.Entry) bool { return msp.EqualFold(e.Term, "console") }, ErrNoConsole)
+			return pick(all, func(e *principal.Entry) bool { return msp.EqualFold(e.Term, "console") }, ErrNoConsole)
 		case "*":
-			return pick(all, func(*presence.Entry) bool { return true }, ErrNoSuchUser)
+			return pick(all, func(*principal.Entry) bool { return true }, ErrNoSuchUser)
 		default:
-			return pick(all, func(e *presence.Entry) bool { return msp.EqualFold(e.Term, term) }, ErrNoTerminal)
+			return pick(all, func(e *principal.Entry) bool { return msp.EqualFold(e.Term, term) }, ErrNoTerminal)
 		}
 	}
-	if err := presence.ValidUser(user); err != nil {
+	if err := principal.ValidUser(user); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadAddress, err)
 	}
 	entries, err := s.resolve(ctx, user, s.dir.AppendLookup(buf, user)) // most recently active first
@@ -667,7 +668,7 @@ func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery, buf []pres
 	}
 	entries = visibleTargets(entries, d)
 	if node != "" {
-		entries, _ = pick(entries, func(e *presence.Entry) bool { return e.Node == node }, nil)
+		entries, _ = pick(entries, func(e *principal.Entry) bool { return e.Node == node }, nil)
 	}
 	if len(entries) == 0 {
 		return nil, ErrNoSuchUser
@@ -679,12 +680,12 @@ func (s *Switchboard) selectTargets(ctx context.Context, d *Delivery, buf []pres
 		// "The right terminal": the most recently active one that accepts
 		// messages, then the others in that order; busy terminals come last,
 		// so if every terminal is busy the most recent one refuses.
-		slices.SortStableFunc(entries, func(a, b presence.Entry) int {
-			return cmp.Compare(b2i(a.State == presence.Busy), b2i(b.State == presence.Busy))
+		slices.SortStableFunc(entries, func(a, b principal.Entry) int {
+			return cmp.Compare(b2i(a.State == principal.Busy), b2i(b.State == principal.Busy))
 		})
 		return entries, nil
 	default:
-		return pick(entries, func(e *presence.Entry) bool { return msp.EqualFold(e.Term, term) }, ErrNoTerminal)
+		return pick(entries, func(e *principal.Entry) bool { return msp.EqualFold(e.Term, term) }, ErrNoTerminal)
 	}
 }
 
@@ -697,7 +698,7 @@ func b2i(b bool) int {
 
 // pick keeps the entries of es that keep accepts, in place (callers own es:
 // it is a fresh directory copy), or returns none when there are none.
-func pick(es []presence.Entry, keep func(*presence.Entry) bool, none error) ([]presence.Entry, error) {
+func pick(es []principal.Entry, keep func(*principal.Entry) bool, none error) ([]principal.Entry, error) {
 	out := es[:0]
 	for i := range es {
 		if keep(&es[i]) {

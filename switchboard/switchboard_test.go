@@ -14,6 +14,7 @@ import (
 
 	"github.com/msprelay/msprelay/internal/testcluster"
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -74,7 +75,7 @@ func newBoard(t *testing.T, node string) *board {
 
 type signin struct {
 	user, term string
-	state      presence.State
+	state      principal.State
 	refuse     error
 	aliases    []string
 }
@@ -87,8 +88,8 @@ func setup(t *testing.T, sb *board, ins []signin) map[string]*inbox {
 	for _, in := range ins {
 		box := &inbox{name: in.user + "/" + in.term, refuse: in.refuse}
 		st := in.state
-		if st == presence.Offline {
-			st = presence.Online
+		if st == principal.Offline {
+			st = principal.Online
 		}
 		l, err := sb.SignIn(in.user, in.term, st, box)
 		if err != nil {
@@ -136,17 +137,17 @@ func TestAddressingRules(t *testing.T) {
 		{"user@node pins this node", std, "alice@n1", "pts/1", true, []string{"alice/pts/1"}, "delivered"},
 		{"user@node on another node finds nothing", std, "alice@n2", "pts/1", false, nil, "not signed in"},
 		{"bad node name in address refused", std, "alice@a.b", "", false, nil, "bad address"},
-		{"busy terminal refuses", []signin{{user: "alice", term: "pts/1", state: presence.Busy}}, "alice", "pts/1", false, nil, "busy"},
-		{"busy most recent terminal is skipped for the right terminal", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: presence.Busy}}, "alice", "", true, []string{"alice/pts/1"}, "pts/1"},
-		{"all busy: the most recent refuses", []signin{{user: "alice", term: "pts/1", state: presence.Busy}, {user: "alice", term: "pts/2", state: presence.Busy}}, "alice", "", false, nil, "pts/2 on n1: busy"},
+		{"busy terminal refuses", []signin{{user: "alice", term: "pts/1", state: principal.Busy}}, "alice", "pts/1", false, nil, "busy"},
+		{"busy most recent terminal is skipped for the right terminal", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: principal.Busy}}, "alice", "", true, []string{"alice/pts/1"}, "pts/1"},
+		{"all busy: the most recent refuses", []signin{{user: "alice", term: "pts/1", state: principal.Busy}, {user: "alice", term: "pts/2", state: principal.Busy}}, "alice", "", false, nil, "pts/2 on n1: busy"},
 		{"blocked sender refused", []signin{{user: "alice", term: "pts/1", refuse: fmt.Errorf("%w: bob", switchboard.ErrBlocked)}}, "alice", "pts/1", false, nil, "blocked"},
 		{"alias name reaches the session holding it", []signin{{user: "alice", term: "pts/1", aliases: []string{"helpdesk"}}}, "HelpDesk", "", true, []string{"alice/pts/1"}, "delivered to alice"},
-		{"issue 12: hidden users are indistinguishable from offline ones (no mailbox: not signed in)", []signin{{user: "alice", term: "pts/1", state: presence.Hidden}}, "alice", "", false, nil, "alice: not signed in"},
-		{"issue 12: a probe of a hidden user's terminal answers as for an offline user", []signin{{user: "alice", term: "pts/1", state: presence.Hidden}}, "alice", "pts/9", false, nil, "alice: not signed in"},
-		{"issue 12: * summaries do not list hidden terminals", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: presence.Hidden}}, "alice", "*", true, []string{"alice/pts/1"}, "delivered to alice at pts/1 on n1"},
-		{"issue 12: empty RECIPIENT and * leaves hidden terminals out", []signin{{user: "alice", term: "pts/1"}, {user: "bob", term: "tty1", state: presence.Hidden}}, "", "*", true, []string{"alice/pts/1"}, "delivered to alice at pts/1 on n1"},
-		{"issue 12: an alias held only by a hidden user is routed as a released one", []signin{{user: "alice", term: "pts/1", state: presence.Hidden, aliases: []string{"helpdesk"}}}, "helpdesk", "", false, nil, "helpdesk: not signed in"},
-		{"star with one busy terminal: partial delivery is still +", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: presence.Busy}}, "alice", "*", true, []string{"alice/pts/1"}, "not: pts/2@n1 busy"},
+		{"issue 12: hidden users are indistinguishable from offline ones (no mailbox: not signed in)", []signin{{user: "alice", term: "pts/1", state: principal.Hidden}}, "alice", "", false, nil, "alice: not signed in"},
+		{"issue 12: a probe of a hidden user's terminal answers as for an offline user", []signin{{user: "alice", term: "pts/1", state: principal.Hidden}}, "alice", "pts/9", false, nil, "alice: not signed in"},
+		{"issue 12: * summaries do not list hidden terminals", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: principal.Hidden}}, "alice", "*", true, []string{"alice/pts/1"}, "delivered to alice at pts/1 on n1"},
+		{"issue 12: empty RECIPIENT and * leaves hidden terminals out", []signin{{user: "alice", term: "pts/1"}, {user: "bob", term: "tty1", state: principal.Hidden}}, "", "*", true, []string{"alice/pts/1"}, "delivered to alice at pts/1 on n1"},
+		{"issue 12: an alias held only by a hidden user is routed as a released one", []signin{{user: "alice", term: "pts/1", state: principal.Hidden, aliases: []string{"helpdesk"}}}, "helpdesk", "", false, nil, "helpdesk: not signed in"},
+		{"star with one busy terminal: partial delivery is still +", []signin{{user: "alice", term: "pts/1"}, {user: "alice", term: "pts/2", state: principal.Busy}}, "alice", "*", true, []string{"alice/pts/1"}, "not: pts/2@n1 busy"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,12 +180,12 @@ func TestSignInAgainKicksOldLine(t *testing.T) {
 	sb := newBoard(t, "n1")
 	dir := sb.dir
 	old := &inbox{}
-	l1, err := sb.SignIn("alice", "pts/1", presence.Online, old)
+	l1, err := sb.SignIn("alice", "pts/1", principal.Online, old)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nw := &inbox{}
-	if _, err := sb.SignIn("Alice", "pts/1", presence.Away, nw); err != nil {
+	if _, err := sb.SignIn("Alice", "pts/1", principal.Away, nw); err != nil {
 		t.Fatal(err)
 	}
 	if old.kicked == "" {
@@ -192,7 +193,7 @@ func TestSignInAgainKicksOldLine(t *testing.T) {
 	}
 	l1.SignOut() // the old session closing must not remove the new line's presence
 	es := dir.Lookup("alice")
-	if len(es) != 1 || es[0].State != presence.Away {
+	if len(es) != 1 || es[0].State != principal.Away {
 		t.Fatalf("after old sign-out lookup = %+v, want one away entry", es)
 	}
 	o := sb.Send(context.Background(), &switchboard.Delivery{Recipient: "alice", RecipTerm: "pts/1", Text: "x"})
@@ -205,7 +206,7 @@ func TestSignOutEndsPresence(t *testing.T) {
 	t.Parallel()
 	sb := newBoard(t, "n1")
 	dir := sb.dir
-	l, err := sb.SignIn("alice", "pts/1", presence.Online, &inbox{})
+	l, err := sb.SignIn("alice", "pts/1", principal.Online, &inbox{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func TestSignOutEndsPresence(t *testing.T) {
 	if es := dir.Lookup("alice"); len(es) != 0 {
 		t.Fatalf("lookup after sign-out = %+v", es)
 	}
-	if err := l.SetState(presence.Busy); !errors.Is(err, switchboard.ErrSignedOut) {
+	if err := l.SetState(principal.Busy); !errors.Is(err, switchboard.ErrSignedOut) {
 		t.Fatalf("SetState after sign-out = %v", err)
 	}
 }
@@ -222,10 +223,10 @@ func TestSignOutEndsPresence(t *testing.T) {
 func TestAliasTakenByAnotherUser(t *testing.T) {
 	t.Parallel()
 	sb := newBoard(t, "n1")
-	if _, err := sb.SignIn("bob", "tty1", presence.Online, &inbox{}); err != nil {
+	if _, err := sb.SignIn("bob", "tty1", principal.Online, &inbox{}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := sb.SignIn("alice", "pts/1", presence.Online, &inbox{})
+	l, err := sb.SignIn("alice", "pts/1", principal.Online, &inbox{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +326,7 @@ func TestSilentClientTimesOutAfterAckTimeout(t *testing.T) {
 		}
 		defer sb.Close()
 		box := &silent{}
-		if _, err := sb.SignIn("alice", "pts/1", presence.Online, box); err != nil {
+		if _, err := sb.SignIn("alice", "pts/1", principal.Online, box); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()

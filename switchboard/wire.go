@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/identity"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // maxBudgetMillis bounds a received budget (a day): anything beyond is a
@@ -136,7 +136,7 @@ func appendRequest(b []byte, calls []*call, now time.Time) []byte {
 // nodes' clocks need not agree, and the time the request spends on the
 // way only makes the receiver's deadline later than the ingress's by that
 // much, which the ingress's own timeout covers.
-func appendItem(b []byte, d *Delivery, targets []presence.Entry, budget time.Duration) []byte {
+func appendItem(b []byte, d *Delivery, targets []principal.Entry, budget time.Duration) []byte {
 	id := &d.Origin.Sender
 	for _, s := range [...]string{d.ID, d.Recipient, d.RecipTerm, d.Sender, d.SenderTerm, d.Text, d.Cookie,
 		d.Signature, d.Origin.Node, d.Origin.Addr, d.Origin.Transport, d.Origin.Revision,
@@ -405,7 +405,7 @@ func replyHeader(r *wireReader) (node, errText string, n int) {
 // decodeResults reads one delivery's results into out (one per target,
 // in the request's order). node fills Result.Node; User and Term come from
 // the request's targets, so nothing else is allocated but reason texts.
-func decodeResults(r *wireReader, node string, targets []presence.Entry, out []Result) {
+func decodeResults(r *wireReader, node string, targets []principal.Entry, out []Result) {
 	if n := r.count("results", 0, maxTargetsPerRequest, minResultLen); r.err == nil && n != len(targets) {
 		r.fail("%d results for %d targets", n, len(targets))
 	}

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // FrameJSON renders the body of a deliver request or reply, as seen with
@@ -28,9 +28,9 @@ func FrameJSON(frame []byte) ([]byte, error) {
 		Deliveries []json.RawMessage `json:"deliveries"`
 	}{Version: wireVersion, Kind: "request"}
 	for _, it := range items {
-		es := make([]presence.Entry, len(it.targets))
+		es := make([]principal.Entry, len(it.targets))
 		for i, t := range it.targets {
-			es[i] = presence.Entry{User: t.user, Term: t.term}
+			es[i] = principal.Entry{User: t.user, Term: t.term}
 		}
 		b, err := encodeEntry(&it.d, es, it.budget)
 		if err != nil {

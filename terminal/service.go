@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/switchboard"
 )
 
@@ -69,7 +69,7 @@ type ttyLine struct {
 	uid    uint32
 	term   *TTY
 	line   *switchboard.Line // nil when a session took the name over
-	state  presence.State
+	state  principal.State
 	active time.Time // LastActive last published
 }
 
@@ -132,18 +132,18 @@ func (s *Service) Close() error {
 }
 
 // stateOf is a login's presence state and last-active time at now.
-func (s *Service) stateOf(l *Login, now time.Time) (presence.State, time.Time) {
+func (s *Service) stateOf(l *Login, now time.Time) (principal.State, time.Time) {
 	active := l.Atime
 	if active.After(now) {
 		active = now
 	}
 	switch {
 	case !l.Mesg:
-		return presence.Busy, active
+		return principal.Busy, active
 	case l.Idle(now) >= s.cfg.Idle:
-		return presence.Idle, active
+		return principal.Idle, active
 	}
-	return presence.Online, active
+	return principal.Online, active
 }
 
 // reconcile brings the signed-in lines in line with one scan.
@@ -157,7 +157,7 @@ func (s *Service) reconcile(logins []Login) {
 	seen := make(map[string]bool, len(logins))
 	for i := range logins {
 		l := &logins[i]
-		if presence.ValidUser(l.User) != nil || presence.ValidTerm(l.Line) != nil {
+		if principal.ValidUser(l.User) != nil || principal.ValidTerm(l.Line) != nil {
 			continue
 		}
 		tl := s.lines[l.Line]
@@ -205,7 +205,7 @@ func (s *Service) reconcile(logins []Login) {
 }
 
 // signIn signs a new login in if its device belongs to its user.
-func (s *Service) signIn(l *Login, st presence.State, active time.Time) {
+func (s *Service) signIn(l *Login, st principal.State, active time.Time) {
 	uid, err := s.cfg.LookupUID(l.User)
 	if err != nil || uid != l.UID {
 		s.log.Debug("login not shown: device owner is not the user", "user", l.User, "line", l.Line, "owner", l.UID, "err", err)
@@ -312,8 +312,8 @@ func messageOf(d *switchboard.Delivery) Message {
 // Service leaves it to that session until the login changes.
 func (t *TTY) Kick(string) { t.kicked.Store(true) }
 
-// Kind is presence.KindTTY.
-func (t *TTY) Kind() presence.Kind { return presence.KindTTY }
+// Kind is principal.KindTTY.
+func (t *TTY) Kind() principal.Kind { return principal.KindTTY }
 
 // DeliveredNote makes replies say "(terminal)".
 func (t *TTY) DeliveredNote() string { return "terminal" }

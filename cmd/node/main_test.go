@@ -18,11 +18,11 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/syncbuf"
+	"github.com/msprelay/msprelay/principal"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/session"
 	"github.com/msprelay/msprelay/sessionclient"
 )
@@ -126,7 +126,7 @@ func TestNodeProcessServesAndShutsDownOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := cl.SignIn(ctx, "alice", "pts/1", presence.Online); err != nil {
+	if _, err := cl.SignIn(ctx, "alice", "pts/1", principal.Online); err != nil {
 		t.Fatal(err)
 	}
 	r, err := (&msp.Client{}).Send(ctx, mspAddr, &msp.Message{Recipient: "alice", Text: "before shutdown", Sender: "bob"})
@@ -269,7 +269,7 @@ func TestSecondNodeOnOneDataDirIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := cl.SignIn(ctx, "alice", "pts/1", presence.Online); err != nil {
+	if _, err := cl.SignIn(ctx, "alice", "pts/1", principal.Online); err != nil {
 		t.Fatal(err)
 	}
 	r, err := (&msp.Client{}).Send(ctx, mspAddr, &msp.Message{Recipient: "alice", Text: "still here", Sender: "bob"})

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 )
 
@@ -59,7 +59,7 @@ func TestREADMERawProtocolExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := cl.SignIn(ctx, me.Username, "pts/9", presence.Online); err != nil {
+	if _, err := cl.SignIn(ctx, me.Username, "pts/9", principal.Online); err != nil {
 		t.Fatal(err)
 	}
 	host, port, _ := net.SplitHostPort(n.Addrs().MSP)

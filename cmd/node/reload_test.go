@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/principal"
 
 	"github.com/msprelay/msprelay/internal/syncbuf"
 
-	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -98,7 +98,7 @@ func TestSIGHUPReloadsSecretsLevelAndTokenAndKeepsRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cl.Close()
-		_, err = cl.SignIn(ctx, "alice", sessionproto.NoTerminal, presence.Offline, sessionclient.WithSecret(secret))
+		_, err = cl.SignIn(ctx, "alice", sessionproto.NoTerminal, principal.Offline, sessionclient.WithSecret(secret))
 		return err
 	}
 	apiStatus := func(tok string) int {

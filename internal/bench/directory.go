@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // DirectoryResult is a large directory: memory and update propagation.
@@ -52,7 +53,7 @@ func memNow() (heap, rss uint64) {
 	return ms.HeapAlloc, uint64(procKiB("/proc/self/status", "VmRSS")) * 1024
 }
 
-func principal(node, k int) string { return fmt.Sprintf("u%dx%d", node, k) }
+func principalName(node, k int) string { return fmt.Sprintf("u%dx%d", node, k) }
 
 // nodeIndex is i for the directory scenario's node "d-<i+1>".
 func nodeIndex(name string) int {
@@ -101,7 +102,7 @@ func (h *harness) directory(ctx context.Context) (*DirectoryResult, error) {
 	for i, g := range c.nodes {
 		wg.Go(func() {
 			for k := range per[i] {
-				if err := g.dir.Upsert(presence.Entry{User: principal(i, k), Term: "t", State: presence.Online}); err != nil {
+				if err := g.dir.Upsert(principal.Entry{User: principalName(i, k), Term: "t", State: principal.Online}); err != nil {
 					errs[i] = err
 					return
 				}
@@ -145,7 +146,7 @@ func (h *harness) directory(ctx context.Context) (*DirectoryResult, error) {
 	res.BytesPerReplica = round1(float64(int64(heap1)-int64(heap0)) / float64(total*n))
 	h.prog.printf("   converged in %.1fs; heap +%.0f MiB (%.0f B per entry replica), RSS +%.0f MiB",
 		res.LoadSecs, res.HeapMiB, res.BytesPerReplica, res.RSSMiB)
-	res.LookupUs = timeLookups(c.nodes[0].dir, principal(n-1, 0))
+	res.LookupUs = timeLookups(c.nodes[0].dir, principalName(n-1, 0))
 	h.prog.printf("   one Lookup on a loaded node: %.0f µs (median of %d)", res.LookupUs, lookupSamples)
 
 	if h.cfg.ChurnFor > 0 {
@@ -193,9 +194,9 @@ func (h *harness) churn(ctx context.Context, c *gossipCluster, per []int, res *D
 			}
 			key := [2]int{i, k}
 			if out[key] {
-				c.nodes[i].dir.Upsert(presence.Entry{User: principal(i, k), Term: "t", State: presence.Online})
+				c.nodes[i].dir.Upsert(principal.Entry{User: principalName(i, k), Term: "t", State: principal.Online})
 			} else {
-				c.nodes[i].dir.Remove(principal(i, k), "t")
+				c.nodes[i].dir.Remove(principalName(i, k), "t")
 			}
 			out[key] = !out[key]
 			ops++
@@ -234,8 +235,8 @@ func (h *harness) churn(ctx context.Context, c *gossipCluster, per []int, res *D
 			if k >= per[i] {
 				continue
 			}
-			user := principal(i, k)
-			if err := c.nodes[i].dir.Upsert(presence.Entry{User: user, Term: "t", State: presence.Busy}); err == nil {
+			user := principalName(i, k)
+			if err := c.nodes[i].dir.Upsert(principal.Entry{User: user, Term: "t", State: principal.Busy}); err == nil {
 				pending = append(pending, sample{user, time.Now()})
 			}
 		case <-poll.C:

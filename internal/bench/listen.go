@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	principalpkg "github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 )
@@ -184,7 +184,7 @@ func (rs *receivers) awaitListed(ctx context.Context, addr, term string) error {
 		return fmt.Errorf("bench: probe session: %w", err)
 	}
 	defer probe.Close()
-	if _, err := probe.SignIn(ctx, "mspbench-probe", "probe", presence.Online); err != nil {
+	if _, err := probe.SignIn(ctx, "mspbench-probe", "probe", principal.Online); err != nil {
 		return fmt.Errorf("bench: probe session: sign in: %w", err)
 	}
 	var gone *receiver

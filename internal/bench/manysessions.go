@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 )
 
@@ -194,7 +194,7 @@ func deliverToOne(ctx context.Context, mspAddr, sessAddr string, count int) ([]t
 		return nil, 0, fmt.Errorf("bench: delivery target: %w", err)
 	}
 	defer cl.Close()
-	if _, err := cl.SignIn(ctx, "manytarget", "t1", presence.Online); err != nil {
+	if _, err := cl.SignIn(ctx, "manytarget", "t1", principal.Online); err != nil {
 		return nil, 0, fmt.Errorf("bench: delivery target: sign in: %w", err)
 	}
 	mc, err := net.DialTimeout("tcp", mspAddr, ioTimeout)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 )
 
 // PresenceResult is convergence and failure detection for one cluster size.
@@ -51,7 +51,7 @@ func (h *harness) presence(ctx context.Context, n int) (*PresenceResult, error) 
 
 	signIn := func(g *gossipNode, user string, on []*gossipNode) (time.Duration, error) {
 		start := time.Now()
-		if err := g.dir.Upsert(presence.Entry{User: user, Term: "tty1", State: presence.Online}); err != nil {
+		if err := g.dir.Upsert(principal.Entry{User: user, Term: "tty1", State: principal.Online}); err != nil {
 			return 0, fmt.Errorf("bench: sign in %s: %w", user, err)
 		}
 		return clock.await(ctx, "+"+user, on, start, 30*time.Second)

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 )
 
@@ -47,7 +47,7 @@ func signInReceivers(ctx context.Context, addr string, n int, prefix, term strin
 			rs.close()
 			return nil, fmt.Errorf("bench: receiver %s: %w", user, err)
 		}
-		if _, err := cl.SignIn(ctx, user, term, presence.Online); err != nil {
+		if _, err := cl.SignIn(ctx, user, term, principal.Online); err != nil {
 			cl.Close()
 			rs.close()
 			return nil, fmt.Errorf("bench: receiver %s: sign in: %w", user, err)

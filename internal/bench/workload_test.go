@@ -416,7 +416,7 @@ func TestShortGeneric(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"github.com/msprelay/msprelay/msp.(*Server).handle", "github.com/msprelay/msprelay/msp.(*Server).handle"},
-		{"slices.Clone[go.shape.[]presence.Entry,go.shape.struct { User string; Aliases []string }]", "slices.Clone[...]"},
+		{"slices.Clone[go.shape.[]principal.Entry,go.shape.struct { User string; Aliases []string }]", "slices.Clone[...]"},
 		{"pkg.(*T[go.shape.int]).M[go.shape.string]", "pkg.(*T[...]).M[...]"},
 		{"pkg.F[go.shape.[]int].func1", "pkg.F[...].func1"},
 		{"pkg.F[go.shape.[]int", "pkg.F[...]"},

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
-	"github.com/msprelay/msprelay/presence"
 	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
@@ -215,7 +214,7 @@ func (l *lab) signIn(n *node, user, term string) *sessionclient.Client {
 	}
 	c := sessionclient.NewClient(conn)
 	l.t.Cleanup(func() { c.Close() })
-	si, err := c.SignIn(ctx, user, term, presence.Online)
+	si, err := c.SignIn(ctx, user, term, principal.Online)
 	if err != nil {
 		l.t.Fatalf("sign in as %s at %s on %s: %v", user, term, n.name, err)
 	}
@@ -348,5 +347,5 @@ func present(c *sessionclient.Client, user string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return slices.ContainsFunc(es, func(e principal.Entry) bool { return e.State != presence.Offline }), nil
+	return slices.ContainsFunc(es, func(e principal.Entry) bool { return e.State != principal.Offline }), nil
 }

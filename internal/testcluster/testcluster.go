@@ -21,7 +21,7 @@ import (
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/node"
-	"github.com/msprelay/msprelay/presence"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -217,7 +217,7 @@ func (c *Cluster) Send(i int, network string, m *msp.Message) (msp.Reply, error)
 
 // SignIn opens a session to node i and signs user in at term (trust mode).
 // The session is closed at cleanup.
-func (c *Cluster) SignIn(i int, user, term string, st presence.State) *sessionclient.Client {
+func (c *Cluster) SignIn(i int, user, term string, st principal.State) *sessionclient.Client {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
