@@ -42,19 +42,7 @@ func TestAckWindowFullGoesToMailbox(t *testing.T) {
 	}
 	c.WaitPresent("alice", "pts/1", c.Name(0), true)
 
-	conn, err := net.Dial("tcp", c.MSPAddr(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	var b []byte
-	for i := range window {
-		b = fmt.Appendf(b, "Balice\x00pts/1\x00m%d\x00bob\x00\x00c%d\x00\x00", i, i)
-	}
-	if _, err := conn.Write(b); err != nil {
-		t.Fatal(err)
-	}
+	conn := pipelineToAlice(t, c.MSPAddr(0), window, "c")
 	var ids []string
 	for i := range window {
 		m := testcluster.NextMessage(t, alice, 10*time.Second)
@@ -115,19 +103,7 @@ func TestCrossNodeWindowInOrder(t *testing.T) {
 	}
 	c.WaitPresent("alice", "pts/1", c.Name(1), true)
 
-	conn, err := net.Dial("tcp", c.MSPAddr(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	var b []byte
-	for i := range n {
-		b = fmt.Appendf(b, "Balice\x00pts/1\x00m%d\x00bob\x00\x00x%d\x00\x00", i, i)
-	}
-	if _, err := conn.Write(b); err != nil {
-		t.Fatal(err)
-	}
+	conn := pipelineToAlice(t, c.MSPAddr(0), n, "x")
 	var ids []string
 	next := func(i int) {
 		m := testcluster.NextMessage(t, alice, 10*time.Second)
@@ -155,4 +131,25 @@ func TestCrossNodeWindowInOrder(t *testing.T) {
 			t.Fatalf("reply %d: %q %v", i, rep, err)
 		}
 	}
+}
+
+// pipelineToAlice opens one MSP connection to addr and writes n messages
+// from bob to alice at pts/1 in one write, texts m0, m1, ... and cookies
+// <cookie>0, <cookie>1, ...; the test's cleanup closes it.
+func pipelineToAlice(t *testing.T, addr string, n int, cookie string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	var b []byte
+	for i := range n {
+		b = fmt.Appendf(b, "Balice\x00pts/1\x00m%d\x00bob\x00\x00%s%d\x00\x00", i, cookie, i)
+	}
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }

@@ -82,6 +82,22 @@ func (s *minimalServer) serve(c net.Conn) {
 		s.mu.Unlock()
 		c.Close()
 	}()
+	readFramed(c, s.minus, func(msg []byte) bool {
+		reply := s.plus
+		if _, err := msp.Parse(msg); err != nil {
+			reply = s.minus
+		}
+		_, err := c.Write(reply)
+		return err == nil && reply[0] != '-'
+	})
+}
+
+// readFramed reads revision 'B' messages from c (the revision octet and
+// seven NULs make one) and hands each to handle, which may keep none of
+// it and returns false to end the connection. A message longer than
+// msp.MaxLen gets minus and ends it. Both baselines frame this way, so
+// neither pays for framing the other does not.
+func readFramed(c net.Conn, minus []byte, handle func(msg []byte) bool) {
 	var buf [msp.MaxLen]byte
 	n, scanned, nuls := 0, 1, 0
 	for {
@@ -99,18 +115,14 @@ func (s *minimalServer) serve(c net.Conn) {
 			if nuls < 7 {
 				continue
 			}
-			reply := s.plus
-			if _, err := msp.Parse(buf[:scanned]); err != nil {
-				reply = s.minus
-			}
-			if _, err := c.Write(reply); err != nil || reply[0] == '-' {
+			if !handle(buf[:scanned]) {
 				return
 			}
 			n = copy(buf[:], buf[scanned:n])
 			scanned, nuls = 1, 0
 		}
 		if n == len(buf) {
-			c.Write(s.minus)
+			c.Write(minus)
 			return
 		}
 	}

@@ -188,40 +188,17 @@ func (r *minimalRelay) serve(rc *relayConn) {
 		r.mu.Unlock()
 		c.Close()
 	}()
-	var buf [msp.MaxLen]byte
-	n, scanned, nuls := 0, 1, 0
-	for {
-		c.SetReadDeadline(time.Now().Add(time.Minute))
-		k, err := c.Read(buf[n:])
-		if k == 0 && err != nil {
-			return
+	readFramed(c, r.minus, func(msg []byte) bool {
+		if _, err := msp.Parse(msg); err == nil && r.enqueue(msg, relayWaiter{c: rc}) {
+			return true
 		}
-		n += k
-		for scanned < n {
-			if buf[scanned] == 0 {
-				nuls++
-			}
-			scanned++
-			if nuls < 7 {
-				continue
-			}
-			_, err := msp.Parse(buf[:scanned])
-			if err != nil || !r.enqueue(buf[:scanned], relayWaiter{c: rc}) {
-				// Replies are in order: the '-' follows the '+' of
-				// every earlier message only if those are written
-				// first, so this connection simply ends here.
-				c.SetWriteDeadline(time.Now().Add(ioTimeout))
-				c.Write(r.minus)
-				return
-			}
-			n = copy(buf[:], buf[scanned:n])
-			scanned, nuls = 1, 0
-		}
-		if n == len(buf) {
-			c.Write(r.minus)
-			return
-		}
-	}
+		// Replies are in order: the '-' follows the '+' of every earlier
+		// message only if those are written first, so this connection
+		// simply ends here.
+		c.SetWriteDeadline(time.Now().Add(ioTimeout))
+		c.Write(r.minus)
+		return false
+	})
 }
 
 // packets reads datagrams without allocating an address for each.
