@@ -51,7 +51,7 @@ var Node = cliflags.Table{
 		{Name: "session-auth-insecure", Field: "SessionAuthInsecure", Help: "let --session-auth trust accept clients from non-loopback addresses (anyone who connects is anyone)"},
 		{Name: "session-secrets", Arg: "FILE", Field: "SessionSecrets", Help: "file of 'user secret' lines (mode 0600) for --session-auth secret and for checking MSP signatures; read at start (a file that cannot be read stops the start) and again on SIGHUP"},
 		{Name: "session-idle", Field: "SessionIdleTimeout", Help: "close sessions silent this long (clients ping)"},
-		{Name: "max-sessions", Field: "MaxSessions", Help: "concurrent sessions per kind of listener, Unix socket and TCP (an idle signed-in user costs about 10 KiB)"},
+		{Name: "max-sessions", Field: "MaxSessions", Help: "concurrent sessions per kind of listener, Unix socket and TCP (an idle signed-in user costs about 6 KiB)"},
 		{Name: "max-pending-sessions", Field: "MaxPendingSessions", Help: "session connections not signed in yet, per kind of listener"},
 		{Name: "session-fail-rate", Field: "FailedSignInsPerMinute", Help: "failed session sign-ins a minute one network source may make, sustained; past it and --session-fail-burst it gets 911 without its answer being checked"},
 		{Name: "session-fail-burst", Field: "FailedSignInBurst", Help: "failed session sign-ins one network source may make at once"},
