@@ -135,17 +135,12 @@ func Send(t testing.TB, uid, gid int, network, laddr, raddr string, payload []by
 		t.Skip("asuser: running a process as another user needs root")
 	}
 	exe := executable(t)
-	cmd := exec.Command(exe, "-test.run=^$")
 	job := []string{network, laddr, raddr, base64.StdEncoding.EncodeToString(payload)}
 	for _, o := range opts {
 		job = append(job, string(o))
 	}
-	cmd.Env = append(os.Environ(), envHelper+"="+strings.Join(job, " "))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	cmd.Dir = filepath.Dir(exe)
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	if err := runHelper(exe, job, uid, gid, &stdout, &stderr); err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			// A temporary directory mounted noexec, or a sandbox that
 			// forbids changing credentials: the second owner cannot be had.
@@ -154,6 +149,30 @@ func Send(t testing.TB, uid, gid int, network, laddr, raddr string, payload []by
 		return nil, fmt.Errorf("asuser: helper as uid %d: %w: %s", uid, err, stderr.String())
 	}
 	return stdout.Bytes(), nil
+}
+
+// runHelper runs exe as uid/gid with job in its environment. While this
+// or another test of the process writes its copy of the binary, a fork
+// made by a parallel test holds that copy open for writing until the
+// child execs, and an exec of the copy in that window fails with
+// ETXTBSY; the go tool retries test binaries for the same reason. So
+// does this, for at most ten seconds.
+func runHelper(exe string, job []string, uid, gid int, stdout, stderr *bytes.Buffer) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
+		stdout.Reset()
+		stderr.Reset()
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), envHelper+"="+strings.Join(job, " "))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		cmd.Dir = filepath.Dir(exe)
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		err := cmd.Run()
+		if !errors.Is(err, syscall.ETXTBSY) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(backoff)
+	}
 }
 
 // executable is a copy of the test binary that any account may run (the
