@@ -20,7 +20,8 @@ import (
 // small record in the Mailbox's maps while she has lines here, and its
 // goroutine (run) exists only while her mailbox holds messages or a wake-up
 // is being checked. Her durable consumer is created only once a look into
-// the stream (two subject-filtered counts, no consumer) finds mail. The
+// the stream (a subject-filtered count, no consumer; a second one while
+// one-subject mailboxes of earlier versions exist) finds mail. The
 // Mailbox's one wake-up subscription on every mailbox subject pokes the
 // drainer of the user a stored message is for.
 //
@@ -41,6 +42,7 @@ type drainer struct {
 
 	running bool               // run's goroutine exists
 	stopped bool               // LineDown or Close: start no run again
+	recheck bool               // a wake-up asked for a second look; run takes it
 	cancel  context.CancelFunc // ends the running run's context
 	wake    chan struct{}      // cap 1: look into the mailbox now; run's
 }
@@ -69,6 +71,25 @@ func (d *drainer) pokeLocked() {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// wakeLocked is pokeLocked for the notice of a stored message: core
+// subscribers can hear of a publish before the stream has stored it, so
+// the drainer looks again wakeRecheck later if the first look finds
+// nothing. A sign-in needs no second look: what was stored before it is
+// there, and what is stored after it comes with its own notice.
+func (d *drainer) wakeLocked() {
+	d.recheck = true
+	d.pokeLocked()
+}
+
+// takeRecheck reports, once, whether a wake-up asked for a second look.
+func (d *drainer) takeRecheck() bool {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	r := d.recheck
+	d.recheck = false
+	return r
 }
 
 // stopLocked keeps the drainer from starting again and ends its run, if
@@ -123,9 +144,10 @@ func (d *drainer) run(ctx context.Context, wake chan struct{}) {
 		}
 	}()
 	var tickC <-chan time.Time
-	again := time.NewTimer(wakeRecheck) // the poke that started run is a wake-up
+	again := time.NewTimer(wakeRecheck)
+	again.Stop()
 	defer again.Stop()
-	recheck := true // a wake-up is less than wakeRecheck old
+	recheck := false // a wake-up notice is less than wakeRecheck old
 	var cons jetstream.Consumer
 	failing := false // warn once per outage, not once per poll
 	report := func(what string, err error) {
@@ -141,7 +163,11 @@ func (d *drainer) run(ctx context.Context, wake chan struct{}) {
 		case <-wake: // this look answers it
 		default:
 		}
-		has, err := d.hasMail()
+		if d.takeRecheck() {
+			recheck = true
+			again.Reset(wakeRecheck) // Go 1.23 timers: no stale tick survives Reset
+		}
+		has, err := d.hasMail(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			report("mailbox not readable; retrying", err)
@@ -181,14 +207,6 @@ func (d *drainer) run(ctx context.Context, wake chan struct{}) {
 			d.stopIfIdle(ctx)
 			return
 		case <-wake:
-			if !again.Stop() {
-				select {
-				case <-again.C:
-				default:
-				}
-			}
-			again.Reset(wakeRecheck)
-			recheck = true
 			// Put the wake-up back for the look at the top of the loop.
 			select {
 			case wake <- struct{}{}:
@@ -203,8 +221,15 @@ func (d *drainer) run(ctx context.Context, wake chan struct{}) {
 
 // hasMail reports whether her mailbox holds any message, counting the
 // stream's subjects without a consumer: a user without mail costs the
-// store nothing.
-func (d *drainer) hasMail() (bool, error) {
+// store nothing. It waits its turn among the node's looks (maxLooks),
+// bounded by ctx (her drainer's life); StoreTimeout counts from the turn.
+func (d *drainer) hasMail(ctx context.Context) (bool, error) {
+	select {
+	case d.m.looks <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-d.m.looks }()
 	ctx, cancel := d.m.storeCtx()
 	defer cancel()
 	st, _, err := d.m.handles(ctx)

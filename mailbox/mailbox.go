@@ -27,6 +27,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -234,7 +235,24 @@ type Mailbox struct {
 	// limits logs refusals by a cap at most once per 10 s per kind, with
 	// the count held back (own lock): a flood must not flood the log.
 	limits *limitlog.Log
+	// looks (cap maxLooks) holds a token for each look into a mailbox in
+	// flight (hasMail): a wave of sign-ins queues here instead of at the
+	// store.
+	looks chan struct{}
+	// legacy is false once a census of the stream found no one-subject
+	// mailbox of earlier versions; a look then needs one request, not two.
+	// Set by setup and by every sweep (which sees every subject).
+	legacy atomic.Bool
 }
+
+// maxLooks bounds the looks into mailboxes one node has in flight. Every
+// sign-in looks (her mail may have waited while she was away), and a node
+// that signs thousands in at once (a restart, a wave of logins) must not
+// send the store thousands of requests at once: they would time out while
+// the store still answers each, and every retry would add to the pile (a
+// 30-node cluster signing 100,000 users in drove the store past 5 GiB this
+// way). Four in flight per node keep the store busy without a queue there.
+const maxLooks = 4
 
 // The switchboard talks to a *Mailbox only through its interface.
 var _ switchboard.Mailbox = (*Mailbox)(nil)
@@ -259,12 +277,14 @@ func New(cfg Config) (*Mailbox, error) {
 		return nil, fmt.Errorf("mailbox: jetstream: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Mailbox{cfg: cfg, nc: cfg.NATS, js: js, log: cfg.Logger,
+	m := &Mailbox{cfg: cfg, nc: cfg.NATS, js: js, log: cfg.Logger,
 		ctx: ctx, cancel: cancel, pending: map[string]switchboard.Seen{}, drains: map[string]*drainer{},
 		byToken: map[string]*drainer{},
 		wake:    make(chan struct{}, 1), sweepReq: make(chan string, 1), recordsDone: make(chan struct{}),
 		gates: map[string]*gate{}, stored: newStoredIDs(cfg.DuplicateWindow, maxStoredIDs),
-		limits: limitlog.New(cfg.Logger, 0)}, nil
+		limits: limitlog.New(cfg.Logger, 0), looks: make(chan struct{}, maxLooks)}
+	m.legacy.Store(true) // until a census says otherwise
+	return m, nil
 }
 
 // Start tries to set the store up, bounded by ctx and StoreTimeout (a
@@ -311,13 +331,15 @@ func (m *Mailbox) wakeFor(msg *nats.Msg) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if d := m.byToken[token]; d != nil {
-		d.pokeLocked()
+		d.wakeLocked()
 	}
 }
 
-// reconnectLoop pokes every drainer after the NATS connection came back:
+// reconnectLoop asks for a sweep after the NATS connection came back:
 // wake-ups published while it was down were lost, and no drainer polls a
-// mailbox it found empty. It ends with the mailbox.
+// mailbox it found empty. One census finds the users signed in here who
+// have mail; poking every drainer instead would make each of thousands of
+// users a request. It ends with the mailbox.
 func (m *Mailbox) reconnectLoop() {
 	tick := time.NewTicker(m.cfg.PollEvery)
 	defer tick.Stop()
@@ -330,11 +352,7 @@ func (m *Mailbox) reconnectLoop() {
 		}
 		if n := m.nc.Stats().Reconnects; n != seen && m.nc.IsConnected() {
 			seen = n
-			m.mu.Lock()
-			for _, d := range m.drains {
-				d.pokeLocked()
-			}
-			m.mu.Unlock()
+			m.Sweep("NATS reconnected")
 		}
 	}
 }
@@ -417,7 +435,27 @@ func (m *Mailbox) setup(ctx context.Context) error {
 		return fmt.Errorf("%w: bucket %s: %w", switchboard.ErrMailboxDown, UsersBucket, err)
 	}
 	m.stream, m.kv, m.ready = st, kv, true
+	m.censusLegacy(ctx, st)
 	return nil
+}
+
+// censusLegacy asks the stream whether any one-subject mailbox of earlier
+// versions holds mail (their subjects are the only ones with a single
+// token after the prefix) and, if none does, spares every later look its
+// second request. A failed census leaves the two requests on. Mail an
+// earlier version stores later is found by the next sweep, which sees
+// every subject and sets legacy again.
+func (m *Mailbox) censusLegacy(ctx context.Context, st jetstream.Stream) {
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+"*"))
+	if err != nil {
+		return
+	}
+	for _, c := range info.State.Subjects {
+		if c > 0 {
+			return
+		}
+	}
+	m.legacy.Store(false)
 }
 
 // handles sets the store up if need be and returns the stream and bucket.
@@ -605,7 +643,7 @@ func (m *Mailbox) count(ctx context.Context, st jetstream.Stream, user string, l
 	if out == nil {
 		out = map[string]uint64{}
 	}
-	if !legacy {
+	if !legacy || !m.legacy.Load() {
 		return out, nil
 	}
 	old, err := st.Info(ctx, jetstream.WithSubjectFilter(Subject(user)))
@@ -751,6 +789,6 @@ func (m *Mailbox) Wake(user string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if d := m.drains[principal.CanonicalUser(user)]; d != nil {
-		d.pokeLocked()
+		d.wakeLocked()
 	}
 }

@@ -135,13 +135,17 @@ func (m *Mailbox) sweep() (int, error) {
 		return 0, err
 	}
 	withMail := make(map[string]struct{})
+	legacy := false
 	for subj, c := range info.State.Subjects {
 		if c == 0 {
 			continue
 		}
-		token, _, _ := strings.Cut(strings.TrimPrefix(subj, SubjectPrefix), ".")
+		token, _, below := strings.Cut(strings.TrimPrefix(subj, SubjectPrefix), ".")
 		withMail[token] = struct{}{}
+		legacy = legacy || !below // a one-subject mailbox of earlier versions
 	}
+	// Before the pokes: their looks must count what this census saw.
+	m.legacy.Store(legacy)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0

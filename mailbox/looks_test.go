@@ -1,0 +1,175 @@
+package mailbox_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/mailbox"
+	"github.com/msprelay/msprelay/principal"
+	"github.com/msprelay/msprelay/switchboard"
+)
+
+// lookTap watches, from a connection of its own, the mailbox looks the
+// store is asked for: stream-info requests with a subject filter on the
+// mailbox stream, and their answers. One subscription on every subject
+// keeps requests and answers in the order the server sent them.
+type lookTap struct {
+	mu       sync.Mutex
+	filters  map[string]int      // looks by subject filter
+	pending  map[string]struct{} // reply subjects of unanswered looks
+	inFlight int
+	most     int // the most looks in flight at once
+}
+
+func newLookTap(t *testing.T, st *store) *lookTap {
+	t.Helper()
+	nc, err := nats.Connect(st.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	lt := &lookTap{filters: map[string]int{}, pending: map[string]struct{}{}}
+	info := "$JS.API.STREAM.INFO." + mailbox.Stream
+	if _, err := nc.Subscribe(">", func(m *nats.Msg) {
+		lt.mu.Lock()
+		defer lt.mu.Unlock()
+		if _, ok := lt.pending[m.Subject]; ok {
+			delete(lt.pending, m.Subject)
+			lt.inFlight--
+			return
+		}
+		if m.Subject != info {
+			return
+		}
+		var req struct {
+			Filter string `json:"subjects_filter"`
+		}
+		if json.Unmarshal(m.Data, &req) != nil || req.Filter == "" {
+			return
+		}
+		lt.filters[req.Filter]++
+		lt.pending[m.Reply] = struct{}{}
+		lt.inFlight++
+		lt.most = max(lt.most, lt.inFlight)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return lt
+}
+
+// looks returns the looks per filter and the most in flight at once.
+func (lt *lookTap) looks() (map[string]int, int) {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	out := make(map[string]int, len(lt.filters))
+	for f, n := range lt.filters {
+		out[f] = n
+	}
+	return out, lt.most
+}
+
+// "Nothing per user in NATS/JetStream ... until there is mail" and a store
+// that survives a wave of sign-ins (issue 22): a sign-in costs one look
+// into her mailbox (no second look for the one-subject mailboxes of earlier
+// versions when the stream holds none, no recheck: a recheck is for the
+// notice of a stored message), and one node never has more than four looks
+// in flight however many users sign in at once.
+func TestSignInWaveLooksOnceEachFourAtATime(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	lt := newLookTap(t, st)
+	sb, mb := st.boardBox("n1", func(_ *switchboard.Config, c *mailbox.Config) { c.SweepEvery = -1 })
+	const users = 200
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Go(func() {
+			if _, err := sb.SignIn(fmt.Sprintf("wave%d", i), "pts/1", principal.Online, &ackBox{ack: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	perUser := func(f map[string]int) int {
+		n := 0
+		for filter, c := range f {
+			if strings.HasPrefix(filter, mailbox.SubjectPrefix+"wave") {
+				n += c
+			}
+		}
+		return n
+	}
+	waitfor.True(t, 20*time.Second, "a look for each of the users", func() bool {
+		f, _ := lt.looks()
+		return perUser(f) >= users
+	})
+	// A second look (a recheck) would come from a running drainer: once
+	// every drainer sleeps, the count is final.
+	waitfor.True(t, 20*time.Second, "every drainer asleep", func() bool {
+		for i := range users {
+			if !mailbox.DrainerIdleForTest(mb, fmt.Sprintf("wave%d", i)) {
+				return false
+			}
+		}
+		return true
+	})
+	f, most := lt.looks()
+	for i := range users {
+		user := fmt.Sprintf("wave%d", i)
+		if n := f[mailbox.Subject(user)+".>"]; n != 1 {
+			t.Errorf("%s: %d looks at her mailbox, want 1", user, n)
+		}
+		if n := f[mailbox.Subject(user)]; n != 0 {
+			t.Errorf("%s: %d looks at a one-subject mailbox the stream does not have, want 0", user, n)
+		}
+	}
+	if most > 4 {
+		t.Errorf("%d looks in flight at once, want at most 4", most)
+	}
+	t.Logf("%d sign-ins: %d looks, at most %d in flight", users, perUser(f), most)
+}
+
+// A node of an earlier version may still store mail on the one-subject
+// layout after this node found none there: the next sweep, which sees
+// every subject, turns the second look back on, and the mail arrives.
+func TestOneSubjectMailStoredLaterFoundBySweep(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	sb, mb := st.boardBox("n1", func(_ *switchboard.Config, c *mailbox.Config) { c.SweepEvery = -1 })
+	box := &ackBox{ack: true}
+	if _, err := sb.SignIn("alice", "pts/1", principal.Online, box); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.True(t, 10*time.Second, "alice's drainer asleep", func() bool { return mailbox.DrainerIdleForTest(mb, "alice") })
+	nc, err := nats.Connect(st.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := switchboard.EncodeQueued(msg("alice", "from an old node"), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), mailbox.Subject("alice"), body); err != nil {
+		t.Fatal(err)
+	}
+	mb.Sweep("test")
+	waitfor.True(t, 10*time.Second, "the old node's message at alice", func() bool { return len(box.texts()) == 1 })
+	if got := box.texts(); got[0] != "from an old node" {
+		t.Fatalf("delivered %q", got)
+	}
+}
