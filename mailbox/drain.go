@@ -41,6 +41,7 @@ type drainer struct {
 	lines switchboard.Lines
 
 	running bool               // run's goroutine exists
+	queued  bool               // in Mailbox.lookQ, waiting for a look
 	stopped bool               // LineDown or Close: start no run again
 	recheck bool               // a wake-up asked for a second look; run takes it
 	cancel  context.CancelFunc // ends the running run's context
@@ -48,7 +49,8 @@ type drainer struct {
 }
 
 // poke makes the drainer look into her mailbox soon: it wakes the running
-// goroutine or starts one. It never blocks for long (m.mu only).
+// goroutine or queues a look (look.go), which starts the goroutine if she
+// has mail. It never blocks for long (m.mu only).
 func (d *drainer) poke() {
 	d.m.mu.Lock()
 	defer d.m.mu.Unlock()
@@ -61,16 +63,24 @@ func (d *drainer) pokeLocked() {
 		return
 	}
 	if !d.running {
-		d.running = true
-		ctx, cancel := context.WithCancel(d.m.ctx)
-		wake := make(chan struct{}, 1)
-		d.cancel, d.wake = cancel, wake
-		d.m.wg.Go(func() { d.run(ctx, wake) })
+		d.queueLookLocked()
+		return
 	}
 	select {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// startLocked starts run in the mailbox's WaitGroup. m.mu must be held,
+// and neither Close nor LineDown may have come.
+func (d *drainer) startLocked() {
+	d.running = true
+	ctx, cancel := context.WithCancel(d.m.ctx)
+	wake := make(chan struct{}, 1)
+	wake <- struct{}{} // the look that started run found mail: look and drain
+	d.cancel, d.wake = cancel, wake
+	d.m.wg.Go(func() { d.run(ctx, wake) })
 }
 
 // wakeLocked is pokeLocked for the notice of a stored message: core

@@ -19,5 +19,5 @@ func DrainerIdleForTest(m *Mailbox, user string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	d := m.drains[user]
-	return d != nil && !d.running
+	return d != nil && !d.running && !d.queued
 }

@@ -236,23 +236,19 @@ type Mailbox struct {
 	// the count held back (own lock): a flood must not flood the log.
 	limits *limitlog.Log
 	// looks (cap maxLooks) holds a token for each look into a mailbox in
-	// flight (hasMail): a wave of sign-ins queues here instead of at the
-	// store.
+	// flight (hasMail, census): a wave of sign-ins queues in this node
+	// instead of at the store.
 	looks chan struct{}
+	// lookQ (guarded by mu) holds the drainers waiting for a look, each
+	// once (drainer.queued); lookReady (cap 1) tells the lookers there is
+	// work. See look.go.
+	lookQ     []*drainer
+	lookReady chan struct{}
 	// legacy is false once a census of the stream found no one-subject
 	// mailbox of earlier versions; a look then needs one request, not two.
 	// Set by setup and by every sweep (which sees every subject).
 	legacy atomic.Bool
 }
-
-// maxLooks bounds the looks into mailboxes one node has in flight. Every
-// sign-in looks (her mail may have waited while she was away), and a node
-// that signs thousands in at once (a restart, a wave of logins) must not
-// send the store thousands of requests at once: they would time out while
-// the store still answers each, and every retry would add to the pile (a
-// 30-node cluster signing 100,000 users in drove the store past 5 GiB this
-// way). Four in flight per node keep the store busy without a queue there.
-const maxLooks = 4
 
 // The switchboard talks to a *Mailbox only through its interface.
 var _ switchboard.Mailbox = (*Mailbox)(nil)
@@ -282,7 +278,8 @@ func New(cfg Config) (*Mailbox, error) {
 		byToken: map[string]*drainer{},
 		wake:    make(chan struct{}, 1), sweepReq: make(chan string, 1), recordsDone: make(chan struct{}),
 		gates: map[string]*gate{}, stored: newStoredIDs(cfg.DuplicateWindow, maxStoredIDs),
-		limits: limitlog.New(cfg.Logger, 0), looks: make(chan struct{}, maxLooks)}
+		limits: limitlog.New(cfg.Logger, 0), looks: make(chan struct{}, maxLooks),
+		lookReady: make(chan struct{}, 1)}
 	m.legacy.Store(true) // until a census says otherwise
 	return m, nil
 }
@@ -321,6 +318,17 @@ func (m *Mailbox) Start(ctx context.Context) error {
 	m.mu.Unlock()
 	m.wg.Go(m.reconnectLoop)
 	m.wg.Go(m.sweepLoop)
+	for range maxLooks {
+		m.wg.Go(m.lookLoop)
+	}
+	m.mu.Lock()
+	if len(m.lookQ) > 0 { // lines that came up before Start
+		select {
+		case m.lookReady <- struct{}{}:
+		default:
+		}
+	}
+	m.mu.Unlock()
 	return nil
 }
 

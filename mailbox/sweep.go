@@ -1,10 +1,7 @@
 package mailbox
 
 import (
-	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // This file is the mailbox sweep: the wake-up of the users signed in here
@@ -121,39 +118,24 @@ func (m *Mailbox) sweep() (int, error) {
 	if nobody {
 		return 0, nil
 	}
-	if err := m.connected(); err != nil {
-		return 0, err
-	}
-	ctx, cancel := m.storeCtx()
-	defer cancel()
-	st, _, err := m.handles(ctx)
+	withMail, err := m.censusTurn()
 	if err != nil {
 		return 0, err
 	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+">"))
-	if err != nil {
-		return 0, err
-	}
-	withMail := make(map[string]struct{})
-	legacy := false
-	for subj, c := range info.State.Subjects {
-		if c == 0 {
-			continue
-		}
-		token, _, below := strings.Cut(strings.TrimPrefix(subj, SubjectPrefix), ".")
-		withMail[token] = struct{}{}
-		legacy = legacy || !below // a one-subject mailbox of earlier versions
-	}
-	// Before the pokes: their looks must count what this census saw.
-	m.legacy.Store(legacy)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
 	for token := range withMail {
-		if d := m.byToken[token]; d != nil {
+		d := m.byToken[token]
+		switch {
+		case d == nil || d.stopped || m.closed:
+			continue
+		case d.running:
 			d.pokeLocked()
-			n++
+		default:
+			d.startLocked() // the census was her look
 		}
+		n++
 	}
 	return n, nil
 }
