@@ -187,3 +187,41 @@ func TestOneSubjectMailStoredLaterFoundBySweep(t *testing.T) {
 		t.Fatalf("delivered %q", got)
 	}
 }
+
+// "Users seen in the cluster, last sign-in or sign-out": the records of a
+// wave of sign-ins, written as pipelined batches, all land, each with its
+// user's own state.
+func TestSignInWaveRecordsEveryUser(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	sb := st.board("n1", nil)
+	const users = 600 // more than one batch
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Go(func() {
+			st := principal.Online
+			if i%3 == 0 {
+				st = principal.Busy
+			}
+			if _, err := sb.SignIn(fmt.Sprintf("rec%d", i), "pts/1", st, &ackBox{ack: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	waitfor.True(t, 30*time.Second, "a record for each user", func() bool {
+		s, err := sb.LastSeen(t.Context(), fmt.Sprintf("rec%d", users-1))
+		return err == nil && s.State != ""
+	})
+	for i := range users {
+		want := "online"
+		if i%3 == 0 {
+			want = "busy"
+		}
+		user := fmt.Sprintf("rec%d", i)
+		waitfor.True(t, 30*time.Second, user+" recorded "+want, func() bool {
+			s, err := sb.LastSeen(t.Context(), user)
+			return err == nil && s.State == want && s.Node == "n1"
+		})
+	}
+}

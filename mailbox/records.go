@@ -1,8 +1,10 @@
 package mailbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -62,15 +64,17 @@ func (m *Mailbox) recordLoop() {
 		}
 		m.mu.Unlock()
 		failed := false
-		for _, s := range batch {
-			if err := m.writeRecord(s); err != nil {
+		warned := backoff != 0 // warn once per outage
+		for i, err := range m.writeRecords(batch) {
+			s := batch[i]
+			if err != nil {
 				lvl := slog.LevelDebug
-				if backoff == 0 {
-					lvl = slog.LevelWarn // once per outage
+				if !warned {
+					lvl, warned = slog.LevelWarn, true
 				}
 				m.log.Log(m.ctx, lvl, "known-users record not written; will retry", "user", s.User, "err", err)
 				failed = true
-				break
+				continue
 			}
 			if backoff != 0 {
 				m.log.Info("known-users records written again")
@@ -105,32 +109,65 @@ func (m *Mailbox) recordLoop() {
 	}
 }
 
-func (m *Mailbox) writeRecord(s switchboard.Seen) error {
+// writeRecords writes a batch of records (one per user) and returns each
+// one's error. The ordinary records go out together, as pipelined
+// publishes into the bucket's stream awaited as one (a sign-in wave's
+// records cost a round trip per batch, not per user); a hidden record,
+// written only if she has none, takes a create of its own.
+func (m *Mailbox) writeRecords(batch []switchboard.Seen) []error {
+	errs := make([]error, len(batch))
 	ctx, cancel := m.storeCtx()
 	defer cancel()
 	_, kv, err := m.handles(ctx)
 	if err != nil {
-		return err
-	}
-	if s.Hidden {
-		// A hidden line makes her known (mail for her queues) but says
-		// nothing of when: a record with no time, written only if she
-		// has none, so a hidden sign-in or sign-out moves nothing that
-		// "last seen" shows.
-		b, err := json.Marshal(wireSeen{User: msp.Latin1ToUTF8(s.User), State: "offline"})
-		if err != nil {
-			return err
+		for i := range errs {
+			errs[i] = err
 		}
-		if _, err = kv.Create(ctx, UserToken(s.User), b); errors.Is(err, jetstream.ErrKeyExists) {
-			return nil
-		}
-		return err
+		return errs
 	}
-	b, err := json.Marshal(wireSeen{User: msp.Latin1ToUTF8(s.User), Time: s.Time.UTC(), Node: s.Node,
-		Term: msp.Latin1ToUTF8(s.Term), State: s.State})
+	futs := make([]jetstream.PubAckFuture, len(batch))
+	for i, s := range batch {
+		if s.Hidden {
+			errs[i] = m.writeHidden(ctx, kv, s)
+			continue
+		}
+		b, err := json.Marshal(wireSeen{User: msp.Latin1ToUTF8(s.User), Time: s.Time.UTC(), Node: s.Node,
+			Term: msp.Latin1ToUTF8(s.Term), State: s.State})
+		if err == nil {
+			futs[i], err = m.js.PublishAsync(usersKeySubject(s.User), b)
+		}
+		errs[i] = err
+	}
+	for i, f := range futs {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = err
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("known-users record: %w", ctx.Err())
+		}
+	}
+	return errs
+}
+
+// usersKeySubject is the subject a put of user's known-users record is
+// published on: the bucket's stream stores it as that key's value.
+func usersKeySubject(user string) string { return "$KV." + UsersBucket + "." + UserToken(user) }
+
+// writeHidden writes the record of a hidden line: it makes her known (mail
+// for her queues) but says nothing of when, so it has no time and is
+// written only if she has no record, and a hidden sign-in or sign-out moves
+// nothing that "last seen" shows.
+func (m *Mailbox) writeHidden(ctx context.Context, kv jetstream.KeyValue, s switchboard.Seen) error {
+	b, err := json.Marshal(wireSeen{User: msp.Latin1ToUTF8(s.User), State: "offline"})
 	if err != nil {
 		return err
 	}
-	_, err = kv.Put(ctx, UserToken(s.User), b)
+	if _, err = kv.Create(ctx, UserToken(s.User), b); errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
 	return err
 }
