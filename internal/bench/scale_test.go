@@ -45,6 +45,15 @@ func TestScaleQuickMeasuresAndStopsEveryProcess(t *testing.T) {
 	if len(r.Churn) != 1 || r.Churn[0].Ops == 0 || r.Churn[0].Samples == 0 || r.Churn[0].TimedOut != 0 {
 		t.Errorf("churn = %+v, want one phase with operations and every sampled change timed", r.Churn)
 	}
+	// Issue 22: "Crash detection <= 3 s": quick mode kills one node of
+	// the three (never s1) and times the offline push on the other two.
+	if r.Crashes != 1 || len(r.CrashNodes) != 1 || r.CrashNodes[0] == "s1" || r.CrashTimedOut != 0 || r.CrashMaxms <= 0 {
+		t.Errorf("crash phase: %d crashes %v, max %v ms, %d timed out: want one node other than s1 killed and its user pushed offline on the others",
+			r.Crashes, r.CrashNodes, r.CrashMaxms, r.CrashTimedOut)
+	}
+	if r.FalseDeathSecs <= 0 {
+		t.Errorf("false deaths counted over %v s, want the cluster's run", r.FalseDeathSecs)
+	}
 	if r.Killed != 0 {
 		t.Errorf("%d node processes had to be killed, want a clean stop", r.Killed)
 	}
@@ -61,7 +70,7 @@ func TestScaleQuickMeasuresAndStopsEveryProcess(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "Scale (real node processes") {
+	if !strings.Contains(table.String(), "Scale (real node processes") || !strings.Contains(table.String(), "| nodes killed |") {
 		t.Errorf("table has no scale section:\n%s", table.String())
 	}
 	if err := rep.WriteScaleChart(&svg); err != nil {
