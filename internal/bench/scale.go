@@ -83,7 +83,8 @@ type ScaleResult struct {
 	// Error is why this cluster's measurement stopped early, if it did.
 	Error string `json:"error,omitempty"`
 
-	pids []int // of every process started for this cluster, for tests
+	pids      []int // of every process started for this cluster, for tests
+	crashGone int   // "node gone" lines about killed nodes, for tests
 }
 
 // ScaleChurn is one churn phase: holders close and reopen principals'

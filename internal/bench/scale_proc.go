@@ -257,7 +257,7 @@ func (c *scaleCluster) crashNode(i int) time.Time {
 // node logged between from and to about a node the harness had not
 // killed by then.
 func (c *scaleCluster) countFalseDeaths(res *ScaleResult, from, to time.Time) {
-	res.FalseDeaths, res.FalseDeathPeers = 0, nil
+	res.FalseDeaths, res.FalseDeathPeers, res.crashGone = 0, nil, 0
 	res.FalseDeathSecs = round1(to.Sub(from).Seconds())
 	for _, p := range c.nodes {
 		for _, g := range p.goneLines() {
@@ -265,6 +265,7 @@ func (c *scaleCluster) countFalseDeaths(res *ScaleResult, from, to time.Time) {
 				continue
 			}
 			if k, ok := c.killedAt[g.peer]; ok && !g.at.Before(k) {
+				res.crashGone++
 				continue
 			}
 			res.FalseDeaths++
