@@ -555,7 +555,7 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 	h.prog.printf("   %d principals signed in over %d nodes by %d holders in %.1fs (%d sign-ins failed%s); waiting for every node to show them",
 		res.Loaded, len(c.nodes), nh, time.Since(start).Seconds(), res.LoadFailed, strings.TrimSuffix(", first: "+firstFail, ", first: "))
 	if res.Loaded == 0 {
-		return holders, fmt.Errorf("bench: no principal signed in: %s", firstFail)
+		return holders, fmt.Errorf("bench: no principal signed in within the %v bound (--scale-load-for): %s", h.cfg.ScaleLoadFor, firstFail)
 	}
 	// Fewer in than asked (the sign-in bound reached, or sign-ins
 	// failed) is recorded; the later phases run with those that are.

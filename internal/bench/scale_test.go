@@ -294,3 +294,37 @@ func TestScaleCrashVictims(t *testing.T) {
 		}
 	}
 }
+
+// Rule (issue 22 brief): "A phase that cannot finish in its bound must end
+// with a recorded error, not hang." The principals' sign-in bound
+// (--scale-load-for) is reached with most of them still out: the holders
+// report what they have, the cluster's error says so, and the later
+// phases (churn, the crash phase) still run on those that are in.
+func TestScaleLoadBoundRecordedAndLaterPhasesRun(t *testing.T) {
+	t.Parallel()
+	cfg := QuickConfig()
+	cfg.Scenarios = []string{ScenarioScale}
+	cfg.ScalePrincipals = 30_000
+	cfg.ScaleLoadFor = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "--scale-load-for") {
+		t.Fatalf("Run error = %v, want the load bound named", err)
+	}
+	if len(rep.Scale) != 1 {
+		t.Fatalf("scale results = %d, want 1", len(rep.Scale))
+	}
+	r := rep.Scale[0]
+	if !strings.Contains(r.Error, "--scale-load-for") || r.Loaded >= cfg.ScalePrincipals {
+		t.Errorf("loaded %d of %d, error %q: want fewer than asked and the bound recorded", r.Loaded, cfg.ScalePrincipals, r.Error)
+	}
+	if r.Crashes != 1 {
+		t.Errorf("crashes = %d, want the crash phase run after the load phase ended early", r.Crashes)
+	}
+	for _, pid := range r.pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("process %d still exists after the scenario", pid)
+		}
+	}
+}
