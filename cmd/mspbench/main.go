@@ -20,7 +20,8 @@
 // detection), sessions (memory per idle session), directory (100k
 // principals with churn), allocs (allocations per message) and scale
 // (clusters of real node processes: sign-in visibility, churn of real
-// sessions, memory per principal; --out also draws scale.svg). The local,
+// sessions, memory per principal, crash detection and false deaths;
+// --out also draws scale.svg). The local,
 // cross and allocs scenarios run once per workload: spread (recipients
 // spread over several sessions), hot (every message to one session,
 // addressed to its terminal) and client (as hot, the session being an

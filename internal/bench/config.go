@@ -25,8 +25,9 @@
 //     child process, with optional CPU, allocation, block and mutex
 //     profiles of that child and their top functions (ProfileTop);
 //   - scale: clusters of real node processes (cmd/node) on one NATS
-//     server: sign-in visibility per cluster size and gossip profile, and
-//     churn of real signed-in sessions (scale*.go).
+//     server: sign-in visibility per cluster size and gossip profile,
+//     churn of real signed-in sessions, crash detection (SIGKILL) and
+//     false deaths read from the nodes' logs (scale*.go).
 //
 // The local, cross and allocs scenarios run once per workload (see
 // Workloads): recipients spread over several sessions, and one hot

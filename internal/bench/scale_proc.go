@@ -57,7 +57,8 @@ type nodeReadyLine struct {
 //
 // Ownership: nodeProc owns the process and one goroutine reading its
 // stderr (the log), which ends when the process closes stderr; stop
-// signals the process, kills it after scaleProcStop, and waits for both.
+// signals the process, kills it after scaleProcStop, and waits for both;
+// crash kills it at once (SIGKILL) and waits.
 type nodeProc struct {
 	name  string
 	cmd   *exec.Cmd
