@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -78,6 +79,9 @@ type ScaleResult struct {
 	FalseDeaths     int      `json:"false_deaths"`
 	FalseDeathSecs  float64  `json:"false_death_window_seconds"`
 	FalseDeathPeers []string `json:"false_death_peers,omitempty"`
+	// FalseDeathsByPhase splits FalseDeaths by the phase the harness was
+	// in when it read the line: sign-ins, load, churn R/s, soak, crash.
+	FalseDeathsByPhase map[string]int `json:"false_deaths_by_phase,omitempty"`
 	// Killed counts processes that did not stop within 15 s of SIGTERM.
 	Killed int `json:"killed"`
 	// Error is why this cluster's measurement stopped early, if it did.
@@ -185,10 +189,11 @@ func (h *harness) scaleOne(ctx context.Context, bin, profile string, n int) (res
 
 	// False deaths are counted from here until the cluster is shut down.
 	formedAt := time.Now()
+	c.phase("sign-ins")
 	defer func() {
 		c.countFalseDeaths(res, formedAt, time.Now())
-		h.prog.printf("   false deaths: %d in %.0f s (a live node declared gone)%s", res.FalseDeaths, res.FalseDeathSecs,
-			strings.TrimSuffix(" ("+strings.Join(res.FalseDeathPeers, ", ")+")", " ()"))
+		h.prog.printf("   false deaths: %d in %.0f s (a live node declared gone)%s%s", res.FalseDeaths, res.FalseDeathSecs,
+			strings.TrimSuffix(" ("+strings.Join(res.FalseDeathPeers, ", ")+")", " ()"), byPhase(res.FalseDeathsByPhase))
 	}()
 
 	w, err := newWatchers(ctx, c)
@@ -204,6 +209,7 @@ func (h *harness) scaleOne(ctx context.Context, bin, profile string, n int) (res
 	// crash phase needs no principals. Only a cancelled run stops here.
 	var early []error
 	if load {
+		c.phase("load")
 		holders, err := h.scaleLoad(ctx, c, res)
 		for _, hd := range holders {
 			res.pids = append(res.pids, hd.c.cmd.Process.Pid)
@@ -223,6 +229,7 @@ func (h *harness) scaleOne(ctx context.Context, bin, profile string, n int) (res
 			if h.cfg.ScaleChurnFor == 0 || res.Loaded == 0 || len(holders) == 0 {
 				break
 			}
+			c.phase(fmt.Sprintf("churn %d/s", rate))
 			ch, err := h.scaleChurn(ctx, c, w, holders, rate)
 			res.Churn = append(res.Churn, ch)
 			if err != nil {
@@ -234,6 +241,7 @@ func (h *harness) scaleOne(ctx context.Context, bin, profile string, n int) (res
 			}
 		}
 		if h.cfg.ScaleSoak > 0 && res.Loaded > 0 && len(holders) > 0 {
+			c.phase("soak")
 			if err := h.scaleSoak(ctx, holders, res); err != nil {
 				if ctx.Err() != nil {
 					return res, err
@@ -243,6 +251,7 @@ func (h *harness) scaleOne(ctx context.Context, bin, profile string, n int) (res
 		}
 	}
 	// The crash phase is the last: the nodes it kills stay dead.
+	c.phase("crash")
 	if err := h.scaleCrash(ctx, c, w, res); err != nil {
 		if ctx.Err() != nil {
 			return res, err
@@ -560,8 +569,11 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 	// Fewer in than asked (the sign-in bound reached, or sign-ins
 	// failed) is recorded; the later phases run with those that are.
 	var short error
-	if res.Loaded < total {
-		short = fmt.Errorf("bench: %d of %d principals signed in within the %v bound (--scale-load-for), %d sign-ins failed", res.Loaded, total, h.cfg.ScaleLoadFor, res.LoadFailed)
+	switch {
+	case res.Loaded+res.LoadFailed < total:
+		short = fmt.Errorf("bench: %d of %d principals signed in: the %v bound (--scale-load-for) reached, %d sign-ins failed", res.Loaded, total, h.cfg.ScaleLoadFor, res.LoadFailed)
+	case res.Loaded < total:
+		short = fmt.Errorf("bench: %d of %d principals signed in: %d sign-ins failed (first: %s)", res.Loaded, total, res.LoadFailed, firstFail)
 	}
 	if err := c.awaitFormed(ctx, res.Loaded, 10*time.Minute); err != nil {
 		return holders, errors.Join(short, err)
@@ -855,6 +867,18 @@ func (h *harness) scaleCrash(ctx context.Context, c *scaleCluster, w *watchers, 
 		}
 	}
 	return nil
+}
+
+// byPhase formats false deaths by phase, "" when there are none.
+func byPhase(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return "; by phase: " + strings.Join(parts, ", ")
 }
 
 // scaleSummary is one line per cluster for the report.

@@ -242,6 +242,32 @@ type scaleCluster struct {
 	// purpose (by name); only the goroutine running the cluster's
 	// phases uses it.
 	killedAt map[string]time.Time
+	// phases are the phases begun, in order, each with its start, to
+	// attribute false deaths; same goroutine as killedAt.
+	phases []scalePhase
+}
+
+// scalePhase is a phase of a cluster's run and when it began.
+type scalePhase struct {
+	name string
+	at   time.Time
+}
+
+// phase records that the phase name begins now.
+func (c *scaleCluster) phase(name string) {
+	c.phases = append(c.phases, scalePhase{name: name, at: time.Now()})
+}
+
+// phaseAt is the name of the phase under way at t ("" before the first).
+func (c *scaleCluster) phaseAt(t time.Time) string {
+	name := ""
+	for _, p := range c.phases {
+		if p.at.After(t) {
+			break
+		}
+		name = p.name
+	}
+	return name
 }
 
 // crashNode kills node i with SIGKILL, records when, and waits until it
@@ -258,7 +284,7 @@ func (c *scaleCluster) crashNode(i int) time.Time {
 // node logged between from and to about a node the harness had not
 // killed by then.
 func (c *scaleCluster) countFalseDeaths(res *ScaleResult, from, to time.Time) {
-	res.FalseDeaths, res.FalseDeathPeers, res.crashGone = 0, nil, 0
+	res.FalseDeaths, res.FalseDeathPeers, res.FalseDeathsByPhase, res.crashGone = 0, nil, nil, 0
 	res.FalseDeathSecs = round1(to.Sub(from).Seconds())
 	for _, p := range c.nodes {
 		for _, g := range p.goneLines() {
@@ -270,6 +296,10 @@ func (c *scaleCluster) countFalseDeaths(res *ScaleResult, from, to time.Time) {
 				continue
 			}
 			res.FalseDeaths++
+			if res.FalseDeathsByPhase == nil {
+				res.FalseDeathsByPhase = map[string]int{}
+			}
+			res.FalseDeathsByPhase[c.phaseAt(g.at)]++
 			if !slices.Contains(res.FalseDeathPeers, g.peer) && len(res.FalseDeathPeers) < 10 {
 				res.FalseDeathPeers = append(res.FalseDeathPeers, g.peer)
 			}

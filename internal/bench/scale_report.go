@@ -71,7 +71,7 @@ func (r *Report) writeScaleTable(bw *bufio.Writer) {
 		}
 		falseDeaths := strconv.Itoa(s.FalseDeaths)
 		if len(s.FalseDeathPeers) > 0 {
-			falseDeaths += " (" + strings.Join(s.FalseDeathPeers, ", ") + ")"
+			falseDeaths += " (" + strings.Join(s.FalseDeathPeers, ", ") + byPhase(s.FalseDeathsByPhase) + ")"
 		}
 		p("| %d | %s | %s | %s | %.0f s |", s.Nodes, s.Profile, crash, falseDeaths, s.FalseDeathSecs)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -237,21 +238,25 @@ func TestScaleCountFalseDeaths(t *testing.T) {
 		want      int
 		wantPeers []string
 		wantCrash int
+		byPhase   map[string]int
 	}{
-		{"no lines", nil, [][]goneLine{nil, nil}, 0, nil, 0},
+		{"no lines", nil, [][]goneLine{nil, nil}, 0, nil, 0, nil},
 		{"a live node declared gone counts on every node that says so", nil,
-			[][]goneLine{{{peer: "s2", at: at(5)}}, {}, {{peer: "s2", at: at(6)}}}, 2, []string{"s2"}, 0},
+			[][]goneLine{{{peer: "s2", at: at(5)}}, {}, {{peer: "s2", at: at(60)}}}, 2, []string{"s2"}, 0,
+			map[string]int{"sign-ins": 1, "crash": 1}},
 		{"a killed node declared gone after its kill is not false", map[string]time.Time{"s3": at(50)},
-			[][]goneLine{{{peer: "s3", at: at(51)}}, {{peer: "s3", at: at(52)}}}, 0, nil, 2},
+			[][]goneLine{{{peer: "s3", at: at(51)}}, {{peer: "s3", at: at(52)}}}, 0, nil, 2, nil},
 		{"a killed node declared gone before its kill is false", map[string]time.Time{"s3": at(50)},
-			[][]goneLine{{{peer: "s3", at: at(20)}, {peer: "s3", at: at(51)}}}, 1, []string{"s3"}, 1},
+			[][]goneLine{{{peer: "s3", at: at(20)}, {peer: "s3", at: at(51)}}}, 1, []string{"s3"}, 1, map[string]int{"sign-ins": 1}},
 		{"lines outside the window are not counted", nil,
-			[][]goneLine{{{peer: "s2", at: at(-1)}, {peer: "s2", at: at(100)}, {peer: "s4", at: at(99)}}}, 1, []string{"s4"}, 0},
+			[][]goneLine{{{peer: "s2", at: at(-1)}, {peer: "s2", at: at(100)}, {peer: "s4", at: at(99)}}}, 1, []string{"s4"}, 0,
+			map[string]int{"crash": 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := &scaleCluster{killedAt: map[string]time.Time{}}
+			c := &scaleCluster{killedAt: map[string]time.Time{},
+				phases: []scalePhase{{name: "sign-ins", at: at(0)}, {name: "crash", at: at(50)}}}
 			for k, v := range tc.killed {
 				c.killedAt[k] = v
 			}
@@ -263,6 +268,9 @@ func TestScaleCountFalseDeaths(t *testing.T) {
 			if res.FalseDeaths != tc.want || !slices.Equal(res.FalseDeathPeers, tc.wantPeers) || res.crashGone != tc.wantCrash {
 				t.Errorf("false deaths %d %v, crash lines %d; want %d %v, %d", res.FalseDeaths, res.FalseDeathPeers, res.crashGone,
 					tc.want, tc.wantPeers, tc.wantCrash)
+			}
+			if !maps.Equal(res.FalseDeathsByPhase, tc.byPhase) {
+				t.Errorf("by phase %v, want %v", res.FalseDeathsByPhase, tc.byPhase)
 			}
 			if res.FalseDeathSecs != 100 {
 				t.Errorf("window %v s, want 100", res.FalseDeathSecs)
