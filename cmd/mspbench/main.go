@@ -2,7 +2,7 @@
 // speaks raw MSP over TCP (one message per connection, or pipelined) and
 // UDP, and measures a node against baselines in the same run.
 //
-//	mspbench                        # the full run, a few minutes
+//	mspbench                        # the full run: about 1.5 hours, the scale scenario most of it
 //	mspbench --quick                # a smoke test, under a minute
 //	mspbench --scenarios local --cpuprofile cpu.out
 //	mspbench --json > results.json  # the report for machines
@@ -20,7 +20,8 @@
 // detection), sessions (memory per idle session), directory (100k
 // principals with churn), allocs (allocations per message) and scale
 // (clusters of real node processes: sign-in visibility, churn of real
-// sessions, memory per principal; --out also draws scale.svg). The local,
+// sessions, memory per principal, crash detection and false deaths;
+// --out also draws scale.svg). The local,
 // cross and allocs scenarios run once per workload: spread (recipients
 // spread over several sessions), hot (every message to one session,
 // addressed to its terminal) and client (as hot, the session being an
@@ -80,18 +81,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	var (
-		quick                   bool
-		scenarios               = strings.Join(bench.Scenarios(), ",")
-		presenceNodes           = joinInts(cfg.PresenceNodes)
-		crossModes              = strings.Join(cfg.CrossModes, ",")
-		workloads               = strings.Join(bench.Workloads(), ",")
-		allocModes              = "tcppipe,tcpseq,tcp1,udp"
-		memProfile              string
-		blockProfile            string
-		mutexProfile            string
-		asJSON                  bool
-		outDir, cpuProfile      string
-		timeout                 = 15 * time.Minute
+		quick              bool
+		scenarios          = strings.Join(bench.Scenarios(), ",")
+		presenceNodes      = joinInts(cfg.PresenceNodes)
+		crossModes         = strings.Join(cfg.CrossModes, ",")
+		workloads          = strings.Join(bench.Workloads(), ",")
+		allocModes         = "tcppipe,tcpseq,tcp1,udp"
+		memProfile         string
+		blockProfile       string
+		mutexProfile       string
+		asJSON             bool
+		outDir, cpuProfile string
+		// The default covers the default run: each of the scale
+		// scenario's two 30-node clusters takes at most about 65 minutes
+		// if every phase runs to its bound (the 100k sign-ins 20 of them,
+		// --scale-load-for), the other scenarios fit in 15.
+		timeout                 = 150 * time.Minute
 		allocMsgs, allocWarmup  = cfg.AllocMessages, cfg.AllocWarmup
 		dirNodes, dirPrincipals = cfg.DirectoryNodes, cfg.DirectoryPrincipals
 		scaleNodes              = joinInts(cfg.ScaleNodes)
@@ -126,6 +131,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.ScalePrincipals, "scale-principals", cfg.ScalePrincipals, "principals (real signed-in sessions) of the scale scenario's loaded cluster")
 	fs.StringVar(&scaleRates, "scale-churn-rates", scaleRates, "comma-separated churn rates (sign-outs and sign-ins per second) of the scale scenario")
 	fs.DurationVar(&cfg.ScaleChurnFor, "scale-churn", cfg.ScaleChurnFor, "length of each scale churn phase (0: none)")
+	fs.DurationVar(&cfg.ScaleLoadFor, "scale-load-for", cfg.ScaleLoadFor, "bound on signing in --scale-principals; those not in by then are recorded as missing and the later phases run with the rest")
+	fs.DurationVar(&cfg.ScaleSoak, "scale-soak", 0, "after the churn phases, churn the loaded scale cluster at --scale-soak-rate for this long while counting false deaths (0: no soak)")
+	fs.IntVar(&cfg.ScaleSoakRate, "scale-soak-rate", cfg.ScaleSoakRate, "churn rate (sign-outs and sign-ins per second) of --scale-soak")
+	fs.IntVar(&cfg.ScaleCrashes, "scale-crashes", cfg.ScaleCrashes, "nodes (never s1) each scale cluster's last phase kills with SIGKILL, one at a time, timing until every other node pushes its user offline (0: no crash phase)")
 	fs.StringVar(&cfg.ScaleNodeBinary, "scale-node-binary", "", "a built cmd/node for the scale scenario (default: go build one into a temporary directory)")
 	fs.StringVar(&allocModes, "alloc-modes", allocModes, "comma-separated load modes of the allocs scenario (one alone profiles one path)")
 	fs.IntVar(&allocMsgs, "alloc-messages", allocMsgs, "messages per measured batch of the allocs scenario")

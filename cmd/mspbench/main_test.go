@@ -34,6 +34,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"scale cluster of one", []string{"--scale-nodes", "1"}, "scale cluster size 1"},
 		{"bad scale profile", []string{"--scale-profiles", "lan,moon"}, `scale gossip profile "moon"`},
 		{"bad churn rates", []string{"--scale-churn-rates", "200,0"}, "scale churn rate 0"},
+		{"negative crashes", []string{"--scale-crashes", "-1"}, "scale crashes -1"},
+		{"negative soak", []string{"--scale-soak", "-1s"}, "scale soak -1s"},
+		{"negative soak rate", []string{"--scale-soak-rate", "-5"}, "scale soak rate -5"},
+		{"negative load bound", []string{"--scale-load-for", "-1m"}, "scale load bound -1m0s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

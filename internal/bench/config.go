@@ -25,8 +25,9 @@
 //     child process, with optional CPU, allocation, block and mutex
 //     profiles of that child and their top functions (ProfileTop);
 //   - scale: clusters of real node processes (cmd/node) on one NATS
-//     server: sign-in visibility per cluster size and gossip profile, and
-//     churn of real signed-in sessions (scale*.go).
+//     server: sign-in visibility per cluster size and gossip profile,
+//     churn of real signed-in sessions, crash detection (SIGKILL) and
+//     false deaths read from the nodes' logs (scale*.go).
 //
 // The local, cross and allocs scenarios run once per workload (see
 // Workloads): recipients spread over several sessions, and one hot
@@ -189,6 +190,20 @@ type Config struct {
 	// for ScaleChurnFor.
 	ScaleChurnRates []int
 	ScaleChurnFor   time.Duration
+	// ScaleLoadFor bounds the signing in of ScalePrincipals: what is not
+	// in by then is recorded as an error and the later phases run with
+	// the principals that are.
+	ScaleLoadFor time.Duration
+	// ScaleSoak, when above zero, is a phase on the loaded cluster after
+	// the churn phases: the holders churn at ScaleSoakRate per second for
+	// that long while the false deaths go on being counted.
+	ScaleSoak     time.Duration
+	ScaleSoakRate int
+	// ScaleCrashes is how many nodes (never s1, which runs the NATS
+	// server) each cluster's last phase kills with SIGKILL, one at a
+	// time, timing until every other node's watcher is told that a user
+	// of the killed node is offline (0: no crash phase).
+	ScaleCrashes int
 	// ScaleNodeBinary is a built cmd/node; empty builds one with go build.
 	ScaleNodeBinary string
 
@@ -230,6 +245,9 @@ func DefaultConfig() Config {
 		ScalePrincipals: 100_000,
 		ScaleChurnRates: []int{200, 1000},
 		ScaleChurnFor:   10 * time.Second,
+		ScaleLoadFor:    20 * time.Minute,
+		ScaleSoakRate:   50,
+		ScaleCrashes:    3,
 	}
 }
 
@@ -258,6 +276,8 @@ func QuickConfig() Config {
 	c.ScalePrincipals = 300
 	c.ScaleChurnRates = []int{50}
 	c.ScaleChurnFor = time.Second
+	c.ScaleLoadFor = 2 * time.Minute
+	c.ScaleCrashes = 1
 	return c
 }
 

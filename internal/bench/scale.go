@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -52,12 +53,42 @@ type ScaleResult struct {
 	RSSLoadedMiB      float64      `json:"rss_loaded_mib,omitempty"`
 	BytesPerPrincipal float64      `json:"rss_bytes_per_principal_per_node,omitempty"`
 	Churn             []ScaleChurn `json:"churn,omitempty"`
+	// Soak: after the churn phases, the holders churned at SoakRate per
+	// second for SoakSecs (--scale-soak; 0: not run).
+	SoakRate   int     `json:"soak_rate,omitempty"`
+	SoakSecs   float64 `json:"soak_seconds,omitempty"`
+	SoakOps    int     `json:"soak_ops,omitempty"`
+	SoakFailed int     `json:"soak_failed,omitempty"`
+	// Crash detection, the cluster's last phase: a user signs in on node
+	// K (never s1), every other node's watcher watches her, K gets
+	// SIGKILL; a sample is the time from the kill until every other
+	// node's watcher got her offline push (FLN). Nodes killed stay dead,
+	// one at a time, each K a different node. Samples not pushed
+	// everywhere within 30 s count as 30 s (CrashTimedOut of them).
+	Crashes       int      `json:"crashes,omitempty"`
+	CrashNodes    []string `json:"crash_nodes,omitempty"`
+	CrashP50ms    float64  `json:"crash_p50_ms,omitempty"`
+	CrashMaxms    float64  `json:"crash_max_ms,omitempty"`
+	CrashTimedOut int      `json:"crashes_timed_out,omitempty"`
+	// FalseDeaths counts the nodes' log lines (message starting "node
+	// gone") that declared a node gone which the harness had not killed
+	// or stopped, over FalseDeathSecs: from the cluster formed until its
+	// shutdown began (lines about a node after the harness killed it are
+	// not counted). FalseDeathPeers names the nodes so declared (at most
+	// 10, each once).
+	FalseDeaths     int      `json:"false_deaths"`
+	FalseDeathSecs  float64  `json:"false_death_window_seconds"`
+	FalseDeathPeers []string `json:"false_death_peers,omitempty"`
+	// FalseDeathsByPhase splits FalseDeaths by the phase the harness was
+	// in when it read the line: sign-ins, load, churn R/s, soak, crash.
+	FalseDeathsByPhase map[string]int `json:"false_deaths_by_phase,omitempty"`
 	// Killed counts processes that did not stop within 15 s of SIGTERM.
 	Killed int `json:"killed"`
 	// Error is why this cluster's measurement stopped early, if it did.
 	Error string `json:"error,omitempty"`
 
-	pids []int // of every process started for this cluster, for tests
+	pids      []int // of every process started for this cluster, for tests
+	crashGone int   // "node gone" lines about killed nodes, for tests
 }
 
 // ScaleChurn is one churn phase: holders close and reopen principals'
@@ -156,6 +187,15 @@ func (h *harness) scaleOne(ctx context.Context, bin, profile string, n int) (res
 	res.RSSIdleMiB = round1(float64(c.rssKiB()) / 1024)
 	h.prog.printf("   formed in %.1fs; RSS %.0f MiB for %d nodes", res.FormSecs, res.RSSIdleMiB, n)
 
+	// False deaths are counted from here until the cluster is shut down.
+	formedAt := time.Now()
+	c.phase("sign-ins")
+	defer func() {
+		c.countFalseDeaths(res, formedAt, time.Now())
+		h.prog.printf("   false deaths: %d in %.0f s (a live node declared gone)%s%s", res.FalseDeaths, res.FalseDeathSecs,
+			strings.TrimSuffix(" ("+strings.Join(res.FalseDeathPeers, ", ")+")", " ()"), byPhase(res.FalseDeathsByPhase))
+	}()
+
 	w, err := newWatchers(ctx, c)
 	if err != nil {
 		return res, err
@@ -164,32 +204,61 @@ func (h *harness) scaleOne(ctx context.Context, bin, profile string, n int) (res
 	if err := h.scaleSignIns(ctx, c, w, res); err != nil {
 		return res, err
 	}
-	if !load {
-		return res, nil
-	}
-	holders, err := h.scaleLoad(ctx, c, res)
-	for _, hd := range holders {
-		res.pids = append(res.pids, hd.c.cmd.Process.Pid)
-	}
-	defer func() {
+	// A later phase that ends early (a bound reached, a sample lost) is
+	// recorded, and the phases after it still run on what there is: the
+	// crash phase needs no principals. Only a cancelled run stops here.
+	var early []error
+	if load {
+		c.phase("load")
+		holders, err := h.scaleLoad(ctx, c, res)
 		for _, hd := range holders {
-			hd.c.close()
+			res.pids = append(res.pids, hd.c.cmd.Process.Pid)
 		}
-	}()
-	if err != nil {
-		return res, err
-	}
-	for _, rate := range h.cfg.ScaleChurnRates {
-		if h.cfg.ScaleChurnFor == 0 {
-			break
-		}
-		ch, err := h.scaleChurn(ctx, c, w, holders, rate)
-		res.Churn = append(res.Churn, ch)
+		defer func() {
+			for _, hd := range holders {
+				hd.c.close()
+			}
+		}()
 		if err != nil {
+			if ctx.Err() != nil {
+				return res, err
+			}
+			early = append(early, err)
+		}
+		for _, rate := range h.cfg.ScaleChurnRates {
+			if h.cfg.ScaleChurnFor == 0 || res.Loaded == 0 || len(holders) == 0 {
+				break
+			}
+			c.phase(fmt.Sprintf("churn %d/s", rate))
+			ch, err := h.scaleChurn(ctx, c, w, holders, rate)
+			res.Churn = append(res.Churn, ch)
+			if err != nil {
+				if ctx.Err() != nil {
+					return res, err
+				}
+				early = append(early, err)
+				break
+			}
+		}
+		if h.cfg.ScaleSoak > 0 && res.Loaded > 0 && len(holders) > 0 {
+			c.phase("soak")
+			if err := h.scaleSoak(ctx, holders, res); err != nil {
+				if ctx.Err() != nil {
+					return res, err
+				}
+				early = append(early, err)
+			}
+		}
+	}
+	// The crash phase is the last: the nodes it kills stay dead.
+	c.phase("crash")
+	if err := h.scaleCrash(ctx, c, w, res); err != nil {
+		if ctx.Err() != nil {
 			return res, err
 		}
+		early = append(early, err)
 	}
-	return res, nil
+	return res, errors.Join(early...)
 }
 
 // apiNodes asks node p's HTTP API for /api/v1/nodes.
@@ -337,6 +406,37 @@ func (w *watchers) each(f func(*sessionclient.Client) error) error {
 	return errors.Join(errs...)
 }
 
+// eachOf runs f on the watchers of the nodes idx at once and returns the
+// first error.
+func (w *watchers) eachOf(idx []int, f func(*sessionclient.Client) error) error {
+	errs := make([]error, len(idx))
+	var wg sync.WaitGroup
+	for j, i := range idx {
+		wg.Go(func() { errs[j] = f(w.clients[i]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// lastOf is when the last of the watchers of the nodes idx got the push
+// of user in state st, once every one of them has.
+func (w *watchers) lastOf(user string, st pr.State, idx []int) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.seen[user+" "+st.String()]
+	var last time.Time
+	for _, i := range idx {
+		t, ok := m[i]
+		if !ok {
+			return time.Time{}, false
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last, true
+}
+
 // expect starts recording pushes of user in state st, forgetting any.
 func (w *watchers) expect(user string, st pr.State) {
 	w.mu.Lock()
@@ -444,7 +544,8 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 	for j := range nh {
 		lo, hi := j*total/nh, (j+1)*total/nh
 		wg.Go(func() {
-			holders[j], reps[j], errs[j] = startHolder(ctx, holderSpec{Addrs: addrs, First: lo, Count: hi - lo}, 30*time.Minute)
+			spec := holderSpec{Addrs: addrs, First: lo, Count: hi - lo, SignInMillis: h.cfg.ScaleLoadFor.Milliseconds()}
+			holders[j], reps[j], errs[j] = startHolder(ctx, spec, h.cfg.ScaleLoadFor+2*time.Minute)
 		})
 	}
 	wg.Wait()
@@ -463,10 +564,19 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 	h.prog.printf("   %d principals signed in over %d nodes by %d holders in %.1fs (%d sign-ins failed%s); waiting for every node to show them",
 		res.Loaded, len(c.nodes), nh, time.Since(start).Seconds(), res.LoadFailed, strings.TrimSuffix(", first: "+firstFail, ", first: "))
 	if res.Loaded == 0 {
-		return holders, fmt.Errorf("bench: no principal signed in: %s", firstFail)
+		return holders, fmt.Errorf("bench: no principal signed in within the %v bound (--scale-load-for): %s", h.cfg.ScaleLoadFor, firstFail)
+	}
+	// Fewer in than asked (the sign-in bound reached, or sign-ins
+	// failed) is recorded; the later phases run with those that are.
+	var short error
+	switch {
+	case res.Loaded+res.LoadFailed < total:
+		short = fmt.Errorf("bench: %d of %d principals signed in: the %v bound (--scale-load-for) reached, %d sign-ins failed", res.Loaded, total, h.cfg.ScaleLoadFor, res.LoadFailed)
+	case res.Loaded < total:
+		short = fmt.Errorf("bench: %d of %d principals signed in: %d sign-ins failed (first: %s)", res.Loaded, total, res.LoadFailed, firstFail)
 	}
 	if err := c.awaitFormed(ctx, res.Loaded, 10*time.Minute); err != nil {
-		return holders, err
+		return holders, errors.Join(short, err)
 	}
 	res.LoadSecs = round1(time.Since(start).Seconds())
 	res.Converged = true
@@ -485,7 +595,7 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 	res.BytesPerPrincipal = round1(float64(delta) * 1024 / float64(len(c.nodes)) / float64(res.Loaded))
 	h.prog.printf("   every node shows %d principals after %.1fs; RSS %.0f MiB, +%.0f B per principal per node",
 		res.Loaded, res.LoadSecs, res.RSSLoadedMiB, res.BytesPerPrincipal)
-	return holders, nil
+	return holders, short
 }
 
 // scaleChurn churns the holders' principals at rate per second for
@@ -641,6 +751,136 @@ loop:
 	return res, nil
 }
 
+// scaleSoak churns the holders' principals at ScaleSoakRate for
+// ScaleSoak: a long loaded stretch in which the false deaths are counted
+// (issue 22: "no false positive in a 10-minute loaded run").
+func (h *harness) scaleSoak(ctx context.Context, holders []*holder, res *ScaleResult) error {
+	rate, d := h.cfg.ScaleSoakRate, h.cfg.ScaleSoak
+	res.SoakRate = rate
+	h.prog.printf("   soak: churn at %d/s for %v", rate, d)
+	reps := make([]holderReport, len(holders))
+	errs := make([]error, len(holders))
+	var wg sync.WaitGroup
+	for j, hd := range holders {
+		r := max(1, rate*hd.spec.Count/h.cfg.ScalePrincipals)
+		wg.Go(func() { reps[j], errs[j] = hd.churn(ctx, r, d) })
+	}
+	wg.Wait()
+	for _, r := range reps {
+		res.SoakOps += r.Ops
+		res.SoakFailed += r.Failed
+		res.SoakSecs = max(res.SoakSecs, r.Secs)
+	}
+	h.prog.printf("   soak: %d ops in %.1fs (%d failed)", res.SoakOps, res.SoakSecs, res.SoakFailed)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bench: soak: %w", err)
+	}
+	return nil
+}
+
+// crashVictims are the indices of the nodes the crash phase kills, in
+// order: n of them (at most all but s1), spread over s2..sN from the last.
+func crashVictims(nodes, n int) []int {
+	n = min(n, nodes-1)
+	var out []int
+	for j := range max(n, 0) {
+		out = append(out, nodes-1-j*(nodes-1)/n)
+	}
+	return out
+}
+
+// scaleCrash is a cluster's last phase: for each victim K in turn, a user
+// signs in on K, every other live node's watcher watches her, and K gets
+// SIGKILL; the sample is the time from the kill until every other live
+// node's watcher got her offline push. Killed nodes stay dead.
+func (h *harness) scaleCrash(ctx context.Context, c *scaleCluster, w *watchers, res *ScaleResult) error {
+	victims := crashVictims(len(c.nodes), h.cfg.ScaleCrashes)
+	if len(victims) == 0 {
+		return nil
+	}
+	dead := map[int]bool{}
+	var lat []time.Duration
+	defer func() {
+		if len(lat) == 0 {
+			return
+		}
+		l := summarize(lat)
+		res.CrashP50ms, res.CrashMaxms = round1(l.P50us/1000), round1(l.MaxUs/1000)
+		h.prog.printf("   crash detected on all other nodes: p50 %.0f ms, max %.0f ms (n=%d, %d not within 30 s)",
+			res.CrashP50ms, res.CrashMaxms, l.N, res.CrashTimedOut)
+	}()
+	for j, k := range victims {
+		var others []int
+		for i := range c.nodes {
+			if i != k && !dead[i] {
+				others = append(others, i)
+			}
+		}
+		user := fmt.Sprintf("crash%d", j)
+		victim := c.nodes[k]
+		if err := w.eachOf(others, func(cl *sessionclient.Client) error { _, err := cl.Watch(ctx, user); return err }); err != nil {
+			return fmt.Errorf("bench: crash: watch %s: %w", user, err)
+		}
+		w.expect(user, pr.Online)
+		cl, err := sessionclient.Dial(ctx, victim.ready.Session)
+		if err != nil {
+			return fmt.Errorf("bench: crash: sign-in on %s: %w", victim.name, err)
+		}
+		if _, err := cl.SignIn(ctx, user, "t", pr.Online); err != nil {
+			cl.Close()
+			return fmt.Errorf("bench: crash: sign-in on %s: %w", victim.name, err)
+		}
+		// Her sign-in must be known everywhere first, or an offline
+		// push could not follow.
+		if err := waitFor(ctx, scaleSampleWait, func() bool { _, ok := w.lastOf(user, pr.Online, others); return ok }); err != nil {
+			cl.Close()
+			return fmt.Errorf("bench: crash: %s's sign-in on %s not visible on every other node: %w", user, victim.name, err)
+		}
+		w.forget(user, pr.Online)
+		w.expect(user, pr.Offline)
+		t0 := c.crashNode(k)
+		dead[k] = true
+		res.Crashes++
+		res.CrashNodes = append(res.CrashNodes, victim.name)
+		cl.Close()
+		var last time.Time
+		werr := waitFor(ctx, scaleSampleWait, func() bool {
+			var ok bool
+			last, ok = w.lastOf(user, pr.Offline, others)
+			return ok
+		})
+		w.forget(user, pr.Offline)
+		if werr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			res.CrashTimedOut++
+			lat = append(lat, scaleSampleWait) // a lower bound
+			h.prog.printf("   %s killed (SIGKILL): %s not offline on all %d other nodes within %v", victim.name, user, len(others), scaleSampleWait)
+		} else {
+			lat = append(lat, last.Sub(t0))
+			h.prog.printf("   %s killed (SIGKILL): %s offline on all %d other nodes after %.0f ms", victim.name, user, len(others),
+				float64(last.Sub(t0).Microseconds())/1000)
+		}
+		if err := w.eachOf(others, func(cl *sessionclient.Client) error { return cl.Unwatch(ctx, user) }); err != nil {
+			return fmt.Errorf("bench: crash: unwatch %s: %w", user, err)
+		}
+	}
+	return nil
+}
+
+// byPhase formats false deaths by phase, "" when there are none.
+func byPhase(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return "; by phase: " + strings.Join(parts, ", ")
+}
+
 // scaleSummary is one line per cluster for the report.
 func scaleSummary(r ScaleResult) string {
 	var b strings.Builder
@@ -648,6 +888,10 @@ func scaleSummary(r ScaleResult) string {
 	for _, c := range r.Churn {
 		fmt.Fprintf(&b, ", churn %d/s p99 %.0f ms", c.Rate, c.P99ms)
 	}
+	if r.Crashes > 0 {
+		fmt.Fprintf(&b, ", crash detected p50 %.0f ms max %.0f ms", r.CrashP50ms, r.CrashMaxms)
+	}
+	fmt.Fprintf(&b, ", %d false deaths in %.0f s", r.FalseDeaths, r.FalseDeathSecs)
 	return b.String()
 }
 
@@ -677,6 +921,20 @@ func (c *Config) validateScale() error {
 		return bad("scale load nodes %d: want >= 0 (0: no load)", c.ScaleLoadNodes)
 	case c.ScaleChurnFor < 0 || c.ScaleChurnFor > time.Hour:
 		return bad("scale churn %v: want 0..1h", c.ScaleChurnFor)
+	case c.ScaleLoadFor < 0 || c.ScaleLoadFor > 24*time.Hour:
+		return bad("scale load bound %v: want 0..24h (0: the default, %v)", c.ScaleLoadFor, DefaultConfig().ScaleLoadFor)
+	case c.ScaleSoak < 0 || c.ScaleSoak > 24*time.Hour:
+		return bad("scale soak %v: want 0..24h (0: none)", c.ScaleSoak)
+	case c.ScaleSoakRate < 0 || c.ScaleSoakRate > 100_000:
+		return bad("scale soak rate %d: want 0..100000 (0: the default, %d)", c.ScaleSoakRate, DefaultConfig().ScaleSoakRate)
+	case c.ScaleCrashes < 0 || c.ScaleCrashes > 100:
+		return bad("scale crashes %d: want 0..100 (0: no crash phase)", c.ScaleCrashes)
+	}
+	if c.ScaleLoadFor == 0 {
+		c.ScaleLoadFor = DefaultConfig().ScaleLoadFor
+	}
+	if c.ScaleSoakRate == 0 {
+		c.ScaleSoakRate = DefaultConfig().ScaleSoakRate
 	}
 	for _, r := range c.ScaleChurnRates {
 		if r < 1 || r > 100_000 {

@@ -44,10 +44,13 @@ const holderWorkers = 32
 
 // holderSpec is one holder's share: principals First..First+Count-1,
 // principal k being user "p<k>" at terminal "t" on node Addrs[k%len(Addrs)].
+// A holder stops signing in after SignInMillis (0: no bound) and reports
+// what it has.
 type holderSpec struct {
-	Addrs []string `json:"addrs"`
-	First int      `json:"first"`
-	Count int      `json:"count"`
+	Addrs        []string `json:"addrs"`
+	First        int      `json:"first"`
+	Count        int      `json:"count"`
+	SignInMillis int64    `json:"signin_millis,omitempty"`
 }
 
 func holderUser(k int) string { return "p" + strconv.Itoa(k) }
@@ -103,13 +106,23 @@ func runHolder(stdin io.Reader, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	// A sign-in that fails (a node too busy to answer in 10 s) is counted
 	// and the others go on: how many got in is part of the result.
-	failed, err := openAllN(ctx, conns, holderWorkers, open)
+	// Past its bound the sign-in stops and the holder reports a partial
+	// share rather than being cancelled with nothing to say.
+	sctx, scancel := ctx, context.CancelFunc(func() {})
+	if spec.SignInMillis > 0 {
+		sctx, scancel = context.WithTimeout(ctx, time.Duration(spec.SignInMillis)*time.Millisecond)
+	}
+	failed, err := openAllN(sctx, conns, holderWorkers, open)
+	scancel()
 	rep := holderReport{Opened: opened(conns), Failed: failed}
 	if err != nil {
 		rep.Error = err.Error()
 	}
 	if ctx.Err() != nil {
 		return nil
+	}
+	if n := rep.Opened + rep.Failed; n < spec.Count && rep.Error == "" {
+		rep.Error = fmt.Sprintf("sign-in bound %v reached with %d of %d tried", time.Duration(spec.SignInMillis)*time.Millisecond, n, spec.Count)
 	}
 	if err := enc.Encode(rep); err != nil {
 		return fmt.Errorf("bench holder: %w", err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +57,8 @@ type nodeReadyLine struct {
 //
 // Ownership: nodeProc owns the process and one goroutine reading its
 // stderr (the log), which ends when the process closes stderr; stop
-// signals the process, kills it after scaleProcStop, and waits for both.
+// signals the process, kills it after scaleProcStop, and waits for both;
+// crash kills it at once (SIGKILL) and waits.
 type nodeProc struct {
 	name  string
 	cmd   *exec.Cmd
@@ -64,10 +66,30 @@ type nodeProc struct {
 	done  chan struct{} // closed when the process has been waited for
 	err   error         // of Wait; read after done
 
-	// mu guards tail.
+	// mu guards tail and gone.
 	mu   sync.Mutex
-	tail []string // last log lines, for errors
+	tail []string   // last log lines, for errors
+	gone []goneLine // the node's "node gone" lines, in order
 }
+
+// goneLine is one log line in which a node declared another gone (the
+// presence layer's "node gone, dropping its principals", or any other
+// message starting with "node gone"): the peer it named and when the
+// harness read the line.
+type goneLine struct {
+	peer string
+	at   time.Time
+}
+
+// goneLogLine is the part of a "node gone" log line the harness reads.
+type goneLogLine struct {
+	Msg  string `json:"msg"`
+	Peer string `json:"peer"`
+}
+
+// maxGoneLines bounds the "node gone" lines kept per node: a flapping
+// cluster must not grow the harness without bound.
+const maxGoneLines = 100_000
 
 // startNodeProc starts bin with args and waits (bounded by ctx and 90 s)
 // for its "node ready" line.
@@ -100,6 +122,16 @@ func startNodeProc(ctx context.Context, name, bin string, args []string) (*nodeP
 				p.tail = p.tail[1:]
 			}
 			p.mu.Unlock()
+			if strings.Contains(line, `"msg":"node gone`) {
+				var g goneLogLine
+				if json.Unmarshal([]byte(line), &g) == nil && strings.HasPrefix(g.Msg, "node gone") {
+					p.mu.Lock()
+					if len(p.gone) < maxGoneLines {
+						p.gone = append(p.gone, goneLine{peer: g.Peer, at: time.Now()})
+					}
+					p.mu.Unlock()
+				}
+			}
 			if !sent && strings.Contains(line, `"node ready"`) {
 				var r nodeReadyLine
 				if json.Unmarshal([]byte(line), &r) == nil && r.Msg == "node ready" {
@@ -166,6 +198,25 @@ func (p *nodeProc) stop() bool {
 	}
 }
 
+// crash sends SIGKILL (no clean stop: a crash) and waits until the
+// process has been reaped.
+func (p *nodeProc) crash() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// goneLines returns a copy of the node's "node gone" lines.
+func (p *nodeProc) goneLines() []goneLine {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.gone)
+}
+
 // exited reports whether the process has been waited for.
 func (p *nodeProc) exited() bool {
 	select {
@@ -187,6 +238,73 @@ type scaleCluster struct {
 	nodes   []*nodeProc
 	dir     string
 	token   string
+	// killedAt is when the harness killed each node it crashed on
+	// purpose (by name); only the goroutine running the cluster's
+	// phases uses it.
+	killedAt map[string]time.Time
+	// phases are the phases begun, in order, each with its start, to
+	// attribute false deaths; same goroutine as killedAt.
+	phases []scalePhase
+}
+
+// scalePhase is a phase of a cluster's run and when it began.
+type scalePhase struct {
+	name string
+	at   time.Time
+}
+
+// phase records that the phase name begins now.
+func (c *scaleCluster) phase(name string) {
+	c.phases = append(c.phases, scalePhase{name: name, at: time.Now()})
+}
+
+// phaseAt is the name of the phase under way at t ("" before the first).
+func (c *scaleCluster) phaseAt(t time.Time) string {
+	name := ""
+	for _, p := range c.phases {
+		if p.at.After(t) {
+			break
+		}
+		name = p.name
+	}
+	return name
+}
+
+// crashNode kills node i with SIGKILL, records when, and waits until it
+// has been reaped.
+func (c *scaleCluster) crashNode(i int) time.Time {
+	p := c.nodes[i]
+	at := time.Now()
+	c.killedAt[p.name] = at
+	p.crash()
+	return at
+}
+
+// countFalseDeaths sets res's false deaths: the "node gone" lines every
+// node logged between from and to about a node the harness had not
+// killed by then.
+func (c *scaleCluster) countFalseDeaths(res *ScaleResult, from, to time.Time) {
+	res.FalseDeaths, res.FalseDeathPeers, res.FalseDeathsByPhase, res.crashGone = 0, nil, nil, 0
+	res.FalseDeathSecs = round1(to.Sub(from).Seconds())
+	for _, p := range c.nodes {
+		for _, g := range p.goneLines() {
+			if g.at.Before(from) || !g.at.Before(to) {
+				continue
+			}
+			if k, ok := c.killedAt[g.peer]; ok && !g.at.Before(k) {
+				res.crashGone++
+				continue
+			}
+			res.FalseDeaths++
+			if res.FalseDeathsByPhase == nil {
+				res.FalseDeathsByPhase = map[string]int{}
+			}
+			res.FalseDeathsByPhase[c.phaseAt(g.at)]++
+			if !slices.Contains(res.FalseDeathPeers, g.peer) && len(res.FalseDeathPeers) < 10 {
+				res.FalseDeathPeers = append(res.FalseDeathPeers, g.peer)
+			}
+		}
+	}
 }
 
 // scaleNodeArgs are the flags of node i; seed is node 1's gossip address
@@ -229,7 +347,8 @@ func startScaleCluster(ctx context.Context, prog *progress, bin, profile string,
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	c = &scaleCluster{profile: profile, dir: dir, token: "scale-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
+	c = &scaleCluster{profile: profile, dir: dir, token: "scale-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		killedAt: map[string]time.Time{}}
 	defer func() {
 		if err != nil {
 			c.close()
