@@ -22,6 +22,7 @@ func sampleMessages() []wireMsg {
 		{typ: msgChange, origin: "n1", ver: version{1 << 60, 7}, change: change{Op: opUpsert, Entry: e}},
 		{typ: msgChange, origin: "n1", ver: version{3, 8}, change: change{Op: opRemove, Entry: principal.Entry{User: "bob", Node: "n1", Term: "tty1"}}},
 		{typ: msgPull, from: "n2"},
+		{typ: msgSuspect, from: "n2", node: "n3"},
 		{typ: msgTable, tables: []wireTable{{origin: "n1", ver: version{5, 9}, entries: []principal.Entry{e, e2}}}},
 		{typ: msgTable, tables: []wireTable{{origin: "n1", ver: version{5, 0}}}},
 		{typ: msgState, tables: []wireTable{{origin: "n1", ver: version{5, 9}, entries: []principal.Entry{e}}, {origin: "n2", ver: version{6, 1}}}},
@@ -206,7 +207,7 @@ func FuzzDecodeMessage(f *testing.F) {
 
 // normalise renders a message with times as instants, for comparison.
 func normalise(m wireMsg) string {
-	s := fmt.Sprintf("%d|%s|%v|%d|%s|%s", m.typ, m.origin, m.ver, m.change.Op, formatEntries([]principal.Entry{m.change.Entry}), m.from)
+	s := fmt.Sprintf("%d|%s|%v|%d|%s|%s", m.typ, m.origin, m.ver, m.change.Op, formatEntries([]principal.Entry{m.change.Entry}), m.from+"|"+m.node)
 	for _, t := range m.tables {
 		s += fmt.Sprintf("|%s %v %s", t.origin, t.ver, formatEntries(t.entries))
 	}
