@@ -22,7 +22,6 @@ func sampleMessages() []wireMsg {
 		{typ: msgChange, origin: "n1", ver: version{1 << 60, 7}, change: change{Op: opUpsert, Entry: e}},
 		{typ: msgChange, origin: "n1", ver: version{3, 8}, change: change{Op: opRemove, Entry: principal.Entry{User: "bob", Node: "n1", Term: "tty1"}}},
 		{typ: msgPull, from: "n2"},
-		{typ: msgSuspect, from: "n2", node: "n3"},
 		{typ: msgTable, tables: []wireTable{{origin: "n1", ver: version{5, 9}, entries: []principal.Entry{e, e2}}}},
 		{typ: msgTable, tables: []wireTable{{origin: "n1", ver: version{5, 0}}}},
 		{typ: msgState, tables: []wireTable{{origin: "n1", ver: version{5, 9}, entries: []principal.Entry{e}}, {origin: "n2", ver: version{6, 1}}}},
@@ -33,6 +32,7 @@ func sampleMessages() []wireMsg {
 			{Op: opUpsert, Entry: e}, {Op: opRemove, Entry: principal.Entry{User: "bob", Node: "n1", Term: "tty1"}}, {Op: opUpsert, Entry: tty1},
 		}},
 		{typ: msgDelta, origin: "n2", ver: version{1, 1}, base: 0, items: []change{{Op: opRemove, Entry: principal.Entry{User: "carol", Node: "n2", Term: "pts/0"}}}},
+		{typ: msgSuspect, from: "n2", node: "n3"},
 	}
 }
 
@@ -121,6 +121,8 @@ func TestWireRejectsMalformed(t *testing.T) {
 		{"truncated change", good[:len(good)-1]},
 		{"trailing bytes", append(bytes.Clone(good), 0)},
 		{"origin not a node name", cat(hdr(msgPull), str("a.b"))},
+		{"suspect notice without the suspect", cat(hdr(msgSuspect), str("n1"))},
+		{"suspect not a node name", cat(hdr(msgSuspect), str("n1"), str("a.b"))},
 		{"name longer than MaxNameLen", cat(hdr(msgPull), str(strings.Repeat("n", principal.MaxNameLen+1)))},
 		{"length beyond input", cat(hdr(msgPull), []byte{40}, []byte("abc"))},
 		{"unknown op", cat(hdr(msgChange), str("n1"), []byte{1, 1, 9})},
