@@ -53,7 +53,7 @@ import (
 const (
 	confirmTimeout  = 500 * time.Millisecond // one Confirm call
 	confirmSpacing  = 500 * time.Millisecond // least time between two checks of one member
-	confirmInFlight = 8                      // checks running at once, at most one per member
+	confirmInFlight = 8                      // checks running at once (re-checks of dropped members at most half), at most one per member
 	confirmTick     = 250 * time.Millisecond // how often the sweep checks the next member and queued checks start
 )
 
@@ -64,11 +64,13 @@ type confirmer struct {
 	fn   func(ctx context.Context, node string) (bool, error)
 	kick chan struct{} // a check was queued (buffered 1)
 
-	// mu guards pending, busy, last and next. It is a leaf lock: it may
-	// be taken while holding gossip.mu; nothing is taken while holding it.
+	// mu guards pending, busy, healing, last and next. It is a leaf lock:
+	// it may be taken while holding gossip.mu; nothing is taken while
+	// holding it.
 	mu      sync.Mutex
 	pending map[string]struct{}  // members to check on a peer's notice
 	busy    map[string]struct{}  // members with a check running
+	healing int                  // of those, re-checks of dropped members
 	last    map[string]time.Time // when each member's latest check started
 	next    int                  // the sweep's position in the sorted member names
 }
@@ -173,8 +175,12 @@ func (g *gossip) startChecks(ctx context.Context, ml *memberlist.Memberlist, now
 		}
 	}
 	if sweep {
+		// Re-checks of dropped members (each waits for a ping's timeout
+		// while the member stays dead) take at most half the slots, so
+		// that many crashes at once do not stall the sweep.
 		for _, n := range dropped {
-			if due(n.Name) {
+			if c.healing < confirmInFlight/2 && due(n.Name) {
+				c.healing++
 				run = append(run, check{name: n.Name, node: n, heal: true})
 			}
 		}
@@ -207,6 +213,9 @@ func (g *gossip) runCheck(ctx context.Context, ml *memberlist.Memberlist, ck che
 	defer func() {
 		g.confirm.mu.Lock()
 		delete(g.confirm.busy, ck.name)
+		if ck.heal {
+			g.confirm.healing--
+		}
 		g.confirm.mu.Unlock()
 	}()
 	cctx, cancel := context.WithTimeout(ctx, confirmTimeout)

@@ -388,3 +388,52 @@ func TestConfirmChecksAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// Many crashes at once must not stall the sweep: re-checks of dropped
+// members (each may wait out a ping's timeout) take at most half of the
+// in-flight slots.
+func TestReChecksOfDroppedMembersTakeAtMostHalfTheSlots(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	asked := map[string]bool{}
+	confirm := func(ctx context.Context, node string) (bool, error) {
+		mu.Lock()
+		asked[node] = true
+		mu.Unlock()
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return false, nil
+	}
+	n := newNode(t, "n0", func(c *Config) { c.Gossip.Confirm = confirm })
+	g := n.g
+	g.mu.Lock()
+	for i := range 10 {
+		g.gone[fmt.Sprintf("dead%d", i)] = memberlist.Node{Name: fmt.Sprintf("dead%d", i)}
+		g.peers[fmt.Sprintf("live%d", i)] = &peer{node: memberlist.Node{Name: fmt.Sprintf("live%d", i)}}
+	}
+	g.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g.startChecks(ctx, nil, time.Now(), true)
+	waitfor.True(t, 5*time.Second, "5 checks asked", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(asked) == 5
+	})
+	close(release)
+	g.wg.Wait()
+	dead, live := 0, 0
+	for name := range asked {
+		if strings.HasPrefix(name, "dead") {
+			dead++
+		} else {
+			live++
+		}
+	}
+	if dead != confirmInFlight/2 || live != 1 {
+		t.Fatalf("started %d re-checks and %d sweep checks, want %d and 1", dead, live, confirmInFlight/2)
+	}
+}
