@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
@@ -58,6 +59,11 @@ type Node struct {
 	owners *sockowner.Resolver // who owns a local sender's socket; set by New, closed by Close
 	lock   *broker.DirLock     // the data directory's lock; nil with external relays
 	claim  *nameClaim          // the node name's claim on this host; nil when taken
+
+	// gossipTune, set by internal tests between New and Start, adjusts
+	// memberlist's configuration (presence.GossipConfig.Tune): a
+	// transport that can be muted simulates a killed node.
+	gossipTune func(*memberlist.Config)
 
 	fatal     chan error      // first fatal component error (cap 1)
 	runCtx    context.Context // cancelled by Close; parent of component Run calls
@@ -263,6 +269,11 @@ func (n *Node) startPresence(ctx context.Context) error {
 		AdvertiseAddr: n.cfg.GossipAdvertise,
 		Join:          n.cfg.Join,
 		Profile:       n.cfg.GossipProfile,
+		// A member that has lost its NATS connection and misses a ping
+		// is dropped at once rather than after memberlist's 5-20 s
+		// (issue 22; presence/confirm.go). NATS is up before presence.
+		Confirm: n.confirmGone,
+		Tune:    n.gossipTune,
 	}
 	if n.cfg.GossipKeyFile == "" && n.cfg.GossipAddr != "" && (!loopbackListen(n.cfg.GossipAddr) || n.cfg.GossipAdvertise != "" && !loopbackListen(n.cfg.GossipAdvertise)) {
 		n.log.Warn("INSECURE: gossip without --gossip-key (--gossip-insecure): anyone who reaches the gossip port can join and fake presence",

@@ -150,6 +150,10 @@ func (o *nodeOps) startOps() error {
 		}
 	}
 	sub, err := n.nc.Subscribe(StatusSubject(n.cfg.Name), func(m *nats.Msg) {
+		if m.Header.Get(ProbeHeader) != "" {
+			_ = m.Respond(nil) // "still here": no checks, nothing to show
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 		defer cancel()
 		b, err := json.Marshal(o.selfStatus(ctx))

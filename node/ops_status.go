@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/msprelay/msprelay/msp"
 	"github.com/msprelay/msprelay/ops"
 	"github.com/msprelay/msprelay/opsapi"
@@ -22,6 +24,31 @@ const statusTimeout = 1500 * time.Millisecond
 // StatusSubject is the NATS subject on which node answers status requests
 // (an empty request; the reply is one opsapi.NodeStatus in JSON).
 func StatusSubject(node string) string { return "msp.node." + node + ".status" }
+
+// ProbeHeader marks a status request that only asks whether the node is
+// there (presence's second failure signal, see confirmGone): it is
+// answered at once with an empty body, without the readiness checks.
+const ProbeHeader = "Msp-Probe"
+
+// confirmGone is presence's Confirm hook (GossipConfig.Confirm): it asks
+// whether node has a subscriber on its status subject. Only NATS's "no
+// responders" (the node's connection, and with it its subscriptions, is
+// gone: a dead process loses it at once) says gone; an answer, a timeout
+// or any other error says nothing, so that a stalled node, or this
+// node's own NATS trouble, drops no one. Node credentials may publish to
+// every node's status subject already (msp status asks them all).
+func (n *Node) confirmGone(ctx context.Context, node string) (bool, error) {
+	m := nats.NewMsg(StatusSubject(node))
+	m.Header.Set(ProbeHeader, "1")
+	_, err := n.nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("node: probing %s: %w", node, err)
+	}
+	return false, nil
+}
 
 // selfStatus is this node's answer to a status request.
 func (o *nodeOps) selfStatus(ctx context.Context) opsapi.NodeStatus {

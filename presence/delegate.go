@@ -63,6 +63,8 @@ func (g *gossip) NotifyMsg(buf []byte) {
 		g.handleDelta(m.wireMsg)
 	case msgPull:
 		g.handlePull(m.from)
+	case msgSuspect:
+		g.handleSuspect(m.from, m.node)
 	case msgTable, msgState:
 		g.handleTable(m.tables[0])
 	}
@@ -118,6 +120,7 @@ func (g *gossip) NotifyLeave(n *memberlist.Node) {
 	if n.Name == g.self {
 		return
 	}
+	delete(g.gone, n.Name) // dropped on a confirmation before: now final
 	if _, ok := g.peers[n.Name]; ok {
 		delete(g.peers, n.Name)
 		g.numAlive.Add(-1)

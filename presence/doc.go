@@ -16,8 +16,10 @@
 // membership and boot guards, and the per-change broadcasts of earlier
 // versions); remote.go applies remote tables
 // to the directory and emits their events; wire.go is the bounded binary
-// encoding. A node that leaves or is declared dead takes its principals with
-// it; a node whose name is already live in the cluster is refused.
+// encoding; confirm.go is the second failure signal (GossipConfig.Confirm:
+// a member with no NATS subscriber that also misses a ping is dropped
+// before memberlist declares it dead). A node that leaves or is declared
+// dead takes its principals with it; a node whose name is already live in the cluster is refused.
 //
 // Lifecycle: New validates and starts nothing; Directory.Start returns once
 // gossip is bound (GossipAddr is then valid); Run blocks, reporting a fatal

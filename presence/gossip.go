@@ -28,6 +28,17 @@ type GossipConfig struct {
 	SecretKey     []byte        // AES key (16, 24 or 32 bytes) enabling encryption; every node needs the same key
 	RejoinEvery   time.Duration // seed re-join period; zero means 30s, negative disables periodic re-joins
 
+	// Confirm, if set, is a second failure signal (confirm.go): asked
+	// about a member (each member is asked about every 250 ms, by one
+	// node or another), it says whether that member is gone for certain.
+	// Gone, and a memberlist ping the member does not answer, drop its
+	// principals before memberlist declares it dead; false or an error
+	// means "don't know" and changes nothing. The node package asks NATS
+	// whether the member's status subject has a subscriber. It must
+	// honour ctx (cancelled after 500 ms). Nil turns the signal off:
+	// memberlist alone decides.
+	Confirm func(ctx context.Context, node string) (gone bool, err error)
+
 	// Tune, if set, adjusts the memberlist configuration after the profile is
 	// applied (tests shorten probe and gossip intervals this way). Name,
 	// addresses, key, logger and delegates are set afterwards and cannot be
@@ -59,7 +70,7 @@ const maxPending = 256
 
 // gossip runs memberlist for a Directory: it owns the memberlist instance
 // and four goroutines (seed re-joins, metadata refresh, pulls and replies,
-// sending deltas),
+// sending deltas), with Confirm a fifth and its checks (confirm.go),
 // started by start and ended and waited for by stop. It is also the
 // memberlist delegate (delegate.go); the table logic is in sync.go.
 type gossip struct {
@@ -91,14 +102,18 @@ type gossip struct {
 	kickMeta chan struct{} // local table changed (buffered 1)
 	kickWork chan struct{} // a pull or reply is due (buffered 1)
 
-	// mu guards peers, replyTo, joined, joining and selfConflict. Lock
-	// order: memberlist's internal lock, then mu, then Directory.mu.
+	confirm *confirmer // the second failure signal (confirm.go); nil without GossipConfig.Confirm
+
+	// mu guards peers, gone, replyTo, joined, joining and selfConflict.
+	// Lock order: memberlist's internal lock, then mu, then Directory.mu
+	// (or confirmer.mu).
 	mu           sync.Mutex
-	peers        map[string]*peer    // live members, this node included
-	replyTo      map[string]struct{} // nodes that asked for our table
-	joined       bool                // we have been in a cluster with another node
-	joining      int                 // joins in progress
-	selfConflict string              // address of another node with our name, seen during a join
+	peers        map[string]*peer           // live members, this node included
+	gone         map[string]memberlist.Node // members dropped on a confirmation, until memberlist decides (confirm.go)
+	replyTo      map[string]struct{}        // nodes that asked for our table
+	joined       bool                       // we have been in a cluster with another node
+	joining      int                        // joins in progress
+	selfConflict string                     // address of another node with our name, seen during a join
 
 	// outMu guards out, outEpoch, outBase and outTo: this node's changes
 	// not yet sent as deltas (delta.go). Lock order: Directory.mu, then
@@ -114,10 +129,11 @@ type gossip struct {
 	flushSpacing time.Duration        // least time between two windows
 
 	// Test hooks and counters.
-	dropChanges atomic.Bool  // ignore incoming change broadcasts and deltas
-	pullsSent   atomic.Int64 // full-table pull requests sent
-	deltasSent  atomic.Int64 // deltas sent (each to every peer)
-	outDropped  atomic.Int64 // windows dropped for size (peers pull instead)
+	dropChanges   atomic.Bool  // ignore incoming change broadcasts and deltas
+	pullsSent     atomic.Int64 // full-table pull requests sent
+	deltasSent    atomic.Int64 // deltas sent (each to every peer)
+	outDropped    atomic.Int64 // windows dropped for size (peers pull instead)
+	confirmChecks atomic.Int64 // Confirm checks started (confirm.go)
 }
 
 func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
@@ -203,6 +219,7 @@ func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 		resendDelay:  mlc.GossipInterval,
 		out:          map[entryKey]outItem{},
 		peers:        map[string]*peer{},
+		gone:         map[string]memberlist.Node{},
 		replyTo:      map[string]struct{}{},
 	}
 	if g.rejoinEvery == 0 {
@@ -220,6 +237,9 @@ func newGossip(d *Directory, cfg GossipConfig) (*gossip, error) {
 	mlc.Conflict = g
 	mlc.Merge = g
 	mlc.LogOutput = nil
+	if cfg.Confirm != nil {
+		g.confirm = newConfirmer(cfg.Confirm)
+	}
 	mlc.Logger = log.New(slogWriter{d.log.With("library", "memberlist")}, "", 0)
 	return g, nil
 }
@@ -310,6 +330,10 @@ func (g *gossip) startLocked() error {
 	go g.metaLoop(ml)
 	go g.workLoop(ml)
 	go g.flushLoop(ml)
+	if g.confirm != nil {
+		g.wg.Add(1)
+		go g.confirmLoop(ml)
+	}
 	return nil
 }
 
@@ -545,7 +569,8 @@ func (g *gossip) localAddr() string {
 // Members returns the live members of the gossip cluster, this node
 // included, sorted by name; nil when gossip is not running. Memberlist does
 // not tell delegates about suspicion, so a member stays listed until it is
-// declared dead or leaves.
+// declared dead or leaves, or (with GossipConfig.Confirm) until both
+// failure signals say it is gone.
 func (d *Directory) Members() []Member {
 	if d.g == nil || d.g.memberlist() == nil {
 		return nil

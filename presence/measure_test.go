@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/principal"
@@ -142,13 +143,27 @@ func measureProfile(t *testing.T, label, profile string, tune func(*memberlist.C
 //	PRESENCE_MEASURE=1 go test -run MeasureCrashUnderLoad -v ./presence/
 //
 // The churn runs on every node the whole time; after the load period three
-// nodes crash one after another (gossip stopped without a leave) and each
-// is timed until every other node dropped its principal. Any other node
-// reported gone is a false positive.
+// nodes crash one after another (gossip stopped without a leave, and with
+// the NATS signal their NATS connections closed) and each is timed until
+// every other node dropped its principal. Any other node reported gone is
+// a false positive. PRESENCE_MEASURE_NODES (default 30) sizes the cluster;
+// PRESENCE_MEASURE_SIGNAL is "off" (memberlist alone), "nats" (the second
+// failure signal, confirm.go, on a real nats-server) or "both" (default:
+// off, then nats, in one run, so that the two are measured alike).
 func TestMeasureCrashUnderLoad(t *testing.T) {
 	if os.Getenv("PRESENCE_MEASURE") == "" {
 		t.Skip("set PRESENCE_MEASURE=1 to measure crash detection under load")
 	}
+	signals := []string{"off", "nats"}
+	if v := os.Getenv("PRESENCE_MEASURE_SIGNAL"); v != "" && v != "both" {
+		signals = []string{v}
+	}
+	for _, s := range signals {
+		t.Run("signal="+s, func(t *testing.T) { measureCrashUnderLoad(t, s == "nats") })
+	}
+}
+
+func measureCrashUnderLoad(t *testing.T, natsOn bool) {
 	loadFor, rate := 60*time.Second, 200
 	if v := os.Getenv("PRESENCE_MEASURE_LOAD"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -171,19 +186,34 @@ func TestMeasureCrashUnderLoad(t *testing.T) {
 			c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult = lan.ProbeInterval, lan.ProbeTimeout, lan.SuspicionMult
 		}
 	}
-	const n, crashes = 30, 3
+	n, crashes := 30, 3
+	if v := os.Getenv("PRESENCE_MEASURE_NODES"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	if natsOn {
+		preset += " + NATS signal"
+	}
+	var sig *natsSignal
+	conns := make([]*nats.Conn, n)
+	if natsOn {
+		sig = newNATSSignal(t)
+	}
 	logs := &recordLog{}
-	mod := func(c *Config) {
+	mod := func(i int, c *Config) {
 		c.Logger = slog.New(logs)
 		c.Gossip.Profile = "lan"
 		c.Gossip.Tune = tune
+		if natsOn {
+			conns[i] = sig.answer(t, fmt.Sprintf("n%d", i))
+			c.Gossip.Confirm = sig.confirm(t)
+		}
 	}
 	// Formed here rather than by startCluster: 30 lan nodes on a loaded
 	// machine may take longer than its bound.
-	nodes := []testNode{startNode(t, "n0", mod)}
+	nodes := []testNode{startNode(t, "n0", func(c *Config) { mod(0, c) })}
 	for i := 1; i < n; i++ {
 		nodes = append(nodes, startNode(t, fmt.Sprintf("n%d", i), func(c *Config) {
-			mod(c)
+			mod(i, c)
 			c.Gossip.Join = []string{nodes[0].GossipAddr()}
 		}))
 	}
@@ -241,6 +271,9 @@ func TestMeasureCrashUnderLoad(t *testing.T) {
 		victim := nodes[n-1-i]
 		start := time.Now()
 		victim.crash(t)
+		if natsOn {
+			conns[n-1-i].Close()
+		}
 		d := clock.wait(t, fmt.Sprintf("-sentinel%d", n-1-i), live, start)
 		t.Logf("%s, %d nodes under churn: crash of %s seen on all %d live nodes after %v", preset, n, victim.Name(), len(live), d.Round(time.Millisecond))
 	}
@@ -248,13 +281,14 @@ func TestMeasureCrashUnderLoad(t *testing.T) {
 	for i := range crashes {
 		crashed[nodes[n-1-i].Name()] = true
 	}
-	t.Logf("%s, %d nodes: %d churn changes in the %v before the crashes (%.0f/s, asked %d/s), %d in all; false deaths during the load: %d; after the crashes, deaths of live nodes: %d; suspicions of live nodes in all: %d",
-		preset, n, loadOps, loaded.Round(time.Second), float64(loadOps)/loaded.Seconds(), rate, opsDone.Load(), falseBefore, logs.gone(crashed), logs.suspects(crashed))
+	t.Logf("%s, %d nodes: %d churn changes in the %v before the crashes (%.0f/s, asked %d/s), %d in all; false deaths during the load: %d; after the crashes, deaths of live nodes: %d; suspicions of live nodes in all: %d; live nodes taken back: %d",
+		preset, n, loadOps, loaded.Round(time.Second), float64(loadOps)/loaded.Seconds(), rate, opsDone.Load(), falseBefore, logs.gone(crashed), logs.suspects(crashed), logs.count("back", crashed))
 }
 
-// recordLog is a slog handler that keeps the records memberlist's failure
-// detector leaves: suspicions (memberlist's text names the node) and
-// deaths (our "node gone" record, attribute node).
+// recordLog is a slog handler that keeps the records the failure
+// detectors leave: suspicions (memberlist's text names the node), deaths
+// (our "node gone" records, memberlist's or the NATS signal's, attribute
+// peer) and members taken back after a drop (confirm.go).
 type recordLog struct {
 	mu    sync.Mutex
 	recs  []string // "suspect NAME" or "gone NAME"
@@ -270,10 +304,14 @@ func (h *recordLog) Handle(_ context.Context, r slog.Record) error {
 	case strings.HasPrefix(r.Message, "Suspect "):
 		name, _, _ := strings.Cut(strings.TrimPrefix(r.Message, "Suspect "), " ")
 		rec = "suspect " + name
-	case r.Message == "node gone, dropping its principals":
+	case strings.HasPrefix(r.Message, "node gone"), strings.HasPrefix(r.Message, "node answers again"):
+		kind := "gone "
+		if strings.HasPrefix(r.Message, "node answers again") {
+			kind = "back "
+		}
 		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "node" {
-				rec = "gone " + a.Value.String()
+			if a.Key == "peer" {
+				rec = kind + a.Value.String()
 			}
 			return true
 		})

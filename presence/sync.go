@@ -46,6 +46,14 @@ type peer struct {
 func (g *gossip) memberUp(n *memberlist.Node) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.memberUpLocked(n)
+}
+
+// memberUpLocked does the work of memberUp; g.mu must be held. Memberlist
+// reporting the member alive also ends a drop on a confirmation
+// (confirm.go).
+func (g *gossip) memberUpLocked(n *memberlist.Node) {
+	delete(g.gone, n.Name)
 	p := g.peers[n.Name]
 	if p == nil {
 		p = &peer{}

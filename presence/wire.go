@@ -17,6 +17,7 @@ import (
 //	change: origin epoch seq op entry         (op 2 carries only user, term)
 //	delta:  origin epoch base to count item*  (item: op entry, as in change)
 //	pull:   from                              ("send me your table")
+//	suspect: from node                        ("my memberlist suspects node and it has no NATS subscriber")
 //	table:  origin epoch seq count entry*     (one node's whole table)
 //	state:  ntables table*                    (push-pull: every table held)
 //	entry:  user term state naliases alias* since lastActive [ext]
@@ -37,7 +38,8 @@ import (
 // item's key to its state at version to (delta.go says why that is enough).
 // Deltas were added without a new wire version: a node that predates them
 // drops them (unknown type) and catches up by pulls, as after a lost
-// broadcast.
+// broadcast. Suspect notices were added the same way (confirm.go): a node
+// that predates them drops them and waits for memberlist's verdict.
 //
 // Decoding is strict: names must be valid and canonical, counts are bounded
 // by hard caps and by the bytes actually left, duplicate keys and trailing
@@ -46,11 +48,12 @@ import (
 const (
 	wireVersion byte = 1
 
-	msgChange byte = 1
-	msgPull   byte = 2
-	msgTable  byte = 3
-	msgState  byte = 4
-	msgDelta  byte = 5
+	msgChange  byte = 1
+	msgPull    byte = 2
+	msgTable   byte = 3
+	msgState   byte = 4
+	msgDelta   byte = 5
+	msgSuspect byte = 6
 )
 
 // Caps on decoded counts; the byte budget usually binds first.
@@ -105,7 +108,8 @@ type wireMsg struct {
 	change change      // change
 	base   uint64      // delta: the version it applies to (ver.seq is its to)
 	items  []change    // delta
-	from   string      // pull
+	from   string      // pull and suspect: the sender
+	node   string      // suspect: the member suspected
 	tables []wireTable // table (exactly one) and state
 }
 
@@ -192,6 +196,12 @@ func encodePull(from string) []byte {
 	return appendString([]byte{wireVersion, msgPull}, from)
 }
 
+// encodeSuspect tells a member that from's memberlist suspects node and
+// from found no NATS subscriber for it (confirm.go).
+func encodeSuspect(from, node string) []byte {
+	return appendString(appendString([]byte{wireVersion, msgSuspect}, from), node)
+}
+
 // encodeTable encodes one node's whole table.
 func encodeTable(t wireTable) []byte {
 	return appendTable([]byte{wireVersion, msgTable}, &t)
@@ -213,6 +223,8 @@ func encodeMessage(m wireMsg) []byte {
 		return encodeChange(m.origin, m.ver, m.change)
 	case msgPull:
 		return encodePull(m.from)
+	case msgSuspect:
+		return encodeSuspect(m.from, m.node)
 	case msgTable:
 		return encodeTable(m.tables[0])
 	case msgDelta:
@@ -475,6 +487,9 @@ func decodeMessage(b []byte) (wireMsg, error) {
 		}
 	case msgPull:
 		m.from = r.node("from")
+	case msgSuspect:
+		m.from = r.node("from")
+		m.node = r.node("suspect")
 	case msgTable:
 		m.tables = []wireTable{r.table()}
 	case msgState:

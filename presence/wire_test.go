@@ -32,6 +32,7 @@ func sampleMessages() []wireMsg {
 			{Op: opUpsert, Entry: e}, {Op: opRemove, Entry: principal.Entry{User: "bob", Node: "n1", Term: "tty1"}}, {Op: opUpsert, Entry: tty1},
 		}},
 		{typ: msgDelta, origin: "n2", ver: version{1, 1}, base: 0, items: []change{{Op: opRemove, Entry: principal.Entry{User: "carol", Node: "n2", Term: "pts/0"}}}},
+		{typ: msgSuspect, from: "n2", node: "n3"},
 	}
 }
 
@@ -120,6 +121,8 @@ func TestWireRejectsMalformed(t *testing.T) {
 		{"truncated change", good[:len(good)-1]},
 		{"trailing bytes", append(bytes.Clone(good), 0)},
 		{"origin not a node name", cat(hdr(msgPull), str("a.b"))},
+		{"suspect notice without the suspect", cat(hdr(msgSuspect), str("n1"))},
+		{"suspect not a node name", cat(hdr(msgSuspect), str("n1"), str("a.b"))},
 		{"name longer than MaxNameLen", cat(hdr(msgPull), str(strings.Repeat("n", principal.MaxNameLen+1)))},
 		{"length beyond input", cat(hdr(msgPull), []byte{40}, []byte("abc"))},
 		{"unknown op", cat(hdr(msgChange), str("n1"), []byte{1, 1, 9})},
@@ -206,7 +209,7 @@ func FuzzDecodeMessage(f *testing.F) {
 
 // normalise renders a message with times as instants, for comparison.
 func normalise(m wireMsg) string {
-	s := fmt.Sprintf("%d|%s|%v|%d|%s|%s", m.typ, m.origin, m.ver, m.change.Op, formatEntries([]principal.Entry{m.change.Entry}), m.from)
+	s := fmt.Sprintf("%d|%s|%v|%d|%s|%s", m.typ, m.origin, m.ver, m.change.Op, formatEntries([]principal.Entry{m.change.Entry}), m.from+"|"+m.node)
 	for _, t := range m.tables {
 		s += fmt.Sprintf("|%s %v %s", t.origin, t.ver, formatEntries(t.entries))
 	}
