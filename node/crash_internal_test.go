@@ -45,9 +45,10 @@ func (m *muteTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Tim
 // node permissions must let one node probe another's status subject);
 // one is killed hard: its gossip goes silent without a leave and its NATS
 // connection closes, as a dead process's sockets do. The others drop its
-// principals within 3 s (memberlist alone needs at least 4 s on lan),
-// through the node's own Confirm hook and probe responder.
-func TestKilledNodeDroppedWithin3sOnLan(t *testing.T) {
+// principals through the node's own Confirm hook and probe responder;
+// memberlist, tuned to need 1,000 s, cannot have done it. How soon is a
+// figure for the benchmark (mspbench's scale crash phase).
+func TestKilledNodeDroppedByTheNATSSignalOnLan(t *testing.T) {
 	t.Parallel()
 	names := []string{"k1", "k2", "k3"}
 	credDir := t.TempDir()
@@ -101,6 +102,9 @@ func TestKilledNodeDroppedWithin3sOnLan(t *testing.T) {
 				return
 			}
 			mc.Transport = tr
+			// Memberlist alone would declare the killed node dead only
+			// after 1,000 s: a drop within the test is the NATS signal's.
+			mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = 1000, 1
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = nd.Start(ctx)
@@ -135,7 +139,7 @@ func TestKilledNodeDroppedWithin3sOnLan(t *testing.T) {
 	start := time.Now()
 	trs[2].mute.Store(true)
 	nodes[2].nc.Close()
-	gone := waitfor.Until(3*time.Second-time.Since(start), func() bool {
+	gone := waitfor.Until(30*time.Second, func() bool {
 		return len(nodes[0].dir.Lookup("sentinel2")) == 0 && len(nodes[1].dir.Lookup("sentinel2")) == 0
 	})
 	if !gone {
