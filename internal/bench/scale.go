@@ -41,8 +41,13 @@ type ScaleResult struct {
 	SignInMaxms    float64 `json:"signin_max_ms"`
 	SignInTimedOut int     `json:"signins_timed_out"`
 	// Principals signed in as sessions spread over the nodes (0: none).
-	Principals int     `json:"principals,omitempty"`
-	Loaded     int     `json:"loaded,omitempty"`       // of them, signed in
+	Principals int `json:"principals,omitempty"`
+	Loaded     int `json:"loaded,omitempty"` // of them, signed in
+	// Held is what the nodes hold once converged: the sum of each node's
+	// count of its own principals. Below Loaded when sessions signed in
+	// were closed before the count (a holder that gave up on a slow answer
+	// closes its connection after the node signed it in).
+	Held       int     `json:"held,omitempty"`
 	LoadFailed int     `json:"load_failed,omitempty"`  // sign-ins refused or not answered within 10 s
 	LoadSecs   float64 `json:"load_seconds,omitempty"` // until every node showed all, synced
 	Converged  bool    `json:"converged,omitempty"`
@@ -180,7 +185,7 @@ func (h *harness) scaleOne(ctx context.Context, bin, profile string, n int) (res
 			err = errors.Join(err, errors.New("bench: a node process did not exit"))
 		}
 	}()
-	if err := c.awaitFormed(ctx, -1, 3*time.Minute); err != nil {
+	if _, err := c.awaitFormed(ctx, false, 3*time.Minute); err != nil {
 		return res, err
 	}
 	res.FormSecs = round1(time.Since(start).Seconds())
@@ -287,16 +292,21 @@ func (c *scaleCluster) apiNodes(ctx context.Context, p *nodeProc) ([]opsapi.Node
 
 // awaitFormed polls every node's /api/v1/nodes (every 2 s, at most for
 // timeout) until each lists every node as a synced gossip member and,
-// when principals >= 0, shows that many principals in all.
-func (c *scaleCluster) awaitFormed(ctx context.Context, principals int, timeout time.Duration) error {
+// when count is set, every node shows the principals all the nodes hold
+// (the sum of each node's count of its own). It returns that sum: the
+// principals signed in and still held, which a session closed after its
+// sign-in (one its holder gave up on, say) leaves out.
+func (c *scaleCluster) awaitFormed(ctx context.Context, count bool, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for {
 		var mu sync.Mutex
 		ok := true
+		held := 0
+		sums := make([]int, len(c.nodes))
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 8)
-		for _, p := range c.nodes {
+		for i, p := range c.nodes {
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
@@ -305,18 +315,20 @@ func (c *scaleCluster) awaitFormed(ctx context.Context, principals int, timeout 
 				if err != nil {
 					why = err.Error()
 				} else {
-					members, sum := 0, 0
+					members := 0
 					for _, s := range st {
 						if s.Gossip != "" && s.Synced {
 							members++
 						}
-						sum += s.Principals
+						sums[i] += s.Principals
+						if s.Self {
+							mu.Lock()
+							held += s.Principals
+							mu.Unlock()
+						}
 					}
-					switch {
-					case members != len(c.nodes):
+					if members != len(c.nodes) {
 						why = fmt.Sprintf("%s sees %d of %d synced members", p.name, members, len(c.nodes))
-					case principals >= 0 && sum != principals:
-						why = fmt.Sprintf("%s shows %d of %d principals", p.name, sum, principals)
 					}
 				}
 				if why != "" {
@@ -327,15 +339,23 @@ func (c *scaleCluster) awaitFormed(ctx context.Context, principals int, timeout 
 			})
 		}
 		wg.Wait()
+		if ok && count {
+			for i, sum := range sums {
+				if sum != held {
+					ok, last = false, fmt.Sprintf("%s shows %d of the %d principals the nodes hold", c.nodes[i].name, sum, held)
+					break
+				}
+			}
+		}
 		if ok {
-			return nil
+			return held, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: %d-node cluster not formed after %v: %s", len(c.nodes), timeout, last)
+			return held, fmt.Errorf("bench: %d-node cluster not formed after %v: %s", len(c.nodes), timeout, last)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return held, ctx.Err()
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -575,7 +595,9 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 	case res.Loaded < total:
 		short = fmt.Errorf("bench: %d of %d principals signed in: %d sign-ins failed (first: %s)", res.Loaded, total, res.LoadFailed, firstFail)
 	}
-	if err := c.awaitFormed(ctx, res.Loaded, 10*time.Minute); err != nil {
+	held, err := c.awaitFormed(ctx, true, 10*time.Minute)
+	res.Held = held
+	if err != nil {
 		return holders, errors.Join(short, err)
 	}
 	res.LoadSecs = round1(time.Since(start).Seconds())
@@ -592,9 +614,9 @@ func (h *harness) scaleLoad(ctx context.Context, c *scaleCluster, res *ScaleResu
 		delta += p.rssKiB() - before[i]
 	}
 	res.RSSLoadedMiB = round1(float64(c.rssKiB()) / 1024)
-	res.BytesPerPrincipal = round1(float64(delta) * 1024 / float64(len(c.nodes)) / float64(res.Loaded))
-	h.prog.printf("   every node shows %d principals after %.1fs; RSS %.0f MiB, +%.0f B per principal per node",
-		res.Loaded, res.LoadSecs, res.RSSLoadedMiB, res.BytesPerPrincipal)
+	res.BytesPerPrincipal = round1(float64(delta) * 1024 / float64(len(c.nodes)) / float64(max(res.Held, 1)))
+	h.prog.printf("   every node shows the %d principals the nodes hold (%d signed in) after %.1fs; RSS %.0f MiB, +%.0f B per principal per node",
+		res.Held, res.Loaded, res.LoadSecs, res.RSSLoadedMiB, res.BytesPerPrincipal)
 	return holders, short
 }
 

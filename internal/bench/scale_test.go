@@ -153,7 +153,7 @@ func (f lineFunc) Write(p []byte) (int, error) {
 func TestScaleTargets(t *testing.T) {
 	t.Parallel()
 	full := func(p99 float64, achieved float64, timedOut int) ScaleResult {
-		return ScaleResult{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 250, Principals: 100_000, Loaded: 100_000,
+		return ScaleResult{Profile: "lan", Nodes: 30, SignInSamples: 20, SignInP99ms: 250, Principals: 100_000, Loaded: 100_000, Held: 100_000,
 			Churn: []ScaleChurn{{Rate: 200, AchievedRate: achieved, Samples: 40, P99ms: p99, TimedOut: timedOut}}}
 	}
 	tests := []struct {
@@ -182,7 +182,17 @@ func TestScaleTargets(t *testing.T) {
 			"churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMet},
 		{"churn on 10k principals is not the target's", []ScaleResult{func() ScaleResult {
 			r := full(900, 200, 0)
-			r.Principals, r.Loaded = 10_000, 10_000
+			r.Principals, r.Loaded, r.Held = 10_000, 10_000, 10_000
+			return r
+		}()}, "churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMeasured},
+		{"churn with 99.5% of 100k held counts", []ScaleResult{func() ScaleResult {
+			r := full(900, 200, 0)
+			r.Loaded, r.Held = 99_800, 99_500
+			return r
+		}()}, "churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusMet},
+		{"churn with 95% of 100k held is not the target's", []ScaleResult{func() ScaleResult {
+			r := full(900, 200, 0)
+			r.Loaded, r.Held = 99_800, 95_000
 			return r
 		}()}, "churn 200/s, 100k principals, 30 node processes: visible everywhere p99", StatusNotMeasured},
 		{"crash within 3 s", []ScaleResult{{Profile: "lan", Nodes: 30, Crashes: 3, CrashP50ms: 2000, CrashMaxms: 2900}},
