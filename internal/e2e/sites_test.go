@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msprelay/msprelay/internal/waitfor"
+	"github.com/msprelay/msprelay/principal"
 	"github.com/msprelay/msprelay/sessionclient"
 	"github.com/msprelay/msprelay/sessionproto"
 )
@@ -246,6 +248,17 @@ func (l *lab) loseAndReturn(t, owner *testing.T, lost *site, survivors []*site, 
 	// Nothing more: a message sent live now is the next one she gets, so no
 	// copy of a queued one was still on its way.
 	marker := "after the return of " + lost.name
+	// A live message needs the sender's node to see her again. Her node
+	// came back as a new process (a new boot, with a new key), whose table
+	// the others take once memberlist has its new incarnation; until then
+	// they may have dropped the old boot's table (the NATS crash signal)
+	// and queue, which is right but not what this check is about.
+	waitfor.True(t, siteBound, lost.rcpt+" seen on "+lost.rcptNode.name+" by the sender's node", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+		defer cancel()
+		es, err := first.out.Who(ctx, lost.rcpt)
+		return err == nil && slices.ContainsFunc(es, func(e principal.Entry) bool { return e.Node == lost.rcptNode.name })
+	})
 	ok, summary, err := l.sendFrom(survivors[0], lost.rcpt, marker)
 	if err != nil || !ok || !strings.HasPrefix(summary, "delivered to "+lost.rcpt) {
 		t.Fatalf("live message to %s after the return: ok=%v %q err %v", lost.rcpt, ok, summary, err)
