@@ -90,7 +90,7 @@ func (lt *lookTap) looks() (map[string]int, int) {
 func TestSignInWaveLooksFourAtATimeAndFindsTheMail(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
-	n0 := st.board("n0", nil)
+	n0, mb0 := st.boardBox("n0", nil)
 	withMail := []string{"wave3", "wave50", "wave120"}
 	for _, u := range withMail {
 		known(t, n0, u)
@@ -98,8 +98,14 @@ func TestSignInWaveLooksFourAtATimeAndFindsTheMail(t *testing.T) {
 			t.Fatalf("queue for %s: %v %q", u, ok, sum)
 		}
 	}
+	// The tap counts every node's looks: n0 has done its part and must
+	// not look (or sweep) while n1 is counted.
+	n0.Close()
+	mb0.Close()
 	lt := newLookTap(t, st)
-	sb, mb := st.boardBox("n1", func(_ *switchboard.Config, c *mailbox.Config) { c.SweepEvery = -1 })
+	// StoreTimeout 10 s: a store slow to answer the start's census (a
+	// loaded machine) would leave the second look on.
+	sb, mb := st.boardBox("n1", func(_ *switchboard.Config, c *mailbox.Config) { c.SweepEvery, c.StoreTimeout = -1, 10*time.Second })
 	const users = 200
 	boxes := make([]*ackBox, users)
 	var wg sync.WaitGroup

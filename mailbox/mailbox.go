@@ -304,6 +304,12 @@ func (m *Mailbox) Start(ctx context.Context) error {
 	defer cancel()
 	if err := m.setup(ctx); err != nil {
 		m.log.Warn("mailbox store not ready yet; retrying on use", "err", err)
+	} else {
+		// Before anything else of this node asks the store: this request
+		// is outside the bound on looks in flight. If the store is not
+		// ready now, the first census (a sweep, or a long look queue)
+		// tells instead.
+		m.censusLegacy(ctx, m.stream)
 	}
 	m.wg.Go(func() {
 		defer close(m.recordsDone)
@@ -443,16 +449,16 @@ func (m *Mailbox) setup(ctx context.Context) error {
 		return fmt.Errorf("%w: bucket %s: %w", switchboard.ErrMailboxDown, UsersBucket, err)
 	}
 	m.stream, m.kv, m.ready = st, kv, true
-	m.censusLegacy(ctx, st)
 	return nil
 }
 
 // censusLegacy asks the stream whether any one-subject mailbox of earlier
 // versions holds mail (their subjects are the only ones with a single
 // token after the prefix) and, if none does, spares every later look its
-// second request. A failed census leaves the two requests on. Mail an
-// earlier version stores later is found by the next sweep, which sees
-// every subject and sets legacy again.
+// second request. Start calls it once the store is set up. A failed
+// census leaves the two requests on. Mail an earlier version stores later
+// is found by the next sweep, which sees every subject and sets legacy
+// again.
 func (m *Mailbox) censusLegacy(ctx context.Context, st jetstream.Stream) {
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(SubjectPrefix+"*"))
 	if err != nil {
