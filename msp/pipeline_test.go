@@ -398,6 +398,10 @@ func TestTCPPipelineIdleTimeoutWaitsForInFlight(t *testing.T) {
 	g.wait(t, 2)
 	// Not synchronisation: handlers outlast IdleTimeout.
 	time.Sleep(3 * idle)
+	// Timed from the release, which comes before the replies are written:
+	// a loaded test goroutine may read them late, long after the server
+	// wrote them and started its idle timer.
+	start := time.Now()
 	close(g.release)
 	rr := newReplyReader(t, nc)
 	for i := range 2 {
@@ -405,10 +409,9 @@ func TestTCPPipelineIdleTimeoutWaitsForInFlight(t *testing.T) {
 			t.Fatalf("reply %d = %q", i, got)
 		}
 	}
-	start := time.Now()
 	rr.expectEOF(5 * time.Second)
 	if d := time.Since(start); d < idle/2 {
-		t.Fatalf("closed %v after the replies, before IdleTimeout (%v)", d, idle)
+		t.Fatalf("closed %v after the handlers were released, before IdleTimeout (%v)", d, idle)
 	}
 }
 
