@@ -3,42 +3,16 @@ package node
 import (
 	"context"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/internal/gossiptest"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/principal"
 )
-
-// muteTransport is memberlist's UDP transport with a switch that drops
-// every outgoing packet: a muted node answers no gossip ping.
-type muteTransport struct {
-	*memberlist.NetTransport
-	mute atomic.Bool
-}
-
-func (m *muteTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	if m.mute.Load() {
-		return time.Now(), nil
-	}
-	return m.NetTransport.WriteTo(b, addr)
-}
-
-func (m *muteTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	if m.mute.Load() {
-		return time.Now(), nil
-	}
-	return m.NetTransport.WriteToAddress(b, a)
-}
 
 // Issue 22: "Crash detection <= 3 s" on the default lan profile. Three
 // nodes on a relay that knows them only by their gen-creds users (so the
@@ -69,7 +43,7 @@ func TestKilledNodeDroppedByTheNATSSignalOnLan(t *testing.T) {
 	}
 	t.Cleanup(func() { relay.Close() })
 	var nodes []*Node
-	var trs []*muteTransport
+	var trs []*gossiptest.MuteTransport
 	for i, name := range names {
 		cfg := DefaultConfig()
 		cfg.Name = name
@@ -87,25 +61,10 @@ func TestKilledNodeDroppedByTheNATSSignalOnLan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := &muteTransport{}
-		nd.gossipTune = func(mc *memberlist.Config) {
-			var terr error
-			for range 5 { // the UDP half of a free TCP port may be taken
-				tr.NetTransport, terr = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-					BindAddrs: []string{"127.0.0.1"}, Logger: log.New(io.Discard, "", 0)})
-				if terr == nil || !strings.Contains(terr.Error(), "address already in use") {
-					break
-				}
-			}
-			if terr != nil {
-				t.Errorf("gossip transport: %v", terr)
-				return
-			}
-			mc.Transport = tr
-			// Memberlist alone would declare the killed node dead only
-			// after 1,000 s: a drop within the test is the NATS signal's.
-			mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = 1000, 1
-		}
+		// Memberlist alone would declare the killed node dead only after
+		// 1,000 s: a drop within the test is the NATS signal's.
+		tr := &gossiptest.MuteTransport{}
+		nd.gossipTune = tr.Tune(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = nd.Start(ctx)
 		cancel()
@@ -137,7 +96,7 @@ func TestKilledNodeDroppedByTheNATSSignalOnLan(t *testing.T) {
 		return true
 	})
 	start := time.Now()
-	trs[2].mute.Store(true)
+	trs[2].Mute.Store(true)
 	nodes[2].nc.Close()
 	gone := waitfor.Until(30*time.Second, func() bool {
 		return len(nodes[0].dir.Lookup("sentinel2")) == 0 && len(nodes[1].dir.Lookup("sentinel2")) == 0

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/msprelay/msprelay/broker"
+	"github.com/msprelay/msprelay/internal/gossiptest"
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/principal"
 )
@@ -89,61 +87,18 @@ func (s *natsSignal) goneAnswers(node string) int {
 	return s.gone[node]
 }
 
-// muteTransport is memberlist's own UDP transport whose outgoing packets
-// can be dropped: a muted member answers no ping (as when its process is
-// stalled or its UDP is lost), while its streams and NATS still work.
-type muteTransport struct {
-	*memberlist.NetTransport
-	mute atomic.Bool
-}
-
-func (m *muteTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	if m.mute.Load() {
-		return time.Now(), nil
-	}
-	return m.NetTransport.WriteTo(b, addr)
-}
-
-func (m *muteTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	if m.mute.Load() {
-		return time.Now(), nil
-	}
-	return m.NetTransport.WriteToAddress(b, a)
-}
-
-// withMuteTransport makes c use tr, bound on a free loopback port.
-func withMuteTransport(t testing.TB, c *Config, tr *muteTransport) {
-	c.Gossip.Tune = func(mc *memberlist.Config) {
-		var err error
-		for range 5 { // the UDP half of a free TCP port may be taken
-			tr.NetTransport, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-				BindAddrs: []string{"127.0.0.1"}, Logger: log.New(io.Discard, "", 0)})
-			if err == nil || !strings.Contains(err.Error(), "address already in use") {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatalf("gossip transport: %v", err)
-		}
-		mc.Transport = tr
-		// Memberlist alone would declare a silent member dead only after
-		// 1,000 s: a drop within a test is the NATS signal's.
-		mc.SuspicionMult, mc.SuspicionMaxTimeoutMult = 1000, 1
-	}
-}
-
 // signalCluster starts n lan-profile nodes n0..n{n-1}, each answering on
 // NATS and, when confirm is set, using the NATS signal; node i has a
-// muteTransport tr[i] and the principal sentinel<i>.
-func signalCluster(t *testing.T, sig *natsSignal, n int, confirm bool) (nodes []testNode, tr []*muteTransport, conns []*nats.Conn) {
+// gossiptest.MuteTransport tr[i] and the principal sentinel<i>.
+func signalCluster(t *testing.T, sig *natsSignal, n int, confirm bool) (nodes []testNode, tr []*gossiptest.MuteTransport, conns []*nats.Conn) {
 	t.Helper()
 	for i := range n {
 		name := fmt.Sprintf("n%d", i)
 		conns = append(conns, sig.answer(t, name))
-		tr = append(tr, &muteTransport{})
+		tr = append(tr, &gossiptest.MuteTransport{})
 		nodes = append(nodes, startNode(t, name, func(c *Config) {
 			c.Gossip.Profile, c.Gossip.Tune = "lan", nil
-			withMuteTransport(t, c, tr[i])
+			c.Gossip.Tune = tr[i].Tune(t)
 			if confirm {
 				c.Gossip.Confirm = sig.confirm(t)
 			}
@@ -172,7 +127,7 @@ func signalCluster(t *testing.T, sig *natsSignal, n int, confirm bool) (nodes []
 // closed without a leave, NATS connection gone) loses its principals on
 // every other node through the NATS signal, not through memberlist: the
 // cluster's memberlist would take 1,000 s to declare it dead
-// (withMuteTransport), so a drop seen here is the signal's. How soon is a
+// (gossiptest.MuteTransport.Tune), so a drop seen here is the signal's. How soon is a
 // figure for the benchmark (mspbench's scale crash phase), not for a test
 // on a shared machine.
 func TestCrashedNodeDroppedByTheNATSSignalBeforeMemberlist(t *testing.T) {
@@ -239,13 +194,13 @@ func TestOneFailureSignalAloneDropsNothing(t *testing.T) {
 			if tc.noNATS {
 				conns[2].Close()
 			}
-			tr[2].mute.Store(tc.muteUDP)
+			tr[2].Mute.Store(tc.muteUDP)
 			// For 2.5 s (several checks of n2 by each node; memberlist's
 			// own LAN verdict takes longer) n2's principal stays listed.
 			dropped := waitfor.Until(2500*time.Millisecond, func() bool {
 				return len(nodes[0].Lookup("sentinel2")) == 0 || len(nodes[1].Lookup("sentinel2")) == 0
 			})
-			tr[2].mute.Store(false)
+			tr[2].Mute.Store(false)
 			if dropped {
 				t.Fatal("a member with one failure signal only was dropped")
 			}
@@ -268,11 +223,11 @@ func TestFalseGoneHeals(t *testing.T) {
 	sig := newNATSSignal(t)
 	nodes, tr, conns := signalCluster(t, sig, 3, true)
 	conns[2].Close()
-	tr[2].mute.Store(true)
+	tr[2].Mute.Store(true)
 	waitfor.True(t, 5*time.Second, "n2 dropped by n0 and n1", func() bool {
 		return len(nodes[0].Lookup("sentinel2")) == 0 && len(nodes[1].Lookup("sentinel2")) == 0
 	})
-	tr[2].mute.Store(false)
+	tr[2].Mute.Store(false)
 	// A change n2 made while dropped arrives with the pulled table.
 	if err := nodes[2].Upsert(principal.Entry{User: "later2", Term: "tty", State: principal.Online}); err != nil {
 		t.Fatal(err)
