@@ -95,6 +95,16 @@ func TestKilledNodeDroppedByTheNATSSignalOnLan(t *testing.T) {
 		}
 		return true
 	})
+	waitfor.True(t, 20*time.Second, "every node has seen every other answer on NATS", func() bool {
+		for _, a := range nodes {
+			for _, b := range nodes {
+				if a != b && !a.dir.AnsweredOnNATS(b.cfg.Name) {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	start := time.Now()
 	trs[2].Mute.Store(true)
 	nodes[2].nc.Close()

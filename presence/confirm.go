@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"strings"
@@ -49,6 +50,19 @@ import (
 // answers on NATS or acknowledges a ping it is taken back and its table
 // pulled at once. A NotifyLeave makes the drop final.
 
+// errNeverAnswered is why "no subscriber" is not believed of a member
+// that has never answered on NATS.
+var errNeverAnswered = errors.New("presence: member never answered on NATS")
+
+// forget drops what the checks remember of a member that left or was
+// declared dead. It takes c.mu only.
+func (c *confirmer) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.answered, name)
+	delete(c.pending, name)
+}
+
 // Bounds of the checks.
 const (
 	confirmTimeout  = 500 * time.Millisecond // one Confirm call
@@ -64,24 +78,31 @@ type confirmer struct {
 	fn   func(ctx context.Context, node string) (bool, error)
 	kick chan struct{} // a check was queued (buffered 1)
 
-	// mu guards pending, busy, healing, last and next. It is a leaf lock:
+	// mu guards pending, answered, busy, healing, last and next. It is a leaf lock:
 	// it may be taken while holding gossip.mu; nothing is taken while
 	// holding it.
 	mu      sync.Mutex
-	pending map[string]struct{}  // members to check on a peer's notice
-	busy    map[string]struct{}  // members with a check running
-	healing int                  // of those, re-checks of dropped members
-	last    map[string]time.Time // when each member's latest check started
-	next    int                  // the sweep's position in the sorted member names
+	pending map[string]struct{} // members to check on a peer's notice
+	// answered holds the members that have answered a check on NATS:
+	// only for them does "no subscriber" mean gone. A member that never
+	// answered may not share our NATS (another cluster's server, a node
+	// still starting before its status subscription), and its silence
+	// there says nothing. Pruned by NotifyLeave (forget).
+	answered map[string]struct{}
+	busy     map[string]struct{}  // members with a check running
+	healing  int                  // of those, re-checks of dropped members
+	last     map[string]time.Time // when each member's latest check started
+	next     int                  // the sweep's position in the sorted member names
 }
 
 func newConfirmer(fn func(ctx context.Context, node string) (bool, error)) *confirmer {
 	return &confirmer{
-		fn:      fn,
-		kick:    make(chan struct{}, 1),
-		pending: map[string]struct{}{},
-		busy:    map[string]struct{}{},
-		last:    map[string]time.Time{},
+		fn:       fn,
+		kick:     make(chan struct{}, 1),
+		pending:  map[string]struct{}{},
+		answered: map[string]struct{}{},
+		busy:     map[string]struct{}{},
+		last:     map[string]time.Time{},
 	}
 }
 
@@ -221,6 +242,15 @@ func (g *gossip) runCheck(ctx context.Context, ml *memberlist.Memberlist, ck che
 	cctx, cancel := context.WithTimeout(ctx, confirmTimeout)
 	gone, err := g.confirm.fn(cctx, ck.name)
 	cancel()
+	g.confirm.mu.Lock()
+	_, seen := g.confirm.answered[ck.name]
+	if err == nil && !gone {
+		g.confirm.answered[ck.name] = struct{}{}
+	}
+	g.confirm.mu.Unlock()
+	if err == nil && gone && !seen {
+		gone, err = false, errNeverAnswered // don't know
+	}
 	if ctx.Err() != nil || !ck.heal && (err != nil || !gone) {
 		return // answered, or don't know: nothing to do
 	}
@@ -293,4 +323,18 @@ func (g *gossip) takeBack(name string) {
 	if p := g.peers[name]; p != nil && g.behind(name, p) {
 		g.schedule(p, 0)
 	}
+}
+
+// AnsweredOnNATS reports whether this node's crash checks have seen node
+// answer on NATS, which they need before they believe its silence there
+// (confirmer.answered). False without gossip or without a Confirm hook.
+func (d *Directory) AnsweredOnNATS(node string) bool {
+	if d.g == nil || d.g.confirm == nil {
+		return false
+	}
+	c := d.g.confirm
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.answered[node]
+	return ok
 }

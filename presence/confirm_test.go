@@ -108,6 +108,20 @@ func signalCluster(t *testing.T, sig *natsSignal, n int, confirm bool) (nodes []
 		}))
 	}
 	waitConverged(t, nodes)
+	if confirm {
+		// The checks believe a member's silence on NATS only once it has
+		// answered there.
+		waitfor.True(t, 20*time.Second, "every node has seen every other answer on NATS", func() bool {
+			for _, a := range nodes {
+				for _, b := range nodes {
+					if a.Name() != b.Name() && !a.AnsweredOnNATS(b.Name()) {
+						return false
+					}
+				}
+			}
+			return true
+		})
+	}
 	for i, nd := range nodes {
 		if err := nd.Upsert(principal.Entry{User: fmt.Sprintf("sentinel%d", i), Term: "tty", State: principal.Online}); err != nil {
 			t.Fatal(err)

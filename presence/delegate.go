@@ -126,6 +126,9 @@ func (g *gossip) NotifyLeave(n *memberlist.Node) {
 		g.numAlive.Add(-1)
 	}
 	delete(g.replyTo, n.Name)
+	if g.confirm != nil {
+		g.confirm.forget(n.Name) // a leaf lock: allowed under g.mu
+	}
 	g.log.Info("node gone, dropping its principals", "peer", n.Name, "addr", n.Address())
 	g.d.dropRemoteTable(n.Name)
 }
