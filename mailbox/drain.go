@@ -234,14 +234,11 @@ func (d *drainer) run(ctx context.Context, wake chan struct{}) {
 // store nothing. It waits its turn among the node's looks (maxLooks),
 // bounded by ctx (her drainer's life); StoreTimeout counts from the turn.
 func (d *drainer) hasMail(ctx context.Context) (bool, error) {
-	select {
-	case d.m.looks <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+	ctx, done, err := d.m.lookTurn(ctx)
+	if err != nil {
+		return false, err
 	}
-	defer func() { <-d.m.looks }()
-	ctx, cancel := d.m.storeCtx()
-	defer cancel()
+	defer done()
 	st, _, err := d.m.handles(ctx)
 	if err != nil {
 		return false, err

@@ -111,16 +111,26 @@ func (m *Mailbox) lookLoop() {
 	}
 }
 
-// censusTurn is census within the node's bound on looks in flight.
-func (m *Mailbox) censusTurn() (map[string]struct{}, error) {
+// lookTurn waits, bounded by wait, for one of the node's maxLooks turns
+// to ask the store, and returns the store operation's context (bounded by
+// StoreTimeout from the turn) and the function that ends the turn.
+func (m *Mailbox) lookTurn(wait context.Context) (context.Context, func(), error) {
 	select {
 	case m.looks <- struct{}{}:
-	case <-m.ctx.Done():
-		return nil, m.ctx.Err()
+	case <-wait.Done():
+		return nil, nil, wait.Err()
 	}
-	defer func() { <-m.looks }()
 	ctx, cancel := m.storeCtx()
-	defer cancel()
+	return ctx, func() { cancel(); <-m.looks }, nil
+}
+
+// censusTurn is census within the node's bound on looks in flight.
+func (m *Mailbox) censusTurn() (map[string]struct{}, error) {
+	ctx, done, err := m.lookTurn(m.ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	return m.census(ctx)
 }
 

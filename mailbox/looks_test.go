@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/msprelay/msprelay/internal/waitfor"
 	"github.com/msprelay/msprelay/mailbox"
@@ -171,15 +170,7 @@ func TestOneSubjectMailStoredLaterFoundBySweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitfor.True(t, 10*time.Second, "alice's drainer asleep", func() bool { return mailbox.DrainerIdleForTest(mb, "alice") })
-	nc, err := nats.Connect(st.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := st.jetStream(t)
 	body, err := switchboard.EncodeQueued(msg("alice", "from an old node"), "alice")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/msprelay/msprelay/broker"
 	"github.com/msprelay/msprelay/internal/testcluster"
@@ -41,6 +42,23 @@ func newStore(t *testing.T) *store {
 	}
 	t.Cleanup(func() { b.Close() })
 	return &store{t: t, b: b, url: b.ClientURL()}
+}
+
+// jetStream is a JetStream handle on a connection of the test's own to the
+// store, closed when the test ends: for what a test does to the store
+// behind the nodes' backs (an earlier version's layout, a census).
+func (st *store) jetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(st.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // board builds a node's switchboard and mailbox named node on the store,

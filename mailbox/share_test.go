@@ -196,15 +196,7 @@ func TestMailboxDuplicateIDsArePerRecipient(t *testing.T) {
 func TestMailboxReadsMessagesOfTheOneSubjectLayout(t *testing.T) {
 	t.Parallel()
 	st := newStore(t)
-	nc, err := nats.Connect(st.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := st.jetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// The earlier version's stream and consumer, with one message waiting.
